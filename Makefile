@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 ADDRESS ?= 127.0.0.1:50051
 DB ?= orchestrator.db
 
+# Fragments owned by parts of the project (polyglot clients, ...) add their own targets.
+-include mk/*.mk
+
 .PHONY: help install gen check-gen lint format typecheck test run bench clean
 
 help: ## Show this help
