@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from orchestrator.v1 import session_pb2 as orchestrator_dot_v1_dot_session__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19orchestrator/v1/run.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dorchestrator/v1/session.proto\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"\xe8\x03\n\x03Run\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61gent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsession_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\x06status\x18\x04 \x01(\x0e\x32\x1a.orchestrator.v1.RunStatusB\x04\xe2\x41\x01\x03\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rparent_run_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05input\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06output\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12+\n\x05usage\x18\t \x01(\x0b\x32\x16.orchestrator.v1.UsageB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x65rror_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rerror_message\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"p\n\nRunRequest\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.orchestrator.v1.StartTurnH\x00\x12-\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1b.orchestrator.v1.CancelTurnH\x00\x42\x06\n\x04kind\"\x8e\x01\n\tStartTurn\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\x07message\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x30\n\x0b\x62usy_policy\x18\x05 \x01(\x0e\x32\x1b.orchestrator.v1.BusyPolicy\"\x1c\n\nCancelTurn\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xa5\x02\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x32\n\x0brun_started\x18\n \x01(\x0b\x32\x1b.orchestrator.v1.RunStartedH\x00\x12\x30\n\ntext_delta\x18\x0b \x01(\x0b\x32\x1a.orchestrator.v1.TextDeltaH\x00\x12>\n\x11message_completed\x18\x0c \x01(\x0b\x32!.orchestrator.v1.MessageCompletedH\x00\x12\x36\n\rrun_completed\x18\r \x01(\x0b\x32\x1d.orchestrator.v1.RunCompletedH\x00\x42\x07\n\x05\x65vent\"^\n\nRunStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.orchestrator.v1.RunStatus\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"=\n\x10MessageCompleted\x12)\n\x07message\x18\x01 \x01(\x0b\x32\x18.orchestrator.v1.Message\"z\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\t\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.orchestrator.v1.Usage\x12\x1e\n\x16time_to_first_delta_ms\x18\x03 \x01(\x01\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01*\xbd\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x05\x12\x1a\n\x16RUN_STATUS_INTERRUPTED\x10\x06*Z\n\nBusyPolicy\x12\x1b\n\x17\x42USY_POLICY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42USY_POLICY_REJECT\x10\x01\x12\x17\n\x13\x42USY_POLICY_ENQUEUE\x10\x02\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19orchestrator/v1/run.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dorchestrator/v1/session.proto\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"\xe8\x03\n\x03Run\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61gent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsession_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\x06status\x18\x04 \x01(\x0e\x32\x1a.orchestrator.v1.RunStatusB\x04\xe2\x41\x01\x03\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rparent_run_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05input\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06output\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12+\n\x05usage\x18\t \x01(\x0b\x32\x16.orchestrator.v1.UsageB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x65rror_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rerror_message\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"p\n\nRunRequest\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.orchestrator.v1.StartTurnH\x00\x12-\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1b.orchestrator.v1.CancelTurnH\x00\x42\x06\n\x04kind\"\x8e\x01\n\tStartTurn\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\x07message\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x30\n\x0b\x62usy_policy\x18\x05 \x01(\x0e\x32\x1b.orchestrator.v1.BusyPolicy\"\x1c\n\nCancelTurn\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xdd\x02\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x32\n\x0brun_started\x18\n \x01(\x0b\x32\x1b.orchestrator.v1.RunStartedH\x00\x12\x30\n\ntext_delta\x18\x0b \x01(\x0b\x32\x1a.orchestrator.v1.TextDeltaH\x00\x12>\n\x11message_completed\x18\x0c \x01(\x0b\x32!.orchestrator.v1.MessageCompletedH\x00\x12\x36\n\rrun_completed\x18\r \x01(\x0b\x32\x1d.orchestrator.v1.RunCompletedH\x00\x12\x36\n\rrun_cancelled\x18\x0e \x01(\x0b\x32\x1d.orchestrator.v1.RunCancelledH\x00\x42\x07\n\x05\x65vent\"^\n\nRunStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.orchestrator.v1.RunStatus\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"=\n\x10MessageCompleted\x12)\n\x07message\x18\x01 \x01(\x0b\x32\x18.orchestrator.v1.Message\"z\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\t\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.orchestrator.v1.Usage\x12\x1e\n\x16time_to_first_delta_ms\x18\x03 \x01(\x01\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\"/\n\x0cRunCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t*\xbd\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x05\x12\x1a\n\x16RUN_STATUS_INTERRUPTED\x10\x06*Z\n\nBusyPolicy\x12\x1b\n\x17\x42USY_POLICY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42USY_POLICY_REJECT\x10\x01\x12\x17\n\x13\x42USY_POLICY_ENQUEUE\x10\x02\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -65,10 +65,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUN'].fields_by_name['end_time']._serialized_options = b'\342A\001\003'
   _globals['_STARTTURN'].fields_by_name['message']._loaded_options = None
   _globals['_STARTTURN'].fields_by_name['message']._serialized_options = b'\342A\001\002'
-  _globals['_RUNSTATUS']._serialized_start=1611
-  _globals['_RUNSTATUS']._serialized_end=1800
-  _globals['_BUSYPOLICY']._serialized_start=1802
-  _globals['_BUSYPOLICY']._serialized_end=1892
+  _globals['_RUNSTATUS']._serialized_start=1716
+  _globals['_RUNSTATUS']._serialized_end=1905
+  _globals['_BUSYPOLICY']._serialized_start=1907
+  _globals['_BUSYPOLICY']._serialized_end=1997
   _globals['_USAGE']._serialized_start=143
   _globals['_USAGE']._serialized_end=222
   _globals['_RUN']._serialized_start=225
@@ -80,13 +80,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELTURN']._serialized_start=974
   _globals['_CANCELTURN']._serialized_end=1002
   _globals['_RUNEVENT']._serialized_start=1005
-  _globals['_RUNEVENT']._serialized_end=1298
-  _globals['_RUNSTARTED']._serialized_start=1300
-  _globals['_RUNSTARTED']._serialized_end=1394
-  _globals['_TEXTDELTA']._serialized_start=1396
-  _globals['_TEXTDELTA']._serialized_end=1421
-  _globals['_MESSAGECOMPLETED']._serialized_start=1423
-  _globals['_MESSAGECOMPLETED']._serialized_end=1484
-  _globals['_RUNCOMPLETED']._serialized_start=1486
-  _globals['_RUNCOMPLETED']._serialized_end=1608
+  _globals['_RUNEVENT']._serialized_end=1354
+  _globals['_RUNSTARTED']._serialized_start=1356
+  _globals['_RUNSTARTED']._serialized_end=1450
+  _globals['_TEXTDELTA']._serialized_start=1452
+  _globals['_TEXTDELTA']._serialized_end=1477
+  _globals['_MESSAGECOMPLETED']._serialized_start=1479
+  _globals['_MESSAGECOMPLETED']._serialized_end=1540
+  _globals['_RUNCOMPLETED']._serialized_start=1542
+  _globals['_RUNCOMPLETED']._serialized_end=1664
+  _globals['_RUNCANCELLED']._serialized_start=1666
+  _globals['_RUNCANCELLED']._serialized_end=1713
 # @@protoc_insertion_point(module_scope)

@@ -313,6 +313,7 @@ class RunEvent(_message.Message):
     TEXT_DELTA_FIELD_NUMBER: _builtins.int
     MESSAGE_COMPLETED_FIELD_NUMBER: _builtins.int
     RUN_COMPLETED_FIELD_NUMBER: _builtins.int
+    RUN_CANCELLED_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run the event belongs to."""
     sequence: _builtins.int
@@ -335,6 +336,12 @@ class RunEvent(_message.Message):
     def run_completed(self) -> Global___RunCompleted:
         """The run ended successfully."""
 
+    @_builtins.property
+    def run_cancelled(self) -> Global___RunCancelled:
+        """The run was cancelled (cancel message or `CancelRun`); the stream stays open for
+        further turns.
+        """
+
     def __init__(
         self,
         *,
@@ -345,12 +352,13 @@ class RunEvent(_message.Message):
         text_delta: Global___TextDelta | None = ...,
         message_completed: Global___MessageCompleted | None = ...,
         run_completed: Global___RunCompleted | None = ...,
+        run_cancelled: Global___RunCancelled | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "message_completed", b"message_completed", "run_completed", b"run_completed", "run_started", b"run_started", "text_delta", b"text_delta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "message_completed", b"message_completed", "run_cancelled", b"run_cancelled", "run_completed", b"run_completed", "run_started", b"run_started", "text_delta", b"text_delta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "event", b"event", "message_completed", b"message_completed", "run_completed", b"run_completed", "run_id", b"run_id", "run_started", b"run_started", "sequence", b"sequence", "text_delta", b"text_delta"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "event", b"event", "message_completed", b"message_completed", "run_cancelled", b"run_cancelled", "run_completed", b"run_completed", "run_id", b"run_id", "run_started", b"run_started", "sequence", b"sequence", "text_delta", b"text_delta"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["run_started", "text_delta", "message_completed", "run_completed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["run_started", "text_delta", "message_completed", "run_completed", "run_cancelled"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -467,3 +475,31 @@ class RunCompleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunCompleted: _TypeAlias = RunCompleted  # noqa: Y015
+
+@_typing.final
+class RunCancelled(_message.Message):
+    """The run was cancelled. What it had generated is kept in the run record's `output`, not
+    in the conversation history.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """The ErrorInfo-style reason: RUN_CANCELLED, DEADLINE_EXCEEDED or RUN_INTERRUPTED."""
+    message: _builtins.str
+    """A human-readable explanation."""
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunCancelled: _TypeAlias = RunCancelled  # noqa: Y015

@@ -1,0 +1,130 @@
+"""The one table from domain errors to gRPC status codes, and the rich-status packing.
+
+Every error leaves the server as a `google.rpc.Status` carrying a `google.rpc.ErrorInfo`
+(reason from `orchestrator.v1.ErrorReason`, domain `orchestrator.v1`, metadata) and, for
+bad input, a `google.rpc.BadRequest` with field violations (AIP-193). Anything that is not
+an `OrchestratorError` becomes INTERNAL with a generic message; its details go to the log
+only, so no path, SQL or stack trace reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ..core import errors
+
+ERROR_DOMAIN = "orchestrator.v1"
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[errors.OrchestratorError], grpc.StatusCode] = {
+    errors.InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFoundError: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExistsError: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.AbortedError: grpc.StatusCode.ABORTED,
+    errors.ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.RunCancelledError: grpc.StatusCode.CANCELLED,
+    errors.OrchestratorError: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_code_for(error: errors.OrchestratorError) -> grpc.StatusCode:
+    """The status code of the most specific class of `error` in the table."""
+    for cls in type(error).__mro__:
+        code = STATUS_BY_ERROR.get(cls)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _packed(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def to_rich_status(error: errors.OrchestratorError) -> grpc.Status:
+    """The grpc.Status (code, message, details trailer) for a domain error."""
+    code = status_code_for(error)
+    details = [
+        _packed(
+            error_details_pb2.ErrorInfo(
+                reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+            )
+        )
+    ]
+    if error.violations:
+        details.append(
+            _packed(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
+    status = status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=error.message, details=details
+    )
+    rich: grpc.Status = rpc_status.to_status(status)
+    return rich
+
+
+def internal_error() -> errors.OrchestratorError:
+    """The generic error shown for anything unexpected."""
+    return errors.OrchestratorError(
+        "internal error; the server log has the details", reason="INTERNAL_ERROR"
+    )
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> NoReturn:
+    """Abort the RPC with the mapped status of `error` (logging unexpected ones)."""
+    if not isinstance(error, errors.OrchestratorError):
+        log.error("unexpected error in %s", _method_name(context), exc_info=error)
+        error = internal_error()
+    await context.abort_with_status(to_rich_status(error))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def _method_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    try:
+        return str(context._rpc_event.call_details.method.decode())  # type: ignore[attr-defined]
+    except AttributeError:
+        return "an RPC"
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Self = TypeVar("Self")
+UnaryHandler = Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
+
+
+def unary_errors(handler: UnaryHandler[Self, Req, Resp]) -> UnaryHandler[Self, Req, Resp]:
+    """Map every exception of a unary handler to a rich status (never UNKNOWN)."""
+
+    @wraps(handler)
+    async def wrapper(
+        self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
+        try:
+            return await handler(self, request, context)
+        except grpc.aio.AbortError:
+            # context.abort() raises this on purpose; it already carries the status.
+            raise
+        except Exception as error:
+            await abort(context, error)
+
+    return wrapper

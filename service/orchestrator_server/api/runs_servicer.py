@@ -1,0 +1,212 @@
+"""Run, run and session RPCs: parse, call the core, convert."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from orchestrator.v1 import orchestrator_service_pb2 as pb
+from orchestrator.v1 import run_pb2
+
+from ..core import events as ev
+from ..core.conversations import Conversations
+from ..core.errors import InvalidArgumentError
+from ..core.runs import RunEngine, TurnRequest
+from . import convert
+from .error_mapping import abort, unary_errors
+from .tenancy import tenant_of
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_STREAM_END = None
+
+
+def event_to_pb(event: ev.RunEvent) -> run_pb2.RunEvent:
+    """A domain run event as a RunEvent message."""
+    pb_event = run_pb2.RunEvent(
+        run_id=event.run_id, sequence=event.sequence, agent_id=event.agent_id
+    )
+    body = event.body
+    if isinstance(body, ev.TextDelta):
+        pb_event.text_delta.text = body.text
+    elif isinstance(body, ev.RunStarted):
+        pb_event.run_started.CopyFrom(
+            run_pb2.RunStarted(
+                session_id=body.session_id,
+                status=convert.run_status_to_pb(body.status),
+                replayed=body.replayed,
+            )
+        )
+    elif isinstance(body, ev.MessageCompleted):
+        pb_event.message_completed.message.CopyFrom(convert.message_to_pb(body.message))
+    elif isinstance(body, ev.RunCompleted):
+        pb_event.run_completed.CopyFrom(
+            run_pb2.RunCompleted(
+                output=body.output,
+                usage=convert.usage_to_pb(body.usage),
+                time_to_first_delta_ms=body.time_to_first_delta_ms,
+                duration_ms=body.duration_ms,
+            )
+        )
+    elif isinstance(body, ev.RunCancelled):
+        pb_event.run_cancelled.CopyFrom(
+            run_pb2.RunCancelled(reason=body.reason, message=body.message)
+        )
+    return pb_event
+
+
+def turn_request_from_pb(start: run_pb2.StartTurn) -> TurnRequest:
+    """A StartTurn message as the core's TurnRequest."""
+    return TurnRequest(
+        agent_id=start.agent_id,
+        message=start.message,
+        session_id=start.session_id,
+        request_id=start.request_id,
+        wait_if_busy=start.busy_policy == run_pb2.BUSY_POLICY_ENQUEUE,
+    )
+
+
+def _protocol_violation(description: str) -> InvalidArgumentError:
+    return InvalidArgumentError.for_field(
+        "RunRequest.kind", description, reason="STREAM_PROTOCOL_VIOLATION"
+    )
+
+
+class RunRpcs:
+    """The run, run-record and session half of OrchestratorService."""
+
+    def __init__(self, runs: RunEngine, conversations: Conversations) -> None:
+        self._runs = runs
+        self._conversations = conversations
+
+    async def Run(
+        self, request_iterator: AsyncIterator[run_pb2.RunRequest], context: Context
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        """Execute the turns the client starts on this stream, streaming their events."""
+        starts: asyncio.Queue[run_pb2.StartTurn | Exception | None] = asyncio.Queue()
+        stream_runs: list[str] = []  # runs started on this stream, newest last
+        reader = asyncio.create_task(self._read_requests(request_iterator, starts, stream_runs))
+        try:
+            tenant = tenant_of(context)
+            remaining = context.time_remaining()
+            deadline = time.monotonic() + remaining if remaining is not None else None
+            while True:
+                start = await starts.get()
+                if start is _STREAM_END:
+                    break
+                if isinstance(start, Exception):
+                    raise start
+                async for event in self._runs.execute(
+                    tenant, turn_request_from_pb(start), deadline=deadline
+                ):
+                    if event.sequence == 1:
+                        stream_runs.append(event.run_id)
+                    yield event_to_pb(event)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort(context, error)
+        finally:
+            reader.cancel()
+
+    async def _read_requests(
+        self,
+        request_iterator: AsyncIterator[run_pb2.RunRequest],
+        starts: asyncio.Queue[run_pb2.StartTurn | Exception | None],
+        stream_runs: list[str],
+    ) -> None:
+        """Route client messages: starts to the turn queue, cancels to the engine."""
+        first = True
+        try:
+            async for request in request_iterator:
+                kind = request.WhichOneof("kind")
+                if kind == "start":
+                    starts.put_nowait(request.start)
+                elif kind == "cancel" and not first:
+                    run_id = request.cancel.run_id or (stream_runs[-1] if stream_runs else "")
+                    if run_id in stream_runs:
+                        self._runs.cancel_for_stream(run_id, "the client cancelled the run")
+                elif kind == "cancel":
+                    starts.put_nowait(_protocol_violation("the first message must be a start"))
+                    return
+                else:
+                    starts.put_nowait(_protocol_violation("the message sets no known kind"))
+                    return
+                first = False
+        except Exception as error:
+            starts.put_nowait(error)
+        finally:
+            starts.put_nowait(_STREAM_END)
+
+    @unary_errors
+    async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:
+        """Return one run."""
+        run = await self._runs.get(tenant_of(context), request.run_id)
+        return pb.GetRunResponse(run=convert.run_to_pb(run))
+
+    @unary_errors
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
+        """List runs, newest first."""
+        page = await self._runs.list(
+            tenant_of(context),
+            agent_id=request.agent_id,
+            session_id=request.session_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListRunsResponse(
+            runs=[convert.run_to_pb(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+    @unary_errors
+    async def CancelRun(
+        self, request: pb.CancelRunRequest, context: Context
+    ) -> pb.CancelRunResponse:
+        """Cancel a run from any connection."""
+        run = await self._runs.cancel(tenant_of(context), request.run_id)
+        return pb.CancelRunResponse(run=convert.run_to_pb(run))
+
+    @unary_errors
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: Context
+    ) -> pb.ListSessionsResponse:
+        """List an agent's sessions."""
+        page = await self._conversations.list_sessions(
+            tenant_of(context),
+            request.agent_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListSessionsResponse(
+            sessions=[convert.session_to_pb(s) for s in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @unary_errors
+    async def ListMessages(
+        self, request: pb.ListMessagesRequest, context: Context
+    ) -> pb.ListMessagesResponse:
+        """List a session's messages."""
+        page = await self._conversations.list_messages(
+            tenant_of(context),
+            request.agent_id,
+            request.session_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListMessagesResponse(
+            messages=[convert.message_to_pb(m) for m in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @unary_errors
+    async def DeleteSession(
+        self, request: pb.DeleteSessionRequest, context: Context
+    ) -> pb.DeleteSessionResponse:
+        """Clear a conversation."""
+        deleted = await self._conversations.delete_session(
+            tenant_of(context), request.agent_id, request.session_id
+        )
+        return pb.DeleteSessionResponse(deleted_messages=deleted)

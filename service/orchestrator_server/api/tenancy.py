@@ -1,0 +1,33 @@
+"""Which tenant a call acts for: the `x-tenant-id` request metadata (default "default").
+
+The service trusts the header as set by the mesh in front of it (an authenticating proxy
+or interceptor maps credentials to a tenant); it only checks that the value is well formed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import grpc
+
+from ..core.errors import InvalidArgumentError
+from ..core.types import DEFAULT_TENANT
+
+TENANT_HEADER = "x-tenant-id"
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def tenant_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The tenant named by the call's metadata."""
+    for key, value in context.invocation_metadata() or ():
+        if key == TENANT_HEADER:
+            tenant = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            if not _TENANT.match(tenant):
+                raise InvalidArgumentError.for_field(
+                    TENANT_HEADER,
+                    "must be 1-63 lowercase letters, digits, '.', '_' or '-'",
+                    reason="INVALID_TENANT",
+                )
+            return tenant
+    return DEFAULT_TENANT

@@ -1,0 +1,94 @@
+"""The `orchestrator` console script. `orchestrator serve` runs the server; the client
+commands (agents, run, chat, ...) live in the Python client package."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .config import load_settings
+from .server import serve
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `serve` and its flags (each also settable by an ORCHESTRATOR_* variable)."""
+    parser = subparsers.add_parser("serve", help="run the orchestrator gRPC server")
+    parser.add_argument(
+        "--address",
+        help="host:port to listen on (ORCHESTRATOR_ADDRESS; "
+        "default 127.0.0.1:50051; port 0 picks a free port)",
+    )
+    parser.add_argument("--db", help="SQLite file (ORCHESTRATOR_DB; default orchestrator.db)")
+    parser.add_argument(
+        "--config", help="TOML settings file with [[providers]] (ORCHESTRATOR_CONFIG)"
+    )
+    parser.add_argument(
+        "--dev-model",
+        choices=["auto", "on", "off"],
+        help="start the bundled development model server: auto = only when "
+        "no provider is configured (ORCHESTRATOR_DEV_MODEL)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        dest="grace_seconds",
+        help="seconds granted to calls in flight on SIGTERM/SIGINT",
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ... (ORCHESTRATOR_LOG_LEVEL)")
+    parser.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Load settings and serve until a signal arrives."""
+    try:
+        settings = load_settings(
+            args.config,
+            {
+                "address": args.address,
+                "db": args.db,
+                "dev_model": args.dev_model,
+                "grace_seconds": args.grace_seconds,
+                "log_level": args.log_level,
+            },
+        )
+    except (OSError, ValueError) as error:
+        print(f"orchestrator: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # The HTTP client logs every model request at INFO; that is noise at our INFO level.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    except OSError as error:
+        logging.getLogger("orchestrator").error("cannot start: %s", error)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `orchestrator` console script."""
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_serve_parser(subparsers)
+    # The client commands ship with the Python client; a server-only install has `serve`.
+    try:
+        client_cli = importlib.import_module("orchestrator.cli")
+    except ImportError:
+        pass
+    else:
+        client_cli.add_client_commands(subparsers)
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

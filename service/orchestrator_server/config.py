@@ -1,0 +1,107 @@
+"""Server settings: command-line flags over environment variables over a TOML file.
+
+Provider credentials are read from the environment variable each provider names, at
+start-up, and are never written to the database, a log line or a response.
+
+    # orchestrator.toml (ORCHESTRATOR_CONFIG or --config)
+    default_provider = "openai"
+    [[providers]]
+    name = "openai"
+    base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"
+    default_model = "gpt-4o-mini"
+    max_concurrency = 256
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .models.openai_chat import ProviderConfig
+
+DEV_PROVIDER = "dev"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server is configured with."""
+
+    address: str = "127.0.0.1:50051"
+    db: str = "orchestrator.db"
+    providers: tuple[ProviderConfig, ...] = ()
+    default_provider: str = ""
+    # auto: start the bundled development model server when no provider is configured.
+    dev_model: str = "auto"
+    dev_model_latency_ms: float = 0.0
+    dev_model_tokens_per_second: float = 0.0
+    grace_seconds: float = 10.0
+    max_message_bytes: int = 4 * 1024 * 1024
+    sqlite_synchronous: str = "NORMAL"
+    default_max_model_calls: int = 10
+    log_level: str = "INFO"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_providers(self, providers: list[ProviderConfig], default: str) -> Settings:
+        """A copy with another provider list (used when the dev model is started)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(providers=tuple(providers), default_provider=default)
+        return Settings(**values)
+
+
+def _provider(data: dict[str, Any]) -> ProviderConfig:
+    known = {f.name for f in fields(ProviderConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown provider settings: {', '.join(sorted(unknown))}")
+    if "name" not in data or "base_url" not in data:
+        raise ValueError("every provider needs a name and a base_url")
+    return ProviderConfig(**data)
+
+
+def load_settings(
+    config_path: str | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Settings from the TOML file, then ORCHESTRATOR_* variables, then `overrides`."""
+    values: dict[str, Any] = {}
+    providers: list[ProviderConfig] = []
+    path = config_path or os.environ.get("ORCHESTRATOR_CONFIG")
+    if path:
+        data = tomllib.loads(Path(path).read_text())
+        providers = [_provider(p) for p in data.pop("providers", [])]
+        values.update(data)
+    env_map = {
+        "ORCHESTRATOR_ADDRESS": "address",
+        "ORCHESTRATOR_DB": "db",
+        "ORCHESTRATOR_DEFAULT_PROVIDER": "default_provider",
+        "ORCHESTRATOR_DEV_MODEL": "dev_model",
+        "ORCHESTRATOR_GRACE_SECONDS": "grace_seconds",
+        "ORCHESTRATOR_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
+        "ORCHESTRATOR_LOG_LEVEL": "log_level",
+    }
+    for env, key in env_map.items():
+        if env in os.environ:
+            values[key] = os.environ[env]
+    if "ORCHESTRATOR_PROVIDERS" in os.environ:
+        providers = [_provider(p) for p in json.loads(os.environ["ORCHESTRATOR_PROVIDERS"])]
+    if not providers and os.environ.get("OPENAI_API_KEY"):
+        providers = [
+            ProviderConfig(
+                name="openai", base_url="https://api.openai.com/v1", api_key_env="OPENAI_API_KEY"
+            )
+        ]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    if "grace_seconds" in values:
+        values["grace_seconds"] = float(values["grace_seconds"])
+    values["providers"] = tuple(providers)
+    if not values.get("default_provider") and providers:
+        values["default_provider"] = providers[0].name
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""The orchestrator core: agents, runs and memory in plain Python, with no gRPC import."""

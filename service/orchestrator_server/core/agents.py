@@ -1,0 +1,216 @@
+"""Agent management: the registry of agents and the default agent, per tenant."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable
+
+from ..store.base import Store
+from .errors import AbortedError, FailedPreconditionError, InvalidArgumentError, NotFoundError
+from .pagination import PageTokens
+from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, Page
+from .validation import check_agent_id, check_agent_spec, check_labels, check_page_size
+
+# update_mask paths and the AgentSpec attribute (or ModelSpec/MemoryConfig attribute) each
+# one replaces. A parent path ("model") replaces the whole sub-message.
+_TOP_LEVEL_PATHS = {
+    "system_message",
+    "description",
+    "model",
+    "memory",
+    "tools",
+    "labels",
+    "callable_agents",
+    "max_model_calls",
+}
+_MODEL_PATHS = {f"model.{f.name}" for f in dataclasses.fields(ModelSpec)}
+_MEMORY_PATHS = {f"memory.{f.name}" for f in dataclasses.fields(MemoryConfig)}
+UPDATABLE_PATHS = frozenset(_TOP_LEVEL_PATHS | _MODEL_PATHS | _MEMORY_PATHS)
+_UNCONDITIONAL_UPDATE_ATTEMPTS = 5
+_ETAG = re.compile(r'^W/"(\d+)"$')
+
+ToolNameCheck = Callable[[Iterable[str]], list[str]]
+
+
+def _no_unknown_tools(names: Iterable[str]) -> list[str]:
+    return []
+
+
+def parse_etag(etag: str, field: str = "etag") -> int | None:
+    """The revision inside an etag; None when no etag was given."""
+    if not etag:
+        return None
+    match = _ETAG.match(etag)
+    if match is None:
+        raise InvalidArgumentError.for_field(field, "is not an etag issued by this service")
+    return int(match.group(1))
+
+
+def apply_mask(current: AgentSpec, patch: AgentSpec, paths: Iterable[str]) -> AgentSpec:
+    """A copy of `current` with the masked fields taken from `patch`."""
+    paths = list(paths)
+    if not paths:
+        raise InvalidArgumentError.for_field(
+            "update_mask", "must name at least one field", reason="INVALID_UPDATE_MASK"
+        )
+    top: dict[str, object] = {}
+    model: dict[str, object] = {}
+    memory: dict[str, object] = {}
+    for path in paths:
+        if path not in UPDATABLE_PATHS:
+            raise InvalidArgumentError.for_field(
+                "update_mask",
+                f"'{path[:100]}' is not an updatable field of Agent",
+                reason="INVALID_UPDATE_MASK",
+                metadata={"path": path[:100]},
+            )
+        head, _, tail = path.partition(".")
+        if not tail:
+            top[head] = getattr(patch, head)
+        elif head == "model":
+            model[tail] = getattr(patch.model, tail)
+        else:
+            memory[tail] = getattr(patch.memory, tail)
+    updated = dataclasses.replace(current, **top)  # type: ignore[arg-type]
+    if model:
+        updated = dataclasses.replace(
+            updated,
+            model=dataclasses.replace(updated.model, **model),  # type: ignore[arg-type]
+        )
+    if memory:
+        updated = dataclasses.replace(
+            updated,
+            memory=dataclasses.replace(updated.memory, **memory),  # type: ignore[arg-type]
+        )
+    return updated
+
+
+class AgentRegistry:
+    """Creates, reads, lists, updates and deletes agents; tracks the default agent."""
+
+    def __init__(
+        self, store: Store, tokens: PageTokens, unknown_tools: ToolNameCheck = _no_unknown_tools
+    ) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._unknown_tools = unknown_tools
+
+    def _check_tools(self, spec: AgentSpec, prefix: str) -> None:
+        unknown = self._unknown_tools(spec.tools)
+        if unknown:
+            index = spec.tools.index(unknown[0])
+            raise InvalidArgumentError.for_field(
+                f"{prefix}.tools[{index}]",
+                f"unknown tool '{unknown[0]}' (see ListTools)",
+                metadata={"tool": unknown[0]},
+            )
+
+    async def create(
+        self,
+        tenant: str,
+        agent_id: str,
+        spec: AgentSpec,
+        *,
+        set_as_default: bool = False,
+        if_not_exists: bool = False,
+    ) -> tuple[Agent, bool]:
+        """Create an agent; with if_not_exists, return an existing one unchanged."""
+        check_agent_id(agent_id, "agent.agent_id")
+        check_agent_spec(spec)
+        self._check_tools(spec, "agent")
+        return await self._store.create_agent(
+            tenant, agent_id, spec, set_as_default=set_as_default, if_not_exists=if_not_exists
+        )
+
+    async def get(self, tenant: str, agent_id: str) -> Agent:
+        """One agent, or AGENT_NOT_FOUND."""
+        check_agent_id(agent_id)
+        agent = await self._store.get_agent(tenant, agent_id)
+        if agent is None:
+            raise NotFoundError(
+                f"agent '{agent_id}' not found",
+                reason="AGENT_NOT_FOUND",
+                metadata={"agent_id": agent_id},
+            )
+        return agent
+
+    async def exists(self, tenant: str, agent_id: str) -> bool:
+        """Whether the agent exists (for has_agent)."""
+        return await self._store.get_agent(tenant, agent_id) is not None
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        label_filter: dict[str, str] | None = None,
+    ) -> Page[Agent]:
+        """A page of agents in id order."""
+        limit = check_page_size(page_size)
+        label_filter = label_filter or {}
+        check_labels(label_filter, "label_filter")
+        scope = (
+            "agents:" + tenant + ":" + ",".join(f"{k}={v}" for k, v in sorted(label_filter.items()))
+        )
+        key = self._tokens.parse(scope, page_token)
+        after = str(key[0]) if key else None
+        agents = await self._store.list_agents(
+            tenant, after=after, limit=limit + 1, label_filter=label_filter
+        )
+        if len(agents) <= limit:
+            return Page(agents)
+        agents = agents[:limit]
+        return Page(agents, self._tokens.issue(scope, [agents[-1].agent_id]))
+
+    async def update(
+        self, tenant: str, agent_id: str, patch: AgentSpec, paths: Iterable[str], etag: str = ""
+    ) -> Agent:
+        """Apply the masked fields of `patch`; conditional on `etag` when given."""
+        check_agent_id(agent_id, "agent.agent_id")
+        expected = parse_etag(etag, "agent.etag")
+        paths = list(paths)
+        for _attempt in range(_UNCONDITIONAL_UPDATE_ATTEMPTS):
+            current = await self.get(tenant, agent_id)
+            updated = apply_mask(current.spec, patch, paths)
+            check_agent_spec(updated)
+            self._check_tools(updated, "agent")
+            try:
+                # The store writes only if the revision we merged onto is still current,
+                # so a concurrent update is never silently overwritten.
+                return await self._store.update_agent(
+                    tenant,
+                    agent_id,
+                    updated,
+                    expected_revision=current.revision if expected is None else expected,
+                )
+            except AbortedError:
+                if expected is not None:
+                    raise
+        raise AbortedError(
+            f"agent '{agent_id}' is being updated concurrently; retry",
+            reason="ETAG_MISMATCH",
+            metadata={"agent_id": agent_id},
+        )
+
+    async def delete(self, tenant: str, agent_id: str, etag: str = "") -> None:
+        """Delete an agent and its conversations and runs."""
+        check_agent_id(agent_id)
+        await self._store.delete_agent(tenant, agent_id, expected_revision=parse_etag(etag))
+
+    async def set_default(self, tenant: str, agent_id: str) -> Agent:
+        """Make the agent the default agent."""
+        check_agent_id(agent_id)
+        return await self._store.set_default_agent(tenant, agent_id)
+
+    async def get_default(self, tenant: str) -> Agent:
+        """The default agent, or NO_DEFAULT_AGENT."""
+        agent_id = await self._store.default_agent_id(tenant)
+        agent = await self._store.get_agent(tenant, agent_id) if agent_id else None
+        if agent is None:
+            raise FailedPreconditionError(
+                "no default agent is set; name an agent or call SetDefaultAgent",
+                reason="NO_DEFAULT_AGENT",
+            )
+        return agent

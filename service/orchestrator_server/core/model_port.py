@@ -1,0 +1,53 @@
+"""What the core needs from a chat model, independent of any provider SDK.
+
+`models/` implements this port with the `openai` package; tests could implement it with
+anything, but ours use the real openai client against the development model server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .types import ModelSpec, ToolCall, Usage
+
+ChatMessage = dict[str, Any]  # an OpenAI-style chat message (role, content, tool_calls, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTurnEnd:
+    """The last item of a model stream: requested tool calls, usage, finish reason."""
+
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str = ""
+
+
+class ChatModel(Protocol):
+    """A provider that streams chat completions."""
+
+    name: str
+
+    def stream(
+        self,
+        spec: ModelSpec,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[dict[str, Any]] = (),
+        timeout: float | None = None,
+    ) -> AsyncIterator[str | ModelTurnEnd]:
+        """Yield text deltas (str) as they arrive, then exactly one ModelTurnEnd.
+
+        Raises domain errors (MODEL_RATE_LIMITED, MODEL_UNAVAILABLE, ...) on failure.
+        Closing the iterator (or cancelling its consumer) closes the upstream request.
+        """
+        ...
+
+
+class ModelCatalog(Protocol):
+    """Resolves an agent's provider name to a ChatModel."""
+
+    def resolve(self, provider: str) -> ChatModel:
+        """The provider's model client; PROVIDER_NOT_CONFIGURED if unknown."""
+        ...

@@ -1,0 +1,59 @@
+"""Opaque, tamper-evident page tokens for keyset pagination.
+
+A token carries the sort key of the last item served and a fingerprint of the listing's
+filters, signed with a server secret: a forged, altered or foreign token (one issued for
+another listing or tenant) is INVALID_PAGE_TOKEN instead of a silently wrong page.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+
+from .errors import InvalidArgumentError
+
+JsonKey = Sequence[str | int | float]
+
+
+class PageTokens:
+    """Issues and verifies page tokens with one secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _sign(self, body: bytes) -> str:
+        digest = hmac.new(self._secret, body, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def issue(self, scope: str, key: JsonKey) -> str:
+        """A token that resumes the listing `scope` after the item with sort key `key`."""
+        body = json.dumps({"s": scope, "k": list(key)}, separators=(",", ":")).encode()
+        payload = base64.urlsafe_b64encode(body).decode().rstrip("=")
+        return f"{payload}.{self._sign(body)}"
+
+    def parse(self, scope: str, token: str) -> list[str | int | float] | None:
+        """The sort key inside a token, None for the first page, or INVALID_PAGE_TOKEN."""
+        if not token:
+            return None
+        try:
+            payload, signature = token.split(".", 1)
+            body = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+            valid = hmac.compare_digest(signature, self._sign(body))
+            data = json.loads(body) if valid else None
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if (
+            not isinstance(data, dict)
+            or data.get("s") != scope
+            or not isinstance(data.get("k"), list)
+        ):
+            raise InvalidArgumentError.for_field(
+                "page_token",
+                "was not issued for this listing or was altered",
+                reason="INVALID_PAGE_TOKEN",
+            )
+        key: list[str | int | float] = data["k"]
+        return key

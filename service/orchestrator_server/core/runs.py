@@ -1,0 +1,500 @@
+"""Runs: one turn of an agent in a session, from the user message to the final answer.
+
+A turn executes in its own task and hands its events to the caller through a queue, so
+that a cancel (a cancel message, `CancelRun` from another connection, the caller going
+away or its deadline) can stop the turn without stopping the caller's stream.
+
+Persistence is one transaction when the turn starts (run record + user message) and one
+when it ends (assistant message + outcome), never one per token. What a cancelled or
+failed turn keeps: the user message stays in the history; the partial answer is not
+added to the history (the next turn would otherwise build on half a sentence) but is
+kept in the run record's `output` for inspection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+
+from ..store.base import DuplicateRequestError, Store
+from . import events as ev
+from .agents import AgentRegistry
+from .errors import (
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OrchestratorError,
+    error_for_reason,
+)
+from .memory import to_chat_messages, window
+from .model_port import ModelCatalog, ModelTurnEnd
+from .pagination import PageTokens
+from .session_locks import Reservation, SessionLocks
+from .types import (
+    DEFAULT_SESSION_ID,
+    Agent,
+    Message,
+    Page,
+    Role,
+    Run,
+    RunStatus,
+    Usage,
+)
+from .validation import check_message, check_page_size, check_request_id, check_session_id
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+Emit = Callable[[ev.EventBody], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """What a client asks for when it starts a turn."""
+
+    agent_id: str
+    message: str
+    session_id: str = ""
+    request_id: str = ""
+    wait_if_busy: bool = False
+    parent_run_id: str = ""
+
+
+@dataclass(slots=True)
+class _ActiveRun:
+    """A run executing in this process."""
+
+    run: Run
+    tenant: str
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str = "RUN_CANCELLED"
+    cancel_message: str = "the run was cancelled"
+    done: asyncio.Future[Run] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def new_run_id() -> str:
+    """Run ids sort by creation time (a hex microsecond clock) and are unguessable."""
+    return f"run_{time.time_ns() // 1000:014x}{secrets.token_hex(6)}"
+
+
+class RunEngine:
+    """Executes turns, tracks the runs in flight, cancels them, answers run queries."""
+
+    def __init__(
+        self,
+        store: Store,
+        agents: AgentRegistry,
+        models: ModelCatalog,
+        tokens: PageTokens,
+        *,
+        default_max_model_calls: int = 10,
+    ) -> None:
+        self._store = store
+        self._agents = agents
+        self._models = models
+        self._tokens = tokens
+        self._locks = SessionLocks()
+        self._active: dict[str, _ActiveRun] = {}
+        self._by_request: dict[tuple[str, str, str], _ActiveRun] = {}
+        self._default_max_model_calls = default_max_model_calls
+
+    # -- starting a turn ----------------------------------------------------------------
+
+    async def _resolve_agent(self, tenant: str, agent_id: str) -> Agent:
+        if agent_id:
+            return await self._agents.get(tenant, agent_id)
+        return await self._agents.get_default(tenant)
+
+    async def execute(
+        self, tenant: str, request: TurnRequest, *, deadline: float | None = None
+    ) -> AsyncIterator[ev.RunEvent]:
+        """Run one turn and yield its events; raise the run's error if it fails.
+
+        `deadline` is a time.monotonic() instant after which the turn is cancelled with
+        reason DEADLINE_EXCEEDED; model calls get only the time that remains.
+        """
+        check_message(request.message)
+        check_request_id(request.request_id)
+        session_id = check_session_id(request.session_id or DEFAULT_SESSION_ID)
+        agent = await self._resolve_agent(tenant, request.agent_id)
+
+        if request.request_id:
+            replay = await self._find_previous(tenant, agent.agent_id, session_id, request)
+            if replay is not None:
+                async for event in self._replay(tenant, replay):
+                    yield event
+                return
+
+        run_id = new_run_id()
+        # Reject at once when busy, before anything is written; an enqueued run is recorded
+        # as QUEUED so that it can be seen and cancelled while it waits.
+        reservation = self._locks.reserve(
+            (tenant, agent.agent_id, session_id), wait=request.wait_if_busy
+        )
+        immediate = reservation.immediate
+        now = time.time()
+        run = Run(
+            run_id=run_id,
+            agent_id=agent.agent_id,
+            session_id=session_id,
+            status=RunStatus.RUNNING if immediate else RunStatus.QUEUED,
+            input=request.message,
+            create_time=now,
+            request_id=request.request_id,
+            parent_run_id=request.parent_run_id,
+            start_time=now if immediate else None,
+        )
+        active = _ActiveRun(run=run, tenant=tenant)
+        queue: asyncio.Queue[ev.RunEvent | object] = asyncio.Queue()
+        sequence = 0
+
+        def emit(body: ev.EventBody) -> None:
+            nonlocal sequence
+            sequence += 1
+            queue.put_nowait(ev.RunEvent(run_id, agent.agent_id, sequence, body))
+
+        task = asyncio.create_task(
+            self._turn(active, agent, reservation, emit, deadline, queue),
+            name=f"turn {run_id}",
+        )
+        active.task = task
+        self._active[run_id] = active
+        if request.request_id:
+            self._by_request[(tenant, agent.agent_id, request.request_id)] = active
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, ev.RunEvent)
+                yield item
+        finally:
+            if not task.done():
+                # The caller went away (disconnect or deadline): cancel the turn and wait
+                # until its outcome is recorded.
+                if deadline is not None and time.monotonic() >= deadline:
+                    active.cancel_reason = "DEADLINE_EXCEEDED"
+                    active.cancel_message = "the caller's deadline passed"
+                else:
+                    active.cancel_message = "the client went away"
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _find_previous(
+        self, tenant: str, agent_id: str, session_id: str, request: TurnRequest
+    ) -> Run | _ActiveRun | None:
+        active = self._by_request.get((tenant, agent_id, request.request_id))
+        previous: Run | None = (
+            active.run
+            if active
+            else await self._store.find_run_by_request(tenant, agent_id, request.request_id)
+        )
+        if previous is None:
+            return None
+        if previous.input != request.message or previous.session_id != session_id:
+            raise InvalidArgumentError.for_field(
+                "request_id",
+                "was already used for a different message or session",
+                reason="REQUEST_ID_CONFLICT",
+                metadata={"run_id": previous.run_id},
+            )
+        return active or previous
+
+    async def _replay(self, tenant: str, previous: Run | _ActiveRun) -> AsyncIterator[ev.RunEvent]:
+        """The outcome of an earlier start with the same request_id (waiting if needed)."""
+        if isinstance(previous, _ActiveRun):
+            run = previous.run
+            yield ev.RunEvent(
+                run.run_id, run.agent_id, 1, ev.RunStarted(run.session_id, run.status, True)
+            )
+            run = await asyncio.shield(previous.done)
+        else:
+            run = previous
+            yield ev.RunEvent(
+                run.run_id, run.agent_id, 1, ev.RunStarted(run.session_id, run.status, True)
+            )
+        if run.status is RunStatus.COMPLETED:
+            message = Message(Role.ASSISTANT, run.output, run_id=run.run_id)
+            yield ev.RunEvent(run.run_id, run.agent_id, 2, ev.MessageCompleted(message))
+            duration = ((run.end_time or 0) - (run.start_time or run.create_time)) * 1000
+            yield ev.RunEvent(
+                run.run_id, run.agent_id, 3, ev.RunCompleted(run.output, run.usage, 0.0, duration)
+            )
+            return
+        raise _error_of(run)
+
+    # -- the turn itself ----------------------------------------------------------------
+
+    async def _turn(
+        self,
+        active: _ActiveRun,
+        agent: Agent,
+        reservation: Reservation,
+        emit: Emit,
+        deadline: float | None,
+        queue: asyncio.Queue[ev.RunEvent | object],
+    ) -> None:
+        run = active.run
+        immediate = reservation.immediate
+        tenant = active.tenant
+        user_message = Message(Role.USER, run.input, run_id=run.run_id)
+        started = time.monotonic()
+        output_parts: list[str] = []
+        usage = Usage()
+        recorded = False
+        try:
+            try:
+                await self._store.begin_run(tenant, run, user_message if immediate else None)
+            except DuplicateRequestError as duplicate:
+                # Another replica or a race outside this process used the key first.
+                raise InvalidArgumentError.for_field(
+                    "request_id",
+                    "is already in use",
+                    reason="REQUEST_ID_CONFLICT",
+                    metadata={"run_id": duplicate.existing.run_id},
+                ) from None
+            emit(ev.RunStarted(run.session_id, run.status))
+            async with reservation.hold(run.run_id):
+                if not immediate:
+                    now = time.time()
+                    await self._store.mark_running(tenant, run.run_id, now, user_message)
+                    active.run = run = replace(run, status=RunStatus.RUNNING, start_time=now)
+                    started = time.monotonic()
+                current = await self._store.get_agent(tenant, agent.agent_id)
+                if current is None:
+                    raise FailedPreconditionError(
+                        f"agent '{agent.agent_id}' was deleted",
+                        reason="AGENT_DELETED",
+                        metadata={"agent_id": agent.agent_id},
+                    )
+                output, usage, first_delta = await self._model_loop(
+                    tenant, current, run, emit, deadline, output_parts
+                )
+                ttfd = (first_delta - started) * 1000 if first_delta else 0.0
+                final = Message(Role.ASSISTANT, output, run_id=run.run_id)
+                end = time.time()
+                stored = await self._store.finish_run(
+                    tenant,
+                    run.run_id,
+                    status=RunStatus.COMPLETED,
+                    output=output,
+                    usage=usage,
+                    error_reason="",
+                    error_message="",
+                    end_time=end,
+                    messages=[final],
+                    agent_id=run.agent_id,
+                    session_id=run.session_id,
+                )
+                recorded = True
+                active.run = replace(
+                    run, status=RunStatus.COMPLETED, output=output, usage=usage, end_time=end
+                )
+                emit(ev.MessageCompleted(stored[-1] if stored else final))
+                emit(ev.RunCompleted(output, usage, ttfd, (time.monotonic() - started) * 1000))
+                queue.put_nowait(_DONE)
+        except asyncio.CancelledError:
+            if not recorded:
+                await self._record_end(
+                    active,
+                    RunStatus.CANCELLED,
+                    "".join(output_parts),
+                    usage,
+                    active.cancel_reason,
+                    active.cancel_message,
+                )
+            emit(ev.RunCancelled(active.cancel_reason, active.cancel_message))
+            queue.put_nowait(_DONE)
+            raise
+        except OrchestratorError as error:
+            if not recorded:
+                await self._record_end(
+                    active,
+                    RunStatus.FAILED,
+                    "".join(output_parts),
+                    usage,
+                    error.reason,
+                    error.message,
+                )
+            queue.put_nowait(error)
+        except Exception as error:
+            log.exception("run %s failed unexpectedly", run.run_id)
+            if not recorded:
+                await self._record_end(
+                    active,
+                    RunStatus.FAILED,
+                    "".join(output_parts),
+                    usage,
+                    "INTERNAL_ERROR",
+                    "internal error",
+                )
+            queue.put_nowait(error)
+        finally:
+            reservation.release()
+            self._active.pop(run.run_id, None)
+            if run.request_id:
+                self._by_request.pop((tenant, run.agent_id, run.request_id), None)
+            if not active.done.done():
+                active.done.set_result(active.run)
+
+    async def _record_end(
+        self,
+        active: _ActiveRun,
+        status: RunStatus,
+        partial: str,
+        usage: Usage,
+        reason: str,
+        message: str,
+    ) -> None:
+        run = active.run
+        end = time.time()
+        active.run = replace(
+            run,
+            status=status,
+            output=partial,
+            usage=usage,
+            error_reason=reason,
+            error_message=message,
+            end_time=end,
+        )
+        # Shielded: the outcome must be written even while the turn is being cancelled.
+        try:
+            await asyncio.shield(
+                self._store.finish_run(
+                    active.tenant,
+                    run.run_id,
+                    status=status,
+                    output=partial,
+                    usage=usage,
+                    error_reason=reason,
+                    error_message=message,
+                    end_time=end,
+                    messages=[],
+                    agent_id=run.agent_id,
+                    session_id=run.session_id,
+                )
+            )
+        except Exception:
+            log.exception("could not record the end of run %s", run.run_id)
+
+    async def _model_loop(
+        self,
+        tenant: str,
+        agent: Agent,
+        run: Run,
+        emit: Emit,
+        deadline: float | None,
+        output_parts: list[str],
+    ) -> tuple[str, Usage, float]:
+        """Call the model (and, later, tools) until it gives a final answer."""
+        spec = agent.spec
+        model = self._models.resolve(spec.model.provider)
+        limit = spec.memory.max_messages or 0
+        history = await self._store.load_history(
+            tenant, agent.agent_id, run.session_id, limit or 50
+        )
+        messages = to_chat_messages(spec.system_message, window(history, limit))
+        usage = Usage()
+        first_delta = 0.0
+        timeout = None
+        if deadline is not None:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise DeadlineExceededError(
+                    "the caller's deadline passed", reason="DEADLINE_EXCEEDED"
+                )
+        end: ModelTurnEnd | None = None
+        async for item in model.stream(spec.model, messages, timeout=timeout):
+            if isinstance(item, str):
+                if not first_delta:
+                    first_delta = time.monotonic()
+                output_parts.append(item)
+                emit(ev.TextDelta(item))
+            else:
+                end = item
+        assert end is not None
+        usage = usage + end.usage
+        return "".join(output_parts), usage, first_delta
+
+    # -- queries and control ------------------------------------------------------------
+
+    async def cancel(self, tenant: str, run_id: str) -> Run:
+        """Cancel a queued or running run; a finished run is returned unchanged."""
+        active = self._active.get(run_id)
+        if active is not None and active.tenant == tenant and active.task is not None:
+            active.cancel_message = "the run was cancelled by CancelRun"
+            active.task.cancel()
+            return await asyncio.shield(active.done)
+        return await self.get(tenant, run_id)
+
+    def cancel_for_stream(self, run_id: str, message: str) -> None:
+        """Cancel a run started on the caller's own stream (cancel message)."""
+        active = self._active.get(run_id)
+        if active is not None and active.task is not None:
+            active.cancel_message = message
+            active.task.cancel()
+
+    async def get(self, tenant: str, run_id: str) -> Run:
+        """One run, or RUN_NOT_FOUND."""
+        run = await self._store.get_run(tenant, run_id)
+        if run is None:
+            raise NotFoundError(
+                f"run '{run_id[:80]}' not found",
+                reason="RUN_NOT_FOUND",
+                metadata={"run_id": run_id[:80]},
+            )
+        return run
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        agent_id: str = "",
+        session_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[Run]:
+        """Runs newest first, optionally of one agent and session."""
+        limit = check_page_size(page_size)
+        if session_id and not agent_id:
+            raise InvalidArgumentError.for_field("session_id", "requires agent_id")
+        scope = f"runs:{tenant}:{agent_id}:{session_id}"
+        key = self._tokens.parse(scope, page_token)
+        after = (float(key[0]), str(key[1])) if key else None
+        runs = await self._store.list_runs(
+            tenant, agent_id=agent_id, session_id=session_id, after=after, limit=limit + 1
+        )
+        if len(runs) <= limit:
+            return Page(runs)
+        runs = runs[:limit]
+        return Page(runs, self._tokens.issue(scope, [runs[-1].create_time, runs[-1].run_id]))
+
+    def busy_run(self, tenant: str, agent_id: str, session_id: str) -> str:
+        """The run holding a session in this process, or ""."""
+        return self._locks.busy((tenant, agent_id, session_id))
+
+    async def shutdown(self) -> None:
+        """Cancel every run in flight (server stop) and wait for their outcomes."""
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        for active in self._active.values():
+            active.cancel_reason = "RUN_INTERRUPTED"
+            active.cancel_message = "the server is stopping"
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _error_of(run: Run) -> OrchestratorError:
+    """The error a replay of a failed, cancelled or interrupted run reports."""
+    return error_for_reason(
+        run.error_reason or "INTERNAL_ERROR", run.error_message or "the run failed"
+    )

@@ -1,0 +1,83 @@
+"""Mutual exclusion of turns per conversation, with reject or first-come-first-served waits.
+
+Two turns of one session never interleave: their history writes and model calls would mix.
+A turn reserves its place synchronously (no await between the busy check and the
+reservation, so two starts can never both see a free session), then holds the lock while
+it runs. The locks live in this process; entries are dropped when nobody holds or waits
+for them so that millions of sessions do not accumulate. (Several replicas will need a
+lease in the server database instead; the interface stays the same.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from .errors import AbortedError
+
+SessionKey = tuple[str, str, str]  # tenant, agent_id, session_id
+
+
+@dataclass(slots=True)
+class _Slot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+    active_run_id: str = ""
+
+
+@dataclass(slots=True)
+class Reservation:
+    """A turn's place in a session's queue; `immediate` when nobody was ahead of it."""
+
+    locks: SessionLocks
+    key: SessionKey
+    slot: _Slot
+    immediate: bool
+    released: bool = False
+
+    @asynccontextmanager
+    async def hold(self, run_id: str) -> AsyncIterator[None]:
+        """Wait for the turn's turn (FIFO: asyncio.Lock wakes waiters in arrival order)."""
+        async with self.slot.lock:
+            self.slot.active_run_id = run_id
+            try:
+                yield
+            finally:
+                self.slot.active_run_id = ""
+
+    def release(self) -> None:
+        """Give the place up; the last user removes the session's entry."""
+        if self.released:
+            return
+        self.released = True
+        self.slot.users -= 1
+        if self.slot.users == 0 and self.locks._slots.get(self.key) is self.slot:
+            del self.locks._slots[self.key]
+
+
+class SessionLocks:
+    """One FIFO lock per (tenant, agent, session)."""
+
+    def __init__(self) -> None:
+        self._slots: dict[SessionKey, _Slot] = {}
+
+    def busy(self, key: SessionKey) -> str:
+        """The id of the run holding the session, or "" when it is free."""
+        slot = self._slots.get(key)
+        return slot.active_run_id if slot is not None and slot.users else ""
+
+    def reserve(self, key: SessionKey, *, wait: bool) -> Reservation:
+        """Take a place in the session's queue; without `wait`, SESSION_BUSY if taken."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot()
+        if slot.users and not wait:
+            raise AbortedError(
+                "the session is running another turn",
+                reason="SESSION_BUSY",
+                metadata={"session_id": key[2], "active_run_id": slot.active_run_id},
+            )
+        slot.users += 1
+        return Reservation(self, key, slot, immediate=slot.users == 1)

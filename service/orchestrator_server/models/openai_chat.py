@@ -1,0 +1,206 @@
+"""Chat models through the `openai` package: OpenAI and every OpenAI-compatible server.
+
+One AsyncOpenAI client per configured endpoint, reused for every call (its connection pool
+is per client). Retries are the client's own: connection errors, 408/409/429/5xx with
+exponential backoff, honouring `retry-after-ms`/`Retry-After`. A semaphore caps the calls
+in flight per provider so that one busy agent cannot open unbounded upstream requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+from openai.types.chat import ChatCompletionChunk
+
+from ..core import errors
+from ..core.model_port import ChatMessage, ModelTurnEnd
+from ..core.types import ModelSpec, ToolCall, Usage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One model endpoint as configured by the operator (never stored, never returned)."""
+
+    name: str
+    base_url: str
+    api_key_env: str = ""
+    default_model: str = "gpt-4o-mini"
+    max_concurrency: int = 256
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 120.0
+    max_retries: int = 2
+
+    def api_key(self) -> str:
+        """The key from the named environment variable; a placeholder for keyless servers."""
+        # Local servers (vLLM, Ollama, llama.cpp) accept any key; the openai client insists
+        # on one, so keyless endpoints get a harmless placeholder.
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else "not-needed"
+
+
+def _translate(error: BaseException, provider: str) -> errors.OrchestratorError:
+    """A domain error for an openai/httpx failure. Provider texts are not passed on:
+    some echo fragments of credentials."""
+    meta = {"provider": provider}
+    status = getattr(error, "status_code", None)
+    if status is not None:
+        meta["upstream_status"] = str(status)
+    if isinstance(error, openai.RateLimitError):
+        return errors.ResourceExhaustedError(
+            f"provider '{provider}' is rate limiting requests (retries exhausted)",
+            reason="MODEL_RATE_LIMITED",
+            metadata=meta,
+        )
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        return errors.FailedPreconditionError(
+            f"provider '{provider}' rejected the server's credentials",
+            reason="MODEL_AUTH_FAILED",
+            metadata=meta,
+        )
+    if isinstance(error, openai.NotFoundError):
+        return errors.FailedPreconditionError(
+            f"provider '{provider}' does not know the agent's model",
+            reason="MODEL_NOT_FOUND",
+            metadata=meta,
+        )
+    if isinstance(error, openai.BadRequestError | openai.UnprocessableEntityError):
+        return errors.InvalidArgumentError(
+            f"provider '{provider}' rejected the request (parameters or context length)",
+            reason="MODEL_REQUEST_REJECTED",
+            metadata=meta,
+        )
+    if isinstance(error, openai.APITimeoutError | httpx2.TimeoutException):
+        return errors.DeadlineExceededError(
+            f"provider '{provider}' did not answer in time", reason="MODEL_TIMEOUT", metadata=meta
+        )
+    return errors.UnavailableError(
+        f"provider '{provider}' is unavailable or broke the stream",
+        reason="MODEL_UNAVAILABLE",
+        metadata=meta,
+    )
+
+
+def _request_params(spec: ModelSpec) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if spec.temperature is not None:
+        params["temperature"] = spec.temperature
+    if spec.max_tokens is not None:
+        params["max_tokens"] = spec.max_tokens
+    if spec.top_p is not None:
+        params["top_p"] = spec.top_p
+    if spec.stop:
+        params["stop"] = list(spec.stop)
+    if spec.seed is not None:
+        params["seed"] = spec.seed
+    return params
+
+
+class _ToolCallAssembler:
+    """Joins streamed tool-call fragments (by index) into whole calls."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, fragments: Sequence[Any]) -> None:
+        for fragment in fragments:
+            call = self._calls.setdefault(fragment.index, {"id": "", "name": "", "args": ""})
+            if fragment.id:
+                call["id"] = fragment.id
+            function = fragment.function
+            if function is not None:
+                if function.name:
+                    call["name"] += function.name
+                if function.arguments:
+                    call["args"] += function.arguments
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(c["id"] or f"call_{i}", c["name"], c["args"] or "{}")
+            for i, c in sorted(self._calls.items())
+        )
+
+
+class OpenAIChatModel:
+    """A ChatModel on one OpenAI-compatible endpoint."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.name = config.name
+        self.config = config
+        self._client = openai.AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key(),
+            max_retries=config.max_retries,
+            timeout=httpx2.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
+        )
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.close()
+
+    async def stream(
+        self,
+        spec: ModelSpec,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[dict[str, Any]] = (),
+        timeout: float | None = None,
+    ) -> AsyncIterator[str | ModelTurnEnd]:
+        """Stream one chat completion: text deltas, then a ModelTurnEnd."""
+        kwargs: dict[str, Any] = _request_params(spec)
+        if tools:
+            kwargs["tools"] = list(tools)
+        if timeout is not None:
+            kwargs["timeout"] = httpx2.Timeout(
+                max(timeout, 0.001), connect=min(self.config.connect_timeout_s, timeout)
+            )
+        model = spec.model or self.config.default_model
+        assembler = _ToolCallAssembler()
+        usage = Usage()
+        finish_reason = ""
+        async with self._slots:
+            try:
+                # The SDK's overloads cannot see through **kwargs; the call is the streaming one.
+                completions: Any = self._client.chat.completions
+                stream: openai.AsyncStream[ChatCompletionChunk] = await completions.create(
+                    model=model,
+                    messages=list(messages),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    **kwargs,
+                )
+                # `async with` closes the HTTP response when the consumer stops early or is
+                # cancelled, so the provider sees the connection go at once.
+                async with stream:
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                        if not chunk.choices:
+                            continue
+                        choice = chunk.choices[0]
+                        delta = choice.delta
+                        if delta.content:
+                            yield delta.content
+                        if delta.tool_calls:
+                            assembler.add(delta.tool_calls)
+                        if choice.finish_reason:
+                            finish_reason = choice.finish_reason
+            except (openai.APIError, httpx2.HTTPError) as error:
+                log.warning("model call to provider %s failed: %s", self.name, type(error).__name__)
+                raise _translate(error, self.name) from error
+        if not finish_reason:
+            # A stream that ends without a finish reason was cut by the provider.
+            raise errors.UnavailableError(
+                f"provider '{self.name}' ended the stream before the answer was complete",
+                reason="MODEL_UNAVAILABLE",
+                metadata={"provider": self.name},
+            )
+        yield ModelTurnEnd(assembler.calls(), usage, finish_reason)

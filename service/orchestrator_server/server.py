@@ -1,0 +1,176 @@
+"""Composition root: wires the store, the core and the servicers into a grpc.aio server.
+
+`build_server()` is a pure factory (tests start it on port 0); `serve()` owns the process:
+signals, graceful stop, the health status and the bundled development model server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from orchestrator.v1 import orchestrator_service_pb2, orchestrator_service_pb2_grpc
+
+from .api.agents_servicer import AgentRpcs
+from .api.runs_servicer import RunRpcs
+from .config import DEV_PROVIDER, Settings
+from .core.agents import AgentRegistry
+from .core.conversations import Conversations
+from .core.pagination import PageTokens
+from .core.runs import RunEngine
+from .models.catalog import ProviderCatalog
+from .models.openai_chat import ProviderConfig
+from .store.sqlite import SQLiteStore
+
+log = logging.getLogger("orchestrator")
+SERVICE_NAME = orchestrator_service_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+
+
+class OrchestratorServicer(
+    AgentRpcs, RunRpcs, orchestrator_service_pb2_grpc.OrchestratorServiceServicer
+):
+    """Every RPC of orchestrator.v1.OrchestratorService."""
+
+    def __init__(self, app: App) -> None:
+        AgentRpcs.__init__(self, app.agents)
+        RunRpcs.__init__(self, app.runs, app.conversations)
+
+
+@dataclass
+class App:
+    """The running core: store, registries and engine (no gRPC inside)."""
+
+    settings: Settings
+    store: SQLiteStore
+    catalog: ProviderCatalog
+    agents: AgentRegistry
+    runs: RunEngine
+    conversations: Conversations
+
+    async def close(self) -> None:
+        """Stop runs in flight, then release the model clients and the store."""
+        await self.runs.shutdown()
+        await self.catalog.close()
+        await self.store.close()
+
+
+async def create_app(settings: Settings) -> App:
+    """Open the store (migrating it), mark runs a crash left behind, build the core."""
+    store = SQLiteStore(settings.db, synchronous=settings.sqlite_synchronous)
+    await store.open()
+    interrupted = await store.interrupt_unfinished_runs(time.time())
+    if interrupted:
+        log.warning(
+            "marked %d runs left unfinished by a previous process as interrupted", interrupted
+        )
+    tokens = PageTokens(await store.page_token_secret())
+    catalog = ProviderCatalog(list(settings.providers), settings.default_provider)
+    agents = AgentRegistry(store, tokens)
+    runs = RunEngine(
+        store, agents, catalog, tokens, default_max_model_calls=settings.default_max_model_calls
+    )
+    conversations = Conversations(store, agents, runs, tokens)
+    return App(settings, store, catalog, agents, runs, conversations)
+
+
+def server_options(settings: Settings) -> list[tuple[str, Any]]:
+    """Channel arguments: message size limits and keepalive for long-lived streams."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Long idle Run streams: ping the client every 60 s, and let clients ping every
+        # 10 s without a GOAWAY (the defaults are 2 h and 5 min).
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server with the service, health and reflection; returns it and its port."""
+    server = grpc.aio.server(options=server_options(app.settings))
+    orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server(
+        OrchestratorServicer(app), server
+    )
+    health = health or HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    port = server.add_insecure_port(app.settings.address)
+    if port == 0:
+        raise OSError(f"could not bind {app.settings.address}")
+    return server, port
+
+
+async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:
+    """Start the bundled development model server if no provider is configured."""
+    wanted = settings.dev_model.lower()
+    if wanted == "off" or (wanted == "auto" and settings.providers):
+        return settings, None
+    from .models.devmodel import DevModelConfig, DevModelProcess
+
+    process = DevModelProcess(
+        DevModelConfig(
+            latency_ms=settings.dev_model_latency_ms,
+            tokens_per_second=settings.dev_model_tokens_per_second,
+        )
+    )
+    await process.astart()
+    log.warning(
+        "no model provider is configured: using the bundled development model server at %s "
+        "(deterministic echo answers; configure providers for real models)",
+        process.base_url,
+    )
+    dev = ProviderConfig(name=DEV_PROVIDER, base_url=process.base_url, default_model="dev-echo")
+    providers = [*settings.providers, dev]
+    return settings.with_providers(providers, settings.default_provider or DEV_PROVIDER), process
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGTERM/SIGINT, then stop gracefully."""
+    settings, dev_process = await start_dev_model(settings)
+    app = await create_app(settings)
+    health = HealthServicer()
+    server, port = build_server(app, health)
+    await server.start()
+    await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    host = settings.address.rsplit(":", 1)[0]
+    log.info(
+        "orchestrator listening on %s:%d (db=%s, providers=%s, default provider=%s)",
+        host,
+        port,
+        settings.db,
+        ",".join(app.catalog.names()) or "none",
+        settings.default_provider or "none",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info(
+        "stopping: refusing new calls, %.0f s grace for calls in flight", settings.grace_seconds
+    )
+    await health.enter_graceful_shutdown()
+    await server.stop(settings.grace_seconds)
+    await app.close()
+    if dev_process is not None:
+        await dev_process.astop()
+    log.info("stopped")

@@ -1,0 +1,144 @@
+"""The narrow storage interface of the core.
+
+Every method takes the tenant first: each row belongs to a tenant, and no query crosses
+tenants. A server database (PostgreSQL, for several replicas) implements the same
+protocol; nothing above the store knows which one runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..core.types import Agent, AgentSpec, Message, Run, RunStatus, Session, Usage
+
+
+class DuplicateRequestError(Exception):
+    """A run with the same (tenant, agent, request_id) exists; carries that run."""
+
+    def __init__(self, existing: Run) -> None:
+        super().__init__(existing.run_id)
+        self.existing = existing
+
+
+class Store(Protocol):
+    """Persistence of agents, conversations and runs."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema and prepare connections."""
+
+    async def close(self) -> None:
+        """Flush and release every connection."""
+
+    async def page_token_secret(self) -> bytes:
+        """A per-installation secret for signing page tokens (created on first use)."""
+
+    # Agents
+    async def create_agent(
+        self,
+        tenant: str,
+        agent_id: str,
+        spec: AgentSpec,
+        *,
+        set_as_default: bool,
+        if_not_exists: bool,
+    ) -> tuple[Agent, bool]:
+        """Insert an agent; (existing, False) under if_not_exists, else AlreadyExistsError."""
+
+    async def get_agent(self, tenant: str, agent_id: str) -> Agent | None:
+        """One agent, or None."""
+
+    async def list_agents(
+        self, tenant: str, *, after: str | None, limit: int, label_filter: dict[str, str]
+    ) -> list[Agent]:
+        """Agents in id order after `after`, at most `limit`, carrying every filter label."""
+
+    async def update_agent(
+        self, tenant: str, agent_id: str, spec: AgentSpec, *, expected_revision: int | None
+    ) -> Agent:
+        """Replace an agent's spec; NotFoundError, or AbortedError on a revision mismatch."""
+
+    async def delete_agent(
+        self, tenant: str, agent_id: str, *, expected_revision: int | None
+    ) -> None:
+        """Delete an agent with its sessions and runs; clear the default if it was."""
+
+    async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
+        """Make an agent the tenant's default; NotFoundError if it does not exist."""
+
+    async def default_agent_id(self, tenant: str) -> str | None:
+        """The tenant's default agent id, if any."""
+
+    # Conversations
+    async def load_history(
+        self, tenant: str, agent_id: str, session_id: str, limit: int
+    ) -> list[Message]:
+        """The last `limit` messages of a session, oldest first."""
+
+    async def list_messages(
+        self, tenant: str, agent_id: str, session_id: str, *, after: int, limit: int
+    ) -> list[Message]:
+        """Messages with sequence > after, oldest first."""
+
+    async def list_sessions(
+        self, tenant: str, agent_id: str, *, after: str | None, limit: int
+    ) -> list[Session]:
+        """Sessions of an agent in id order."""
+
+    async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
+        """Delete a session's messages and runs; the number of messages deleted."""
+
+    # Runs
+    async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
+        """Insert a run and append its user message in one transaction.
+
+        Raises DuplicateRequestError when the run's request_id was used before.
+        """
+
+    async def mark_running(
+        self, tenant: str, run_id: str, start_time: float, user_message: Message
+    ) -> None:
+        """Move a queued run to running and append its user message, in one transaction."""
+
+    async def finish_run(
+        self,
+        tenant: str,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: str,
+        usage: Usage,
+        error_reason: str,
+        error_message: str,
+        end_time: float,
+        messages: Sequence[Message],
+        agent_id: str,
+        session_id: str,
+    ) -> list[Message]:
+        """Append the turn's messages and record its outcome in one transaction; return
+        the messages as stored (with their sequence numbers)."""
+
+    async def append_messages(
+        self, tenant: str, agent_id: str, session_id: str, messages: Sequence[Message]
+    ) -> None:
+        """Append messages to a session in one transaction (tool steps of a turn)."""
+
+    async def get_run(self, tenant: str, run_id: str) -> Run | None:
+        """One run, or None."""
+
+    async def find_run_by_request(self, tenant: str, agent_id: str, request_id: str) -> Run | None:
+        """The run an idempotency key created, if any."""
+
+    async def list_runs(
+        self,
+        tenant: str,
+        *,
+        agent_id: str,
+        session_id: str,
+        after: tuple[float, str] | None,
+        limit: int,
+    ) -> list[Run]:
+        """Runs newest first, optionally of one agent and session."""
+
+    async def interrupt_unfinished_runs(self, end_time: float) -> int:
+        """Mark runs left queued or running by a previous process as interrupted."""

@@ -1,0 +1,113 @@
+"""Schema versions of the SQLite store, applied in order at start-up.
+
+`PRAGMA user_version` holds the version reached. Each migration runs in its own
+`BEGIN IMMEDIATE` transaction together with the version bump, so a crash mid-migration
+leaves the previous version intact. Add migrations at the end; never edit a released one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _v1_initial(db: sqlite_utils.Database) -> None:
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    # Every resource row carries its tenant; primary keys start with it so that every
+    # query is a prefix scan of one tenant's rows.
+    db.table("tenants").create({"tenant": str, "default_agent_id": str}, pk="tenant")
+    db.table("agents").create(
+        {
+            "tenant": str,
+            "agent_id": str,
+            "spec": str,
+            "create_time": float,
+            "update_time": float,
+            "revision": int,
+        },
+        pk=("tenant", "agent_id"),
+        not_null={"spec", "create_time", "update_time", "revision"},
+    )
+    db.table("sessions").create(
+        {
+            "tenant": str,
+            "agent_id": str,
+            "session_id": str,
+            "message_count": int,
+            "create_time": float,
+            "update_time": float,
+        },
+        pk=("tenant", "agent_id", "session_id"),
+    )
+    db.table("messages").create(
+        {
+            "tenant": str,
+            "agent_id": str,
+            "session_id": str,
+            "seq": int,
+            "role": str,
+            "content": str,
+            "tool_calls": str,
+            "tool_call_id": str,
+            "run_id": str,
+            "create_time": float,
+        },
+        pk=("tenant", "agent_id", "session_id", "seq"),
+        not_null={"role", "content", "tool_calls", "tool_call_id", "run_id", "create_time"},
+    )
+    db.table("runs").create(
+        {
+            "run_id": str,
+            "tenant": str,
+            "agent_id": str,
+            "session_id": str,
+            "status": str,
+            "input": str,
+            "create_time": float,
+            "request_id": str,
+            "parent_run_id": str,
+            "output": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "error_reason": str,
+            "error_message": str,
+            "start_time": float,
+            "end_time": float,
+        },
+        pk="run_id",
+    )
+    db.table("runs").create_index(["tenant", "create_time", "run_id"], index_name="runs_by_time")
+    db.table("runs").create_index(
+        ["tenant", "agent_id", "session_id", "create_time"], index_name="runs_by_session"
+    )
+    db.table("runs").create_index(["status"], index_name="runs_by_status")
+    # Idempotency keys are unique per (tenant, agent); empty means "none given".
+    db.execute(
+        "CREATE UNIQUE INDEX runs_by_request ON runs(tenant, agent_id, request_id) "
+        "WHERE request_id != ''"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial]
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring the schema to the newest version; return the version reached."""
+    conn = db.conn
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this server "
+            f"({len(MIGRATIONS)}); upgrade the server"
+        )
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            conn.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return len(MIGRATIONS)
