@@ -27,10 +27,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the service, client and dev tools (pinned)
 
-gen: $(STAMP) ## Regenerate the stubs of every client from proto/
+gen: $(STAMP) gen-polyglot ## Regenerate the stubs of every client from proto/
 	$(PY) scripts/gen_protos.py
 
-check-gen: $(STAMP) ## Fail if committed generated code differs from proto/
+check-gen: $(STAMP) check-gen-polyglot ## Fail if committed generated code differs from proto/
 	$(PY) scripts/gen_protos.py --check
 
 lint: $(STAMP) ## ruff, buf lint, and buf breaking against main's last commit
@@ -47,7 +47,7 @@ typecheck: $(STAMP) ## mypy --strict over our code
 	$(VENV)/bin/mypy
 
 test: $(STAMP) ## Set up everything and run lint, type checks, the drift check and the tests
-	$(MAKE) --no-print-directory check-gen lint typecheck
+	$(MAKE) --no-print-directory check-gen lint typecheck build-polyglot
 	$(VENV)/bin/pytest
 
 run: $(STAMP) ## Start the service with its embedded defaults (SQLite + the dev model when no provider is set)
@@ -57,4 +57,4 @@ bench: $(STAMP) ## Run the benchmarks; prints ratios against baselines measured 
 	$(PY) scripts/bench.py
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache client/go/.tools client/ts/node_modules client/ts/dist

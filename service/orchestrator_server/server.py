@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from orchestrator.v1 import orchestrator_service_pb2, orchestrator_service_pb2_grpc
 
 from .api.agents_servicer import AgentRpcs
+from .api.handlers import generic_handler
 from .api.runs_servicer import RunRpcs
 from .config import DEV_PROVIDER, Settings
 from .core.agents import AgentRegistry
@@ -31,7 +32,8 @@ from .models.openai_chat import ProviderConfig
 from .store.sqlite import SQLiteStore
 
 log = logging.getLogger("orchestrator")
-SERVICE_NAME = orchestrator_service_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+SERVICE_DESCRIPTOR = orchestrator_service_pb2.DESCRIPTOR.services_by_name["OrchestratorService"]
+SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 
 
 class OrchestratorServicer(
@@ -99,8 +101,8 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
 def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the service, health and reflection; returns it and its port."""
     server = grpc.aio.server(options=server_options(app.settings))
-    orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server(
-        OrchestratorServicer(app), server
+    server.add_generic_rpc_handlers(
+        (generic_handler(SERVICE_DESCRIPTOR, OrchestratorServicer(app)),)
     )
     health = health or HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -20,6 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ..core import errors
+from .handlers import MalformedRequest, malformed_error
 
 ERROR_DOMAIN = "orchestrator.v1"
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ def unary_errors(handler: UnaryHandler[Self, Req, Resp]) -> UnaryHandler[Self, R
         self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
         try:
+            if isinstance(request, MalformedRequest):
+                raise malformed_error(request)
             return await handler(self, request, context)
         except grpc.aio.AbortError:
             # context.abort() raises this on purpose; it already carries the status.

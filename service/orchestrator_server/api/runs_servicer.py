@@ -17,6 +17,7 @@ from ..core.errors import InvalidArgumentError
 from ..core.runs import RunEngine, TurnRequest
 from . import convert
 from .error_mapping import abort, unary_errors
+from .handlers import MalformedRequest, malformed_error
 from .tenancy import tenant_of
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -121,6 +122,9 @@ class RunRpcs:
         first = True
         try:
             async for request in request_iterator:
+                if isinstance(request, MalformedRequest):
+                    starts.put_nowait(malformed_error(request))
+                    return
                 kind = request.WhichOneof("kind")
                 if kind == "start":
                     starts.put_nowait(request.start)

@@ -84,6 +84,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNAUTHENTICATED / INVALID_ARGUMENT: the tenant header is malformed."""
     AGENT_DELETED: _ErrorReason.ValueType  # 28
     """FAILED_PRECONDITION: the run's agent was deleted while the run was waiting or running."""
+    MALFORMED_REQUEST: _ErrorReason.ValueType  # 29
+    """INVALID_ARGUMENT: the request bytes are not a valid message of the method's request
+    type (metadata: message_type).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -154,4 +158,8 @@ INVALID_TENANT: ErrorReason.ValueType  # 27
 """UNAUTHENTICATED / INVALID_ARGUMENT: the tenant header is malformed."""
 AGENT_DELETED: ErrorReason.ValueType  # 28
 """FAILED_PRECONDITION: the run's agent was deleted while the run was waiting or running."""
+MALFORMED_REQUEST: ErrorReason.ValueType  # 29
+"""INVALID_ARGUMENT: the request bytes are not a valid message of the method's request
+type (metadata: message_type).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
