@@ -88,6 +88,9 @@ const (
 	ErrorReason_INVALID_TENANT ErrorReason = 27
 	// FAILED_PRECONDITION: the run's agent was deleted while the run was waiting or running.
 	ErrorReason_AGENT_DELETED ErrorReason = 28
+	// INVALID_ARGUMENT: the request bytes are not a valid message of the method's request
+	// type (metadata: message_type).
+	ErrorReason_MALFORMED_REQUEST ErrorReason = 29
 )
 
 // Enum value maps for ErrorReason.
@@ -122,6 +125,7 @@ var (
 		26: "REQUEST_ID_CONFLICT",
 		27: "INVALID_TENANT",
 		28: "AGENT_DELETED",
+		29: "MALFORMED_REQUEST",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -153,6 +157,7 @@ var (
 		"REQUEST_ID_CONFLICT":       26,
 		"INVALID_TENANT":            27,
 		"AGENT_DELETED":             28,
+		"MALFORMED_REQUEST":         29,
 	}
 )
 
@@ -187,7 +192,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xa3\x05\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xba\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -218,7 +223,8 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x0eINTERNAL_ERROR\x10\x19\x12\x17\n" +
 	"\x13REQUEST_ID_CONFLICT\x10\x1a\x12\x12\n" +
 	"\x0eINVALID_TENANT\x10\x1b\x12\x11\n" +
-	"\rAGENT_DELETED\x10\x1cB[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\rAGENT_DELETED\x10\x1c\x12\x15\n" +
+	"\x11MALFORMED_REQUEST\x10\x1dB[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

@@ -81,6 +81,11 @@ export enum ErrorReason {
   INVALID_TENANT = 27,
   /** AGENT_DELETED - FAILED_PRECONDITION: the run's agent was deleted while the run was waiting or running. */
   AGENT_DELETED = 28,
+  /**
+   * MALFORMED_REQUEST - INVALID_ARGUMENT: the request bytes are not a valid message of the method's request
+   * type (metadata: message_type).
+   */
+  MALFORMED_REQUEST = 29,
   UNRECOGNIZED = -1,
 }
 
@@ -173,6 +178,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 28:
     case "AGENT_DELETED":
       return ErrorReason.AGENT_DELETED;
+    case 29:
+    case "MALFORMED_REQUEST":
+      return ErrorReason.MALFORMED_REQUEST;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -240,6 +248,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "INVALID_TENANT";
     case ErrorReason.AGENT_DELETED:
       return "AGENT_DELETED";
+    case ErrorReason.MALFORMED_REQUEST:
+      return "MALFORMED_REQUEST";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
