@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from helpers import LiveServer, start_live_server
 from orchestrator_server.models.devmodel import DevModelAdmin, DevModelConfig, DevModelServer
 
@@ -32,9 +33,13 @@ async def devmodel() -> AsyncIterator[DevModelServer]:
 
 
 @pytest.fixture
-async def admin(devmodel: DevModelServer) -> DevModelAdmin:
+async def admin(devmodel: DevModelServer) -> AsyncIterator[DevModelAdmin]:
     """The development model server's scripting API."""
-    return DevModelAdmin(devmodel.base_url)
+    client = DevModelAdmin(devmodel.base_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

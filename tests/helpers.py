@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
 from orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
 from orchestrator.v1 import run_pb2
 from orchestrator_server.config import Settings
@@ -104,9 +105,7 @@ def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
 
 def start(message: str, agent_id: str = "", **kwargs: Any) -> run_pb2.RunRequest:
     """A RunRequest that starts a turn."""
-    return run_pb2.RunRequest(
-        start=run_pb2.StartTurn(agent_id=agent_id, message=message, **kwargs)
-    )
+    return run_pb2.RunRequest(start=run_pb2.StartTurn(agent_id=agent_id, message=message, **kwargs))
 
 
 async def requests_of(*items: run_pb2.RunRequest) -> AsyncIterator[run_pb2.RunRequest]:
@@ -116,8 +115,11 @@ async def requests_of(*items: run_pb2.RunRequest) -> AsyncIterator[run_pb2.RunRe
 
 
 async def run_turn(
-    stub: pb_grpc.OrchestratorServiceStub, message: str, agent_id: str = "",
-    timeout: float | None = 30, **kwargs: Any,
+    stub: pb_grpc.OrchestratorServiceStub,
+    message: str,
+    agent_id: str = "",
+    timeout: float | None = 30,
+    **kwargs: Any,
 ) -> list[run_pb2.RunEvent]:
     """Run one turn on a new stream and return all its events."""
     call = stub.Run(requests_of(start(message, agent_id, **kwargs)), timeout=timeout)
@@ -153,13 +155,25 @@ class ServerProcess:
     def start(self) -> None:
         env = dict(os.environ)
         env["ORCHESTRATOR_PROVIDERS"] = (
-            '[{"name": "dev", "base_url": "%s", "default_model": "dev-echo"}]' % self.model_url
+            f'[{{"name": "dev", "base_url": "{self.model_url}", "default_model": "dev-echo"}}]'
         )
         env["ORCHESTRATOR_DEV_MODEL"] = "off"
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "orchestrator_server.cli", "serve", "--address", self.address,
-             "--db", str(self.db), "--grace", "2"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                PYTHON,
+                "-m",
+                "orchestrator_server.cli",
+                "serve",
+                "--address",
+                self.address,
+                "--db",
+                str(self.db),
+                "--grace",
+                "2",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
 
     async def wait_serving(self, timeout: float = 20) -> None:
@@ -191,3 +205,11 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
+
+
+async def drain(call: Any) -> list[run_pb2.RunEvent]:
+    """Read the rest of a Run call that was read with read() (the two styles can't mix)."""
+    events: list[run_pb2.RunEvent] = []
+    while (event := await call.read()) is not grpc.aio.EOF:
+        events.append(event)
+    return events

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+
 from orchestrator.v1 import orchestrator_service_pb2, orchestrator_service_pb2_grpc
 
 from .api.agents_servicer import AgentRpcs

@@ -7,6 +7,7 @@ import asyncio
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+
 from helpers import LiveServer, error_info, field_violations
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
@@ -16,9 +17,7 @@ def agent(agent_id: str, **kwargs: object) -> agent_pb2.Agent:
     return agent_pb2.Agent(agent_id=agent_id, **kwargs)  # type: ignore[arg-type]
 
 
-async def expect_error(
-    call: object, code: grpc.StatusCode, reason: str
-) -> grpc.aio.AioRpcError:
+async def expect_error(call: object, code: grpc.StatusCode, reason: str) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call  # type: ignore[misc]
     assert caught.value.code() == code, caught.value
@@ -61,8 +60,11 @@ async def test_create_get_list_update_delete(live: LiveServer) -> None:
 
     updated = await stub.UpdateAgent(
         pb.UpdateAgentRequest(
-            agent=agent("research_agent", system_message="Be brief.",
-                        model=agent_pb2.ModelSpec(max_tokens=50)),
+            agent=agent(
+                "research_agent",
+                system_message="Be brief.",
+                model=agent_pb2.ModelSpec(max_tokens=50),
+            ),
             update_mask=field_mask_pb2.FieldMask(paths=["system_message", "model.max_tokens"]),
         )
     )
@@ -83,7 +85,8 @@ async def test_default_agent(live: LiveServer) -> None:
     stub = live.stub
     await expect_error(
         stub.GetDefaultAgent(pb.GetDefaultAgentRequest()),
-        grpc.StatusCode.FAILED_PRECONDITION, "NO_DEFAULT_AGENT",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NO_DEFAULT_AGENT",
     )
     await stub.CreateAgent(pb.CreateAgentRequest(agent=agent("a1"), set_as_default=True))
     await stub.CreateAgent(pb.CreateAgentRequest(agent=agent("a2")))
@@ -93,13 +96,15 @@ async def test_default_agent(live: LiveServer) -> None:
     assert not (await stub.GetAgent(pb.GetAgentRequest(agent_id="a1"))).agent.is_default
     await expect_error(
         stub.SetDefaultAgent(pb.SetDefaultAgentRequest(agent_id="missing")),
-        grpc.StatusCode.NOT_FOUND, "AGENT_NOT_FOUND",
+        grpc.StatusCode.NOT_FOUND,
+        "AGENT_NOT_FOUND",
     )
     # Deleting the default agent clears the default.
     await stub.DeleteAgent(pb.DeleteAgentRequest(agent_id="a2"))
     await expect_error(
         stub.GetDefaultAgent(pb.GetDefaultAgentRequest()),
-        grpc.StatusCode.FAILED_PRECONDITION, "NO_DEFAULT_AGENT",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NO_DEFAULT_AGENT",
     )
 
 
@@ -108,46 +113,52 @@ async def test_error_paths(live: LiveServer) -> None:
     await stub.CreateAgent(pb.CreateAgentRequest(agent=agent("dup")))
     await expect_error(
         stub.CreateAgent(pb.CreateAgentRequest(agent=agent("dup"))),
-        grpc.StatusCode.ALREADY_EXISTS, "AGENT_ALREADY_EXISTS",
+        grpc.StatusCode.ALREADY_EXISTS,
+        "AGENT_ALREADY_EXISTS",
     )
     await expect_error(
         stub.GetAgent(pb.GetAgentRequest(agent_id="nobody")),
-        grpc.StatusCode.NOT_FOUND, "AGENT_NOT_FOUND",
+        grpc.StatusCode.NOT_FOUND,
+        "AGENT_NOT_FOUND",
     )
     await expect_error(
         stub.DeleteAgent(pb.DeleteAgentRequest(agent_id="nobody")),
-        grpc.StatusCode.NOT_FOUND, "AGENT_NOT_FOUND",
+        grpc.StatusCode.NOT_FOUND,
+        "AGENT_NOT_FOUND",
     )
     for bad_id in ["Upper", "1starts-with-digit", "has space", "x" * 64, "dots.not.allowed"]:
         error = await expect_error(
             stub.CreateAgent(pb.CreateAgentRequest(agent=agent(bad_id))),
-            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_AGENT_ID",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_AGENT_ID",
         )
         assert field_violations(error) == ["agent.agent_id"]
     # Missing required field.
     error = await expect_error(
         stub.CreateAgent(pb.CreateAgentRequest()),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_AGENT_ID",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_AGENT_ID",
     )
     assert field_violations(error) == ["agent.agent_id"]
     error = await expect_error(
         stub.CreateAgent(
-            pb.CreateAgentRequest(
-                agent=agent("hot", model=agent_pb2.ModelSpec(temperature=7.0))
-            )
+            pb.CreateAgentRequest(agent=agent("hot", model=agent_pb2.ModelSpec(temperature=7.0)))
         ),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_ARGUMENT",
     )
     assert field_violations(error) == ["agent.model.temperature"]
     for size in (-1, 1001):
         await expect_error(
             stub.ListAgents(pb.ListAgentsRequest(page_size=size)),
-            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_SIZE",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_PAGE_SIZE",
         )
     for token in ["garbage", "eyJzIjoiYWdlbnRzOmRlZmF1bHQ6IiwiayI6WyJ6Il19.AAAA"]:
         await expect_error(
             stub.ListAgents(pb.ListAgentsRequest(page_token=token)),
-            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_PAGE_TOKEN",
         )
     for paths in (["no_such_field"], ["agent_id"], ["create_time"], []):
         await expect_error(
@@ -156,24 +167,26 @@ async def test_error_paths(live: LiveServer) -> None:
                     agent=agent("dup"), update_mask=field_mask_pb2.FieldMask(paths=paths)
                 )
             ),
-            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_UPDATE_MASK",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_UPDATE_MASK",
         )
 
 
 async def test_page_token_is_bound_to_its_listing(live: LiveServer) -> None:
     stub = live.stub
     for i in range(3):
-        await stub.CreateAgent(
-            pb.CreateAgentRequest(agent=agent(f"p{i}", labels={"g": "x"}))
-        )
+        await stub.CreateAgent(pb.CreateAgentRequest(agent=agent(f"p{i}", labels={"g": "x"})))
     page = await stub.ListAgents(pb.ListAgentsRequest(page_size=1))
     assert page.next_page_token
     # A token from the unfiltered listing is not valid for a filtered one.
     await expect_error(
         stub.ListAgents(
-            pb.ListAgentsRequest(page_size=1, page_token=page.next_page_token, label_filter={"g": "x"})
+            pb.ListAgentsRequest(
+                page_size=1, page_token=page.next_page_token, label_filter={"g": "x"}
+            )
         ),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
     )
     # Nor for another tenant.
     await expect_error(
@@ -181,7 +194,8 @@ async def test_page_token_is_bound_to_its_listing(live: LiveServer) -> None:
             pb.ListAgentsRequest(page_size=1, page_token=page.next_page_token),
             metadata=(("x-tenant-id", "other"),),
         ),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
     )
 
 
@@ -191,27 +205,32 @@ async def test_etag_checks(live: LiveServer) -> None:
     mask = field_mask_pb2.FieldMask(paths=["description"])
     second = (
         await stub.UpdateAgent(
-            pb.UpdateAgentRequest(agent=agent("e1", description="v2", etag=first.etag),
-                                  update_mask=mask)
+            pb.UpdateAgentRequest(
+                agent=agent("e1", description="v2", etag=first.etag), update_mask=mask
+            )
         )
     ).agent
     error = await expect_error(
         stub.UpdateAgent(
-            pb.UpdateAgentRequest(agent=agent("e1", description="v3", etag=first.etag),
-                                  update_mask=mask)
+            pb.UpdateAgentRequest(
+                agent=agent("e1", description="v3", etag=first.etag), update_mask=mask
+            )
         ),
-        grpc.StatusCode.ABORTED, "ETAG_MISMATCH",
+        grpc.StatusCode.ABORTED,
+        "ETAG_MISMATCH",
     )
     assert error_info(error).metadata["current_etag"] == second.etag
     await expect_error(
         stub.DeleteAgent(pb.DeleteAgentRequest(agent_id="e1", etag=first.etag)),
-        grpc.StatusCode.ABORTED, "ETAG_MISMATCH",
+        grpc.StatusCode.ABORTED,
+        "ETAG_MISMATCH",
     )
     assert (await stub.GetAgent(pb.GetAgentRequest(agent_id="e1"))).agent.description == "v2"
     await stub.DeleteAgent(pb.DeleteAgentRequest(agent_id="e1", etag=second.etag))
     await expect_error(
         stub.GetAgent(pb.GetAgentRequest(agent_id="e1")),
-        grpc.StatusCode.NOT_FOUND, "AGENT_NOT_FOUND",
+        grpc.StatusCode.NOT_FOUND,
+        "AGENT_NOT_FOUND",
     )
 
 
@@ -240,7 +259,10 @@ async def test_pagination_over_1000_agents(live: LiveServer) -> None:
     ids = [f"agent-{i:04d}" for i in range(1000)]
     for chunk in range(0, 1000, 100):
         await asyncio.gather(
-            *(stub.CreateAgent(pb.CreateAgentRequest(agent=agent(i))) for i in ids[chunk:chunk + 100])
+            *(
+                stub.CreateAgent(pb.CreateAgentRequest(agent=agent(i)))
+                for i in ids[chunk : chunk + 100]
+            )
         )
     seen: list[str] = []
     token = ""
@@ -267,9 +289,11 @@ async def test_tenants_are_isolated(live: LiveServer) -> None:
     assert [a.agent_id for a in bob_list.agents] == ["shared-name"]
     await expect_error(
         stub.GetAgent(pb.GetAgentRequest(agent_id="only-alice"), metadata=bob),
-        grpc.StatusCode.NOT_FOUND, "AGENT_NOT_FOUND",
+        grpc.StatusCode.NOT_FOUND,
+        "AGENT_NOT_FOUND",
     )
     await expect_error(
         stub.ListAgents(pb.ListAgentsRequest(), metadata=(("x-tenant-id", "Bad Tenant"),)),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_TENANT",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_TENANT",
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from helpers import LiveServer, error_info, start_live_server
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
@@ -23,8 +24,10 @@ GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 async def grpcurl(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
     """Run grpcurl as a subprocess without blocking the event loop the server runs on."""
     proc = await asyncio.create_subprocess_exec(
-        GRPCURL, *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        GRPCURL,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), 30)
@@ -37,9 +40,7 @@ def integrity(db: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-async def test_agents_and_default_survive_restart(
-    devmodel: DevModelServer, tmp_path: Path
-) -> None:
+async def test_agents_and_default_survive_restart(devmodel: DevModelServer, tmp_path: Path) -> None:
     db = tmp_path / "persist.db"
     first = await start_live_server(db, devmodel.base_url)
     try:
@@ -77,8 +78,16 @@ async def test_grpcurl_list_describe_health_and_calls(live: LiveServer) -> None:
         "-plaintext", live.address, "describe", "orchestrator.v1.OrchestratorService"
     )
     assert code == 0, err
-    for rpc in ["CreateAgent", "GetAgent", "ListAgents", "UpdateAgent", "DeleteAgent",
-                "SetDefaultAgent", "GetDefaultAgent", "Run"]:
+    for rpc in [
+        "CreateAgent",
+        "GetAgent",
+        "ListAgents",
+        "UpdateAgent",
+        "DeleteAgent",
+        "SetDefaultAgent",
+        "GetDefaultAgent",
+        "Run",
+    ]:
         assert f"rpc {rpc} (" in out
 
     code, out, err = await grpcurl("-plaintext", live.address, "grpc.health.v1.Health/Check")
@@ -86,15 +95,21 @@ async def test_grpcurl_list_describe_health_and_calls(live: LiveServer) -> None:
     assert json.loads(out)["status"] == "SERVING"
 
     code, out, err = await grpcurl(
-        "-plaintext", "-d", '{"agent": {"agent_id": "shell_agent"}, "set_as_default": true}',
-        live.address, "orchestrator.v1.OrchestratorService/CreateAgent",
+        "-plaintext",
+        "-d",
+        '{"agent": {"agent_id": "shell_agent"}, "set_as_default": true}',
+        live.address,
+        "orchestrator.v1.OrchestratorService/CreateAgent",
     )
     assert code == 0, err
     assert json.loads(out)["agent"]["is_default"] is True
 
     code, out, err = await grpcurl(
-        "-plaintext", "-d", '{"agent_id": "ghost"}',
-        live.address, "orchestrator.v1.OrchestratorService/GetAgent",
+        "-plaintext",
+        "-d",
+        '{"agent_id": "ghost"}',
+        live.address,
+        "orchestrator.v1.OrchestratorService/GetAgent",
     )
     assert code != 0
     assert "NotFound" in err and "AGENT_NOT_FOUND" in err
@@ -104,7 +119,8 @@ async def test_garbage_bytes_get_invalid_argument(live: LiveServer, tmp_path: Pa
     await live.stub.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(agent_id="keep")))
     raw = live.channel.unary_unary(
         "/orchestrator.v1.OrchestratorService/CreateAgent",
-        request_serializer=None, response_deserializer=None,
+        request_serializer=None,
+        response_deserializer=None,
     )
     for garbage in [b"\xff\xff\xff\xff", b"\x0a\x05ab", bytes(range(256))]:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -114,7 +130,8 @@ async def test_garbage_bytes_get_invalid_argument(live: LiveServer, tmp_path: Pa
 
     raw_stream = live.channel.stream_stream(
         "/orchestrator.v1.OrchestratorService/Run",
-        request_serializer=None, response_deserializer=None,
+        request_serializer=None,
+        response_deserializer=None,
     )
 
     async def garbage_stream():  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from orchestrator.v1 import agent_pb2, run_pb2, session_pb2
 
 from ..core import types

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import run_pb2
 
