@@ -18,6 +18,7 @@ import time
 
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
+
 from orchestrator_server.models.devmodel import DevModelConfig, DevModelProcess
 
 MESSAGES: list[ChatCompletionMessageParam] = [

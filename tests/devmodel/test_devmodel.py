@@ -13,6 +13,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
+
 from orchestrator_server.models.devmodel import (
     LISTENING_PREFIX,
     DevModelAdmin,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from orchestrator_server.models.devmodel.config import DevModelConfig, config_from_args
 from orchestrator_server.models.devmodel.encoding import numbered_tokens, split_arguments, tokenize
 from orchestrator_server.models.devmodel.request import ApiError, ChatRequest
