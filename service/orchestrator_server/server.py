@@ -31,6 +31,9 @@ from .core.runs import RunEngine
 from .models.catalog import ProviderCatalog
 from .models.openai_chat import ProviderConfig
 from .store.sqlite import SQLiteStore
+from .tools.builtins import builtin_tools
+from .tools.plugins import plugin_tools
+from .tools.registry import ToolRegistry
 
 log = logging.getLogger("orchestrator")
 SERVICE_DESCRIPTOR = orchestrator_service_pb2.DESCRIPTOR.services_by_name["OrchestratorService"]
@@ -44,7 +47,7 @@ class OrchestratorServicer(
 
     def __init__(self, app: App) -> None:
         AgentRpcs.__init__(self, app.agents)
-        RunRpcs.__init__(self, app.runs, app.conversations)
+        RunRpcs.__init__(self, app.runs, app.conversations, app.tools)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class App:
     agents: AgentRegistry
     runs: RunEngine
     conversations: Conversations
+    tools: ToolRegistry
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
@@ -76,12 +80,20 @@ async def create_app(settings: Settings) -> App:
         )
     tokens = PageTokens(await store.page_token_secret())
     catalog = ProviderCatalog(list(settings.providers), settings.default_provider)
-    agents = AgentRegistry(store, tokens)
+    tools = ToolRegistry()
+    tools.register_all(builtin_tools())
+    tools.register_all(plugin_tools())
+    agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown)
     runs = RunEngine(
-        store, agents, catalog, tokens, default_max_model_calls=settings.default_max_model_calls
+        store,
+        agents,
+        catalog,
+        tokens,
+        tools=tools,
+        default_max_model_calls=settings.default_max_model_calls,
     )
     conversations = Conversations(store, agents, runs, tokens)
-    return App(settings, store, catalog, agents, runs, conversations)
+    return App(settings, store, catalog, agents, runs, conversations, tools)
 
 
 def server_options(settings: Settings) -> list[tuple[str, Any]]:

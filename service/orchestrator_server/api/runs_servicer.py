@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator.v1 import run_pb2
+from orchestrator.v1 import run_pb2, session_pb2, tool_pb2
 
 from ..core import events as ev
 from ..core.conversations import Conversations
 from ..core.errors import InvalidArgumentError
 from ..core.runs import RunEngine, TurnRequest
+from ..core.tool_calls import ClientToolBridge
+from ..core.tool_port import ServerTool, ToolCatalog
 from . import convert
 from .error_mapping import abort, unary_errors
 from .handlers import MalformedRequest, malformed_error
@@ -28,7 +32,10 @@ _STREAM_END = None
 def event_to_pb(event: ev.RunEvent) -> run_pb2.RunEvent:
     """A domain run event as a RunEvent message."""
     pb_event = run_pb2.RunEvent(
-        run_id=event.run_id, sequence=event.sequence, agent_id=event.agent_id
+        run_id=event.run_id,
+        sequence=event.sequence,
+        agent_id=event.agent_id,
+        parent_run_id=event.parent_run_id,
     )
     body = event.body
     if isinstance(body, ev.TextDelta):
@@ -52,11 +59,44 @@ def event_to_pb(event: ev.RunEvent) -> run_pb2.RunEvent:
                 duration_ms=body.duration_ms,
             )
         )
+    elif isinstance(body, ev.ToolCallStarted):
+        call = body.call
+        pb_event.tool_call.CopyFrom(
+            run_pb2.ToolCallStarted(
+                call=session_pb2.ToolCall(
+                    call_id=call.call_id, name=call.name, arguments_json=call.arguments_json
+                ),
+                location=_LOCATIONS.get(body.location, run_pb2.TOOL_LOCATION_UNSPECIFIED),
+            )
+        )
+    elif isinstance(body, ev.ToolCallFinished):
+        pb_event.tool_result.CopyFrom(
+            run_pb2.ToolCallFinished(
+                call_id=body.call_id,
+                name=body.name,
+                output=body.output,
+                error=body.error,
+                duration_ms=body.duration_ms,
+            )
+        )
     elif isinstance(body, ev.RunCancelled):
         pb_event.run_cancelled.CopyFrom(
             run_pb2.RunCancelled(reason=body.reason, message=body.message)
         )
     return pb_event
+
+
+_LOCATIONS = {
+    "server": run_pb2.TOOL_LOCATION_SERVER,
+    "mcp": run_pb2.TOOL_LOCATION_MCP,
+    "client": run_pb2.TOOL_LOCATION_CLIENT,
+    "agent": run_pb2.TOOL_LOCATION_AGENT,
+}
+_SOURCES = {
+    "builtin": tool_pb2.TOOL_SOURCE_BUILTIN,
+    "plugin": tool_pb2.TOOL_SOURCE_PLUGIN,
+    "mcp": tool_pb2.TOOL_SOURCE_MCP,
+}
 
 
 def turn_request_from_pb(start: run_pb2.StartTurn) -> TurnRequest:
@@ -67,6 +107,23 @@ def turn_request_from_pb(start: run_pb2.StartTurn) -> TurnRequest:
         session_id=start.session_id,
         request_id=start.request_id,
         wait_if_busy=start.busy_policy == run_pb2.BUSY_POLICY_ENQUEUE,
+        client_tools=tuple(
+            (t.name, t.description, t.parameters_json_schema) for t in start.client_tools
+        ),
+        max_model_calls=start.max_model_calls,
+        client_tool_timeout=start.client_tool_timeout_seconds,
+    )
+
+
+def tool_to_pb(tool: ServerTool) -> tool_pb2.Tool:
+    """A registry tool as a Tool message."""
+    return tool_pb2.Tool(
+        name=tool.name,
+        description=tool.description,
+        parameters_json_schema=json.dumps(tool.parameters, sort_keys=True),
+        source=_SOURCES.get(tool.source, tool_pb2.TOOL_SOURCE_UNSPECIFIED),
+        source_name=tool.source_name,
+        available=tool.is_available(),
     )
 
 
@@ -76,20 +133,30 @@ def _protocol_violation(description: str) -> InvalidArgumentError:
     )
 
 
+@dataclass
+class _StreamState:
+    """Per-stream bookkeeping shared by the reader and the turn loop."""
+
+    runs: list[str] = field(default_factory=list)  # top-level runs of this stream
+    bridge: ClientToolBridge = field(default_factory=ClientToolBridge)
+    error: Exception | None = None
+
+
 class RunRpcs:
     """The run, run-record and session half of OrchestratorService."""
 
-    def __init__(self, runs: RunEngine, conversations: Conversations) -> None:
+    def __init__(self, runs: RunEngine, conversations: Conversations, tools: ToolCatalog) -> None:
         self._runs = runs
         self._conversations = conversations
+        self._tools = tools
 
     async def Run(
         self, request_iterator: AsyncIterator[run_pb2.RunRequest], context: Context
     ) -> AsyncIterator[run_pb2.RunEvent]:
         """Execute the turns the client starts on this stream, streaming their events."""
         starts: asyncio.Queue[run_pb2.StartTurn | Exception | None] = asyncio.Queue()
-        stream_runs: list[str] = []  # runs started on this stream, newest last
-        reader = asyncio.create_task(self._read_requests(request_iterator, starts, stream_runs))
+        stream = _StreamState()
+        reader = asyncio.create_task(self._read_requests(request_iterator, starts, stream))
         try:
             tenant = tenant_of(context)
             remaining = context.time_remaining()
@@ -101,11 +168,13 @@ class RunRpcs:
                 if isinstance(start, Exception):
                     raise start
                 async for event in self._runs.execute(
-                    tenant, turn_request_from_pb(start), deadline=deadline
+                    tenant, turn_request_from_pb(start), deadline=deadline, bridge=stream.bridge
                 ):
-                    if event.sequence == 1:
-                        stream_runs.append(event.run_id)
+                    if event.sequence == 1 and not event.parent_run_id:
+                        stream.runs.append(event.run_id)
                     yield event_to_pb(event)
+                if stream.error is not None:
+                    raise stream.error
         except grpc.aio.AbortError:
             raise
         except Exception as error:
@@ -117,9 +186,11 @@ class RunRpcs:
         self,
         request_iterator: AsyncIterator[run_pb2.RunRequest],
         starts: asyncio.Queue[run_pb2.StartTurn | Exception | None],
-        stream_runs: list[str],
+        stream: _StreamState,
     ) -> None:
-        """Route client messages: starts to the turn queue, cancels to the engine."""
+        """Route client messages: starts to the turn queue, cancels to the engine, tool
+        results to the calls waiting for them."""
+        stream_runs = stream.runs
         first = True
         try:
             async for request in request_iterator:
@@ -133,7 +204,19 @@ class RunRpcs:
                     run_id = request.cancel.run_id or (stream_runs[-1] if stream_runs else "")
                     if run_id in stream_runs:
                         self._runs.cancel_for_stream(run_id, "the client cancelled the run")
-                elif kind == "cancel":
+                elif kind == "tool_result" and not first:
+                    result = request.tool_result
+                    try:
+                        stream.bridge.deliver(result.call_id, result.output, result.error)
+                    except InvalidArgumentError as error:
+                        # A result nobody waits for is a client bug: end the stream with it
+                        # once the current turn has been cancelled.
+                        stream.error = error
+                        if stream_runs:
+                            self._runs.cancel_for_stream(stream_runs[-1], error.message)
+                        starts.put_nowait(error)
+                        return
+                elif kind in ("cancel", "tool_result"):
                     starts.put_nowait(_protocol_violation("the first message must be a start"))
                     return
                 else:
@@ -144,6 +227,13 @@ class RunRpcs:
             starts.put_nowait(error)
         finally:
             starts.put_nowait(_STREAM_END)
+
+    @unary_errors
+    async def ListTools(
+        self, request: pb.ListToolsRequest, context: Context
+    ) -> pb.ListToolsResponse:
+        """Every server tool with its schema and origin."""
+        return pb.ListToolsResponse(tools=[tool_to_pb(t) for t in self._tools.all()])
 
     @unary_errors
     async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:

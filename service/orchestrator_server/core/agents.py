@@ -103,6 +103,7 @@ class AgentRegistry:
             raise InvalidArgumentError.for_field(
                 f"{prefix}.tools[{index}]",
                 f"unknown tool '{unknown[0]}' (see ListTools)",
+                reason="UNKNOWN_TOOL",
                 metadata={"tool": unknown[0]},
             )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .types import Message, RunStatus, Usage
+from .types import Message, RunStatus, ToolCall, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,34 @@ class RunCancelled:
     message: str
 
 
-EventBody = RunStarted | TextDelta | MessageCompleted | RunCompleted | RunCancelled
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """The model called a tool; `location` is server, mcp, client, agent or unknown."""
+
+    call: ToolCall
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A tool call finished with an output or an error."""
+
+    call_id: str
+    name: str
+    output: str
+    error: str
+    duration_ms: float
+
+
+EventBody = (
+    RunStarted
+    | TextDelta
+    | MessageCompleted
+    | RunCompleted
+    | RunCancelled
+    | ToolCallStarted
+    | ToolCallFinished
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +86,4 @@ class RunEvent:
     agent_id: str
     sequence: int
     body: EventBody
+    parent_run_id: str = ""

@@ -29,12 +29,15 @@ from .errors import (
     InvalidArgumentError,
     NotFoundError,
     OrchestratorError,
+    ResourceExhaustedError,
     error_for_reason,
 )
-from .memory import to_chat_messages, window
+from .memory import DEFAULT_MAX_MESSAGES, to_chat_messages, window
 from .model_port import ModelCatalog, ModelTurnEnd
 from .pagination import PageTokens
 from .session_locks import Reservation, SessionLocks
+from .tool_calls import ClientToolBridge, ToolError, TurnTools, parse_client_tools
+from .tool_port import ServerTool, ToolCatalog
 from .types import (
     DEFAULT_SESSION_ID,
     Agent,
@@ -63,6 +66,12 @@ class TurnRequest:
     request_id: str = ""
     wait_if_busy: bool = False
     parent_run_id: str = ""
+    # (name, description, JSON schema text) of tools the client executes itself.
+    client_tools: tuple[tuple[str, str, str], ...] = ()
+    max_model_calls: int = 0
+    client_tool_timeout: float = 0.0
+    # Agents already asking, outermost first (agent-to-agent calls): the cycle guard.
+    call_chain: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -94,7 +103,9 @@ class RunEngine:
         models: ModelCatalog,
         tokens: PageTokens,
         *,
+        tools: ToolCatalog | None = None,
         default_max_model_calls: int = 10,
+        max_agent_depth: int = 3,
     ) -> None:
         self._store = store
         self._agents = agents
@@ -104,6 +115,8 @@ class RunEngine:
         self._active: dict[str, _ActiveRun] = {}
         self._by_request: dict[tuple[str, str, str], _ActiveRun] = {}
         self._default_max_model_calls = default_max_model_calls
+        self._max_agent_depth = max_agent_depth
+        self._tools: ToolCatalog = tools or _NoTools()
 
     # -- starting a turn ----------------------------------------------------------------
 
@@ -113,7 +126,12 @@ class RunEngine:
         return await self._agents.get_default(tenant)
 
     async def execute(
-        self, tenant: str, request: TurnRequest, *, deadline: float | None = None
+        self,
+        tenant: str,
+        request: TurnRequest,
+        *,
+        deadline: float | None = None,
+        bridge: ClientToolBridge | None = None,
     ) -> AsyncIterator[ev.RunEvent]:
         """Run one turn and yield its events; raise the run's error if it fails.
 
@@ -123,7 +141,14 @@ class RunEngine:
         check_message(request.message)
         check_request_id(request.request_id)
         session_id = check_session_id(request.session_id or DEFAULT_SESSION_ID)
+        if not 0 <= request.max_model_calls <= 1000:
+            raise InvalidArgumentError.for_field("start.max_model_calls", "must be 0 to 1000")
+        if request.client_tool_timeout < 0:
+            raise InvalidArgumentError.for_field(
+                "start.client_tool_timeout_seconds", "must not be negative"
+            )
         agent = await self._resolve_agent(tenant, request.agent_id)
+        tools = self._turn_tools(agent, request, bridge)
 
         if request.request_id:
             replay = await self._find_previous(tenant, agent.agent_id, session_id, request)
@@ -158,10 +183,15 @@ class RunEngine:
         def emit(body: ev.EventBody) -> None:
             nonlocal sequence
             sequence += 1
-            queue.put_nowait(ev.RunEvent(run_id, agent.agent_id, sequence, body))
+            queue.put_nowait(
+                ev.RunEvent(run_id, agent.agent_id, sequence, body, request.parent_run_id)
+            )
 
+        context = _TurnContext(
+            request=request, tools=tools, emit=emit, forward=queue.put_nowait, deadline=deadline
+        )
         task = asyncio.create_task(
-            self._turn(active, agent, reservation, emit, deadline, queue),
+            self._turn(active, agent, reservation, context, queue),
             name=f"turn {run_id}",
         )
         active.task = task
@@ -239,10 +269,10 @@ class RunEngine:
         active: _ActiveRun,
         agent: Agent,
         reservation: Reservation,
-        emit: Emit,
-        deadline: float | None,
+        context: _TurnContext,
         queue: asyncio.Queue[ev.RunEvent | object],
     ) -> None:
+        emit = context.emit
         run = active.run
         immediate = reservation.immediate
         tenant = active.tenant
@@ -276,8 +306,8 @@ class RunEngine:
                         reason="AGENT_DELETED",
                         metadata={"agent_id": agent.agent_id},
                     )
-                output, usage, first_delta = await self._model_loop(
-                    tenant, current, run, emit, deadline, output_parts
+                output, usage, first_delta, steps = await self._model_loop(
+                    tenant, current, run, context, output_parts
                 )
                 ttfd = (first_delta - started) * 1000 if first_delta else 0.0
                 final = Message(Role.ASSISTANT, output, run_id=run.run_id)
@@ -291,7 +321,7 @@ class RunEngine:
                     error_reason="",
                     error_message="",
                     end_time=end,
-                    messages=[final],
+                    messages=[*steps, final],
                     agent_id=run.agent_id,
                     session_id=run.session_id,
                 )
@@ -391,39 +421,129 @@ class RunEngine:
         tenant: str,
         agent: Agent,
         run: Run,
-        emit: Emit,
-        deadline: float | None,
+        context: _TurnContext,
         output_parts: list[str],
-    ) -> tuple[str, Usage, float]:
-        """Call the model (and, later, tools) until it gives a final answer."""
+    ) -> tuple[str, Usage, float, list[Message]]:
+        """Call the model, run the tools it asks for, and repeat until it answers.
+
+        Returns the answer, the usage, when the first delta arrived, and the intermediate
+        messages (assistant tool calls and tool results) to store before the answer.
+        """
         spec = agent.spec
         model = self._models.resolve(spec.model.provider)
-        limit = spec.memory.max_messages or 0
-        history = await self._store.load_history(
-            tenant, agent.agent_id, run.session_id, limit or 50
-        )
+        limit = spec.memory.max_messages or DEFAULT_MAX_MESSAGES
+        history = await self._store.load_history(tenant, agent.agent_id, run.session_id, limit)
         messages = to_chat_messages(spec.system_message, window(history, limit))
+        schemas = context.tools.schemas()
+        max_calls = (
+            context.request.max_model_calls or spec.max_model_calls or self._default_max_model_calls
+        )
         usage = Usage()
         first_delta = 0.0
-        timeout = None
-        if deadline is not None:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                raise DeadlineExceededError(
-                    "the caller's deadline passed", reason="DEADLINE_EXCEEDED"
+        steps: list[Message] = []
+        for call_number in range(1, max_calls + 1):
+            output_parts.clear()
+            end: ModelTurnEnd | None = None
+            async for item in model.stream(
+                spec.model, messages, tools=schemas, timeout=_remaining(context.deadline)
+            ):
+                if isinstance(item, str):
+                    if not first_delta:
+                        first_delta = time.monotonic()
+                    output_parts.append(item)
+                    context.emit(ev.TextDelta(item))
+                else:
+                    end = item
+            assert end is not None
+            usage = usage + end.usage
+            text = "".join(output_parts)
+            if not end.tool_calls:
+                return text, usage, first_delta, steps
+            if call_number == max_calls:
+                raise ResourceExhaustedError(
+                    f"the model was still calling tools after {max_calls} model calls",
+                    reason="MODEL_CALL_LIMIT",
+                    metadata={"limit": str(max_calls)},
                 )
-        end: ModelTurnEnd | None = None
-        async for item in model.stream(spec.model, messages, timeout=timeout):
-            if isinstance(item, str):
-                if not first_delta:
-                    first_delta = time.monotonic()
-                output_parts.append(item)
-                emit(ev.TextDelta(item))
-            else:
-                end = item
-        assert end is not None
-        usage = usage + end.usage
-        return "".join(output_parts), usage, first_delta
+            asking = Message(Role.ASSISTANT, text, tool_calls=end.tool_calls, run_id=run.run_id)
+            context.emit(ev.MessageCompleted(asking))
+
+            async def ask(callee: str, message: str) -> str:
+                return await self._ask_agent(tenant, agent, run, context, callee, message)
+
+            results = await context.tools.execute(end.tool_calls, context.emit, ask, run.run_id)
+            steps += [asking, *results]
+            messages += to_chat_messages("", [asking, *results])
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _turn_tools(
+        self, agent: Agent, request: TurnRequest, bridge: ClientToolBridge | None
+    ) -> TurnTools:
+        """The tools of one turn: the agent's server tools and callable agents, plus the
+        client's tools for this turn."""
+        tools = TurnTools(bridge=bridge)
+        for name in agent.spec.tools:
+            tool = self._tools.get(name)
+            if tool is None:
+                log.warning(
+                    "agent %s names tool %s, which is no longer registered", agent.agent_id, name
+                )
+                continue
+            tools.server[name] = tool
+        for callee in agent.spec.callable_agents:
+            tools.agents[f"ask_{callee}"[:64]] = callee
+        if request.client_tools:
+            if bridge is None:
+                raise InvalidArgumentError.for_field(
+                    "start.client_tools", "client tools need a Run stream to answer on"
+                )
+            taken = set(tools.server) | set(tools.agents)
+            for client_tool in parse_client_tools(request.client_tools, taken):
+                tools.client[client_tool.name] = client_tool
+        if request.client_tool_timeout:
+            tools.client_timeout = request.client_tool_timeout
+        return tools
+
+    async def _ask_agent(
+        self,
+        tenant: str,
+        caller: Agent,
+        run: Run,
+        context: _TurnContext,
+        callee: str,
+        message: str,
+    ) -> str:
+        """Run `callee` as a child run and return its answer (the caller's tool result).
+        Its events reach the caller's stream tagged with its own agent and run ids."""
+        chain = context.request.call_chain or (caller.agent_id,)
+        if callee in chain:
+            raise ToolError(
+                f"AGENT_CALL_CYCLE: '{callee}' is already in the call chain "
+                f"{' -> '.join((*chain, callee))}"
+            )
+        if len(chain) > self._max_agent_depth:
+            raise ToolError(
+                f"AGENT_CALL_DEPTH_EXCEEDED: agents may call each other at most "
+                f"{self._max_agent_depth} levels deep"
+            )
+        request = TurnRequest(
+            agent_id=callee,
+            message=message,
+            # The callee keeps one conversation per calling agent.
+            session_id=f"from-{caller.agent_id}"[:63],
+            wait_if_busy=True,
+            parent_run_id=run.run_id,
+            call_chain=(*chain, callee),
+        )
+        output = ""
+        try:
+            async for event in self.execute(tenant, request, deadline=context.deadline):
+                context.forward(event)
+                if isinstance(event.body, ev.RunCompleted):
+                    output = event.body.output
+        except OrchestratorError as error:
+            raise ToolError(f"agent '{callee}' failed: {error.reason}: {error.message}") from None
+        return output
 
     # -- queries and control ------------------------------------------------------------
 
@@ -491,6 +611,35 @@ class RunEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _TurnContext:
+    """What a turn needs besides its run: the request, its tools and where events go."""
+
+    request: TurnRequest
+    tools: TurnTools
+    emit: Emit
+    forward: Callable[[ev.RunEvent], None]
+    deadline: float | None
+
+
+class _NoTools:
+    def get(self, name: str) -> ServerTool | None:
+        return None
+
+    def all(self) -> list[ServerTool]:
+        return []
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left before the caller's deadline (None without one)."""
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceededError("the caller's deadline passed", reason="DEADLINE_EXCEEDED")
+    return remaining
 
 
 def _error_of(run: Run) -> OrchestratorError:

@@ -91,6 +91,32 @@ const (
 	// INVALID_ARGUMENT: the request bytes are not a valid message of the method's request
 	// type (metadata: message_type).
 	ErrorReason_MALFORMED_REQUEST ErrorReason = 29
+	// INVALID_ARGUMENT: an agent names a tool the server does not have (metadata: tool).
+	ErrorReason_UNKNOWN_TOOL ErrorReason = 30
+	// RESOURCE_EXHAUSTED: the run reached its max_model_calls while the model kept calling
+	// tools (metadata: limit).
+	ErrorReason_MODEL_CALL_LIMIT ErrorReason = 31
+	// DEADLINE_EXCEEDED: the client did not answer a client-side tool call in time
+	// (metadata: call_id, timeout_seconds).
+	ErrorReason_CLIENT_TOOL_TIMEOUT ErrorReason = 32
+	// INVALID_ARGUMENT: a ToolResult named a call id that is not waiting for a result
+	// (unknown, already answered, or not a client tool) (metadata: call_id).
+	ErrorReason_UNEXPECTED_TOOL_RESULT ErrorReason = 33
+	// Tool error text (not a status): an agent-to-agent call would revisit an agent
+	// already in the call chain.
+	ErrorReason_AGENT_CALL_CYCLE ErrorReason = 34
+	// Tool error text (not a status): an agent-to-agent call would exceed the depth limit.
+	ErrorReason_AGENT_CALL_DEPTH_EXCEEDED ErrorReason = 35
+	// NOT_FOUND: no team has the id (metadata: team_id).
+	ErrorReason_TEAM_NOT_FOUND ErrorReason = 36
+	// ALREADY_EXISTS: a team with the id exists (metadata: team_id).
+	ErrorReason_TEAM_ALREADY_EXISTS ErrorReason = 37
+	// FAILED_PRECONDITION: the agent is a member or the coordinator of a team and cannot be
+	// deleted (metadata: agent_id, team_id — the first such team in id order).
+	ErrorReason_AGENT_IN_USE ErrorReason = 38
+	// Result reason (not a status): a team member did not finish within the team's
+	// member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
+	ErrorReason_MEMBER_TIMEOUT ErrorReason = 39
 )
 
 // Enum value maps for ErrorReason.
@@ -126,6 +152,16 @@ var (
 		27: "INVALID_TENANT",
 		28: "AGENT_DELETED",
 		29: "MALFORMED_REQUEST",
+		30: "UNKNOWN_TOOL",
+		31: "MODEL_CALL_LIMIT",
+		32: "CLIENT_TOOL_TIMEOUT",
+		33: "UNEXPECTED_TOOL_RESULT",
+		34: "AGENT_CALL_CYCLE",
+		35: "AGENT_CALL_DEPTH_EXCEEDED",
+		36: "TEAM_NOT_FOUND",
+		37: "TEAM_ALREADY_EXISTS",
+		38: "AGENT_IN_USE",
+		39: "MEMBER_TIMEOUT",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -158,6 +194,16 @@ var (
 		"INVALID_TENANT":            27,
 		"AGENT_DELETED":             28,
 		"MALFORMED_REQUEST":         29,
+		"UNKNOWN_TOOL":              30,
+		"MODEL_CALL_LIMIT":          31,
+		"CLIENT_TOOL_TIMEOUT":       32,
+		"UNEXPECTED_TOOL_RESULT":    33,
+		"AGENT_CALL_CYCLE":          34,
+		"AGENT_CALL_DEPTH_EXCEEDED": 35,
+		"TEAM_NOT_FOUND":            36,
+		"TEAM_ALREADY_EXISTS":       37,
+		"AGENT_IN_USE":              38,
+		"MEMBER_TIMEOUT":            39,
 	}
 )
 
@@ -192,7 +238,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xba\x05\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\x9f\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -224,7 +270,17 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x13REQUEST_ID_CONFLICT\x10\x1a\x12\x12\n" +
 	"\x0eINVALID_TENANT\x10\x1b\x12\x11\n" +
 	"\rAGENT_DELETED\x10\x1c\x12\x15\n" +
-	"\x11MALFORMED_REQUEST\x10\x1dB[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x11MALFORMED_REQUEST\x10\x1d\x12\x10\n" +
+	"\fUNKNOWN_TOOL\x10\x1e\x12\x14\n" +
+	"\x10MODEL_CALL_LIMIT\x10\x1f\x12\x17\n" +
+	"\x13CLIENT_TOOL_TIMEOUT\x10 \x12\x1a\n" +
+	"\x16UNEXPECTED_TOOL_RESULT\x10!\x12\x14\n" +
+	"\x10AGENT_CALL_CYCLE\x10\"\x12\x1d\n" +
+	"\x19AGENT_CALL_DEPTH_EXCEEDED\x10#\x12\x12\n" +
+	"\x0eTEAM_NOT_FOUND\x10$\x12\x17\n" +
+	"\x13TEAM_ALREADY_EXISTS\x10%\x12\x10\n" +
+	"\fAGENT_IN_USE\x10&\x12\x12\n" +
+	"\x0eMEMBER_TIMEOUT\x10'B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

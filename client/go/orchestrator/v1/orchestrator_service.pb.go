@@ -1386,11 +1386,602 @@ func (x *DeleteSessionResponse) GetDeletedMessages() int64 {
 	return 0
 }
 
+// Request of ListTools.
+type ListToolsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListToolsRequest) Reset() {
+	*x = ListToolsRequest{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListToolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListToolsRequest) ProtoMessage() {}
+
+func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
+func (*ListToolsRequest) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{26}
+}
+
+// Response of ListTools.
+type ListToolsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every server tool, by name.
+	Tools         []*Tool `protobuf:"bytes,1,rep,name=tools,proto3" json:"tools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListToolsResponse) Reset() {
+	*x = ListToolsResponse{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListToolsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListToolsResponse) ProtoMessage() {}
+
+func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
+func (*ListToolsResponse) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListToolsResponse) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+// Request of CreateTeam.
+type CreateTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team to create. Output-only fields are ignored.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// When a team with the id exists, return it unchanged instead of failing.
+	IfNotExists   bool `protobuf:"varint,2,opt,name=if_not_exists,json=ifNotExists,proto3" json:"if_not_exists,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTeamRequest) Reset() {
+	*x = CreateTeamRequest{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTeamRequest) ProtoMessage() {}
+
+func (x *CreateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTeamRequest.ProtoReflect.Descriptor instead.
+func (*CreateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CreateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *CreateTeamRequest) GetIfNotExists() bool {
+	if x != nil {
+		return x.IfNotExists
+	}
+	return false
+}
+
+// Response of CreateTeam.
+type CreateTeamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team as stored, defaults filled in.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// False when `if_not_exists` found an existing team.
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTeamResponse) Reset() {
+	*x = CreateTeamResponse{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTeamResponse) ProtoMessage() {}
+
+func (x *CreateTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTeamResponse.ProtoReflect.Descriptor instead.
+func (*CreateTeamResponse) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CreateTeamResponse) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *CreateTeamResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+// Request of GetTeam.
+type GetTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team's id.
+	TeamId        string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTeamRequest) Reset() {
+	*x = GetTeamRequest{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTeamRequest) ProtoMessage() {}
+
+func (x *GetTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTeamRequest.ProtoReflect.Descriptor instead.
+func (*GetTeamRequest) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetTeamRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+// Response of GetTeam.
+type GetTeamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team.
+	Team          *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTeamResponse) Reset() {
+	*x = GetTeamResponse{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTeamResponse) ProtoMessage() {}
+
+func (x *GetTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTeamResponse.ProtoReflect.Descriptor instead.
+func (*GetTeamResponse) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetTeamResponse) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+// Request of ListTeams.
+type ListTeamsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The most teams to return, 0 to 1000; 0 means 100.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTeamsRequest) Reset() {
+	*x = ListTeamsRequest{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTeamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTeamsRequest) ProtoMessage() {}
+
+func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
+func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListTeamsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTeamsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response of ListTeams.
+type ListTeamsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The page of teams, in id order.
+	Teams []*Team `protobuf:"bytes,1,rep,name=teams,proto3" json:"teams,omitempty"`
+	// The token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTeamsResponse) Reset() {
+	*x = ListTeamsResponse{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTeamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTeamsResponse) ProtoMessage() {}
+
+func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
+func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListTeamsResponse) GetTeams() []*Team {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+func (x *ListTeamsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request of UpdateTeam.
+type UpdateTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team with its id and the new values. A non-empty `etag` makes the update
+	// conditional on it.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// The fields to change: any of description, members, coordinator, member_template,
+	// synthesis_template, synthesis_item_template, max_concurrency, member_timeout_seconds.
+	// A masked field left empty returns to its default. An empty mask is INVALID_ARGUMENT.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamRequest) Reset() {
+	*x = UpdateTeamRequest{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamRequest) ProtoMessage() {}
+
+func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UpdateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *UpdateTeamRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// Response of UpdateTeam.
+type UpdateTeamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team as stored after the update.
+	Team          *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamResponse) Reset() {
+	*x = UpdateTeamResponse{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamResponse) ProtoMessage() {}
+
+func (x *UpdateTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamResponse.ProtoReflect.Descriptor instead.
+func (*UpdateTeamResponse) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *UpdateTeamResponse) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+// Request of DeleteTeam.
+type DeleteTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team's id.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// When set, delete only if the team's etag still matches (ABORTED otherwise).
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTeamRequest) Reset() {
+	*x = DeleteTeamRequest{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTeamRequest) ProtoMessage() {}
+
+func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTeamRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTeamRequest) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DeleteTeamRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *DeleteTeamRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// Response of DeleteTeam.
+type DeleteTeamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTeamResponse) Reset() {
+	*x = DeleteTeamResponse{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTeamResponse) ProtoMessage() {}
+
+func (x *DeleteTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTeamResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTeamResponse) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{37}
+}
+
 var File_orchestrator_v1_orchestrator_service_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\n" +
-	"*orchestrator/v1/orchestrator_service.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1borchestrator/v1/agent.proto\x1a\x19orchestrator/v1/run.proto\x1a\x1dorchestrator/v1/session.proto\"\x92\x01\n" +
+	"*orchestrator/v1/orchestrator_service.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1borchestrator/v1/agent.proto\x1a#orchestrator/v1/collaboration.proto\x1a\x19orchestrator/v1/run.proto\x1a\x1dorchestrator/v1/session.proto\x1a\x1aorchestrator/v1/tool.proto\"\x92\x01\n" +
 	"\x12CreateAgentRequest\x122\n" +
 	"\x05agent\x18\x01 \x01(\v2\x16.orchestrator.v1.AgentB\x04\xe2A\x01\x02R\x05agent\x12$\n" +
 	"\x0eset_as_default\x18\x02 \x01(\bR\fsetAsDefault\x12\"\n" +
@@ -1471,7 +2062,37 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\"B\n" +
 	"\x15DeleteSessionResponse\x12)\n" +
-	"\x10deleted_messages\x18\x01 \x01(\x03R\x0fdeletedMessages2\xe4\t\n" +
+	"\x10deleted_messages\x18\x01 \x01(\x03R\x0fdeletedMessages\"\x12\n" +
+	"\x10ListToolsRequest\"@\n" +
+	"\x11ListToolsResponse\x12+\n" +
+	"\x05tools\x18\x01 \x03(\v2\x15.orchestrator.v1.ToolR\x05tools\"h\n" +
+	"\x11CreateTeamRequest\x12/\n" +
+	"\x04team\x18\x01 \x01(\v2\x15.orchestrator.v1.TeamB\x04\xe2A\x01\x02R\x04team\x12\"\n" +
+	"\rif_not_exists\x18\x02 \x01(\bR\vifNotExists\"Y\n" +
+	"\x12CreateTeamResponse\x12)\n" +
+	"\x04team\x18\x01 \x01(\v2\x15.orchestrator.v1.TeamR\x04team\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"/\n" +
+	"\x0eGetTeamRequest\x12\x1d\n" +
+	"\ateam_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06teamId\"<\n" +
+	"\x0fGetTeamResponse\x12)\n" +
+	"\x04team\x18\x01 \x01(\v2\x15.orchestrator.v1.TeamR\x04team\"N\n" +
+	"\x10ListTeamsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"h\n" +
+	"\x11ListTeamsResponse\x12+\n" +
+	"\x05teams\x18\x01 \x03(\v2\x15.orchestrator.v1.TeamR\x05teams\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x87\x01\n" +
+	"\x11UpdateTeamRequest\x12/\n" +
+	"\x04team\x18\x01 \x01(\v2\x15.orchestrator.v1.TeamB\x04\xe2A\x01\x02R\x04team\x12A\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x02R\n" +
+	"updateMask\"?\n" +
+	"\x12UpdateTeamResponse\x12)\n" +
+	"\x04team\x18\x01 \x01(\v2\x15.orchestrator.v1.TeamR\x04team\"F\n" +
+	"\x11DeleteTeamRequest\x12\x1d\n" +
+	"\ateam_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06teamId\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x14\n" +
+	"\x12DeleteTeamResponse2\x8d\x0f\n" +
 	"\x13OrchestratorService\x12X\n" +
 	"\vCreateAgent\x12#.orchestrator.v1.CreateAgentRequest\x1a$.orchestrator.v1.CreateAgentResponse\x12O\n" +
 	"\bGetAgent\x12 .orchestrator.v1.GetAgentRequest\x1a!.orchestrator.v1.GetAgentResponse\x12U\n" +
@@ -1487,7 +2108,18 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\tCancelRun\x12!.orchestrator.v1.CancelRunRequest\x1a\".orchestrator.v1.CancelRunResponse\x12[\n" +
 	"\fListSessions\x12$.orchestrator.v1.ListSessionsRequest\x1a%.orchestrator.v1.ListSessionsResponse\x12[\n" +
 	"\fListMessages\x12$.orchestrator.v1.ListMessagesRequest\x1a%.orchestrator.v1.ListMessagesResponse\x12^\n" +
-	"\rDeleteSession\x12%.orchestrator.v1.DeleteSessionRequest\x1a&.orchestrator.v1.DeleteSessionResponseB[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\rDeleteSession\x12%.orchestrator.v1.DeleteSessionRequest\x1a&.orchestrator.v1.DeleteSessionResponse\x12R\n" +
+	"\tListTools\x12!.orchestrator.v1.ListToolsRequest\x1a\".orchestrator.v1.ListToolsResponse\x12U\n" +
+	"\n" +
+	"CreateTeam\x12\".orchestrator.v1.CreateTeamRequest\x1a#.orchestrator.v1.CreateTeamResponse\x12L\n" +
+	"\aGetTeam\x12\x1f.orchestrator.v1.GetTeamRequest\x1a .orchestrator.v1.GetTeamResponse\x12R\n" +
+	"\tListTeams\x12!.orchestrator.v1.ListTeamsRequest\x1a\".orchestrator.v1.ListTeamsResponse\x12U\n" +
+	"\n" +
+	"UpdateTeam\x12\".orchestrator.v1.UpdateTeamRequest\x1a#.orchestrator.v1.UpdateTeamResponse\x12U\n" +
+	"\n" +
+	"DeleteTeam\x12\".orchestrator.v1.DeleteTeamRequest\x1a#.orchestrator.v1.DeleteTeamResponse\x12Y\n" +
+	"\vRunPipeline\x12#.orchestrator.v1.RunPipelineRequest\x1a#.orchestrator.v1.CollaborationEvent0\x01\x12Q\n" +
+	"\aRunTeam\x12\x1f.orchestrator.v1.RunTeamRequest\x1a#.orchestrator.v1.CollaborationEvent0\x01B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_orchestrator_service_proto_rawDescOnce sync.Once
@@ -1501,7 +2133,7 @@ func file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP() []byte {
 	return file_orchestrator_v1_orchestrator_service_proto_rawDescData
 }
 
-var file_orchestrator_v1_orchestrator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_orchestrator_v1_orchestrator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_orchestrator_v1_orchestrator_service_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),      // 0: orchestrator.v1.CreateAgentRequest
 	(*CreateAgentResponse)(nil),     // 1: orchestrator.v1.CreateAgentResponse
@@ -1529,64 +2161,105 @@ var file_orchestrator_v1_orchestrator_service_proto_goTypes = []any{
 	(*ListMessagesResponse)(nil),    // 23: orchestrator.v1.ListMessagesResponse
 	(*DeleteSessionRequest)(nil),    // 24: orchestrator.v1.DeleteSessionRequest
 	(*DeleteSessionResponse)(nil),   // 25: orchestrator.v1.DeleteSessionResponse
-	nil,                             // 26: orchestrator.v1.ListAgentsRequest.LabelFilterEntry
-	(*Agent)(nil),                   // 27: orchestrator.v1.Agent
-	(*fieldmaskpb.FieldMask)(nil),   // 28: google.protobuf.FieldMask
-	(*Run)(nil),                     // 29: orchestrator.v1.Run
-	(*Session)(nil),                 // 30: orchestrator.v1.Session
-	(*Message)(nil),                 // 31: orchestrator.v1.Message
-	(*RunRequest)(nil),              // 32: orchestrator.v1.RunRequest
-	(*RunEvent)(nil),                // 33: orchestrator.v1.RunEvent
+	(*ListToolsRequest)(nil),        // 26: orchestrator.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),       // 27: orchestrator.v1.ListToolsResponse
+	(*CreateTeamRequest)(nil),       // 28: orchestrator.v1.CreateTeamRequest
+	(*CreateTeamResponse)(nil),      // 29: orchestrator.v1.CreateTeamResponse
+	(*GetTeamRequest)(nil),          // 30: orchestrator.v1.GetTeamRequest
+	(*GetTeamResponse)(nil),         // 31: orchestrator.v1.GetTeamResponse
+	(*ListTeamsRequest)(nil),        // 32: orchestrator.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),       // 33: orchestrator.v1.ListTeamsResponse
+	(*UpdateTeamRequest)(nil),       // 34: orchestrator.v1.UpdateTeamRequest
+	(*UpdateTeamResponse)(nil),      // 35: orchestrator.v1.UpdateTeamResponse
+	(*DeleteTeamRequest)(nil),       // 36: orchestrator.v1.DeleteTeamRequest
+	(*DeleteTeamResponse)(nil),      // 37: orchestrator.v1.DeleteTeamResponse
+	nil,                             // 38: orchestrator.v1.ListAgentsRequest.LabelFilterEntry
+	(*Agent)(nil),                   // 39: orchestrator.v1.Agent
+	(*fieldmaskpb.FieldMask)(nil),   // 40: google.protobuf.FieldMask
+	(*Run)(nil),                     // 41: orchestrator.v1.Run
+	(*Session)(nil),                 // 42: orchestrator.v1.Session
+	(*Message)(nil),                 // 43: orchestrator.v1.Message
+	(*Tool)(nil),                    // 44: orchestrator.v1.Tool
+	(*Team)(nil),                    // 45: orchestrator.v1.Team
+	(*RunRequest)(nil),              // 46: orchestrator.v1.RunRequest
+	(*RunPipelineRequest)(nil),      // 47: orchestrator.v1.RunPipelineRequest
+	(*RunTeamRequest)(nil),          // 48: orchestrator.v1.RunTeamRequest
+	(*RunEvent)(nil),                // 49: orchestrator.v1.RunEvent
+	(*CollaborationEvent)(nil),      // 50: orchestrator.v1.CollaborationEvent
 }
 var file_orchestrator_v1_orchestrator_service_proto_depIdxs = []int32{
-	27, // 0: orchestrator.v1.CreateAgentRequest.agent:type_name -> orchestrator.v1.Agent
-	27, // 1: orchestrator.v1.CreateAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	27, // 2: orchestrator.v1.GetAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	26, // 3: orchestrator.v1.ListAgentsRequest.label_filter:type_name -> orchestrator.v1.ListAgentsRequest.LabelFilterEntry
-	27, // 4: orchestrator.v1.ListAgentsResponse.agents:type_name -> orchestrator.v1.Agent
-	27, // 5: orchestrator.v1.UpdateAgentRequest.agent:type_name -> orchestrator.v1.Agent
-	28, // 6: orchestrator.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	27, // 7: orchestrator.v1.UpdateAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	27, // 8: orchestrator.v1.SetDefaultAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	27, // 9: orchestrator.v1.GetDefaultAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	29, // 10: orchestrator.v1.GetRunResponse.run:type_name -> orchestrator.v1.Run
-	29, // 11: orchestrator.v1.ListRunsResponse.runs:type_name -> orchestrator.v1.Run
-	29, // 12: orchestrator.v1.CancelRunResponse.run:type_name -> orchestrator.v1.Run
-	30, // 13: orchestrator.v1.ListSessionsResponse.sessions:type_name -> orchestrator.v1.Session
-	31, // 14: orchestrator.v1.ListMessagesResponse.messages:type_name -> orchestrator.v1.Message
-	0,  // 15: orchestrator.v1.OrchestratorService.CreateAgent:input_type -> orchestrator.v1.CreateAgentRequest
-	2,  // 16: orchestrator.v1.OrchestratorService.GetAgent:input_type -> orchestrator.v1.GetAgentRequest
-	4,  // 17: orchestrator.v1.OrchestratorService.ListAgents:input_type -> orchestrator.v1.ListAgentsRequest
-	6,  // 18: orchestrator.v1.OrchestratorService.UpdateAgent:input_type -> orchestrator.v1.UpdateAgentRequest
-	8,  // 19: orchestrator.v1.OrchestratorService.DeleteAgent:input_type -> orchestrator.v1.DeleteAgentRequest
-	10, // 20: orchestrator.v1.OrchestratorService.SetDefaultAgent:input_type -> orchestrator.v1.SetDefaultAgentRequest
-	12, // 21: orchestrator.v1.OrchestratorService.GetDefaultAgent:input_type -> orchestrator.v1.GetDefaultAgentRequest
-	32, // 22: orchestrator.v1.OrchestratorService.Run:input_type -> orchestrator.v1.RunRequest
-	14, // 23: orchestrator.v1.OrchestratorService.GetRun:input_type -> orchestrator.v1.GetRunRequest
-	16, // 24: orchestrator.v1.OrchestratorService.ListRuns:input_type -> orchestrator.v1.ListRunsRequest
-	18, // 25: orchestrator.v1.OrchestratorService.CancelRun:input_type -> orchestrator.v1.CancelRunRequest
-	20, // 26: orchestrator.v1.OrchestratorService.ListSessions:input_type -> orchestrator.v1.ListSessionsRequest
-	22, // 27: orchestrator.v1.OrchestratorService.ListMessages:input_type -> orchestrator.v1.ListMessagesRequest
-	24, // 28: orchestrator.v1.OrchestratorService.DeleteSession:input_type -> orchestrator.v1.DeleteSessionRequest
-	1,  // 29: orchestrator.v1.OrchestratorService.CreateAgent:output_type -> orchestrator.v1.CreateAgentResponse
-	3,  // 30: orchestrator.v1.OrchestratorService.GetAgent:output_type -> orchestrator.v1.GetAgentResponse
-	5,  // 31: orchestrator.v1.OrchestratorService.ListAgents:output_type -> orchestrator.v1.ListAgentsResponse
-	7,  // 32: orchestrator.v1.OrchestratorService.UpdateAgent:output_type -> orchestrator.v1.UpdateAgentResponse
-	9,  // 33: orchestrator.v1.OrchestratorService.DeleteAgent:output_type -> orchestrator.v1.DeleteAgentResponse
-	11, // 34: orchestrator.v1.OrchestratorService.SetDefaultAgent:output_type -> orchestrator.v1.SetDefaultAgentResponse
-	13, // 35: orchestrator.v1.OrchestratorService.GetDefaultAgent:output_type -> orchestrator.v1.GetDefaultAgentResponse
-	33, // 36: orchestrator.v1.OrchestratorService.Run:output_type -> orchestrator.v1.RunEvent
-	15, // 37: orchestrator.v1.OrchestratorService.GetRun:output_type -> orchestrator.v1.GetRunResponse
-	17, // 38: orchestrator.v1.OrchestratorService.ListRuns:output_type -> orchestrator.v1.ListRunsResponse
-	19, // 39: orchestrator.v1.OrchestratorService.CancelRun:output_type -> orchestrator.v1.CancelRunResponse
-	21, // 40: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
-	23, // 41: orchestrator.v1.OrchestratorService.ListMessages:output_type -> orchestrator.v1.ListMessagesResponse
-	25, // 42: orchestrator.v1.OrchestratorService.DeleteSession:output_type -> orchestrator.v1.DeleteSessionResponse
-	29, // [29:43] is the sub-list for method output_type
-	15, // [15:29] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	39, // 0: orchestrator.v1.CreateAgentRequest.agent:type_name -> orchestrator.v1.Agent
+	39, // 1: orchestrator.v1.CreateAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	39, // 2: orchestrator.v1.GetAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	38, // 3: orchestrator.v1.ListAgentsRequest.label_filter:type_name -> orchestrator.v1.ListAgentsRequest.LabelFilterEntry
+	39, // 4: orchestrator.v1.ListAgentsResponse.agents:type_name -> orchestrator.v1.Agent
+	39, // 5: orchestrator.v1.UpdateAgentRequest.agent:type_name -> orchestrator.v1.Agent
+	40, // 6: orchestrator.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	39, // 7: orchestrator.v1.UpdateAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	39, // 8: orchestrator.v1.SetDefaultAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	39, // 9: orchestrator.v1.GetDefaultAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	41, // 10: orchestrator.v1.GetRunResponse.run:type_name -> orchestrator.v1.Run
+	41, // 11: orchestrator.v1.ListRunsResponse.runs:type_name -> orchestrator.v1.Run
+	41, // 12: orchestrator.v1.CancelRunResponse.run:type_name -> orchestrator.v1.Run
+	42, // 13: orchestrator.v1.ListSessionsResponse.sessions:type_name -> orchestrator.v1.Session
+	43, // 14: orchestrator.v1.ListMessagesResponse.messages:type_name -> orchestrator.v1.Message
+	44, // 15: orchestrator.v1.ListToolsResponse.tools:type_name -> orchestrator.v1.Tool
+	45, // 16: orchestrator.v1.CreateTeamRequest.team:type_name -> orchestrator.v1.Team
+	45, // 17: orchestrator.v1.CreateTeamResponse.team:type_name -> orchestrator.v1.Team
+	45, // 18: orchestrator.v1.GetTeamResponse.team:type_name -> orchestrator.v1.Team
+	45, // 19: orchestrator.v1.ListTeamsResponse.teams:type_name -> orchestrator.v1.Team
+	45, // 20: orchestrator.v1.UpdateTeamRequest.team:type_name -> orchestrator.v1.Team
+	40, // 21: orchestrator.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	45, // 22: orchestrator.v1.UpdateTeamResponse.team:type_name -> orchestrator.v1.Team
+	0,  // 23: orchestrator.v1.OrchestratorService.CreateAgent:input_type -> orchestrator.v1.CreateAgentRequest
+	2,  // 24: orchestrator.v1.OrchestratorService.GetAgent:input_type -> orchestrator.v1.GetAgentRequest
+	4,  // 25: orchestrator.v1.OrchestratorService.ListAgents:input_type -> orchestrator.v1.ListAgentsRequest
+	6,  // 26: orchestrator.v1.OrchestratorService.UpdateAgent:input_type -> orchestrator.v1.UpdateAgentRequest
+	8,  // 27: orchestrator.v1.OrchestratorService.DeleteAgent:input_type -> orchestrator.v1.DeleteAgentRequest
+	10, // 28: orchestrator.v1.OrchestratorService.SetDefaultAgent:input_type -> orchestrator.v1.SetDefaultAgentRequest
+	12, // 29: orchestrator.v1.OrchestratorService.GetDefaultAgent:input_type -> orchestrator.v1.GetDefaultAgentRequest
+	46, // 30: orchestrator.v1.OrchestratorService.Run:input_type -> orchestrator.v1.RunRequest
+	14, // 31: orchestrator.v1.OrchestratorService.GetRun:input_type -> orchestrator.v1.GetRunRequest
+	16, // 32: orchestrator.v1.OrchestratorService.ListRuns:input_type -> orchestrator.v1.ListRunsRequest
+	18, // 33: orchestrator.v1.OrchestratorService.CancelRun:input_type -> orchestrator.v1.CancelRunRequest
+	20, // 34: orchestrator.v1.OrchestratorService.ListSessions:input_type -> orchestrator.v1.ListSessionsRequest
+	22, // 35: orchestrator.v1.OrchestratorService.ListMessages:input_type -> orchestrator.v1.ListMessagesRequest
+	24, // 36: orchestrator.v1.OrchestratorService.DeleteSession:input_type -> orchestrator.v1.DeleteSessionRequest
+	26, // 37: orchestrator.v1.OrchestratorService.ListTools:input_type -> orchestrator.v1.ListToolsRequest
+	28, // 38: orchestrator.v1.OrchestratorService.CreateTeam:input_type -> orchestrator.v1.CreateTeamRequest
+	30, // 39: orchestrator.v1.OrchestratorService.GetTeam:input_type -> orchestrator.v1.GetTeamRequest
+	32, // 40: orchestrator.v1.OrchestratorService.ListTeams:input_type -> orchestrator.v1.ListTeamsRequest
+	34, // 41: orchestrator.v1.OrchestratorService.UpdateTeam:input_type -> orchestrator.v1.UpdateTeamRequest
+	36, // 42: orchestrator.v1.OrchestratorService.DeleteTeam:input_type -> orchestrator.v1.DeleteTeamRequest
+	47, // 43: orchestrator.v1.OrchestratorService.RunPipeline:input_type -> orchestrator.v1.RunPipelineRequest
+	48, // 44: orchestrator.v1.OrchestratorService.RunTeam:input_type -> orchestrator.v1.RunTeamRequest
+	1,  // 45: orchestrator.v1.OrchestratorService.CreateAgent:output_type -> orchestrator.v1.CreateAgentResponse
+	3,  // 46: orchestrator.v1.OrchestratorService.GetAgent:output_type -> orchestrator.v1.GetAgentResponse
+	5,  // 47: orchestrator.v1.OrchestratorService.ListAgents:output_type -> orchestrator.v1.ListAgentsResponse
+	7,  // 48: orchestrator.v1.OrchestratorService.UpdateAgent:output_type -> orchestrator.v1.UpdateAgentResponse
+	9,  // 49: orchestrator.v1.OrchestratorService.DeleteAgent:output_type -> orchestrator.v1.DeleteAgentResponse
+	11, // 50: orchestrator.v1.OrchestratorService.SetDefaultAgent:output_type -> orchestrator.v1.SetDefaultAgentResponse
+	13, // 51: orchestrator.v1.OrchestratorService.GetDefaultAgent:output_type -> orchestrator.v1.GetDefaultAgentResponse
+	49, // 52: orchestrator.v1.OrchestratorService.Run:output_type -> orchestrator.v1.RunEvent
+	15, // 53: orchestrator.v1.OrchestratorService.GetRun:output_type -> orchestrator.v1.GetRunResponse
+	17, // 54: orchestrator.v1.OrchestratorService.ListRuns:output_type -> orchestrator.v1.ListRunsResponse
+	19, // 55: orchestrator.v1.OrchestratorService.CancelRun:output_type -> orchestrator.v1.CancelRunResponse
+	21, // 56: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
+	23, // 57: orchestrator.v1.OrchestratorService.ListMessages:output_type -> orchestrator.v1.ListMessagesResponse
+	25, // 58: orchestrator.v1.OrchestratorService.DeleteSession:output_type -> orchestrator.v1.DeleteSessionResponse
+	27, // 59: orchestrator.v1.OrchestratorService.ListTools:output_type -> orchestrator.v1.ListToolsResponse
+	29, // 60: orchestrator.v1.OrchestratorService.CreateTeam:output_type -> orchestrator.v1.CreateTeamResponse
+	31, // 61: orchestrator.v1.OrchestratorService.GetTeam:output_type -> orchestrator.v1.GetTeamResponse
+	33, // 62: orchestrator.v1.OrchestratorService.ListTeams:output_type -> orchestrator.v1.ListTeamsResponse
+	35, // 63: orchestrator.v1.OrchestratorService.UpdateTeam:output_type -> orchestrator.v1.UpdateTeamResponse
+	37, // 64: orchestrator.v1.OrchestratorService.DeleteTeam:output_type -> orchestrator.v1.DeleteTeamResponse
+	50, // 65: orchestrator.v1.OrchestratorService.RunPipeline:output_type -> orchestrator.v1.CollaborationEvent
+	50, // 66: orchestrator.v1.OrchestratorService.RunTeam:output_type -> orchestrator.v1.CollaborationEvent
+	45, // [45:67] is the sub-list for method output_type
+	23, // [23:45] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_orchestrator_v1_orchestrator_service_proto_init() }
@@ -1595,15 +2268,17 @@ func file_orchestrator_v1_orchestrator_service_proto_init() {
 		return
 	}
 	file_orchestrator_v1_agent_proto_init()
+	file_orchestrator_v1_collaboration_proto_init()
 	file_orchestrator_v1_run_proto_init()
 	file_orchestrator_v1_session_proto_init()
+	file_orchestrator_v1_tool_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchestrator_v1_orchestrator_service_proto_rawDesc), len(file_orchestrator_v1_orchestrator_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,14 @@ const (
 	OrchestratorService_ListSessions_FullMethodName    = "/orchestrator.v1.OrchestratorService/ListSessions"
 	OrchestratorService_ListMessages_FullMethodName    = "/orchestrator.v1.OrchestratorService/ListMessages"
 	OrchestratorService_DeleteSession_FullMethodName   = "/orchestrator.v1.OrchestratorService/DeleteSession"
+	OrchestratorService_ListTools_FullMethodName       = "/orchestrator.v1.OrchestratorService/ListTools"
+	OrchestratorService_CreateTeam_FullMethodName      = "/orchestrator.v1.OrchestratorService/CreateTeam"
+	OrchestratorService_GetTeam_FullMethodName         = "/orchestrator.v1.OrchestratorService/GetTeam"
+	OrchestratorService_ListTeams_FullMethodName       = "/orchestrator.v1.OrchestratorService/ListTeams"
+	OrchestratorService_UpdateTeam_FullMethodName      = "/orchestrator.v1.OrchestratorService/UpdateTeam"
+	OrchestratorService_DeleteTeam_FullMethodName      = "/orchestrator.v1.OrchestratorService/DeleteTeam"
+	OrchestratorService_RunPipeline_FullMethodName     = "/orchestrator.v1.OrchestratorService/RunPipeline"
+	OrchestratorService_RunTeam_FullMethodName         = "/orchestrator.v1.OrchestratorService/RunTeam"
 )
 
 // OrchestratorServiceClient is the client API for OrchestratorService service.
@@ -87,6 +95,44 @@ type OrchestratorServiceClient interface {
 	// Deletes a session's messages and runs (clears the conversation). Fails with ABORTED,
 	// reason SESSION_BUSY, while the session runs a turn.
 	DeleteSession(ctx context.Context, in *DeleteSessionRequest, opts ...grpc.CallOption) (*DeleteSessionResponse, error)
+	// Lists the server tools agents may use: built-ins, operator plugins and MCP tools.
+	ListTools(ctx context.Context, in *ListToolsRequest, opts ...grpc.CallOption) (*ListToolsResponse, error)
+	// Creates a team. Every member and the coordinator must be an existing agent
+	// (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+	// TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+	CreateTeam(ctx context.Context, in *CreateTeamRequest, opts ...grpc.CallOption) (*CreateTeamResponse, error)
+	// Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND.
+	GetTeam(ctx context.Context, in *GetTeamRequest, opts ...grpc.CallOption) (*GetTeamResponse, error)
+	// Lists teams in id order, a page at a time.
+	ListTeams(ctx context.Context, in *ListTeamsRequest, opts ...grpc.CallOption) (*ListTeamsResponse, error)
+	// Changes the fields of a team named by `update_mask`.
+	UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*UpdateTeamResponse, error)
+	// Deletes a team. Its past runs are kept.
+	DeleteTeam(ctx context.Context, in *DeleteTeamRequest, opts ...grpc.CallOption) (*DeleteTeamResponse, error)
+	// Runs agents one after another, each step's message built from the pipeline's input
+	// and the previous step's output, streaming every step's events. The pipeline is a
+	// run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+	// failing step stops the pipeline: the stream ends with that step's status and
+	// ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+	// step's run) and `pipeline_run_id`.
+	// The responses are named for what they are, events of a collaboration, and both
+	// collaboration RPCs share them so that a client handles one event type.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	RunPipeline(ctx context.Context, in *RunPipelineRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollaborationEvent], error)
+	// Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+	// time, each bounded by `member_timeout_seconds`), streaming their events; then the
+	// coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+	// reported and named in the synthesis input. The team run is a run of its own
+	// (agent_id empty) and every member and coordinator run names it as parent_run_id;
+	// they run in a session named after the team run's id. The stream fails when the
+	// coordinator fails, or when no member completed and there is a coordinator (metadata
+	// `agent_id`, `role`, `run_id`, `team_run_id`).
+	// The responses are named for what they are, events of a collaboration, and both
+	// collaboration RPCs share them so that a client handles one event type.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	RunTeam(ctx context.Context, in *RunTeamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollaborationEvent], error)
 }
 
 type orchestratorServiceClient struct {
@@ -240,6 +286,104 @@ func (c *orchestratorServiceClient) DeleteSession(ctx context.Context, in *Delet
 	return out, nil
 }
 
+func (c *orchestratorServiceClient) ListTools(ctx context.Context, in *ListToolsRequest, opts ...grpc.CallOption) (*ListToolsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListToolsResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_ListTools_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) CreateTeam(ctx context.Context, in *CreateTeamRequest, opts ...grpc.CallOption) (*CreateTeamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateTeamResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_CreateTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) GetTeam(ctx context.Context, in *GetTeamRequest, opts ...grpc.CallOption) (*GetTeamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTeamResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_GetTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) ListTeams(ctx context.Context, in *ListTeamsRequest, opts ...grpc.CallOption) (*ListTeamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTeamsResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_ListTeams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*UpdateTeamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateTeamResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_UpdateTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) DeleteTeam(ctx context.Context, in *DeleteTeamRequest, opts ...grpc.CallOption) (*DeleteTeamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteTeamResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_DeleteTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) RunPipeline(ctx context.Context, in *RunPipelineRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollaborationEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrchestratorService_ServiceDesc.Streams[1], OrchestratorService_RunPipeline_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RunPipelineRequest, CollaborationEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrchestratorService_RunPipelineClient = grpc.ServerStreamingClient[CollaborationEvent]
+
+func (c *orchestratorServiceClient) RunTeam(ctx context.Context, in *RunTeamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollaborationEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrchestratorService_ServiceDesc.Streams[2], OrchestratorService_RunTeam_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RunTeamRequest, CollaborationEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrchestratorService_RunTeamClient = grpc.ServerStreamingClient[CollaborationEvent]
+
 // OrchestratorServiceServer is the server API for OrchestratorService service.
 // All implementations must embed UnimplementedOrchestratorServiceServer
 // for forward compatibility.
@@ -292,6 +436,44 @@ type OrchestratorServiceServer interface {
 	// Deletes a session's messages and runs (clears the conversation). Fails with ABORTED,
 	// reason SESSION_BUSY, while the session runs a turn.
 	DeleteSession(context.Context, *DeleteSessionRequest) (*DeleteSessionResponse, error)
+	// Lists the server tools agents may use: built-ins, operator plugins and MCP tools.
+	ListTools(context.Context, *ListToolsRequest) (*ListToolsResponse, error)
+	// Creates a team. Every member and the coordinator must be an existing agent
+	// (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+	// TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+	CreateTeam(context.Context, *CreateTeamRequest) (*CreateTeamResponse, error)
+	// Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND.
+	GetTeam(context.Context, *GetTeamRequest) (*GetTeamResponse, error)
+	// Lists teams in id order, a page at a time.
+	ListTeams(context.Context, *ListTeamsRequest) (*ListTeamsResponse, error)
+	// Changes the fields of a team named by `update_mask`.
+	UpdateTeam(context.Context, *UpdateTeamRequest) (*UpdateTeamResponse, error)
+	// Deletes a team. Its past runs are kept.
+	DeleteTeam(context.Context, *DeleteTeamRequest) (*DeleteTeamResponse, error)
+	// Runs agents one after another, each step's message built from the pipeline's input
+	// and the previous step's output, streaming every step's events. The pipeline is a
+	// run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+	// failing step stops the pipeline: the stream ends with that step's status and
+	// ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+	// step's run) and `pipeline_run_id`.
+	// The responses are named for what they are, events of a collaboration, and both
+	// collaboration RPCs share them so that a client handles one event type.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	RunPipeline(*RunPipelineRequest, grpc.ServerStreamingServer[CollaborationEvent]) error
+	// Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+	// time, each bounded by `member_timeout_seconds`), streaming their events; then the
+	// coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+	// reported and named in the synthesis input. The team run is a run of its own
+	// (agent_id empty) and every member and coordinator run names it as parent_run_id;
+	// they run in a session named after the team run's id. The stream fails when the
+	// coordinator fails, or when no member completed and there is a coordinator (metadata
+	// `agent_id`, `role`, `run_id`, `team_run_id`).
+	// The responses are named for what they are, events of a collaboration, and both
+	// collaboration RPCs share them so that a client handles one event type.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	RunTeam(*RunTeamRequest, grpc.ServerStreamingServer[CollaborationEvent]) error
 	mustEmbedUnimplementedOrchestratorServiceServer()
 }
 
@@ -343,6 +525,30 @@ func (UnimplementedOrchestratorServiceServer) ListMessages(context.Context, *Lis
 }
 func (UnimplementedOrchestratorServiceServer) DeleteSession(context.Context, *DeleteSessionRequest) (*DeleteSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSession not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) ListTools(context.Context, *ListToolsRequest) (*ListToolsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTools not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) CreateTeam(context.Context, *CreateTeamRequest) (*CreateTeamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateTeam not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) GetTeam(context.Context, *GetTeamRequest) (*GetTeamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTeam not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) ListTeams(context.Context, *ListTeamsRequest) (*ListTeamsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTeams not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) UpdateTeam(context.Context, *UpdateTeamRequest) (*UpdateTeamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateTeam not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) DeleteTeam(context.Context, *DeleteTeamRequest) (*DeleteTeamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteTeam not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) RunPipeline(*RunPipelineRequest, grpc.ServerStreamingServer[CollaborationEvent]) error {
+	return status.Error(codes.Unimplemented, "method RunPipeline not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) RunTeam(*RunTeamRequest, grpc.ServerStreamingServer[CollaborationEvent]) error {
+	return status.Error(codes.Unimplemented, "method RunTeam not implemented")
 }
 func (UnimplementedOrchestratorServiceServer) mustEmbedUnimplementedOrchestratorServiceServer() {}
 func (UnimplementedOrchestratorServiceServer) testEmbeddedByValue()                             {}
@@ -606,6 +812,136 @@ func _OrchestratorService_DeleteSession_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrchestratorService_ListTools_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListToolsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).ListTools(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_ListTools_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).ListTools(ctx, req.(*ListToolsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_CreateTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).CreateTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_CreateTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).CreateTeam(ctx, req.(*CreateTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_GetTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).GetTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_GetTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).GetTeam(ctx, req.(*GetTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_ListTeams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTeamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).ListTeams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_ListTeams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).ListTeams(ctx, req.(*ListTeamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_UpdateTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).UpdateTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_UpdateTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).UpdateTeam(ctx, req.(*UpdateTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_DeleteTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).DeleteTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_DeleteTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).DeleteTeam(ctx, req.(*DeleteTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_RunPipeline_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RunPipelineRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OrchestratorServiceServer).RunPipeline(m, &grpc.GenericServerStream[RunPipelineRequest, CollaborationEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrchestratorService_RunPipelineServer = grpc.ServerStreamingServer[CollaborationEvent]
+
+func _OrchestratorService_RunTeam_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RunTeamRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OrchestratorServiceServer).RunTeam(m, &grpc.GenericServerStream[RunTeamRequest, CollaborationEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrchestratorService_RunTeamServer = grpc.ServerStreamingServer[CollaborationEvent]
+
 // OrchestratorService_ServiceDesc is the grpc.ServiceDesc for OrchestratorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -665,6 +1001,30 @@ var OrchestratorService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "DeleteSession",
 			Handler:    _OrchestratorService_DeleteSession_Handler,
 		},
+		{
+			MethodName: "ListTools",
+			Handler:    _OrchestratorService_ListTools_Handler,
+		},
+		{
+			MethodName: "CreateTeam",
+			Handler:    _OrchestratorService_CreateTeam_Handler,
+		},
+		{
+			MethodName: "GetTeam",
+			Handler:    _OrchestratorService_GetTeam_Handler,
+		},
+		{
+			MethodName: "ListTeams",
+			Handler:    _OrchestratorService_ListTeams_Handler,
+		},
+		{
+			MethodName: "UpdateTeam",
+			Handler:    _OrchestratorService_UpdateTeam_Handler,
+		},
+		{
+			MethodName: "DeleteTeam",
+			Handler:    _OrchestratorService_DeleteTeam_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -672,6 +1032,16 @@ var OrchestratorService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _OrchestratorService_Run_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "RunPipeline",
+			Handler:       _OrchestratorService_RunPipeline_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "RunTeam",
+			Handler:       _OrchestratorService_RunTeam_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "orchestrator/v1/orchestrator_service.proto",

@@ -145,6 +145,67 @@ func (BusyPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{1}
 }
 
+// Where a tool call executes.
+type ToolLocation int32
+
+const (
+	// Not set.
+	ToolLocation_TOOL_LOCATION_UNSPECIFIED ToolLocation = 0
+	// A built-in or plugin tool inside the server.
+	ToolLocation_TOOL_LOCATION_SERVER ToolLocation = 1
+	// A tool of an MCP server configured by the operator.
+	ToolLocation_TOOL_LOCATION_MCP ToolLocation = 2
+	// The calling client, which must answer with a ToolResult.
+	ToolLocation_TOOL_LOCATION_CLIENT ToolLocation = 3
+	// Another agent, run as a child run (agent-to-agent call).
+	ToolLocation_TOOL_LOCATION_AGENT ToolLocation = 4
+)
+
+// Enum value maps for ToolLocation.
+var (
+	ToolLocation_name = map[int32]string{
+		0: "TOOL_LOCATION_UNSPECIFIED",
+		1: "TOOL_LOCATION_SERVER",
+		2: "TOOL_LOCATION_MCP",
+		3: "TOOL_LOCATION_CLIENT",
+		4: "TOOL_LOCATION_AGENT",
+	}
+	ToolLocation_value = map[string]int32{
+		"TOOL_LOCATION_UNSPECIFIED": 0,
+		"TOOL_LOCATION_SERVER":      1,
+		"TOOL_LOCATION_MCP":         2,
+		"TOOL_LOCATION_CLIENT":      3,
+		"TOOL_LOCATION_AGENT":       4,
+	}
+)
+
+func (x ToolLocation) Enum() *ToolLocation {
+	p := new(ToolLocation)
+	*p = x
+	return p
+}
+
+func (x ToolLocation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolLocation) Descriptor() protoreflect.EnumDescriptor {
+	return file_orchestrator_v1_run_proto_enumTypes[2].Descriptor()
+}
+
+func (ToolLocation) Type() protoreflect.EnumType {
+	return &file_orchestrator_v1_run_proto_enumTypes[2]
+}
+
+func (x ToolLocation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolLocation.Descriptor instead.
+func (ToolLocation) EnumDescriptor() ([]byte, []int) {
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{2}
+}
+
 // Token counts reported by the model provider, summed over a run's model calls.
 type Usage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -382,6 +443,7 @@ type RunRequest struct {
 	//
 	//	*RunRequest_Start
 	//	*RunRequest_Cancel
+	//	*RunRequest_ToolResult
 	Kind          isRunRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -442,6 +504,15 @@ func (x *RunRequest) GetCancel() *CancelTurn {
 	return nil
 }
 
+func (x *RunRequest) GetToolResult() *ToolResult {
+	if x != nil {
+		if x, ok := x.Kind.(*RunRequest_ToolResult); ok {
+			return x.ToolResult
+		}
+	}
+	return nil
+}
+
 type isRunRequest_Kind interface {
 	isRunRequest_Kind()
 }
@@ -457,9 +528,17 @@ type RunRequest_Cancel struct {
 	Cancel *CancelTurn `protobuf:"bytes,2,opt,name=cancel,proto3,oneof"`
 }
 
+type RunRequest_ToolResult struct {
+	// The result of a client-side tool call the server asked for with a `tool_call`
+	// event whose location is TOOL_LOCATION_CLIENT.
+	ToolResult *ToolResult `protobuf:"bytes,3,opt,name=tool_result,json=toolResult,proto3,oneof"`
+}
+
 func (*RunRequest_Start) isRunRequest_Kind() {}
 
 func (*RunRequest_Cancel) isRunRequest_Kind() {}
+
+func (*RunRequest_ToolResult) isRunRequest_Kind() {}
 
 // Starts one turn: a user message to an agent.
 type StartTurn struct {
@@ -477,9 +556,18 @@ type StartTurn struct {
 	// replays that run's result (or follows it while it is still running).
 	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// What to do if the session is already running a turn.
-	BusyPolicy    BusyPolicy `protobuf:"varint,5,opt,name=busy_policy,json=busyPolicy,proto3,enum=orchestrator.v1.BusyPolicy" json:"busy_policy,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BusyPolicy BusyPolicy `protobuf:"varint,5,opt,name=busy_policy,json=busyPolicy,proto3,enum=orchestrator.v1.BusyPolicy" json:"busy_policy,omitempty"`
+	// Tools the client executes itself, in its own process, for this turn. When the model
+	// calls one, the server sends a `tool_call` event (location TOOL_LOCATION_CLIENT) and
+	// waits for a `ToolResult` on this stream. Names must not clash with the agent's tools.
+	ClientTools []*ToolDefinition `protobuf:"bytes,6,rep,name=client_tools,json=clientTools,proto3" json:"client_tools,omitempty"`
+	// Overrides the agent's `max_model_calls` for this turn (0 = keep the agent's).
+	MaxModelCalls int32 `protobuf:"varint,7,opt,name=max_model_calls,json=maxModelCalls,proto3" json:"max_model_calls,omitempty"`
+	// Seconds the server waits for each client tool result (0 = the default, 60 s). A call
+	// left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
+	ClientToolTimeoutSeconds float64 `protobuf:"fixed64,8,opt,name=client_tool_timeout_seconds,json=clientToolTimeoutSeconds,proto3" json:"client_tool_timeout_seconds,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *StartTurn) Reset() {
@@ -547,6 +635,156 @@ func (x *StartTurn) GetBusyPolicy() BusyPolicy {
 	return BusyPolicy_BUSY_POLICY_UNSPECIFIED
 }
 
+func (x *StartTurn) GetClientTools() []*ToolDefinition {
+	if x != nil {
+		return x.ClientTools
+	}
+	return nil
+}
+
+func (x *StartTurn) GetMaxModelCalls() int32 {
+	if x != nil {
+		return x.MaxModelCalls
+	}
+	return 0
+}
+
+func (x *StartTurn) GetClientToolTimeoutSeconds() float64 {
+	if x != nil {
+		return x.ClientToolTimeoutSeconds
+	}
+	return 0
+}
+
+// A tool the client declares and executes.
+type ToolDefinition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tool's name: letters, digits, `_` and `-`, at most 64 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What the tool does, for the model.
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The JSON Schema (an object schema) of the tool's arguments, as JSON text. Empty means
+	// an object with no declared properties.
+	ParametersJsonSchema string `protobuf:"bytes,3,opt,name=parameters_json_schema,json=parametersJsonSchema,proto3" json:"parameters_json_schema,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ToolDefinition) Reset() {
+	*x = ToolDefinition{}
+	mi := &file_orchestrator_v1_run_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolDefinition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolDefinition) ProtoMessage() {}
+
+func (x *ToolDefinition) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_run_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolDefinition.ProtoReflect.Descriptor instead.
+func (*ToolDefinition) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ToolDefinition) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolDefinition) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ToolDefinition) GetParametersJsonSchema() string {
+	if x != nil {
+		return x.ParametersJsonSchema
+	}
+	return ""
+}
+
+// The client's answer to a client-side tool call.
+type ToolResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `call_id` of the tool_call event being answered.
+	CallId string `protobuf:"bytes,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// The tool's output, given to the model as is.
+	Output string `protobuf:"bytes,2,opt,name=output,proto3" json:"output,omitempty"`
+	// Set when the tool failed; the model sees the error instead of an output.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolResult) Reset() {
+	*x = ToolResult{}
+	mi := &file_orchestrator_v1_run_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolResult) ProtoMessage() {}
+
+func (x *ToolResult) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_run_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolResult.ProtoReflect.Descriptor instead.
+func (*ToolResult) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ToolResult) GetCallId() string {
+	if x != nil {
+		return x.CallId
+	}
+	return ""
+}
+
+func (x *ToolResult) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
+func (x *ToolResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Cancels a turn started on this stream.
 type CancelTurn struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -558,7 +796,7 @@ type CancelTurn struct {
 
 func (x *CancelTurn) Reset() {
 	*x = CancelTurn{}
-	mi := &file_orchestrator_v1_run_proto_msgTypes[4]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +808,7 @@ func (x *CancelTurn) String() string {
 func (*CancelTurn) ProtoMessage() {}
 
 func (x *CancelTurn) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_run_proto_msgTypes[4]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +821,7 @@ func (x *CancelTurn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTurn.ProtoReflect.Descriptor instead.
 func (*CancelTurn) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{4}
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CancelTurn) GetRunId() string {
@@ -603,6 +841,8 @@ type RunEvent struct {
 	Sequence int64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// The agent that produced the event.
 	AgentId string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// For events of a child run (an agent asked by another agent): the run that asked.
+	ParentRunId string `protobuf:"bytes,4,opt,name=parent_run_id,json=parentRunId,proto3" json:"parent_run_id,omitempty"`
 	// What happened.
 	//
 	// Types that are valid to be assigned to Event:
@@ -612,6 +852,8 @@ type RunEvent struct {
 	//	*RunEvent_MessageCompleted
 	//	*RunEvent_RunCompleted
 	//	*RunEvent_RunCancelled
+	//	*RunEvent_ToolCall
+	//	*RunEvent_ToolResult
 	Event         isRunEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -619,7 +861,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_orchestrator_v1_run_proto_msgTypes[5]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +873,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_run_proto_msgTypes[5]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +886,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{5}
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunEvent) GetRunId() string {
@@ -664,6 +906,13 @@ func (x *RunEvent) GetSequence() int64 {
 func (x *RunEvent) GetAgentId() string {
 	if x != nil {
 		return x.AgentId
+	}
+	return ""
+}
+
+func (x *RunEvent) GetParentRunId() string {
+	if x != nil {
+		return x.ParentRunId
 	}
 	return ""
 }
@@ -720,6 +969,24 @@ func (x *RunEvent) GetRunCancelled() *RunCancelled {
 	return nil
 }
 
+func (x *RunEvent) GetToolCall() *ToolCallStarted {
+	if x != nil {
+		if x, ok := x.Event.(*RunEvent_ToolCall); ok {
+			return x.ToolCall
+		}
+	}
+	return nil
+}
+
+func (x *RunEvent) GetToolResult() *ToolCallFinished {
+	if x != nil {
+		if x, ok := x.Event.(*RunEvent_ToolResult); ok {
+			return x.ToolResult
+		}
+	}
+	return nil
+}
+
 type isRunEvent_Event interface {
 	isRunEvent_Event()
 }
@@ -750,6 +1017,16 @@ type RunEvent_RunCancelled struct {
 	RunCancelled *RunCancelled `protobuf:"bytes,14,opt,name=run_cancelled,json=runCancelled,proto3,oneof"`
 }
 
+type RunEvent_ToolCall struct {
+	// The model called a tool.
+	ToolCall *ToolCallStarted `protobuf:"bytes,15,opt,name=tool_call,json=toolCall,proto3,oneof"`
+}
+
+type RunEvent_ToolResult struct {
+	// A tool call finished.
+	ToolResult *ToolCallFinished `protobuf:"bytes,16,opt,name=tool_result,json=toolResult,proto3,oneof"`
+}
+
 func (*RunEvent_RunStarted) isRunEvent_Event() {}
 
 func (*RunEvent_TextDelta) isRunEvent_Event() {}
@@ -759,6 +1036,10 @@ func (*RunEvent_MessageCompleted) isRunEvent_Event() {}
 func (*RunEvent_RunCompleted) isRunEvent_Event() {}
 
 func (*RunEvent_RunCancelled) isRunEvent_Event() {}
+
+func (*RunEvent_ToolCall) isRunEvent_Event() {}
+
+func (*RunEvent_ToolResult) isRunEvent_Event() {}
 
 // The run was accepted.
 type RunStarted struct {
@@ -775,7 +1056,7 @@ type RunStarted struct {
 
 func (x *RunStarted) Reset() {
 	*x = RunStarted{}
-	mi := &file_orchestrator_v1_run_proto_msgTypes[6]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1068,7 @@ func (x *RunStarted) String() string {
 func (*RunStarted) ProtoMessage() {}
 
 func (x *RunStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_run_proto_msgTypes[6]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1081,7 @@ func (x *RunStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
 func (*RunStarted) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{6}
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RunStarted) GetSessionId() string {
@@ -835,7 +1116,7 @@ type TextDelta struct {
 
 func (x *TextDelta) Reset() {
 	*x = TextDelta{}
-	mi := &file_orchestrator_v1_run_proto_msgTypes[7]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1128,7 @@ func (x *TextDelta) String() string {
 func (*TextDelta) ProtoMessage() {}
 
 func (x *TextDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_run_proto_msgTypes[7]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1141,7 @@ func (x *TextDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextDelta.ProtoReflect.Descriptor instead.
 func (*TextDelta) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{7}
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TextDelta) GetText() string {
@@ -881,7 +1162,7 @@ type MessageCompleted struct {
 
 func (x *MessageCompleted) Reset() {
 	*x = MessageCompleted{}
-	mi := &file_orchestrator_v1_run_proto_msgTypes[8]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1174,7 @@ func (x *MessageCompleted) String() string {
 func (*MessageCompleted) ProtoMessage() {}
 
 func (x *MessageCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_run_proto_msgTypes[8]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1187,7 @@ func (x *MessageCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageCompleted.ProtoReflect.Descriptor instead.
 func (*MessageCompleted) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{8}
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MessageCompleted) GetMessage() *Message {
@@ -933,7 +1214,7 @@ type RunCompleted struct {
 
 func (x *RunCompleted) Reset() {
 	*x = RunCompleted{}
-	mi := &file_orchestrator_v1_run_proto_msgTypes[9]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1226,7 @@ func (x *RunCompleted) String() string {
 func (*RunCompleted) ProtoMessage() {}
 
 func (x *RunCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_run_proto_msgTypes[9]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1239,7 @@ func (x *RunCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCompleted.ProtoReflect.Descriptor instead.
 func (*RunCompleted) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{9}
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RunCompleted) GetOutput() string {
@@ -1003,7 +1284,7 @@ type RunCancelled struct {
 
 func (x *RunCancelled) Reset() {
 	*x = RunCancelled{}
-	mi := &file_orchestrator_v1_run_proto_msgTypes[10]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1296,7 @@ func (x *RunCancelled) String() string {
 func (*RunCancelled) ProtoMessage() {}
 
 func (x *RunCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_run_proto_msgTypes[10]
+	mi := &file_orchestrator_v1_run_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1309,7 @@ func (x *RunCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCancelled.ProtoReflect.Descriptor instead.
 func (*RunCancelled) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{10}
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RunCancelled) GetReason() string {
@@ -1043,6 +1324,144 @@ func (x *RunCancelled) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+// The model called a tool. For TOOL_LOCATION_CLIENT the client must answer with a
+// ToolResult carrying the same call id.
+type ToolCallStarted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The call: id, tool name and JSON arguments.
+	Call *ToolCall `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
+	// Where the call executes.
+	Location      ToolLocation `protobuf:"varint,2,opt,name=location,proto3,enum=orchestrator.v1.ToolLocation" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallStarted) Reset() {
+	*x = ToolCallStarted{}
+	mi := &file_orchestrator_v1_run_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallStarted) ProtoMessage() {}
+
+func (x *ToolCallStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_run_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallStarted.ProtoReflect.Descriptor instead.
+func (*ToolCallStarted) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ToolCallStarted) GetCall() *ToolCall {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *ToolCallStarted) GetLocation() ToolLocation {
+	if x != nil {
+		return x.Location
+	}
+	return ToolLocation_TOOL_LOCATION_UNSPECIFIED
+}
+
+// A tool call finished.
+type ToolCallFinished struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The call's id.
+	CallId string `protobuf:"bytes,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// The tool's name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The output given to the model (truncated to 64 KiB with a marker).
+	Output string `protobuf:"bytes,3,opt,name=output,proto3" json:"output,omitempty"`
+	// When the tool failed: what the model was told instead of an output.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// How long the call took, in milliseconds.
+	DurationMs    float64 `protobuf:"fixed64,5,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallFinished) Reset() {
+	*x = ToolCallFinished{}
+	mi := &file_orchestrator_v1_run_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallFinished) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallFinished) ProtoMessage() {}
+
+func (x *ToolCallFinished) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_run_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallFinished.ProtoReflect.Descriptor instead.
+func (*ToolCallFinished) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ToolCallFinished) GetCallId() string {
+	if x != nil {
+		return x.CallId
+	}
+	return ""
+}
+
+func (x *ToolCallFinished) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCallFinished) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
+func (x *ToolCallFinished) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ToolCallFinished) GetDurationMs() float64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
 }
 
 var File_orchestrator_v1_run_proto protoreflect.FileDescriptor
@@ -1073,12 +1492,14 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"createTime\x12?\n" +
 	"\n" +
 	"start_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tstartTime\x12;\n" +
-	"\bend_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\aendTime\"\x7f\n" +
+	"\bend_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\aendTime\"\xbf\x01\n" +
 	"\n" +
 	"RunRequest\x122\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.orchestrator.v1.StartTurnH\x00R\x05start\x125\n" +
-	"\x06cancel\x18\x02 \x01(\v2\x1b.orchestrator.v1.CancelTurnH\x00R\x06cancelB\x06\n" +
-	"\x04kind\"\xc2\x01\n" +
+	"\x06cancel\x18\x02 \x01(\v2\x1b.orchestrator.v1.CancelTurnH\x00R\x06cancel\x12>\n" +
+	"\vtool_result\x18\x03 \x01(\v2\x1b.orchestrator.v1.ToolResultH\x00R\n" +
+	"toolResultB\x06\n" +
+	"\x04kind\"\xed\x02\n" +
 	"\tStartTurn\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -1087,14 +1508,27 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12<\n" +
 	"\vbusy_policy\x18\x05 \x01(\x0e2\x1b.orchestrator.v1.BusyPolicyR\n" +
-	"busyPolicy\"#\n" +
+	"busyPolicy\x12B\n" +
+	"\fclient_tools\x18\x06 \x03(\v2\x1f.orchestrator.v1.ToolDefinitionR\vclientTools\x12&\n" +
+	"\x0fmax_model_calls\x18\a \x01(\x05R\rmaxModelCalls\x12=\n" +
+	"\x1bclient_tool_timeout_seconds\x18\b \x01(\x01R\x18clientToolTimeoutSeconds\"\x82\x01\n" +
+	"\x0eToolDefinition\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x124\n" +
+	"\x16parameters_json_schema\x18\x03 \x01(\tR\x14parametersJsonSchema\"Y\n" +
+	"\n" +
+	"ToolResult\x12\x1d\n" +
+	"\acall_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06callId\x12\x16\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"#\n" +
 	"\n" +
 	"CancelTurn\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xbc\x03\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xe7\x04\n" +
 	"\bRunEvent\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12\x19\n" +
-	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12>\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\"\n" +
+	"\rparent_run_id\x18\x04 \x01(\tR\vparentRunId\x12>\n" +
 	"\vrun_started\x18\n" +
 	" \x01(\v2\x1b.orchestrator.v1.RunStartedH\x00R\n" +
 	"runStarted\x12;\n" +
@@ -1102,7 +1536,10 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"text_delta\x18\v \x01(\v2\x1a.orchestrator.v1.TextDeltaH\x00R\ttextDelta\x12P\n" +
 	"\x11message_completed\x18\f \x01(\v2!.orchestrator.v1.MessageCompletedH\x00R\x10messageCompleted\x12D\n" +
 	"\rrun_completed\x18\r \x01(\v2\x1d.orchestrator.v1.RunCompletedH\x00R\frunCompleted\x12D\n" +
-	"\rrun_cancelled\x18\x0e \x01(\v2\x1d.orchestrator.v1.RunCancelledH\x00R\frunCancelledB\a\n" +
+	"\rrun_cancelled\x18\x0e \x01(\v2\x1d.orchestrator.v1.RunCancelledH\x00R\frunCancelled\x12?\n" +
+	"\ttool_call\x18\x0f \x01(\v2 .orchestrator.v1.ToolCallStartedH\x00R\btoolCall\x12D\n" +
+	"\vtool_result\x18\x10 \x01(\v2!.orchestrator.v1.ToolCallFinishedH\x00R\n" +
+	"toolResultB\a\n" +
 	"\x05event\"{\n" +
 	"\n" +
 	"RunStarted\x12\x1d\n" +
@@ -1122,7 +1559,17 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"durationMs\"@\n" +
 	"\fRunCancelled\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage*\xbd\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"{\n" +
+	"\x0fToolCallStarted\x12-\n" +
+	"\x04call\x18\x01 \x01(\v2\x19.orchestrator.v1.ToolCallR\x04call\x129\n" +
+	"\blocation\x18\x02 \x01(\x0e2\x1d.orchestrator.v1.ToolLocationR\blocation\"\x8e\x01\n" +
+	"\x10ToolCallFinished\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\tR\x06callId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06output\x18\x03 \x01(\tR\x06output\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1f\n" +
+	"\vduration_ms\x18\x05 \x01(\x01R\n" +
+	"durationMs*\xbd\x01\n" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n" +
@@ -1135,7 +1582,13 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"BusyPolicy\x12\x1b\n" +
 	"\x17BUSY_POLICY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12BUSY_POLICY_REJECT\x10\x01\x12\x17\n" +
-	"\x13BUSY_POLICY_ENQUEUE\x10\x02B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x13BUSY_POLICY_ENQUEUE\x10\x02*\x91\x01\n" +
+	"\fToolLocation\x12\x1d\n" +
+	"\x19TOOL_LOCATION_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14TOOL_LOCATION_SERVER\x10\x01\x12\x15\n" +
+	"\x11TOOL_LOCATION_MCP\x10\x02\x12\x18\n" +
+	"\x14TOOL_LOCATION_CLIENT\x10\x03\x12\x17\n" +
+	"\x13TOOL_LOCATION_AGENT\x10\x04B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_run_proto_rawDescOnce sync.Once
@@ -1149,47 +1602,59 @@ func file_orchestrator_v1_run_proto_rawDescGZIP() []byte {
 	return file_orchestrator_v1_run_proto_rawDescData
 }
 
-var file_orchestrator_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orchestrator_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_orchestrator_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_orchestrator_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_orchestrator_v1_run_proto_goTypes = []any{
 	(RunStatus)(0),                // 0: orchestrator.v1.RunStatus
 	(BusyPolicy)(0),               // 1: orchestrator.v1.BusyPolicy
-	(*Usage)(nil),                 // 2: orchestrator.v1.Usage
-	(*Run)(nil),                   // 3: orchestrator.v1.Run
-	(*RunRequest)(nil),            // 4: orchestrator.v1.RunRequest
-	(*StartTurn)(nil),             // 5: orchestrator.v1.StartTurn
-	(*CancelTurn)(nil),            // 6: orchestrator.v1.CancelTurn
-	(*RunEvent)(nil),              // 7: orchestrator.v1.RunEvent
-	(*RunStarted)(nil),            // 8: orchestrator.v1.RunStarted
-	(*TextDelta)(nil),             // 9: orchestrator.v1.TextDelta
-	(*MessageCompleted)(nil),      // 10: orchestrator.v1.MessageCompleted
-	(*RunCompleted)(nil),          // 11: orchestrator.v1.RunCompleted
-	(*RunCancelled)(nil),          // 12: orchestrator.v1.RunCancelled
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*Message)(nil),               // 14: orchestrator.v1.Message
+	(ToolLocation)(0),             // 2: orchestrator.v1.ToolLocation
+	(*Usage)(nil),                 // 3: orchestrator.v1.Usage
+	(*Run)(nil),                   // 4: orchestrator.v1.Run
+	(*RunRequest)(nil),            // 5: orchestrator.v1.RunRequest
+	(*StartTurn)(nil),             // 6: orchestrator.v1.StartTurn
+	(*ToolDefinition)(nil),        // 7: orchestrator.v1.ToolDefinition
+	(*ToolResult)(nil),            // 8: orchestrator.v1.ToolResult
+	(*CancelTurn)(nil),            // 9: orchestrator.v1.CancelTurn
+	(*RunEvent)(nil),              // 10: orchestrator.v1.RunEvent
+	(*RunStarted)(nil),            // 11: orchestrator.v1.RunStarted
+	(*TextDelta)(nil),             // 12: orchestrator.v1.TextDelta
+	(*MessageCompleted)(nil),      // 13: orchestrator.v1.MessageCompleted
+	(*RunCompleted)(nil),          // 14: orchestrator.v1.RunCompleted
+	(*RunCancelled)(nil),          // 15: orchestrator.v1.RunCancelled
+	(*ToolCallStarted)(nil),       // 16: orchestrator.v1.ToolCallStarted
+	(*ToolCallFinished)(nil),      // 17: orchestrator.v1.ToolCallFinished
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*Message)(nil),               // 19: orchestrator.v1.Message
+	(*ToolCall)(nil),              // 20: orchestrator.v1.ToolCall
 }
 var file_orchestrator_v1_run_proto_depIdxs = []int32{
 	0,  // 0: orchestrator.v1.Run.status:type_name -> orchestrator.v1.RunStatus
-	2,  // 1: orchestrator.v1.Run.usage:type_name -> orchestrator.v1.Usage
-	13, // 2: orchestrator.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	13, // 3: orchestrator.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	13, // 4: orchestrator.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	5,  // 5: orchestrator.v1.RunRequest.start:type_name -> orchestrator.v1.StartTurn
-	6,  // 6: orchestrator.v1.RunRequest.cancel:type_name -> orchestrator.v1.CancelTurn
-	1,  // 7: orchestrator.v1.StartTurn.busy_policy:type_name -> orchestrator.v1.BusyPolicy
-	8,  // 8: orchestrator.v1.RunEvent.run_started:type_name -> orchestrator.v1.RunStarted
-	9,  // 9: orchestrator.v1.RunEvent.text_delta:type_name -> orchestrator.v1.TextDelta
-	10, // 10: orchestrator.v1.RunEvent.message_completed:type_name -> orchestrator.v1.MessageCompleted
-	11, // 11: orchestrator.v1.RunEvent.run_completed:type_name -> orchestrator.v1.RunCompleted
-	12, // 12: orchestrator.v1.RunEvent.run_cancelled:type_name -> orchestrator.v1.RunCancelled
-	0,  // 13: orchestrator.v1.RunStarted.status:type_name -> orchestrator.v1.RunStatus
-	14, // 14: orchestrator.v1.MessageCompleted.message:type_name -> orchestrator.v1.Message
-	2,  // 15: orchestrator.v1.RunCompleted.usage:type_name -> orchestrator.v1.Usage
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	3,  // 1: orchestrator.v1.Run.usage:type_name -> orchestrator.v1.Usage
+	18, // 2: orchestrator.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	18, // 3: orchestrator.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	18, // 4: orchestrator.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	6,  // 5: orchestrator.v1.RunRequest.start:type_name -> orchestrator.v1.StartTurn
+	9,  // 6: orchestrator.v1.RunRequest.cancel:type_name -> orchestrator.v1.CancelTurn
+	8,  // 7: orchestrator.v1.RunRequest.tool_result:type_name -> orchestrator.v1.ToolResult
+	1,  // 8: orchestrator.v1.StartTurn.busy_policy:type_name -> orchestrator.v1.BusyPolicy
+	7,  // 9: orchestrator.v1.StartTurn.client_tools:type_name -> orchestrator.v1.ToolDefinition
+	11, // 10: orchestrator.v1.RunEvent.run_started:type_name -> orchestrator.v1.RunStarted
+	12, // 11: orchestrator.v1.RunEvent.text_delta:type_name -> orchestrator.v1.TextDelta
+	13, // 12: orchestrator.v1.RunEvent.message_completed:type_name -> orchestrator.v1.MessageCompleted
+	14, // 13: orchestrator.v1.RunEvent.run_completed:type_name -> orchestrator.v1.RunCompleted
+	15, // 14: orchestrator.v1.RunEvent.run_cancelled:type_name -> orchestrator.v1.RunCancelled
+	16, // 15: orchestrator.v1.RunEvent.tool_call:type_name -> orchestrator.v1.ToolCallStarted
+	17, // 16: orchestrator.v1.RunEvent.tool_result:type_name -> orchestrator.v1.ToolCallFinished
+	0,  // 17: orchestrator.v1.RunStarted.status:type_name -> orchestrator.v1.RunStatus
+	19, // 18: orchestrator.v1.MessageCompleted.message:type_name -> orchestrator.v1.Message
+	3,  // 19: orchestrator.v1.RunCompleted.usage:type_name -> orchestrator.v1.Usage
+	20, // 20: orchestrator.v1.ToolCallStarted.call:type_name -> orchestrator.v1.ToolCall
+	2,  // 21: orchestrator.v1.ToolCallStarted.location:type_name -> orchestrator.v1.ToolLocation
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_orchestrator_v1_run_proto_init() }
@@ -1201,21 +1666,24 @@ func file_orchestrator_v1_run_proto_init() {
 	file_orchestrator_v1_run_proto_msgTypes[2].OneofWrappers = []any{
 		(*RunRequest_Start)(nil),
 		(*RunRequest_Cancel)(nil),
+		(*RunRequest_ToolResult)(nil),
 	}
-	file_orchestrator_v1_run_proto_msgTypes[5].OneofWrappers = []any{
+	file_orchestrator_v1_run_proto_msgTypes[7].OneofWrappers = []any{
 		(*RunEvent_RunStarted)(nil),
 		(*RunEvent_TextDelta)(nil),
 		(*RunEvent_MessageCompleted)(nil),
 		(*RunEvent_RunCompleted)(nil),
 		(*RunEvent_RunCancelled)(nil),
+		(*RunEvent_ToolCall)(nil),
+		(*RunEvent_ToolResult)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchestrator_v1_run_proto_rawDesc), len(file_orchestrator_v1_run_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   11,
+			NumEnums:      3,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

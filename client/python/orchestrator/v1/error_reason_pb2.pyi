@@ -88,6 +88,38 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: the request bytes are not a valid message of the method's request
     type (metadata: message_type).
     """
+    UNKNOWN_TOOL: _ErrorReason.ValueType  # 30
+    """INVALID_ARGUMENT: an agent names a tool the server does not have (metadata: tool)."""
+    MODEL_CALL_LIMIT: _ErrorReason.ValueType  # 31
+    """RESOURCE_EXHAUSTED: the run reached its max_model_calls while the model kept calling
+    tools (metadata: limit).
+    """
+    CLIENT_TOOL_TIMEOUT: _ErrorReason.ValueType  # 32
+    """DEADLINE_EXCEEDED: the client did not answer a client-side tool call in time
+    (metadata: call_id, timeout_seconds).
+    """
+    UNEXPECTED_TOOL_RESULT: _ErrorReason.ValueType  # 33
+    """INVALID_ARGUMENT: a ToolResult named a call id that is not waiting for a result
+    (unknown, already answered, or not a client tool) (metadata: call_id).
+    """
+    AGENT_CALL_CYCLE: _ErrorReason.ValueType  # 34
+    """Tool error text (not a status): an agent-to-agent call would revisit an agent
+    already in the call chain.
+    """
+    AGENT_CALL_DEPTH_EXCEEDED: _ErrorReason.ValueType  # 35
+    """Tool error text (not a status): an agent-to-agent call would exceed the depth limit."""
+    TEAM_NOT_FOUND: _ErrorReason.ValueType  # 36
+    """NOT_FOUND: no team has the id (metadata: team_id)."""
+    TEAM_ALREADY_EXISTS: _ErrorReason.ValueType  # 37
+    """ALREADY_EXISTS: a team with the id exists (metadata: team_id)."""
+    AGENT_IN_USE: _ErrorReason.ValueType  # 38
+    """FAILED_PRECONDITION: the agent is a member or the coordinator of a team and cannot be
+    deleted (metadata: agent_id, team_id — the first such team in id order).
+    """
+    MEMBER_TIMEOUT: _ErrorReason.ValueType  # 39
+    """Result reason (not a status): a team member did not finish within the team's
+    member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -161,5 +193,37 @@ AGENT_DELETED: ErrorReason.ValueType  # 28
 MALFORMED_REQUEST: ErrorReason.ValueType  # 29
 """INVALID_ARGUMENT: the request bytes are not a valid message of the method's request
 type (metadata: message_type).
+"""
+UNKNOWN_TOOL: ErrorReason.ValueType  # 30
+"""INVALID_ARGUMENT: an agent names a tool the server does not have (metadata: tool)."""
+MODEL_CALL_LIMIT: ErrorReason.ValueType  # 31
+"""RESOURCE_EXHAUSTED: the run reached its max_model_calls while the model kept calling
+tools (metadata: limit).
+"""
+CLIENT_TOOL_TIMEOUT: ErrorReason.ValueType  # 32
+"""DEADLINE_EXCEEDED: the client did not answer a client-side tool call in time
+(metadata: call_id, timeout_seconds).
+"""
+UNEXPECTED_TOOL_RESULT: ErrorReason.ValueType  # 33
+"""INVALID_ARGUMENT: a ToolResult named a call id that is not waiting for a result
+(unknown, already answered, or not a client tool) (metadata: call_id).
+"""
+AGENT_CALL_CYCLE: ErrorReason.ValueType  # 34
+"""Tool error text (not a status): an agent-to-agent call would revisit an agent
+already in the call chain.
+"""
+AGENT_CALL_DEPTH_EXCEEDED: ErrorReason.ValueType  # 35
+"""Tool error text (not a status): an agent-to-agent call would exceed the depth limit."""
+TEAM_NOT_FOUND: ErrorReason.ValueType  # 36
+"""NOT_FOUND: no team has the id (metadata: team_id)."""
+TEAM_ALREADY_EXISTS: ErrorReason.ValueType  # 37
+"""ALREADY_EXISTS: a team with the id exists (metadata: team_id)."""
+AGENT_IN_USE: ErrorReason.ValueType  # 38
+"""FAILED_PRECONDITION: the agent is a member or the coordinator of a team and cannot be
+deleted (metadata: agent_id, team_id — the first such team in id order).
+"""
+MEMBER_TIMEOUT: ErrorReason.ValueType  # 39
+"""Result reason (not a status): a team member did not finish within the team's
+member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

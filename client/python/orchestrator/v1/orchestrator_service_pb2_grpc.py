@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from orchestrator.v1 import collaboration_pb2 as orchestrator_dot_v1_dot_collaboration__pb2
 from orchestrator.v1 import orchestrator_service_pb2 as orchestrator_dot_v1_dot_orchestrator__service__pb2
 from orchestrator.v1 import run_pb2 as orchestrator_dot_v1_dot_run__pb2
 
@@ -113,6 +114,46 @@ class OrchestratorServiceStub:
                 '/orchestrator.v1.OrchestratorService/DeleteSession',
                 request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteSessionResponse.FromString,
+                _registered_method=True)
+        self.ListTools = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/ListTools',
+                request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListToolsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListToolsResponse.FromString,
+                _registered_method=True)
+        self.CreateTeam = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/CreateTeam',
+                request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateTeamRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateTeamResponse.FromString,
+                _registered_method=True)
+        self.GetTeam = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/GetTeam',
+                request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTeamRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTeamResponse.FromString,
+                _registered_method=True)
+        self.ListTeams = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/ListTeams',
+                request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListTeamsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListTeamsResponse.FromString,
+                _registered_method=True)
+        self.UpdateTeam = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/UpdateTeam',
+                request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdateTeamRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdateTeamResponse.FromString,
+                _registered_method=True)
+        self.DeleteTeam = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/DeleteTeam',
+                request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteTeamRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteTeamResponse.FromString,
+                _registered_method=True)
+        self.RunPipeline = channel.unary_stream(
+                '/orchestrator.v1.OrchestratorService/RunPipeline',
+                request_serializer=orchestrator_dot_v1_dot_collaboration__pb2.RunPipelineRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.FromString,
+                _registered_method=True)
+        self.RunTeam = channel.unary_stream(
+                '/orchestrator.v1.OrchestratorService/RunTeam',
+                request_serializer=orchestrator_dot_v1_dot_collaboration__pb2.RunTeamRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.FromString,
                 _registered_method=True)
 
 
@@ -236,6 +277,84 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTools(self, request, context):
+        """Lists the server tools agents may use: built-ins, operator plugins and MCP tools.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTeam(self, request, context):
+        """Creates a team. Every member and the coordinator must be an existing agent
+        (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+        TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTeam(self, request, context):
+        """Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTeams(self, request, context):
+        """Lists teams in id order, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTeam(self, request, context):
+        """Changes the fields of a team named by `update_mask`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTeam(self, request, context):
+        """Deletes a team. Its past runs are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunPipeline(self, request, context):
+        """Runs agents one after another, each step's message built from the pipeline's input
+        and the previous step's output, streaming every step's events. The pipeline is a
+        run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+        failing step stops the pipeline: the stream ends with that step's status and
+        ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+        step's run) and `pipeline_run_id`.
+        The responses are named for what they are, events of a collaboration, and both
+        collaboration RPCs share them so that a client handles one event type.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunTeam(self, request, context):
+        """Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+        time, each bounded by `member_timeout_seconds`), streaming their events; then the
+        coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+        reported and named in the synthesis input. The team run is a run of its own
+        (agent_id empty) and every member and coordinator run names it as parent_run_id;
+        they run in a session named after the team run's id. The stream fails when the
+        coordinator fails, or when no member completed and there is a coordinator (metadata
+        `agent_id`, `role`, `run_id`, `team_run_id`).
+        The responses are named for what they are, events of a collaboration, and both
+        collaboration RPCs share them so that a client handles one event type.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -308,6 +427,46 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteSessionRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'ListTools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTools,
+                    request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListToolsRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'CreateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTeam,
+                    request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateTeamRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateTeamResponse.SerializeToString,
+            ),
+            'GetTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeam,
+                    request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTeamRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTeamResponse.SerializeToString,
+            ),
+            'ListTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTeams,
+                    request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListTeamsRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListTeamsResponse.SerializeToString,
+            ),
+            'UpdateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTeam,
+                    request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdateTeamRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdateTeamResponse.SerializeToString,
+            ),
+            'DeleteTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTeam,
+                    request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteTeamRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteTeamResponse.SerializeToString,
+            ),
+            'RunPipeline': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunPipeline,
+                    request_deserializer=orchestrator_dot_v1_dot_collaboration__pb2.RunPipelineRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.SerializeToString,
+            ),
+            'RunTeam': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunTeam,
+                    request_deserializer=orchestrator_dot_v1_dot_collaboration__pb2.RunTeamRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -697,6 +856,222 @@ class OrchestratorService:
             '/orchestrator.v1.OrchestratorService/DeleteSession',
             orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteSessionRequest.SerializeToString,
             orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/ListTools',
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.ListToolsRequest.SerializeToString,
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/CreateTeam',
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateTeamRequest.SerializeToString,
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/GetTeam',
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTeamRequest.SerializeToString,
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/ListTeams',
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.ListTeamsRequest.SerializeToString,
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.ListTeamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/UpdateTeam',
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdateTeamRequest.SerializeToString,
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdateTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/DeleteTeam',
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteTeamRequest.SerializeToString,
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.DeleteTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunPipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/RunPipeline',
+            orchestrator_dot_v1_dot_collaboration__pb2.RunPipelineRequest.SerializeToString,
+            orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/RunTeam',
+            orchestrator_dot_v1_dot_collaboration__pb2.RunTeamRequest.SerializeToString,
+            orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.FromString,
             options,
             channel_credentials,
             insecure,

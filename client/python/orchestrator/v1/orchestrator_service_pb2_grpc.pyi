@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from orchestrator.v1 import collaboration_pb2 as _collaboration_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as _orchestrator_service_pb2
 from orchestrator.v1 import run_pb2 as _run_pb2
 import abc as _abc_1
@@ -86,6 +87,47 @@ class OrchestratorServiceStub:
     """Deletes a session's messages and runs (clears the conversation). Fails with ABORTED,
     reason SESSION_BUSY, while the session runs a turn.
     """
+    ListTools: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListToolsRequest, _orchestrator_service_pb2.ListToolsResponse]
+    """Lists the server tools agents may use: built-ins, operator plugins and MCP tools."""
+    CreateTeam: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.CreateTeamRequest, _orchestrator_service_pb2.CreateTeamResponse]
+    """Creates a team. Every member and the coordinator must be an existing agent
+    (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+    TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+    """
+    GetTeam: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.GetTeamRequest, _orchestrator_service_pb2.GetTeamResponse]
+    """Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND."""
+    ListTeams: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListTeamsRequest, _orchestrator_service_pb2.ListTeamsResponse]
+    """Lists teams in id order, a page at a time."""
+    UpdateTeam: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.UpdateTeamRequest, _orchestrator_service_pb2.UpdateTeamResponse]
+    """Changes the fields of a team named by `update_mask`."""
+    DeleteTeam: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.DeleteTeamRequest, _orchestrator_service_pb2.DeleteTeamResponse]
+    """Deletes a team. Its past runs are kept."""
+    RunPipeline: _grpc.UnaryStreamMultiCallable[_collaboration_pb2.RunPipelineRequest, _collaboration_pb2.CollaborationEvent]
+    """Runs agents one after another, each step's message built from the pipeline's input
+    and the previous step's output, streaming every step's events. The pipeline is a
+    run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+    failing step stops the pipeline: the stream ends with that step's status and
+    ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+    step's run) and `pipeline_run_id`.
+    The responses are named for what they are, events of a collaboration, and both
+    collaboration RPCs share them so that a client handles one event type.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    RunTeam: _grpc.UnaryStreamMultiCallable[_collaboration_pb2.RunTeamRequest, _collaboration_pb2.CollaborationEvent]
+    """Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+    time, each bounded by `member_timeout_seconds`), streaming their events; then the
+    coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+    reported and named in the synthesis input. The team run is a run of its own
+    (agent_id empty) and every member and coordinator run names it as parent_run_id;
+    they run in a session named after the team run's id. The stream fails when the
+    coordinator fails, or when no member completed and there is a coordinator (metadata
+    `agent_id`, `role`, `run_id`, `team_run_id`).
+    The responses are named for what they are, events of a collaboration, and both
+    collaboration RPCs share them so that a client handles one event type.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
@@ -143,6 +185,47 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     DeleteSession: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.DeleteSessionRequest, _orchestrator_service_pb2.DeleteSessionResponse]  # type: ignore[assignment]
     """Deletes a session's messages and runs (clears the conversation). Fails with ABORTED,
     reason SESSION_BUSY, while the session runs a turn.
+    """
+    ListTools: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListToolsRequest, _orchestrator_service_pb2.ListToolsResponse]  # type: ignore[assignment]
+    """Lists the server tools agents may use: built-ins, operator plugins and MCP tools."""
+    CreateTeam: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.CreateTeamRequest, _orchestrator_service_pb2.CreateTeamResponse]  # type: ignore[assignment]
+    """Creates a team. Every member and the coordinator must be an existing agent
+    (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+    TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+    """
+    GetTeam: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.GetTeamRequest, _orchestrator_service_pb2.GetTeamResponse]  # type: ignore[assignment]
+    """Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND."""
+    ListTeams: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListTeamsRequest, _orchestrator_service_pb2.ListTeamsResponse]  # type: ignore[assignment]
+    """Lists teams in id order, a page at a time."""
+    UpdateTeam: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.UpdateTeamRequest, _orchestrator_service_pb2.UpdateTeamResponse]  # type: ignore[assignment]
+    """Changes the fields of a team named by `update_mask`."""
+    DeleteTeam: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.DeleteTeamRequest, _orchestrator_service_pb2.DeleteTeamResponse]  # type: ignore[assignment]
+    """Deletes a team. Its past runs are kept."""
+    RunPipeline: _aio.UnaryStreamMultiCallable[_collaboration_pb2.RunPipelineRequest, _collaboration_pb2.CollaborationEvent]  # type: ignore[assignment]
+    """Runs agents one after another, each step's message built from the pipeline's input
+    and the previous step's output, streaming every step's events. The pipeline is a
+    run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+    failing step stops the pipeline: the stream ends with that step's status and
+    ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+    step's run) and `pipeline_run_id`.
+    The responses are named for what they are, events of a collaboration, and both
+    collaboration RPCs share them so that a client handles one event type.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    RunTeam: _aio.UnaryStreamMultiCallable[_collaboration_pb2.RunTeamRequest, _collaboration_pb2.CollaborationEvent]  # type: ignore[assignment]
+    """Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+    time, each bounded by `member_timeout_seconds`), streaming their events; then the
+    coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+    reported and named in the synthesis input. The team run is a run of its own
+    (agent_id empty) and every member and coordinator run names it as parent_run_id;
+    they run in a session named after the team run's id. The stream fails when the
+    coordinator fails, or when no member completed and there is a coordinator (metadata
+    `agent_id`, `role`, `run_id`, `team_run_id`).
+    The responses are named for what they are, events of a collaboration, and both
+    collaboration RPCs share them so that a client handles one event type.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -282,6 +365,95 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_service_pb2.DeleteSessionResponse, _abc.Awaitable[_orchestrator_service_pb2.DeleteSessionResponse]]:
         """Deletes a session's messages and runs (clears the conversation). Fails with ABORTED,
         reason SESSION_BUSY, while the session runs a turn.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTools(
+        self,
+        request: _orchestrator_service_pb2.ListToolsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_service_pb2.ListToolsResponse, _abc.Awaitable[_orchestrator_service_pb2.ListToolsResponse]]:
+        """Lists the server tools agents may use: built-ins, operator plugins and MCP tools."""
+
+    @_abc_1.abstractmethod
+    def CreateTeam(
+        self,
+        request: _orchestrator_service_pb2.CreateTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_service_pb2.CreateTeamResponse, _abc.Awaitable[_orchestrator_service_pb2.CreateTeamResponse]]:
+        """Creates a team. Every member and the coordinator must be an existing agent
+        (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+        TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTeam(
+        self,
+        request: _orchestrator_service_pb2.GetTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_service_pb2.GetTeamResponse, _abc.Awaitable[_orchestrator_service_pb2.GetTeamResponse]]:
+        """Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def ListTeams(
+        self,
+        request: _orchestrator_service_pb2.ListTeamsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_service_pb2.ListTeamsResponse, _abc.Awaitable[_orchestrator_service_pb2.ListTeamsResponse]]:
+        """Lists teams in id order, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def UpdateTeam(
+        self,
+        request: _orchestrator_service_pb2.UpdateTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_service_pb2.UpdateTeamResponse, _abc.Awaitable[_orchestrator_service_pb2.UpdateTeamResponse]]:
+        """Changes the fields of a team named by `update_mask`."""
+
+    @_abc_1.abstractmethod
+    def DeleteTeam(
+        self,
+        request: _orchestrator_service_pb2.DeleteTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_service_pb2.DeleteTeamResponse, _abc.Awaitable[_orchestrator_service_pb2.DeleteTeamResponse]]:
+        """Deletes a team. Its past runs are kept."""
+
+    @_abc_1.abstractmethod
+    def RunPipeline(
+        self,
+        request: _collaboration_pb2.RunPipelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_collaboration_pb2.CollaborationEvent], _abc.AsyncIterator[_collaboration_pb2.CollaborationEvent]]:
+        """Runs agents one after another, each step's message built from the pipeline's input
+        and the previous step's output, streaming every step's events. The pipeline is a
+        run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+        failing step stops the pipeline: the stream ends with that step's status and
+        ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+        step's run) and `pipeline_run_id`.
+        The responses are named for what they are, events of a collaboration, and both
+        collaboration RPCs share them so that a client handles one event type.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def RunTeam(
+        self,
+        request: _collaboration_pb2.RunTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_collaboration_pb2.CollaborationEvent], _abc.AsyncIterator[_collaboration_pb2.CollaborationEvent]]:
+        """Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+        time, each bounded by `member_timeout_seconds`), streaming their events; then the
+        coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+        reported and named in the synthesis input. The team run is a run of its own
+        (agent_id empty) and every member and coordinator run names it as parent_run_id;
+        they run in a session named after the team run's id. The stream fails when the
+        coordinator fails, or when no member completed and there is a coordinator (metadata
+        `agent_id`, `role`, `run_id`, `team_run_id`).
+        The responses are named for what they are, events of a collaboration, and both
+        collaboration RPCs share them so that a client handles one event type.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from orchestrator.v1 import session_pb2 as _session_pb2
 import builtins as _builtins
@@ -82,6 +84,38 @@ BUSY_POLICY_REJECT: BusyPolicy.ValueType  # 1
 BUSY_POLICY_ENQUEUE: BusyPolicy.ValueType  # 2
 """Wait, in arrival order, until the session is free. The wait can be cancelled."""
 Global___BusyPolicy: _TypeAlias = BusyPolicy  # noqa: Y015
+
+class _ToolLocation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ToolLocationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolLocation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOOL_LOCATION_UNSPECIFIED: _ToolLocation.ValueType  # 0
+    """Not set."""
+    TOOL_LOCATION_SERVER: _ToolLocation.ValueType  # 1
+    """A built-in or plugin tool inside the server."""
+    TOOL_LOCATION_MCP: _ToolLocation.ValueType  # 2
+    """A tool of an MCP server configured by the operator."""
+    TOOL_LOCATION_CLIENT: _ToolLocation.ValueType  # 3
+    """The calling client, which must answer with a ToolResult."""
+    TOOL_LOCATION_AGENT: _ToolLocation.ValueType  # 4
+    """Another agent, run as a child run (agent-to-agent call)."""
+
+class ToolLocation(_ToolLocation, metaclass=_ToolLocationEnumTypeWrapper):
+    """Where a tool call executes."""
+
+TOOL_LOCATION_UNSPECIFIED: ToolLocation.ValueType  # 0
+"""Not set."""
+TOOL_LOCATION_SERVER: ToolLocation.ValueType  # 1
+"""A built-in or plugin tool inside the server."""
+TOOL_LOCATION_MCP: ToolLocation.ValueType  # 2
+"""A tool of an MCP server configured by the operator."""
+TOOL_LOCATION_CLIENT: ToolLocation.ValueType  # 3
+"""The calling client, which must answer with a ToolResult."""
+TOOL_LOCATION_AGENT: ToolLocation.ValueType  # 4
+"""Another agent, run as a child run (agent-to-agent call)."""
+Global___ToolLocation: _TypeAlias = ToolLocation  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
@@ -205,6 +239,7 @@ class RunRequest(_message.Message):
 
     START_FIELD_NUMBER: _builtins.int
     CANCEL_FIELD_NUMBER: _builtins.int
+    TOOL_RESULT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def start(self) -> Global___StartTurn:
         """Start a turn. The first message of a stream must be a start; later starts run
@@ -215,17 +250,24 @@ class RunRequest(_message.Message):
     def cancel(self) -> Global___CancelTurn:
         """Cancel the stream's current turn (or one named by run id)."""
 
+    @_builtins.property
+    def tool_result(self) -> Global___ToolResult:
+        """The result of a client-side tool call the server asked for with a `tool_call`
+        event whose location is TOOL_LOCATION_CLIENT.
+        """
+
     def __init__(
         self,
         *,
         start: Global___StartTurn | None = ...,
         cancel: Global___CancelTurn | None = ...,
+        tool_result: Global___ToolResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "kind", b"kind", "start", b"start", "tool_result", b"tool_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "kind", b"kind", "start", b"start", "tool_result", b"tool_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "cancel"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "cancel", "tool_result"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -242,6 +284,9 @@ class StartTurn(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     BUSY_POLICY_FIELD_NUMBER: _builtins.int
+    CLIENT_TOOLS_FIELD_NUMBER: _builtins.int
+    MAX_MODEL_CALLS_FIELD_NUMBER: _builtins.int
+    CLIENT_TOOL_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """The agent to run. Empty means the default agent; with no default agent the stream
     fails with FAILED_PRECONDITION, reason NO_DEFAULT_AGENT.
@@ -259,6 +304,19 @@ class StartTurn(_message.Message):
     """
     busy_policy: Global___BusyPolicy.ValueType
     """What to do if the session is already running a turn."""
+    max_model_calls: _builtins.int
+    """Overrides the agent's `max_model_calls` for this turn (0 = keep the agent's)."""
+    client_tool_timeout_seconds: _builtins.float
+    """Seconds the server waits for each client tool result (0 = the default, 60 s). A call
+    left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
+    """
+    @_builtins.property
+    def client_tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolDefinition]:
+        """Tools the client executes itself, in its own process, for this turn. When the model
+        calls one, the server sends a `tool_call` event (location TOOL_LOCATION_CLIENT) and
+        waits for a `ToolResult` on this stream. Names must not clash with the agent's tools.
+        """
+
     def __init__(
         self,
         *,
@@ -267,14 +325,79 @@ class StartTurn(_message.Message):
         message: _builtins.str = ...,
         request_id: _builtins.str = ...,
         busy_policy: Global___BusyPolicy.ValueType = ...,
+        client_tools: _abc.Iterable[Global___ToolDefinition] | None = ...,
+        max_model_calls: _builtins.int = ...,
+        client_tool_timeout_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "busy_policy", b"busy_policy", "message", b"message", "request_id", b"request_id", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "busy_policy", b"busy_policy", "client_tool_timeout_seconds", b"client_tool_timeout_seconds", "client_tools", b"client_tools", "max_model_calls", b"max_model_calls", "message", b"message", "request_id", b"request_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartTurn: _TypeAlias = StartTurn  # noqa: Y015
+
+@_typing.final
+class ToolDefinition(_message.Message):
+    """A tool the client declares and executes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The tool's name: letters, digits, `_` and `-`, at most 64 characters."""
+    description: _builtins.str
+    """What the tool does, for the model."""
+    parameters_json_schema: _builtins.str
+    """The JSON Schema (an object schema) of the tool's arguments, as JSON text. Empty means
+    an object with no declared properties.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters_json_schema: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters_json_schema", b"parameters_json_schema"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolDefinition: _TypeAlias = ToolDefinition  # noqa: Y015
+
+@_typing.final
+class ToolResult(_message.Message):
+    """The client's answer to a client-side tool call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The `call_id` of the tool_call event being answered."""
+    output: _builtins.str
+    """The tool's output, given to the model as is."""
+    error: _builtins.str
+    """Set when the tool failed; the model sees the error instead of an output."""
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        output: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "error", b"error", "output", b"output"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolResult: _TypeAlias = ToolResult  # noqa: Y015
 
 @_typing.final
 class CancelTurn(_message.Message):
@@ -309,17 +432,22 @@ class RunEvent(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     AGENT_ID_FIELD_NUMBER: _builtins.int
+    PARENT_RUN_ID_FIELD_NUMBER: _builtins.int
     RUN_STARTED_FIELD_NUMBER: _builtins.int
     TEXT_DELTA_FIELD_NUMBER: _builtins.int
     MESSAGE_COMPLETED_FIELD_NUMBER: _builtins.int
     RUN_COMPLETED_FIELD_NUMBER: _builtins.int
     RUN_CANCELLED_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
+    TOOL_RESULT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run the event belongs to."""
     sequence: _builtins.int
     """The event's position within its run."""
     agent_id: _builtins.str
     """The agent that produced the event."""
+    parent_run_id: _builtins.str
+    """For events of a child run (an agent asked by another agent): the run that asked."""
     @_builtins.property
     def run_started(self) -> Global___RunStarted:
         """The run was accepted (and possibly queued behind another turn of its session)."""
@@ -342,23 +470,34 @@ class RunEvent(_message.Message):
         further turns.
         """
 
+    @_builtins.property
+    def tool_call(self) -> Global___ToolCallStarted:
+        """The model called a tool."""
+
+    @_builtins.property
+    def tool_result(self) -> Global___ToolCallFinished:
+        """A tool call finished."""
+
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         sequence: _builtins.int = ...,
         agent_id: _builtins.str = ...,
+        parent_run_id: _builtins.str = ...,
         run_started: Global___RunStarted | None = ...,
         text_delta: Global___TextDelta | None = ...,
         message_completed: Global___MessageCompleted | None = ...,
         run_completed: Global___RunCompleted | None = ...,
         run_cancelled: Global___RunCancelled | None = ...,
+        tool_call: Global___ToolCallStarted | None = ...,
+        tool_result: Global___ToolCallFinished | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "message_completed", b"message_completed", "run_cancelled", b"run_cancelled", "run_completed", b"run_completed", "run_started", b"run_started", "text_delta", b"text_delta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "message_completed", b"message_completed", "run_cancelled", b"run_cancelled", "run_completed", b"run_completed", "run_started", b"run_started", "text_delta", b"text_delta", "tool_call", b"tool_call", "tool_result", b"tool_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "event", b"event", "message_completed", b"message_completed", "run_cancelled", b"run_cancelled", "run_completed", b"run_completed", "run_id", b"run_id", "run_started", b"run_started", "sequence", b"sequence", "text_delta", b"text_delta"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "event", b"event", "message_completed", b"message_completed", "parent_run_id", b"parent_run_id", "run_cancelled", b"run_cancelled", "run_completed", b"run_completed", "run_id", b"run_id", "run_started", b"run_started", "sequence", b"sequence", "text_delta", b"text_delta", "tool_call", b"tool_call", "tool_result", b"tool_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["run_started", "text_delta", "message_completed", "run_completed", "run_cancelled"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["run_started", "text_delta", "message_completed", "run_completed", "run_cancelled", "tool_call", "tool_result"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -503,3 +642,71 @@ class RunCancelled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunCancelled: _TypeAlias = RunCancelled  # noqa: Y015
+
+@_typing.final
+class ToolCallStarted(_message.Message):
+    """The model called a tool. For TOOL_LOCATION_CLIENT the client must answer with a
+    ToolResult carrying the same call id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    location: Global___ToolLocation.ValueType
+    """Where the call executes."""
+    @_builtins.property
+    def call(self) -> _session_pb2.ToolCall:
+        """The call: id, tool name and JSON arguments."""
+
+    def __init__(
+        self,
+        *,
+        call: _session_pb2.ToolCall | None = ...,
+        location: Global___ToolLocation.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "location", b"location"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallStarted: _TypeAlias = ToolCallStarted  # noqa: Y015
+
+@_typing.final
+class ToolCallFinished(_message.Message):
+    """A tool call finished."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The call's id."""
+    name: _builtins.str
+    """The tool's name."""
+    output: _builtins.str
+    """The output given to the model (truncated to 64 KiB with a marker)."""
+    error: _builtins.str
+    """When the tool failed: what the model was told instead of an output."""
+    duration_ms: _builtins.float
+    """How long the call took, in milliseconds."""
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        output: _builtins.str = ...,
+        error: _builtins.str = ...,
+        duration_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "duration_ms", b"duration_ms", "error", b"error", "name", b"name", "output", b"output"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallFinished: _TypeAlias = ToolCallFinished  # noqa: Y015

@@ -86,6 +86,44 @@ export enum ErrorReason {
    * type (metadata: message_type).
    */
   MALFORMED_REQUEST = 29,
+  /** UNKNOWN_TOOL - INVALID_ARGUMENT: an agent names a tool the server does not have (metadata: tool). */
+  UNKNOWN_TOOL = 30,
+  /**
+   * MODEL_CALL_LIMIT - RESOURCE_EXHAUSTED: the run reached its max_model_calls while the model kept calling
+   * tools (metadata: limit).
+   */
+  MODEL_CALL_LIMIT = 31,
+  /**
+   * CLIENT_TOOL_TIMEOUT - DEADLINE_EXCEEDED: the client did not answer a client-side tool call in time
+   * (metadata: call_id, timeout_seconds).
+   */
+  CLIENT_TOOL_TIMEOUT = 32,
+  /**
+   * UNEXPECTED_TOOL_RESULT - INVALID_ARGUMENT: a ToolResult named a call id that is not waiting for a result
+   * (unknown, already answered, or not a client tool) (metadata: call_id).
+   */
+  UNEXPECTED_TOOL_RESULT = 33,
+  /**
+   * AGENT_CALL_CYCLE - Tool error text (not a status): an agent-to-agent call would revisit an agent
+   * already in the call chain.
+   */
+  AGENT_CALL_CYCLE = 34,
+  /** AGENT_CALL_DEPTH_EXCEEDED - Tool error text (not a status): an agent-to-agent call would exceed the depth limit. */
+  AGENT_CALL_DEPTH_EXCEEDED = 35,
+  /** TEAM_NOT_FOUND - NOT_FOUND: no team has the id (metadata: team_id). */
+  TEAM_NOT_FOUND = 36,
+  /** TEAM_ALREADY_EXISTS - ALREADY_EXISTS: a team with the id exists (metadata: team_id). */
+  TEAM_ALREADY_EXISTS = 37,
+  /**
+   * AGENT_IN_USE - FAILED_PRECONDITION: the agent is a member or the coordinator of a team and cannot be
+   * deleted (metadata: agent_id, team_id — the first such team in id order).
+   */
+  AGENT_IN_USE = 38,
+  /**
+   * MEMBER_TIMEOUT - Result reason (not a status): a team member did not finish within the team's
+   * member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
+   */
+  MEMBER_TIMEOUT = 39,
   UNRECOGNIZED = -1,
 }
 
@@ -181,6 +219,36 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 29:
     case "MALFORMED_REQUEST":
       return ErrorReason.MALFORMED_REQUEST;
+    case 30:
+    case "UNKNOWN_TOOL":
+      return ErrorReason.UNKNOWN_TOOL;
+    case 31:
+    case "MODEL_CALL_LIMIT":
+      return ErrorReason.MODEL_CALL_LIMIT;
+    case 32:
+    case "CLIENT_TOOL_TIMEOUT":
+      return ErrorReason.CLIENT_TOOL_TIMEOUT;
+    case 33:
+    case "UNEXPECTED_TOOL_RESULT":
+      return ErrorReason.UNEXPECTED_TOOL_RESULT;
+    case 34:
+    case "AGENT_CALL_CYCLE":
+      return ErrorReason.AGENT_CALL_CYCLE;
+    case 35:
+    case "AGENT_CALL_DEPTH_EXCEEDED":
+      return ErrorReason.AGENT_CALL_DEPTH_EXCEEDED;
+    case 36:
+    case "TEAM_NOT_FOUND":
+      return ErrorReason.TEAM_NOT_FOUND;
+    case 37:
+    case "TEAM_ALREADY_EXISTS":
+      return ErrorReason.TEAM_ALREADY_EXISTS;
+    case 38:
+    case "AGENT_IN_USE":
+      return ErrorReason.AGENT_IN_USE;
+    case 39:
+    case "MEMBER_TIMEOUT":
+      return ErrorReason.MEMBER_TIMEOUT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -250,6 +318,26 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "AGENT_DELETED";
     case ErrorReason.MALFORMED_REQUEST:
       return "MALFORMED_REQUEST";
+    case ErrorReason.UNKNOWN_TOOL:
+      return "UNKNOWN_TOOL";
+    case ErrorReason.MODEL_CALL_LIMIT:
+      return "MODEL_CALL_LIMIT";
+    case ErrorReason.CLIENT_TOOL_TIMEOUT:
+      return "CLIENT_TOOL_TIMEOUT";
+    case ErrorReason.UNEXPECTED_TOOL_RESULT:
+      return "UNEXPECTED_TOOL_RESULT";
+    case ErrorReason.AGENT_CALL_CYCLE:
+      return "AGENT_CALL_CYCLE";
+    case ErrorReason.AGENT_CALL_DEPTH_EXCEEDED:
+      return "AGENT_CALL_DEPTH_EXCEEDED";
+    case ErrorReason.TEAM_NOT_FOUND:
+      return "TEAM_NOT_FOUND";
+    case ErrorReason.TEAM_ALREADY_EXISTS:
+      return "TEAM_ALREADY_EXISTS";
+    case ErrorReason.AGENT_IN_USE:
+      return "AGENT_IN_USE";
+    case ErrorReason.MEMBER_TIMEOUT:
+      return "MEMBER_TIMEOUT";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

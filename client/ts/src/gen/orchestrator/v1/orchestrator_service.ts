@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -22,8 +24,10 @@ import {
 } from "@grpc/grpc-js";
 import { FieldMask } from "../../google/protobuf/field_mask";
 import { Agent } from "./agent";
+import { CollaborationEvent, RunPipelineRequest, RunTeamRequest, Team } from "./collaboration";
 import { Run, RunEvent, RunRequest } from "./run";
 import { Message, Session } from "./session";
+import { Tool } from "./tool";
 
 export const protobufPackage = "orchestrator.v1";
 
@@ -241,6 +245,99 @@ export interface DeleteSessionRequest {
 export interface DeleteSessionResponse {
   /** How many messages were deleted. */
   deletedMessages: number;
+}
+
+/** Request of ListTools. */
+export interface ListToolsRequest {
+}
+
+/** Response of ListTools. */
+export interface ListToolsResponse {
+  /** Every server tool, by name. */
+  tools: Tool[];
+}
+
+/** Request of CreateTeam. */
+export interface CreateTeamRequest {
+  /** The team to create. Output-only fields are ignored. */
+  team?:
+    | Team
+    | undefined;
+  /** When a team with the id exists, return it unchanged instead of failing. */
+  ifNotExists: boolean;
+}
+
+/** Response of CreateTeam. */
+export interface CreateTeamResponse {
+  /** The team as stored, defaults filled in. */
+  team?:
+    | Team
+    | undefined;
+  /** False when `if_not_exists` found an existing team. */
+  created: boolean;
+}
+
+/** Request of GetTeam. */
+export interface GetTeamRequest {
+  /** The team's id. */
+  teamId: string;
+}
+
+/** Response of GetTeam. */
+export interface GetTeamResponse {
+  /** The team. */
+  team?: Team | undefined;
+}
+
+/** Request of ListTeams. */
+export interface ListTeamsRequest {
+  /** The most teams to return, 0 to 1000; 0 means 100. */
+  pageSize: number;
+  /** The `next_page_token` of the previous page; empty for the first page. */
+  pageToken: string;
+}
+
+/** Response of ListTeams. */
+export interface ListTeamsResponse {
+  /** The page of teams, in id order. */
+  teams: Team[];
+  /** The token of the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
+/** Request of UpdateTeam. */
+export interface UpdateTeamRequest {
+  /**
+   * The team with its id and the new values. A non-empty `etag` makes the update
+   * conditional on it.
+   */
+  team?:
+    | Team
+    | undefined;
+  /**
+   * The fields to change: any of description, members, coordinator, member_template,
+   * synthesis_template, synthesis_item_template, max_concurrency, member_timeout_seconds.
+   * A masked field left empty returns to its default. An empty mask is INVALID_ARGUMENT.
+   */
+  updateMask?: string[] | undefined;
+}
+
+/** Response of UpdateTeam. */
+export interface UpdateTeamResponse {
+  /** The team as stored after the update. */
+  team?: Team | undefined;
+}
+
+/** Request of DeleteTeam. */
+export interface DeleteTeamRequest {
+  /** The team's id. */
+  teamId: string;
+  /** When set, delete only if the team's etag still matches (ABORTED otherwise). */
+  etag: string;
+}
+
+/** Response of DeleteTeam. */
+export interface DeleteTeamResponse {
 }
 
 function createBaseCreateAgentRequest(): CreateAgentRequest {
@@ -2555,6 +2652,918 @@ export const DeleteSessionResponse: MessageFns<DeleteSessionResponse> = {
   },
 };
 
+function createBaseListToolsRequest(): ListToolsRequest {
+  return {};
+}
+
+export const ListToolsRequest: MessageFns<ListToolsRequest> = {
+  encode(_: ListToolsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListToolsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListToolsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListToolsRequest {
+    return {};
+  },
+
+  toJSON(_: ListToolsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListToolsRequest>, I>>(base?: I): ListToolsRequest {
+    return ListToolsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListToolsRequest>, I>>(_: I): ListToolsRequest {
+    const message = createBaseListToolsRequest();
+    return message;
+  },
+};
+
+function createBaseListToolsResponse(): ListToolsResponse {
+  return { tools: [] };
+}
+
+export const ListToolsResponse: MessageFns<ListToolsResponse> = {
+  encode(message: ListToolsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tools) {
+      Tool.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListToolsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListToolsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tools.push(Tool.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListToolsResponse {
+    return { tools: globalThis.Array.isArray(object?.tools) ? object.tools.map((e: any) => Tool.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListToolsResponse): unknown {
+    const obj: any = {};
+    if (message.tools?.length) {
+      obj.tools = message.tools.map((e) => Tool.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListToolsResponse>, I>>(base?: I): ListToolsResponse {
+    return ListToolsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListToolsResponse>, I>>(object: I): ListToolsResponse {
+    const message = createBaseListToolsResponse();
+    message.tools = object.tools?.map((e) => Tool.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCreateTeamRequest(): CreateTeamRequest {
+  return { team: undefined, ifNotExists: false };
+}
+
+export const CreateTeamRequest: MessageFns<CreateTeamRequest> = {
+  encode(message: CreateTeamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.team !== undefined) {
+      Team.encode(message.team, writer.uint32(10).fork()).join();
+    }
+    if (message.ifNotExists !== false) {
+      writer.uint32(16).bool(message.ifNotExists);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateTeamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateTeamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.team = Team.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ifNotExists = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateTeamRequest {
+    return {
+      team: isSet(object.team) ? Team.fromJSON(object.team) : undefined,
+      ifNotExists: isSet(object.ifNotExists)
+        ? globalThis.Boolean(object.ifNotExists)
+        : isSet(object.if_not_exists)
+        ? globalThis.Boolean(object.if_not_exists)
+        : false,
+    };
+  },
+
+  toJSON(message: CreateTeamRequest): unknown {
+    const obj: any = {};
+    if (message.team !== undefined) {
+      obj.team = Team.toJSON(message.team);
+    }
+    if (message.ifNotExists !== false) {
+      obj.ifNotExists = message.ifNotExists;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateTeamRequest>, I>>(base?: I): CreateTeamRequest {
+    return CreateTeamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateTeamRequest>, I>>(object: I): CreateTeamRequest {
+    const message = createBaseCreateTeamRequest();
+    message.team = (object.team !== undefined && object.team !== null) ? Team.fromPartial(object.team) : undefined;
+    message.ifNotExists = object.ifNotExists ?? false;
+    return message;
+  },
+};
+
+function createBaseCreateTeamResponse(): CreateTeamResponse {
+  return { team: undefined, created: false };
+}
+
+export const CreateTeamResponse: MessageFns<CreateTeamResponse> = {
+  encode(message: CreateTeamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.team !== undefined) {
+      Team.encode(message.team, writer.uint32(10).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(16).bool(message.created);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateTeamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateTeamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.team = Team.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateTeamResponse {
+    return {
+      team: isSet(object.team) ? Team.fromJSON(object.team) : undefined,
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
+    };
+  },
+
+  toJSON(message: CreateTeamResponse): unknown {
+    const obj: any = {};
+    if (message.team !== undefined) {
+      obj.team = Team.toJSON(message.team);
+    }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateTeamResponse>, I>>(base?: I): CreateTeamResponse {
+    return CreateTeamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateTeamResponse>, I>>(object: I): CreateTeamResponse {
+    const message = createBaseCreateTeamResponse();
+    message.team = (object.team !== undefined && object.team !== null) ? Team.fromPartial(object.team) : undefined;
+    message.created = object.created ?? false;
+    return message;
+  },
+};
+
+function createBaseGetTeamRequest(): GetTeamRequest {
+  return { teamId: "" };
+}
+
+export const GetTeamRequest: MessageFns<GetTeamRequest> = {
+  encode(message: GetTeamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.teamId !== "") {
+      writer.uint32(10).string(message.teamId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTeamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTeamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.teamId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTeamRequest {
+    return {
+      teamId: isSet(object.teamId)
+        ? globalThis.String(object.teamId)
+        : isSet(object.team_id)
+        ? globalThis.String(object.team_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetTeamRequest): unknown {
+    const obj: any = {};
+    if (message.teamId !== "") {
+      obj.teamId = message.teamId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTeamRequest>, I>>(base?: I): GetTeamRequest {
+    return GetTeamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTeamRequest>, I>>(object: I): GetTeamRequest {
+    const message = createBaseGetTeamRequest();
+    message.teamId = object.teamId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetTeamResponse(): GetTeamResponse {
+  return { team: undefined };
+}
+
+export const GetTeamResponse: MessageFns<GetTeamResponse> = {
+  encode(message: GetTeamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.team !== undefined) {
+      Team.encode(message.team, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTeamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTeamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.team = Team.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTeamResponse {
+    return { team: isSet(object.team) ? Team.fromJSON(object.team) : undefined };
+  },
+
+  toJSON(message: GetTeamResponse): unknown {
+    const obj: any = {};
+    if (message.team !== undefined) {
+      obj.team = Team.toJSON(message.team);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTeamResponse>, I>>(base?: I): GetTeamResponse {
+    return GetTeamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTeamResponse>, I>>(object: I): GetTeamResponse {
+    const message = createBaseGetTeamResponse();
+    message.team = (object.team !== undefined && object.team !== null) ? Team.fromPartial(object.team) : undefined;
+    return message;
+  },
+};
+
+function createBaseListTeamsRequest(): ListTeamsRequest {
+  return { pageSize: 0, pageToken: "" };
+}
+
+export const ListTeamsRequest: MessageFns<ListTeamsRequest> = {
+  encode(message: ListTeamsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTeamsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTeamsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTeamsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTeamsRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListTeamsRequest>, I>>(base?: I): ListTeamsRequest {
+    return ListTeamsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListTeamsRequest>, I>>(object: I): ListTeamsRequest {
+    const message = createBaseListTeamsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListTeamsResponse(): ListTeamsResponse {
+  return { teams: [], nextPageToken: "" };
+}
+
+export const ListTeamsResponse: MessageFns<ListTeamsResponse> = {
+  encode(message: ListTeamsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.teams) {
+      Team.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTeamsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTeamsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.teams.push(Team.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTeamsResponse {
+    return {
+      teams: globalThis.Array.isArray(object?.teams) ? object.teams.map((e: any) => Team.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTeamsResponse): unknown {
+    const obj: any = {};
+    if (message.teams?.length) {
+      obj.teams = message.teams.map((e) => Team.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListTeamsResponse>, I>>(base?: I): ListTeamsResponse {
+    return ListTeamsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListTeamsResponse>, I>>(object: I): ListTeamsResponse {
+    const message = createBaseListTeamsResponse();
+    message.teams = object.teams?.map((e) => Team.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseUpdateTeamRequest(): UpdateTeamRequest {
+  return { team: undefined, updateMask: undefined };
+}
+
+export const UpdateTeamRequest: MessageFns<UpdateTeamRequest> = {
+  encode(message: UpdateTeamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.team !== undefined) {
+      Team.encode(message.team, writer.uint32(10).fork()).join();
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateTeamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateTeamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.team = Team.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateTeamRequest {
+    return {
+      team: isSet(object.team) ? Team.fromJSON(object.team) : undefined,
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateTeamRequest): unknown {
+    const obj: any = {};
+    if (message.team !== undefined) {
+      obj.team = Team.toJSON(message.team);
+    }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateTeamRequest>, I>>(base?: I): UpdateTeamRequest {
+    return UpdateTeamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateTeamRequest>, I>>(object: I): UpdateTeamRequest {
+    const message = createBaseUpdateTeamRequest();
+    message.team = (object.team !== undefined && object.team !== null) ? Team.fromPartial(object.team) : undefined;
+    message.updateMask = object.updateMask ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateTeamResponse(): UpdateTeamResponse {
+  return { team: undefined };
+}
+
+export const UpdateTeamResponse: MessageFns<UpdateTeamResponse> = {
+  encode(message: UpdateTeamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.team !== undefined) {
+      Team.encode(message.team, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateTeamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateTeamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.team = Team.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateTeamResponse {
+    return { team: isSet(object.team) ? Team.fromJSON(object.team) : undefined };
+  },
+
+  toJSON(message: UpdateTeamResponse): unknown {
+    const obj: any = {};
+    if (message.team !== undefined) {
+      obj.team = Team.toJSON(message.team);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateTeamResponse>, I>>(base?: I): UpdateTeamResponse {
+    return UpdateTeamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateTeamResponse>, I>>(object: I): UpdateTeamResponse {
+    const message = createBaseUpdateTeamResponse();
+    message.team = (object.team !== undefined && object.team !== null) ? Team.fromPartial(object.team) : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteTeamRequest(): DeleteTeamRequest {
+  return { teamId: "", etag: "" };
+}
+
+export const DeleteTeamRequest: MessageFns<DeleteTeamRequest> = {
+  encode(message: DeleteTeamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.teamId !== "") {
+      writer.uint32(10).string(message.teamId);
+    }
+    if (message.etag !== "") {
+      writer.uint32(18).string(message.etag);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteTeamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteTeamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.teamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.etag = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteTeamRequest {
+    return {
+      teamId: isSet(object.teamId)
+        ? globalThis.String(object.teamId)
+        : isSet(object.team_id)
+        ? globalThis.String(object.team_id)
+        : "",
+      etag: isSet(object.etag) ? globalThis.String(object.etag) : "",
+    };
+  },
+
+  toJSON(message: DeleteTeamRequest): unknown {
+    const obj: any = {};
+    if (message.teamId !== "") {
+      obj.teamId = message.teamId;
+    }
+    if (message.etag !== "") {
+      obj.etag = message.etag;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteTeamRequest>, I>>(base?: I): DeleteTeamRequest {
+    return DeleteTeamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteTeamRequest>, I>>(object: I): DeleteTeamRequest {
+    const message = createBaseDeleteTeamRequest();
+    message.teamId = object.teamId ?? "";
+    message.etag = object.etag ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteTeamResponse(): DeleteTeamResponse {
+  return {};
+}
+
+export const DeleteTeamResponse: MessageFns<DeleteTeamResponse> = {
+  encode(_: DeleteTeamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteTeamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteTeamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeleteTeamResponse {
+    return {};
+  },
+
+  toJSON(_: DeleteTeamResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteTeamResponse>, I>>(base?: I): DeleteTeamResponse {
+    return DeleteTeamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteTeamResponse>, I>>(_: I): DeleteTeamResponse {
+    const message = createBaseDeleteTeamResponse();
+    return message;
+  },
+};
+
 /**
  * The agent orchestration service: creates, stores and runs LLM agents, routes messages
  * to them and keeps their conversations.
@@ -2735,6 +3744,114 @@ export const OrchestratorServiceService = {
       Buffer.from(DeleteSessionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteSessionResponse => DeleteSessionResponse.decode(value),
   },
+  /** Lists the server tools agents may use: built-ins, operator plugins and MCP tools. */
+  listTools: {
+    path: "/orchestrator.v1.OrchestratorService/ListTools" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListToolsRequest): Buffer => Buffer.from(ListToolsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListToolsRequest => ListToolsRequest.decode(value),
+    responseSerialize: (value: ListToolsResponse): Buffer => Buffer.from(ListToolsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListToolsResponse => ListToolsResponse.decode(value),
+  },
+  /**
+   * Creates a team. Every member and the coordinator must be an existing agent
+   * (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+   * TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+   */
+  createTeam: {
+    path: "/orchestrator.v1.OrchestratorService/CreateTeam" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateTeamRequest): Buffer => Buffer.from(CreateTeamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateTeamRequest => CreateTeamRequest.decode(value),
+    responseSerialize: (value: CreateTeamResponse): Buffer => Buffer.from(CreateTeamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateTeamResponse => CreateTeamResponse.decode(value),
+  },
+  /** Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND. */
+  getTeam: {
+    path: "/orchestrator.v1.OrchestratorService/GetTeam" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTeamRequest): Buffer => Buffer.from(GetTeamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTeamRequest => GetTeamRequest.decode(value),
+    responseSerialize: (value: GetTeamResponse): Buffer => Buffer.from(GetTeamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTeamResponse => GetTeamResponse.decode(value),
+  },
+  /** Lists teams in id order, a page at a time. */
+  listTeams: {
+    path: "/orchestrator.v1.OrchestratorService/ListTeams" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTeamsRequest): Buffer => Buffer.from(ListTeamsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTeamsRequest => ListTeamsRequest.decode(value),
+    responseSerialize: (value: ListTeamsResponse): Buffer => Buffer.from(ListTeamsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTeamsResponse => ListTeamsResponse.decode(value),
+  },
+  /** Changes the fields of a team named by `update_mask`. */
+  updateTeam: {
+    path: "/orchestrator.v1.OrchestratorService/UpdateTeam" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateTeamRequest): Buffer => Buffer.from(UpdateTeamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateTeamRequest => UpdateTeamRequest.decode(value),
+    responseSerialize: (value: UpdateTeamResponse): Buffer => Buffer.from(UpdateTeamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdateTeamResponse => UpdateTeamResponse.decode(value),
+  },
+  /** Deletes a team. Its past runs are kept. */
+  deleteTeam: {
+    path: "/orchestrator.v1.OrchestratorService/DeleteTeam" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteTeamRequest): Buffer => Buffer.from(DeleteTeamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteTeamRequest => DeleteTeamRequest.decode(value),
+    responseSerialize: (value: DeleteTeamResponse): Buffer => Buffer.from(DeleteTeamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteTeamResponse => DeleteTeamResponse.decode(value),
+  },
+  /**
+   * Runs agents one after another, each step's message built from the pipeline's input
+   * and the previous step's output, streaming every step's events. The pipeline is a
+   * run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+   * failing step stops the pipeline: the stream ends with that step's status and
+   * ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+   * step's run) and `pipeline_run_id`.
+   * The responses are named for what they are, events of a collaboration, and both
+   * collaboration RPCs share them so that a client handles one event type.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  runPipeline: {
+    path: "/orchestrator.v1.OrchestratorService/RunPipeline" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: RunPipelineRequest): Buffer => Buffer.from(RunPipelineRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RunPipelineRequest => RunPipelineRequest.decode(value),
+    responseSerialize: (value: CollaborationEvent): Buffer => Buffer.from(CollaborationEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CollaborationEvent => CollaborationEvent.decode(value),
+  },
+  /**
+   * Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+   * time, each bounded by `member_timeout_seconds`), streaming their events; then the
+   * coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+   * reported and named in the synthesis input. The team run is a run of its own
+   * (agent_id empty) and every member and coordinator run names it as parent_run_id;
+   * they run in a session named after the team run's id. The stream fails when the
+   * coordinator fails, or when no member completed and there is a coordinator (metadata
+   * `agent_id`, `role`, `run_id`, `team_run_id`).
+   * The responses are named for what they are, events of a collaboration, and both
+   * collaboration RPCs share them so that a client handles one event type.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  runTeam: {
+    path: "/orchestrator.v1.OrchestratorService/RunTeam" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: RunTeamRequest): Buffer => Buffer.from(RunTeamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RunTeamRequest => RunTeamRequest.decode(value),
+    responseSerialize: (value: CollaborationEvent): Buffer => Buffer.from(CollaborationEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CollaborationEvent => CollaborationEvent.decode(value),
+  },
 } as const;
 
 export interface OrchestratorServiceServer extends UntypedServiceImplementation {
@@ -2786,6 +3903,50 @@ export interface OrchestratorServiceServer extends UntypedServiceImplementation 
    * reason SESSION_BUSY, while the session runs a turn.
    */
   deleteSession: handleUnaryCall<DeleteSessionRequest, DeleteSessionResponse>;
+  /** Lists the server tools agents may use: built-ins, operator plugins and MCP tools. */
+  listTools: handleUnaryCall<ListToolsRequest, ListToolsResponse>;
+  /**
+   * Creates a team. Every member and the coordinator must be an existing agent
+   * (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+   * TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+   */
+  createTeam: handleUnaryCall<CreateTeamRequest, CreateTeamResponse>;
+  /** Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND. */
+  getTeam: handleUnaryCall<GetTeamRequest, GetTeamResponse>;
+  /** Lists teams in id order, a page at a time. */
+  listTeams: handleUnaryCall<ListTeamsRequest, ListTeamsResponse>;
+  /** Changes the fields of a team named by `update_mask`. */
+  updateTeam: handleUnaryCall<UpdateTeamRequest, UpdateTeamResponse>;
+  /** Deletes a team. Its past runs are kept. */
+  deleteTeam: handleUnaryCall<DeleteTeamRequest, DeleteTeamResponse>;
+  /**
+   * Runs agents one after another, each step's message built from the pipeline's input
+   * and the previous step's output, streaming every step's events. The pipeline is a
+   * run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+   * failing step stops the pipeline: the stream ends with that step's status and
+   * ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+   * step's run) and `pipeline_run_id`.
+   * The responses are named for what they are, events of a collaboration, and both
+   * collaboration RPCs share them so that a client handles one event type.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  runPipeline: handleServerStreamingCall<RunPipelineRequest, CollaborationEvent>;
+  /**
+   * Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+   * time, each bounded by `member_timeout_seconds`), streaming their events; then the
+   * coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+   * reported and named in the synthesis input. The team run is a run of its own
+   * (agent_id empty) and every member and coordinator run names it as parent_run_id;
+   * they run in a session named after the team run's id. The stream fails when the
+   * coordinator fails, or when no member completed and there is a coordinator (metadata
+   * `agent_id`, `role`, `run_id`, `team_run_id`).
+   * The responses are named for what they are, events of a collaboration, and both
+   * collaboration RPCs share them so that a client handles one event type.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  runTeam: handleServerStreamingCall<RunTeamRequest, CollaborationEvent>;
 }
 
 export interface OrchestratorServiceClient extends Client {
@@ -3021,6 +4182,144 @@ export interface OrchestratorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteSessionResponse) => void,
   ): ClientUnaryCall;
+  /** Lists the server tools agents may use: built-ins, operator plugins and MCP tools. */
+  listTools(
+    request: ListToolsRequest,
+    callback: (error: ServiceError | null, response: ListToolsResponse) => void,
+  ): ClientUnaryCall;
+  listTools(
+    request: ListToolsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListToolsResponse) => void,
+  ): ClientUnaryCall;
+  listTools(
+    request: ListToolsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListToolsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Creates a team. Every member and the coordinator must be an existing agent
+   * (INVALID_ARGUMENT otherwise). A duplicate id fails with ALREADY_EXISTS, reason
+   * TEAM_ALREADY_EXISTS, unless `if_not_exists` is set.
+   */
+  createTeam(
+    request: CreateTeamRequest,
+    callback: (error: ServiceError | null, response: CreateTeamResponse) => void,
+  ): ClientUnaryCall;
+  createTeam(
+    request: CreateTeamRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateTeamResponse) => void,
+  ): ClientUnaryCall;
+  createTeam(
+    request: CreateTeamRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateTeamResponse) => void,
+  ): ClientUnaryCall;
+  /** Returns one team, or NOT_FOUND with reason TEAM_NOT_FOUND. */
+  getTeam(
+    request: GetTeamRequest,
+    callback: (error: ServiceError | null, response: GetTeamResponse) => void,
+  ): ClientUnaryCall;
+  getTeam(
+    request: GetTeamRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTeamResponse) => void,
+  ): ClientUnaryCall;
+  getTeam(
+    request: GetTeamRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTeamResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists teams in id order, a page at a time. */
+  listTeams(
+    request: ListTeamsRequest,
+    callback: (error: ServiceError | null, response: ListTeamsResponse) => void,
+  ): ClientUnaryCall;
+  listTeams(
+    request: ListTeamsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTeamsResponse) => void,
+  ): ClientUnaryCall;
+  listTeams(
+    request: ListTeamsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTeamsResponse) => void,
+  ): ClientUnaryCall;
+  /** Changes the fields of a team named by `update_mask`. */
+  updateTeam(
+    request: UpdateTeamRequest,
+    callback: (error: ServiceError | null, response: UpdateTeamResponse) => void,
+  ): ClientUnaryCall;
+  updateTeam(
+    request: UpdateTeamRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdateTeamResponse) => void,
+  ): ClientUnaryCall;
+  updateTeam(
+    request: UpdateTeamRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdateTeamResponse) => void,
+  ): ClientUnaryCall;
+  /** Deletes a team. Its past runs are kept. */
+  deleteTeam(
+    request: DeleteTeamRequest,
+    callback: (error: ServiceError | null, response: DeleteTeamResponse) => void,
+  ): ClientUnaryCall;
+  deleteTeam(
+    request: DeleteTeamRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteTeamResponse) => void,
+  ): ClientUnaryCall;
+  deleteTeam(
+    request: DeleteTeamRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteTeamResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Runs agents one after another, each step's message built from the pipeline's input
+   * and the previous step's output, streaming every step's events. The pipeline is a
+   * run of its own (agent_id empty) and each step a run whose parent_run_id names it. A
+   * failing step stops the pipeline: the stream ends with that step's status and
+   * ErrorInfo reason, with metadata `step` (0-based index), `agent_id`, `run_id` (the
+   * step's run) and `pipeline_run_id`.
+   * The responses are named for what they are, events of a collaboration, and both
+   * collaboration RPCs share them so that a client handles one event type.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  runPipeline(request: RunPipelineRequest, options?: Partial<CallOptions>): ClientReadableStream<CollaborationEvent>;
+  runPipeline(
+    request: RunPipelineRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CollaborationEvent>;
+  /**
+   * Sends a task to every member of a team in parallel (at most `max_concurrency` at a
+   * time, each bounded by `member_timeout_seconds`), streaming their events; then the
+   * coordinator, if any, synthesizes the outputs. Failed and timed-out members are
+   * reported and named in the synthesis input. The team run is a run of its own
+   * (agent_id empty) and every member and coordinator run names it as parent_run_id;
+   * they run in a session named after the team run's id. The stream fails when the
+   * coordinator fails, or when no member completed and there is a coordinator (metadata
+   * `agent_id`, `role`, `run_id`, `team_run_id`).
+   * The responses are named for what they are, events of a collaboration, and both
+   * collaboration RPCs share them so that a client handles one event type.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  runTeam(request: RunTeamRequest, options?: Partial<CallOptions>): ClientReadableStream<CollaborationEvent>;
+  runTeam(
+    request: RunTeamRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CollaborationEvent>;
 }
 
 export const OrchestratorServiceClient = makeGenericClientConstructor(

@@ -7,7 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { Message } from "./session";
+import { Message, ToolCall } from "./session";
 
 export const protobufPackage = "orchestrator.v1";
 
@@ -127,6 +127,63 @@ export function busyPolicyToJSON(object: BusyPolicy): string {
   }
 }
 
+/** Where a tool call executes. */
+export enum ToolLocation {
+  /** TOOL_LOCATION_UNSPECIFIED - Not set. */
+  TOOL_LOCATION_UNSPECIFIED = 0,
+  /** TOOL_LOCATION_SERVER - A built-in or plugin tool inside the server. */
+  TOOL_LOCATION_SERVER = 1,
+  /** TOOL_LOCATION_MCP - A tool of an MCP server configured by the operator. */
+  TOOL_LOCATION_MCP = 2,
+  /** TOOL_LOCATION_CLIENT - The calling client, which must answer with a ToolResult. */
+  TOOL_LOCATION_CLIENT = 3,
+  /** TOOL_LOCATION_AGENT - Another agent, run as a child run (agent-to-agent call). */
+  TOOL_LOCATION_AGENT = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function toolLocationFromJSON(object: any): ToolLocation {
+  switch (object) {
+    case 0:
+    case "TOOL_LOCATION_UNSPECIFIED":
+      return ToolLocation.TOOL_LOCATION_UNSPECIFIED;
+    case 1:
+    case "TOOL_LOCATION_SERVER":
+      return ToolLocation.TOOL_LOCATION_SERVER;
+    case 2:
+    case "TOOL_LOCATION_MCP":
+      return ToolLocation.TOOL_LOCATION_MCP;
+    case 3:
+    case "TOOL_LOCATION_CLIENT":
+      return ToolLocation.TOOL_LOCATION_CLIENT;
+    case 4:
+    case "TOOL_LOCATION_AGENT":
+      return ToolLocation.TOOL_LOCATION_AGENT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ToolLocation.UNRECOGNIZED;
+  }
+}
+
+export function toolLocationToJSON(object: ToolLocation): string {
+  switch (object) {
+    case ToolLocation.TOOL_LOCATION_UNSPECIFIED:
+      return "TOOL_LOCATION_UNSPECIFIED";
+    case ToolLocation.TOOL_LOCATION_SERVER:
+      return "TOOL_LOCATION_SERVER";
+    case ToolLocation.TOOL_LOCATION_MCP:
+      return "TOOL_LOCATION_MCP";
+    case ToolLocation.TOOL_LOCATION_CLIENT:
+      return "TOOL_LOCATION_CLIENT";
+    case ToolLocation.TOOL_LOCATION_AGENT:
+      return "TOOL_LOCATION_AGENT";
+    case ToolLocation.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Token counts reported by the model provider, summed over a run's model calls. */
 export interface Usage {
   /** Tokens sent to the model. */
@@ -191,6 +248,12 @@ export interface RunRequest {
     | //
     /** Cancel the stream's current turn (or one named by run id). */
     { $case: "cancel"; cancel: CancelTurn }
+    | //
+    /**
+     * The result of a client-side tool call the server asked for with a `tool_call`
+     * event whose location is TOOL_LOCATION_CLIENT.
+     */
+    { $case: "toolResult"; toolResult: ToolResult }
     | undefined;
 }
 
@@ -216,6 +279,42 @@ export interface StartTurn {
   requestId: string;
   /** What to do if the session is already running a turn. */
   busyPolicy: BusyPolicy;
+  /**
+   * Tools the client executes itself, in its own process, for this turn. When the model
+   * calls one, the server sends a `tool_call` event (location TOOL_LOCATION_CLIENT) and
+   * waits for a `ToolResult` on this stream. Names must not clash with the agent's tools.
+   */
+  clientTools: ToolDefinition[];
+  /** Overrides the agent's `max_model_calls` for this turn (0 = keep the agent's). */
+  maxModelCalls: number;
+  /**
+   * Seconds the server waits for each client tool result (0 = the default, 60 s). A call
+   * left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
+   */
+  clientToolTimeoutSeconds: number;
+}
+
+/** A tool the client declares and executes. */
+export interface ToolDefinition {
+  /** The tool's name: letters, digits, `_` and `-`, at most 64 characters. */
+  name: string;
+  /** What the tool does, for the model. */
+  description: string;
+  /**
+   * The JSON Schema (an object schema) of the tool's arguments, as JSON text. Empty means
+   * an object with no declared properties.
+   */
+  parametersJsonSchema: string;
+}
+
+/** The client's answer to a client-side tool call. */
+export interface ToolResult {
+  /** The `call_id` of the tool_call event being answered. */
+  callId: string;
+  /** The tool's output, given to the model as is. */
+  output: string;
+  /** Set when the tool failed; the model sees the error instead of an output. */
+  error: string;
 }
 
 /** Cancels a turn started on this stream. */
@@ -235,6 +334,8 @@ export interface RunEvent {
   sequence: number;
   /** The agent that produced the event. */
   agentId: string;
+  /** For events of a child run (an agent asked by another agent): the run that asked. */
+  parentRunId: string;
   /** What happened. */
   event?:
     | //
@@ -255,6 +356,12 @@ export interface RunEvent {
      * further turns.
      */
     { $case: "runCancelled"; runCancelled: RunCancelled }
+    | //
+    /** The model called a tool. */
+    { $case: "toolCall"; toolCall: ToolCallStarted }
+    | //
+    /** A tool call finished. */
+    { $case: "toolResult"; toolResult: ToolCallFinished }
     | undefined;
 }
 
@@ -303,6 +410,33 @@ export interface RunCancelled {
   reason: string;
   /** A human-readable explanation. */
   message: string;
+}
+
+/**
+ * The model called a tool. For TOOL_LOCATION_CLIENT the client must answer with a
+ * ToolResult carrying the same call id.
+ */
+export interface ToolCallStarted {
+  /** The call: id, tool name and JSON arguments. */
+  call?:
+    | ToolCall
+    | undefined;
+  /** Where the call executes. */
+  location: ToolLocation;
+}
+
+/** A tool call finished. */
+export interface ToolCallFinished {
+  /** The call's id. */
+  callId: string;
+  /** The tool's name. */
+  name: string;
+  /** The output given to the model (truncated to 64 KiB with a marker). */
+  output: string;
+  /** When the tool failed: what the model was told instead of an output. */
+  error: string;
+  /** How long the call took, in milliseconds. */
+  durationMs: number;
 }
 
 function createBaseUsage(): Usage {
@@ -763,6 +897,9 @@ export const RunRequest: MessageFns<RunRequest> = {
       case "cancel":
         CancelTurn.encode(message.kind.cancel, writer.uint32(18).fork()).join();
         break;
+      case "toolResult":
+        ToolResult.encode(message.kind.toolResult, writer.uint32(26).fork()).join();
+        break;
     }
     return writer;
   },
@@ -796,6 +933,14 @@ export const RunRequest: MessageFns<RunRequest> = {
             message.kind = { $case: "cancel", cancel: CancelTurn.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = { $case: "toolResult", toolResult: ToolResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -814,6 +959,10 @@ export const RunRequest: MessageFns<RunRequest> = {
         ? { $case: "start", start: StartTurn.fromJSON(object.start) }
         : isSet(object.cancel)
         ? { $case: "cancel", cancel: CancelTurn.fromJSON(object.cancel) }
+        : isSet(object.toolResult)
+        ? { $case: "toolResult", toolResult: ToolResult.fromJSON(object.toolResult) }
+        : isSet(object.tool_result)
+        ? { $case: "toolResult", toolResult: ToolResult.fromJSON(object.tool_result) }
         : undefined,
     };
   },
@@ -824,6 +973,8 @@ export const RunRequest: MessageFns<RunRequest> = {
       obj.start = StartTurn.toJSON(message.kind.start);
     } else if (message.kind?.$case === "cancel") {
       obj.cancel = CancelTurn.toJSON(message.kind.cancel);
+    } else if (message.kind?.$case === "toolResult") {
+      obj.toolResult = ToolResult.toJSON(message.kind.toolResult);
     }
     return obj;
   },
@@ -846,13 +997,28 @@ export const RunRequest: MessageFns<RunRequest> = {
         }
         break;
       }
+      case "toolResult": {
+        if (object.kind?.toolResult !== undefined && object.kind?.toolResult !== null) {
+          message.kind = { $case: "toolResult", toolResult: ToolResult.fromPartial(object.kind.toolResult) };
+        }
+        break;
+      }
     }
     return message;
   },
 };
 
 function createBaseStartTurn(): StartTurn {
-  return { agentId: "", sessionId: "", message: "", requestId: "", busyPolicy: 0 };
+  return {
+    agentId: "",
+    sessionId: "",
+    message: "",
+    requestId: "",
+    busyPolicy: 0,
+    clientTools: [],
+    maxModelCalls: 0,
+    clientToolTimeoutSeconds: 0,
+  };
 }
 
 export const StartTurn: MessageFns<StartTurn> = {
@@ -871,6 +1037,15 @@ export const StartTurn: MessageFns<StartTurn> = {
     }
     if (message.busyPolicy !== 0) {
       writer.uint32(40).int32(message.busyPolicy);
+    }
+    for (const v of message.clientTools) {
+      ToolDefinition.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.maxModelCalls !== 0) {
+      writer.uint32(56).int32(message.maxModelCalls);
+    }
+    if (message.clientToolTimeoutSeconds !== 0) {
+      writer.uint32(65).double(message.clientToolTimeoutSeconds);
     }
     return writer;
   },
@@ -928,6 +1103,30 @@ export const StartTurn: MessageFns<StartTurn> = {
             message.busyPolicy = reader.int32() as any;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.clientTools.push(ToolDefinition.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.maxModelCalls = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.clientToolTimeoutSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -963,6 +1162,21 @@ export const StartTurn: MessageFns<StartTurn> = {
         : isSet(object.busy_policy)
         ? busyPolicyFromJSON(object.busy_policy)
         : 0,
+      clientTools: globalThis.Array.isArray(object?.clientTools)
+        ? object.clientTools.map((e: any) => ToolDefinition.fromJSON(e))
+        : globalThis.Array.isArray(object?.client_tools)
+        ? object.client_tools.map((e: any) => ToolDefinition.fromJSON(e))
+        : [],
+      maxModelCalls: isSet(object.maxModelCalls)
+        ? globalThis.Number(object.maxModelCalls)
+        : isSet(object.max_model_calls)
+        ? globalThis.Number(object.max_model_calls)
+        : 0,
+      clientToolTimeoutSeconds: isSet(object.clientToolTimeoutSeconds)
+        ? globalThis.Number(object.clientToolTimeoutSeconds)
+        : isSet(object.client_tool_timeout_seconds)
+        ? globalThis.Number(object.client_tool_timeout_seconds)
+        : 0,
     };
   },
 
@@ -983,6 +1197,15 @@ export const StartTurn: MessageFns<StartTurn> = {
     if (message.busyPolicy !== 0) {
       obj.busyPolicy = busyPolicyToJSON(message.busyPolicy);
     }
+    if (message.clientTools?.length) {
+      obj.clientTools = message.clientTools.map((e) => ToolDefinition.toJSON(e));
+    }
+    if (message.maxModelCalls !== 0) {
+      obj.maxModelCalls = Math.round(message.maxModelCalls);
+    }
+    if (message.clientToolTimeoutSeconds !== 0) {
+      obj.clientToolTimeoutSeconds = floatToJson(message.clientToolTimeoutSeconds);
+    }
     return obj;
   },
 
@@ -996,6 +1219,219 @@ export const StartTurn: MessageFns<StartTurn> = {
     message.message = object.message ?? "";
     message.requestId = object.requestId ?? "";
     message.busyPolicy = object.busyPolicy ?? 0;
+    message.clientTools = object.clientTools?.map((e) => ToolDefinition.fromPartial(e)) || [];
+    message.maxModelCalls = object.maxModelCalls ?? 0;
+    message.clientToolTimeoutSeconds = object.clientToolTimeoutSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseToolDefinition(): ToolDefinition {
+  return { name: "", description: "", parametersJsonSchema: "" };
+}
+
+export const ToolDefinition: MessageFns<ToolDefinition> = {
+  encode(message: ToolDefinition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.parametersJsonSchema !== "") {
+      writer.uint32(26).string(message.parametersJsonSchema);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ToolDefinition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseToolDefinition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.parametersJsonSchema = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ToolDefinition {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      parametersJsonSchema: isSet(object.parametersJsonSchema)
+        ? globalThis.String(object.parametersJsonSchema)
+        : isSet(object.parameters_json_schema)
+        ? globalThis.String(object.parameters_json_schema)
+        : "",
+    };
+  },
+
+  toJSON(message: ToolDefinition): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.parametersJsonSchema !== "") {
+      obj.parametersJsonSchema = message.parametersJsonSchema;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ToolDefinition>, I>>(base?: I): ToolDefinition {
+    return ToolDefinition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ToolDefinition>, I>>(object: I): ToolDefinition {
+    const message = createBaseToolDefinition();
+    message.name = object.name ?? "";
+    message.description = object.description ?? "";
+    message.parametersJsonSchema = object.parametersJsonSchema ?? "";
+    return message;
+  },
+};
+
+function createBaseToolResult(): ToolResult {
+  return { callId: "", output: "", error: "" };
+}
+
+export const ToolResult: MessageFns<ToolResult> = {
+  encode(message: ToolResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callId !== "") {
+      writer.uint32(10).string(message.callId);
+    }
+    if (message.output !== "") {
+      writer.uint32(18).string(message.output);
+    }
+    if (message.error !== "") {
+      writer.uint32(26).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ToolResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseToolResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.callId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ToolResult {
+    return {
+      callId: isSet(object.callId)
+        ? globalThis.String(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.String(object.call_id)
+        : "",
+      output: isSet(object.output) ? globalThis.String(object.output) : "",
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: ToolResult): unknown {
+    const obj: any = {};
+    if (message.callId !== "") {
+      obj.callId = message.callId;
+    }
+    if (message.output !== "") {
+      obj.output = message.output;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ToolResult>, I>>(base?: I): ToolResult {
+    return ToolResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ToolResult>, I>>(object: I): ToolResult {
+    const message = createBaseToolResult();
+    message.callId = object.callId ?? "";
+    message.output = object.output ?? "";
+    message.error = object.error ?? "";
     return message;
   },
 };
@@ -1074,7 +1510,7 @@ export const CancelTurn: MessageFns<CancelTurn> = {
 };
 
 function createBaseRunEvent(): RunEvent {
-  return { runId: "", sequence: 0, agentId: "", event: undefined };
+  return { runId: "", sequence: 0, agentId: "", parentRunId: "", event: undefined };
 }
 
 export const RunEvent: MessageFns<RunEvent> = {
@@ -1087,6 +1523,9 @@ export const RunEvent: MessageFns<RunEvent> = {
     }
     if (message.agentId !== "") {
       writer.uint32(26).string(message.agentId);
+    }
+    if (message.parentRunId !== "") {
+      writer.uint32(34).string(message.parentRunId);
     }
     switch (message.event?.$case) {
       case "runStarted":
@@ -1103,6 +1542,12 @@ export const RunEvent: MessageFns<RunEvent> = {
         break;
       case "runCancelled":
         RunCancelled.encode(message.event.runCancelled, writer.uint32(114).fork()).join();
+        break;
+      case "toolCall":
+        ToolCallStarted.encode(message.event.toolCall, writer.uint32(122).fork()).join();
+        break;
+      case "toolResult":
+        ToolCallFinished.encode(message.event.toolResult, writer.uint32(130).fork()).join();
         break;
     }
     return writer;
@@ -1143,6 +1588,14 @@ export const RunEvent: MessageFns<RunEvent> = {
             }
 
             message.agentId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.parentRunId = reader.string();
             continue;
           }
           case 10: {
@@ -1188,6 +1641,22 @@ export const RunEvent: MessageFns<RunEvent> = {
             message.event = { $case: "runCancelled", runCancelled: RunCancelled.decode(reader, reader.uint32()) };
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.event = { $case: "toolCall", toolCall: ToolCallStarted.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.event = { $case: "toolResult", toolResult: ToolCallFinished.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1213,6 +1682,11 @@ export const RunEvent: MessageFns<RunEvent> = {
         : isSet(object.agent_id)
         ? globalThis.String(object.agent_id)
         : "",
+      parentRunId: isSet(object.parentRunId)
+        ? globalThis.String(object.parentRunId)
+        : isSet(object.parent_run_id)
+        ? globalThis.String(object.parent_run_id)
+        : "",
       event: isSet(object.runStarted)
         ? { $case: "runStarted", runStarted: RunStarted.fromJSON(object.runStarted) }
         : isSet(object.run_started)
@@ -1233,6 +1707,14 @@ export const RunEvent: MessageFns<RunEvent> = {
         ? { $case: "runCancelled", runCancelled: RunCancelled.fromJSON(object.runCancelled) }
         : isSet(object.run_cancelled)
         ? { $case: "runCancelled", runCancelled: RunCancelled.fromJSON(object.run_cancelled) }
+        : isSet(object.toolCall)
+        ? { $case: "toolCall", toolCall: ToolCallStarted.fromJSON(object.toolCall) }
+        : isSet(object.tool_call)
+        ? { $case: "toolCall", toolCall: ToolCallStarted.fromJSON(object.tool_call) }
+        : isSet(object.toolResult)
+        ? { $case: "toolResult", toolResult: ToolCallFinished.fromJSON(object.toolResult) }
+        : isSet(object.tool_result)
+        ? { $case: "toolResult", toolResult: ToolCallFinished.fromJSON(object.tool_result) }
         : undefined,
     };
   },
@@ -1248,6 +1730,9 @@ export const RunEvent: MessageFns<RunEvent> = {
     if (message.agentId !== "") {
       obj.agentId = message.agentId;
     }
+    if (message.parentRunId !== "") {
+      obj.parentRunId = message.parentRunId;
+    }
     if (message.event?.$case === "runStarted") {
       obj.runStarted = RunStarted.toJSON(message.event.runStarted);
     } else if (message.event?.$case === "textDelta") {
@@ -1258,6 +1743,10 @@ export const RunEvent: MessageFns<RunEvent> = {
       obj.runCompleted = RunCompleted.toJSON(message.event.runCompleted);
     } else if (message.event?.$case === "runCancelled") {
       obj.runCancelled = RunCancelled.toJSON(message.event.runCancelled);
+    } else if (message.event?.$case === "toolCall") {
+      obj.toolCall = ToolCallStarted.toJSON(message.event.toolCall);
+    } else if (message.event?.$case === "toolResult") {
+      obj.toolResult = ToolCallFinished.toJSON(message.event.toolResult);
     }
     return obj;
   },
@@ -1270,6 +1759,7 @@ export const RunEvent: MessageFns<RunEvent> = {
     message.runId = object.runId ?? "";
     message.sequence = object.sequence ?? 0;
     message.agentId = object.agentId ?? "";
+    message.parentRunId = object.parentRunId ?? "";
     switch (object.event?.$case) {
       case "runStarted": {
         if (object.event?.runStarted !== undefined && object.event?.runStarted !== null) {
@@ -1301,6 +1791,18 @@ export const RunEvent: MessageFns<RunEvent> = {
       case "runCancelled": {
         if (object.event?.runCancelled !== undefined && object.event?.runCancelled !== null) {
           message.event = { $case: "runCancelled", runCancelled: RunCancelled.fromPartial(object.event.runCancelled) };
+        }
+        break;
+      }
+      case "toolCall": {
+        if (object.event?.toolCall !== undefined && object.event?.toolCall !== null) {
+          message.event = { $case: "toolCall", toolCall: ToolCallStarted.fromPartial(object.event.toolCall) };
+        }
+        break;
+      }
+      case "toolResult": {
+        if (object.event?.toolResult !== undefined && object.event?.toolResult !== null) {
+          message.event = { $case: "toolResult", toolResult: ToolCallFinished.fromPartial(object.event.toolResult) };
         }
         break;
       }
@@ -1756,6 +2258,232 @@ export const RunCancelled: MessageFns<RunCancelled> = {
     const message = createBaseRunCancelled();
     message.reason = object.reason ?? "";
     message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseToolCallStarted(): ToolCallStarted {
+  return { call: undefined, location: 0 };
+}
+
+export const ToolCallStarted: MessageFns<ToolCallStarted> = {
+  encode(message: ToolCallStarted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.call !== undefined) {
+      ToolCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    if (message.location !== 0) {
+      writer.uint32(16).int32(message.location);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ToolCallStarted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseToolCallStarted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.call = ToolCall.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.location = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ToolCallStarted {
+    return {
+      call: isSet(object.call) ? ToolCall.fromJSON(object.call) : undefined,
+      location: isSet(object.location) ? toolLocationFromJSON(object.location) : 0,
+    };
+  },
+
+  toJSON(message: ToolCallStarted): unknown {
+    const obj: any = {};
+    if (message.call !== undefined) {
+      obj.call = ToolCall.toJSON(message.call);
+    }
+    if (message.location !== 0) {
+      obj.location = toolLocationToJSON(message.location);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ToolCallStarted>, I>>(base?: I): ToolCallStarted {
+    return ToolCallStarted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ToolCallStarted>, I>>(object: I): ToolCallStarted {
+    const message = createBaseToolCallStarted();
+    message.call = (object.call !== undefined && object.call !== null) ? ToolCall.fromPartial(object.call) : undefined;
+    message.location = object.location ?? 0;
+    return message;
+  },
+};
+
+function createBaseToolCallFinished(): ToolCallFinished {
+  return { callId: "", name: "", output: "", error: "", durationMs: 0 };
+}
+
+export const ToolCallFinished: MessageFns<ToolCallFinished> = {
+  encode(message: ToolCallFinished, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callId !== "") {
+      writer.uint32(10).string(message.callId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.output !== "") {
+      writer.uint32(26).string(message.output);
+    }
+    if (message.error !== "") {
+      writer.uint32(34).string(message.error);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(41).double(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ToolCallFinished {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseToolCallFinished();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.callId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.durationMs = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ToolCallFinished {
+    return {
+      callId: isSet(object.callId)
+        ? globalThis.String(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.String(object.call_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      output: isSet(object.output) ? globalThis.String(object.output) : "",
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ToolCallFinished): unknown {
+    const obj: any = {};
+    if (message.callId !== "") {
+      obj.callId = message.callId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.output !== "") {
+      obj.output = message.output;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = floatToJson(message.durationMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ToolCallFinished>, I>>(base?: I): ToolCallFinished {
+    return ToolCallFinished.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ToolCallFinished>, I>>(object: I): ToolCallFinished {
+    const message = createBaseToolCallFinished();
+    message.callId = object.callId ?? "";
+    message.name = object.name ?? "";
+    message.output = object.output ?? "";
+    message.error = object.error ?? "";
+    message.durationMs = object.durationMs ?? 0;
     return message;
   },
 };

@@ -1,0 +1,249 @@
+"""Executing the tool calls of one model response: server, MCP, client and agent tools.
+
+Every call of a response runs concurrently. A failing tool never fails the run: the
+model receives the error text as the tool's result and decides what to do. Only the
+client's silence (CLIENT_TOOL_TIMEOUT) and cancellation end the run from here.
+
+Limits: a tool's output is cut to MAX_TOOL_OUTPUT_CHARS (64 KiB) with a marker saying how
+much was dropped; arguments that are not a JSON object, or that break the tool's schema,
+are reported to the model without running the tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from . import events as ev
+from .errors import DeadlineExceededError, InvalidArgumentError
+from .memory import parse_arguments
+from .tool_port import TOOL_NAME, ServerTool
+from .types import Message, Role, ToolCall
+
+MAX_TOOL_OUTPUT_CHARS = 64 * 1024
+DEFAULT_CLIENT_TOOL_TIMEOUT = 60.0
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTool:
+    """A tool the calling client declared for one turn."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+def parse_client_tools(
+    definitions: Sequence[tuple[str, str, str]], taken: set[str]
+) -> tuple[ClientTool, ...]:
+    """Validate (name, description, JSON schema text) triples from a StartTurn."""
+    tools: list[ClientTool] = []
+    seen: set[str] = set()
+    for i, (name, description, schema_text) in enumerate(definitions):
+        where = f"start.client_tools[{i}]"
+        if not TOOL_NAME.match(name):
+            raise InvalidArgumentError.for_field(
+                f"{where}.name", "must be 1-64 letters, digits, '_' or '-'"
+            )
+        if name in seen or name in taken:
+            raise InvalidArgumentError.for_field(
+                f"{where}.name", f"'{name}' is already a tool of this turn"
+            )
+        seen.add(name)
+        try:
+            schema = json.loads(schema_text) if schema_text else dict(_EMPTY_SCHEMA)
+            if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+                raise ValueError("the schema must describe a JSON object")
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except (ValueError, jsonschema.SchemaError) as error:
+            message = getattr(error, "message", None) or str(error)
+            raise InvalidArgumentError.for_field(
+                f"{where}.parameters_json_schema", f"is not a valid JSON Schema: {message[:200]}"
+            ) from None
+        tools.append(ClientTool(name, description, schema))
+    return tuple(tools)
+
+
+class ClientToolBridge:
+    """The client tool calls of one stream that wait for a ToolResult."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Future[tuple[str, str]]] = {}
+
+    def expect(self, call_id: str) -> asyncio.Future[tuple[str, str]]:
+        """A future resolved by the client's result for `call_id`."""
+        future: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        return future
+
+    def forget(self, call_id: str) -> None:
+        """Stop waiting for a call (answered, timed out or cancelled)."""
+        self._pending.pop(call_id, None)
+
+    def deliver(self, call_id: str, output: str, error: str) -> None:
+        """Hand a client's result to the waiting call, or UNEXPECTED_TOOL_RESULT."""
+        future = self._pending.pop(call_id, None)
+        if future is None or future.done():
+            raise InvalidArgumentError.for_field(
+                "tool_result.call_id",
+                "no client tool call with this id is waiting for a result",
+                reason="UNEXPECTED_TOOL_RESULT",
+                metadata={"call_id": call_id[:100]},
+            )
+        future.set_result((output, error))
+
+
+AskAgent = Callable[[str, str], Awaitable[str]]
+Emit = Callable[[ev.EventBody], None]
+
+
+@dataclass(slots=True)
+class TurnTools:
+    """Everything one turn's model may call, by tool name."""
+
+    server: dict[str, ServerTool] = field(default_factory=dict)
+    client: dict[str, ClientTool] = field(default_factory=dict)
+    agents: dict[str, str] = field(default_factory=dict)  # tool name -> callee agent id
+    bridge: ClientToolBridge | None = None
+    client_timeout: float = DEFAULT_CLIENT_TOOL_TIMEOUT
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """The OpenAI `tools` parameter for the model call."""
+        schemas = [tool.openai_schema() for tool in self.server.values()]
+        schemas += [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in self.client.values()
+        ]
+        schemas += [
+            {
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "description": f"Ask the agent '{agent_id}' and get its answer.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "message": {"type": "string", "description": "What to ask the agent"}
+                        },
+                        "required": ["message"],
+                    },
+                },
+            }
+            for name, agent_id in self.agents.items()
+        ]
+        return schemas
+
+    def location(self, name: str) -> str:
+        """Where a call of this tool executes: server, mcp, client, agent or unknown."""
+        if name in self.server:
+            return "mcp" if self.server[name].source == "mcp" else "server"
+        if name in self.client:
+            return "client"
+        if name in self.agents:
+            return "agent"
+        return "unknown"
+
+    async def execute(
+        self, calls: Sequence[ToolCall], emit: Emit, ask_agent: AskAgent, run_id: str
+    ) -> list[Message]:
+        """Run the calls concurrently; the tool messages for the history, in call order."""
+        for call in calls:
+            emit(ev.ToolCallStarted(call, self.location(call.name)))
+        results = await asyncio.gather(*(self._one(call, emit, ask_agent) for call in calls))
+        return [
+            Message(Role.TOOL, output, tool_call_id=call.call_id, run_id=run_id)
+            for call, output in zip(calls, results, strict=True)
+        ]
+
+    async def _one(self, call: ToolCall, emit: Emit, ask_agent: AskAgent) -> str:
+        began = time.monotonic()
+        output, error = "", ""
+        try:
+            output = _truncate(await self._dispatch(call, ask_agent))
+        except DeadlineExceededError:
+            raise
+        except ToolError as failure:
+            error = str(failure)
+        except Exception as failure:
+            error = f"{type(failure).__name__}: {failure}"[:2000]
+        emit(
+            ev.ToolCallFinished(
+                call.call_id, call.name, output, error, (time.monotonic() - began) * 1000
+            )
+        )
+        return f"error: {error}" if error else output
+
+    async def _dispatch(self, call: ToolCall, ask_agent: AskAgent) -> str:
+        args = parse_arguments(call.arguments_json)
+        if args is None:
+            raise ToolError("invalid arguments: not a JSON object")
+        if call.name in self.server:
+            tool = self.server[call.name]
+            _validate(args, tool.parameters)
+            if not tool.is_available():
+                raise ToolError(f"tool '{call.name}' is unavailable right now")
+            try:
+                return await asyncio.wait_for(tool.handler(args), tool.timeout_seconds)
+            except TimeoutError:
+                raise ToolError(
+                    f"tool '{call.name}' timed out after {tool.timeout_seconds:g} s"
+                ) from None
+        if call.name in self.client:
+            _validate(args, self.client[call.name].parameters)
+            return await self._ask_client(call)
+        if call.name in self.agents:
+            message = args.get("message")
+            if not isinstance(message, str) or not message:
+                raise ToolError("invalid arguments: 'message' must be a non-empty string")
+            return await ask_agent(self.agents[call.name], message)
+        raise ToolError(f"unknown tool '{call.name}'")
+
+    async def _ask_client(self, call: ToolCall) -> str:
+        assert self.bridge is not None, "client tools need a bridge"
+        future = self.bridge.expect(call.call_id)
+        try:
+            output, error = await asyncio.wait_for(future, self.client_timeout)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"the client did not answer tool call '{call.call_id}' within "
+                f"{self.client_timeout:g} s",
+                reason="CLIENT_TOOL_TIMEOUT",
+                metadata={"call_id": call.call_id, "timeout_seconds": f"{self.client_timeout:g}"},
+            ) from None
+        finally:
+            self.bridge.forget(call.call_id)
+        if error:
+            raise ToolError(error)
+        return output
+
+
+class ToolError(Exception):
+    """A tool failed; its text is what the model is told."""
+
+
+def _validate(args: dict[str, Any], schema: dict[str, Any]) -> None:
+    try:
+        jsonschema.validate(args, schema, cls=jsonschema.Draft202012Validator)
+    except jsonschema.ValidationError as error:
+        raise ToolError(f"invalid arguments: {error.message[:500]}") from None
+
+
+def _truncate(output: str) -> str:
+    if len(output) <= MAX_TOOL_OUTPUT_CHARS:
+        return output
+    dropped = len(output) - MAX_TOOL_OUTPUT_CHARS
+    return output[:MAX_TOOL_OUTPUT_CHARS] + f"\n...[truncated {dropped} characters]"

@@ -1,0 +1,1 @@
+"""Server-side tools: built-ins, operator plugins (entry points) and MCP servers."""

@@ -1,0 +1,131 @@
+"""Built-in tools that need no network: a safe calculator and the current time."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import math
+import operator
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..core.tool_port import ServerTool
+
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "round": round,
+    "min": min,
+    "max": max,
+    "log": math.log,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+}
+_CONSTANTS = {"pi": math.pi, "e": math.e}
+_MAX_EXPRESSION = 500
+_MAX_EXPONENT = 1000
+
+
+class CalculatorError(ValueError):
+    """The expression is not plain arithmetic, or cannot be evaluated."""
+
+
+def evaluate(expression: str) -> float | int:
+    """Evaluate arithmetic by walking its syntax tree: numbers, + - * / // % **, a few
+    math functions. No names, attributes or calls outside that list, so no `eval` risk."""
+    if len(expression) > _MAX_EXPRESSION:
+        raise CalculatorError(f"expression longer than {_MAX_EXPRESSION} characters")
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as error:
+        raise CalculatorError(f"not an arithmetic expression: {error.msg}") from None
+    result: float | int = _eval(tree.body)
+    return result
+
+
+def _eval(node: ast.AST) -> Any:
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _CONSTANTS:
+        return _CONSTANTS[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _eval(node.left), _eval(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
+            raise CalculatorError("exponent too large")
+        try:
+            return _BINARY[type(node.op)](left, right)
+        except (ZeroDivisionError, OverflowError) as error:
+            raise CalculatorError(str(error)) from None
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_eval(node.operand))
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
+        try:
+            return _FUNCTIONS[node.func.id](*(_eval(a) for a in node.args))
+        except (ValueError, TypeError) as error:
+            raise CalculatorError(str(error)) from None
+    raise CalculatorError(f"unsupported element: {type(node).__name__}")
+
+
+async def _calculator(args: dict[str, Any]) -> str:
+    result = evaluate(str(args["expression"]))
+    return repr(result) if isinstance(result, float) else str(result)
+
+
+async def _current_time(args: dict[str, Any]) -> str:
+    zone = str(args.get("timezone") or "UTC")
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{zone}'") from None
+    return dt.datetime.now(tz).isoformat(timespec="seconds")
+
+
+def builtin_tools() -> list[ServerTool]:
+    """The tools every server has."""
+    return [
+        ServerTool(
+            name="calculator",
+            description="Evaluate an arithmetic expression, e.g. '(2 + 3) * sqrt(16)'.",
+            parameters={
+                "type": "object",
+                "properties": {"expression": {"type": "string", "description": "The expression"}},
+                "required": ["expression"],
+                "additionalProperties": False,
+            },
+            handler=_calculator,
+        ),
+        ServerTool(
+            name="current_time",
+            description="The current date and time in an IANA time zone (default UTC).",
+            parameters={
+                "type": "object",
+                "properties": {"timezone": {"type": "string", "description": "e.g. Europe/Paris"}},
+                "additionalProperties": False,
+            },
+            handler=_current_time,
+        ),
+    ]
