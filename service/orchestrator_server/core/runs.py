@@ -299,15 +299,17 @@ class RunEngine:
                     await self._store.mark_running(tenant, run.run_id, now, user_message)
                     active.run = run = replace(run, status=RunStatus.RUNNING, start_time=now)
                     started = time.monotonic()
-                current = await self._store.get_agent(tenant, agent.agent_id)
-                if current is None:
-                    raise FailedPreconditionError(
-                        f"agent '{agent.agent_id}' was deleted",
-                        reason="AGENT_DELETED",
-                        metadata={"agent_id": agent.agent_id},
-                    )
+                    # The agent may have been changed or deleted while the run waited.
+                    current = await self._store.get_agent(tenant, agent.agent_id)
+                    if current is None:
+                        raise FailedPreconditionError(
+                            f"agent '{agent.agent_id}' was deleted",
+                            reason="AGENT_DELETED",
+                            metadata={"agent_id": agent.agent_id},
+                        )
+                    agent = current
                 output, usage, first_delta, steps = await self._model_loop(
-                    tenant, current, run, context, output_parts
+                    tenant, agent, run, context, output_parts
                 )
                 ttfd = (first_delta - started) * 1000 if first_delta else 0.0
                 final = Message(Role.ASSISTANT, output, run_id=run.run_id)
