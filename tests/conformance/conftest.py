@@ -1,0 +1,119 @@
+"""One development model server and one orchestrator subprocess for the conformance tests.
+
+Session-scoped: the conformance runners (each in its own tenant with its own agent-id
+prefix) and the client examples share them. The dev model starts with the rules the
+scenario asks the harness for (`devmodel_rules` in conformance/scenario.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+
+from orchestrator_server.models.devmodel import DevModelConfig, DevModelProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "conformance" / "scenario.json"
+
+
+@dataclass
+class Servers:
+    """Where the shared servers listen."""
+
+    address: str
+    model_url: str
+    log: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_serving(address: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"orchestrator exited with status {proc.returncode}")
+            try:
+                reply = check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("orchestrator did not become SERVING")
+            # Another process's health endpoint: polling is all there is.
+            time.sleep(0.05)
+
+
+@contextmanager
+def start_servers(tmp: Path) -> Iterator[Servers]:
+    """`orchestrator serve` on a free port with a fresh db, using one dev model process."""
+    rules = tuple(json.loads(SCENARIO.read_text())["devmodel_rules"])
+    with DevModelProcess(DevModelConfig(rules=rules)) as model:
+        address = f"127.0.0.1:{_free_port()}"
+        env = dict(os.environ)
+        env.pop("OPENAI_API_KEY", None)
+        env["ORCHESTRATOR_DEV_MODEL"] = "off"
+        env["ORCHESTRATOR_PROVIDERS"] = json.dumps(
+            [{"name": "dev", "base_url": model.base_url, "default_model": "dev-echo"}]
+        )
+        log = tmp / "orchestrator.log"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator_server.cli",
+                    "serve",
+                    "--address",
+                    address,
+                    "--db",
+                    str(tmp / "orchestrator.db"),
+                    "--grace",
+                    "2",
+                ],
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _wait_serving(address, proc)
+            yield Servers(address, model.base_url, log)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """The shared dev model + orchestrator (see start_servers)."""
+    with start_servers(tmp_path_factory.mktemp("conformance")) as started:
+        yield started
