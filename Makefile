@@ -47,7 +47,7 @@ typecheck: $(STAMP) ## mypy --strict over our code
 	$(VENV)/bin/mypy
 
 test: $(STAMP) ## Set up everything and run lint, type checks, the drift check and the tests
-	$(MAKE) --no-print-directory check-gen lint typecheck build-polyglot
+	$(MAKE) --no-print-directory check-gen lint typecheck conformance-build
 	$(VENV)/bin/pytest
 
 run: $(STAMP) ## Start the service with its embedded defaults (SQLite + the dev model when no provider is set)
