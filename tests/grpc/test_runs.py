@@ -440,3 +440,26 @@ async def test_list_runs_paginates_newest_first(live: LiveServer) -> None:
         if not token:
             break
     assert seen == list(reversed(ids))
+
+
+async def test_deleting_an_agent_mid_run_leaves_no_orphans(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    await admin.set_rules([{"match": {"contains": "slow"}, "reply": {"latency_ms": 300}}])
+    await make_agent(live, "doomed")
+    call = live.stub.Run(requests_of(start("slow question", "doomed")))
+    run_id = (await call.read()).run_id
+    await live.stub.DeleteAgent(pb.DeleteAgentRequest(agent_id="doomed"))
+    rest = await drain(call)
+    # The caller still gets its answer; nothing is written for the deleted agent.
+    assert final_of(rest).output == "Echo: slow question"
+    conn = live.app.store._read_conn
+    assert conn is not None
+    for table in ("messages", "sessions", "runs"):
+        count = conn.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE agent_id = 'doomed'"
+        ).fetchone()[0]
+        assert count == 0, table
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.stub.GetRun(pb.GetRunRequest(run_id=run_id))
+    assert error_info(caught.value).reason == "RUN_NOT_FOUND"
