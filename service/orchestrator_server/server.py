@@ -21,13 +21,18 @@ from grpc_reflection.v1alpha import reflection
 from orchestrator.v1 import orchestrator_service_pb2, orchestrator_service_pb2_grpc
 
 from .api.agents_servicer import AgentRpcs
+from .api.collaboration_servicer import CollaborationRpcs
 from .api.handlers import generic_handler
 from .api.runs_servicer import RunRpcs
 from .config import DEV_PROVIDER, Settings
 from .core.agents import AgentRegistry
+from .core.collaboration import Collaborations
 from .core.conversations import Conversations
 from .core.pagination import PageTokens
+from .core.pipelines import PipelineRunner
 from .core.runs import RunEngine
+from .core.team_runs import TeamRunner
+from .core.teams import TeamRegistry
 from .models.catalog import ProviderCatalog
 from .models.openai_chat import ProviderConfig
 from .store.sqlite import SQLiteStore
@@ -41,13 +46,17 @@ SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 
 
 class OrchestratorServicer(
-    AgentRpcs, RunRpcs, orchestrator_service_pb2_grpc.OrchestratorServiceServicer
+    AgentRpcs,
+    RunRpcs,
+    CollaborationRpcs,
+    orchestrator_service_pb2_grpc.OrchestratorServiceServicer,
 ):
     """Every RPC of orchestrator.v1.OrchestratorService."""
 
     def __init__(self, app: App) -> None:
         AgentRpcs.__init__(self, app.agents)
         RunRpcs.__init__(self, app.runs, app.conversations, app.tools)
+        CollaborationRpcs.__init__(self, app.teams, app.pipelines, app.team_runs)
 
 
 @dataclass
@@ -61,6 +70,9 @@ class App:
     runs: RunEngine
     conversations: Conversations
     tools: ToolRegistry
+    teams: TeamRegistry
+    pipelines: PipelineRunner
+    team_runs: TeamRunner
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
@@ -93,7 +105,13 @@ async def create_app(settings: Settings) -> App:
         default_max_model_calls=settings.default_max_model_calls,
     )
     conversations = Conversations(store, agents, runs, tokens)
-    return App(settings, store, catalog, agents, runs, conversations, tools)
+    teams = TeamRegistry(store, tokens)
+    collaborations = Collaborations(store, runs)
+    pipelines = PipelineRunner(agents, collaborations)
+    team_runs = TeamRunner(teams, collaborations)
+    return App(
+        settings, store, catalog, agents, runs, conversations, tools, teams, pipelines, team_runs
+    )
 
 
 def server_options(settings: Settings) -> list[tuple[str, Any]]:

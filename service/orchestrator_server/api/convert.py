@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from orchestrator.v1 import agent_pb2, run_pb2, session_pb2
+from orchestrator.v1 import agent_pb2, collaboration_pb2, run_pb2, session_pb2
 
+from ..core import collaboration_types as collab
 from ..core import types
 
 _ROLE_TO_PB = {
@@ -151,4 +154,76 @@ def run_to_pb(run: types.Run) -> run_pb2.Run:
         create_time=timestamp(run.create_time),
         start_time=timestamp(run.start_time),
         end_time=timestamp(run.end_time),
+    )
+
+
+def team_spec_from_pb(pb: collaboration_pb2.Team) -> collab.TeamSpec:
+    """The caller-set fields of a Team message (output-only fields are ignored)."""
+    return collab.TeamSpec(
+        members=tuple(pb.members),
+        description=pb.description,
+        coordinator=pb.coordinator,
+        member_template=pb.member_template,
+        synthesis_template=pb.synthesis_template,
+        synthesis_item_template=pb.synthesis_item_template,
+        max_concurrency=pb.max_concurrency,
+        member_timeout_seconds=pb.member_timeout_seconds,
+    )
+
+
+def team_to_pb(team: collab.Team) -> collaboration_pb2.Team:
+    """Team message with its bookkeeping fields."""
+    spec = team.spec
+    return collaboration_pb2.Team(
+        team_id=team.team_id,
+        description=spec.description,
+        members=spec.members,
+        coordinator=spec.coordinator,
+        member_template=spec.member_template,
+        synthesis_template=spec.synthesis_template,
+        synthesis_item_template=spec.synthesis_item_template,
+        max_concurrency=spec.max_concurrency,
+        member_timeout_seconds=spec.member_timeout_seconds,
+        create_time=timestamp(team.create_time),
+        update_time=timestamp(team.update_time),
+        etag=team.etag,
+    )
+
+
+def pipeline_steps_from_pb(
+    steps: Iterable[collaboration_pb2.PipelineStep],
+) -> list[collab.PipelineStep]:
+    """The steps of a RunPipelineRequest."""
+    return [collab.PipelineStep(s.agent_id, s.message_template) for s in steps]
+
+
+_PARTICIPANT_ROLE_TO_PB = {
+    collab.ParticipantRole.STEP: collaboration_pb2.PARTICIPANT_ROLE_STEP,
+    collab.ParticipantRole.MEMBER: collaboration_pb2.PARTICIPANT_ROLE_MEMBER,
+    collab.ParticipantRole.COORDINATOR: collaboration_pb2.PARTICIPANT_ROLE_COORDINATOR,
+}
+
+
+def participant_to_pb(participant: collab.Participant) -> collaboration_pb2.Participant:
+    """Which step, member or coordinator."""
+    return collaboration_pb2.Participant(
+        role=_PARTICIPANT_ROLE_TO_PB[participant.role],
+        index=participant.index,
+        agent_id=participant.agent_id,
+    )
+
+
+def participant_result_to_pb(
+    result: collab.ParticipantResult,
+) -> collaboration_pb2.ParticipantResult:
+    """How one participant ended."""
+    return collaboration_pb2.ParticipantResult(
+        participant=participant_to_pb(result.participant),
+        run_id=result.run_id,
+        status=_STATUS_TO_PB[result.status],
+        output=result.output,
+        error_reason=result.error_reason,
+        error_message=result.error_message,
+        usage=usage_to_pb(result.usage),
+        duration_ms=result.duration_ms,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ..core.collaboration_types import Team, TeamSpec
 from ..core.types import Agent, AgentSpec, Message, Run, RunStatus, Session, Usage
 
 
@@ -19,6 +20,14 @@ class DuplicateRequestError(Exception):
     def __init__(self, existing: Run) -> None:
         super().__init__(existing.run_id)
         self.existing = existing
+
+
+class MissingAgentsError(Exception):
+    """A team names agents that do not exist (checked in the team's write transaction)."""
+
+    def __init__(self, agent_ids: Sequence[str]) -> None:
+        super().__init__(", ".join(agent_ids))
+        self.agent_ids = tuple(agent_ids)
 
 
 class Store(Protocol):
@@ -61,7 +70,10 @@ class Store(Protocol):
     async def delete_agent(
         self, tenant: str, agent_id: str, *, expected_revision: int | None
     ) -> None:
-        """Delete an agent with its sessions and runs; clear the default if it was."""
+        """Delete an agent with its sessions and runs; clear the default if it was.
+
+        Raises FailedPreconditionError (AGENT_IN_USE) while a team names the agent.
+        """
 
     async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
         """Make an agent the tenant's default; NotFoundError if it does not exist."""
@@ -142,3 +154,29 @@ class Store(Protocol):
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
         """Mark runs left queued or running by a previous process as interrupted."""
+
+    # Teams
+    async def create_team(
+        self, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
+    ) -> tuple[Team, bool]:
+        """Insert a team; (existing, False) under if_not_exists, else AlreadyExistsError.
+
+        Raises MissingAgentsError when a member or the coordinator does not exist.
+        """
+
+    async def get_team(self, tenant: str, team_id: str) -> Team | None:
+        """One team, or None."""
+
+    async def list_teams(self, tenant: str, *, after: str | None, limit: int) -> list[Team]:
+        """Teams in id order after `after`, at most `limit`."""
+
+    async def update_team(
+        self, tenant: str, team_id: str, spec: TeamSpec, *, expected_revision: int | None
+    ) -> Team:
+        """Replace a team's spec; NotFoundError, AbortedError on a revision mismatch, or
+        MissingAgentsError."""
+
+    async def delete_team(
+        self, tenant: str, team_id: str, *, expected_revision: int | None
+    ) -> None:
+        """Delete a team; NotFoundError, or AbortedError on a revision mismatch."""

@@ -89,7 +89,25 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial]
+def _v2_teams(db: sqlite_utils.Database) -> None:
+    # Members and templates live in the JSON spec like an agent's; the store finds the
+    # teams naming an agent with json_each (a tenant has few teams, and agent deletes are
+    # rare), which keeps the spec the single source of truth.
+    db.table("teams").create(
+        {
+            "tenant": str,
+            "team_id": str,
+            "spec": str,
+            "create_time": float,
+            "update_time": float,
+            "revision": int,
+        },
+        pk=("tenant", "team_id"),
+        not_null={"spec", "create_time", "update_time", "revision"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_teams]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

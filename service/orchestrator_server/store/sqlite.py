@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from ..core.errors import AbortedError, AlreadyExistsError, NotFoundError
+from ..core.collaboration_types import Team, TeamSpec
+from ..core.errors import AbortedError, AlreadyExistsError, FailedPreconditionError, NotFoundError
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -42,6 +43,7 @@ from ..core.types import (
     ToolCall,
     Usage,
 )
+from . import sqlite_teams
 from .base import DuplicateRequestError
 from .migrations import migrate
 
@@ -366,6 +368,15 @@ class SQLiteStore:
         self, conn: sqlite3.Connection, tenant: str, agent_id: str, expected: int | None
     ) -> None:
         self._checked_agent(conn, tenant, agent_id, expected)
+        # Checked in the delete's own transaction: a team written concurrently either
+        # commits first (and is seen here) or finds the agent gone.
+        team_id = sqlite_teams.team_using(conn, tenant, agent_id)
+        if team_id is not None:
+            raise FailedPreconditionError(
+                f"agent '{agent_id}' is used by team '{team_id}'; remove it from the team first",
+                reason="AGENT_IN_USE",
+                metadata={"agent_id": agent_id, "team_id": team_id},
+            )
         key = (tenant, agent_id)
         conn.execute("DELETE FROM messages WHERE tenant = ? AND agent_id = ?", key)
         conn.execute("DELETE FROM sessions WHERE tenant = ? AND agent_id = ?", key)
@@ -463,6 +474,11 @@ class SQLiteStore:
         now: float,
     ) -> list[Message]:
         if not messages:
+            return []
+        # A turn that ends after its agent was deleted must not leave orphan rows behind.
+        if not conn.execute(
+            "SELECT 1 FROM agents WHERE tenant = ? AND agent_id = ?", (tenant, agent_id)
+        ).fetchone():
             return []
         row = conn.execute(
             "SELECT message_count FROM sessions WHERE tenant = ? AND agent_id = ? "
@@ -667,6 +683,43 @@ class SQLiteStore:
             )
 
         return await self._write(interrupt)
+
+    # -- teams --------------------------------------------------------------------------
+
+    async def create_team(
+        self, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
+    ) -> tuple[Team, bool]:
+        """Insert a team whose agents exist, or return the existing one."""
+        return await self._write(sqlite_teams.create_team, tenant, team_id, spec, if_not_exists)
+
+    async def get_team(self, tenant: str, team_id: str) -> Team | None:
+        """One team, or None."""
+        rows = self._read(
+            f"SELECT {sqlite_teams.TEAM_COLUMNS} FROM teams WHERE tenant = ? AND team_id = ?",
+            (tenant, team_id),
+        )
+        return sqlite_teams.team_from_row(rows[0]) if rows else None
+
+    async def list_teams(self, tenant: str, *, after: str | None, limit: int) -> list[Team]:
+        """A page of teams in id order."""
+        rows = self._read(
+            f"SELECT {sqlite_teams.TEAM_COLUMNS} FROM teams WHERE tenant = ? AND team_id > ? "
+            "ORDER BY team_id LIMIT ?",
+            (tenant, after or "", limit),
+        )
+        return [sqlite_teams.team_from_row(r) for r in rows]
+
+    async def update_team(
+        self, tenant: str, team_id: str, spec: TeamSpec, *, expected_revision: int | None
+    ) -> Team:
+        """Replace a team's spec, bumping the revision."""
+        return await self._write(sqlite_teams.update_team, tenant, team_id, spec, expected_revision)
+
+    async def delete_team(
+        self, tenant: str, team_id: str, *, expected_revision: int | None
+    ) -> None:
+        """Delete a team."""
+        await self._write(sqlite_teams.delete_team, tenant, team_id, expected_revision)
 
     async def integrity_check(self) -> str:
         """SQLite's own verdict on the file ('ok' when healthy)."""

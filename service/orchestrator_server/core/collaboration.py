@@ -1,0 +1,282 @@
+"""What pipelines and teams share: the parent run record, the event stream, and running
+one participant (a step, member or coordinator) as a child run of the engine.
+
+A collaboration runs in its own task and hands its events to the caller through a queue,
+like a turn does (`runs.py`): parallel members emit from several tasks at once, and the
+caller going away cancels the task, which cancels every participant's run in turn.
+
+The parent run is an ordinary run record (agent_id empty, no messages) so that GetRun,
+ListRuns and the crash recovery of unfinished runs cover it without new storage; its
+children name it in `parent_run_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from ..store.base import Store
+from . import events as ev
+from .collaboration_types import (
+    CollaborationBody,
+    CollaborationCompleted,
+    CollaborationEvent,
+    Participant,
+    ParticipantResult,
+)
+from .errors import DeadlineExceededError, OrchestratorError, error_for_reason
+from .runs import RunEngine, TurnRequest
+from .types import Run, RunStatus, Usage
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Participant | None, CollaborationBody], None]
+Body = Callable[[Emit], Awaitable[CollaborationCompleted]]
+_DONE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A participant's result, and the error to report if the collaboration stops on it."""
+
+    result: ParticipantResult
+    error: OrchestratorError | None
+
+
+def participant_error(
+    outcome: Outcome, message: str, metadata: dict[str, str]
+) -> OrchestratorError:
+    """The participant's error (same class and reason) with the collaboration's context."""
+    error = outcome.error
+    assert error is not None
+    return type(error)(
+        f"{message}: {error.message}",
+        reason=error.reason,
+        metadata={**error.metadata, **metadata, "run_id": outcome.result.run_id},
+        violations=error.violations,
+    )
+
+
+def total_usage(results: tuple[ParticipantResult, ...]) -> Usage:
+    """Token usage summed over participants."""
+    usage = Usage()
+    for result in results:
+        usage = usage + result.usage
+    return usage
+
+
+class Collaborations:
+    """Runs collaborations: parent run records, event streams and participant runs."""
+
+    def __init__(self, store: Store, runs: RunEngine) -> None:
+        self._store = store
+        self._runs = runs
+
+    async def stream(
+        self, tenant: str, run_id: str, session_id: str, task_input: str, body: Body
+    ) -> AsyncIterator[CollaborationEvent]:
+        """Record the parent run, run `body` in a task and yield what it emits; the final
+        `completed` event is emitted here once the parent run is recorded as completed."""
+        queue: asyncio.Queue[CollaborationEvent | BaseException | object] = asyncio.Queue()
+        sequence = 0
+
+        def emit(participant: Participant | None, event: CollaborationBody) -> None:
+            nonlocal sequence
+            sequence += 1
+            queue.put_nowait(CollaborationEvent(run_id, sequence, participant, event))
+
+        now = time.time()
+        parent = Run(
+            run_id=run_id,
+            agent_id="",
+            session_id=session_id,
+            status=RunStatus.RUNNING,
+            input=task_input,
+            create_time=now,
+            start_time=now,
+        )
+
+        async def main() -> None:
+            try:
+                completed = await self._recorded(tenant, parent, emit, body)
+                emit(None, completed)
+            except Exception as error:
+                queue.put_nowait(error)
+            finally:
+                queue.put_nowait(_DONE)
+
+        task = asyncio.create_task(main(), name=f"collaboration {run_id}")
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, CollaborationEvent)
+                yield item
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _recorded(
+        self, tenant: str, parent: Run, emit: Emit, body: Body
+    ) -> CollaborationCompleted:
+        """Run `body` between the parent run's begin and end records."""
+        await self._store.begin_run(tenant, parent, None)
+        try:
+            completed = await body(emit)
+        except asyncio.CancelledError:
+            await self._finish(
+                tenant,
+                parent,
+                RunStatus.CANCELLED,
+                "RUN_CANCELLED",
+                "the collaboration was cancelled (the client went away or its deadline passed)",
+            )
+            raise
+        except OrchestratorError as error:
+            await self._finish(tenant, parent, RunStatus.FAILED, error.reason, error.message)
+            raise
+        except Exception:
+            log.exception("collaboration %s failed unexpectedly", parent.run_id)
+            await self._finish(tenant, parent, RunStatus.FAILED, "INTERNAL_ERROR", "internal error")
+            raise
+        await self._finish(
+            tenant, parent, RunStatus.COMPLETED, "", "", completed.output, completed.usage
+        )
+        return completed
+
+    async def _finish(
+        self,
+        tenant: str,
+        parent: Run,
+        status: RunStatus,
+        reason: str,
+        message: str,
+        output: str = "",
+        usage: Usage | None = None,
+    ) -> None:
+        # Shielded: the outcome must be written even while the collaboration is cancelled.
+        try:
+            await asyncio.shield(
+                self._store.finish_run(
+                    tenant,
+                    parent.run_id,
+                    status=status,
+                    output=output,
+                    usage=usage or Usage(),
+                    error_reason=reason,
+                    error_message=message,
+                    end_time=time.time(),
+                    messages=[],
+                    agent_id=parent.agent_id,
+                    session_id=parent.session_id,
+                )
+            )
+        except Exception:
+            if status is RunStatus.COMPLETED:
+                raise
+            log.exception("could not record the end of collaboration %s", parent.run_id)
+
+    async def run_participant(
+        self,
+        tenant: str,
+        who: Participant,
+        request: TurnRequest,
+        emit: Emit,
+        *,
+        deadline: float | None,
+        time_limit: float | None = None,
+    ) -> Outcome:
+        """Run one participant's turn, forwarding its events; never raises its error.
+
+        After `time_limit` seconds the participant's run is cancelled through the engine
+        (so that its record says why) and reported with reason MEMBER_TIMEOUT.
+        """
+        started = time.monotonic()
+        run_id = ""
+        last: ev.EventBody | None = None
+        timed_out = False
+
+        async def consume() -> None:
+            nonlocal run_id, last
+            async for event in self._runs.execute(tenant, request, deadline=deadline):
+                run_id = run_id or event.run_id
+                last = event.body
+                emit(who, event)
+
+        turn = asyncio.create_task(consume(), name=f"participant {who.role} {who.index}")
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            if run_id:
+                self._runs.cancel_for_stream(
+                    run_id, f"the team's member timeout ({time_limit:g} s) passed"
+                )
+            else:
+                turn.cancel()
+
+        timer = (
+            asyncio.get_running_loop().call_later(time_limit, expire)
+            if time_limit is not None
+            else None
+        )
+        try:
+            await asyncio.wait({turn})
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not turn.done():
+                turn.cancel()
+                await asyncio.gather(turn, return_exceptions=True)
+        duration = (time.monotonic() - started) * 1000
+        error = _error_of(turn, last, timed_out, time_limit)
+        if error is None:
+            assert isinstance(last, ev.RunCompleted)
+            result = ParticipantResult(
+                who,
+                run_id,
+                RunStatus.COMPLETED,
+                last.output,
+                usage=last.usage,
+                duration_ms=duration,
+            )
+        else:
+            status = RunStatus.CANCELLED if error.reason in _CANCEL_REASONS else RunStatus.FAILED
+            result = ParticipantResult(
+                who, run_id, status, "", error.reason, error.message, duration_ms=duration
+            )
+        return Outcome(result, error)
+
+
+_CANCEL_REASONS = frozenset({"RUN_CANCELLED", "RUN_INTERRUPTED", "MEMBER_TIMEOUT"})
+
+
+def _error_of(
+    turn: asyncio.Task[None], last: ev.EventBody | None, timed_out: bool, time_limit: float | None
+) -> OrchestratorError | None:
+    """Why a participant's turn did not complete, or None if it did."""
+    if timed_out and not isinstance(last, ev.RunCompleted):
+        return DeadlineExceededError(
+            f"did not finish within the member timeout of {time_limit:g} s",
+            reason="MEMBER_TIMEOUT",
+        )
+    if turn.cancelled():
+        return error_for_reason("RUN_CANCELLED", "the participant's turn was cancelled")
+    exception = turn.exception()
+    if isinstance(exception, OrchestratorError):
+        return exception
+    if exception is not None:
+        log.error("participant turn failed unexpectedly", exc_info=exception)
+        return OrchestratorError("internal error", reason="INTERNAL_ERROR")
+    if isinstance(last, ev.RunCancelled):
+        return error_for_reason(last.reason, last.message)
+    if not isinstance(last, ev.RunCompleted):
+        return OrchestratorError("the turn ended without an outcome", reason="INTERNAL_ERROR")
+    return None

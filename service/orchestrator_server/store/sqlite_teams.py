@@ -1,0 +1,141 @@
+"""The team tables of the SQLite store: statements run inside the store's transactions.
+
+Kept apart from `sqlite.py` so that each module stays about one kind of row; the store's
+methods call these on its writer connection (writes) or read connection (reads).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from ..core.collaboration_types import Team, TeamSpec
+from ..core.errors import AbortedError, AlreadyExistsError, NotFoundError
+from .base import MissingAgentsError
+
+TEAM_COLUMNS = "team_id, spec, create_time, update_time, revision"
+
+
+def team_spec_to_json(spec: TeamSpec) -> str:
+    """Serialise a team spec for the `spec` column."""
+    return json.dumps(asdict(spec), separators=(",", ":"), sort_keys=True)
+
+
+def team_spec_from_json(text: str) -> TeamSpec:
+    """Parse the `spec` column; unknown keys from newer versions are ignored."""
+    data = json.loads(text)
+    return TeamSpec(
+        members=tuple(data.get("members") or ()),
+        description=data.get("description", ""),
+        coordinator=data.get("coordinator", ""),
+        member_template=data.get("member_template", ""),
+        synthesis_template=data.get("synthesis_template", ""),
+        synthesis_item_template=data.get("synthesis_item_template", ""),
+        max_concurrency=data.get("max_concurrency", 0),
+        member_timeout_seconds=data.get("member_timeout_seconds", 0.0),
+    )
+
+
+def team_from_row(row: Sequence[Any]) -> Team:
+    """A Team from a TEAM_COLUMNS row."""
+    team_id, spec, create_time, update_time, revision = row
+    return Team(team_id, team_spec_from_json(spec), create_time, update_time, revision)
+
+
+def _team_row(conn: sqlite3.Connection, tenant: str, team_id: str) -> Team | None:
+    row = conn.execute(
+        f"SELECT {TEAM_COLUMNS} FROM teams WHERE tenant = ? AND team_id = ?", (tenant, team_id)
+    ).fetchone()
+    return team_from_row(row) if row else None
+
+
+def _check_agents_exist(conn: sqlite3.Connection, tenant: str, spec: TeamSpec) -> None:
+    wanted = [*spec.members, *([spec.coordinator] if spec.coordinator else [])]
+    marks = ", ".join("?" for _ in wanted)
+    found = {
+        r[0]
+        for r in conn.execute(
+            f"SELECT agent_id FROM agents WHERE tenant = ? AND agent_id IN ({marks})",
+            (tenant, *wanted),
+        )
+    }
+    missing = [a for a in wanted if a not in found]
+    if missing:
+        raise MissingAgentsError(missing)
+
+
+def create_team(
+    conn: sqlite3.Connection, tenant: str, team_id: str, spec: TeamSpec, if_not_exists: bool
+) -> tuple[Team, bool]:
+    """Insert a team whose agents all exist, or return the existing one."""
+    existing = _team_row(conn, tenant, team_id)
+    if existing is not None:
+        if if_not_exists:
+            return existing, False
+        raise AlreadyExistsError(
+            f"team '{team_id}' already exists",
+            reason="TEAM_ALREADY_EXISTS",
+            metadata={"team_id": team_id},
+        )
+    _check_agents_exist(conn, tenant, spec)
+    now = time.time()
+    conn.execute(
+        "INSERT INTO teams(tenant, team_id, spec, create_time, update_time, revision) "
+        "VALUES (?, ?, ?, ?, ?, 1)",
+        (tenant, team_id, team_spec_to_json(spec), now, now),
+    )
+    return Team(team_id, spec, now, now, 1), True
+
+
+def _checked_team(
+    conn: sqlite3.Connection, tenant: str, team_id: str, expected: int | None
+) -> Team:
+    team = _team_row(conn, tenant, team_id)
+    if team is None:
+        raise NotFoundError(
+            f"team '{team_id}' not found", reason="TEAM_NOT_FOUND", metadata={"team_id": team_id}
+        )
+    if expected is not None and team.revision != expected:
+        raise AbortedError(
+            f"team '{team_id}' was changed since etag was read",
+            reason="ETAG_MISMATCH",
+            metadata={"team_id": team_id, "current_etag": team.etag},
+        )
+    return team
+
+
+def update_team(
+    conn: sqlite3.Connection, tenant: str, team_id: str, spec: TeamSpec, expected: int | None
+) -> Team:
+    """Replace the spec of a team (its agents must exist), bumping the revision."""
+    current = _checked_team(conn, tenant, team_id, expected)
+    _check_agents_exist(conn, tenant, spec)
+    now = time.time()
+    conn.execute(
+        "UPDATE teams SET spec = ?, update_time = ?, revision = revision + 1 "
+        "WHERE tenant = ? AND team_id = ?",
+        (team_spec_to_json(spec), now, tenant, team_id),
+    )
+    return Team(team_id, spec, current.create_time, now, current.revision + 1)
+
+
+def delete_team(conn: sqlite3.Connection, tenant: str, team_id: str, expected: int | None) -> None:
+    """Delete a team."""
+    _checked_team(conn, tenant, team_id, expected)
+    conn.execute("DELETE FROM teams WHERE tenant = ? AND team_id = ?", (tenant, team_id))
+
+
+def team_using(conn: sqlite3.Connection, tenant: str, agent_id: str) -> str | None:
+    """The first team (in id order) naming the agent as member or coordinator."""
+    row = conn.execute(
+        "SELECT t.team_id FROM teams t WHERE t.tenant = ? AND ("
+        "json_extract(t.spec, '$.coordinator') = ? OR EXISTS ("
+        "SELECT 1 FROM json_each(t.spec, '$.members') m WHERE m.value = ?)) "
+        "ORDER BY t.team_id LIMIT 1",
+        (tenant, agent_id, agent_id),
+    ).fetchone()
+    return str(row[0]) if row else None
