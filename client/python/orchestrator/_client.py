@@ -1,0 +1,492 @@
+"""`AsyncOrchestrator`: the asyncio client, shaped like the original in-process Orchestrator."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from . import _channel, _convert
+from . import types as t
+from ._stream import ChatSession, RunStream, _RunCall
+from .errors import (
+    AgentNotFound,
+    InternalError,
+    InvalidAgentId,
+    OrchestratorError,
+    Unavailable,
+    error_class,
+    from_rpc_error,
+)
+from .v1 import agent_pb2, run_pb2
+from .v1 import orchestrator_service_pb2 as pb
+from .v1 import orchestrator_service_pb2_grpc as pb_grpc
+
+R = TypeVar("R")
+T = TypeVar("T")
+Metadata = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+_CANCEL_CODES = {
+    "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "RUN_INTERRUPTED": grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def cancelled_error(event: t.RunCancelled) -> OrchestratorError:
+    """The error `run` raises for a RunCancelled event (DeadlineExceeded for a deadline)."""
+    code = _CANCEL_CODES.get(event.reason, grpc.StatusCode.CANCELLED)
+    return error_class(code, event.reason)(
+        event.message or "the run was cancelled",
+        code=code,
+        reason=event.reason,
+        metadata={"run_id": event.run_id},
+    )
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""Marks an `update_agent` field that is not being changed."""
+
+
+class AsyncOrchestrator:
+    """An asyncio client of orchestrator.v1.OrchestratorService.
+
+    `tenant` is sent as `x-tenant-id` with every call, `metadata` too; `credentials` makes
+    the channel TLS; `timeout` is the default deadline in seconds of every call (runs
+    included, chats excepted); `retry_unavailable` retries idempotent calls that failed
+    with UNAVAILABLE (the server restarting, a dropped connection).
+    """
+
+    def __init__(
+        self,
+        address: str = _channel.DEFAULT_ADDRESS,
+        *,
+        tenant: str | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float | None = None,
+        retry_unavailable: bool = True,
+    ) -> None:
+        self.address = address
+        self._timeout = timeout
+        self._retry = retry_unavailable
+        self._metadata = _channel.call_metadata(tenant, metadata)
+        self._channel = _channel.open_channel(address, credentials, retry_unavailable)
+        self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
+
+    async def close(self) -> None:
+        """Close the channel (calls in flight are cancelled)."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _unary(
+        self,
+        method: Callable[..., Awaitable[R]],
+        request: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> R:
+        try:
+            return await method(request, metadata=self._metadata, timeout=timeout or self._timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def _pages(
+        self, fetch: Callable[[str], Awaitable[tuple[Sequence[T], str]]]
+    ) -> AsyncIterator[T]:
+        token = ""
+        while True:
+            items, token = await fetch(token)
+            for item in items:
+                yield item
+            if not token:
+                return
+
+    def _open_run_call(self, timeout: float | None) -> Callable[[], _RunCall]:
+        return lambda: _RunCall(self._stub, self._metadata, timeout)
+
+    # -- agents -------------------------------------------------------------------------
+
+    async def create_agent(
+        self,
+        agent_id: str,
+        *,
+        model: t.Model | str | None = None,
+        system_message: str = "",
+        tools: Iterable[str | t.ServerTool] = (),
+        buffer_memory: t.BufferMemory | None = None,
+        set_as_default: bool = False,
+        labels: Mapping[str, str] | None = None,
+        description: str = "",
+        callable_agents: Iterable[str] = (),
+        max_model_calls: int = 0,
+        if_not_exists: bool = False,
+    ) -> t.Agent:
+        """Create an agent (AgentAlreadyExists if the id is taken, unless `if_not_exists`).
+
+        `model` is a Model, a bare model name of the server's default provider, or None
+        for the server's defaults; `tools` names server tools.
+        """
+        request = pb.CreateAgentRequest(
+            agent=agent_pb2.Agent(
+                agent_id=agent_id,
+                system_message=system_message,
+                description=description,
+                model=_convert.model_to_pb(model),
+                memory=agent_pb2.MemoryConfig(
+                    max_messages=buffer_memory.max_messages if buffer_memory else 0
+                ),
+                tools=_convert.tool_names(tools),
+                labels=dict(labels or {}),
+                callable_agents=list(callable_agents),
+                max_model_calls=max_model_calls,
+            ),
+            set_as_default=set_as_default,
+            if_not_exists=if_not_exists,
+        )
+        if not (if_not_exists and self._retry):
+            response = await self._unary(self._stub.CreateAgent, request)
+            return _convert.agent_from_pb(response.agent)
+        # Only get-or-create is idempotent, and the service config is per method, not per
+        # request: this one case is retried here, with the channel's policy.
+        policy = _channel.RETRY_POLICY
+        delay = float(policy["initialBackoff"].rstrip("s"))
+        for attempt in range(1, policy["maxAttempts"] + 1):
+            try:
+                response = await self._unary(self._stub.CreateAgent, request)
+                return _convert.agent_from_pb(response.agent)
+            except Unavailable:
+                if attempt == policy["maxAttempts"]:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * policy["backoffMultiplier"], float(policy["maxBackoff"][:-1]))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def get_or_create_agent(
+        self,
+        agent_id: str,
+        *,
+        model: t.Model | str | None = None,
+        system_message: str = "",
+        tools: Iterable[str | t.ServerTool] = (),
+        buffer_memory: t.BufferMemory | None = None,
+        set_as_default: bool = False,
+        labels: Mapping[str, str] | None = None,
+        description: str = "",
+        callable_agents: Iterable[str] = (),
+        max_model_calls: int = 0,
+    ) -> t.Agent:
+        """The agent with this id, created with these settings if it does not exist yet.
+
+        An existing agent is returned unchanged (and `set_as_default` is not applied).
+        """
+        return await self.create_agent(
+            agent_id,
+            model=model,
+            system_message=system_message,
+            tools=tools,
+            buffer_memory=buffer_memory,
+            set_as_default=set_as_default,
+            labels=labels,
+            description=description,
+            callable_agents=callable_agents,
+            max_model_calls=max_model_calls,
+            if_not_exists=True,
+        )
+
+    async def get_agent(self, agent_id: str) -> t.Agent:
+        """One agent (AgentNotFound if there is none)."""
+        response = await self._unary(self._stub.GetAgent, pb.GetAgentRequest(agent_id=agent_id))
+        return _convert.agent_from_pb(response.agent)
+
+    async def has_agent(self, agent_id: str) -> bool:
+        """Whether an agent with this id exists (an id no agent could have is False)."""
+        try:
+            await self.get_agent(agent_id)
+        except (AgentNotFound, InvalidAgentId):
+            return False
+        return True
+
+    async def iter_agents(
+        self, *, labels: Mapping[str, str] | None = None, page_size: int = 0
+    ) -> AsyncIterator[t.Agent]:
+        """Every agent in id order (only those carrying all `labels`), page by page."""
+
+        async def fetch(token: str) -> tuple[list[t.Agent], str]:
+            request = pb.ListAgentsRequest(
+                page_size=page_size, page_token=token, label_filter=dict(labels or {})
+            )
+            response = await self._unary(self._stub.ListAgents, request)
+            return [_convert.agent_from_pb(a) for a in response.agents], response.next_page_token
+
+        async for agent in self._pages(fetch):
+            yield agent
+
+    async def list_agents(self, *, labels: Mapping[str, str] | None = None) -> list[str]:
+        """The ids of all agents, in id order (like the original `list_agents`)."""
+        return [agent.agent_id async for agent in self.iter_agents(labels=labels)]
+
+    async def update_agent(
+        self,
+        agent_id: str,
+        *,
+        etag: str | None = None,
+        system_message: str | _Unset = UNSET,
+        description: str | _Unset = UNSET,
+        model: t.Model | str | _Unset = UNSET,
+        buffer_memory: t.BufferMemory | _Unset = UNSET,
+        tools: Iterable[str | t.ServerTool] | _Unset = UNSET,
+        labels: Mapping[str, str] | _Unset = UNSET,
+        callable_agents: Iterable[str] | _Unset = UNSET,
+        max_model_calls: int | _Unset = UNSET,
+    ) -> t.Agent:
+        """Change the fields passed, and only those; returns the updated agent.
+
+        A Model replaces the whole model; a str changes only the model name. With `etag`
+        the update applies only to that revision (EtagMismatch otherwise).
+        """
+        agent = agent_pb2.Agent(agent_id=agent_id, etag=etag or "")
+        paths: list[str] = []
+        if not isinstance(system_message, _Unset):
+            agent.system_message = system_message
+            paths.append("system_message")
+        if not isinstance(description, _Unset):
+            agent.description = description
+            paths.append("description")
+        if isinstance(model, str):
+            agent.model.model = model
+            paths.append("model.model")
+        elif not isinstance(model, _Unset):
+            agent.model.CopyFrom(_convert.model_to_pb(model))
+            paths.append("model")
+        if not isinstance(buffer_memory, _Unset):
+            agent.memory.max_messages = buffer_memory.max_messages
+            paths.append("memory")
+        if not isinstance(tools, _Unset):
+            agent.tools.extend(_convert.tool_names(tools))
+            paths.append("tools")
+        if not isinstance(labels, _Unset):
+            agent.labels.update(labels)
+            paths.append("labels")
+        if not isinstance(callable_agents, _Unset):
+            agent.callable_agents.extend(callable_agents)
+            paths.append("callable_agents")
+        if not isinstance(max_model_calls, _Unset):
+            agent.max_model_calls = max_model_calls
+            paths.append("max_model_calls")
+        request = pb.UpdateAgentRequest(
+            agent=agent, update_mask=field_mask_pb2.FieldMask(paths=paths)
+        )
+        response = await self._unary(self._stub.UpdateAgent, request)
+        return _convert.agent_from_pb(response.agent)
+
+    async def delete_agent(self, agent_id: str, etag: str | None = None) -> None:
+        """Delete an agent with its sessions and runs (only that revision, with `etag`)."""
+        await self._unary(
+            self._stub.DeleteAgent, pb.DeleteAgentRequest(agent_id=agent_id, etag=etag or "")
+        )
+
+    async def set_default_agent(self, agent_id: str) -> t.Agent:
+        """Make an agent the default: runs that name no agent go to it."""
+        response = await self._unary(
+            self._stub.SetDefaultAgent, pb.SetDefaultAgentRequest(agent_id=agent_id)
+        )
+        return _convert.agent_from_pb(response.agent)
+
+    async def get_default_agent(self) -> t.Agent:
+        """The default agent (NoDefaultAgent if none is set)."""
+        response = await self._unary(self._stub.GetDefaultAgent, pb.GetDefaultAgentRequest())
+        return _convert.agent_from_pb(response.agent)
+
+    # -- running ------------------------------------------------------------------------
+
+    def stream(
+        self,
+        message: str,
+        agent_id: str | None = None,
+        *,
+        session_id: str | None = None,
+        request_id: str | None = None,
+        wait_if_busy: bool = False,
+        timeout: float | None = None,
+    ) -> RunStream:
+        """Run one turn and stream its typed events (`async with` / `async for`).
+
+        `agent_id` None means the default agent; `session_id` None the agent's default
+        session. `request_id` makes the start idempotent: repeating it replays the run.
+        `wait_if_busy` queues behind a turn running in the session instead of raising
+        SessionBusy. The stream ends after RunCompleted or RunCancelled; a failed run
+        raises its typed error.
+        """
+        start = run_pb2.StartTurn(
+            agent_id=agent_id or "",
+            session_id=session_id or "",
+            message=message,
+            request_id=request_id or "",
+            busy_policy=run_pb2.BUSY_POLICY_ENQUEUE if wait_if_busy else run_pb2.BUSY_POLICY_REJECT,
+        )
+        return RunStream(self._open_run_call(timeout or self._timeout), start)
+
+    async def run(
+        self,
+        message: str,
+        agent_id: str | None = None,
+        *,
+        session_id: str | None = None,
+        request_id: str | None = None,
+        wait_if_busy: bool = False,
+        # A gRPC deadline for the whole run, enforced by the server too (not a local wait).
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> str:
+        """Run one turn and return the final answer (the original `await orchestrator.run`).
+
+        Raises the run's typed error; RunCancelledError when it was cancelled, and
+        DeadlineExceeded when its deadline cancelled it.
+        """
+        async with self.stream(
+            message,
+            agent_id,
+            session_id=session_id,
+            request_id=request_id,
+            wait_if_busy=wait_if_busy,
+            timeout=timeout,
+        ) as events:
+            async for event in events:
+                if not events.is_own_end(event):
+                    continue
+                if isinstance(event, t.RunCompleted):
+                    return event.output
+                if isinstance(event, t.RunCancelled):
+                    raise cancelled_error(event)
+        raise InternalError("the run's stream ended without a result")
+
+    def chat(
+        self,
+        agent_id: str | None = None,
+        *,
+        session_id: str | None = None,
+        wait_if_busy: bool = False,
+    ) -> ChatSession:
+        """A multi-turn conversation on one Run stream: `async with client.chat(...) as chat`.
+
+        `chat.send(message)` starts a turn and returns its events; `chat.cancel()` cancels
+        the turn in progress. Chats have no default deadline: they stay open while idle.
+        """
+        return ChatSession(
+            self._open_run_call(None), agent_id or "", session_id or "", wait_if_busy
+        )
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> t.Run:
+        """One run record (RunNotFound if there is none)."""
+        response = await self._unary(self._stub.GetRun, pb.GetRunRequest(run_id=run_id))
+        return _convert.run_from_pb(response.run)
+
+    async def iter_runs(
+        self,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        *,
+        page_size: int = 0,
+    ) -> AsyncIterator[t.Run]:
+        """Runs newest first, optionally of one agent (and one of its sessions)."""
+
+        async def fetch(token: str) -> tuple[list[t.Run], str]:
+            request = pb.ListRunsRequest(
+                agent_id=agent_id or "",
+                session_id=session_id or "",
+                page_size=page_size,
+                page_token=token,
+            )
+            response = await self._unary(self._stub.ListRuns, request)
+            return [_convert.run_from_pb(r) for r in response.runs], response.next_page_token
+
+        async for run in self._pages(fetch):
+            yield run
+
+    async def list_runs(
+        self,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 0,
+    ) -> list[t.Run]:
+        """Runs newest first (at most `limit`), optionally of one agent and session."""
+        runs: list[t.Run] = []
+        if limit is not None and limit <= 0:
+            return runs
+        async for run in self.iter_runs(agent_id, session_id, page_size=page_size):
+            runs.append(run)
+            if limit is not None and len(runs) >= limit:
+                break
+        return runs
+
+    async def cancel_run(self, run_id: str) -> t.Run:
+        """Cancel a queued or running run from anywhere; returns the run afterwards."""
+        response = await self._unary(self._stub.CancelRun, pb.CancelRunRequest(run_id=run_id))
+        return _convert.run_from_pb(response.run)
+
+    # -- sessions -----------------------------------------------------------------------
+
+    async def list_sessions(self, agent_id: str, *, page_size: int = 0) -> list[t.Session]:
+        """An agent's sessions (conversations), in id order."""
+
+        async def fetch(token: str) -> tuple[list[t.Session], str]:
+            request = pb.ListSessionsRequest(
+                agent_id=agent_id, page_size=page_size, page_token=token
+            )
+            response = await self._unary(self._stub.ListSessions, request)
+            return [
+                _convert.session_from_pb(s) for s in response.sessions
+            ], response.next_page_token
+
+        return [session async for session in self._pages(fetch)]
+
+    async def list_messages(
+        self, agent_id: str, session_id: str | None = None, *, page_size: int = 0
+    ) -> list[t.Message]:
+        """The messages of a session (default: the agent's default session), oldest first."""
+
+        async def fetch(token: str) -> tuple[list[t.Message], str]:
+            request = pb.ListMessagesRequest(
+                agent_id=agent_id,
+                session_id=session_id or "",
+                page_size=page_size,
+                page_token=token,
+            )
+            response = await self._unary(self._stub.ListMessages, request)
+            return [
+                _convert.message_from_pb(m) for m in response.messages
+            ], response.next_page_token
+
+        return [message async for message in self._pages(fetch)]
+
+    async def delete_session(self, agent_id: str, session_id: str | None = None) -> int:
+        """Clear a conversation; returns how many messages were deleted."""
+        response = await self._unary(
+            self._stub.DeleteSession,
+            pb.DeleteSessionRequest(agent_id=agent_id, session_id=session_id or ""),
+        )
+        return response.deleted_messages
