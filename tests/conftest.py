@@ -8,7 +8,6 @@ through the real openai client over HTTP. Nothing is patched.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -50,10 +49,3 @@ async def live(devmodel: DevModelServer, tmp_path: Path) -> AsyncIterator[LiveSe
         yield server
     finally:
         await server.stop()
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for subprocess servers that need one up front)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

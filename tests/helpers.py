@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -213,3 +214,10 @@ async def drain(call: Any) -> list[run_pb2.RunEvent]:
     while (event := await call.read()) is not grpc.aio.EOF:
         events.append(event)
     return events
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (for subprocess servers that need one up front)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

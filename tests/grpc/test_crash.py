@@ -7,8 +7,7 @@ from pathlib import Path
 
 import grpc
 
-from conftest import free_port
-from helpers import ServerProcess, final_of, requests_of, run_turn, start
+from helpers import ServerProcess, final_of, free_port, requests_of, run_turn, start
 from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc

@@ -49,7 +49,8 @@ async def test_turn_streams_deltas_and_persists_history(
     events = await run_turn(live.stub, "What is quantum computing?", "research_agent")
     assert kinds(events)[0] == "run_started"
     assert kinds(events)[-2:] == ["message_completed", "run_completed"]
-    assert kinds(events).count("text_delta") == 5
+    # Deltas that queue up while the stream is busy are sent as one message.
+    assert 1 <= kinds(events).count("text_delta") <= 5
     final = final_of(events)
     assert text_of(events) == final.output == "Echo: What is quantum computing?"
     assert final.usage.completion_tokens == 5
@@ -456,9 +457,9 @@ async def test_deleting_an_agent_mid_run_leaves_no_orphans(
     conn = live.app.store._read_conn
     assert conn is not None
     for table in ("messages", "sessions", "runs"):
-        count = conn.execute(
-            f"SELECT COUNT(*) FROM {table} WHERE agent_id = 'doomed'"
-        ).fetchone()[0]
+        count = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE agent_id = 'doomed'").fetchone()[
+            0
+        ]
         assert count == 0, table
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.stub.GetRun(pb.GetRunRequest(run_id=run_id))

@@ -17,8 +17,10 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from ..store.base import DuplicateRequestError, Store
 from . import events as ev
@@ -177,18 +179,10 @@ class RunEngine:
             start_time=now if immediate else None,
         )
         active = _ActiveRun(run=run, tenant=tenant)
-        queue: asyncio.Queue[ev.RunEvent | object] = asyncio.Queue()
+        queue = EventChannel()
         sequence = 0
-
-        def emit(body: ev.EventBody) -> None:
-            nonlocal sequence
-            sequence += 1
-            queue.put_nowait(
-                ev.RunEvent(run_id, agent.agent_id, sequence, body, request.parent_run_id)
-            )
-
         context = _TurnContext(
-            request=request, tools=tools, emit=emit, forward=queue.put_nowait, deadline=deadline
+            request=request, tools=tools, emit=queue.put, forward=queue.put, deadline=deadline
         )
         task = asyncio.create_task(
             self._turn(active, agent, reservation, context, queue),
@@ -199,14 +193,23 @@ class RunEngine:
         if request.request_id:
             self._by_request[(tenant, agent.agent_id, request.request_id)] = active
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, ev.RunEvent)
-                yield item
+            done = False
+            while not done:
+                # Everything the turn produced since the last look, in one wake-up. Text
+                # deltas that queued up while the caller was busy go out as one message:
+                # under load that saves a gRPC message (~70 µs of CPU) per token.
+                for item in coalesce_deltas(await queue.take_all()):
+                    if item is _DONE:
+                        done = True
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    if isinstance(item, ev.RunEvent):  # a child run's event, already numbered
+                        yield item
+                        continue
+                    sequence += 1
+                    body = cast(ev.EventBody, item)
+                    yield ev.RunEvent(run_id, agent.agent_id, sequence, body, request.parent_run_id)
         finally:
             if not task.done():
                 # The caller went away (disconnect or deadline): cancel the turn and wait
@@ -270,7 +273,7 @@ class RunEngine:
         agent: Agent,
         reservation: Reservation,
         context: _TurnContext,
-        queue: asyncio.Queue[ev.RunEvent | object],
+        queue: EventChannel,
     ) -> None:
         emit = context.emit
         run = active.run
@@ -333,7 +336,7 @@ class RunEngine:
                 )
                 emit(ev.MessageCompleted(stored[-1] if stored else final))
                 emit(ev.RunCompleted(output, usage, ttfd, (time.monotonic() - started) * 1000))
-                queue.put_nowait(_DONE)
+                queue.put(_DONE)
         except asyncio.CancelledError:
             if not recorded:
                 await self._record_end(
@@ -345,7 +348,7 @@ class RunEngine:
                     active.cancel_message,
                 )
             emit(ev.RunCancelled(active.cancel_reason, active.cancel_message))
-            queue.put_nowait(_DONE)
+            queue.put(_DONE)
             raise
         except OrchestratorError as error:
             if not recorded:
@@ -357,7 +360,7 @@ class RunEngine:
                     error.reason,
                     error.message,
                 )
-            queue.put_nowait(error)
+            queue.put(error)
         except Exception as error:
             log.exception("run %s failed unexpectedly", run.run_id)
             if not recorded:
@@ -369,7 +372,7 @@ class RunEngine:
                     "INTERNAL_ERROR",
                     "internal error",
                 )
-            queue.put_nowait(error)
+            queue.put(error)
         finally:
             reservation.release()
             self._active.pop(run.run_id, None)
@@ -615,6 +618,42 @@ class RunEngine:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class EventChannel:
+    """The turn task's events on their way to the caller: put() never waits, take_all()
+    hands over everything pending at once."""
+
+    def __init__(self) -> None:
+        self._items: deque[object] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, item: object) -> None:
+        """Queue an event body, a child's RunEvent, an error, or the end marker."""
+        self._items.append(item)
+        self._ready.set()
+
+    async def take_all(self) -> list[object]:
+        """Wait for at least one item; return and remove all pending ones."""
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+def coalesce_deltas(items: list[object]) -> list[object]:
+    """Merge runs of consecutive TextDelta bodies into one (order is kept)."""
+    if len(items) < 2:
+        return items
+    merged: list[object] = []
+    for item in items:
+        if isinstance(item, ev.TextDelta) and merged and isinstance(merged[-1], ev.TextDelta):
+            merged[-1] = ev.TextDelta(merged[-1].text + item.text)
+        else:
+            merged.append(item)
+    return merged
+
+
 @dataclass(frozen=True, slots=True)
 class _TurnContext:
     """What a turn needs besides its run: the request, its tools and where events go."""
@@ -622,7 +661,7 @@ class _TurnContext:
     request: TurnRequest
     tools: TurnTools
     emit: Emit
-    forward: Callable[[ev.RunEvent], None]
+    forward: Callable[[object], None]
     deadline: float | None
 
 

@@ -165,9 +165,14 @@ class OpenAIChatModel:
         timeout: float | None = None,
     ) -> AsyncIterator[str | ModelTurnEnd]:
         """Stream one chat completion: text deltas, then a ModelTurnEnd."""
-        kwargs: dict[str, Any] = _request_params(spec)
+        # Messages, tools and parameters travel in `extra_body`, which the SDK merges into
+        # the JSON body as is: its TypedDict transform of `messages` costs ~0.4 ms for two
+        # messages and ~7 ms for fifty, against ~30 µs for json.dumps of the same body.
+        body: dict[str, Any] = _request_params(spec)
+        body["messages"] = list(messages)
         if tools:
-            kwargs["tools"] = list(tools)
+            body["tools"] = list(tools)
+        kwargs: dict[str, Any] = {"extra_body": body}
         if timeout is not None:
             kwargs["timeout"] = httpx2.Timeout(
                 max(timeout, 0.001), connect=min(self.config.connect_timeout_s, timeout)
@@ -185,7 +190,7 @@ class OpenAIChatModel:
                 streaming: Any = self._client.chat.completions.with_streaming_response
                 async with streaming.create(
                     model=model,
-                    messages=list(messages),
+                    messages=[],
                     stream=True,
                     stream_options={"include_usage": True},
                     **kwargs,
@@ -195,7 +200,9 @@ class OpenAIChatModel:
                             continue
                         data = line[5:].strip()
                         if data == "[DONE]":
-                            break
+                            # Keep reading to the end of the body: a response left unread
+                            # is closed instead of going back to the connection pool.
+                            continue
                         chunk = json.loads(data)
                         if "error" in chunk:
                             raise _stream_error(chunk["error"], self.name)
