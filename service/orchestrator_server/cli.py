@@ -9,9 +9,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .config import load_settings
-from .server import serve
-
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `serve` and its flags (each also settable by an ORCHESTRATOR_* variable)."""
@@ -43,6 +40,11 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
 def run_serve(args: argparse.Namespace) -> int:
     """Load settings and serve until a signal arrives."""
+    # Imported here: the client commands share this script and should not pay for
+    # importing the server (openai, uvicorn, ...) on every invocation.
+    from .config import load_settings
+    from .server import serve
+
     try:
         settings = load_settings(
             args.config,
@@ -81,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The client commands ship with the Python client; a server-only install has `serve`.
     try:
         client_cli = importlib.import_module("orchestrator.cli")
-    except ImportError:
-        pass
+    except Exception as error:
+        if (argv or sys.argv[1:])[:1] != ["serve"]:
+            print(f"orchestrator: client commands unavailable: {error}", file=sys.stderr)
     else:
         client_cli.add_client_commands(subparsers)
     args = parser.parse_args(argv)

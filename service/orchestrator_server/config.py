@@ -43,6 +43,9 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     sqlite_synchronous: str = "NORMAL"
     default_max_model_calls: int = 10
+    # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
+    # this operator configuration can make the server start a process or reach a URL.
+    mcp_servers: tuple[dict[str, Any], ...] = ()
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,6 +76,7 @@ def load_settings(
     if path:
         data = tomllib.loads(Path(path).read_text())
         providers = [_provider(p) for p in data.pop("providers", [])]
+        values["mcp_servers"] = tuple(data.pop("mcp_servers", []))
         values.update(data)
     env_map = {
         "ORCHESTRATOR_ADDRESS": "address",

@@ -37,6 +37,7 @@ from .models.catalog import ProviderCatalog
 from .models.openai_chat import ProviderConfig
 from .store.sqlite import SQLiteStore
 from .tools.builtins import builtin_tools
+from .tools.mcp_tools import McpToolHub, parse_mcp_servers
 from .tools.plugins import plugin_tools
 from .tools.registry import ToolRegistry
 
@@ -73,10 +74,12 @@ class App:
     teams: TeamRegistry
     pipelines: PipelineRunner
     team_runs: TeamRunner
+    mcp: McpToolHub
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
         await self.runs.shutdown()
+        await self.mcp.close()
         await self.catalog.close()
         await self.store.close()
 
@@ -95,6 +98,16 @@ async def create_app(settings: Settings) -> App:
     tools = ToolRegistry()
     tools.register_all(builtin_tools())
     tools.register_all(plugin_tools())
+    mcp = McpToolHub(parse_mcp_servers(settings.mcp_servers))
+    await mcp.start()
+    tools.register_all(mcp.tools())
+
+    def sync_mcp_tools() -> None:
+        added = tools.add_missing(mcp.tools())
+        if added:
+            log.info("registered %d tools of an MCP server that came up", added)
+
+    mcp.add_listener(sync_mcp_tools)
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown)
     runs = RunEngine(
         store,
@@ -110,7 +123,17 @@ async def create_app(settings: Settings) -> App:
     pipelines = PipelineRunner(agents, collaborations)
     team_runs = TeamRunner(teams, collaborations)
     return App(
-        settings, store, catalog, agents, runs, conversations, tools, teams, pipelines, team_runs
+        settings,
+        store,
+        catalog,
+        agents,
+        runs,
+        conversations,
+        tools,
+        teams,
+        pipelines,
+        team_runs,
+        mcp,
     )
 
 

@@ -123,7 +123,12 @@ async def test_run_returns_the_answer(client: AsyncOrchestrator) -> None:
     assert await client.run("to the default") == "Echo: to the default"
 
 
-async def test_stream_yields_typed_events_in_order(client: AsyncOrchestrator) -> None:
+async def test_stream_yields_typed_events_in_order(
+    client: AsyncOrchestrator, admin: DevModelAdmin
+) -> None:
+    # Paced tokens: the server sends each as it arrives (deltas that queue up while the
+    # stream is busy would be merged into one message).
+    await admin.set_rules([{"reply": {"tokens_per_second": 100}}])
     await client.create_agent("echo")
     async with client.stream("one two three", "echo", session_id="s1") as stream:
         events = [event async for event in stream]

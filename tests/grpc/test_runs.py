@@ -464,3 +464,19 @@ async def test_deleting_an_agent_mid_run_leaves_no_orphans(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.stub.GetRun(pb.GetRunRequest(run_id=run_id))
     assert error_info(caught.value).reason == "RUN_NOT_FOUND"
+
+
+async def test_cancel_sent_right_after_start_is_not_lost(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    await _partial_stream(live, admin, "hasty")
+    call = live.stub.Run(
+        requests_of(
+            start("a long answer please", "hasty"), run_pb2.RunRequest(cancel=run_pb2.CancelTurn())
+        )
+    )
+    events = [e async for e in call]
+    assert events[0].WhichOneof("event") == "run_started"
+    assert events[-1].WhichOneof("event") == "run_cancelled"
+    run = (await live.stub.GetRun(pb.GetRunRequest(run_id=events[0].run_id))).run
+    assert run.status == run_pb2.RUN_STATUS_CANCELLED

@@ -460,3 +460,63 @@ async def test_plugins_and_list_tools(
         assert outputs[1].endswith("...[truncated 34464 characters]")
     finally:
         await live.stop()
+
+
+MCP_SERVER = Path(__file__).resolve().parent.parent / "fixtures" / "mcp_echo_server.py"
+
+
+async def test_mcp_server_and_client_tools_in_one_turn(
+    devmodel: DevModelServer, admin: DevModelAdmin, tmp_path: Path
+) -> None:
+    import sys
+
+    mcp = {"name": "fixture", "command": sys.executable, "args": [str(MCP_SERVER)]}
+    live = await start_live_server(tmp_path / "mcp.db", devmodel.base_url, mcp_servers=(mcp,))
+    try:
+        listed = {t.name: t for t in (await live.stub.ListTools(pb.ListToolsRequest())).tools}
+        stamp = listed["fixture__stamp"]
+        assert stamp.source == tool_pb2.TOOL_SOURCE_MCP
+        assert stamp.source_name == "fixture"
+        assert stamp.available
+        assert "label" in json.loads(stamp.parameters_json_schema)["properties"]
+
+        await admin.set_rules(
+            [
+                ANSWER_WITH_TOOL_RESULTS,
+                {
+                    "match": {"contains": "all three"},
+                    "reply": {
+                        "tool_calls": [
+                            {"name": "fixture__stamp", "arguments": {"label": "one"}},
+                            {"name": "fixture__stamp", "arguments": {"label": "two"}},
+                            {"name": "calculator", "arguments": {"expression": "2**10"}},
+                            {"name": "lookup", "arguments": {"key": "k"}},
+                        ]
+                    },
+                },
+            ]
+        )
+        await make_agent(live, "everything", tools=["fixture__stamp", "calculator"])
+        talk = Conversation(live)
+        await talk.send(start("use all three", "everything", client_tools=[client_tool("lookup")]))
+        events = await talk.until("tool_call")
+        while len(of_kind(events, "tool_call")) < 4:
+            events.append(await talk.next())
+        calls = {e.tool_call.call.name: e.tool_call for e in of_kind(events, "tool_call")}
+        assert calls["fixture__stamp"].location == run_pb2.TOOL_LOCATION_MCP
+        assert calls["calculator"].location == run_pb2.TOOL_LOCATION_SERVER
+        await talk.answer(calls["lookup"].call.call_id, output="client says hi")
+        events += await talk.until("run_completed")
+        await talk.close()
+        outputs = {
+            e.tool_result.call_id: e.tool_result.output for e in of_kind(events, "tool_result")
+        }
+        ordered = [outputs[e.tool_call.call.call_id] for e in of_kind(events, "tool_call")]
+        one, two = json.loads(ordered[0]), json.loads(ordered[1])
+        # The two 0.2 s MCP calls overlapped in time: they ran concurrently.
+        assert one["start"] < two["end"]
+        assert two["start"] < one["end"]
+        assert ordered[2:] == ["1024", "client says hi"]
+        assert final_of(events).output.endswith("1024\nclient says hi")
+    finally:
+        await live.stop()

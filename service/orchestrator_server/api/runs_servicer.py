@@ -140,6 +140,11 @@ class _StreamState:
     runs: list[str] = field(default_factory=list)  # top-level runs of this stream
     bridge: ClientToolBridge = field(default_factory=ClientToolBridge)
     error: Exception | None = None
+    active_run: str = ""  # the turn being streamed now
+    # Starts received whose run has not begun; a cancel that names no run while the
+    # stream is between turns applies to the next run that begins.
+    unstarted: int = 0
+    cancel_when_started: bool = False
 
 
 class RunRpcs:
@@ -172,7 +177,18 @@ class RunRpcs:
                 ):
                     if event.sequence == 1 and not event.parent_run_id:
                         stream.runs.append(event.run_id)
+                        stream.active_run = event.run_id
+                        stream.unstarted -= 1
+                        if stream.cancel_when_started:
+                            # A cancel arrived before the run had an id: apply it now.
+                            stream.cancel_when_started = False
+                            self._runs.cancel_for_stream(
+                                event.run_id, "the client cancelled the run"
+                            )
                     yield event_to_pb(event)
+                if not stream.active_run:
+                    stream.unstarted -= 1  # the start failed before its run began
+                stream.active_run = ""
                 if stream.error is not None:
                     raise stream.error
         except grpc.aio.AbortError:
@@ -199,9 +215,14 @@ class RunRpcs:
                     return
                 kind = request.WhichOneof("kind")
                 if kind == "start":
+                    stream.unstarted += 1
                     starts.put_nowait(request.start)
                 elif kind == "cancel" and not first:
-                    run_id = request.cancel.run_id or (stream_runs[-1] if stream_runs else "")
+                    if not request.cancel.run_id and not stream.active_run and stream.unstarted:
+                        # The turn has no run id yet: cancel it as soon as it has one.
+                        stream.cancel_when_started = True
+                        continue
+                    run_id = request.cancel.run_id or stream.active_run
                     if run_id in stream_runs:
                         self._runs.cancel_for_stream(run_id, "the client cancelled the run")
                 elif kind == "tool_result" and not first:

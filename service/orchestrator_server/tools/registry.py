@@ -35,6 +35,16 @@ class ToolRegistry:
         for tool in tools:
             self.register(tool)
 
+    def add_missing(self, tools: Iterable[ServerTool]) -> int:
+        """Add the tools whose names are not registered yet (an MCP server that came up
+        after start-up); return how many were added."""
+        added = 0
+        for tool in tools:
+            if tool.name not in self._tools and TOOL_NAME.match(tool.name):
+                self._tools[tool.name] = tool
+                added += 1
+        return added
+
     def get(self, name: str) -> ServerTool | None:
         """The tool, or None."""
         return self._tools.get(name)
