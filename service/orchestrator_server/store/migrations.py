@@ -7,9 +7,12 @@ leaves the previous version intact. Add migrations at the end; never edit a rele
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _v1_initial(db: sqlite_utils.Database) -> None:
@@ -110,15 +113,21 @@ def _v2_teams(db: sqlite_utils.Database) -> None:
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_teams]
 
 
-def migrate(db: sqlite_utils.Database) -> int:
+def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to the newest version; return the version reached."""
-    conn = db.conn
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):
         raise RuntimeError(
             f"database schema version {version} is newer than this server "
             f"({len(MIGRATIONS)}); upgrade the server"
         )
+    if version == len(MIGRATIONS):
+        return version
+    # sqlite-utils is imported only when there is something to migrate: it is a large
+    # import (with numpy, when installed) that an up-to-date database does not need.
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

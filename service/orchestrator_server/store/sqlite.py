@@ -15,18 +15,14 @@ None) because sqlite-utils' helpers would otherwise open or commit them behind o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
-
-import sqlite_utils
 
 from ..core.collaboration_types import Team, TeamSpec
 from ..core.errors import AbortedError, AlreadyExistsError, FailedPreconditionError, NotFoundError
@@ -46,6 +42,7 @@ from ..core.types import (
 from . import sqlite_teams
 from .base import DuplicateRequestError
 from .migrations import migrate
+from .sqlite_writer import SQLiteWriter
 
 R = TypeVar("R")
 
@@ -154,8 +151,7 @@ class SQLiteStore:
         if synchronous.upper() not in {"NORMAL", "FULL"}:
             raise ValueError("synchronous must be NORMAL or FULL")
         self._synchronous = synchronous.upper()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._write_conn: sqlite3.Connection | None = None
+        self._writer = SQLiteWriter()
         self._read_conn: sqlite3.Connection | None = None
 
     # -- plumbing -----------------------------------------------------------------------
@@ -164,7 +160,7 @@ class SQLiteStore:
         """Create or migrate the schema, then open the read connection."""
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        await self._on_writer(self._open_writer)
+        await self._writer.call(self._open_writer)
         self._read_conn = _connect(self._path, self._synchronous)
         self._read_conn.execute("PRAGMA query_only = ON")
 
@@ -173,42 +169,29 @@ class SQLiteStore:
         # enable_wal() would commit an open transaction; nothing is open yet, so the plain
         # pragma is exact.
         conn.execute("PRAGMA journal_mode = WAL")
-        migrate(sqlite_utils.Database(conn))
-        self._write_conn = conn
+        migrate(conn)
+        self._writer.conn = conn
 
     async def close(self) -> None:
         """Checkpoint the WAL and close both connections."""
         if self._read_conn is not None:
             self._read_conn.close()
             self._read_conn = None
-        if self._write_conn is not None:
-            await self._on_writer(self._close_writer)
-        self._writer.shutdown(wait=True)
+        if self._writer.conn is not None:
+            await self._writer.call(self._close_writer)
+        self._writer.stop()
 
     def _close_writer(self) -> None:
-        assert self._write_conn is not None
-        self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._write_conn.close()
-        self._write_conn = None
-
-    async def _on_writer(self, fn: Callable[..., R], *args: Any) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        conn = self._writer.conn
+        assert conn is not None
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        self._writer.conn = None
 
     async def _write(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run fn(conn, *args) on the writer thread inside BEGIN IMMEDIATE ... COMMIT."""
-        return await self._on_writer(self._transaction, fn, *args)
-
-    def _transaction(self, fn: Callable[..., R], *args: Any) -> R:
-        conn = self._write_conn
-        assert conn is not None, "store is not open"
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        """Run fn(conn, *args) on the writer thread inside BEGIN IMMEDIATE ... COMMIT
+        (shared with other writes queued at the same moment; see sqlite_writer)."""
+        return await self._writer.transact(fn, *args)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._read_conn
