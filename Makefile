@@ -22,7 +22,7 @@ help: ## Show this help
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(UV) pip install --quiet --python $(PY) -e '.[dev,bench]'
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the service, client and dev tools (pinned)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .models.openai_chat import ProviderConfig
+from .models.provider_config import ProviderConfig
 
 DEV_PROVIDER = "dev"
 

@@ -7,11 +7,12 @@ signals, graceful stop, the health status and the bundled development model serv
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -34,12 +35,14 @@ from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
 from .core.teams import TeamRegistry
 from .models.catalog import ProviderCatalog
-from .models.openai_chat import ProviderConfig
+from .models.provider_config import ProviderConfig
 from .store.sqlite import SQLiteStore
 from .tools.builtins import builtin_tools
-from .tools.mcp_tools import McpToolHub, parse_mcp_servers
 from .tools.plugins import plugin_tools
 from .tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from .tools.mcp_tools import McpToolHub
 
 log = logging.getLogger("orchestrator")
 SERVICE_DESCRIPTOR = orchestrator_service_pb2.DESCRIPTOR.services_by_name["OrchestratorService"]
@@ -74,14 +77,34 @@ class App:
     teams: TeamRegistry
     pipelines: PipelineRunner
     team_runs: TeamRunner
-    mcp: McpToolHub
+    mcp: McpToolHub | None
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
         await self.runs.shutdown()
-        await self.mcp.close()
+        if self.mcp is not None:
+            await self.mcp.close()
         await self.catalog.close()
         await self.store.close()
+
+
+async def start_mcp(settings: Settings, tools: ToolRegistry) -> McpToolHub:
+    """Start the configured MCP servers and register their tools (also those of servers
+    that come up later)."""
+    # The mcp package takes ~0.5 s to import; servers without MCP never pay for it.
+    from .tools.mcp_tools import McpToolHub, parse_mcp_servers
+
+    hub = McpToolHub(parse_mcp_servers(settings.mcp_servers))
+    await hub.start()
+    tools.register_all(hub.tools())
+
+    def sync_tools() -> None:
+        added = tools.add_missing(hub.tools())
+        if added:
+            log.info("registered %d tools of an MCP server that came up", added)
+
+    hub.add_listener(sync_tools)
+    return hub
 
 
 async def create_app(settings: Settings) -> App:
@@ -98,16 +121,7 @@ async def create_app(settings: Settings) -> App:
     tools = ToolRegistry()
     tools.register_all(builtin_tools())
     tools.register_all(plugin_tools())
-    mcp = McpToolHub(parse_mcp_servers(settings.mcp_servers))
-    await mcp.start()
-    tools.register_all(mcp.tools())
-
-    def sync_mcp_tools() -> None:
-        added = tools.add_missing(mcp.tools())
-        if added:
-            log.info("registered %d tools of an MCP server that came up", added)
-
-    mcp.add_listener(sync_mcp_tools)
+    mcp = await start_mcp(settings, tools) if settings.mcp_servers else None
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown)
     runs = RunEngine(
         store,
@@ -198,6 +212,11 @@ async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:
     return settings.with_providers(providers, settings.default_provider or DEV_PROVIDER), process
 
 
+def _import_run_modules() -> None:
+    for name in ("orchestrator_server.models.openai_chat", "jsonschema"):
+        importlib.import_module(name)
+
+
 async def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT, then stop gracefully."""
     settings, dev_process = await start_dev_model(settings)
@@ -207,6 +226,9 @@ async def serve(settings: Settings) -> None:
     await server.start()
     await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    # Modules the first run needs but start-up does not: import them now, off the loop,
+    # so that SERVING is not delayed and the first run does not pay for them.
+    warm_up = asyncio.create_task(asyncio.to_thread(_import_run_modules), name="import run modules")
     host = settings.address.rsplit(":", 1)[0]
     log.info(
         "orchestrator listening on %s:%d (db=%s, providers=%s, default provider=%s)",
@@ -221,6 +243,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    warm_up.cancel()
     log.info(
         "stopping: refusing new calls, %.0f s grace for calls in flight", settings.grace_seconds
     )

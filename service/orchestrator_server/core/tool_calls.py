@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-
 from . import events as ev
 from .errors import DeadlineExceededError, InvalidArgumentError
 from .memory import parse_arguments
@@ -57,6 +55,8 @@ def parse_client_tools(
                 f"{where}.name", f"'{name}' is already a tool of this turn"
             )
         seen.add(name)
+        import jsonschema  # ~90 ms to import: only turns with client tools need it here
+
         try:
             schema = json.loads(schema_text) if schema_text else dict(_EMPTY_SCHEMA)
             if not isinstance(schema, dict) or schema.get("type", "object") != "object":
@@ -236,6 +236,8 @@ class ToolError(Exception):
 
 
 def _validate(args: dict[str, Any], schema: dict[str, Any]) -> None:
+    import jsonschema  # imported on first use (see parse_client_tools)
+
     try:
         jsonschema.validate(args, schema, cls=jsonschema.Draft202012Validator)
     except jsonschema.ValidationError as error:
