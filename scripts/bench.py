@@ -586,8 +586,11 @@ async def run_turn(
     wait_s: float,
     server_ttfd: list[float] | None = None,
 ) -> tuple[float, int]:
-    """One turn on its own Run stream: (seconds to the first text delta, deltas); the
-    server's own time to first delta (RunCompleted) is appended to `server_ttfd`."""
+    """One turn on its own Run stream: (seconds to the first text delta, tokens); the
+    server's own time to first delta (RunCompleted) is appended to `server_ttfd`.
+
+    Tokens are counted in the text, not as messages: the server sends deltas that queued
+    up while the stream was busy as one message."""
     began = time.perf_counter()
     first = 0.0
     n = 0
@@ -597,7 +600,7 @@ async def run_turn(
         if kind == "text_delta":
             if not n:
                 first = time.perf_counter() - began
-            n += 1
+            n += len(event.text_delta.text.split())
         elif kind == "run_completed":
             completed = True
             if server_ttfd is not None:

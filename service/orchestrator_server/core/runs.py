@@ -284,18 +284,14 @@ class RunEngine:
         output_parts: list[str] = []
         usage = Usage()
         recorded = False
+        gate = _StartGate(self._store, tenant, run, user_message if immediate else None, emit)
         try:
-            try:
-                await self._store.begin_run(tenant, run, user_message if immediate else None)
-            except DuplicateRequestError as duplicate:
-                # Another replica or a race outside this process used the key first.
-                raise InvalidArgumentError.for_field(
-                    "request_id",
-                    "is already in use",
-                    reason="REQUEST_ID_CONFLICT",
-                    metadata={"run_id": duplicate.existing.run_id},
-                ) from None
-            emit(ev.RunStarted(run.session_id, run.status))
+            if immediate:
+                # The run's first write goes to the writer thread while the model request
+                # is prepared and sent; the gate is waited for before the first event.
+                gate.submit()
+            else:
+                await gate.wait()
             async with reservation.hold(run.run_id):
                 if not immediate:
                     now = time.time()
@@ -312,7 +308,7 @@ class RunEngine:
                         )
                     agent = current
                 output, usage, first_delta, steps = await self._model_loop(
-                    tenant, agent, run, context, output_parts
+                    tenant, agent, run, context, output_parts, gate
                 )
                 ttfd = (first_delta - started) * 1000 if first_delta else 0.0
                 final = Message(Role.ASSISTANT, output, run_id=run.run_id)
@@ -338,6 +334,7 @@ class RunEngine:
                 emit(ev.RunCompleted(output, usage, ttfd, (time.monotonic() - started) * 1000))
                 queue.put(_DONE)
         except asyncio.CancelledError:
+            await gate.settle()
             if not recorded:
                 await self._record_end(
                     active,
@@ -351,6 +348,7 @@ class RunEngine:
             queue.put(_DONE)
             raise
         except OrchestratorError as error:
+            await gate.settle()
             if not recorded:
                 await self._record_end(
                     active,
@@ -363,6 +361,7 @@ class RunEngine:
             queue.put(error)
         except Exception as error:
             log.exception("run %s failed unexpectedly", run.run_id)
+            await gate.settle()
             if not recorded:
                 await self._record_end(
                     active,
@@ -428,6 +427,7 @@ class RunEngine:
         run: Run,
         context: _TurnContext,
         output_parts: list[str],
+        gate: _StartGate,
     ) -> tuple[str, Usage, float, list[Message]]:
         """Call the model, run the tools it asks for, and repeat until it answers.
 
@@ -438,6 +438,10 @@ class RunEngine:
         model = self._models.resolve(spec.model.provider)
         limit = spec.memory.max_messages or DEFAULT_MAX_MESSAGES
         history = await self._store.load_history(tenant, agent.agent_id, run.session_id, limit)
+        if gate.user_message is not None:
+            # The run's own write may or may not be visible yet: take the stored history
+            # without it and add the user message here, so the window is the same either way.
+            history = [m for m in history if m.run_id != run.run_id] + [gate.user_message]
         messages = to_chat_messages(spec.system_message, window(history, limit))
         schemas = context.tools.schemas()
         max_calls = (
@@ -452,6 +456,8 @@ class RunEngine:
             async for item in model.stream(
                 spec.model, messages, tools=schemas, timeout=_remaining(context.deadline)
             ):
+                if not gate.opened:
+                    await gate.wait()
                 if isinstance(item, str):
                     if not first_delta:
                         first_delta = time.monotonic()
@@ -460,6 +466,7 @@ class RunEngine:
                 else:
                     end = item
             assert end is not None
+            await gate.wait()
             usage = usage + end.usage
             text = "".join(output_parts)
             if not end.tool_calls:
@@ -616,6 +623,61 @@ class RunEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _StartGate:
+    """The first write of a run (its record and, unless queued, its user message).
+
+    For a run that starts at once the write overlaps the model request; the gate is
+    passed (and RunStarted emitted) before the run's first event, so events never
+    describe a run that is not stored."""
+
+    def __init__(
+        self, store: Store, tenant: str, run: Run, user_message: Message | None, emit: Emit
+    ) -> None:
+        self._store = store
+        self._tenant = tenant
+        self._run = run
+        self.user_message = user_message
+        self._emit = emit
+        self._write: asyncio.Future[Run] | None = None
+        self.opened = False
+
+    def submit(self) -> None:
+        """Send the write to the writer thread without waiting; RunStarted goes out as
+        soon as it is stored (its done-callback runs before any task awaiting it)."""
+        if self._write is None:
+            self._write = asyncio.ensure_future(
+                self._store.begin_run(self._tenant, self._run, self.user_message)
+            )
+            self._write.add_done_callback(self._on_written)
+
+    def _on_written(self, write: asyncio.Future[Run]) -> None:
+        if not self.opened and not write.cancelled() and write.exception() is None:
+            self.opened = True
+            self._emit(ev.RunStarted(self._run.session_id, self._run.status))
+
+    async def wait(self) -> None:
+        """Wait until the run is stored (and so announced)."""
+        if self.opened:
+            return
+        self.submit()
+        assert self._write is not None
+        try:
+            await asyncio.shield(self._write)
+        except DuplicateRequestError as duplicate:
+            # Another replica or a race outside this process used the key first.
+            raise InvalidArgumentError.for_field(
+                "request_id",
+                "is already in use",
+                reason="REQUEST_ID_CONFLICT",
+                metadata={"run_id": duplicate.existing.run_id},
+            ) from None
+
+    async def settle(self) -> None:
+        """Let a write in flight finish: the run's end is recorded after it."""
+        if self._write is not None and not self._write.done():
+            await asyncio.gather(asyncio.shield(self._write), return_exceptions=True)
 
 
 class EventChannel:
