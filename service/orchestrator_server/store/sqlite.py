@@ -40,6 +40,7 @@ from ..core.types import (
     Usage,
 )
 from . import sqlite_teams
+from .agent_cache import AgentCache
 from .base import DuplicateRequestError
 from .migrations import migrate
 from .sqlite_writer import SQLiteWriter
@@ -146,12 +147,19 @@ def _tool_calls_json(calls: Sequence[ToolCall]) -> str:
 class SQLiteStore:
     """The `Store` on one SQLite file: one writer thread, reads on the event loop."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "NORMAL", agent_cache_size: int = 10_000
+    ) -> None:
         self._path = str(path)
         if synchronous.upper() not in {"NORMAL", "FULL"}:
             raise ValueError("synchronous must be NORMAL or FULL")
         self._synchronous = synchronous.upper()
         self._writer = SQLiteWriter()
+        # Every turn and GetAgent reads an agent; the cache spares the query and the JSON
+        # decoding. It is exact for this process because every agent write goes through
+        # this store and drops the entries it changes (several replicas will need their
+        # own invalidation, e.g. by revision).
+        self._agents = AgentCache(max_entries=agent_cache_size)
         self._read_conn: sqlite3.Connection | None = None
 
     # -- plumbing -----------------------------------------------------------------------
@@ -234,9 +242,16 @@ class SQLiteStore:
         if_not_exists: bool,
     ) -> tuple[Agent, bool]:
         """Insert an agent, or return the existing one under if_not_exists."""
-        return await self._write(
-            self._create_agent, tenant, agent_id, spec, set_as_default, if_not_exists
-        )
+        try:
+            return await self._write(
+                self._create_agent, tenant, agent_id, spec, set_as_default, if_not_exists
+            )
+        finally:
+            # A new default changes `is_default` of the previous one too.
+            if set_as_default:
+                self._agents.forget_tenant(tenant)
+            else:
+                self._agents.forget((tenant, agent_id))
 
     def _create_agent(
         self,
@@ -265,18 +280,26 @@ class SQLiteStore:
             )
         if set_as_default:
             self._set_default(conn, tenant, agent_id)
-        agent = self._agent_row(conn, tenant, agent_id)
-        assert agent is not None
+        # Built from what was just inserted: re-reading the row would cost a query.
+        agent = Agent(agent_id, spec, now, now, 1, is_default=set_as_default)
         return agent, True
 
     async def get_agent(self, tenant: str, agent_id: str) -> Agent | None:
-        """One agent, or None."""
+        """One agent, or None (served from the agent cache when it is there)."""
+        key = (tenant, agent_id)
+        agent = self._agents.get(key)
+        if agent is not None:
+            return agent
         rows = self._read(
             f"SELECT {_AGENT_COLUMNS} FROM agents a LEFT JOIN tenants t ON t.tenant = a.tenant "
             "WHERE a.tenant = ? AND a.agent_id = ?",
             (tenant, agent_id),
         )
-        return _agent_from_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        agent = _agent_from_row(rows[0])
+        self._agents.put(key, agent)
+        return agent
 
     async def list_agents(
         self, tenant: str, *, after: str | None, limit: int, label_filter: dict[str, str]
@@ -303,7 +326,10 @@ class SQLiteStore:
         self, tenant: str, agent_id: str, spec: AgentSpec, *, expected_revision: int | None
     ) -> Agent:
         """Replace the spec, bumping the revision."""
-        return await self._write(self._update_agent, tenant, agent_id, spec, expected_revision)
+        try:
+            return await self._write(self._update_agent, tenant, agent_id, spec, expected_revision)
+        finally:
+            self._agents.forget((tenant, agent_id))
 
     def _checked_agent(
         self, conn: sqlite3.Connection, tenant: str, agent_id: str, expected: int | None
@@ -345,7 +371,10 @@ class SQLiteStore:
         self, tenant: str, agent_id: str, *, expected_revision: int | None
     ) -> None:
         """Delete the agent, its messages, sessions and runs; clear it as default."""
-        await self._write(self._delete_agent, tenant, agent_id, expected_revision)
+        try:
+            await self._write(self._delete_agent, tenant, agent_id, expected_revision)
+        finally:
+            self._agents.forget((tenant, agent_id))
 
     def _delete_agent(
         self, conn: sqlite3.Connection, tenant: str, agent_id: str, expected: int | None
@@ -372,7 +401,10 @@ class SQLiteStore:
 
     async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
         """Make the agent the default of its tenant."""
-        return await self._write(self._set_default_checked, tenant, agent_id)
+        try:
+            return await self._write(self._set_default_checked, tenant, agent_id)
+        finally:
+            self._agents.forget_tenant(tenant)
 
     def _set_default_checked(self, conn: sqlite3.Connection, tenant: str, agent_id: str) -> Agent:
         self._checked_agent(conn, tenant, agent_id, None)
