@@ -161,7 +161,17 @@ class RunRpcs:
         """Execute the turns the client starts on this stream, streaming their events."""
         starts: asyncio.Queue[run_pb2.StartTurn | Exception | None] = asyncio.Queue()
         stream = _StreamState()
-        reader = asyncio.create_task(self._read_requests(request_iterator, starts, stream))
+        # The first message is read here rather than by the reader task: one task switch
+        # less before the first turn starts.
+        requests = aiter(request_iterator)
+        try:
+            first = await anext(requests)
+        except StopAsyncIteration:
+            return
+        if self._route(first, starts, stream, first=True):
+            reader = asyncio.create_task(self._read_requests(requests, starts, stream))
+        else:
+            reader = None
         try:
             tenant = tenant_of(context)
             remaining = context.time_remaining()
@@ -196,7 +206,8 @@ class RunRpcs:
         except Exception as error:
             await abort(context, error)
         finally:
-            reader.cancel()
+            if reader is not None:
+                reader.cancel()
 
     async def _read_requests(
         self,
@@ -204,50 +215,60 @@ class RunRpcs:
         starts: asyncio.Queue[run_pb2.StartTurn | Exception | None],
         stream: _StreamState,
     ) -> None:
-        """Route client messages: starts to the turn queue, cancels to the engine, tool
-        results to the calls waiting for them."""
-        stream_runs = stream.runs
-        first = True
+        """Route the client's messages after the first until the stream ends."""
         try:
             async for request in request_iterator:
-                if isinstance(request, MalformedRequest):
-                    starts.put_nowait(malformed_error(request))
+                if not self._route(request, starts, stream, first=False):
                     return
-                kind = request.WhichOneof("kind")
-                if kind == "start":
-                    stream.unstarted += 1
-                    starts.put_nowait(request.start)
-                elif kind == "cancel" and not first:
-                    if not request.cancel.run_id and not stream.active_run and stream.unstarted:
-                        # The turn has no run id yet: cancel it as soon as it has one.
-                        stream.cancel_when_started = True
-                        continue
-                    run_id = request.cancel.run_id or stream.active_run
-                    if run_id in stream_runs:
-                        self._runs.cancel_for_stream(run_id, "the client cancelled the run")
-                elif kind == "tool_result" and not first:
-                    result = request.tool_result
-                    try:
-                        stream.bridge.deliver(result.call_id, result.output, result.error)
-                    except InvalidArgumentError as error:
-                        # A result nobody waits for is a client bug: end the stream with it
-                        # once the current turn has been cancelled.
-                        stream.error = error
-                        if stream_runs:
-                            self._runs.cancel_for_stream(stream_runs[-1], error.message)
-                        starts.put_nowait(error)
-                        return
-                elif kind in ("cancel", "tool_result"):
-                    starts.put_nowait(_protocol_violation("the first message must be a start"))
-                    return
-                else:
-                    starts.put_nowait(_protocol_violation("the message sets no known kind"))
-                    return
-                first = False
         except Exception as error:
             starts.put_nowait(error)
         finally:
             starts.put_nowait(_STREAM_END)
+
+    def _route(
+        self,
+        request: run_pb2.RunRequest | MalformedRequest,
+        starts: asyncio.Queue[run_pb2.StartTurn | Exception | None],
+        stream: _StreamState,
+        *,
+        first: bool,
+    ) -> bool:
+        """Route one client message: a start to the turn queue, a cancel to the engine, a
+        tool result to the call waiting for it. False when the stream must end."""
+        if isinstance(request, MalformedRequest):
+            starts.put_nowait(malformed_error(request))
+            return False
+        kind = request.WhichOneof("kind")
+        if kind == "start":
+            stream.unstarted += 1
+            starts.put_nowait(request.start)
+        elif kind in ("cancel", "tool_result") and first:
+            starts.put_nowait(_protocol_violation("the first message must be a start"))
+            return False
+        elif kind == "cancel":
+            if not request.cancel.run_id and not stream.active_run and stream.unstarted:
+                # The turn has no run id yet: cancel it as soon as it has one.
+                stream.cancel_when_started = True
+                return True
+            run_id = request.cancel.run_id or stream.active_run
+            if run_id in stream.runs:
+                self._runs.cancel_for_stream(run_id, "the client cancelled the run")
+        elif kind == "tool_result":
+            result = request.tool_result
+            try:
+                stream.bridge.deliver(result.call_id, result.output, result.error)
+            except InvalidArgumentError as error:
+                # A result nobody waits for is a client bug: end the stream with it once
+                # the current turn has been cancelled.
+                stream.error = error
+                if stream.runs:
+                    self._runs.cancel_for_stream(stream.runs[-1], error.message)
+                starts.put_nowait(error)
+                return False
+        else:
+            starts.put_nowait(_protocol_violation("the message sets no known kind"))
+            return False
+        return True
 
     @unary_errors
     async def ListTools(

@@ -312,6 +312,7 @@ class RunEngine:
                 )
                 ttfd = (first_delta - started) * 1000 if first_delta else 0.0
                 final = Message(Role.ASSISTANT, output, run_id=run.run_id)
+                await gate.wait()
                 end = time.time()
                 stored = await self._store.finish_run(
                     tenant,
@@ -459,14 +460,16 @@ class RunEngine:
                 if not gate.opened:
                     await gate.wait()
                 if isinstance(item, str):
-                    if not first_delta:
-                        first_delta = time.monotonic()
                     output_parts.append(item)
                     context.emit(ev.TextDelta(item))
+                    if not first_delta:
+                        first_delta = time.monotonic()
+                        # Let the caller send the first delta now rather than after the
+                        # rest of what the model sent in the same packet is parsed.
+                        await asyncio.sleep(0)
                 else:
                     end = item
             assert end is not None
-            await gate.wait()
             usage = usage + end.usage
             text = "".join(output_parts)
             if not end.tool_calls:
@@ -628,9 +631,10 @@ class RunEngine:
 class _StartGate:
     """The first write of a run (its record and, unless queued, its user message).
 
-    For a run that starts at once the write overlaps the model request; the gate is
-    passed (and RunStarted emitted) before the run's first event, so events never
-    describe a run that is not stored."""
+    For a run that starts at once the write overlaps the model request. The run is
+    announced (RunStarted) only once it is stored, and no other event of the run goes
+    out before that: a client that saw a run id can always find the run, and a crash at
+    any point after it leaves the run INTERRUPTED, never missing."""
 
     def __init__(
         self, store: Store, tenant: str, run: Run, user_message: Message | None, emit: Emit
