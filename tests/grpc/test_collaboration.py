@@ -369,6 +369,10 @@ async def test_failed_and_timed_out_members_are_reported_and_synthesized(
     assert finished["broken"].error_reason == "MODEL_UNAVAILABLE"
     assert finished["slow"].status == run_pb2.RUN_STATUS_CANCELLED
     assert finished["slow"].error_reason == "MEMBER_TIMEOUT"
+    # The member's own run record says why it was cancelled.
+    slow_run = await live.stub.GetRun(pb.GetRunRequest(run_id=finished["slow"].run_id))
+    assert slow_run.run.status == run_pb2.RUN_STATUS_CANCELLED
+    assert slow_run.run.error_reason == "MEMBER_TIMEOUT"
 
     prompts = await prompts_by_system(admin)
     assert [last_user(r) for r in prompts["I am boss."]] == [

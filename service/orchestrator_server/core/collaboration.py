@@ -217,7 +217,9 @@ class Collaborations:
             timed_out = True
             if run_id:
                 self._runs.cancel_for_stream(
-                    run_id, f"the team's member timeout ({time_limit:g} s) passed"
+                    run_id,
+                    f"the team's member timeout ({time_limit:g} s) passed",
+                    reason="MEMBER_TIMEOUT",
                 )
             else:
                 turn.cancel()

@@ -571,10 +571,14 @@ class RunEngine:
             return await asyncio.shield(active.done)
         return await self.get(tenant, run_id)
 
-    def cancel_for_stream(self, run_id: str, message: str) -> None:
-        """Cancel a run started on the caller's own stream (cancel message)."""
+    def cancel_for_stream(
+        self, run_id: str, message: str, reason: str = "RUN_CANCELLED"
+    ) -> None:
+        """Cancel a run its caller owns (a cancel message on its stream, a team's member
+        timeout), recording `reason`."""
         active = self._active.get(run_id)
         if active is not None and active.task is not None:
+            active.cancel_reason = reason
             active.cancel_message = message
             active.task.cancel()
 
