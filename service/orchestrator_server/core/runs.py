@@ -571,9 +571,7 @@ class RunEngine:
             return await asyncio.shield(active.done)
         return await self.get(tenant, run_id)
 
-    def cancel_for_stream(
-        self, run_id: str, message: str, reason: str = "RUN_CANCELLED"
-    ) -> None:
+    def cancel_for_stream(self, run_id: str, message: str, reason: str = "RUN_CANCELLED") -> None:
         """Cancel a run its caller owns (a cancel message on its stream, a team's member
         timeout), recording `reason`."""
         active = self._active.get(run_id)
