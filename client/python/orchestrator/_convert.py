@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from . import types as t
-from .v1 import agent_pb2, run_pb2, session_pb2
+from .v1 import agent_pb2, collaboration_pb2, run_pb2, session_pb2
 
 _RUN_STATUS = {
     run_pb2.RUN_STATUS_UNSPECIFIED: t.RunStatus.UNSPECIFIED,
@@ -245,5 +245,127 @@ def event_from_pb(pb: run_pb2.RunEvent) -> t.RunEvent | None:
             output=result.output,
             error=result.error,
             duration_ms=result.duration_ms,
+        )
+    return None
+
+
+# -- teams and pipelines ------------------------------------------------------------------
+
+_PARTICIPANT_ROLE = {
+    collaboration_pb2.PARTICIPANT_ROLE_STEP: t.ParticipantRole.STEP,
+    collaboration_pb2.PARTICIPANT_ROLE_MEMBER: t.ParticipantRole.MEMBER,
+    collaboration_pb2.PARTICIPANT_ROLE_COORDINATOR: t.ParticipantRole.COORDINATOR,
+}
+
+
+def team_from_pb(pb: collaboration_pb2.Team) -> t.Team:
+    """A Team with its bookkeeping fields."""
+    return t.Team(
+        team_id=pb.team_id,
+        members=tuple(pb.members),
+        coordinator=pb.coordinator,
+        description=pb.description,
+        member_template=pb.member_template,
+        synthesis_template=pb.synthesis_template,
+        synthesis_item_template=pb.synthesis_item_template,
+        max_concurrency=pb.max_concurrency,
+        member_timeout_seconds=pb.member_timeout_seconds,
+        create_time=_time(pb, "create_time"),
+        update_time=_time(pb, "update_time"),
+        etag=pb.etag,
+    )
+
+
+PipelineStepLike = t.PipelineStep | tuple[str, str] | str
+"""What `run_pipeline(steps=...)` accepts per step: a PipelineStep, an
+`(agent_id, template)` pair, or a bare agent id (template "{previous}")."""
+
+
+def pipeline_step_to_pb(step: PipelineStepLike) -> collaboration_pb2.PipelineStep:
+    """A PipelineStep message from any accepted step form."""
+    if isinstance(step, t.PipelineStep):
+        return collaboration_pb2.PipelineStep(
+            agent_id=step.agent_id, message_template=step.message_template
+        )
+    if isinstance(step, str):
+        return collaboration_pb2.PipelineStep(agent_id=step)
+    if isinstance(step, tuple) and len(step) == 2:
+        agent_id, template = step
+        return collaboration_pb2.PipelineStep(agent_id=agent_id, message_template=template)
+    raise TypeError(
+        "a pipeline step is a PipelineStep, an (agent_id, template) pair or an agent id, "
+        f"not {step!r}"
+    )
+
+
+def participant_from_pb(pb: collaboration_pb2.Participant) -> t.Participant:
+    """A Participant (unknown roles read as UNSPECIFIED)."""
+    return t.Participant(
+        role=_PARTICIPANT_ROLE.get(pb.role, t.ParticipantRole.UNSPECIFIED),
+        index=pb.index,
+        agent_id=pb.agent_id,
+    )
+
+
+def participant_result_from_pb(pb: collaboration_pb2.ParticipantResult) -> t.ParticipantResult:
+    """How one participant's run ended."""
+    return t.ParticipantResult(
+        participant=participant_from_pb(pb.participant),
+        status=run_status_from_pb(pb.status),
+        output=pb.output,
+        run_id=pb.run_id,
+        error_reason=pb.error_reason,
+        error_message=pb.error_message,
+        usage=usage_from_pb(pb.usage),
+        duration_ms=pb.duration_ms,
+    )
+
+
+def collaboration_event_from_pb(
+    pb: collaboration_pb2.CollaborationEvent,
+) -> t.CollaborationEvent | None:
+    """A typed collaboration event; None for a kind this client does not know yet (or a
+    participant's run event of such a kind)."""
+    run_id, sequence = pb.run_id, pb.sequence
+    participant = participant_from_pb(pb.participant)
+    kind = pb.WhichOneof("event")
+    if kind == "started":
+        return t.CollaborationStarted(
+            run_id=run_id,
+            sequence=sequence,
+            session_id=pb.started.session_id,
+            participant_count=pb.started.participant_count,
+            team_id=pb.started.team_id,
+        )
+    if kind == "participant_started":
+        return t.ParticipantStarted(
+            run_id=run_id,
+            sequence=sequence,
+            participant=participant,
+            message=pb.participant_started.message,
+        )
+    if kind == "run_event":
+        event = event_from_pb(pb.run_event)
+        if event is None:
+            return None
+        return t.ParticipantEvent(
+            run_id=run_id, sequence=sequence, participant=participant, event=event
+        )
+    if kind == "participant_finished":
+        result = participant_result_from_pb(pb.participant_finished)
+        return t.ParticipantFinished(
+            run_id=run_id,
+            sequence=sequence,
+            participant=participant if pb.HasField("participant") else result.participant,
+            result=result,
+        )
+    if kind == "completed":
+        done = pb.completed
+        return t.CollaborationCompleted(
+            run_id=run_id,
+            sequence=sequence,
+            output=done.output,
+            results=tuple(participant_result_from_pb(r) for r in done.results),
+            usage=usage_from_pb(done.usage),
         )
     return None

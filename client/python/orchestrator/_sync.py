@@ -16,10 +16,10 @@ from typing import Any, Self, TypeVar
 
 import grpc
 
-from . import _channel
+from . import _channel, _convert
 from . import types as t
 from ._client import UNSET, AsyncOrchestrator, Metadata, _Unset
-from ._stream import ChatSession, RunStream
+from ._stream import ChatSession, CollaborationStream, RunStream
 
 T = TypeVar("T")
 
@@ -147,6 +147,53 @@ class SyncChat:
     def close(self) -> None:
         """End the conversation's stream."""
         self._loop.call(self._chat.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SyncCollaborationStream:
+    """The events of a pipeline or team run, as a blocking iterator (`with` / `for`)."""
+
+    def __init__(self, loop: _LoopThread, stream: CollaborationStream) -> None:
+        self._loop = loop
+        self._stream = stream
+
+    @property
+    def run_id(self) -> str:
+        """The collaboration's run id, known once CollaborationStarted arrived."""
+        return self._stream.run_id
+
+    @property
+    def session_id(self) -> str:
+        """The participants' session, known once CollaborationStarted arrived."""
+        return self._stream.session_id
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> t.CollaborationEvent:
+        try:
+            event: t.CollaborationEvent = self._loop.call(_anext(self._stream))
+        except StopAsyncIteration:
+            raise StopIteration from None
+        return event
+
+    def cancel(self) -> None:
+        """Cancel the collaboration (safe from any thread); reading raises RunCancelledError."""
+        self._loop.loop.call_soon_threadsafe(self._stream.cancel)
+
+    def close(self) -> None:
+        """Stop reading; a collaboration still running is cancelled."""
+        self._loop.call(self._stream.aclose())
 
     def __enter__(self) -> Self:
         return self
@@ -453,6 +500,127 @@ class Orchestrator:
     def delete_session(self, agent_id: str, session_id: str | None = None) -> int:
         """Clear a conversation; returns how many messages were deleted."""
         return self._loop.call(self._client.delete_session(agent_id, session_id))
+
+    # -- teams --------------------------------------------------------------------------
+
+    def create_team(
+        self,
+        team_id: str,
+        members: Iterable[str],
+        *,
+        coordinator: str | None = None,
+        description: str = "",
+        member_template: str = "",
+        synthesis_template: str = "",
+        synthesis_item_template: str = "",
+        max_concurrency: int = 0,
+        member_timeout_seconds: float = 0.0,
+        if_not_exists: bool = False,
+    ) -> t.Team:
+        """Create a team (see AsyncOrchestrator.create_team)."""
+        return self._loop.call(
+            self._client.create_team(
+                team_id,
+                list(members),
+                coordinator=coordinator,
+                description=description,
+                member_template=member_template,
+                synthesis_template=synthesis_template,
+                synthesis_item_template=synthesis_item_template,
+                max_concurrency=max_concurrency,
+                member_timeout_seconds=member_timeout_seconds,
+                if_not_exists=if_not_exists,
+            )
+        )
+
+    def get_team(self, team_id: str) -> t.Team:
+        """One team (TeamNotFound if there is none)."""
+        return self._loop.call(self._client.get_team(team_id))
+
+    def has_team(self, team_id: str) -> bool:
+        """Whether a team with this id exists."""
+        return self._loop.call(self._client.has_team(team_id))
+
+    def list_teams(self) -> list[t.Team]:
+        """All teams, in id order."""
+        return self._loop.call(self._client.list_teams())
+
+    def update_team(
+        self,
+        team_id: str,
+        *,
+        etag: str | None = None,
+        members: Iterable[str] | _Unset = UNSET,
+        coordinator: str | _Unset | None = UNSET,
+        description: str | _Unset = UNSET,
+        member_template: str | _Unset = UNSET,
+        synthesis_template: str | _Unset = UNSET,
+        synthesis_item_template: str | _Unset = UNSET,
+        max_concurrency: int | _Unset = UNSET,
+        member_timeout_seconds: float | _Unset = UNSET,
+    ) -> t.Team:
+        """Change the fields passed, and only those (see AsyncOrchestrator.update_team)."""
+        return self._loop.call(
+            self._client.update_team(
+                team_id,
+                etag=etag,
+                members=members if isinstance(members, _Unset) else list(members),
+                coordinator=coordinator,
+                description=description,
+                member_template=member_template,
+                synthesis_template=synthesis_template,
+                synthesis_item_template=synthesis_item_template,
+                max_concurrency=max_concurrency,
+                member_timeout_seconds=member_timeout_seconds,
+            )
+        )
+
+    def delete_team(self, team_id: str, etag: str | None = None) -> None:
+        """Delete a team (its past runs are kept)."""
+        self._loop.call(self._client.delete_team(team_id, etag))
+
+    # -- collaboration ------------------------------------------------------------------
+
+    def stream_team(
+        self, team_id: str, task: str, *, timeout: float | None = None
+    ) -> SyncCollaborationStream:
+        """Run a team and iterate its typed collaboration events (`with` / `for`)."""
+        return SyncCollaborationStream(
+            self._loop, self._client.stream_team(team_id, task, timeout=timeout)
+        )
+
+    def run_team(self, team_id: str, task: str, *, timeout: float | None = None) -> t.TeamResult:
+        """Run a team on a task: the final output and every member's result."""
+        return self._loop.call(self._client.run_team(team_id, task, timeout=timeout))
+
+    def stream_pipeline(
+        self,
+        steps: Iterable[_convert.PipelineStepLike],
+        input: str,
+        *,
+        session_id: str | None = None,
+        timeout: float | None = None,
+    ) -> SyncCollaborationStream:
+        """Run a pipeline and iterate its typed collaboration events (`with` / `for`)."""
+        return SyncCollaborationStream(
+            self._loop,
+            self._client.stream_pipeline(
+                list(steps), input, session_id=session_id, timeout=timeout
+            ),
+        )
+
+    def run_pipeline(
+        self,
+        steps: Iterable[_convert.PipelineStepLike],
+        input: str,
+        *,
+        session_id: str | None = None,
+        timeout: float | None = None,
+    ) -> t.PipelineResult:
+        """Run agents one after another: the last step's output and every step's result."""
+        return self._loop.call(
+            self._client.run_pipeline(list(steps), input, session_id=session_id, timeout=timeout)
+        )
 
 
 def connect(
