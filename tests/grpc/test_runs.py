@@ -480,3 +480,13 @@ async def test_cancel_sent_right_after_start_is_not_lost(
     assert events[-1].WhichOneof("event") == "run_cancelled"
     run = (await live.stub.GetRun(pb.GetRunRequest(run_id=events[0].run_id))).run
     assert run.status == run_pb2.RUN_STATUS_CANCELLED
+
+
+async def test_run_started_always_comes_first(live: LiveServer) -> None:
+    await make_agent(live, "orderly")
+    results = await asyncio.gather(
+        *(run_turn(live.stub, f"order {i}", "orderly", session_id=f"o{i}") for i in range(40))
+    )
+    for events in results:
+        assert events[0].WhichOneof("event") == "run_started"
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))

@@ -679,6 +679,9 @@ class _StartGate:
                 reason="REQUEST_ID_CONFLICT",
                 metadata={"run_id": duplicate.existing.run_id},
             ) from None
+        # Awaiting a future that is already done does not run its pending callbacks
+        # first: announce here too (idempotent), so RunStarted always precedes the rest.
+        self._on_written(self._write)
 
     async def settle(self) -> None:
         """Let a write in flight finish: the run's end is recorded after it."""
