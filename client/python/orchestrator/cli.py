@@ -1,4 +1,5 @@
-"""The client commands of the `orchestrator` console script: agents, run, chat, sessions, runs.
+"""The client commands of the `orchestrator` console script: agents, run, chat, sessions,
+runs, team and pipeline.
 
 The console script itself lives in the server package (`orchestrator_server.cli`), which
 registers `serve` and calls `add_client_commands`. Every command talks to a server with
@@ -25,7 +26,7 @@ from . import errors
 from . import types as t
 from ._channel import DEFAULT_ADDRESS
 from ._client import AsyncOrchestrator
-from ._stream import RunStream
+from ._stream import CollaborationStream, RunStream
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -55,11 +56,11 @@ exit codes:
   0    success
   1    other errors (internal server error, unexpected failures)
   2    usage error or invalid argument (INVALID_ARGUMENT, INVALID_AGENT_ID, ...)
-  3    not found (AGENT_NOT_FOUND, RUN_NOT_FOUND, SESSION_NOT_FOUND)
-  4    conflict (AGENT_ALREADY_EXISTS, ETAG_MISMATCH, SESSION_BUSY)
+  3    not found (AGENT_NOT_FOUND, RUN_NOT_FOUND, SESSION_NOT_FOUND, TEAM_NOT_FOUND)
+  4    conflict (AGENT_ALREADY_EXISTS, TEAM_ALREADY_EXISTS, ETAG_MISMATCH, SESSION_BUSY)
   5    unavailable or too slow: server unreachable, DEADLINE_EXCEEDED, MODEL_UNAVAILABLE,
        MODEL_RATE_LIMITED (retrying later may succeed)
-  6    failed precondition (NO_DEFAULT_AGENT, PROVIDER_NOT_CONFIGURED, MODEL_NOT_FOUND, ...)
+  6    failed precondition (NO_DEFAULT_AGENT, AGENT_IN_USE, PROVIDER_NOT_CONFIGURED, ...)
   7    the run was cancelled (RUN_CANCELLED)
   130  interrupted (Ctrl-C)
 
@@ -88,6 +89,11 @@ _EVENT_TYPES = {
     t.RunCancelled: "run_cancelled",
     t.ToolCallStarted: "tool_call",
     t.ToolCallFinished: "tool_result",
+    t.CollaborationStarted: "started",
+    t.ParticipantStarted: "participant_started",
+    t.ParticipantEvent: "run_event",
+    t.ParticipantFinished: "participant_finished",
+    t.CollaborationCompleted: "completed",
 }
 
 
@@ -473,6 +479,154 @@ async def runs_cancel(client: AsyncOrchestrator, args: argparse.Namespace, out: 
     return EXIT_OK
 
 
+# -- teams and pipelines ------------------------------------------------------------------
+
+
+def print_team(out: Output, team: t.Team) -> None:
+    """A team, one field per line (or as JSON)."""
+    if out.json:
+        out.document(team)
+        return
+    rows = [
+        ("team_id", team.team_id),
+        ("members", ", ".join(team.members)),
+        ("coordinator", team.coordinator or "(none)"),
+        ("description", team.description),
+        ("member_tmpl", team.member_template),
+        ("synthesis_tmpl", team.synthesis_template),
+        ("item_tmpl", team.synthesis_item_template),
+        ("concurrency", str(team.max_concurrency)),
+        ("member_timeout", f"{team.member_timeout_seconds:g} s"),
+        ("created", _when(team.create_time)),
+        ("updated", _when(team.update_time)),
+        ("etag", team.etag),
+    ]
+    for name, value in rows:
+        # Templates may hold newlines: shown as Python literals, on one line.
+        shown = repr(value) if name.endswith("_tmpl") else value
+        out.line(f"{name + ':':<17}{shown}")
+
+
+def _team_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "description": args.description,
+        "member_template": args.member_template,
+        "synthesis_template": args.synthesis_template,
+        "synthesis_item_template": args.item_template,
+        "max_concurrency": args.max_concurrency,
+        "member_timeout_seconds": args.member_timeout,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+async def team_create(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+    """`team create TEAM MEMBER... [--coordinator C] ...`"""
+    team = await client.create_team(
+        args.team_id,
+        args.members,
+        coordinator=args.coordinator,
+        if_not_exists=args.if_not_exists,
+        **_team_fields(args),
+    )
+    print_team(out, team)
+    return EXIT_OK
+
+
+async def team_update(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+    """`team update TEAM [--member M ...] [--coordinator C] ...`: change only the fields given."""
+    given = _team_fields(args)
+    if args.member is not None:
+        given["members"] = args.member
+    if args.coordinator is not None:
+        given["coordinator"] = args.coordinator or None
+    if not given:
+        out.note("error: nothing to update; pass at least one field option (see --help)")
+        return EXIT_USAGE
+    print_team(out, await client.update_team(args.team_id, etag=args.etag, **given))
+    return EXIT_OK
+
+
+async def team_list(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+    """`team list`"""
+    teams = await client.list_teams()
+    if out.json:
+        out.document(teams)
+        return EXIT_OK
+    print_table(
+        out,
+        ("TEAM", "MEMBERS", "COORDINATOR", "DESCRIPTION"),
+        [(x.team_id, ",".join(x.members), x.coordinator, x.description) for x in teams],
+    )
+    return EXIT_OK
+
+
+async def team_get(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+    """`team get TEAM`"""
+    print_team(out, await client.get_team(args.team_id))
+    return EXIT_OK
+
+
+async def team_delete(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+    """`team delete TEAM [--etag E]`"""
+    await client.delete_team(args.team_id, etag=args.etag)
+    if out.json:
+        out.document({"deleted": args.team_id})
+    else:
+        out.line(f"deleted team {args.team_id}")
+    return EXIT_OK
+
+
+def participant_label(participant: t.Participant) -> str:
+    """`[member 2 analyst]`, `[step 1 research]`, `[coordinator director]` (1-based)."""
+    if participant.role is t.ParticipantRole.COORDINATOR:
+        return f"[coordinator {participant.agent_id}]"
+    return f"[{participant.role.value} {participant.index + 1} {participant.agent_id}]"
+
+
+def _outcome(result: t.ParticipantResult) -> str:
+    took = f"({result.duration_ms / 1000:.2f} s)"
+    if result.ok:
+        return f"completed {took}"
+    status = "timed out" if result.error_reason == "MEMBER_TIMEOUT" else result.status.value
+    detail = ": ".join(p for p in (result.error_reason, result.error_message) if p)
+    return f"{status}: {detail} {took}" if detail else f"{status} {took}"
+
+
+async def _print_collaboration(stream: CollaborationStream, out: Output) -> int:
+    """Progress lines (stderr) as participants start and finish, then the final output
+    (stdout); with --json, one JSON object per event on stdout."""
+    async for event in stream:
+        if out.json:
+            out.json_line(event)
+        elif isinstance(event, t.CollaborationStarted):
+            what = f"team {event.team_id}" if event.team_id else "pipeline"
+            out.note(f"{what}: {event.run_id} ({event.participant_count} participants)")
+        elif isinstance(event, t.ParticipantStarted):
+            out.note(f"{participant_label(event.participant)} started")
+        elif isinstance(event, t.ParticipantFinished):
+            out.note(f"{participant_label(event.participant)} {_outcome(event.result)}")
+        elif isinstance(event, t.CollaborationCompleted):
+            out.line(event.output.rstrip("\n"))
+    return EXIT_OK
+
+
+async def team_run(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+    """`team run TEAM TASK`"""
+    async with client.stream_team(args.team_id, args.task) as stream:
+        return await _print_collaboration(stream, out)
+
+
+def _step(text: str) -> t.PipelineStep:
+    agent, _, template = text.partition("=")
+    return t.PipelineStep(_agent_arg(agent) or "", template)
+
+
+async def pipeline_run(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+    """`pipeline run --step AGENT=TEMPLATE ... INPUT`"""
+    async with client.stream_pipeline(args.step, args.input, session_id=args.session) as stream:
+        return await _print_collaboration(stream, out)
+
+
 # -- wiring -------------------------------------------------------------------------------
 
 
@@ -548,7 +702,8 @@ def _agent_fields(parser: argparse.ArgumentParser) -> None:
 
 
 def add_client_commands(subparsers: SubParsers) -> None:
-    """Register agents, run, chat, sessions and runs on the console script's subparsers."""
+    """Register agents, run, chat, sessions, runs, team and pipeline on the console script's
+    subparsers."""
     common = _common_options()
 
     def leaf(parent: SubParsers, name: str, action: Action, help_text: str) -> Any:
@@ -636,9 +791,76 @@ def add_client_commands(subparsers: SubParsers) -> None:
     p.add_argument("--session", help="only runs of this session (needs --agent)")
     p.add_argument("--limit", type=int, default=20, help="most runs to show (default 20)")
     leaf(runs, "get", runs_get, "show a run").add_argument("run_id", metavar="RUN")
+    _add_collaboration_commands(leaf, group, subparsers)
     leaf(runs, "cancel", runs_cancel, "cancel a queued or running run").add_argument(
         "run_id", metavar="RUN"
     )
+
+
+def _team_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--description", help="description")
+    parser.add_argument(
+        "--member-template",
+        help="message each member gets; {agent} and {task} (default: 'Task for {agent}: {task}')",
+    )
+    parser.add_argument(
+        "--synthesis-template", help="message the coordinator gets; {task} and {results}"
+    )
+    parser.add_argument(
+        "--item-template", help="one member's block in {results}; {agent} and {output}"
+    )
+    parser.add_argument("--max-concurrency", type=int, help="members running at once")
+    parser.add_argument("--member-timeout", type=float, help="seconds one member may run")
+
+
+def _add_collaboration_commands(leaf: Any, group: Any, subparsers: SubParsers) -> None:
+    team = group("team", "create, list, inspect, change, delete and run teams of agents")
+    p = leaf(team, "create", team_create, "create a team of existing agents")
+    p.add_argument("team_id", metavar="TEAM")
+    p.add_argument("members", metavar="MEMBER", nargs="+", help="member agent ids")
+    p.add_argument("--coordinator", help="agent that synthesizes the members' outputs")
+    _team_options(p)
+    p.add_argument("--if-not-exists", action="store_true", help="return an existing team")
+    leaf(team, "list", team_list, "list teams")
+    leaf(team, "get", team_get, "show a team").add_argument("team_id", metavar="TEAM")
+    p = leaf(team, "update", team_update, "change the given fields of a team")
+    p.add_argument("team_id", metavar="TEAM")
+    p.add_argument(
+        "--member", action="append", metavar="AGENT", help="member (repeatable; replaces all)"
+    )
+    p.add_argument("--coordinator", help="coordinator agent ('' for none)")
+    _team_options(p)
+    p.add_argument("--etag", help="only update this revision (see `team get`)")
+    p = leaf(team, "delete", team_delete, "delete a team (its past runs are kept)")
+    p.add_argument("team_id", metavar="TEAM")
+    p.add_argument("--etag", help="only delete this revision")
+    p = leaf(
+        team,
+        "run",
+        team_run,
+        "run a team on a task: progress per member on stderr, the final output on stdout",
+    )
+    p.add_argument("team_id", metavar="TEAM")
+    p.add_argument("task", metavar="TASK")
+
+    pipeline = group("pipeline", "run agents one after another")
+    p = leaf(
+        pipeline,
+        "run",
+        pipeline_run,
+        "run a pipeline: progress per step on stderr, the last step's output on stdout",
+    )
+    p.add_argument(
+        "--step",
+        action="append",
+        type=_step,
+        required=True,
+        metavar="AGENT=TEMPLATE",
+        help="a step, in order (repeatable); the template may use {input} and {previous} "
+        "and defaults to '{previous}'; AGENT '-' or '' is the default agent",
+    )
+    p.add_argument("input", metavar="INPUT", help="the pipeline's input ({input})")
+    p.add_argument("--session", help="session every step runs in (default: a new one)")
 
 
 __all__ = ["EXIT_CODES", "add_client_commands", "exit_code_for", "run_client_command"]
