@@ -149,6 +149,7 @@ class OpenAIChatModel:
         # messages and ~7 ms for fifty, against ~30 µs for json.dumps of the same body.
         body: dict[str, Any] = _request_params(spec)
         body["messages"] = list(messages)
+        body["stream_options"] = {"include_usage": True}
         if tools:
             body["tools"] = list(tools)
         kwargs: dict[str, Any] = {"extra_body": body}
@@ -171,7 +172,6 @@ class OpenAIChatModel:
                     model=model,
                     messages=[],
                     stream=True,
-                    stream_options={"include_usage": True},
                     **kwargs,
                 ) as response:
                     async for line in response.iter_lines():

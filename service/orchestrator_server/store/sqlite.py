@@ -123,11 +123,20 @@ def _run_from_row(row: Sequence[Any]) -> Run:
     )
 
 
+_ROLES = {role.value: role for role in Role}
+
+
 def _message_from_row(row: Sequence[Any]) -> Message:
     seq, role, content, tool_calls, tool_call_id, run_id, create_time = row
-    calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(tool_calls))
+    # Most messages call no tool: skip decoding their empty list (history loads read up to
+    # the memory window's worth of rows on every turn).
+    calls = (
+        ()
+        if tool_calls == "[]"
+        else tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(tool_calls))
+    )
     return Message(
-        role=Role(role),
+        role=_ROLES[role],
         content=content,
         tool_calls=calls,
         tool_call_id=tool_call_id,
