@@ -20,6 +20,7 @@ from ._sync import (
     SyncRunStream,
     connect,
 )
+from ._tools import ClientTool, json_schema, tool
 from .errors import (
     Aborted,
     AgentAlreadyExists,
@@ -118,6 +119,7 @@ __all__ = [
     "AsyncOrchestrator",
     "BufferMemory",
     "ChatSession",
+    "ClientTool",
     "ClientToolTimeout",
     "CollaborationCompleted",
     "CollaborationEvent",
@@ -197,4 +199,6 @@ __all__ = [
     "UnknownTool",
     "Usage",
     "connect",
+    "json_schema",
+    "tool",
 ]

@@ -11,7 +11,7 @@ from typing import Any, Final, Self, TypeVar
 import grpc
 from google.protobuf import field_mask_pb2
 
-from . import _channel, _convert
+from . import _channel, _convert, _tools
 from . import types as t
 from ._stream import ChatSession, CollaborationStream, RunStream, _RunCall
 from .errors import (
@@ -330,6 +330,8 @@ class AsyncOrchestrator:
         request_id: str | None = None,
         wait_if_busy: bool = False,
         timeout: float | None = None,
+        tools: Iterable[_tools.ToolLike] | None = None,
+        tool_timeout: float | None = None,
     ) -> RunStream:
         """Run one turn and stream its typed events (`async with` / `async for`).
 
@@ -338,15 +340,26 @@ class AsyncOrchestrator:
         `wait_if_busy` queues behind a turn running in the session instead of raising
         SessionBusy. The stream ends after RunCompleted or RunCancelled; a failed run
         raises its typed error.
+
+        `tools` are client-side tools: Python functions (sync or async) or `tool(...)`
+        objects, declared to the model with a schema from their type hints and
+        docstring. When the model calls one, the stream runs it while you keep reading
+        (calls of one model response run concurrently) and sends its return value, or
+        the exception's text as the error the model sees; the ToolCallStarted and
+        ToolCallFinished events still arrive. `tool_timeout` is how long the server waits
+        for each result (default 60 s).
         """
+        by_name = _tools.client_tools(tools)
         start = run_pb2.StartTurn(
             agent_id=agent_id or "",
             session_id=session_id or "",
             message=message,
             request_id=request_id or "",
             busy_policy=run_pb2.BUSY_POLICY_ENQUEUE if wait_if_busy else run_pb2.BUSY_POLICY_REJECT,
+            client_tools=[tool.definition() for tool in by_name.values()],
+            client_tool_timeout_seconds=tool_timeout or 0,
         )
-        return RunStream(self._open_run_call(timeout or self._timeout), start)
+        return RunStream(self._open_run_call(timeout or self._timeout), start, by_name)
 
     async def run(
         self,
@@ -358,11 +371,14 @@ class AsyncOrchestrator:
         wait_if_busy: bool = False,
         # A gRPC deadline for the whole run, enforced by the server too (not a local wait).
         timeout: float | None = None,  # noqa: ASYNC109
+        tools: Iterable[_tools.ToolLike] | None = None,
+        tool_timeout: float | None = None,
     ) -> str:
         """Run one turn and return the final answer (the original `await orchestrator.run`).
 
-        Raises the run's typed error; RunCancelledError when it was cancelled, and
-        DeadlineExceeded when its deadline cancelled it.
+        `tools` are Python functions the model may call, run by this client during the
+        turn (see `stream`). Raises the run's typed error; RunCancelledError when it was
+        cancelled, and DeadlineExceeded when its deadline cancelled it.
         """
         async with self.stream(
             message,
@@ -371,6 +387,8 @@ class AsyncOrchestrator:
             request_id=request_id,
             wait_if_busy=wait_if_busy,
             timeout=timeout,
+            tools=tools,
+            tool_timeout=tool_timeout,
         ) as events:
             async for event in events:
                 if not events.is_own_end(event):
@@ -387,14 +405,22 @@ class AsyncOrchestrator:
         *,
         session_id: str | None = None,
         wait_if_busy: bool = False,
+        tools: Iterable[_tools.ToolLike] | None = None,
+        tool_timeout: float | None = None,
     ) -> ChatSession:
         """A multi-turn conversation on one Run stream: `async with client.chat(...) as chat`.
 
         `chat.send(message)` starts a turn and returns its events; `chat.cancel()` cancels
         the turn in progress. Chats have no default deadline: they stay open while idle.
+        `tools` are client-side tools offered in every turn (see `stream`).
         """
         return ChatSession(
-            self._open_run_call(None), agent_id or "", session_id or "", wait_if_busy
+            self._open_run_call(None),
+            agent_id or "",
+            session_id or "",
+            wait_if_busy,
+            _tools.client_tools(tools),
+            tool_timeout,
         )
 
     # -- runs ---------------------------------------------------------------------------

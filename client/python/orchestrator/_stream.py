@@ -9,7 +9,7 @@ its status (see the Run RPC), so a chat opens a new stream for the next turn.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -17,6 +17,7 @@ import grpc
 
 from . import _convert
 from . import types as t
+from ._tools import ClientTool
 from .errors import RunCancelledError, from_rpc_error
 from .v1 import collaboration_pb2, run_pb2
 from .v1 import orchestrator_service_pb2_grpc as pb_grpc
@@ -95,12 +96,20 @@ class RunStream:
     cancels its run on the server instead of leaving it to finish unobserved.
     """
 
-    def __init__(self, open_call: OpenCall, start: run_pb2.StartTurn) -> None:
+    def __init__(
+        self,
+        open_call: OpenCall,
+        start: run_pb2.StartTurn,
+        tools: Mapping[str, ClientTool] | None = None,
+    ) -> None:
         self._open_call = open_call
         self._start = start
         self._call: _RunCall | None = None
         self._done = False
         self._cancel_requested = False
+        self._tools = dict(tools or {})
+        self._tool_tasks: set[asyncio.Task[None]] = set()
+        self._replayed = False
         self.run_id = ""
         """The run's id, known once its RunStarted event arrived."""
         self.session_id = start.session_id
@@ -118,18 +127,57 @@ class RunStream:
             event = await self._call.next_event()
         except BaseException:
             self._done = True
+            self._stop_tools()
             self._call.abort()
             raise
         if event is None:
             self._done = True
+            self._stop_tools()
             raise StopAsyncIteration
         if self._is_own_start(event):
             if self._cancel_requested:
                 self._send_cancel()
         elif self.is_own_end(event):
             self._done = True
+            self._stop_tools()
             await self._call.finish()
+        else:
+            self._maybe_run_tool(event)
         return event
+
+    def _maybe_run_tool(self, event: t.RunEvent) -> None:
+        """Start a client tool call the server asked this stream for (runs concurrently)."""
+        if not (
+            isinstance(event, t.ToolCallStarted)
+            and event.location is t.ToolLocation.CLIENT
+            and not self._replayed
+            and self._call is not None
+        ):
+            return
+        task = asyncio.create_task(self._run_tool(self._call, event.call))
+        self._tool_tasks.add(task)
+        task.add_done_callback(self._tool_tasks.discard)
+
+    async def _run_tool(self, call: _RunCall, tool_call: t.ToolCall) -> None:
+        tool = self._tools.get(tool_call.name)
+        if tool is None:
+            output, error = "", f"this client has no tool named {tool_call.name!r}"
+        else:
+            output, error = await tool.invoke(tool_call.arguments_json)
+        # After a cancel the server no longer waits for it (a late result is a stream error).
+        if not call.ended and not self._cancel_requested and not self._done:
+            call.send(
+                run_pb2.RunRequest(
+                    tool_result=run_pb2.ToolResult(
+                        call_id=tool_call.call_id, output=output, error=error
+                    )
+                )
+            )
+
+    def _stop_tools(self) -> None:
+        """Cancel tool calls still running (their turn is over; nobody waits for them)."""
+        for task in list(self._tool_tasks):
+            task.cancel()
 
     def _is_own_start(self, event: t.RunEvent) -> bool:
         # The first RunStarted without a parent is this turn's; events of child runs
@@ -138,6 +186,8 @@ class RunStream:
             return False
         self.run_id = event.run_id
         self.session_id = event.session_id
+        # A replayed run's tool calls were answered by the stream that started it.
+        self._replayed = event.replayed
         return True
 
     def is_own_end(self, event: t.RunEvent) -> bool:
@@ -162,6 +212,7 @@ class RunStream:
 
     async def aclose(self) -> None:
         """Stop reading; a turn still running is cancelled on the server."""
+        self._stop_tools()
         if not self._done:
             self._done = True
             if self._call is not None:
@@ -188,8 +239,12 @@ class ChatSession:
         agent_id: str,
         session_id: str,
         wait_if_busy: bool,
+        tools: Mapping[str, ClientTool] | None = None,
+        tool_timeout: float | None = None,
     ) -> None:
         self._open_call = open_call
+        self._tools = dict(tools or {})
+        self._tool_timeout = tool_timeout
         self.agent_id = agent_id
         """The agent; filled in from the first turn when the default agent was used."""
         self.session_id = session_id
@@ -211,6 +266,8 @@ class ChatSession:
             busy_policy=run_pb2.BUSY_POLICY_ENQUEUE
             if self._wait_if_busy
             else run_pb2.BUSY_POLICY_REJECT,
+            client_tools=[tool.definition() for tool in self._tools.values()],
+            client_tool_timeout_seconds=self._tool_timeout or 0,
         )
         previous = self._turn
         turn = _ChatTurn(self, start, previous)
@@ -259,7 +316,7 @@ class _ChatTurn(RunStream):
     def __init__(
         self, chat: ChatSession, start: run_pb2.StartTurn, previous: RunStream | None
     ) -> None:
-        super().__init__(chat._shared_call, start)
+        super().__init__(chat._shared_call, start, chat._tools)
         self._chat = chat
         self._previous = previous
 
@@ -274,9 +331,11 @@ class _ChatTurn(RunStream):
             event = await self._call.next_event()
         except BaseException:
             self._done = True
+            self._stop_tools()
             raise
         if event is None:
             self._done = True
+            self._stop_tools()
             raise StopAsyncIteration
         if self._is_own_start(event):
             assert isinstance(event, t.RunStarted)
@@ -286,6 +345,9 @@ class _ChatTurn(RunStream):
         elif self.is_own_end(event):
             # The stream stays open for the next turn.
             self._done = True
+            self._stop_tools()
+        else:
+            self._maybe_run_tool(event)
         return event
 
     async def _drain_previous(self) -> None:
@@ -308,6 +370,7 @@ class _ChatTurn(RunStream):
 
     async def aclose(self) -> None:
         """Stop reading this turn; it is cancelled, and the chat stays usable."""
+        self._stop_tools()
         if self._done:
             return
         if self._call is None:

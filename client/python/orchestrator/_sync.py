@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 
 import grpc
 
-from . import _channel, _convert
+from . import _channel, _convert, _tools
 from . import types as t
 from ._client import UNSET, AsyncOrchestrator, Metadata, _Unset
 from ._stream import ChatSession, CollaborationStream, RunStream
@@ -409,8 +409,14 @@ class Orchestrator:
         request_id: str | None = None,
         wait_if_busy: bool = False,
         timeout: float | None = None,
+        tools: Iterable[_tools.ToolLike] | None = None,
+        tool_timeout: float | None = None,
     ) -> Answer:
-        """Run one turn and return the final answer (see AsyncOrchestrator.run)."""
+        """Run one turn and return the final answer (see AsyncOrchestrator.run).
+
+        `tools` are Python functions the model may call; they run on the client's
+        thread pool (async ones on its event loop).
+        """
         return Answer(
             self._loop.call(
                 self._client.run(
@@ -420,6 +426,8 @@ class Orchestrator:
                     request_id=request_id,
                     wait_if_busy=wait_if_busy,
                     timeout=timeout,
+                    tools=tools,
+                    tool_timeout=tool_timeout,
                 )
             )
         )
@@ -433,8 +441,11 @@ class Orchestrator:
         request_id: str | None = None,
         wait_if_busy: bool = False,
         timeout: float | None = None,
+        tools: Iterable[_tools.ToolLike] | None = None,
+        tool_timeout: float | None = None,
     ) -> SyncRunStream:
-        """Run one turn and iterate its typed events (`with` / `for`)."""
+        """Run one turn and iterate its typed events (`with` / `for`); client `tools` run
+        while you iterate."""
         return SyncRunStream(
             self._loop,
             self._client.stream(
@@ -444,6 +455,8 @@ class Orchestrator:
                 request_id=request_id,
                 wait_if_busy=wait_if_busy,
                 timeout=timeout,
+                tools=tools,
+                tool_timeout=tool_timeout,
             ),
         )
 
@@ -453,11 +466,19 @@ class Orchestrator:
         *,
         session_id: str | None = None,
         wait_if_busy: bool = False,
+        tools: Iterable[_tools.ToolLike] | None = None,
+        tool_timeout: float | None = None,
     ) -> SyncChat:
         """A multi-turn conversation on one stream (`with client.chat(...) as chat`)."""
         return SyncChat(
             self._loop,
-            self._client.chat(agent_id, session_id=session_id, wait_if_busy=wait_if_busy),
+            self._client.chat(
+                agent_id,
+                session_id=session_id,
+                wait_if_busy=wait_if_busy,
+                tools=tools,
+                tool_timeout=tool_timeout,
+            ),
         )
 
     # -- runs ---------------------------------------------------------------------------
