@@ -520,3 +520,29 @@ async def test_mcp_server_and_client_tools_in_one_turn(
         assert final_of(events).output.endswith("1024\nclient says hi")
     finally:
         await live.stop()
+
+
+async def test_a_late_result_for_a_cancelled_call_is_ignored(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    await admin.set_rules(
+        [
+            {
+                "match": {"contains": "ask"},
+                "reply": {"tool_calls": [{"name": "lookup", "arguments": {"key": "x"}}]},
+            },
+        ]
+    )
+    await make_agent(live, "patient")
+    talk = Conversation(live)
+    await talk.send(start("ask", "patient", client_tools=[client_tool("lookup")]))
+    events = await talk.until("tool_call")
+    call_id = events[-1].tool_call.call.call_id
+    await live.new_stub().CancelRun(pb.CancelRunRequest(run_id=events[0].run_id))
+    await talk.until("run_cancelled")
+    # The client's answer crosses the cancel: dropped, and the stream goes on.
+    await talk.answer(call_id, output="too late")
+    await talk.send(start("hello again", "patient"))
+    events = await talk.until("run_completed")
+    await talk.close()
+    assert final_of(events).output == "Echo: hello again"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,9 @@ class ClientToolBridge:
 
     def __init__(self) -> None:
         self._pending: dict[str, asyncio.Future[tuple[str, str]]] = {}
+        # Calls that stopped waiting (timed out, or their turn was cancelled): a result
+        # that arrives for one later is a race, not a client bug, and is dropped.
+        self._expired: deque[str] = deque(maxlen=1024)
 
     def expect(self, call_id: str) -> asyncio.Future[tuple[str, str]]:
         """A future resolved by the client's result for `call_id`."""
@@ -85,11 +89,16 @@ class ClientToolBridge:
 
     def forget(self, call_id: str) -> None:
         """Stop waiting for a call (answered, timed out or cancelled)."""
-        self._pending.pop(call_id, None)
+        if self._pending.pop(call_id, None) is not None:
+            # Still waiting, so no result came: it may yet arrive, late.
+            self._expired.append(call_id)
 
     def deliver(self, call_id: str, output: str, error: str) -> None:
-        """Hand a client's result to the waiting call, or UNEXPECTED_TOOL_RESULT."""
+        """Hand a client's result to the waiting call, or UNEXPECTED_TOOL_RESULT (results
+        for calls that stopped waiting are dropped)."""
         future = self._pending.pop(call_id, None)
+        if future is None and call_id in self._expired:
+            return
         if future is None or future.done():
             raise InvalidArgumentError.for_field(
                 "tool_result.call_id",
