@@ -160,10 +160,7 @@ class AgentRegistry:
         agents = await self._store.list_agents(
             tenant, after=after, limit=limit + 1, label_filter=label_filter
         )
-        if len(agents) <= limit:
-            return Page(agents)
-        agents = agents[:limit]
-        return Page(agents, self._tokens.issue(scope, [agents[-1].agent_id]))
+        return self._tokens.page(scope, agents, limit, lambda a: [a.agent_id])
 
     async def update(
         self, tenant: str, agent_id: str, patch: AgentSpec, paths: Iterable[str], etag: str = ""

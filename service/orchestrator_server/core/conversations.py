@@ -33,10 +33,7 @@ class Conversations:
         sessions = await self._store.list_sessions(
             tenant, agent_id, after=str(key[0]) if key else None, limit=limit + 1
         )
-        if len(sessions) <= limit:
-            return Page(sessions)
-        sessions = sessions[:limit]
-        return Page(sessions, self._tokens.issue(scope, [sessions[-1].session_id]))
+        return self._tokens.page(scope, sessions, limit, lambda s: [s.session_id])
 
     async def list_messages(
         self,
@@ -57,10 +54,7 @@ class Conversations:
         messages = await self._store.list_messages(
             tenant, agent_id, session_id, after=after, limit=limit + 1
         )
-        if len(messages) <= limit:
-            return Page(messages)
-        messages = messages[:limit]
-        return Page(messages, self._tokens.issue(scope, [messages[-1].sequence]))
+        return self._tokens.page(scope, messages, limit, lambda m: [m.sequence])
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str = "") -> int:
         """Clear a conversation; SESSION_BUSY while it runs a turn."""

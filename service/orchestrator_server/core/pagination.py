@@ -11,9 +11,13 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .errors import InvalidArgumentError
+from .types import Page
+
+T = TypeVar("T")
 
 JsonKey = Sequence[str | int | float]
 
@@ -57,3 +61,13 @@ class PageTokens:
             )
         key: list[str | int | float] = data["k"]
         return key
+
+    def page(
+        self, scope: str, fetched: list[T], limit: int, key: Callable[[T], JsonKey]
+    ) -> Page[T]:
+        """The page for `fetched`, which was read with limit + 1 rows: the extra row only
+        tells that there is a next page, whose token resumes after the last item served."""
+        if len(fetched) <= limit:
+            return Page(fetched)
+        items = fetched[:limit]
+        return Page(items, self.issue(scope, key(items[-1])))

@@ -610,10 +610,7 @@ class RunEngine:
         runs = await self._store.list_runs(
             tenant, agent_id=agent_id, session_id=session_id, after=after, limit=limit + 1
         )
-        if len(runs) <= limit:
-            return Page(runs)
-        runs = runs[:limit]
-        return Page(runs, self._tokens.issue(scope, [runs[-1].create_time, runs[-1].run_id]))
+        return self._tokens.page(scope, runs, limit, lambda r: [r.create_time, r.run_id])
 
     def busy_run(self, tenant: str, agent_id: str, session_id: str) -> str:
         """The run holding a session in this process, or ""."""

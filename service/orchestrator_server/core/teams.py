@@ -171,10 +171,7 @@ class TeamRegistry:
         teams = await self._store.list_teams(
             tenant, after=str(key[0]) if key else None, limit=limit + 1
         )
-        if len(teams) <= limit:
-            return Page(teams)
-        teams = teams[:limit]
-        return Page(teams, self._tokens.issue(scope, [teams[-1].team_id]))
+        return self._tokens.page(scope, teams, limit, lambda t: [t.team_id])
 
     async def update(
         self, tenant: str, team_id: str, patch: TeamSpec, paths: Iterable[str], etag: str = ""
