@@ -348,29 +348,16 @@ class RunEngine:
             emit(ev.RunCancelled(active.cancel_reason, active.cancel_message))
             queue.put(_DONE)
             raise
-        except OrchestratorError as error:
-            await gate.settle()
-            if not recorded:
-                await self._record_end(
-                    active,
-                    RunStatus.FAILED,
-                    "".join(output_parts),
-                    usage,
-                    error.reason,
-                    error.message,
-                )
-            queue.put(error)
         except Exception as error:
-            log.exception("run %s failed unexpectedly", run.run_id)
+            if isinstance(error, OrchestratorError):
+                reason, message = error.reason, error.message
+            else:
+                log.exception("run %s failed unexpectedly", run.run_id)
+                reason, message = "INTERNAL_ERROR", "internal error"
             await gate.settle()
             if not recorded:
                 await self._record_end(
-                    active,
-                    RunStatus.FAILED,
-                    "".join(output_parts),
-                    usage,
-                    "INTERNAL_ERROR",
-                    "internal error",
+                    active, RunStatus.FAILED, "".join(output_parts), usage, reason, message
                 )
             queue.put(error)
         finally:
