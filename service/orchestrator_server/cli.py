@@ -34,6 +34,10 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         dest="grace_seconds",
         help="seconds granted to calls in flight on SIGTERM/SIGINT",
     )
+    parser.add_argument(
+        "--metrics-address",
+        help="host:port for Prometheus /metrics (ORCHESTRATOR_METRICS_ADDRESS; off when unset)",
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ... (ORCHESTRATOR_LOG_LEVEL)")
     parser.set_defaults(handler=run_serve)
 
@@ -54,6 +58,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 "dev_model": args.dev_model,
                 "grace_seconds": args.grace_seconds,
                 "log_level": args.log_level,
+                "metrics_address": args.metrics_address,
             },
         )
     except (OSError, ValueError) as error:

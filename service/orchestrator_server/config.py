@@ -46,6 +46,8 @@ class Settings:
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()
+    # host:port of the Prometheus /metrics endpoint; empty = not served.
+    metrics_address: str = ""
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -86,6 +88,7 @@ def load_settings(
         "ORCHESTRATOR_GRACE_SECONDS": "grace_seconds",
         "ORCHESTRATOR_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
         "ORCHESTRATOR_LOG_LEVEL": "log_level",
+        "ORCHESTRATOR_METRICS_ADDRESS": "metrics_address",
     }
     for env, key in env_map.items():
         if env in os.environ:

@@ -34,6 +34,7 @@ from .core.pipelines import PipelineRunner
 from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
 from .core.teams import TeamRegistry
+from .metrics import RpcCountingInterceptor, ServerMetrics
 from .models.catalog import ProviderCatalog
 from .models.provider_config import ProviderConfig
 from .store.sqlite import SQLiteStore
@@ -78,10 +79,12 @@ class App:
     pipelines: PipelineRunner
     team_runs: TeamRunner
     mcp: McpToolHub | None
+    metrics: ServerMetrics
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
         await self.runs.shutdown()
+        self.metrics.close()
         if self.mcp is not None:
             await self.mcp.close()
         await self.catalog.close()
@@ -118,6 +121,7 @@ async def create_app(settings: Settings) -> App:
         )
     tokens = PageTokens(await store.page_token_secret())
     catalog = ProviderCatalog(list(settings.providers), settings.default_provider)
+    metrics = ServerMetrics()
     tools = ToolRegistry()
     tools.register_all(builtin_tools())
     tools.register_all(plugin_tools())
@@ -130,6 +134,7 @@ async def create_app(settings: Settings) -> App:
         tokens,
         tools=tools,
         default_max_model_calls=settings.default_max_model_calls,
+        observer=metrics,
     )
     conversations = Conversations(store, agents, runs, tokens)
     teams = TeamRegistry(store, tokens)
@@ -148,6 +153,7 @@ async def create_app(settings: Settings) -> App:
         pipelines,
         team_runs,
         mcp,
+        metrics,
     )
 
 
@@ -168,7 +174,10 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
 
 def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the service, health and reflection; returns it and its port."""
-    server = grpc.aio.server(options=server_options(app.settings))
+    server = grpc.aio.server(
+        options=server_options(app.settings),
+        interceptors=[RpcCountingInterceptor(app.metrics)],
+    )
     server.add_generic_rpc_handlers(
         (generic_handler(SERVICE_DESCRIPTOR, OrchestratorServicer(app)),)
     )
@@ -224,6 +233,13 @@ async def serve(settings: Settings) -> None:
     health = HealthServicer()
     server, port = build_server(app, health)
     await server.start()
+    if settings.metrics_address:
+        metrics_port = app.metrics.serve(settings.metrics_address)
+        log.info(
+            "Prometheus metrics on %s:%d/metrics",
+            settings.metrics_address.rpartition(":")[0],
+            metrics_port,
+        )
     await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     # Modules the first run needs but start-up does not: import them now, off the loop,

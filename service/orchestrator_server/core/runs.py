@@ -36,6 +36,7 @@ from .errors import (
 )
 from .memory import DEFAULT_MAX_MESSAGES, to_chat_messages, window
 from .model_port import ModelCatalog, ModelTurnEnd
+from .observer import NoObserver, RunObserver
 from .pagination import PageTokens
 from .session_locks import Reservation, SessionLocks
 from .tool_calls import ClientToolBridge, ToolError, TurnTools, parse_client_tools
@@ -108,6 +109,7 @@ class RunEngine:
         tools: ToolCatalog | None = None,
         default_max_model_calls: int = 10,
         max_agent_depth: int = 3,
+        observer: RunObserver | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
@@ -118,6 +120,7 @@ class RunEngine:
         self._by_request: dict[tuple[str, str, str], _ActiveRun] = {}
         self._default_max_model_calls = default_max_model_calls
         self._max_agent_depth = max_agent_depth
+        self._observer: RunObserver = observer or NoObserver()
         self._tools: ToolCatalog = tools or _NoTools()
 
     # -- starting a turn ----------------------------------------------------------------
@@ -284,6 +287,8 @@ class RunEngine:
         output_parts: list[str] = []
         usage = Usage()
         recorded = False
+        first_delta_s: float | None = None
+        self._observer.run_started()
         gate = _StartGate(self._store, tenant, run, user_message if immediate else None, emit)
         try:
             if immediate:
@@ -311,6 +316,7 @@ class RunEngine:
                     tenant, agent, run, context, output_parts, gate
                 )
                 ttfd = (first_delta - started) * 1000 if first_delta else 0.0
+                first_delta_s = ttfd / 1000 if first_delta else None
                 final = Message(Role.ASSISTANT, output, run_id=run.run_id)
                 await gate.wait()
                 end = time.time()
@@ -361,6 +367,13 @@ class RunEngine:
                 )
             queue.put(error)
         finally:
+            self._observer.run_finished(
+                active.run.status,
+                active.run.error_reason,
+                time.monotonic() - started,
+                first_delta_s,
+                usage,
+            )
             reservation.release()
             self._active.pop(run.run_id, None)
             if run.request_id:

@@ -1,0 +1,122 @@
+"""Prometheus metrics of the server (prometheus-client), served on their own HTTP port.
+
+Labels are bounded on purpose: run outcomes by status and ErrorInfo reason, RPCs by
+method; never by agent, session or tenant, whose number is unbounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .core.types import RunStatus, Usage
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class ServerMetrics:
+    """Run and RPC metrics in a registry of their own (several servers can share a
+    process, as in tests)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._http: list[WSGIServer] = []
+        self.runs_started = Counter(
+            "orchestrator_runs_started", "Runs that began executing", registry=self.registry
+        )
+        self.runs_finished = Counter(
+            "orchestrator_runs_finished",
+            "Runs that ended, by status and reason",
+            ["status", "reason"],
+            registry=self.registry,
+        )
+        self.runs_in_flight = Gauge(
+            "orchestrator_runs_in_flight", "Runs executing now", registry=self.registry
+        )
+        self.run_duration = Histogram(
+            "orchestrator_run_duration_seconds",
+            "Run duration, by status",
+            ["status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_delta = Histogram(
+            "orchestrator_time_to_first_delta_seconds",
+            "From the start of a run to its first text delta",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "orchestrator_model_tokens",
+            "Model tokens, by kind (prompt, completion)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.rpcs = Counter(
+            "orchestrator_rpcs", "RPCs received, by method", ["method"], registry=self.registry
+        )
+
+    # RunObserver
+    def run_started(self) -> None:
+        """Count a run that began."""
+        self.runs_started.inc()
+        self.runs_in_flight.inc()
+
+    def run_finished(
+        self,
+        status: RunStatus,
+        reason: str,
+        duration_s: float,
+        first_delta_s: float | None,
+        usage: Usage,
+    ) -> None:
+        """Record a run's outcome, duration, first-delta latency and tokens."""
+        self.runs_in_flight.dec()
+        self.runs_finished.labels(status.value, reason or "OK").inc()
+        self.run_duration.labels(status.value).observe(duration_s)
+        if first_delta_s is not None:
+            self.first_delta.observe(first_delta_s)
+        self.tokens.labels("prompt").inc(usage.prompt_tokens)
+        self.tokens.labels("completion").inc(usage.completion_tokens)
+
+    def serve(self, address: str) -> int:
+        """Expose /metrics on host:port (port 0 picks one); returns the port."""
+        host, _, port = address.rpartition(":")
+        server, _thread = start_http_server(
+            int(port), addr=host or "127.0.0.1", registry=self.registry
+        )
+        self._http.append(server)
+        return int(server.server_port)
+
+    def close(self) -> None:
+        """Stop the /metrics endpoint."""
+        for server in self._http:
+            server.shutdown()
+            server.server_close()
+        self._http.clear()
+
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+
+class RpcCountingInterceptor(grpc.aio.ServerInterceptor):
+    """Counts every RPC by method before it is handled."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
+        """Count, then hand over."""
+        self._metrics.rpcs.labels(handler_call_details.method).inc()
+        return await continuation(handler_call_details)
