@@ -1,0 +1,110 @@
+"""The plumbing between a turn task and its caller: the run's first write (StartGate) and
+the channel its events travel through (EventChannel, with delta coalescing)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from ..store.base import DuplicateRequestError, Store
+from . import events as ev
+from .errors import InvalidArgumentError
+from .types import Message, Run
+
+Emit = Callable[[ev.EventBody], None]
+
+
+class StartGate:
+    """The first write of a run (its record and, unless queued, its user message).
+
+    For a run that starts at once the write overlaps the model request. The run is
+    announced (RunStarted) only once it is stored, and no other event of the run goes
+    out before that: a client that saw a run id can always find the run, and a crash at
+    any point after it leaves the run INTERRUPTED, never missing."""
+
+    def __init__(
+        self, store: Store, tenant: str, run: Run, user_message: Message | None, emit: Emit
+    ) -> None:
+        self._store = store
+        self._tenant = tenant
+        self._run = run
+        self.user_message = user_message
+        self._emit = emit
+        self._write: asyncio.Future[Run] | None = None
+        self.opened = False
+
+    def submit(self) -> None:
+        """Send the write to the writer thread without waiting; RunStarted goes out as
+        soon as it is stored (its done-callback runs before any task awaiting it)."""
+        if self._write is None:
+            self._write = asyncio.ensure_future(
+                self._store.begin_run(self._tenant, self._run, self.user_message)
+            )
+            self._write.add_done_callback(self._on_written)
+
+    def _on_written(self, write: asyncio.Future[Run]) -> None:
+        if not self.opened and not write.cancelled() and write.exception() is None:
+            self.opened = True
+            self._emit(ev.RunStarted(self._run.session_id, self._run.status))
+
+    async def wait(self) -> None:
+        """Wait until the run is stored (and so announced)."""
+        if self.opened:
+            return
+        self.submit()
+        assert self._write is not None
+        try:
+            await asyncio.shield(self._write)
+        except DuplicateRequestError as duplicate:
+            # Another replica or a race outside this process used the key first.
+            raise InvalidArgumentError.for_field(
+                "request_id",
+                "is already in use",
+                reason="REQUEST_ID_CONFLICT",
+                metadata={"run_id": duplicate.existing.run_id},
+            ) from None
+        # Awaiting a future that is already done does not run its pending callbacks
+        # first: announce here too (idempotent), so RunStarted always precedes the rest.
+        self._on_written(self._write)
+
+    async def settle(self) -> None:
+        """Let a write in flight finish: the run's end is recorded after it."""
+        if self._write is not None and not self._write.done():
+            await asyncio.gather(asyncio.shield(self._write), return_exceptions=True)
+
+
+class EventChannel:
+    """The turn task's events on their way to the caller: put() never waits, take_all()
+    hands over everything pending at once."""
+
+    def __init__(self) -> None:
+        self._items: deque[object] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, item: object) -> None:
+        """Queue an event body, a child's RunEvent, an error, or the end marker."""
+        self._items.append(item)
+        self._ready.set()
+
+    async def take_all(self) -> list[object]:
+        """Wait for at least one item; return and remove all pending ones."""
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+def coalesce_deltas(items: list[object]) -> list[object]:
+    """Merge runs of consecutive TextDelta bodies into one (order is kept)."""
+    if len(items) < 2:
+        return items
+    merged: list[object] = []
+    for item in items:
+        if isinstance(item, ev.TextDelta) and merged and isinstance(merged[-1], ev.TextDelta):
+            merged[-1] = ev.TextDelta(merged[-1].text + item.text)
+        else:
+            merged.append(item)
+    return merged
