@@ -264,6 +264,7 @@ async def serve(settings: Settings) -> None:
         "stopping: refusing new calls, %.0f s grace for calls in flight", settings.grace_seconds
     )
     await health.enter_graceful_shutdown()
+    app.runs.begin_shutdown()
     await server.stop(settings.grace_seconds)
     await app.close()
     if dev_process is not None:

@@ -490,3 +490,20 @@ async def test_run_started_always_comes_first(live: LiveServer) -> None:
     for events in results:
         assert events[0].WhichOneof("event") == "run_started"
         assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_server_stop_marks_runs_in_flight_interrupted(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    await admin.set_rules([{"match": {"contains": "forever"}, "reply": {"stall": True}}])
+    await make_agent(live, "stopper")
+    call = live.stub.Run(requests_of(start("forever and ever", "stopper")))
+    run_id = (await call.read()).run_id
+    # Graceful stop as serve() does it: new calls are refused, this stream is cut when the
+    # grace ends, and the core then stops what is left.
+    live.app.runs.begin_shutdown()
+    await live.server.stop(0.2)
+    await live.app.runs.shutdown()
+    run = await live.app.runs.get("default", run_id)
+    assert run.status.value == "interrupted"
+    assert run.error_reason == "RUN_INTERRUPTED"

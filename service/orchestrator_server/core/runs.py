@@ -120,6 +120,7 @@ class RunEngine:
         self._default_max_model_calls = default_max_model_calls
         self._max_agent_depth = max_agent_depth
         self._observer: RunObserver = observer or NoObserver()
+        self._stopping = False
         self._tools: ToolCatalog = tools or _NoTools()
 
     # -- starting a turn ----------------------------------------------------------------
@@ -216,7 +217,10 @@ class RunEngine:
             if not task.done():
                 # The caller went away (disconnect or deadline): cancel the turn and wait
                 # until its outcome is recorded.
-                if deadline is not None and time.monotonic() >= deadline:
+                if self._stopping:
+                    active.cancel_reason = "RUN_INTERRUPTED"
+                    active.cancel_message = "the server is stopping"
+                elif deadline is not None and time.monotonic() >= deadline:
                     active.cancel_reason = "DEADLINE_EXCEEDED"
                     active.cancel_message = "the caller's deadline passed"
                 else:
@@ -342,9 +346,12 @@ class RunEngine:
         except asyncio.CancelledError:
             await gate.settle()
             if not recorded:
+                # A server stop is not the client's doing: such runs read INTERRUPTED,
+                # like runs found unfinished after a crash.
+                stopped = active.cancel_reason == "RUN_INTERRUPTED"
                 await self._record_end(
                     active,
-                    RunStatus.CANCELLED,
+                    RunStatus.INTERRUPTED if stopped else RunStatus.CANCELLED,
                     "".join(output_parts),
                     usage,
                     active.cancel_reason,
@@ -400,23 +407,28 @@ class RunEngine:
             error_message=message,
             end_time=end,
         )
-        # Shielded: the outcome must be written even while the turn is being cancelled.
-        try:
-            await asyncio.shield(
-                self._store.finish_run(
-                    active.tenant,
-                    run.run_id,
-                    status=status,
-                    output=partial,
-                    usage=usage,
-                    error_reason=reason,
-                    error_message=message,
-                    end_time=end,
-                    messages=[],
-                    agent_id=run.agent_id,
-                    session_id=run.session_id,
-                )
+        # The outcome must be written even while the turn is being cancelled (again): the
+        # write runs on regardless, and a cancelled wait still waits for it to land.
+        write = asyncio.ensure_future(
+            self._store.finish_run(
+                active.tenant,
+                run.run_id,
+                status=status,
+                output=partial,
+                usage=usage,
+                error_reason=reason,
+                error_message=message,
+                end_time=end,
+                messages=[],
+                agent_id=run.agent_id,
+                session_id=run.session_id,
             )
+        )
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.gather(write, return_exceptions=True)
+            raise
         except Exception:
             log.exception("could not record the end of run %s", run.run_id)
 
@@ -615,8 +627,14 @@ class RunEngine:
         """The run holding a session in this process, or ""."""
         return self._locks.busy((tenant, agent_id, session_id))
 
+    def begin_shutdown(self) -> None:
+        """The server is stopping: runs whose callers are cut off from now on are recorded
+        INTERRUPTED (the server's doing), not CANCELLED."""
+        self._stopping = True
+
     async def shutdown(self) -> None:
         """Cancel every run in flight (server stop) and wait for their outcomes."""
+        self._stopping = True
         tasks = [a.task for a in self._active.values() if a.task is not None]
         for active in self._active.values():
             active.cancel_reason = "RUN_INTERRUPTED"
