@@ -35,6 +35,22 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="seconds granted to calls in flight on SIGTERM/SIGINT",
     )
     parser.add_argument(
+        "--tls-cert",
+        dest="tls_cert_file",
+        help="PEM certificate chain: serve TLS (ORCHESTRATOR_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        dest="tls_key_file",
+        help="PEM private key of --tls-cert (ORCHESTRATOR_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--tls-client-ca",
+        dest="tls_client_ca_file",
+        help="PEM CA that client certificates must chain to: mutual TLS "
+        "(ORCHESTRATOR_TLS_CLIENT_CA)",
+    )
+    parser.add_argument(
         "--metrics-address",
         help="host:port for Prometheus /metrics (ORCHESTRATOR_METRICS_ADDRESS; off when unset)",
     )
@@ -59,6 +75,9 @@ def run_serve(args: argparse.Namespace) -> int:
                 "grace_seconds": args.grace_seconds,
                 "log_level": args.log_level,
                 "metrics_address": args.metrics_address,
+                "tls_cert_file": args.tls_cert_file,
+                "tls_key_file": args.tls_key_file,
+                "tls_client_ca_file": args.tls_client_ca_file,
             },
         )
     except (OSError, ValueError) as error:

@@ -46,6 +46,11 @@ class Settings:
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()
+    # TLS: PEM files of the server's certificate chain and key; with a client CA, clients
+    # must present a certificate it signed (mutual TLS). Without them the port is plaintext.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
     # host:port of the Prometheus /metrics endpoint; empty = not served.
     metrics_address: str = ""
     log_level: str = "INFO"
@@ -89,6 +94,9 @@ def load_settings(
         "ORCHESTRATOR_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
         "ORCHESTRATOR_LOG_LEVEL": "log_level",
         "ORCHESTRATOR_METRICS_ADDRESS": "metrics_address",
+        "ORCHESTRATOR_TLS_CERT": "tls_cert_file",
+        "ORCHESTRATOR_TLS_KEY": "tls_key_file",
+        "ORCHESTRATOR_TLS_CLIENT_CA": "tls_client_ca_file",
     }
     for env, key in env_map.items():
         if env in os.environ:
@@ -108,6 +116,10 @@ def load_settings(
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     if "grace_seconds" in values:
         values["grace_seconds"] = float(values["grace_seconds"])
+    if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):
+        raise ValueError("TLS needs both a certificate and a key file")
+    if values.get("tls_client_ca_file") and not values.get("tls_cert_file"):
+        raise ValueError("a TLS client CA (mutual TLS) needs the server's certificate and key")
     values["providers"] = tuple(providers)
     if not values.get("default_provider") and providers:
         values["default_provider"] = providers[0].name

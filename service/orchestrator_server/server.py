@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -172,6 +173,20 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS (or mutual TLS) credentials from the configured PEM files; None = plaintext."""
+    if not settings.tls_cert_file:
+        return None
+    key = Path(settings.tls_key_file).read_bytes()
+    chain = Path(settings.tls_cert_file).read_bytes()
+    client_ca = (
+        Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    )
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
 def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the service, health and reflection; returns it and its port."""
     server = grpc.aio.server(
@@ -191,7 +206,11 @@ def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.a
         ),
         server,
     )
-    port = server.add_insecure_port(app.settings.address)
+    credentials = server_credentials(app.settings)
+    if credentials is None:
+        port = server.add_insecure_port(app.settings.address)
+    else:
+        port = server.add_secure_port(app.settings.address, credentials)
     if port == 0:
         raise OSError(f"could not bind {app.settings.address}")
     return server, port
