@@ -35,7 +35,7 @@ from .core.pipelines import PipelineRunner
 from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
 from .core.teams import TeamRegistry
-from .metrics import RpcCountingInterceptor, ServerMetrics
+from .metrics import ServerMetrics
 from .models.catalog import ProviderCatalog
 from .models.provider_config import ProviderConfig
 from .store.sqlite import SQLiteStore
@@ -189,10 +189,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the service, health and reflection; returns it and its port."""
-    server = grpc.aio.server(
-        options=server_options(app.settings),
-        interceptors=[RpcCountingInterceptor(app.metrics)],
-    )
+    server = grpc.aio.server(options=server_options(app.settings))
     server.add_generic_rpc_handlers(
         (generic_handler(SERVICE_DESCRIPTOR, OrchestratorServicer(app)),)
     )
