@@ -454,6 +454,30 @@ async def test_cancelling_a_team_run_cancels_its_members(
         await wait_for_status(live, run_id, run_pb2.RUN_STATUS_CANCELLED)
 
 
+async def test_cancel_run_on_a_team_run_stops_it(live: LiveServer, admin: DevModelAdmin) -> None:
+    await make_agents(live, "slow_a", "slow_b")
+    await create_team(live, "halted", ["slow_a", "slow_b"])
+    await admin.set_rules([{"reply": {"latency_ms": 10_000}}])
+    call = live.stub.RunTeam(pb_run_team("halted", "T"))
+    member_runs: set[str] = set()
+    team_run_id = ""
+    while len(member_runs) < 2:
+        event = await call.read()
+        team_run_id = event.run_id
+        if kind(event) == "run_event" and event.run_event.WhichOneof("event") == "run_started":
+            member_runs.add(event.run_event.run_id)
+    # From another connection, with the parent run's id.
+    reply = await live.new_stub().CancelRun(pb.CancelRunRequest(run_id=team_run_id))
+    assert reply.run.status == run_pb2.RUN_STATUS_CANCELLED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        while await call.read() is not grpc.aio.EOF:
+            pass
+    assert caught.value.code() == grpc.StatusCode.CANCELLED
+    assert error_info(caught.value).reason == "RUN_CANCELLED"
+    for run_id in member_runs:
+        await wait_for_status(live, run_id, run_pb2.RUN_STATUS_CANCELLED)
+
+
 async def test_team_whose_members_all_fail_does_not_synthesize(
     live: LiveServer, admin: DevModelAdmin
 ) -> None:

@@ -27,7 +27,7 @@ from .collaboration_types import (
     Participant,
     ParticipantResult,
 )
-from .errors import DeadlineExceededError, OrchestratorError, error_for_reason
+from .errors import DeadlineExceededError, OrchestratorError, RunCancelledError, error_for_reason
 from .runs import RunEngine, TurnRequest
 from .types import Run, RunStatus, Usage
 
@@ -103,12 +103,20 @@ class Collaborations:
             try:
                 completed = await self._recorded(tenant, parent, emit, body)
                 emit(None, completed)
+            except asyncio.CancelledError:
+                # Cancelled by CancelRun (when the caller went away, nobody reads this).
+                queue.put_nowait(
+                    RunCancelledError("the collaboration was cancelled", reason="RUN_CANCELLED")
+                )
+                raise
             except Exception as error:
                 queue.put_nowait(error)
             finally:
                 queue.put_nowait(_DONE)
 
         task = asyncio.create_task(main(), name=f"collaboration {run_id}")
+        # CancelRun on the parent run id reaches this task.
+        self._runs.track(run_id, tenant, task)
         try:
             while True:
                 item = await queue.get()
@@ -136,7 +144,8 @@ class Collaborations:
                 parent,
                 RunStatus.CANCELLED,
                 "RUN_CANCELLED",
-                "the collaboration was cancelled (the client went away or its deadline passed)",
+                "the collaboration was cancelled (CancelRun, the client went away, or its "
+                "deadline passed)",
             )
             raise
         except OrchestratorError as error:

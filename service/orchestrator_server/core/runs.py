@@ -121,6 +121,8 @@ class RunEngine:
         self._max_agent_depth = max_agent_depth
         self._observer: RunObserver = observer or NoObserver()
         self._stopping = False
+        # Runs executed outside the engine (pipelines, team runs): CancelRun reaches them too.
+        self._external: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._tools: ToolCatalog = tools or _NoTools()
 
     # -- starting a turn ----------------------------------------------------------------
@@ -575,12 +577,22 @@ class RunEngine:
 
     async def cancel(self, tenant: str, run_id: str) -> Run:
         """Cancel a queued or running run; a finished run is returned unchanged."""
+        external = self._external.get(run_id)
+        if external is not None and external[0] == tenant:
+            external[1].cancel()
+            await asyncio.gather(external[1], return_exceptions=True)
+            return await self.get(tenant, run_id)
         active = self._active.get(run_id)
         if active is not None and active.tenant == tenant and active.task is not None:
             active.cancel_message = "the run was cancelled by CancelRun"
             active.task.cancel()
             return await asyncio.shield(active.done)
         return await self.get(tenant, run_id)
+
+    def track(self, run_id: str, tenant: str, task: asyncio.Task[None]) -> None:
+        """Make a run executed by `task` outside the engine cancellable with CancelRun."""
+        self._external[run_id] = (tenant, task)
+        task.add_done_callback(lambda _: self._external.pop(run_id, None))
 
     def cancel_for_stream(self, run_id: str, message: str, reason: str = "RUN_CANCELLED") -> None:
         """Cancel a run its caller owns (a cancel message on its stream, a team's member
