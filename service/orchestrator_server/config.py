@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class Settings:
     # host:port of the Prometheus /metrics endpoint; empty = not served.
     metrics_address: str = ""
     log_level: str = "INFO"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def with_providers(self, providers: list[ProviderConfig], default: str) -> Settings:
         """A copy with another provider list (used when the dev model is started)."""

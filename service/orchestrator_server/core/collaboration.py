@@ -28,7 +28,7 @@ from .collaboration_types import (
     ParticipantResult,
 )
 from .errors import DeadlineExceededError, OrchestratorError, RunCancelledError, error_for_reason
-from .runs import RunEngine, TurnRequest
+from .runs import RunEngine, TurnRequest, record_outcome
 from .types import Run, RunStatus, Usage
 
 log = logging.getLogger(__name__)
@@ -170,22 +170,16 @@ class Collaborations:
         output: str = "",
         usage: Usage | None = None,
     ) -> None:
-        # Shielded: the outcome must be written even while the collaboration is cancelled.
         try:
-            await asyncio.shield(
-                self._store.finish_run(
-                    tenant,
-                    parent.run_id,
-                    status=status,
-                    output=output,
-                    usage=usage or Usage(),
-                    error_reason=reason,
-                    error_message=message,
-                    end_time=time.time(),
-                    messages=[],
-                    agent_id=parent.agent_id,
-                    session_id=parent.session_id,
-                )
+            await record_outcome(
+                self._store,
+                tenant,
+                parent,
+                status=status,
+                output=output,
+                usage=usage or Usage(),
+                reason=reason,
+                message=message,
             )
         except Exception:
             if status is RunStatus.COMPLETED:

@@ -409,28 +409,18 @@ class RunEngine:
             error_message=message,
             end_time=end,
         )
-        # The outcome must be written even while the turn is being cancelled (again): the
-        # write runs on regardless, and a cancelled wait still waits for it to land.
-        write = asyncio.ensure_future(
-            self._store.finish_run(
+        try:
+            await record_outcome(
+                self._store,
                 active.tenant,
-                run.run_id,
+                run,
                 status=status,
                 output=partial,
                 usage=usage,
-                error_reason=reason,
-                error_message=message,
+                reason=reason,
+                message=message,
                 end_time=end,
-                messages=[],
-                agent_id=run.agent_id,
-                session_id=run.session_id,
             )
-        )
-        try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError:
-            await asyncio.gather(write, return_exceptions=True)
-            raise
         except Exception:
             log.exception("could not record the end of run %s", run.run_id)
 
@@ -683,6 +673,42 @@ def _remaining(deadline: float | None) -> float | None:
     if remaining <= 0:
         raise DeadlineExceededError("the caller's deadline passed", reason="DEADLINE_EXCEEDED")
     return remaining
+
+
+async def record_outcome(
+    store: Store,
+    tenant: str,
+    run: Run,
+    *,
+    status: RunStatus,
+    output: str,
+    usage: Usage,
+    reason: str,
+    message: str,
+    end_time: float | None = None,
+) -> None:
+    """Write how a run ended (no messages), even while its task is being cancelled, again
+    and again: the write runs on regardless, and a cancelled wait still waits for it."""
+    write = asyncio.ensure_future(
+        store.finish_run(
+            tenant,
+            run.run_id,
+            status=status,
+            output=output,
+            usage=usage,
+            error_reason=reason,
+            error_message=message,
+            end_time=time.time() if end_time is None else end_time,
+            messages=[],
+            agent_id=run.agent_id,
+            session_id=run.session_id,
+        )
+    )
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        await asyncio.gather(write, return_exceptions=True)
+        raise
 
 
 def _error_of(run: Run) -> OrchestratorError:
