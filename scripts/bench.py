@@ -293,7 +293,7 @@ async def start_devmodel(
     stack: contextlib.AsyncExitStack, name: str, latency_ms: float
 ) -> tuple[Child, str]:
     """The dev model server (20-token answers, no recording); returns it and its URL."""
-    argv = [PY, "-m", "orchestrator_server.models.devmodel", "--port", "0"]
+    argv = [PY, "-m", "orchestrator_devmodel", "--port", "0"]
     argv += ["--default-tokens", str(TOKENS), "--no-record"]
     if latency_ms:
         argv += ["--latency-ms", str(latency_ms)]

@@ -1,6 +1,6 @@
 """Throughput check of the dev model server: streamed AsyncOpenAI calls per second.
 
-Starts `python -m orchestrator_server.models.devmodel --default-tokens 20 --no-record` as
+Starts `python -m orchestrator_devmodel --default-tokens 20 --no-record` as
 a subprocess and drives it with `--concurrency` workers for `--duration` seconds, each
 call streaming a 20-token answer to the end. Prints calls/s, latency percentiles and the
 server's CPU use per call (the client is usually the bottleneck, not the server).
@@ -19,7 +19,7 @@ import time
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from orchestrator_server.models.devmodel import DevModelConfig, DevModelProcess
+from orchestrator_devmodel import DevModelConfig, DevModelProcess
 
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Benchmark question, please answer."}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import LiveServer, start_live_server
-from orchestrator_server.models.devmodel import DevModelAdmin, DevModelConfig, DevModelServer
+from orchestrator_devmodel import DevModelAdmin, DevModelConfig, DevModelServer
 
 # Provider keys must never be needed (or leaked) by the tests.
 os.environ.pop("OPENAI_API_KEY", None)

@@ -218,7 +218,7 @@ async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:
     wanted = settings.dev_model.lower()
     if wanted == "off" or (wanted == "auto" and settings.providers):
         return settings, None
-    from .models.devmodel import DevModelConfig, DevModelProcess
+    from orchestrator_devmodel import DevModelConfig, DevModelProcess
 
     process = DevModelProcess(
         DevModelConfig(

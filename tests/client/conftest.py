@@ -9,7 +9,7 @@ from client_helpers import SLOW_RULE
 
 from helpers import LiveServer
 from orchestrator import AsyncOrchestrator
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 
 @pytest.fixture

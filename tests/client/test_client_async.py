@@ -25,7 +25,7 @@ from orchestrator import (
     ServerTool,
     TextDelta,
 )
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 
 async def test_create_get_list_and_has(client: AsyncOrchestrator) -> None:

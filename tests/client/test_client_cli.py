@@ -16,7 +16,7 @@ from pathlib import Path
 
 from helpers import LiveServer
 from orchestrator import AsyncOrchestrator, RunStatus
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 SCRIPT = Path(sys.executable).with_name("orchestrator")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "orchestrator_server.cli"]

@@ -9,7 +9,7 @@ from test_client_cli import cli
 
 from helpers import LiveServer
 from orchestrator import AsyncOrchestrator
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 UNAVAILABLE_NO_RETRY = {"error": {"status": 503, "message": "down", "should_retry": False}}
 

@@ -28,7 +28,7 @@ from orchestrator import (
     TeamNotFound,
     TextDelta,
 )
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 UNAVAILABLE_NO_RETRY = {"error": {"status": 503, "message": "down", "should_retry": False}}
 

@@ -35,7 +35,7 @@ from orchestrator import (
 )
 from orchestrator._channel import IDEMPOTENT_METHODS, service_config
 from orchestrator.v1 import error_reason_pb2, orchestrator_service_pb2
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 
 async def test_agent_not_found(client: AsyncOrchestrator) -> None:

@@ -25,7 +25,7 @@ from orchestrator import (
     TextDelta,
     connect,
 )
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 
 async def test_sync_client_calls(live: LiveServer) -> None:

@@ -24,7 +24,7 @@ from orchestrator import (
     tool,
 )
 from orchestrator._tools import client_tools, parse_docstring, render_output, to_client_tool
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 ANSWER_WITH_TOOL_RESULTS = {"match": {"last_role": "tool"}, "reply": {"echo_tool_results": True}}
 

@@ -22,7 +22,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from orchestrator_server.models.devmodel import DevModelConfig, DevModelProcess
+from orchestrator_devmodel import DevModelConfig, DevModelProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "conformance" / "scenario.json"

@@ -14,7 +14,7 @@ import pytest
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from orchestrator_server.models.devmodel import (
+from orchestrator_devmodel import (
     LISTENING_PREFIX,
     DevModelAdmin,
     DevModelConfig,
@@ -389,7 +389,7 @@ async def test_no_record_keeps_nothing_but_counts() -> None:
 async def test_subprocess_prints_listening_line_and_serves() -> None:
     ping_rule = {"match": {"contains": "ping"}, "reply": {"text": "pong"}}
     process = DevModelProcess(DevModelConfig(default_tokens=3, rules=(ping_rule,)))
-    assert process.argv()[1:3] == ["-m", "orchestrator_server.models.devmodel"]
+    assert process.argv()[1:3] == ["-m", "orchestrator_devmodel"]
     url = await process.astart()
     try:
         assert url.startswith("http://127.0.0.1:")

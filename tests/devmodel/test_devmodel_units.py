@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator_server.models.devmodel.config import DevModelConfig, config_from_args
-from orchestrator_server.models.devmodel.encoding import numbered_tokens, split_arguments, tokenize
-from orchestrator_server.models.devmodel.request import ApiError, ChatRequest
-from orchestrator_server.models.devmodel.rules import RuleBook, RuleError, parse_rules
+from orchestrator_devmodel.config import DevModelConfig, config_from_args
+from orchestrator_devmodel.encoding import numbered_tokens, split_arguments, tokenize
+from orchestrator_devmodel.request import ApiError, ChatRequest
+from orchestrator_devmodel.rules import RuleBook, RuleError, parse_rules
 
 
 @pytest.mark.parametrize(

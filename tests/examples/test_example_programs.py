@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from helpers import ROOT, ServerProcess, free_port
 from orchestrator import AsyncOrchestrator, RunStatus
-from orchestrator_server.models.devmodel import DevModelConfig, DevModelServer
+from orchestrator_devmodel import DevModelConfig, DevModelServer
 
 EXAMPLES = ROOT / "examples"
 

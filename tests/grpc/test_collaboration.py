@@ -17,7 +17,7 @@ from google.protobuf import field_mask_pb2
 from helpers import LiveServer, error_info, field_violations
 from orchestrator.v1 import agent_pb2, collaboration_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 Event = collaboration_pb2.CollaborationEvent
 MEMBER = collaboration_pb2.PARTICIPANT_ROLE_MEMBER

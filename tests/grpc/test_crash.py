@@ -11,7 +11,7 @@ from helpers import ServerProcess, final_of, free_port, requests_of, run_turn, s
 from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
-from orchestrator_server.models.devmodel import DevModelAdmin, DevModelServer
+from orchestrator_devmodel import DevModelAdmin, DevModelServer
 
 
 async def test_sigkill_mid_run_then_restart(

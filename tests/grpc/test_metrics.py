@@ -11,7 +11,7 @@ import pytest
 from helpers import LiveServer, run_turn
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 
 def sample(text: str, name: str) -> float:

@@ -26,7 +26,7 @@ from helpers import (
 )
 from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_server.models.devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin
 
 
 async def make_agent(live: LiveServer, agent_id: str, **kwargs: Any) -> None:

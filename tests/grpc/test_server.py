@@ -16,7 +16,7 @@ import pytest
 from helpers import LiveServer, error_info, start_live_server
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_server.models.devmodel import DevModelServer
+from orchestrator_devmodel import DevModelServer
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 

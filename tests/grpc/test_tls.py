@@ -17,7 +17,7 @@ from helpers import start_live_server
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
-from orchestrator_server.models.devmodel import DevModelServer
+from orchestrator_devmodel import DevModelServer
 
 
 def make_cert(

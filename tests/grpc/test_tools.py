@@ -27,7 +27,7 @@ from helpers import (
 )
 from orchestrator.v1 import agent_pb2, run_pb2, tool_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_server.models.devmodel import DevModelAdmin, DevModelServer
+from orchestrator_devmodel import DevModelAdmin, DevModelServer
 
 ANSWER_WITH_TOOL_RESULTS = {"match": {"last_role": "tool"}, "reply": {"echo_tool_results": True}}
 

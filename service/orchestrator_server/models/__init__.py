@@ -1,1 +1,1 @@
-"""Model providers used by the orchestrator, and the development model server (`devmodel`)."""
+"""Model providers used by the orchestrator (any OpenAI-compatible endpoint)."""

@@ -84,9 +84,9 @@ def load_rules_file(path: str) -> list[dict[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `python -m orchestrator_server.models.devmodel` argument parser."""
+    """The `python -m orchestrator_devmodel` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator_server.models.devmodel",
+        prog="python -m orchestrator_devmodel",
         description="OpenAI-compatible development model server for offline dev, tests "
         "and benchmarks.",
     )

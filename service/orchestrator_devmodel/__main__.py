@@ -1,4 +1,4 @@
-"""`python -m orchestrator_server.models.devmodel [flags]`: run the dev model server.
+"""`python -m orchestrator_devmodel [flags]`: run the dev model server.
 
 Prints `DEVMODEL_LISTENING http://HOST:PORT/v1` on stdout once listening; stops cleanly
 on SIGTERM/SIGINT (exit code 0). See `config.build_parser` for the flags.

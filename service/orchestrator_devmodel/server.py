@@ -118,7 +118,7 @@ class DevModelServer:
 
 
 class DevModelProcess:
-    """The dev model server as a subprocess (`python -m orchestrator_server.models.devmodel`).
+    """The dev model server as a subprocess (`python -m orchestrator_devmodel`).
 
     Its CPU use is then separate from the caller's, which benchmarks need. Inline
     `config.rules` are written to a temporary rules file.
@@ -156,7 +156,7 @@ class DevModelProcess:
 
     def argv(self, rules_file: str | None = None) -> list[str]:
         """The child's command line (`rules_file` holds the inline `config.rules`)."""
-        argv = [self._python, "-m", "orchestrator_server.models.devmodel", *self.config.to_argv()]
+        argv = [self._python, "-m", "orchestrator_devmodel", *self.config.to_argv()]
         if rules_file is not None:
             argv += ["--rules-file", rules_file]
         return argv

@@ -4,7 +4,7 @@ Used for offline development, tests and benchmarks. Raw ASGI on uvicorn (httptoo
 uvloop in the CLI), answering from a rule script with deterministic tokens.
 
 Start it:
-  * CLI: `python -m orchestrator_server.models.devmodel --port 0 [--api-key K]
+  * CLI: `python -m orchestrator_devmodel --port 0 [--api-key K]
     [--latency-ms X] [--tokens-per-second R] [--default-tokens N] [--models a,b]
     [--no-record] [--max-recorded N] [--rules-file rules.json] [--log-level L]`;
     prints `DEVMODEL_LISTENING http://127.0.0.1:PORT/v1` once listening.
