@@ -40,7 +40,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -68,6 +67,7 @@ from orchestrator.v1 import (
     orchestrator_service_pb2_grpc,
     run_pb2,
 )
+from orchestrator_devmodel.net import free_port
 
 if TYPE_CHECKING:
     from orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceAsyncStub
@@ -279,14 +279,6 @@ async def stop(child: Child, wait_s: float = 15.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             child.proc.kill()
         await child.proc.wait()
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for servers that need --address up front)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def start_devmodel(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from grpc_status import rpc_status
 
 from orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
 from orchestrator.v1 import run_pb2
+from orchestrator_devmodel.net import free_port as free_port  # re-exported for tests
 from orchestrator_server.config import Settings
 from orchestrator_server.models.openai_chat import ProviderConfig
 from orchestrator_server.server import App, build_server, create_app
@@ -214,10 +214,3 @@ async def drain(call: Any) -> list[run_pb2.RunEvent]:
     while (event := await call.read()) is not grpc.aio.EOF:
         events.append(event)
     return events
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for subprocess servers that need one up front)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

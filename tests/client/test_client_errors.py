@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import grpc
@@ -10,7 +9,7 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from helpers import LiveServer
+from helpers import LiveServer, free_port
 from orchestrator import (
     AgentAlreadyExists,
     AgentNotFound,
@@ -159,13 +158,10 @@ async def test_invalid_tenant(live: LiveServer) -> None:
 
 
 async def test_unreachable_server_is_unavailable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        # Nothing listens: bound but not listening refuses connections.
-        async with AsyncOrchestrator(f"127.0.0.1:{port}", retry_unavailable=False) as client:
-            with pytest.raises(Unavailable) as raised:
-                await client.list_agents()
+    port = free_port()  # nothing listens there: connections are refused
+    async with AsyncOrchestrator(f"127.0.0.1:{port}", retry_unavailable=False) as client:
+        with pytest.raises(Unavailable) as raised:
+            await client.list_agents()
     assert raised.value.reason == ""  # the channel's own status carries no ErrorInfo
     assert raised.value.code is grpc.StatusCode.UNAVAILABLE
 

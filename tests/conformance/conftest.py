@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from orchestrator_devmodel import DevModelConfig, DevModelProcess
+from orchestrator_devmodel.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "conformance" / "scenario.json"
@@ -38,12 +38,6 @@ class Servers:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_serving(address: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -74,7 +68,7 @@ def start_servers(tmp: Path) -> Iterator[Servers]:
     """`orchestrator serve` on a free port with a fresh db, using one dev model process."""
     rules = tuple(json.loads(SCENARIO.read_text())["devmodel_rules"])
     with DevModelProcess(DevModelConfig(rules=rules)) as model:
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{free_port()}"
         env = dict(os.environ)
         env.pop("OPENAI_API_KEY", None)
         env["ORCHESTRATOR_DEV_MODEL"] = "off"

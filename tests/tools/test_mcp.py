@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from orchestrator_devmodel.net import free_port
 from orchestrator_server.tools.mcp_tools import (
     McpServerConfig,
     McpServerUnavailable,
@@ -288,11 +289,7 @@ async def test_env_and_cwd_reach_the_server(tmp_path: Path) -> None:
 
 
 async def test_streamable_http_server() -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     quiet = asyncio.subprocess.DEVNULL
     process = await asyncio.create_subprocess_exec(
         sys.executable, SERVER, "--http", str(port), stdout=quiet, stderr=quiet
