@@ -43,6 +43,9 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     sqlite_synchronous: str = "NORMAL"
     default_max_model_calls: int = 10
+    # Turns a client may start on one Run stream while an earlier one runs; past that the
+    # stream ends with TOO_MANY_PENDING_TURNS (a per-stream bound on buffered requests).
+    max_pending_turns: int = 32
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()

@@ -32,6 +32,7 @@ from .core.collaboration import Collaborations
 from .core.conversations import Conversations
 from .core.pagination import PageTokens
 from .core.pipelines import PipelineRunner
+from .core.run_records import RunRecords
 from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
 from .core.teams import TeamRegistry
@@ -61,7 +62,14 @@ class OrchestratorServicer(
 
     def __init__(self, app: App) -> None:
         AgentRpcs.__init__(self, app.agents)
-        RunRpcs.__init__(self, app.runs, app.conversations, app.tools)
+        RunRpcs.__init__(
+            self,
+            app.runs,
+            app.run_records,
+            app.conversations,
+            app.tools,
+            app.settings.max_pending_turns,
+        )
         CollaborationRpcs.__init__(self, app.teams, app.pipelines, app.team_runs)
 
 
@@ -74,6 +82,7 @@ class App:
     catalog: ProviderCatalog
     agents: AgentRegistry
     runs: RunEngine
+    run_records: RunRecords
     conversations: Conversations
     tools: ToolRegistry
     teams: TeamRegistry
@@ -84,7 +93,7 @@ class App:
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
-        await self.runs.shutdown()
+        await self.runs.active.shutdown()
         self.metrics.close()
         if self.mcp is not None:
             await self.mcp.close()
@@ -132,7 +141,6 @@ async def create_app(settings: Settings) -> App:
         store,
         agents,
         catalog,
-        tokens,
         tools=tools,
         default_max_model_calls=settings.default_max_model_calls,
         observer=metrics,
@@ -148,6 +156,7 @@ async def create_app(settings: Settings) -> App:
         catalog,
         agents,
         runs,
+        RunRecords(store, tokens, runs.active),
         conversations,
         tools,
         teams,
@@ -280,7 +289,7 @@ async def serve(settings: Settings) -> None:
         "stopping: refusing new calls, %.0f s grace for calls in flight", settings.grace_seconds
     )
     await health.enter_graceful_shutdown()
-    app.runs.begin_shutdown()
+    app.runs.active.begin_shutdown()
     await server.stop(settings.grace_seconds)
     await app.close()
     if dev_process is not None:

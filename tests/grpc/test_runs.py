@@ -501,9 +501,9 @@ async def test_server_stop_marks_runs_in_flight_interrupted(
     run_id = (await call.read()).run_id
     # Graceful stop as serve() does it: new calls are refused, this stream is cut when the
     # grace ends, and the core then stops what is left.
-    live.app.runs.begin_shutdown()
+    live.app.runs.active.begin_shutdown()
     await live.server.stop(0.2)
-    await live.app.runs.shutdown()
-    run = await live.app.runs.get("default", run_id)
+    await live.app.runs.active.shutdown()
+    run = await live.app.run_records.get("default", run_id)
     assert run.status.value == "interrupted"
     assert run.error_reason == "RUN_INTERRUPTED"

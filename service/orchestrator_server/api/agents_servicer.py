@@ -1,4 +1,5 @@
-"""Agent management RPCs: parse, call the core, convert."""
+"""Agent management RPCs: parse, call the core, convert (errors are mapped by the
+method handlers, `handlers.py`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import grpc
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 
 from ..core.agents import AgentRegistry
-from . import convert
-from .error_mapping import unary_errors
-from .tenancy import tenant_of
+from .call_context import tenant_of
+from .convert.agents import agent_spec_from_pb, agent_to_pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -22,7 +22,6 @@ class AgentRpcs:
     def __init__(self, agents: AgentRegistry) -> None:
         self._agents = agents
 
-    @unary_errors
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: Context
     ) -> pb.CreateAgentResponse:
@@ -30,19 +29,17 @@ class AgentRpcs:
         agent, created = await self._agents.create(
             tenant_of(context),
             request.agent.agent_id,
-            convert.agent_spec_from_pb(request.agent),
+            agent_spec_from_pb(request.agent),
             set_as_default=request.set_as_default,
             if_not_exists=request.if_not_exists,
         )
-        return pb.CreateAgentResponse(agent=convert.agent_to_pb(agent), created=created)
+        return pb.CreateAgentResponse(agent=agent_to_pb(agent), created=created)
 
-    @unary_errors
     async def GetAgent(self, request: pb.GetAgentRequest, context: Context) -> pb.GetAgentResponse:
         """Return one agent."""
         agent = await self._agents.get(tenant_of(context), request.agent_id)
-        return pb.GetAgentResponse(agent=convert.agent_to_pb(agent))
+        return pb.GetAgentResponse(agent=agent_to_pb(agent))
 
-    @unary_errors
     async def ListAgents(
         self, request: pb.ListAgentsRequest, context: Context
     ) -> pb.ListAgentsResponse:
@@ -54,11 +51,10 @@ class AgentRpcs:
             label_filter=dict(request.label_filter),
         )
         return pb.ListAgentsResponse(
-            agents=[convert.agent_to_pb(a) for a in page.items],
+            agents=[agent_to_pb(a) for a in page.items],
             next_page_token=page.next_page_token,
         )
 
-    @unary_errors
     async def UpdateAgent(
         self, request: pb.UpdateAgentRequest, context: Context
     ) -> pb.UpdateAgentResponse:
@@ -66,13 +62,12 @@ class AgentRpcs:
         agent = await self._agents.update(
             tenant_of(context),
             request.agent.agent_id,
-            convert.agent_spec_from_pb(request.agent),
+            agent_spec_from_pb(request.agent),
             list(request.update_mask.paths),
             request.agent.etag,
         )
-        return pb.UpdateAgentResponse(agent=convert.agent_to_pb(agent))
+        return pb.UpdateAgentResponse(agent=agent_to_pb(agent))
 
-    @unary_errors
     async def DeleteAgent(
         self, request: pb.DeleteAgentRequest, context: Context
     ) -> pb.DeleteAgentResponse:
@@ -80,18 +75,16 @@ class AgentRpcs:
         await self._agents.delete(tenant_of(context), request.agent_id, request.etag)
         return pb.DeleteAgentResponse()
 
-    @unary_errors
     async def SetDefaultAgent(
         self, request: pb.SetDefaultAgentRequest, context: Context
     ) -> pb.SetDefaultAgentResponse:
         """Make an agent the default."""
         agent = await self._agents.set_default(tenant_of(context), request.agent_id)
-        return pb.SetDefaultAgentResponse(agent=convert.agent_to_pb(agent))
+        return pb.SetDefaultAgentResponse(agent=agent_to_pb(agent))
 
-    @unary_errors
     async def GetDefaultAgent(
         self, request: pb.GetDefaultAgentRequest, context: Context
     ) -> pb.GetDefaultAgentResponse:
         """Return the default agent."""
         agent = await self._agents.get_default(tenant_of(context))
-        return pb.GetDefaultAgentResponse(agent=convert.agent_to_pb(agent))
+        return pb.GetDefaultAgentResponse(agent=agent_to_pb(agent))

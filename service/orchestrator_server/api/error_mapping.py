@@ -10,9 +10,7 @@ only, so no path, SQL or stack trace reaches a client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
@@ -20,7 +18,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ..core import errors
-from .handlers import MalformedRequest, malformed_error
+from ..core.errors import Reason
 
 ERROR_DOMAIN = "orchestrator.v1"
 log = logging.getLogger(__name__)
@@ -87,7 +85,7 @@ def to_rich_status(error: errors.OrchestratorError) -> grpc.Status:
 def internal_error() -> errors.OrchestratorError:
     """The generic error shown for anything unexpected."""
     return errors.OrchestratorError(
-        "internal error; the server log has the details", reason="INTERNAL_ERROR"
+        "internal error; the server log has the details", reason=Reason.INTERNAL_ERROR
     )
 
 
@@ -105,29 +103,3 @@ def _method_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
         return str(context._rpc_event.call_details.method.decode())  # type: ignore[attr-defined]
     except AttributeError:
         return "an RPC"
-
-
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Self = TypeVar("Self")
-UnaryHandler = Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
-
-
-def unary_errors(handler: UnaryHandler[Self, Req, Resp]) -> UnaryHandler[Self, Req, Resp]:
-    """Map every exception of a unary handler to a rich status (never UNKNOWN)."""
-
-    @wraps(handler)
-    async def wrapper(
-        self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
-    ) -> Resp:
-        try:
-            if isinstance(request, MalformedRequest):
-                raise malformed_error(request)
-            return await handler(self, request, context)
-        except grpc.aio.AbortError:
-            # context.abort() raises this on purpose; it already carries the status.
-            raise
-        except Exception as error:
-            await abort(context, error)
-
-    return wrapper

@@ -1,23 +1,30 @@
-"""Method handlers for OrchestratorService built from its descriptor, with tolerant
-request parsing.
+"""Method handlers for OrchestratorService built from its descriptor: tolerant request
+parsing, malformed-request rejection and error mapping, once for every RPC.
 
 grpc's generated registration parses requests with `FromString`; bytes that are not a
 valid message then fail inside grpc and reach the client as a bare INTERNAL. Here a
-request that does not parse becomes a `MalformedRequest` marker instead, which the
-handlers turn into INVALID_ARGUMENT with reason MALFORMED_REQUEST, like any other bad input.
+request that does not parse becomes a `MalformedRequest` marker instead, and the wrapper
+of every method turns it into INVALID_ARGUMENT with reason MALFORMED_REQUEST, like any
+other bad input. The same wrappers map every exception a servicer raises to a rich status
+(`error_mapping.abort`), so servicer methods only parse, call the core and convert.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf import message as pb_message
 from google.protobuf import message_factory
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from ..core.errors import InvalidArgumentError
+from ..core.errors import InvalidArgumentError, Reason
+from .error_mapping import abort
+
+Context = grpc.aio.ServicerContext[Any, Any]
+UnaryBehaviour = Callable[[Any, Context], Awaitable[Any]]
+StreamBehaviour = Callable[[Any, Context], AsyncIterator[Any]]
 
 
 class MalformedRequest:
@@ -29,13 +36,20 @@ class MalformedRequest:
         self.type_name = type_name
 
 
-def malformed_error(request: MalformedRequest) -> InvalidArgumentError:
-    """The error reported for a request that did not parse."""
-    return InvalidArgumentError(
-        f"the request is not a valid {request.type_name} message",
-        reason="MALFORMED_REQUEST",
-        metadata={"message_type": request.type_name},
-    )
+def checked(request: Any) -> Any:
+    """The request, or MALFORMED_REQUEST if its bytes did not parse."""
+    if isinstance(request, MalformedRequest):
+        raise InvalidArgumentError(
+            f"the request is not a valid {request.type_name} message",
+            reason=Reason.MALFORMED_REQUEST,
+            metadata={"message_type": request.type_name},
+        )
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield checked(request)
 
 
 def _tolerant_parser(cls: type[pb_message.Message]) -> Callable[[bytes], Any]:
@@ -50,23 +64,61 @@ def _tolerant_parser(cls: type[pb_message.Message]) -> Callable[[bytes], Any]:
     return parse
 
 
+def unary_response(behaviour: UnaryBehaviour, client_streaming: bool) -> UnaryBehaviour:
+    """A unary-response method whose errors become rich statuses."""
+
+    async def handle(request: Any, context: Context) -> Any:
+        try:
+            request = _checked_stream(request) if client_streaming else checked(request)
+            return await behaviour(request, context)
+        except grpc.aio.AbortError:
+            raise  # context.abort() raises this on purpose; it carries the status
+        except Exception as error:
+            await abort(context, error)
+
+    return handle
+
+
+def stream_response(behaviour: StreamBehaviour, client_streaming: bool) -> StreamBehaviour:
+    """A server-streaming method whose errors become rich statuses, also after some
+    responses were sent."""
+
+    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        try:
+            request = _checked_stream(request) if client_streaming else checked(request)
+            async for response in behaviour(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort(context, error)
+
+    return handle
+
+
+_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _method_handler(method: MethodDescriptor, servicer: object) -> grpc.RpcMethodHandler[Any, Any]:
+    request_cls = message_factory.GetMessageClass(method.input_type)
+    response_cls = message_factory.GetMessageClass(method.output_type)
+    behaviour = getattr(servicer, method.name)
+    streaming = (method.client_streaming, method.server_streaming)
+    wrap = stream_response if method.server_streaming else unary_response
+    factory: Callable[..., grpc.RpcMethodHandler[Any, Any]] = _FACTORIES[streaming]
+    return factory(
+        wrap(behaviour, method.client_streaming),
+        request_deserializer=_tolerant_parser(request_cls),
+        response_serializer=response_cls.SerializeToString,
+    )
+
+
 def generic_handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
     """A handler for every method of `service`, served by the same-named servicer method."""
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-    for method in service.methods:
-        request_cls = message_factory.GetMessageClass(method.input_type)
-        response_cls = message_factory.GetMessageClass(method.output_type)
-        behaviour = getattr(servicer, method.name)
-        kwargs: dict[str, Any] = {
-            "request_deserializer": _tolerant_parser(request_cls),
-            "response_serializer": response_cls.SerializeToString,
-        }
-        if method.client_streaming and method.server_streaming:
-            handlers[method.name] = grpc.stream_stream_rpc_method_handler(behaviour, **kwargs)
-        elif method.client_streaming:
-            handlers[method.name] = grpc.stream_unary_rpc_method_handler(behaviour, **kwargs)
-        elif method.server_streaming:
-            handlers[method.name] = grpc.unary_stream_rpc_method_handler(behaviour, **kwargs)
-        else:
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(behaviour, **kwargs)
+    handlers = {method.name: _method_handler(method, servicer) for method in service.methods}
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

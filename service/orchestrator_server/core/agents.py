@@ -6,9 +6,15 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable
 
-from ..store.base import Store
-from .errors import AbortedError, FailedPreconditionError, InvalidArgumentError, NotFoundError
+from .errors import (
+    AbortedError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    Reason,
+)
 from .pagination import PageTokens
+from .store_port import Store
 from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, Page
 from .validation import check_agent_id, check_agent_spec, check_labels, check_page_size
 
@@ -52,7 +58,7 @@ def apply_mask(current: AgentSpec, patch: AgentSpec, paths: Iterable[str]) -> Ag
     paths = list(paths)
     if not paths:
         raise InvalidArgumentError.for_field(
-            "update_mask", "must name at least one field", reason="INVALID_UPDATE_MASK"
+            "update_mask", "must name at least one field", reason=Reason.INVALID_UPDATE_MASK
         )
     top: dict[str, object] = {}
     model: dict[str, object] = {}
@@ -62,7 +68,7 @@ def apply_mask(current: AgentSpec, patch: AgentSpec, paths: Iterable[str]) -> Ag
             raise InvalidArgumentError.for_field(
                 "update_mask",
                 f"'{path[:100]}' is not an updatable field of Agent",
-                reason="INVALID_UPDATE_MASK",
+                reason=Reason.INVALID_UPDATE_MASK,
                 metadata={"path": path[:100]},
             )
         head, _, tail = path.partition(".")
@@ -103,7 +109,7 @@ class AgentRegistry:
             raise InvalidArgumentError.for_field(
                 f"{prefix}.tools[{index}]",
                 f"unknown tool '{unknown[0]}' (see ListTools)",
-                reason="UNKNOWN_TOOL",
+                reason=Reason.UNKNOWN_TOOL,
                 metadata={"tool": unknown[0]},
             )
 
@@ -131,7 +137,7 @@ class AgentRegistry:
         if agent is None:
             raise NotFoundError(
                 f"agent '{agent_id}' not found",
-                reason="AGENT_NOT_FOUND",
+                reason=Reason.AGENT_NOT_FOUND,
                 metadata={"agent_id": agent_id},
             )
         return agent
@@ -188,7 +194,7 @@ class AgentRegistry:
                     raise
         raise AbortedError(
             f"agent '{agent_id}' is being updated concurrently; retry",
-            reason="ETAG_MISMATCH",
+            reason=Reason.ETAG_MISMATCH,
             metadata={"agent_id": agent_id},
         )
 
@@ -209,6 +215,6 @@ class AgentRegistry:
         if agent is None:
             raise FailedPreconditionError(
                 "no default agent is set; name an agent or call SetDefaultAgent",
-                reason="NO_DEFAULT_AGENT",
+                reason=Reason.NO_DEFAULT_AGENT,
             )
         return agent

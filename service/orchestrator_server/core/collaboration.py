@@ -1,8 +1,8 @@
 """What pipelines and teams share: the parent run record, the event stream, and running
 one participant (a step, member or coordinator) as a child run of the engine.
 
-A collaboration runs in its own task and hands its events to the caller through a queue,
-like a turn does (`runs.py`): parallel members emit from several tasks at once, and the
+A collaboration runs in its own task and hands its events to the caller through a
+`TaskStream`, like a turn does: parallel members emit from several tasks at once, and the
 caller going away cancels the task, which cancels every participant's run in turn.
 
 The parent run is an ordinary run record (agent_id empty, no messages) so that GetRun,
@@ -18,24 +18,31 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from ..store.base import Store
 from . import events as ev
-from .collaboration_types import (
+from .errors import (
+    DeadlineExceededError,
+    OrchestratorError,
+    Reason,
+    RunCancelledError,
+    error_for_reason,
+)
+from .events import (
     CollaborationBody,
     CollaborationCompleted,
     CollaborationEvent,
     Participant,
     ParticipantResult,
 )
-from .errors import DeadlineExceededError, OrchestratorError, RunCancelledError, error_for_reason
-from .runs import RunEngine, TurnRequest, record_outcome
-from .types import Run, RunStatus, Usage
+from .outcome import OutcomeRecorder
+from .runs import RunEngine
+from .store_port import Store
+from .task_stream import TaskStream
+from .types import Run, RunStatus, TurnRequest, Usage
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Participant | None, CollaborationBody], None]
 Body = Callable[[Emit], Awaitable[CollaborationCompleted]]
-_DONE = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +87,6 @@ class Collaborations:
     ) -> AsyncIterator[CollaborationEvent]:
         """Record the parent run, run `body` in a task and yield what it emits; the final
         `completed` event is emitted here once the parent run is recorded as completed."""
-        queue: asyncio.Queue[CollaborationEvent | BaseException | object] = asyncio.Queue()
-        sequence = 0
-
-        def emit(participant: Participant | None, event: CollaborationBody) -> None:
-            nonlocal sequence
-            sequence += 1
-            queue.put_nowait(CollaborationEvent(run_id, sequence, participant, event))
-
         now = time.time()
         parent = Run(
             run_id=run_id,
@@ -99,92 +98,54 @@ class Collaborations:
             start_time=now,
         )
 
-        async def main() -> None:
-            try:
-                completed = await self._recorded(tenant, parent, emit, body)
-                emit(None, completed)
-            except asyncio.CancelledError:
-                # Cancelled by CancelRun (when the caller went away, nobody reads this).
-                queue.put_nowait(
-                    RunCancelledError("the collaboration was cancelled", reason="RUN_CANCELLED")
-                )
-                raise
-            except Exception as error:
-                queue.put_nowait(error)
-            finally:
-                queue.put_nowait(_DONE)
+        async def work(put: Callable[[CollaborationEvent], None]) -> None:
+            sequence = 0
 
-        task = asyncio.create_task(main(), name=f"collaboration {run_id}")
+            def emit(participant: Participant | None, event: CollaborationBody) -> None:
+                nonlocal sequence
+                sequence += 1
+                put(CollaborationEvent(run_id, sequence, participant, event))
+
+            outcome = OutcomeRecorder(self._store, tenant, parent)
+            emit(None, await self._recorded(outcome, emit, body))
+
+        stream: TaskStream[CollaborationEvent] = TaskStream(
+            work,
+            name=f"collaboration {run_id}",
+            # Cancelled by CancelRun (when the caller went away, nobody reads this).
+            cancelled_error=lambda: RunCancelledError(
+                "the collaboration was cancelled", reason=Reason.RUN_CANCELLED
+            ),
+        )
         # CancelRun on the parent run id reaches this task.
-        self._runs.track(run_id, tenant, task)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, CollaborationEvent)
-                yield item
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        self._runs.active.track(run_id, tenant, stream.task)
+        async for event in stream.events():
+            yield event
 
     async def _recorded(
-        self, tenant: str, parent: Run, emit: Emit, body: Body
+        self, outcome: OutcomeRecorder, emit: Emit, body: Body
     ) -> CollaborationCompleted:
         """Run `body` between the parent run's begin and end records."""
-        await self._store.begin_run(tenant, parent, None)
+        await self._store.begin_run(outcome.tenant, outcome.run, None)
         try:
             completed = await body(emit)
         except asyncio.CancelledError:
-            await self._finish(
-                tenant,
-                parent,
+            await outcome.ended(
                 RunStatus.CANCELLED,
-                "RUN_CANCELLED",
+                Reason.RUN_CANCELLED,
                 "the collaboration was cancelled (CancelRun, the client went away, or its "
                 "deadline passed)",
             )
             raise
         except OrchestratorError as error:
-            await self._finish(tenant, parent, RunStatus.FAILED, error.reason, error.message)
+            await outcome.ended(RunStatus.FAILED, error.reason, error.message)
             raise
         except Exception:
-            log.exception("collaboration %s failed unexpectedly", parent.run_id)
-            await self._finish(tenant, parent, RunStatus.FAILED, "INTERNAL_ERROR", "internal error")
+            log.exception("collaboration %s failed unexpectedly", outcome.run.run_id)
+            await outcome.ended(RunStatus.FAILED, Reason.INTERNAL_ERROR, "internal error")
             raise
-        await self._finish(
-            tenant, parent, RunStatus.COMPLETED, "", "", completed.output, completed.usage
-        )
+        await outcome.completed(completed.output, completed.usage)
         return completed
-
-    async def _finish(
-        self,
-        tenant: str,
-        parent: Run,
-        status: RunStatus,
-        reason: str,
-        message: str,
-        output: str = "",
-        usage: Usage | None = None,
-    ) -> None:
-        try:
-            await record_outcome(
-                self._store,
-                tenant,
-                parent,
-                status=status,
-                output=output,
-                usage=usage or Usage(),
-                reason=reason,
-                message=message,
-            )
-        except Exception:
-            if status is RunStatus.COMPLETED:
-                raise
-            log.exception("could not record the end of collaboration %s", parent.run_id)
 
     async def run_participant(
         self,
@@ -219,10 +180,10 @@ class Collaborations:
             nonlocal timed_out
             timed_out = True
             if run_id:
-                self._runs.cancel_for_stream(
+                self._runs.active.cancel_own(
                     run_id,
                     f"the team's member timeout ({time_limit:g} s) passed",
-                    reason="MEMBER_TIMEOUT",
+                    Reason.MEMBER_TIMEOUT,
                 )
             else:
                 turn.cancel()
@@ -242,25 +203,29 @@ class Collaborations:
                 await asyncio.gather(turn, return_exceptions=True)
         duration = (time.monotonic() - started) * 1000
         error = _error_of(turn, last, timed_out, time_limit)
-        if error is None:
-            assert isinstance(last, ev.RunCompleted)
-            result = ParticipantResult(
-                who,
-                run_id,
-                RunStatus.COMPLETED,
-                last.output,
-                usage=last.usage,
-                duration_ms=duration,
-            )
-        else:
-            status = RunStatus.CANCELLED if error.reason in _CANCEL_REASONS else RunStatus.FAILED
-            result = ParticipantResult(
-                who, run_id, status, "", error.reason, error.message, duration_ms=duration
-            )
-        return Outcome(result, error)
+        return Outcome(_result(who, run_id, last, error, duration), error)
 
 
-_CANCEL_REASONS = frozenset({"RUN_CANCELLED", "RUN_INTERRUPTED", "MEMBER_TIMEOUT"})
+_CANCEL_REASONS = frozenset({Reason.RUN_CANCELLED, Reason.RUN_INTERRUPTED, Reason.MEMBER_TIMEOUT})
+
+
+def _result(
+    who: Participant,
+    run_id: str,
+    last: ev.EventBody | None,
+    error: OrchestratorError | None,
+    duration_ms: float,
+) -> ParticipantResult:
+    """A participant's result from its last event or its error."""
+    if error is None:
+        assert isinstance(last, ev.RunCompleted)
+        return ParticipantResult(
+            who, run_id, RunStatus.COMPLETED, last.output, usage=last.usage, duration_ms=duration_ms
+        )
+    status = RunStatus.CANCELLED if error.reason in _CANCEL_REASONS else RunStatus.FAILED
+    return ParticipantResult(
+        who, run_id, status, "", error.reason, error.message, duration_ms=duration_ms
+    )
 
 
 def _error_of(
@@ -270,18 +235,18 @@ def _error_of(
     if timed_out and not isinstance(last, ev.RunCompleted):
         return DeadlineExceededError(
             f"did not finish within the member timeout of {time_limit:g} s",
-            reason="MEMBER_TIMEOUT",
+            reason=Reason.MEMBER_TIMEOUT,
         )
     if turn.cancelled():
-        return error_for_reason("RUN_CANCELLED", "the participant's turn was cancelled")
+        return error_for_reason(Reason.RUN_CANCELLED, "the participant's turn was cancelled")
     exception = turn.exception()
     if isinstance(exception, OrchestratorError):
         return exception
     if exception is not None:
         log.error("participant turn failed unexpectedly", exc_info=exception)
-        return OrchestratorError("internal error", reason="INTERNAL_ERROR")
+        return OrchestratorError("internal error", reason=Reason.INTERNAL_ERROR)
     if isinstance(last, ev.RunCancelled):
         return error_for_reason(last.reason, last.message)
     if not isinstance(last, ev.RunCompleted):
-        return OrchestratorError("the turn ended without an outcome", reason="INTERNAL_ERROR")
+        return OrchestratorError("the turn ended without an outcome", reason=Reason.INTERNAL_ERROR)
     return None

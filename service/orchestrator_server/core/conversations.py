@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..store.base import Store
 from .agents import AgentRegistry
-from .errors import AbortedError, NotFoundError
+from .errors import AbortedError, NotFoundError, Reason
 from .pagination import PageTokens
 from .runs import RunEngine
+from .store_port import Store
 from .types import DEFAULT_SESSION_ID, Message, Page, Session
 from .validation import check_page_size, check_session_id
 
@@ -64,7 +64,7 @@ class Conversations:
         if active:
             raise AbortedError(
                 "the session is running a turn; cancel it or wait",
-                reason="SESSION_BUSY",
+                reason=Reason.SESSION_BUSY,
                 metadata={"session_id": session_id, "active_run_id": active},
             )
         sessions = await self._store.list_sessions(
@@ -73,7 +73,7 @@ class Conversations:
         if not sessions or sessions[0].session_id != session_id:
             raise NotFoundError(
                 f"agent '{agent_id}' has no session '{session_id}'",
-                reason="SESSION_NOT_FOUND",
+                reason=Reason.SESSION_NOT_FOUND,
                 metadata={"agent_id": agent_id, "session_id": session_id},
             )
         return await self._store.delete_session(tenant, agent_id, session_id)

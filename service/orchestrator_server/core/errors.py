@@ -1,7 +1,7 @@
 """Domain errors of the orchestrator core.
 
 Every error the core raises on purpose is an `OrchestratorError` with a stable,
-UPPER_SNAKE `reason` (the `orchestrator.v1.ErrorReason` names), a message safe to show a
+UPPER_SNAKE `reason` (a `Reason`: the `orchestrator.v1.ErrorReason` names), a message safe to show a
 client, `metadata` for dynamic values and, for bad input, field violations. The API layer
 maps each class to a gRPC status in one table (`api/error_mapping.py`); anything else that
 escapes becomes INTERNAL there.
@@ -20,8 +20,55 @@ escapes becomes INTERNAL there.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+
+class Reason(enum.StrEnum):
+    """Every `ErrorInfo.reason` the service reports: exactly the values of
+    `orchestrator.v1.ErrorReason` in `error_reason.proto` (a unit test keeps them equal)."""
+
+    AGENT_NOT_FOUND = "AGENT_NOT_FOUND"
+    AGENT_ALREADY_EXISTS = "AGENT_ALREADY_EXISTS"
+    INVALID_AGENT_ID = "INVALID_AGENT_ID"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    INVALID_PAGE_SIZE = "INVALID_PAGE_SIZE"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # noqa: S105 (an error name, not a secret)
+    INVALID_UPDATE_MASK = "INVALID_UPDATE_MASK"
+    ETAG_MISMATCH = "ETAG_MISMATCH"
+    NO_DEFAULT_AGENT = "NO_DEFAULT_AGENT"
+    SESSION_BUSY = "SESSION_BUSY"
+    RUN_NOT_FOUND = "RUN_NOT_FOUND"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    RUN_CANCELLED = "RUN_CANCELLED"
+    RUN_INTERRUPTED = "RUN_INTERRUPTED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    MODEL_RATE_LIMITED = "MODEL_RATE_LIMITED"
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+    MODEL_AUTH_FAILED = "MODEL_AUTH_FAILED"
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"
+    MODEL_REQUEST_REJECTED = "MODEL_REQUEST_REJECTED"
+    MODEL_TIMEOUT = "MODEL_TIMEOUT"
+    STREAM_PROTOCOL_VIOLATION = "STREAM_PROTOCOL_VIOLATION"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    REQUEST_ID_CONFLICT = "REQUEST_ID_CONFLICT"
+    INVALID_TENANT = "INVALID_TENANT"
+    AGENT_DELETED = "AGENT_DELETED"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    UNKNOWN_TOOL = "UNKNOWN_TOOL"
+    MODEL_CALL_LIMIT = "MODEL_CALL_LIMIT"
+    CLIENT_TOOL_TIMEOUT = "CLIENT_TOOL_TIMEOUT"
+    UNEXPECTED_TOOL_RESULT = "UNEXPECTED_TOOL_RESULT"
+    AGENT_CALL_CYCLE = "AGENT_CALL_CYCLE"
+    AGENT_CALL_DEPTH_EXCEEDED = "AGENT_CALL_DEPTH_EXCEEDED"
+    TEAM_NOT_FOUND = "TEAM_NOT_FOUND"
+    TEAM_ALREADY_EXISTS = "TEAM_ALREADY_EXISTS"
+    AGENT_IN_USE = "AGENT_IN_USE"
+    MEMBER_TIMEOUT = "MEMBER_TIMEOUT"
+    TOO_MANY_PENDING_TURNS = "TOO_MANY_PENDING_TURNS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +82,19 @@ class FieldViolation:
 class OrchestratorError(Exception):
     """Base of every error the core raises deliberately."""
 
-    default_reason = "INTERNAL_ERROR"
+    default_reason = Reason.INTERNAL_ERROR
 
     def __init__(
         self,
         message: str,
         *,
-        reason: str | None = None,
+        reason: Reason | None = None,
         metadata: Mapping[str, str] | None = None,
         violations: tuple[FieldViolation, ...] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.reason = reason or self.default_reason
+        self.reason: Reason = reason or self.default_reason
         self.metadata: dict[str, str] = dict(metadata or {})
         self.violations = violations
 
@@ -55,7 +102,7 @@ class OrchestratorError(Exception):
 class InvalidArgumentError(OrchestratorError):
     """The request is malformed; `violations` names the fields."""
 
-    default_reason = "INVALID_ARGUMENT"
+    default_reason = Reason.INVALID_ARGUMENT
 
     @classmethod
     def for_field(
@@ -63,7 +110,7 @@ class InvalidArgumentError(OrchestratorError):
         field: str,
         description: str,
         *,
-        reason: str | None = None,
+        reason: Reason | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> InvalidArgumentError:
         """An error about a single field, with its violation attached."""
@@ -106,40 +153,59 @@ class DeadlineExceededError(OrchestratorError):
 class RunCancelledError(OrchestratorError):
     """The run was cancelled by its client, its deadline, or `CancelRun`."""
 
-    default_reason = "RUN_CANCELLED"
+    default_reason = Reason.RUN_CANCELLED
 
 
 # The class of the error each reason is raised with, so that an error recorded in a run
 # (only its reason and message are stored) is reported again with the same status.
-_CLASS_BY_REASON: dict[str, type[OrchestratorError]] = {
-    "AGENT_NOT_FOUND": NotFoundError,
-    "RUN_NOT_FOUND": NotFoundError,
-    "SESSION_NOT_FOUND": NotFoundError,
-    "AGENT_ALREADY_EXISTS": AlreadyExistsError,
-    "NO_DEFAULT_AGENT": FailedPreconditionError,
-    "MODEL_AUTH_FAILED": FailedPreconditionError,
-    "MODEL_NOT_FOUND": FailedPreconditionError,
-    "PROVIDER_NOT_CONFIGURED": FailedPreconditionError,
-    "AGENT_DELETED": FailedPreconditionError,
-    "ETAG_MISMATCH": AbortedError,
-    "SESSION_BUSY": AbortedError,
-    "MODEL_RATE_LIMITED": ResourceExhaustedError,
-    "REQUEST_TOO_LARGE": ResourceExhaustedError,
-    "MODEL_UNAVAILABLE": UnavailableError,
-    "RUN_INTERRUPTED": UnavailableError,
-    "MODEL_TIMEOUT": DeadlineExceededError,
-    "DEADLINE_EXCEEDED": DeadlineExceededError,
-    "RUN_CANCELLED": RunCancelledError,
+_CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
+    Reason.AGENT_NOT_FOUND: NotFoundError,
+    Reason.RUN_NOT_FOUND: NotFoundError,
+    Reason.SESSION_NOT_FOUND: NotFoundError,
+    Reason.TEAM_NOT_FOUND: NotFoundError,
+    Reason.AGENT_ALREADY_EXISTS: AlreadyExistsError,
+    Reason.TEAM_ALREADY_EXISTS: AlreadyExistsError,
+    Reason.NO_DEFAULT_AGENT: FailedPreconditionError,
+    Reason.MODEL_AUTH_FAILED: FailedPreconditionError,
+    Reason.MODEL_NOT_FOUND: FailedPreconditionError,
+    Reason.PROVIDER_NOT_CONFIGURED: FailedPreconditionError,
+    Reason.AGENT_DELETED: FailedPreconditionError,
+    Reason.AGENT_IN_USE: FailedPreconditionError,
+    Reason.ETAG_MISMATCH: AbortedError,
+    Reason.SESSION_BUSY: AbortedError,
+    Reason.MODEL_RATE_LIMITED: ResourceExhaustedError,
+    Reason.REQUEST_TOO_LARGE: ResourceExhaustedError,
+    Reason.MODEL_CALL_LIMIT: ResourceExhaustedError,
+    Reason.TOO_MANY_PENDING_TURNS: ResourceExhaustedError,
+    Reason.MODEL_UNAVAILABLE: UnavailableError,
+    Reason.RUN_INTERRUPTED: UnavailableError,
+    Reason.MODEL_TIMEOUT: DeadlineExceededError,
+    Reason.DEADLINE_EXCEEDED: DeadlineExceededError,
+    Reason.CLIENT_TOOL_TIMEOUT: DeadlineExceededError,
+    Reason.MEMBER_TIMEOUT: DeadlineExceededError,
+    Reason.RUN_CANCELLED: RunCancelledError,
+    Reason.INVALID_AGENT_ID: InvalidArgumentError,
+    Reason.INVALID_ARGUMENT: InvalidArgumentError,
+    Reason.INVALID_PAGE_SIZE: InvalidArgumentError,
+    Reason.INVALID_PAGE_TOKEN: InvalidArgumentError,
+    Reason.INVALID_UPDATE_MASK: InvalidArgumentError,
+    Reason.MODEL_REQUEST_REJECTED: InvalidArgumentError,
+    Reason.STREAM_PROTOCOL_VIOLATION: InvalidArgumentError,
+    Reason.REQUEST_ID_CONFLICT: InvalidArgumentError,
+    Reason.INVALID_TENANT: InvalidArgumentError,
+    Reason.MALFORMED_REQUEST: InvalidArgumentError,
+    Reason.UNKNOWN_TOOL: InvalidArgumentError,
+    Reason.UNEXPECTED_TOOL_RESULT: InvalidArgumentError,
+    Reason.AGENT_CALL_CYCLE: InvalidArgumentError,
+    Reason.AGENT_CALL_DEPTH_EXCEEDED: InvalidArgumentError,
+    Reason.INTERNAL_ERROR: OrchestratorError,
 }
 
 
 def error_for_reason(reason: str, message: str) -> OrchestratorError:
-    """Rebuild an error from a stored reason (unknown reasons are bad input or INTERNAL)."""
-    cls = _CLASS_BY_REASON.get(reason)
-    if cls is None:
-        cls = (
-            InvalidArgumentError
-            if reason.startswith(("INVALID_", "MODEL_REQUEST"))
-            else OrchestratorError
-        )
-    return cls(message, reason=reason)
+    """Rebuild an error from a stored reason (an unknown one becomes INTERNAL_ERROR)."""
+    try:
+        known = Reason(reason)
+    except ValueError:
+        known = Reason.INTERNAL_ERROR
+    return _CLASS_BY_REASON[known](message, reason=known)

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, Reason
 from .types import Page
 
 T = TypeVar("T")
@@ -57,7 +57,7 @@ class PageTokens:
             raise InvalidArgumentError.for_field(
                 "page_token",
                 "was not issued for this listing or was altered",
-                reason="INVALID_PAGE_TOKEN",
+                reason=Reason.INVALID_PAGE_TOKEN,
             )
         key: list[str | int | float] = data["k"]
         return key

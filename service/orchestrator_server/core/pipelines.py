@@ -11,21 +11,21 @@ from collections.abc import AsyncIterator, Sequence
 
 from .agents import AgentRegistry
 from .collaboration import Collaborations, Emit, Outcome, participant_error, total_usage
-from .collaboration_types import (
-    DEFAULT_STEP_TEMPLATE,
+from .errors import InvalidArgumentError, OrchestratorError
+from .events import (
     CollaborationCompleted,
     CollaborationEvent,
     CollaborationStarted,
     Participant,
     ParticipantRole,
     ParticipantStarted,
-    PipelineStep,
 )
-from .errors import InvalidArgumentError, OrchestratorError
-from .runs import TurnRequest, new_run_id
+from .runs import new_run_id
 from .templates import Template, parse_template
+from .types import PipelineStep, TurnRequest
 from .validation import check_message, check_session_id
 
+DEFAULT_STEP_TEMPLATE = "{previous}"
 MAX_STEPS = 32
 STEP_PLACEHOLDERS = frozenset({"input", "previous"})
 

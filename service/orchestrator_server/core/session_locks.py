@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from .errors import AbortedError
+from .errors import AbortedError, Reason
 
 SessionKey = tuple[str, str, str]  # tenant, agent_id, session_id
 
@@ -76,7 +76,7 @@ class SessionLocks:
         if slot.users and not wait:
             raise AbortedError(
                 "the session is running another turn",
-                reason="SESSION_BUSY",
+                reason=Reason.SESSION_BUSY,
                 metadata={"session_id": key[2], "active_run_id": slot.active_run_id},
             )
         slot.users += 1

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from .collaboration import Collaborations, Emit, Outcome, participant_error, total_usage
-from .collaboration_types import (
+from .events import (
     CollaborationCompleted,
     CollaborationEvent,
     CollaborationStarted,
@@ -21,9 +21,8 @@ from .collaboration_types import (
     ParticipantResult,
     ParticipantRole,
     ParticipantStarted,
-    Team,
 )
-from .runs import TurnRequest, new_run_id
+from .runs import new_run_id
 from .teams import (
     MEMBER_PLACEHOLDERS,
     SYNTHESIS_ITEM_PLACEHOLDERS,
@@ -31,6 +30,7 @@ from .teams import (
     TeamRegistry,
 )
 from .templates import Template, parse_template
+from .types import Team, TurnRequest
 from .validation import check_message
 
 

@@ -13,23 +13,19 @@ import dataclasses
 import math
 from collections.abc import Iterable
 
-from ..store.base import MissingAgentsError, Store
 from .agents import parse_etag
-from .collaboration_types import (
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MEMBER_TEMPLATE,
-    DEFAULT_MEMBER_TIMEOUT_SECONDS,
-    DEFAULT_SYNTHESIS_ITEM_TEMPLATE,
-    DEFAULT_SYNTHESIS_TEMPLATE,
-    Team,
-    TeamSpec,
-)
-from .errors import AbortedError, InvalidArgumentError, NotFoundError
+from .errors import AbortedError, InvalidArgumentError, NotFoundError, Reason
 from .pagination import PageTokens
+from .store_port import MissingAgentsError, Store
 from .templates import parse_template
-from .types import Page
+from .types import Page, Team, TeamSpec
 from .validation import MAX_DESCRIPTION_CHARS, check_agent_id, check_page_size, check_session_id
 
+DEFAULT_MEMBER_TEMPLATE = "Task for {agent}: {task}"
+DEFAULT_SYNTHESIS_TEMPLATE = "Synthesize the following team outputs for task '{task}':\n\n{results}"
+DEFAULT_SYNTHESIS_ITEM_TEMPLATE = "=== {agent} ===\n{output}\n\n"
+DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_MEMBER_TIMEOUT_SECONDS = 300.0
 MAX_MEMBERS = 64
 MAX_CONCURRENCY = 64
 MAX_MEMBER_TIMEOUT_SECONDS = 3600.0
@@ -116,7 +112,7 @@ def apply_team_mask(current: TeamSpec, patch: TeamSpec, paths: Iterable[str]) ->
     paths = list(paths)
     if not paths:
         raise InvalidArgumentError.for_field(
-            "update_mask", "must name at least one field", reason="INVALID_UPDATE_MASK"
+            "update_mask", "must name at least one field", reason=Reason.INVALID_UPDATE_MASK
         )
     changes: dict[str, object] = {}
     for path in paths:
@@ -124,7 +120,7 @@ def apply_team_mask(current: TeamSpec, patch: TeamSpec, paths: Iterable[str]) ->
             raise InvalidArgumentError.for_field(
                 "update_mask",
                 f"'{path[:100]}' is not an updatable field of Team",
-                reason="INVALID_UPDATE_MASK",
+                reason=Reason.INVALID_UPDATE_MASK,
                 metadata={"path": path[:100]},
             )
         changes[path] = getattr(patch, path)
@@ -158,7 +154,7 @@ class TeamRegistry:
         if team is None:
             raise NotFoundError(
                 f"team '{team_id}' not found",
-                reason="TEAM_NOT_FOUND",
+                reason=Reason.TEAM_NOT_FOUND,
                 metadata={"team_id": team_id},
             )
         return team
@@ -199,7 +195,7 @@ class TeamRegistry:
                     raise
         raise AbortedError(
             f"team '{team_id}' is being updated concurrently; retry",
-            reason="ETAG_MISMATCH",
+            reason=Reason.ETAG_MISMATCH,
             metadata={"team_id": team_id},
         )
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as ev
-from .errors import DeadlineExceededError, InvalidArgumentError
+from .errors import DeadlineExceededError, InvalidArgumentError, Reason
 from .memory import parse_arguments
 from .tool_port import TOOL_NAME, ServerTool
 from .types import Message, Role, ToolCall
@@ -103,7 +103,7 @@ class ClientToolBridge:
             raise InvalidArgumentError.for_field(
                 "tool_result.call_id",
                 "no client tool call with this id is waiting for a result",
-                reason="UNEXPECTED_TOOL_RESULT",
+                reason=Reason.UNEXPECTED_TOOL_RESULT,
                 metadata={"call_id": call_id[:100]},
             )
         future.set_result((output, error))
@@ -230,7 +230,7 @@ class TurnTools:
             raise DeadlineExceededError(
                 f"the client did not answer tool call '{call.call_id}' within "
                 f"{self.client_timeout:g} s",
-                reason="CLIENT_TOOL_TIMEOUT",
+                reason=Reason.CLIENT_TOOL_TIMEOUT,
                 metadata={"call_id": call.call_id, "timeout_seconds": f"{self.client_timeout:g}"},
             ) from None
         finally:

@@ -1,8 +1,8 @@
 """Plain domain types of the orchestrator core (no protobuf, no gRPC).
 
 The protobuf messages are the wire format; these are what the core and the store work
-with, so that storage and logic do not depend on generated code (`api/convert.py` maps
-between the two).
+with, so that storage and logic do not depend on generated code (the `api/convert_*.py`
+modules map between the two).
 """
 
 from __future__ import annotations
@@ -65,7 +65,12 @@ class Agent:
     @property
     def etag(self) -> str:
         """The opaque revision tag clients send back for conditional changes."""
-        return f'W/"{self.revision}"'
+        return etag_of(self.revision)
+
+
+def etag_of(revision: int) -> str:
+    """The weak etag of a stored revision (`W/"7"`)."""
+    return f'W/"{revision}"'
 
 
 class Role(enum.StrEnum):
@@ -175,3 +180,59 @@ class Page(Generic[T]):
 
     items: list[T]
     next_page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TeamSpec:
+    """The caller-chosen configuration of a team (defaults already resolved when stored)."""
+
+    members: tuple[str, ...] = ()
+    description: str = ""
+    coordinator: str = ""
+    member_template: str = ""
+    synthesis_template: str = ""
+    synthesis_item_template: str = ""
+    max_concurrency: int = 0
+    member_timeout_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A stored team: its id, spec and bookkeeping (times are Unix seconds)."""
+
+    team_id: str
+    spec: TeamSpec
+    create_time: float
+    update_time: float
+    revision: int
+
+    @property
+    def etag(self) -> str:
+        """The opaque revision tag clients send back for conditional changes."""
+        return etag_of(self.revision)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStep:
+    """One step of a pipeline: an agent (empty = the default agent) and its template."""
+
+    agent_id: str
+    message_template: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """What a client asks for when it starts a turn."""
+
+    agent_id: str
+    message: str
+    session_id: str = ""
+    request_id: str = ""
+    wait_if_busy: bool = False
+    parent_run_id: str = ""
+    # (name, description, JSON schema text) of tools the client executes itself.
+    client_tools: tuple[tuple[str, str, str], ...] = ()
+    max_model_calls: int = 0
+    client_tool_timeout: float = 0.0
+    # Agents already asking, outermost first (agent-to-agent calls): the cycle guard.
+    call_chain: tuple[str, ...] = ()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import InvalidArgumentError
-from .types import AgentSpec
+from .errors import InvalidArgumentError, Reason
+from .types import DEFAULT_SESSION_ID, AgentSpec, TurnRequest
 
 # The original API's agent_id: lowercase letters, digits, `_` and `-`, starting with a
 # letter, at most 63 characters (a DNS-label-sized name that is safe in URLs and logs).
@@ -25,12 +25,12 @@ MAX_MESSAGE_CHARS = 1_000_000
 def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
     """Return the id if it follows the naming rules, else raise INVALID_AGENT_ID."""
     if not agent_id:
-        raise InvalidArgumentError.for_field(field, "is required", reason="INVALID_AGENT_ID")
+        raise InvalidArgumentError.for_field(field, "is required", reason=Reason.INVALID_AGENT_ID)
     if not _ID_PATTERN.match(agent_id):
         raise InvalidArgumentError.for_field(
             field,
             "must be 1-63 lowercase letters, digits, '_' or '-', starting with a letter",
-            reason="INVALID_AGENT_ID",
+            reason=Reason.INVALID_AGENT_ID,
             metadata={"agent_id": agent_id[:80]},
         )
     return agent_id
@@ -58,7 +58,7 @@ def check_page_size(page_size: int) -> int:
         raise InvalidArgumentError.for_field(
             "page_size",
             f"must be between 0 and {MAX_PAGE_SIZE}",
-            reason="INVALID_PAGE_SIZE",
+            reason=Reason.INVALID_PAGE_SIZE,
             metadata={"max": str(MAX_PAGE_SIZE)},
         )
     return page_size or DEFAULT_PAGE_SIZE
@@ -87,10 +87,25 @@ def check_message(message: str, field: str = "message") -> str:
         raise InvalidArgumentError.for_field(
             field,
             f"must be at most {MAX_MESSAGE_CHARS} characters",
-            reason="REQUEST_TOO_LARGE",
+            reason=Reason.REQUEST_TOO_LARGE,
             metadata={"limit": str(MAX_MESSAGE_CHARS)},
         )
     return message
+
+
+def check_turn_request(request: TurnRequest) -> str:
+    """Check what a turn asks for before anything runs; the session id it runs in."""
+    check_message(request.message)
+    check_request_id(request.request_id)
+    session_id = check_session_id(request.session_id or DEFAULT_SESSION_ID)
+    if not 0 <= request.max_model_calls <= 1000:
+        raise InvalidArgumentError.for_field("start.max_model_calls", "must be 0 to 1000")
+    timeout = request.client_tool_timeout
+    if not math.isfinite(timeout) or timeout < 0:
+        raise InvalidArgumentError.for_field(
+            "start.client_tool_timeout_seconds", "must be a finite, non-negative number"
+        )
+    return session_id
 
 
 def _check_range(value: float | None, low: float, high: float, field: str) -> None:

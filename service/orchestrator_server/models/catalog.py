@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..core.errors import FailedPreconditionError
+from ..core.errors import FailedPreconditionError, Reason
 from .provider_config import ProviderConfig
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class ProviderCatalog:
         if config is None:
             raise FailedPreconditionError(
                 f"provider '{name}' is not configured on this server",
-                reason="PROVIDER_NOT_CONFIGURED",
+                reason=Reason.PROVIDER_NOT_CONFIGURED,
                 metadata={"provider": name},
             )
         # Imported on first use: the openai package takes ~0.5 s to import, which would

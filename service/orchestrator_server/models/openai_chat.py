@@ -18,6 +18,7 @@ import httpx2
 import openai
 
 from ..core import errors
+from ..core.errors import Reason
 from ..core.model_port import ChatMessage, ModelTurnEnd
 from ..core.types import ModelSpec, ToolCall, Usage
 from .provider_config import ProviderConfig
@@ -35,34 +36,36 @@ def _translate(error: BaseException, provider: str) -> errors.OrchestratorError:
     if isinstance(error, openai.RateLimitError):
         return errors.ResourceExhaustedError(
             f"provider '{provider}' is rate limiting requests (retries exhausted)",
-            reason="MODEL_RATE_LIMITED",
+            reason=Reason.MODEL_RATE_LIMITED,
             metadata=meta,
         )
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         return errors.FailedPreconditionError(
             f"provider '{provider}' rejected the server's credentials",
-            reason="MODEL_AUTH_FAILED",
+            reason=Reason.MODEL_AUTH_FAILED,
             metadata=meta,
         )
     if isinstance(error, openai.NotFoundError):
         return errors.FailedPreconditionError(
             f"provider '{provider}' does not know the agent's model",
-            reason="MODEL_NOT_FOUND",
+            reason=Reason.MODEL_NOT_FOUND,
             metadata=meta,
         )
     if isinstance(error, openai.BadRequestError | openai.UnprocessableEntityError):
         return errors.InvalidArgumentError(
             f"provider '{provider}' rejected the request (parameters or context length)",
-            reason="MODEL_REQUEST_REJECTED",
+            reason=Reason.MODEL_REQUEST_REJECTED,
             metadata=meta,
         )
     if isinstance(error, openai.APITimeoutError | httpx2.TimeoutException):
         return errors.DeadlineExceededError(
-            f"provider '{provider}' did not answer in time", reason="MODEL_TIMEOUT", metadata=meta
+            f"provider '{provider}' did not answer in time",
+            reason=Reason.MODEL_TIMEOUT,
+            metadata=meta,
         )
     return errors.UnavailableError(
         f"provider '{provider}' is unavailable or broke the stream",
-        reason="MODEL_UNAVAILABLE",
+        reason=Reason.MODEL_UNAVAILABLE,
         metadata=meta,
     )
 
@@ -72,7 +75,7 @@ def _stream_error(error: object, provider: str) -> errors.OrchestratorError:
     log.warning("provider %s reported an error inside the stream", provider)
     return errors.UnavailableError(
         f"provider '{provider}' reported an error during the stream",
-        reason="MODEL_UNAVAILABLE",
+        reason=Reason.MODEL_UNAVAILABLE,
         metadata={"provider": provider},
     )
 
@@ -210,14 +213,14 @@ class OpenAIChatModel:
                 log.warning("provider %s sent a malformed stream: %s", self.name, error)
                 raise errors.UnavailableError(
                     f"provider '{self.name}' sent a malformed stream",
-                    reason="MODEL_UNAVAILABLE",
+                    reason=Reason.MODEL_UNAVAILABLE,
                     metadata={"provider": self.name},
                 ) from error
         if not finish_reason:
             # A stream that ends without a finish reason was cut by the provider.
             raise errors.UnavailableError(
                 f"provider '{self.name}' ended the stream before the answer was complete",
-                reason="MODEL_UNAVAILABLE",
+                reason=Reason.MODEL_UNAVAILABLE,
                 metadata={"provider": self.name},
             )
         yield ModelTurnEnd(assembler.calls(), usage, finish_reason)

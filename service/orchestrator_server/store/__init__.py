@@ -1,6 +1,5 @@
-"""Storage: the `Store` interface the core depends on, and its SQLite implementation."""
+"""Storage adapters implementing the core's store port (`core/store_port.py`): SQLite."""
 
-from .base import DuplicateRequestError, Store
 from .sqlite import SQLiteStore
 
-__all__ = ["DuplicateRequestError", "SQLiteStore", "Store"]
+__all__ = ["SQLiteStore"]

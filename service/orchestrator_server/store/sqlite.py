@@ -24,8 +24,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..core.collaboration_types import Team, TeamSpec
-from ..core.errors import AbortedError, AlreadyExistsError, FailedPreconditionError, NotFoundError
+from ..core.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    FailedPreconditionError,
+    NotFoundError,
+    Reason,
+)
+from ..core.store_port import DuplicateRequestError
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -36,12 +42,13 @@ from ..core.types import (
     Run,
     RunStatus,
     Session,
+    Team,
+    TeamSpec,
     ToolCall,
     Usage,
 )
 from . import sqlite_teams
 from .agent_cache import AgentCache
-from .base import DuplicateRequestError
 from .migrations import migrate
 from .sqlite_writer import SQLiteWriter
 
@@ -284,7 +291,7 @@ class SQLiteStore:
                 return existing, False
             raise AlreadyExistsError(
                 f"agent '{agent_id}' already exists",
-                reason="AGENT_ALREADY_EXISTS",
+                reason=Reason.AGENT_ALREADY_EXISTS,
                 metadata={"agent_id": agent_id},
             )
         if set_as_default:
@@ -347,13 +354,13 @@ class SQLiteStore:
         if agent is None:
             raise NotFoundError(
                 f"agent '{agent_id}' not found",
-                reason="AGENT_NOT_FOUND",
+                reason=Reason.AGENT_NOT_FOUND,
                 metadata={"agent_id": agent_id},
             )
         if expected is not None and agent.revision != expected:
             raise AbortedError(
                 f"agent '{agent_id}' was changed since etag was read",
-                reason="ETAG_MISMATCH",
+                reason=Reason.ETAG_MISMATCH,
                 metadata={"agent_id": agent_id, "current_etag": agent.etag},
             )
         return agent
@@ -395,7 +402,7 @@ class SQLiteStore:
         if team_id is not None:
             raise FailedPreconditionError(
                 f"agent '{agent_id}' is used by team '{team_id}'; remove it from the team first",
-                reason="AGENT_IN_USE",
+                reason=Reason.AGENT_IN_USE,
                 metadata={"agent_id": agent_id, "team_id": team_id},
             )
         key = (tenant, agent_id)

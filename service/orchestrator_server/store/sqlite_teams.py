@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from ..core.collaboration_types import Team, TeamSpec
-from ..core.errors import AbortedError, AlreadyExistsError, NotFoundError
-from .base import MissingAgentsError
+from ..core.errors import AbortedError, AlreadyExistsError, NotFoundError, Reason
+from ..core.store_port import MissingAgentsError
+from ..core.types import Team, TeamSpec
 
 TEAM_COLUMNS = "team_id, spec, create_time, update_time, revision"
 
@@ -78,7 +78,7 @@ def create_team(
             return existing, False
         raise AlreadyExistsError(
             f"team '{team_id}' already exists",
-            reason="TEAM_ALREADY_EXISTS",
+            reason=Reason.TEAM_ALREADY_EXISTS,
             metadata={"team_id": team_id},
         )
     _check_agents_exist(conn, tenant, spec)
@@ -97,12 +97,14 @@ def _checked_team(
     team = _team_row(conn, tenant, team_id)
     if team is None:
         raise NotFoundError(
-            f"team '{team_id}' not found", reason="TEAM_NOT_FOUND", metadata={"team_id": team_id}
+            f"team '{team_id}' not found",
+            reason=Reason.TEAM_NOT_FOUND,
+            metadata={"team_id": team_id},
         )
     if expected is not None and team.revision != expected:
         raise AbortedError(
             f"team '{team_id}' was changed since etag was read",
-            reason="ETAG_MISMATCH",
+            reason=Reason.ETAG_MISMATCH,
             metadata={"team_id": team_id, "current_etag": team.etag},
         )
     return team

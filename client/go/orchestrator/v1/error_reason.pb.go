@@ -117,6 +117,9 @@ const (
 	// Result reason (not a status): a team member did not finish within the team's
 	// member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
 	ErrorReason_MEMBER_TIMEOUT ErrorReason = 39
+	// RESOURCE_EXHAUSTED: more turns were started on one Run stream than may wait behind its
+	// current turn (metadata: limit); the stream ends after the current turn is cancelled.
+	ErrorReason_TOO_MANY_PENDING_TURNS ErrorReason = 40
 )
 
 // Enum value maps for ErrorReason.
@@ -162,6 +165,7 @@ var (
 		37: "TEAM_ALREADY_EXISTS",
 		38: "AGENT_IN_USE",
 		39: "MEMBER_TIMEOUT",
+		40: "TOO_MANY_PENDING_TURNS",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -204,6 +208,7 @@ var (
 		"TEAM_ALREADY_EXISTS":       37,
 		"AGENT_IN_USE":              38,
 		"MEMBER_TIMEOUT":            39,
+		"TOO_MANY_PENDING_TURNS":    40,
 	}
 )
 
@@ -238,7 +243,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\x9f\a\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xbb\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -280,7 +285,8 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x0eTEAM_NOT_FOUND\x10$\x12\x17\n" +
 	"\x13TEAM_ALREADY_EXISTS\x10%\x12\x10\n" +
 	"\fAGENT_IN_USE\x10&\x12\x12\n" +
-	"\x0eMEMBER_TIMEOUT\x10'B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x0eMEMBER_TIMEOUT\x10'\x12\x1a\n" +
+	"\x16TOO_MANY_PENDING_TURNS\x10(B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

@@ -120,6 +120,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Result reason (not a status): a team member did not finish within the team's
     member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
     """
+    TOO_MANY_PENDING_TURNS: _ErrorReason.ValueType  # 40
+    """RESOURCE_EXHAUSTED: more turns were started on one Run stream than may wait behind its
+    current turn (metadata: limit); the stream ends after the current turn is cancelled.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -225,5 +229,9 @@ deleted (metadata: agent_id, team_id — the first such team in id order).
 MEMBER_TIMEOUT: ErrorReason.ValueType  # 39
 """Result reason (not a status): a team member did not finish within the team's
 member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
+"""
+TOO_MANY_PENDING_TURNS: ErrorReason.ValueType  # 40
+"""RESOURCE_EXHAUSTED: more turns were started on one Run stream than may wait behind its
+current turn (metadata: limit); the stream ends after the current turn is cancelled.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

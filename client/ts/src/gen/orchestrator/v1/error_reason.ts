@@ -124,6 +124,11 @@ export enum ErrorReason {
    * member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
    */
   MEMBER_TIMEOUT = 39,
+  /**
+   * TOO_MANY_PENDING_TURNS - RESOURCE_EXHAUSTED: more turns were started on one Run stream than may wait behind its
+   * current turn (metadata: limit); the stream ends after the current turn is cancelled.
+   */
+  TOO_MANY_PENDING_TURNS = 40,
   UNRECOGNIZED = -1,
 }
 
@@ -249,6 +254,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 39:
     case "MEMBER_TIMEOUT":
       return ErrorReason.MEMBER_TIMEOUT;
+    case 40:
+    case "TOO_MANY_PENDING_TURNS":
+      return ErrorReason.TOO_MANY_PENDING_TURNS;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -338,6 +346,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "AGENT_IN_USE";
     case ErrorReason.MEMBER_TIMEOUT:
       return "MEMBER_TIMEOUT";
+    case ErrorReason.TOO_MANY_PENDING_TURNS:
+      return "TOO_MANY_PENDING_TURNS";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -1,15 +1,13 @@
-"""The plumbing between a turn task and its caller: the run's first write (StartGate) and
-the channel its events travel through (EventChannel, with delta coalescing)."""
+"""The first write of a run, overlapped with the model request (see StartGate)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 
-from ..store.base import DuplicateRequestError, Store
 from . import events as ev
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, Reason
+from .store_port import DuplicateRequestError, Store
 from .types import Message, Run
 
 Emit = Callable[[ev.EventBody], None]
@@ -61,7 +59,7 @@ class StartGate:
             raise InvalidArgumentError.for_field(
                 "request_id",
                 "is already in use",
-                reason="REQUEST_ID_CONFLICT",
+                reason=Reason.REQUEST_ID_CONFLICT,
                 metadata={"run_id": duplicate.existing.run_id},
             ) from None
         # Awaiting a future that is already done does not run its pending callbacks
@@ -72,39 +70,3 @@ class StartGate:
         """Let a write in flight finish: the run's end is recorded after it."""
         if self._write is not None and not self._write.done():
             await asyncio.gather(asyncio.shield(self._write), return_exceptions=True)
-
-
-class EventChannel:
-    """The turn task's events on their way to the caller: put() never waits, take_all()
-    hands over everything pending at once."""
-
-    def __init__(self) -> None:
-        self._items: deque[object] = deque()
-        self._ready = asyncio.Event()
-
-    def put(self, item: object) -> None:
-        """Queue an event body, a child's RunEvent, an error, or the end marker."""
-        self._items.append(item)
-        self._ready.set()
-
-    async def take_all(self) -> list[object]:
-        """Wait for at least one item; return and remove all pending ones."""
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        items = list(self._items)
-        self._items.clear()
-        return items
-
-
-def coalesce_deltas(items: list[object]) -> list[object]:
-    """Merge runs of consecutive TextDelta bodies into one (order is kept)."""
-    if len(items) < 2:
-        return items
-    merged: list[object] = []
-    for item in items:
-        if isinstance(item, ev.TextDelta) and merged and isinstance(merged[-1], ev.TextDelta):
-            merged[-1] = ev.TextDelta(merged[-1].text + item.text)
-        else:
-            merged.append(item)
-    return merged

@@ -1,4 +1,4 @@
-"""The narrow storage interface of the core.
+"""The store port: the narrow storage interface the core needs.
 
 Every method takes the tenant first: each row belongs to a tenant, and no query crosses
 tenants. A server database (PostgreSQL, for several replicas) implements the same
@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..core.collaboration_types import Team, TeamSpec
-from ..core.types import Agent, AgentSpec, Message, Run, RunStatus, Session, Usage
+from .types import Agent, AgentSpec, Message, Run, RunStatus, Session, Team, TeamSpec, Usage
 
 
 class DuplicateRequestError(Exception):

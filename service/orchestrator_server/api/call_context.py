@@ -1,4 +1,6 @@
-"""Which tenant a call acts for: the `x-tenant-id` request metadata (default "default").
+"""What a call carries besides its request: the tenant it acts for and its deadline.
+
+The tenant is the `x-tenant-id` request metadata (default "default").
 
 The service trusts the header as set by the mesh in front of it (an authenticating proxy
 or interceptor maps credentials to a tenant); it only checks that the value is well formed.
@@ -7,11 +9,12 @@ or interceptor maps credentials to a tenant); it only checks that the value is w
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import grpc
 
-from ..core.errors import InvalidArgumentError
+from ..core.errors import InvalidArgumentError, Reason
 from ..core.types import DEFAULT_TENANT
 
 TENANT_HEADER = "x-tenant-id"
@@ -27,7 +30,13 @@ def tenant_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
                 raise InvalidArgumentError.for_field(
                     TENANT_HEADER,
                     "must be 1-63 lowercase letters, digits, '.', '_' or '-'",
-                    reason="INVALID_TENANT",
+                    reason=Reason.INVALID_TENANT,
                 )
             return tenant
     return DEFAULT_TENANT
+
+
+def deadline_of(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    """The caller's deadline as a time.monotonic() instant (None without one)."""
+    remaining = context.time_remaining()
+    return time.monotonic() + remaining if remaining is not None else None

@@ -1,0 +1,123 @@
+"""The runs executing in this process: lookup by id and by request id, and cancellation.
+
+A run is cancelled by cancelling its task; the reason recorded for it is set first
+(`RUN_CANCELLED` by default, `RUN_INTERRUPTED` when the server stops, `MEMBER_TIMEOUT` for
+a team member, `DEADLINE_EXCEEDED` when its caller's deadline passed), so that the task's
+own cleanup writes the right outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from .errors import Reason
+from .types import Run
+
+RequestKey = tuple[str, str, str]  # tenant, agent_id, request_id
+
+
+@dataclass(slots=True)
+class ActiveRun:
+    """A run executing in this process and why it would be cancelled."""
+
+    run: Run
+    tenant: str
+    task: asyncio.Task[None] | None = None
+    cancel_reason: Reason = Reason.RUN_CANCELLED
+    cancel_message: str = "the run was cancelled"
+    done: asyncio.Future[Run] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def cancel(self, reason: Reason, message: str) -> None:
+        """Cancel the run's task, recording `reason` and `message` as its outcome."""
+        self.cancel_reason = reason
+        self.cancel_message = message
+        if self.task is not None:
+            self.task.cancel()
+
+    def finished(self, run: Run) -> None:
+        """The run's final record is known: wake whoever waits for it."""
+        self.run = run
+        if not self.done.done():
+            self.done.set_result(run)
+
+
+class ActiveRuns:
+    """Runs in flight: turns, and pipelines/team runs (whose tasks run elsewhere)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, ActiveRun] = {}
+        self._by_request: dict[RequestKey, ActiveRun] = {}
+        self._external: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self.stopping = False
+
+    def add(self, active: ActiveRun) -> None:
+        """Track a turn that is about to start."""
+        run = active.run
+        self._by_id[run.run_id] = active
+        if run.request_id:
+            self._by_request[(active.tenant, run.agent_id, run.request_id)] = active
+
+    def remove(self, active: ActiveRun) -> None:
+        """Forget a turn that has ended."""
+        run = active.run
+        self._by_id.pop(run.run_id, None)
+        if run.request_id:
+            self._by_request.pop((active.tenant, run.agent_id, run.request_id), None)
+
+    def by_request(self, tenant: str, agent_id: str, request_id: str) -> ActiveRun | None:
+        """The turn in flight that a request id started, if any."""
+        return self._by_request.get((tenant, agent_id, request_id))
+
+    def track(self, run_id: str, tenant: str, task: asyncio.Task[None]) -> None:
+        """Make a run executed by `task` outside the engine cancellable with CancelRun."""
+        self._external[run_id] = (tenant, task)
+        task.add_done_callback(lambda _: self._external.pop(run_id, None))
+
+    async def cancel(self, tenant: str, run_id: str) -> bool:
+        """Cancel a run of `tenant` in flight and wait for its outcome; False if none."""
+        external = self._external.get(run_id)
+        if external is not None and external[0] == tenant:
+            external[1].cancel()
+            await asyncio.gather(external[1], return_exceptions=True)
+            return True
+        active = self._by_id.get(run_id)
+        if active is None or active.tenant != tenant or active.task is None:
+            return False
+        active.cancel(Reason.RUN_CANCELLED, "the run was cancelled by CancelRun")
+        await asyncio.shield(active.done)
+        return True
+
+    def cancel_own(self, run_id: str, message: str, reason: Reason) -> None:
+        """Cancel a run its caller owns (a cancel on its stream, a member timeout)."""
+        active = self._by_id.get(run_id)
+        if active is not None:
+            active.cancel(reason, message)
+
+    def abandoned(self, active: ActiveRun, deadline_passed: bool) -> None:
+        """The caller of a turn went away: choose the reason the turn is cancelled with."""
+        if self.stopping:
+            active.cancel_reason = Reason.RUN_INTERRUPTED
+            active.cancel_message = "the server is stopping"
+        elif deadline_passed:
+            active.cancel_reason = Reason.DEADLINE_EXCEEDED
+            active.cancel_message = "the caller's deadline passed"
+        else:
+            active.cancel_message = "the client went away"
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping: turns whose callers are cut off from now on are recorded
+        INTERRUPTED (the server's doing), not CANCELLED."""
+        self.stopping = True
+
+    async def shutdown(self) -> None:
+        """Cancel every turn in flight (server stop) and wait for their outcomes."""
+        self.stopping = True
+        actives = list(self._by_id.values())
+        for active in actives:
+            active.cancel(Reason.RUN_INTERRUPTED, "the server is stopping")
+        await asyncio.gather(
+            *(a.task for a in actives if a.task is not None), return_exceptions=True
+        )

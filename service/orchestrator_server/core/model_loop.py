@@ -1,0 +1,129 @@
+"""The model/tool loop of one turn: call the model, run the tools it asks for, repeat
+until it answers (or the call limit is reached)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from . import events as ev
+from .errors import DeadlineExceededError, Reason, ResourceExhaustedError
+from .memory import DEFAULT_MAX_MESSAGES, to_chat_messages, window
+from .model_port import ChatMessage, ChatModel, ModelTurnEnd
+from .start_gate import StartGate
+from .store_port import Store
+from .task_stream import Emit
+from .tool_calls import TurnTools
+from .types import Agent, Message, Role, Run, TurnRequest, Usage
+
+# Asks another agent (callee, message) on behalf of this turn; returns its answer.
+AskAgent = Callable[[str, str], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    """What a turn needs besides its run: the request, its tools and its deadline."""
+
+    request: TurnRequest
+    tools: TurnTools
+    deadline: float | None
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left before the caller's deadline (None without one)."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceededError("the caller's deadline passed", reason=Reason.DEADLINE_EXCEEDED)
+    return left
+
+
+class ModelLoop:
+    """One turn's model calls and tool calls. `parts` holds the text of the current
+    model call and `usage` the tokens so far, so a cancelled turn can record them."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        agent: Agent,
+        run: Run,
+        context: TurnContext,
+        gate: StartGate,
+        emit: Emit[object],
+    ) -> None:
+        self._model = model
+        self._agent = agent
+        self._run = run
+        self._context = context
+        self._gate = gate
+        self._emit = emit
+        self._schemas = context.tools.schemas()
+        self.parts: list[str] = []
+        self.usage = Usage()
+        self.first_delta = 0.0  # time.monotonic() of the first text delta, 0 before
+        self.steps: list[Message] = []  # assistant tool calls and tool results
+
+    async def history(self, store: Store, tenant: str) -> list[ChatMessage]:
+        """The system message and the windowed history, ending with the user message."""
+        spec = self._agent.spec
+        limit = spec.memory.max_messages or DEFAULT_MAX_MESSAGES
+        run = self._run
+        history = await store.load_history(tenant, self._agent.agent_id, run.session_id, limit)
+        if self._gate.user_message is not None:
+            # The run's own write may or may not be visible yet: take the stored history
+            # without it and add the user message here, so the window is the same either way.
+            history = [m for m in history if m.run_id != run.run_id] + [self._gate.user_message]
+        return to_chat_messages(spec.system_message, window(history, limit))
+
+    async def run(self, messages: list[ChatMessage], max_calls: int, ask: AskAgent) -> str:
+        """Call the model until it answers without tool calls; the answer."""
+        for call_number in range(1, max_calls + 1):
+            end = await self._call_model(messages)
+            self.usage = self.usage + end.usage
+            text = "".join(self.parts)
+            if not end.tool_calls:
+                return text
+            if call_number == max_calls:
+                raise ResourceExhaustedError(
+                    f"the model was still calling tools after {max_calls} model calls",
+                    reason=Reason.MODEL_CALL_LIMIT,
+                    metadata={"limit": str(max_calls)},
+                )
+            asking = Message(
+                Role.ASSISTANT, text, tool_calls=end.tool_calls, run_id=self._run.run_id
+            )
+            self._emit(ev.MessageCompleted(asking))
+            tools = self._context.tools
+            results = await tools.execute(end.tool_calls, self._emit, ask, self._run.run_id)
+            self.steps += [asking, *results]
+            messages += to_chat_messages("", [asking, *results])
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _call_model(self, messages: list[ChatMessage]) -> ModelTurnEnd:
+        """Stream one model response, emitting its text; the response's end."""
+        self.parts.clear()
+        end: ModelTurnEnd | None = None
+        stream = self._model.stream(
+            self._agent.spec.model,
+            messages,
+            tools=self._schemas,
+            timeout=remaining(self._context.deadline),
+        )
+        async for item in stream:
+            if not self._gate.opened:
+                await self._gate.wait()
+            if not isinstance(item, str):
+                end = item
+                continue
+            self.parts.append(item)
+            self._emit(ev.TextDelta(item))
+            if not self.first_delta:
+                self.first_delta = time.monotonic()
+                # Let the caller send the first delta now rather than after the rest of
+                # what the model sent in the same packet is parsed.
+                await asyncio.sleep(0)
+        assert end is not None, "a model stream ends with a ModelTurnEnd"
+        return end

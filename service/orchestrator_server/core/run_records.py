@@ -1,0 +1,57 @@
+"""Run records as callers see them: GetRun, ListRuns and CancelRun."""
+
+from __future__ import annotations
+
+from .active_runs import ActiveRuns
+from .errors import InvalidArgumentError, NotFoundError, Reason
+from .pagination import PageTokens
+from .store_port import Store
+from .types import Page, Run
+from .validation import check_page_size
+
+
+class RunRecords:
+    """Reads run records and cancels runs in flight."""
+
+    def __init__(self, store: Store, tokens: PageTokens, active: ActiveRuns) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._active = active
+
+    async def get(self, tenant: str, run_id: str) -> Run:
+        """One run, or RUN_NOT_FOUND."""
+        run = await self._store.get_run(tenant, run_id)
+        if run is None:
+            raise NotFoundError(
+                f"run '{run_id[:80]}' not found",
+                reason=Reason.RUN_NOT_FOUND,
+                metadata={"run_id": run_id[:80]},
+            )
+        return run
+
+    async def cancel(self, tenant: str, run_id: str) -> Run:
+        """Cancel a queued or running run and return its record once its outcome is
+        written; a finished run is returned unchanged."""
+        await self._active.cancel(tenant, run_id)
+        return await self.get(tenant, run_id)
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        agent_id: str = "",
+        session_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[Run]:
+        """Runs newest first, optionally of one agent and session."""
+        limit = check_page_size(page_size)
+        if session_id and not agent_id:
+            raise InvalidArgumentError.for_field("session_id", "requires agent_id")
+        scope = f"runs:{tenant}:{agent_id}:{session_id}"
+        key = self._tokens.parse(scope, page_token)
+        after = (float(key[0]), str(key[1])) if key else None
+        runs = await self._store.list_runs(
+            tenant, agent_id=agent_id, session_id=session_id, after=after, limit=limit + 1
+        )
+        return self._tokens.page(scope, runs, limit, lambda r: [r.create_time, r.run_id])

@@ -1,0 +1,115 @@
+"""One primitive for "run this work in its own task and stream what it emits".
+
+Turns, pipelines and team runs all execute in a task of their own and hand their events
+to one consumer through a channel: a cancel (a cancel message, `CancelRun` from another
+connection, a member timeout) can then stop the work without stopping the consumer's
+stream, and parallel participants can emit from several tasks at once. When the consumer
+goes away first (disconnect, deadline, server stop), the work is cancelled and waited
+for, so that its outcome is recorded before the consumer's call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+Emit = Callable[[T], None]
+
+
+class _End:
+    """The work finished (normally, by error, or cancelled)."""
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class EventChannel(Generic[T]):
+    """Items on their way from the work to the consumer: put() never waits, take_all()
+    hands over everything pending at once (one wake-up for a burst of deltas)."""
+
+    def __init__(self) -> None:
+        self._items: deque[T | _End | _Failure] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, item: T | _End | _Failure) -> None:
+        """Queue one item for the consumer."""
+        self._items.append(item)
+        self._ready.set()
+
+    async def take_all(self) -> list[T | _End | _Failure]:
+        """Wait for at least one item; return and remove all pending ones."""
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+def _keep_all(items: list[T | _End | _Failure]) -> list[T | _End | _Failure]:
+    return items
+
+
+class TaskStream(Generic[T]):
+    """`work(emit)` running in its own task; iterate `events()` to receive what it emits.
+
+    The work's exception is raised to the consumer after the items emitted before it.
+    If the work ends by cancellation while the consumer still listens (CancelRun), the
+    consumer gets `cancelled_error()` when given, else a plain end of the stream (a turn
+    emits its own RunCancelled event first).
+    """
+
+    def __init__(
+        self,
+        work: Callable[[Emit[T]], Awaitable[None]],
+        *,
+        name: str,
+        cancelled_error: Callable[[], Exception] | None = None,
+        merge: Callable[[list[T | _End | _Failure]], list[T | _End | _Failure]] = _keep_all,
+    ) -> None:
+        self._channel: EventChannel[T] = EventChannel()
+        self._cancelled_error = cancelled_error
+        self._merge = merge
+        self.task: asyncio.Task[None] = asyncio.create_task(self._main(work), name=name)
+
+    async def _main(self, work: Callable[[Emit[T]], Awaitable[None]]) -> None:
+        put = self._channel.put
+        try:
+            await work(put)
+        except asyncio.CancelledError:
+            if self._cancelled_error is not None:
+                put(_Failure(self._cancelled_error()))
+            raise
+        except Exception as error:
+            put(_Failure(error))
+        finally:
+            put(_End())
+
+    async def events(self, on_abandon: Callable[[], None] | None = None) -> AsyncIterator[T]:
+        """The work's items in order; if the consumer stops first, `on_abandon()` runs,
+        then the work is cancelled and waited for."""
+        try:
+            while True:
+                for item in self._merge(await self._channel.take_all()):
+                    if isinstance(item, _End):
+                        return
+                    if isinstance(item, _Failure):
+                        raise item.error
+                    yield item
+        finally:
+            if not self.task.done():
+                if on_abandon is not None:
+                    on_abandon()
+                await self.stop()
+
+    async def stop(self) -> None:
+        """Cancel the work and wait until it has finished (its outcome recorded)."""
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)

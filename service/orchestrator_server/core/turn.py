@@ -1,0 +1,184 @@
+"""One turn of an agent in a session, from the user message to the final answer: the
+work that `RunEngine` runs in a task of its own (see `task_stream.py`).
+
+Persistence is one transaction when the turn starts (run record + user message) and one
+when it ends (assistant message + outcome), never one per token. What a cancelled or
+failed turn keeps: the user message stays in the history; the partial answer is not
+added to the history (the next turn would otherwise build on half a sentence) but is
+kept in the run record's `output` for inspection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from . import events as ev
+from .active_runs import ActiveRun, ActiveRuns
+from .errors import FailedPreconditionError, OrchestratorError, Reason
+from .model_loop import AskAgent, ModelLoop, TurnContext
+from .model_port import ModelCatalog
+from .observer import RunObserver
+from .outcome import OutcomeRecorder
+from .session_locks import Reservation
+from .start_gate import StartGate
+from .store_port import Store
+from .task_stream import Emit
+from .types import Agent, Message, Role, RunStatus
+
+log = logging.getLogger(__name__)
+
+# Builds the agent-as-tool callback of a turn from its agent, run and event sink.
+AgentCaller = Callable[[Agent, ActiveRun, TurnContext, Emit[object]], AskAgent]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnServices:
+    """What every turn uses: the store, models, run tracking and monitoring."""
+
+    store: Store
+    models: ModelCatalog
+    runs: ActiveRuns
+    observer: RunObserver
+    ask_agent: AgentCaller
+    default_max_model_calls: int
+
+
+class Turn:
+    """Executes one turn: waits for the session, runs the model loop, records the end."""
+
+    def __init__(
+        self,
+        services: TurnServices,
+        active: ActiveRun,
+        agent: Agent,
+        reservation: Reservation,
+        context: TurnContext,
+    ) -> None:
+        self._services = services
+        self._active = active
+        self._agent = agent
+        self._reservation = reservation
+        self._context = context
+        run = active.run
+        self._outcome = OutcomeRecorder(services.store, active.tenant, run)
+        self._user_message = Message(Role.USER, run.input, run_id=run.run_id)
+        self._started = time.monotonic()
+        self._loop: ModelLoop | None = None
+
+    async def run(self, emit: Emit[object]) -> None:
+        """The turn's task: every exit records an outcome, and a cancelled turn emits
+        RunCancelled (the caller's stream stays open for further turns)."""
+        services, active = self._services, self._active
+        immediate = self._reservation.immediate
+        gate = StartGate(
+            services.store,
+            active.tenant,
+            active.run,
+            self._user_message if immediate else None,
+            emit,
+        )
+        services.observer.run_started()
+        try:
+            await self._execute(gate, emit)
+        except asyncio.CancelledError:
+            await gate.settle()
+            # A server stop is not the client's doing: such runs read INTERRUPTED, like
+            # runs found unfinished after a crash.
+            stopped = active.cancel_reason is Reason.RUN_INTERRUPTED
+            status = RunStatus.INTERRUPTED if stopped else RunStatus.CANCELLED
+            await self._record_end(status, active.cancel_reason, active.cancel_message)
+            emit(ev.RunCancelled(active.cancel_reason, active.cancel_message))
+            raise
+        except Exception as error:
+            await gate.settle()
+            await self._record_end(RunStatus.FAILED, *_describe(error, active.run.run_id))
+            raise
+        finally:
+            self._finished()
+
+    async def _execute(self, gate: StartGate, emit: Emit[object]) -> None:
+        reservation, services = self._reservation, self._services
+        if reservation.immediate:
+            # The run's first write goes to the writer thread while the model request is
+            # prepared and sent; the gate is waited for before the first event.
+            gate.submit()
+        else:
+            await gate.wait()
+        async with reservation.hold(self._active.run.run_id):
+            if not reservation.immediate:
+                await self._begin_queued()
+            model = services.models.resolve(self._agent.spec.model.provider)
+            loop = self._loop = ModelLoop(
+                model, self._agent, self._active.run, self._context, gate, emit
+            )
+            messages = await loop.history(services.store, self._active.tenant)
+            ask = services.ask_agent(self._agent, self._active, self._context, emit)
+            output = await loop.run(messages, self._max_model_calls(), ask)
+            final = Message(Role.ASSISTANT, output, run_id=self._active.run.run_id)
+            await gate.wait()
+            stored = await self._outcome.completed(output, loop.usage, [*loop.steps, final])
+            self._active.run = self._outcome.run
+            ttfd = (loop.first_delta - self._started) * 1000 if loop.first_delta else 0.0
+            emit(ev.MessageCompleted(stored[-1] if stored else final))
+            duration = (time.monotonic() - self._started) * 1000
+            emit(ev.RunCompleted(output, loop.usage, ttfd, duration))
+
+    async def _begin_queued(self) -> None:
+        """A queued run got the session: mark it running and reload its agent, which may
+        have been changed or deleted while the run waited."""
+        active, store = self._active, self._services.store
+        now = time.time()
+        await store.mark_running(active.tenant, active.run.run_id, now, self._user_message)
+        active.run = replace(active.run, status=RunStatus.RUNNING, start_time=now)
+        self._outcome.run = active.run
+        self._started = time.monotonic()
+        current = await store.get_agent(active.tenant, self._agent.agent_id)
+        if current is None:
+            raise FailedPreconditionError(
+                f"agent '{self._agent.agent_id}' was deleted",
+                reason=Reason.AGENT_DELETED,
+                metadata={"agent_id": self._agent.agent_id},
+            )
+        self._agent = current
+
+    def _max_model_calls(self) -> int:
+        return (
+            self._context.request.max_model_calls
+            or self._agent.spec.max_model_calls
+            or self._services.default_max_model_calls
+        )
+
+    async def _record_end(self, status: RunStatus, reason: str, message: str) -> None:
+        loop = self._loop
+        partial = "".join(loop.parts) if loop else ""
+        usage = loop.usage if loop else None
+        await self._outcome.ended(status, reason, message, output=partial, usage=usage)
+
+    def _finished(self) -> None:
+        services, active = self._services, self._active
+        run = self._outcome.run
+        loop = self._loop
+        first_delta = loop.first_delta if loop and loop.first_delta else None
+        services.observer.run_finished(
+            run.status,
+            run.error_reason,
+            time.monotonic() - self._started,
+            first_delta - self._started if first_delta else None,
+            run.usage,
+        )
+        self._reservation.release()
+        services.runs.remove(active)
+        active.finished(run)
+
+
+def _describe(error: Exception, run_id: str) -> tuple[str, str]:
+    """The reason and message recorded for a failed run (details of unexpected errors go
+    to the log only)."""
+    if isinstance(error, OrchestratorError):
+        return error.reason, error.message
+    log.error("run %s failed unexpectedly", run_id, exc_info=error)
+    return Reason.INTERNAL_ERROR, "internal error"
