@@ -11,11 +11,13 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import network_guard
 import pytest
 
 from helpers import LiveServer, start_live_server
 from orchestrator_devmodel import DevModelAdmin, DevModelConfig, DevModelServer
 
+network_guard.install()
 # Provider keys must never be needed (or leaked) by the tests.
 os.environ.pop("OPENAI_API_KEY", None)
 

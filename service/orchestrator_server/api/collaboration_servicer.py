@@ -3,7 +3,8 @@ core, convert (errors are mapped by the method handlers, `handlers.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -86,7 +87,7 @@ class CollaborationRpcs:
 
     async def RunPipeline(
         self, request: collaboration_pb2.RunPipelineRequest, context: Context
-    ) -> AsyncIterator[collaboration_pb2.CollaborationEvent]:
+    ) -> AsyncGenerator[collaboration_pb2.CollaborationEvent, None]:
         """Run the steps one after another, streaming their events."""
         events = self._pipelines.run(
             tenant_of(context),
@@ -95,12 +96,13 @@ class CollaborationRpcs:
             request.session_id,
             deadline=deadline_of(context),
         )
-        async for event in events:
-            yield collaboration_event_to_pb(event)
+        async with aclosing(events):
+            async for event in events:
+                yield collaboration_event_to_pb(event)
 
     async def RunTeam(
         self, request: collaboration_pb2.RunTeamRequest, context: Context
-    ) -> AsyncIterator[collaboration_pb2.CollaborationEvent]:
+    ) -> AsyncGenerator[collaboration_pb2.CollaborationEvent, None]:
         """Run a team on a task, streaming its members' and coordinator's events."""
         tenant = tenant_of(context)
         deadline = deadline_of(context)

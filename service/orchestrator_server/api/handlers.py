@@ -11,7 +11,8 @@ other bad input. The same wrappers map every exception a servicer raises to a ri
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -24,7 +25,7 @@ from .error_mapping import abort
 
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehaviour = Callable[[Any, Context], Awaitable[Any]]
-StreamBehaviour = Callable[[Any, Context], AsyncIterator[Any]]
+StreamBehaviour = Callable[[Any, Context], AsyncGenerator[Any, None]]
 
 
 class MalformedRequest:
@@ -47,7 +48,7 @@ def checked(request: Any) -> Any:
     return request
 
 
-async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
     async for request in requests:
         yield checked(request)
 
@@ -83,11 +84,12 @@ def stream_response(behaviour: StreamBehaviour, client_streaming: bool) -> Strea
     """A server-streaming method whose errors become rich statuses, also after some
     responses were sent."""
 
-    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+    async def handle(request: Any, context: Context) -> AsyncGenerator[Any, None]:
         try:
             request = _checked_stream(request) if client_streaming else checked(request)
-            async for response in behaviour(request, context):
-                yield response
+            async with aclosing(behaviour(request, context)) as items:
+                async for response in items:
+                    yield response
         except grpc.aio.AbortError:
             raise
         except Exception as error:

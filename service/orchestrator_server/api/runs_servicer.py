@@ -3,7 +3,8 @@ convert (errors are mapped by the method handlers, `handlers.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -43,7 +44,7 @@ class RunRpcs:
 
     async def Run(
         self, request_iterator: AsyncIterator[run_pb2.RunRequest], context: Context
-    ) -> AsyncIterator[run_pb2.RunEvent]:
+    ) -> AsyncGenerator[run_pb2.RunEvent, None]:
         """Execute the turns the client starts on this stream, streaming their events."""
         stream = RunStream(
             self._runs,
@@ -51,8 +52,9 @@ class RunRpcs:
             deadline=deadline_of(context),
             max_pending_starts=self._max_pending_starts,
         )
-        async for event in stream.run(commands_from_pb(request_iterator)):
-            yield event_to_pb(event)
+        async with aclosing(stream.run(commands_from_pb(request_iterator))) as items:
+            async for event in items:
+                yield event_to_pb(event)
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: Context

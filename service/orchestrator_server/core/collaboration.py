@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from . import events as ev
@@ -84,7 +85,7 @@ class Collaborations:
 
     async def stream(
         self, tenant: str, run_id: str, session_id: str, task_input: str, body: Body
-    ) -> AsyncIterator[CollaborationEvent]:
+    ) -> AsyncGenerator[CollaborationEvent, None]:
         """Record the parent run, run `body` in a task and yield what it emits; the final
         `completed` event is emitted here once the parent run is recorded as completed."""
         now = time.time()
@@ -119,8 +120,9 @@ class Collaborations:
         )
         # CancelRun on the parent run id reaches this task.
         self._runs.active.track(run_id, tenant, stream.task)
-        async for event in stream.events():
-            yield event
+        async with aclosing(stream.events()) as items:
+            async for event in items:
+                yield event
 
     async def _recorded(
         self, outcome: OutcomeRecorder, emit: Emit, body: Body
@@ -169,10 +171,11 @@ class Collaborations:
 
         async def consume() -> None:
             nonlocal run_id, last
-            async for event in self._runs.execute(tenant, request, deadline=deadline):
-                run_id = run_id or event.run_id
-                last = event.body
-                emit(who, event)
+            async with aclosing(self._runs.execute(tenant, request, deadline=deadline)) as items:
+                async for event in items:
+                    run_id = run_id or event.run_id
+                    last = event.body
+                    emit(who, event)
 
         turn = asyncio.create_task(consume(), name=f"participant {who.role} {who.index}")
 

@@ -7,7 +7,8 @@ pipeline's run is recorded, so a bad request fails with no run and no model call
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 
 from .agents import AgentRegistry
 from .collaboration import Collaborations, Emit, Outcome, participant_error, total_usage
@@ -70,7 +71,7 @@ class PipelineRunner:
         session_id: str = "",
         *,
         deadline: float | None = None,
-    ) -> AsyncIterator[CollaborationEvent]:
+    ) -> AsyncGenerator[CollaborationEvent, None]:
         """Run the steps in order and yield the pipeline's events; raise the error of the
         step that failed (with metadata step, agent_id, run_id, pipeline_run_id)."""
         check_message(task_input, "input")
@@ -114,5 +115,8 @@ class PipelineRunner:
             results = tuple(o.result for o in outcomes)
             return CollaborationCompleted(previous, results, total_usage(results))
 
-        async for event in self._collaborations.stream(tenant, run_id, session, task_input, body):
-            yield event
+        async with aclosing(
+            self._collaborations.stream(tenant, run_id, session, task_input, body)
+        ) as items:
+            async for event in items:
+                yield event

@@ -4,7 +4,7 @@ replays the first one's outcome instead of running again, waiting if it still ru
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from . import events as ev
 from .active_runs import ActiveRun, ActiveRuns
@@ -41,7 +41,7 @@ async def find_previous(
     return active or previous
 
 
-async def replay(previous: Run | ActiveRun) -> AsyncIterator[ev.RunEvent]:
+async def replay(previous: Run | ActiveRun) -> AsyncGenerator[ev.RunEvent, None]:
     """The outcome of an earlier start: RunStarted(replayed), then the answer or the
     run's error."""
     run = previous.run if isinstance(previous, ActiveRun) else previous

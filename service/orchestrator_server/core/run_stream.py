@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from . import events as ev
@@ -83,7 +84,9 @@ class RunStream:
         self._cancel_when_started = False
         self._error: OrchestratorError | None = None  # ends the stream after this turn
 
-    async def run(self, commands: AsyncIterator[StreamCommand]) -> AsyncIterator[ev.RunEvent]:
+    async def run(
+        self, commands: AsyncIterator[StreamCommand]
+    ) -> AsyncGenerator[ev.RunEvent, None]:
         """Execute the turns `commands` start and yield their events in order."""
         # The first command is read here rather than by the reader task: one task switch
         # less before the first turn starts.
@@ -97,23 +100,25 @@ class RunStream:
         reader = asyncio.create_task(self._read(commands), name="run stream reader")
         try:
             while (request := await self._next_start()) is not None:
-                async for event in self._turn(request):
-                    yield event
+                async with aclosing(self._turn(request)) as items:
+                    async for event in items:
+                        yield event
                 if self._error is not None:
                     raise self._error
         finally:
             reader.cancel()
 
-    async def _turn(self, request: TurnRequest) -> AsyncIterator[ev.RunEvent]:
+    async def _turn(self, request: TurnRequest) -> AsyncGenerator[ev.RunEvent, None]:
         self._starting = True
         try:
             events = self._engine.execute(
                 self._tenant, request, deadline=self._deadline, bridge=self._bridge
             )
-            async for event in events:
-                if isinstance(event.body, ev.RunStarted) and not event.parent_run_id:
-                    self._began(event.run_id)
-                yield event
+            async with aclosing(events):
+                async for event in events:
+                    if isinstance(event.body, ev.RunStarted) and not event.parent_run_id:
+                        self._began(event.run_id)
+                    yield event
         finally:
             self._starting = False
             self._current = ""

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import cast
 
 from . import events as ev
 from .active_runs import ActiveRun, ActiveRuns
@@ -76,7 +78,7 @@ class RunEngine:
         *,
         deadline: float | None = None,
         bridge: ClientToolBridge | None = None,
-    ) -> AsyncIterator[ev.RunEvent]:
+    ) -> AsyncGenerator[ev.RunEvent, None]:
         """Run one turn and yield its events; raise the run's error if it fails.
 
         `deadline` is a time.monotonic() instant after which the turn is cancelled with
@@ -90,8 +92,9 @@ class RunEngine:
                 self._store, self.active, tenant, agent.agent_id, session_id, request
             )
             if previous is not None:
-                async for event in replay(previous):
-                    yield event
+                async with aclosing(replay(previous)) as replayed:
+                    async for event in replayed:
+                        yield event
                 return
         # Reject at once when busy, before anything is written; an enqueued run is recorded
         # as QUEUED so that it can be seen and cancelled while it waits.
@@ -113,15 +116,16 @@ class RunEngine:
             self.active.abandoned(active, passed)
 
         sequence = 0
-        async for item in stream.events(on_abandon=abandoned):
-            if isinstance(item, ev.RunEvent):  # a child run's event, already numbered
-                yield item
-                continue
-            sequence += 1
-            body: ev.EventBody = item  # type: ignore[assignment]
-            yield ev.RunEvent(
-                active.run.run_id, agent.agent_id, sequence, body, request.parent_run_id
-            )
+        async with aclosing(stream.events(on_abandon=abandoned)) as items:
+            async for item in items:
+                if isinstance(item, ev.RunEvent):  # a child run's event, already numbered
+                    yield item
+                    continue
+                sequence += 1
+                body = cast(ev.EventBody, item)
+                yield ev.RunEvent(
+                    active.run.run_id, agent.agent_id, sequence, body, request.parent_run_id
+                )
 
     async def _resolve_agent(self, tenant: str, agent_id: str) -> Agent:
         if agent_id:
@@ -174,10 +178,13 @@ class RunEngine:
             )
             output = ""
             try:
-                async for event in self.execute(active.tenant, request, deadline=context.deadline):
-                    forward(event)
-                    if isinstance(event.body, ev.RunCompleted):
-                        output = event.body.output
+                async with aclosing(
+                    self.execute(active.tenant, request, deadline=context.deadline)
+                ) as items:
+                    async for event in items:
+                        forward(event)
+                        if isinstance(event.body, ev.RunCompleted):
+                            output = event.body.output
             except OrchestratorError as error:
                 raise ToolError(
                     f"agent '{callee}' failed: {error.reason}: {error.message}"

@@ -8,8 +8,9 @@ protocol; nothing above the store knows which one runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from .errors import AbortedError, NotFoundError, Reason
 from .types import Agent, AgentSpec, Message, Run, RunStatus, Session, Team, TeamSpec, Usage
 
 
@@ -179,3 +180,38 @@ class Store(Protocol):
         self, tenant: str, team_id: str, *, expected_revision: int | None
     ) -> None:
         """Delete a team; NotFoundError, or AbortedError on a revision mismatch."""
+
+
+class Revisioned(Protocol):
+    """A stored resource with an optimistic-concurrency revision (agents, teams)."""
+
+    @property
+    def revision(self) -> int:
+        """The revision; every write bumps it."""
+
+    @property
+    def etag(self) -> str:
+        """The revision as the etag callers send back."""
+
+
+R = TypeVar("R", bound=Revisioned)
+_NOT_FOUND = {"agent": Reason.AGENT_NOT_FOUND, "team": Reason.TEAM_NOT_FOUND}
+
+
+def checked_revision(kind: str, resource_id: str, current: R | None, expected: int | None) -> R:
+    """`current` if it exists and (when `expected` is given) is at that revision; else the
+    NOT_FOUND or ETAG_MISMATCH error every store raises for it. `kind` is agent or team."""
+    key = f"{kind}_id"
+    if current is None:
+        raise NotFoundError(
+            f"{kind} '{resource_id}' not found",
+            reason=_NOT_FOUND[kind],
+            metadata={key: resource_id},
+        )
+    if expected is not None and current.revision != expected:
+        raise AbortedError(
+            f"{kind} '{resource_id}' was changed since etag was read",
+            reason=Reason.ETAG_MISMATCH,
+            metadata={key: resource_id, "current_etag": current.etag},
+        )
+    return current

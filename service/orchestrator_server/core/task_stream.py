@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -92,7 +92,7 @@ class TaskStream(Generic[T]):
         finally:
             put(_End())
 
-    async def events(self, on_abandon: Callable[[], None] | None = None) -> AsyncIterator[T]:
+    async def events(self, on_abandon: Callable[[], None] | None = None) -> AsyncGenerator[T, None]:
         """The work's items in order; if the consumer stops first, `on_abandon()` runs,
         then the work is cancelled and waited for."""
         try:

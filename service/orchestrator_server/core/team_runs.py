@@ -10,7 +10,8 @@ conversations can be read back with ListMessages(agent, session_id=<team run id>
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 from .collaboration import Collaborations, Emit, Outcome, participant_error, total_usage
 from .events import (
@@ -52,7 +53,7 @@ class TeamRunner:
 
     async def run(
         self, tenant: str, team_id: str, task: str, *, deadline: float | None = None
-    ) -> AsyncIterator[CollaborationEvent]:
+    ) -> AsyncGenerator[CollaborationEvent, None]:
         """Run the team on `task` and yield its events; raise if the coordinator fails
         or, with a coordinator, no member completed."""
         team = await self._teams.get(tenant, team_id)
@@ -116,8 +117,11 @@ class TeamRunner:
             everyone = (*results, outcome.result)
             return CollaborationCompleted(outcome.result.output, everyone, total_usage(everyone))
 
-        async for event in self._collaborations.stream(tenant, run_id, run_id, task, body):
-            yield event
+        async with aclosing(
+            self._collaborations.stream(tenant, run_id, run_id, task, body)
+        ) as items:
+            async for event in items:
+                yield event
 
     async def _members(
         self,

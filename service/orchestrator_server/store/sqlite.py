@@ -25,13 +25,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..core.errors import (
-    AbortedError,
     AlreadyExistsError,
     FailedPreconditionError,
-    NotFoundError,
     Reason,
 )
-from ..core.store_port import DuplicateRequestError
+from ..core.store_port import DuplicateRequestError, checked_revision
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -350,20 +348,9 @@ class SQLiteStore:
     def _checked_agent(
         self, conn: sqlite3.Connection, tenant: str, agent_id: str, expected: int | None
     ) -> Agent:
-        agent = self._agent_row(conn, tenant, agent_id)
-        if agent is None:
-            raise NotFoundError(
-                f"agent '{agent_id}' not found",
-                reason=Reason.AGENT_NOT_FOUND,
-                metadata={"agent_id": agent_id},
-            )
-        if expected is not None and agent.revision != expected:
-            raise AbortedError(
-                f"agent '{agent_id}' was changed since etag was read",
-                reason=Reason.ETAG_MISMATCH,
-                metadata={"agent_id": agent_id, "current_etag": agent.etag},
-            )
-        return agent
+        return checked_revision(
+            "agent", agent_id, self._agent_row(conn, tenant, agent_id), expected
+        )
 
     def _update_agent(
         self,

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from ..core.errors import AbortedError, AlreadyExistsError, NotFoundError, Reason
-from ..core.store_port import MissingAgentsError
+from ..core.errors import AlreadyExistsError, Reason
+from ..core.store_port import MissingAgentsError, checked_revision
 from ..core.types import Team, TeamSpec
 
 TEAM_COLUMNS = "team_id, spec, create_time, update_time, revision"
@@ -94,20 +94,7 @@ def create_team(
 def _checked_team(
     conn: sqlite3.Connection, tenant: str, team_id: str, expected: int | None
 ) -> Team:
-    team = _team_row(conn, tenant, team_id)
-    if team is None:
-        raise NotFoundError(
-            f"team '{team_id}' not found",
-            reason=Reason.TEAM_NOT_FOUND,
-            metadata={"team_id": team_id},
-        )
-    if expected is not None and team.revision != expected:
-        raise AbortedError(
-            f"team '{team_id}' was changed since etag was read",
-            reason=Reason.ETAG_MISMATCH,
-            metadata={"team_id": team_id, "current_etag": team.etag},
-        )
-    return team
+    return checked_revision("team", team_id, _team_row(conn, tenant, team_id), expected)
 
 
 def update_team(

@@ -1,0 +1,381 @@
+"""An in-memory store: the store port in plain dictionaries, for unit tests of the core
+and for experiments. Nothing survives the process; every write is atomic because it
+never awaits. The store contract tests (tests/store) hold it to the same behaviour as the
+SQLite store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from ..core.errors import AlreadyExistsError, FailedPreconditionError, Reason
+from ..core.store_port import DuplicateRequestError, MissingAgentsError, checked_revision
+from ..core.types import (
+    Agent,
+    AgentSpec,
+    Message,
+    Run,
+    RunStatus,
+    Session,
+    Team,
+    TeamSpec,
+    Usage,
+)
+
+SessionKey = tuple[str, str, str]  # tenant, agent_id, session_id
+
+
+@dataclass
+class _Tenant:
+    agents: dict[str, Agent] = field(default_factory=dict)
+    default_agent_id: str | None = None
+    teams: dict[str, Team] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
+
+
+class InMemoryStore:
+    """The store port without persistence."""
+
+    def __init__(self) -> None:
+        self._tenants: dict[str, _Tenant] = {}
+        self._messages: dict[SessionKey, list[Message]] = {}
+        self._sessions: dict[SessionKey, Session] = {}
+        self._secret = secrets.token_bytes(32)
+
+    def _tenant(self, tenant: str) -> _Tenant:
+        return self._tenants.setdefault(tenant, _Tenant())
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def page_token_secret(self) -> bytes:
+        """A secret made when the store was."""
+        return self._secret
+
+    # -- agents -------------------------------------------------------------------------
+
+    def _agent(self, tenant: str, agent_id: str) -> Agent | None:
+        state = self._tenant(tenant)
+        agent = state.agents.get(agent_id)
+        if agent is None:
+            return None
+        return replace(agent, is_default=state.default_agent_id == agent_id)
+
+    async def create_agent(
+        self,
+        tenant: str,
+        agent_id: str,
+        spec: AgentSpec,
+        *,
+        set_as_default: bool,
+        if_not_exists: bool,
+    ) -> tuple[Agent, bool]:
+        """Insert an agent, or return the existing one under if_not_exists."""
+        existing = self._agent(tenant, agent_id)
+        if existing is not None:
+            if if_not_exists:
+                return existing, False
+            raise AlreadyExistsError(
+                f"agent '{agent_id}' already exists",
+                reason=Reason.AGENT_ALREADY_EXISTS,
+                metadata={"agent_id": agent_id},
+            )
+        now = time.time()
+        self._tenant(tenant).agents[agent_id] = Agent(agent_id, spec, now, now, 1)
+        if set_as_default:
+            self._tenant(tenant).default_agent_id = agent_id
+        return Agent(agent_id, spec, now, now, 1, is_default=set_as_default), True
+
+    async def get_agent(self, tenant: str, agent_id: str) -> Agent | None:
+        """One agent, or None."""
+        return self._agent(tenant, agent_id)
+
+    async def list_agents(
+        self, tenant: str, *, after: str | None, limit: int, label_filter: dict[str, str]
+    ) -> list[Agent]:
+        """Agents in id order after `after` carrying every filter label."""
+        ids = sorted(i for i in self._tenant(tenant).agents if after is None or i > after)
+        agents = [self._agent(tenant, i) for i in ids]
+        matching = [
+            a
+            for a in agents
+            if a is not None and all(a.spec.labels.get(k) == v for k, v in label_filter.items())
+        ]
+        return matching[:limit]
+
+    async def update_agent(
+        self, tenant: str, agent_id: str, spec: AgentSpec, *, expected_revision: int | None
+    ) -> Agent:
+        """Replace the spec, bumping the revision."""
+        current = checked_revision(
+            "agent", agent_id, self._agent(tenant, agent_id), expected_revision
+        )
+        updated = replace(
+            current, spec=spec, update_time=time.time(), revision=current.revision + 1
+        )
+        self._tenant(tenant).agents[agent_id] = updated
+        return updated
+
+    async def delete_agent(
+        self, tenant: str, agent_id: str, *, expected_revision: int | None
+    ) -> None:
+        """Delete the agent with its sessions and runs; clear it as default."""
+        checked_revision("agent", agent_id, self._agent(tenant, agent_id), expected_revision)
+        state = self._tenant(tenant)
+        team_id = next(
+            (t for t in sorted(state.teams) if agent_id in _agents_of(state.teams[t].spec)), None
+        )
+        if team_id is not None:
+            raise FailedPreconditionError(
+                f"agent '{agent_id}' is used by team '{team_id}'; remove it from the team first",
+                reason=Reason.AGENT_IN_USE,
+                metadata={"agent_id": agent_id, "team_id": team_id},
+            )
+        for key in [k for k in self._sessions if k[:2] == (tenant, agent_id)]:
+            self._drop_session(key)
+        state.runs = {i: r for i, r in state.runs.items() if r.agent_id != agent_id}
+        del state.agents[agent_id]
+        if state.default_agent_id == agent_id:
+            state.default_agent_id = None
+
+    async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
+        """Make the agent its tenant's default."""
+        checked_revision("agent", agent_id, self._agent(tenant, agent_id), None)
+        self._tenant(tenant).default_agent_id = agent_id
+        agent = self._agent(tenant, agent_id)
+        assert agent is not None
+        return agent
+
+    async def default_agent_id(self, tenant: str) -> str | None:
+        """The tenant's default agent id, if any."""
+        return self._tenant(tenant).default_agent_id
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def load_history(
+        self, tenant: str, agent_id: str, session_id: str, limit: int
+    ) -> list[Message]:
+        """The last `limit` messages, oldest first."""
+        messages = self._messages.get((tenant, agent_id, session_id), [])
+        return messages[-limit:] if limit > 0 else []
+
+    async def list_messages(
+        self, tenant: str, agent_id: str, session_id: str, *, after: int, limit: int
+    ) -> list[Message]:
+        """Messages with sequence > after, oldest first."""
+        messages = self._messages.get((tenant, agent_id, session_id), [])
+        return [m for m in messages if m.sequence > after][:limit]
+
+    async def list_sessions(
+        self, tenant: str, agent_id: str, *, after: str | None, limit: int
+    ) -> list[Session]:
+        """Sessions of an agent in id order."""
+        keys = sorted(
+            k for k in self._sessions if k[:2] == (tenant, agent_id) and k[2] > (after or "")
+        )
+        return [self._sessions[k] for k in keys[:limit]]
+
+    async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
+        """Delete a session's messages and runs; how many messages went."""
+        state = self._tenant(tenant)
+        state.runs = {
+            i: r
+            for i, r in state.runs.items()
+            if (r.agent_id, r.session_id) != (agent_id, session_id)
+        }
+        return self._drop_session((tenant, agent_id, session_id))
+
+    def _drop_session(self, key: SessionKey) -> int:
+        self._sessions.pop(key, None)
+        return len(self._messages.pop(key, []))
+
+    def _append(self, key: SessionKey, messages: Sequence[Message], now: float) -> list[Message]:
+        # A turn that ends after its agent was deleted must not leave orphans behind.
+        if not messages or self._agent(key[0], key[1]) is None:
+            return []
+        history = self._messages.setdefault(key, [])
+        count = len(history)
+        stored = [
+            replace(m, sequence=count + i + 1, create_time=now) for i, m in enumerate(messages)
+        ]
+        history.extend(stored)
+        session = self._sessions.get(key)
+        created = session.create_time if session else now
+        self._sessions[key] = Session(key[1], key[2], len(history), created, now)
+        return stored
+
+    async def append_messages(
+        self, tenant: str, agent_id: str, session_id: str, messages: Sequence[Message]
+    ) -> None:
+        """Append messages to a session."""
+        self._append((tenant, agent_id, session_id), messages, time.time())
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
+        """Insert a run and its user message; DuplicateRequestError for a used key."""
+        if run.request_id:
+            previous = await self.find_run_by_request(tenant, run.agent_id, run.request_id)
+            if previous is not None:
+                raise DuplicateRequestError(previous)
+        self._tenant(tenant).runs[run.run_id] = run
+        if user_message is not None:
+            key = (tenant, run.agent_id, run.session_id)
+            self._append(key, [user_message], run.create_time)
+        return run
+
+    async def mark_running(
+        self, tenant: str, run_id: str, start_time: float, user_message: Message
+    ) -> None:
+        """Move a queued run to running and append its user message."""
+        run = self._tenant(tenant).runs.get(run_id)
+        if run is None:
+            return
+        self._tenant(tenant).runs[run_id] = replace(
+            run, status=RunStatus.RUNNING, start_time=start_time
+        )
+        self._append((tenant, run.agent_id, run.session_id), [user_message], start_time)
+
+    async def finish_run(
+        self,
+        tenant: str,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: str,
+        usage: Usage,
+        error_reason: str,
+        error_message: str,
+        end_time: float,
+        messages: Sequence[Message],
+        agent_id: str,
+        session_id: str,
+    ) -> list[Message]:
+        """Append the turn's messages and record its outcome."""
+        stored = self._append((tenant, agent_id, session_id), messages, end_time)
+        runs = self._tenant(tenant).runs
+        run = runs.get(run_id)
+        if run is not None:
+            runs[run_id] = replace(
+                run,
+                status=status,
+                output=output,
+                usage=usage,
+                error_reason=error_reason,
+                error_message=error_message,
+                end_time=end_time,
+                start_time=run.start_time if run.start_time is not None else end_time,
+            )
+        return stored
+
+    async def get_run(self, tenant: str, run_id: str) -> Run | None:
+        """One run, or None."""
+        return self._tenant(tenant).runs.get(run_id)
+
+    async def find_run_by_request(self, tenant: str, agent_id: str, request_id: str) -> Run | None:
+        """The run an idempotency key created, if any."""
+        runs = self._tenant(tenant).runs.values()
+        return next((r for r in runs if (r.agent_id, r.request_id) == (agent_id, request_id)), None)
+
+    async def list_runs(
+        self,
+        tenant: str,
+        *,
+        agent_id: str,
+        session_id: str,
+        after: tuple[float, str] | None,
+        limit: int,
+    ) -> list[Run]:
+        """Runs newest first, optionally of one agent and session."""
+        runs = [
+            r
+            for r in self._tenant(tenant).runs.values()
+            if (not agent_id or r.agent_id == agent_id)
+            and (not session_id or r.session_id == session_id)
+            and (after is None or (r.create_time, r.run_id) < after)
+        ]
+        runs.sort(key=lambda r: (r.create_time, r.run_id), reverse=True)
+        return runs[:limit]
+
+    async def interrupt_unfinished_runs(self, end_time: float) -> int:
+        """Mark every queued or running run interrupted."""
+        count = 0
+        for state in self._tenants.values():
+            for run_id, run in state.runs.items():
+                if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+                    state.runs[run_id] = replace(
+                        run,
+                        status=RunStatus.INTERRUPTED,
+                        error_reason=Reason.RUN_INTERRUPTED,
+                        error_message="the server stopped while the run was in progress",
+                        end_time=end_time,
+                    )
+                    count += 1
+        return count
+
+    # -- teams --------------------------------------------------------------------------
+
+    def _check_agents_exist(self, tenant: str, spec: TeamSpec) -> None:
+        missing = [a for a in _agents_of(spec) if a not in self._tenant(tenant).agents]
+        if missing:
+            raise MissingAgentsError(missing)
+
+    async def create_team(
+        self, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
+    ) -> tuple[Team, bool]:
+        """Insert a team whose agents exist, or return the existing one."""
+        existing = self._tenant(tenant).teams.get(team_id)
+        if existing is not None:
+            if if_not_exists:
+                return existing, False
+            raise AlreadyExistsError(
+                f"team '{team_id}' already exists",
+                reason=Reason.TEAM_ALREADY_EXISTS,
+                metadata={"team_id": team_id},
+            )
+        self._check_agents_exist(tenant, spec)
+        now = time.time()
+        team = self._tenant(tenant).teams[team_id] = Team(team_id, spec, now, now, 1)
+        return team, True
+
+    async def get_team(self, tenant: str, team_id: str) -> Team | None:
+        """One team, or None."""
+        return self._tenant(tenant).teams.get(team_id)
+
+    async def list_teams(self, tenant: str, *, after: str | None, limit: int) -> list[Team]:
+        """Teams in id order after `after`."""
+        teams = self._tenant(tenant).teams
+        return [teams[t] for t in sorted(teams) if after is None or t > after][:limit]
+
+    async def update_team(
+        self, tenant: str, team_id: str, spec: TeamSpec, *, expected_revision: int | None
+    ) -> Team:
+        """Replace a team's spec (its agents must exist), bumping the revision."""
+        teams = self._tenant(tenant).teams
+        current = checked_revision("team", team_id, teams.get(team_id), expected_revision)
+        self._check_agents_exist(tenant, spec)
+        updated = dataclasses.replace(
+            current, spec=spec, update_time=time.time(), revision=current.revision + 1
+        )
+        teams[team_id] = updated
+        return updated
+
+    async def delete_team(
+        self, tenant: str, team_id: str, *, expected_revision: int | None
+    ) -> None:
+        """Delete a team."""
+        teams = self._tenant(tenant).teams
+        checked_revision("team", team_id, teams.get(team_id), expected_revision)
+        del teams[team_id]
+
+
+def _agents_of(spec: TeamSpec) -> list[str]:
+    """The members and the coordinator a team names."""
+    return [*spec.members, *([spec.coordinator] if spec.coordinator else [])]
