@@ -1,0 +1,96 @@
+"""Section runs: `Run` through the orchestrator, with persisted memory.
+
+A fresh session per run (c=1 and c=32) and one session per worker whose history grows
+(c=32); runs/s, tokens/s and the time to first delta, measured client-side from sending
+the start to the first delta, next to the server's own figure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from orchestrator.v1 import run_pb2
+
+from .config import OP_TIMEOUT, QUESTION, TOKENS
+from .driver import Case, Counters, FirstDelta, Op, Setup, one
+from .servers import Child
+
+if TYPE_CHECKING:
+    from orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceAsyncStub
+
+AGENT_ID = "bench-agent"
+
+
+def start_turn(agent_id: str, session_id: str) -> run_pb2.RunRequest:
+    return run_pb2.RunRequest(
+        start=run_pb2.StartTurn(agent_id=agent_id, session_id=session_id, message=QUESTION)
+    )
+
+
+async def run_turn(
+    stub: OrchestratorServiceAsyncStub,
+    agent_id: str,
+    session_id: str,
+    wait_s: float,
+    server_ttfd: list[float] | None = None,
+) -> tuple[float, int]:
+    """One turn on its own Run stream: (seconds to the first text delta, tokens); the
+    server's own time to first delta (RunCompleted) is appended to `server_ttfd`.
+
+    Tokens are counted in the text, not as messages: the server sends deltas that queued
+    up while the stream was busy as one message."""
+    delta = FirstDelta()
+    completed = False
+    async for event in stub.Run(one(start_turn(agent_id, session_id)), timeout=wait_s):
+        kind = event.WhichOneof("event")
+        if kind == "text_delta":
+            delta.add(len(event.text_delta.text.split()))
+        elif kind == "run_completed":
+            completed = True
+            if server_ttfd is not None:
+                server_ttfd.append(event.run_completed.time_to_first_delta_ms)
+    assert completed, "no run_completed"
+    return delta.result(TOKENS)
+
+
+def run_op(
+    stub: OrchestratorServiceAsyncStub,
+    agent_id: str,
+    sessions: str,
+    collect: dict[str, list[float]],
+) -> tuple[Op, Setup]:
+    """A Run turn; `sessions` = "fresh" (a new session per run) or "worker" (one session
+    per worker and repeat, so the history grows and is sent with every call)."""
+    ids = Counters()
+    state = {"repeat": 0}
+
+    async def setup(repeat: int) -> None:
+        state["repeat"] = repeat + 1
+
+    async def op(worker: int) -> tuple[float, int]:
+        fresh = sessions == "fresh"
+        session = f"f{ids.take()}" if fresh else f"w{worker}-r{state['repeat']}"
+        return await run_turn(stub, agent_id, session, OP_TIMEOUT, server_ttfd)
+
+    server_ttfd = collect.setdefault("server_first_ms", [])
+    return op, setup
+
+
+RUN_VARIANTS = (
+    ("runs.fresh_c1", "orchestrated Run, new session each, c=1", 1, "fresh"),
+    ("runs.fresh_c32", "orchestrated Run, new session each, c=32", 32, "fresh"),
+    ("runs.memory_c32", "orchestrated Run, session per worker (memory), c=32", 32, "worker"),
+)
+
+
+def runs_cases(stub: OrchestratorServiceAsyncStub, orchestrator: Child, model: Child) -> list[Case]:
+    """The Run cases (the agent `AGENT_ID` must exist); the CPU of the orchestrator and of
+    the model server is charged to them."""
+    procs = {"orchestrator": orchestrator, "devmodel": model}
+    cases = []
+    for key, label, concurrency, sessions in RUN_VARIANTS:
+        # Each case collects its own server-side figures.
+        collect: dict[str, list[float]] = {}
+        op, setup = run_op(stub, AGENT_ID, sessions, collect)
+        cases.append(Case(key, "runs", label, "runs/s", concurrency, op, procs, setup, collect))
+    return cases

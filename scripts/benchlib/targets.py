@@ -1,0 +1,94 @@
+"""The performance targets, each a figure of this run or a ratio of two figures of it.
+
+Ratios against a baseline measured in the same run (the bare stack, the peer) stay
+meaningful on a machine shared with other work; absolute figures are kept where the
+target is absolute (start-up, memory, list latency).
+"""
+
+from __future__ import annotations
+
+from .results import Results, Target
+
+
+def ratio_targets(r: Results) -> list[Target]:
+    """Throughput, latency and agent management against the bare stack and the peer."""
+    runs = r.value("runs.memory_c32")
+    echo = r.value("limits.grpc_unary_c16")
+    ttfd_overhead = r.extra("runs.fresh_c1", "first_p50_ms") - r.extra(
+        "limits.openai_c1", "first_p50_ms"
+    )
+    return [
+        Target(
+            "orchestrated runs/s c=32 vs bare openai calls/s c=32",
+            runs / r.value("limits.openai_c32"),
+            0.65,
+            True,
+            "x",
+            "runs.memory_c32 / limits.openai_c32",
+        ),
+        Target(
+            "orchestrated runs/s c=32 vs Agents SDK + SQLiteSession",
+            runs / r.value("peer.sdk_sqlite_c32"),
+            2.0,
+            True,
+            "x",
+            "runs.memory_c32 / peer.sdk_sqlite_c32",
+        ),
+        Target(
+            "time to first delta p50 overhead vs bare openai (c=1)",
+            ttfd_overhead,
+            1.0,
+            False,
+            "ms",
+            "runs.fresh_c1 first_p50 - limits.openai_c1 first_p50",
+        ),
+        Target(
+            "CreateAgent QPS vs bare unary echo",
+            r.value("agents.create_c16") / echo,
+            0.5,
+            True,
+            "x",
+            "agents.create_c16 / limits.grpc_unary_c16",
+        ),
+        Target(
+            "GetAgent QPS vs bare unary echo",
+            r.value("agents.get_c16") / echo,
+            0.7,
+            True,
+            "x",
+            "agents.get_c16 / limits.grpc_unary_c16",
+        ),
+    ]
+
+
+# (name, figure key, at most, unit): scale figures that must stay under a bound.
+SCALE_BOUNDS = (
+    ("start to SERVING, 100k agents / 1M messages", "scale.serving_s", 1.0, "s"),
+    ("ListAgents page p50, 100k agents", "scale.list_page_ms", 5.0, "ms"),
+    ("idle RSS, 100k agents / 1M messages", "scale.idle_rss_mb", 150.0, "MB"),
+    ("1,000 streams at 1 s model latency", "scale.streams_s", 1.5, "s"),
+)
+
+
+def bound_targets(r: Results) -> list[Target]:
+    """Absolute bounds at scale, and the team fan-out against its members' time."""
+    bounds = [
+        Target(name, r.value(key), limit, False, unit, key)
+        for name, key, limit, unit in SCALE_BOUNDS
+    ]
+    # member + coordinator: two orchestrated turns at the team's model latency.
+    team_budget = 1.3 * 2 * r.value("team.member_s")
+    team = Target(
+        "team fan-out vs 1.3 x (member + coordinator)",
+        r.value("team.fanout_s"),
+        team_budget,
+        False,
+        "s",
+        "team.fanout_s",
+    )
+    return [*bounds, team]
+
+
+def targets(results: Results) -> list[Target]:
+    """The issue's targets, as ratios measured in this run."""
+    return ratio_targets(results) + bound_targets(results)
