@@ -1,0 +1,221 @@
+"""The store port's contract, run against every Store implementation (SQLite, in-memory):
+tenant isolation, revisions and etags, cascades, message sequencing, run records and
+their idempotency keys, keyset pagination order, and teams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator_server.core.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    FailedPreconditionError,
+    NotFoundError,
+    Reason,
+)
+from orchestrator_server.core.store_port import DuplicateRequestError, MissingAgentsError, Store
+from orchestrator_server.core.types import (
+    AgentSpec,
+    Message,
+    Role,
+    Run,
+    RunStatus,
+    TeamSpec,
+    Usage,
+)
+from orchestrator_server.store.memory import InMemoryStore
+from orchestrator_server.store.sqlite import SQLiteStore
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    implementation: Store = (
+        SQLiteStore(str(tmp_path / "contract.db")) if request.param == "sqlite" else InMemoryStore()
+    )
+    await implementation.open()
+    try:
+        yield implementation
+    finally:
+        await implementation.close()
+
+
+def spec(**labels: str) -> AgentSpec:
+    return AgentSpec(system_message="be brief", labels=dict(labels))
+
+
+def a_run(run_id: str, agent_id: str = "a1", session_id: str = "s1", **fields: object) -> Run:
+    values: dict[str, object] = {"status": RunStatus.RUNNING, "input": "hi", "create_time": 1.0}
+    values.update(fields)
+    return Run(run_id, agent_id, session_id, **values)  # type: ignore[arg-type]
+
+
+async def test_agents_belong_to_their_tenant(store: Store) -> None:
+    created, fresh = await store.create_agent(
+        "t1", "a1", spec(), set_as_default=True, if_not_exists=False
+    )
+    assert fresh and created.revision == 1 and created.is_default
+    assert await store.get_agent("t2", "a1") is None
+    assert await store.list_agents("t2", after=None, limit=10, label_filter={}) == []
+    assert await store.default_agent_id("t2") is None
+    again, fresh = await store.create_agent(
+        "t1", "a1", spec(), set_as_default=False, if_not_exists=True
+    )
+    assert not fresh and again.agent_id == "a1"
+    with pytest.raises(AlreadyExistsError) as exists:
+        await store.create_agent("t1", "a1", spec(), set_as_default=False, if_not_exists=False)
+    assert exists.value.reason is Reason.AGENT_ALREADY_EXISTS
+
+
+async def test_agents_list_in_id_order_with_label_filters(store: Store) -> None:
+    for agent_id, team in [("c", "x"), ("a", "x"), ("b", "y")]:
+        await store.create_agent(
+            "t", agent_id, spec(team=team), set_as_default=False, if_not_exists=False
+        )
+    page = await store.list_agents("t", after=None, limit=2, label_filter={})
+    assert [a.agent_id for a in page] == ["a", "b"]
+    rest = await store.list_agents("t", after="b", limit=2, label_filter={})
+    assert [a.agent_id for a in rest] == ["c"]
+    xs = await store.list_agents("t", after=None, limit=10, label_filter={"team": "x"})
+    assert [a.agent_id for a in xs] == ["a", "c"]
+
+
+async def test_updates_bump_the_revision_and_check_it(store: Store) -> None:
+    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    updated = await store.update_agent("t", "a1", spec(v="2"), expected_revision=1)
+    assert updated.revision == 2 and updated.spec.labels == {"v": "2"}
+    assert updated.etag == 'W/"2"'
+    with pytest.raises(AbortedError) as stale:
+        await store.update_agent("t", "a1", spec(v="3"), expected_revision=1)
+    assert stale.value.reason is Reason.ETAG_MISMATCH
+    assert stale.value.metadata["current_etag"] == 'W/"2"'
+    with pytest.raises(NotFoundError) as missing:
+        await store.update_agent("t", "zz", spec(), expected_revision=None)
+    assert missing.value.reason is Reason.AGENT_NOT_FOUND
+
+
+async def test_deleting_an_agent_removes_its_conversations_runs_and_default(store: Store) -> None:
+    await store.create_agent("t", "a1", spec(), set_as_default=True, if_not_exists=False)
+    await store.begin_run("t", a_run("r1"), Message(Role.USER, "hi", run_id="r1"))
+    await store.delete_agent("t", "a1", expected_revision=None)
+    assert await store.get_agent("t", "a1") is None
+    assert await store.default_agent_id("t") is None
+    assert await store.get_run("t", "r1") is None
+    assert await store.list_sessions("t", "a1", after=None, limit=10) == []
+    assert await store.load_history("t", "a1", "s1", 10) == []
+
+
+async def test_messages_are_numbered_per_session_and_windowed(store: Store) -> None:
+    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.append_messages("t", "a1", "s1", [Message(Role.USER, f"m{i}") for i in range(5)])
+    await store.append_messages("t", "a1", "s2", [Message(Role.USER, "other")])
+    last = await store.load_history("t", "a1", "s1", 2)
+    assert [(m.sequence, m.content) for m in last] == [(4, "m3"), (5, "m4")]
+    after = await store.list_messages("t", "a1", "s1", after=3, limit=10)
+    assert [m.sequence for m in after] == [4, 5]
+    sessions = await store.list_sessions("t", "a1", after=None, limit=10)
+    assert [(s.session_id, s.message_count) for s in sessions] == [("s1", 5), ("s2", 1)]
+    assert await store.delete_session("t", "a1", "s1") == 5
+    assert [s.session_id for s in await store.list_sessions("t", "a1", after=None, limit=10)] == [
+        "s2"
+    ]
+
+
+async def test_messages_of_a_deleted_agent_are_not_stored(store: Store) -> None:
+    await store.append_messages("t", "ghost", "s1", [Message(Role.USER, "orphan")])
+    assert await store.load_history("t", "ghost", "s1", 10) == []
+
+
+async def test_a_run_moves_from_begin_to_its_recorded_outcome(store: Store) -> None:
+    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    queued = a_run("r1", status=RunStatus.QUEUED, request_id="k1")
+    await store.begin_run("t", queued, None)
+    await store.mark_running("t", "r1", 2.0, Message(Role.USER, "hi", run_id="r1"))
+    running = await store.get_run("t", "r1")
+    assert running is not None and running.status is RunStatus.RUNNING and running.start_time == 2.0
+    stored = await store.finish_run(
+        "t",
+        "r1",
+        status=RunStatus.COMPLETED,
+        output="done",
+        usage=Usage(3, 4),
+        error_reason="",
+        error_message="",
+        end_time=3.0,
+        messages=[Message(Role.ASSISTANT, "done", run_id="r1")],
+        agent_id="a1",
+        session_id="s1",
+    )
+    assert [m.sequence for m in stored] == [2]
+    run = await store.get_run("t", "r1")
+    assert run is not None and run.status is RunStatus.COMPLETED
+    assert (run.output, run.usage, run.end_time) == ("done", Usage(3, 4), 3.0)
+    assert await store.find_run_by_request("t", "a1", "k1") == run
+    assert await store.get_run("t2", "r1") is None
+
+
+async def test_a_request_id_is_used_once_per_agent(store: Store) -> None:
+    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.begin_run("t", a_run("r1", request_id="k"), None)
+    with pytest.raises(DuplicateRequestError) as duplicate:
+        await store.begin_run("t", a_run("r2", request_id="k"), None)
+    assert duplicate.value.existing.run_id == "r1"
+    await store.begin_run("t2", a_run("r3", request_id="k"), None)  # another tenant's key
+
+
+async def test_runs_list_newest_first_with_keyset_pages(store: Store) -> None:
+    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    for i, session in enumerate(["s1", "s2", "s1"]):
+        await store.begin_run("t", a_run(f"r{i}", session_id=session, create_time=10.0 + i), None)
+    first = await store.list_runs("t", agent_id="", session_id="", after=None, limit=2)
+    assert [r.run_id for r in first] == ["r2", "r1"]
+    after = (first[-1].create_time, first[-1].run_id)
+    rest = await store.list_runs("t", agent_id="", session_id="", after=after, limit=2)
+    assert [r.run_id for r in rest] == ["r0"]
+    s1 = await store.list_runs("t", agent_id="a1", session_id="s1", after=None, limit=10)
+    assert [r.run_id for r in s1] == ["r2", "r0"]
+
+
+async def test_unfinished_runs_are_marked_interrupted(store: Store) -> None:
+    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.begin_run("t", a_run("r1"), None)
+    await store.begin_run("t", a_run("r2", status=RunStatus.QUEUED), None)
+    await store.begin_run("t", a_run("r3", status=RunStatus.COMPLETED), None)
+    assert await store.interrupt_unfinished_runs(9.0) == 2
+    run = await store.get_run("t", "r1")
+    assert run is not None and run.status is RunStatus.INTERRUPTED
+    assert run.error_reason == Reason.RUN_INTERRUPTED and run.end_time == 9.0
+
+
+async def test_teams_name_existing_agents_and_keep_them(store: Store) -> None:
+    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    with pytest.raises(MissingAgentsError) as missing:
+        await store.create_team("t", "team", TeamSpec(members=("a1", "nope")), if_not_exists=False)
+    assert missing.value.agent_ids == ("nope",)
+    team, created = await store.create_team(
+        "t", "team", TeamSpec(members=("a1",)), if_not_exists=False
+    )
+    assert created and team.revision == 1
+    with pytest.raises(FailedPreconditionError) as in_use:
+        await store.delete_agent("t", "a1", expected_revision=None)
+    assert in_use.value.reason is Reason.AGENT_IN_USE
+    assert in_use.value.metadata["team_id"] == "team"
+    updated = await store.update_team(
+        "t", "team", TeamSpec(members=("a1",), description="d"), expected_revision=1
+    )
+    assert updated.revision == 2
+    with pytest.raises(AbortedError):
+        await store.delete_team("t", "team", expected_revision=1)
+    assert [t.team_id for t in await store.list_teams("t", after=None, limit=10)] == ["team"]
+    await store.delete_team("t", "team", expected_revision=2)
+    with pytest.raises(NotFoundError) as gone:
+        await store.delete_team("t", "team", expected_revision=None)
+    assert gone.value.reason is Reason.TEAM_NOT_FOUND
+    await store.delete_agent("t", "a1", expected_revision=None)
+
+
+async def test_the_page_token_secret_is_stable(store: Store) -> None:
+    first = await store.page_token_secret()
+    assert len(first) >= 16 and await store.page_token_secret() == first
