@@ -40,9 +40,13 @@ FIRST_DELTA_GROUPS = [
 ]
 
 
-def bars(ax: Any, r: Results, items: list[tuple[str, str, str]], title: str, unit: str) -> None:
+def bars(
+    ax: Any, results: Results, items: list[tuple[str, str, str]], title: str, unit: str
+) -> None:
     """Horizontal bars of the measured figures among `items`, values written at the end."""
-    shown = [(label, r.value(key), color) for label, key, color in items if key in r.figures]
+    shown = [
+        (label, results.value(key), color) for label, key, color in items if key in results.figures
+    ]
     if not shown:
         ax.set_axis_off()
         ax.set_title(title + " (not measured)")
@@ -59,14 +63,16 @@ def bars(ax: Any, r: Results, items: list[tuple[str, str, str]], title: str, uni
     ax.set_xlim(0, top * 1.15)
 
 
-def first_delta_panel(ax: Any, r: Results) -> None:
+def first_delta_panel(ax: Any, results: Results) -> None:
     """p50 and p99 time to first delta, bare openai next to the orchestrator."""
-    shown = [(label, key, color) for label, key, color in FIRST_DELTA_GROUPS if key in r.figures]
+    shown = [
+        (label, key, color) for label, key, color in FIRST_DELTA_GROUPS if key in results.figures
+    ]
     if shown:
         xs = range(len(shown))
         colors = [c for *_, c in shown]
-        p50 = [r.extra(k, "first_p50_ms") for _, k, _ in shown]
-        p99 = [r.extra(k, "first_p99_ms") for _, k, _ in shown]
+        p50 = [results.extra(k, "first_p50_ms") for _, k, _ in shown]
+        p99 = [results.extra(k, "first_p99_ms") for _, k, _ in shown]
         ax.bar([x - 0.2 for x in xs], p50, 0.4, color=colors, label="p50")
         ax.bar([x + 0.2 for x in xs], p99, 0.4, color=colors, alpha=0.45, label="p99")
         ax.set_xticks(list(xs), [s[0] for s in shown])
@@ -85,9 +91,9 @@ def score(t: Target) -> float:
     return t.threshold / t.measured if t.measured > 0 else SCORE_CAP
 
 
-def targets_panel(ax: Any, r: Results) -> None:
+def targets_panel(ax: Any, results: Results) -> None:
     """Every measured target as its score, green PASS or red MISS."""
-    ts = [t for t in targets(r) if t.status != "n/a"]
+    ts = [t for t in targets(results) if t.status != "n/a"]
     if not ts:
         ax.set_axis_off()
         return

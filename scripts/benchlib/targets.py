@@ -10,17 +10,17 @@ from __future__ import annotations
 from .results import Results, Target
 
 
-def ratio_targets(r: Results) -> list[Target]:
+def ratio_targets(results: Results) -> list[Target]:
     """Throughput, latency and agent management against the bare stack and the peer."""
-    runs = r.value("runs.memory_c32")
-    echo = r.value("limits.grpc_unary_c16")
-    ttfd_overhead = r.extra("runs.fresh_c1", "first_p50_ms") - r.extra(
+    runs = results.value("runs.memory_c32")
+    echo = results.value("limits.grpc_unary_c16")
+    ttfd_overhead = results.extra("runs.fresh_c1", "first_p50_ms") - results.extra(
         "limits.openai_c1", "first_p50_ms"
     )
     return [
         Target(
             "orchestrated runs/s c=32 vs bare openai calls/s c=32",
-            runs / r.value("limits.openai_c32"),
+            runs / results.value("limits.openai_c32"),
             0.65,
             True,
             "x",
@@ -28,7 +28,7 @@ def ratio_targets(r: Results) -> list[Target]:
         ),
         Target(
             "orchestrated runs/s c=32 vs Agents SDK + SQLiteSession",
-            runs / r.value("peer.sdk_sqlite_c32"),
+            runs / results.value("peer.sdk_sqlite_c32"),
             2.0,
             True,
             "x",
@@ -44,7 +44,7 @@ def ratio_targets(r: Results) -> list[Target]:
         ),
         Target(
             "CreateAgent QPS vs bare unary echo",
-            r.value("agents.create_c16") / echo,
+            results.value("agents.create_c16") / echo,
             0.5,
             True,
             "x",
@@ -52,7 +52,7 @@ def ratio_targets(r: Results) -> list[Target]:
         ),
         Target(
             "GetAgent QPS vs bare unary echo",
-            r.value("agents.get_c16") / echo,
+            results.value("agents.get_c16") / echo,
             0.7,
             True,
             "x",
@@ -70,17 +70,17 @@ SCALE_BOUNDS = (
 )
 
 
-def bound_targets(r: Results) -> list[Target]:
+def bound_targets(results: Results) -> list[Target]:
     """Absolute bounds at scale, and the team fan-out against its members' time."""
     bounds = [
-        Target(name, r.value(key), limit, False, unit, key)
+        Target(name, results.value(key), limit, False, unit, key)
         for name, key, limit, unit in SCALE_BOUNDS
     ]
     # member + coordinator: two orchestrated turns at the team's model latency.
-    team_budget = 1.3 * 2 * r.value("team.member_s")
+    team_budget = 1.3 * 2 * results.value("team.member_s")
     team = Target(
         "team fan-out vs 1.3 x (member + coordinator)",
-        r.value("team.fanout_s"),
+        results.value("team.fanout_s"),
         team_budget,
         False,
         "s",
