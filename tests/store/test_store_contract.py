@@ -4,6 +4,7 @@ their idempotency keys, keyset pagination order, and teams."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,19 +136,11 @@ async def test_a_run_moves_from_begin_to_its_recorded_outcome(store: Store) -> N
     await store.mark_running("t", "r1", 2.0, Message(Role.USER, "hi", run_id="r1"))
     running = await store.get_run("t", "r1")
     assert running is not None and running.status is RunStatus.RUNNING and running.start_time == 2.0
-    stored = await store.finish_run(
-        "t",
-        "r1",
-        status=RunStatus.COMPLETED,
-        output="done",
-        usage=Usage(3, 4),
-        error_reason="",
-        error_message="",
-        end_time=3.0,
-        messages=[Message(Role.ASSISTANT, "done", run_id="r1")],
-        agent_id="a1",
-        session_id="s1",
+    assert running is not None
+    final = dataclasses.replace(
+        running, status=RunStatus.COMPLETED, output="done", usage=Usage(3, 4), end_time=3.0
     )
+    stored = await store.finish_run("t", final, [Message(Role.ASSISTANT, "done", run_id="r1")])
     assert [m.sequence for m in stored] == [2]
     run = await store.get_run("t", "r1")
     assert run is not None and run.status is RunStatus.COMPLETED

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterable
 
 from .errors import (
-    AbortedError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     Reason,
 )
 from .pagination import PageTokens
+from .revisions import parse_etag, update_with_retry
 from .store_port import Store
 from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, Page
 from .validation import check_agent_id, check_agent_spec, check_labels, check_page_size
@@ -33,24 +32,12 @@ _TOP_LEVEL_PATHS = {
 _MODEL_PATHS = {f"model.{f.name}" for f in dataclasses.fields(ModelSpec)}
 _MEMORY_PATHS = {f"memory.{f.name}" for f in dataclasses.fields(MemoryConfig)}
 UPDATABLE_PATHS = frozenset(_TOP_LEVEL_PATHS | _MODEL_PATHS | _MEMORY_PATHS)
-_UNCONDITIONAL_UPDATE_ATTEMPTS = 5
-_ETAG = re.compile(r'^W/"(\d+)"$')
 
 ToolNameCheck = Callable[[Iterable[str]], list[str]]
 
 
 def _no_unknown_tools(names: Iterable[str]) -> list[str]:
     return []
-
-
-def parse_etag(etag: str, field: str = "etag") -> int | None:
-    """The revision inside an etag; None when no etag was given."""
-    if not etag:
-        return None
-    match = _ETAG.match(etag)
-    if match is None:
-        raise InvalidArgumentError.for_field(field, "is not an etag issued by this service")
-    return int(match.group(1))
 
 
 def apply_mask(current: AgentSpec, patch: AgentSpec, paths: Iterable[str]) -> AgentSpec:
@@ -175,27 +162,17 @@ class AgentRegistry:
         check_agent_id(agent_id, "agent.agent_id")
         expected = parse_etag(etag, "agent.etag")
         paths = list(paths)
-        for _attempt in range(_UNCONDITIONAL_UPDATE_ATTEMPTS):
-            current = await self.get(tenant, agent_id)
+
+        async def write(current: Agent, revision: int) -> Agent:
             updated = apply_mask(current.spec, patch, paths)
             check_agent_spec(updated)
             self._check_tools(updated, "agent")
-            try:
-                # The store writes only if the revision we merged onto is still current,
-                # so a concurrent update is never silently overwritten.
-                return await self._store.update_agent(
-                    tenant,
-                    agent_id,
-                    updated,
-                    expected_revision=current.revision if expected is None else expected,
-                )
-            except AbortedError:
-                if expected is not None:
-                    raise
-        raise AbortedError(
-            f"agent '{agent_id}' is being updated concurrently; retry",
-            reason=Reason.ETAG_MISMATCH,
-            metadata={"agent_id": agent_id},
+            return await self._store.update_agent(
+                tenant, agent_id, updated, expected_revision=revision
+            )
+
+        return await update_with_retry(
+            "agent", agent_id, expected, lambda: self.get(tenant, agent_id), write
         )
 
     async def delete(self, tenant: str, agent_id: str, etag: str = "") -> None:

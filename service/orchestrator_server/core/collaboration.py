@@ -33,6 +33,7 @@ from .events import (
     CollaborationEvent,
     Participant,
     ParticipantResult,
+    ParticipantStarted,
 )
 from .outcome import OutcomeRecorder
 from .runs import RunEngine
@@ -43,7 +44,21 @@ from .types import Run, RunStatus, TurnRequest, Usage
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Participant | None, CollaborationBody], None]
-Body = Callable[[Emit], Awaitable[CollaborationCompleted]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """Where the participants of one collaboration run: the tenant, the collaboration's
+    own run (their parent), the session they share, where events go, and the deadline."""
+
+    tenant: str
+    run_id: str
+    session_id: str
+    emit: Emit
+    deadline: float | None
+
+
+Body = Callable[[Stage], Awaitable[CollaborationCompleted]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +99,13 @@ class Collaborations:
         self._runs = runs
 
     async def stream(
-        self, tenant: str, run_id: str, session_id: str, task_input: str, body: Body
+        self,
+        tenant: str,
+        run_id: str,
+        session_id: str,
+        task_input: str,
+        body: Body,
+        deadline: float | None,
     ) -> AsyncGenerator[CollaborationEvent, None]:
         """Record the parent run, run `body` in a task and yield what it emits; the final
         `completed` event is emitted here once the parent run is recorded as completed."""
@@ -108,7 +129,8 @@ class Collaborations:
                 put(CollaborationEvent(run_id, sequence, participant, event))
 
             outcome = OutcomeRecorder(self._store, tenant, parent)
-            emit(None, await self._recorded(outcome, emit, body))
+            stage = Stage(tenant, run_id, session_id, emit, deadline)
+            emit(None, await self._recorded(outcome, stage, body))
 
         stream: TaskStream[CollaborationEvent] = TaskStream(
             work,
@@ -125,12 +147,12 @@ class Collaborations:
                 yield event
 
     async def _recorded(
-        self, outcome: OutcomeRecorder, emit: Emit, body: Body
+        self, outcome: OutcomeRecorder, stage: Stage, body: Body
     ) -> CollaborationCompleted:
         """Run `body` between the parent run's begin and end records."""
         await self._store.begin_run(outcome.tenant, outcome.run, None)
         try:
-            completed = await body(emit)
+            completed = await body(stage)
         except asyncio.CancelledError:
             await outcome.ended(
                 RunStatus.CANCELLED,
@@ -150,20 +172,30 @@ class Collaborations:
         return completed
 
     async def run_participant(
-        self,
-        tenant: str,
-        who: Participant,
-        request: TurnRequest,
-        emit: Emit,
-        *,
-        deadline: float | None,
-        time_limit: float | None = None,
+        self, stage: Stage, who: Participant, message: str, time_limit: float | None = None
     ) -> Outcome:
-        """Run one participant's turn, forwarding its events; never raises its error.
+        """Run one participant's turn on `message` in the stage's session (waiting if a
+        client holds it), announcing it and its result; never raises its error.
 
         After `time_limit` seconds the participant's run is cancelled through the engine
         (so that its record says why) and reported with reason MEMBER_TIMEOUT.
         """
+        stage.emit(who, ParticipantStarted(message))
+        request = TurnRequest(
+            agent_id=who.agent_id,
+            message=message,
+            session_id=stage.session_id,
+            wait_if_busy=True,
+            parent_run_id=stage.run_id,
+        )
+        outcome = await self._participant_turn(stage, who, request, time_limit)
+        stage.emit(who, outcome.result)
+        return outcome
+
+    async def _participant_turn(
+        self, stage: Stage, who: Participant, request: TurnRequest, time_limit: float | None
+    ) -> Outcome:
+        tenant, emit, deadline = stage.tenant, stage.emit, stage.deadline
         started = time.monotonic()
         run_id = ""
         last: ev.EventBody | None = None

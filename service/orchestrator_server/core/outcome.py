@@ -34,12 +34,10 @@ class OutcomeRecorder:
         self, output: str, usage: Usage, messages: Sequence[Message] = ()
     ) -> list[Message]:
         """Record success with the turn's messages; the messages as stored."""
-        end = time.time()
-        stored = await self._write(RunStatus.COMPLETED, output, usage, "", "", end, messages)
+        final = self._final(RunStatus.COMPLETED, output, usage, "", "")
+        stored = await self._write(final, messages)
         self.recorded = True
-        self.run = replace(
-            self.run, status=RunStatus.COMPLETED, output=output, usage=usage, end_time=end
-        )
+        self.run = final
         return stored
 
     async def ended(
@@ -56,48 +54,28 @@ class OutcomeRecorder:
         if self.recorded:
             return
         self.recorded = True
-        end = time.time()
-        usage = usage or Usage()
-        self.run = replace(
+        self.run = self._final(status, output, usage or Usage(), reason, message)
+        try:
+            await self._write(self.run, ())
+        except Exception:
+            log.exception("could not record the end of run %s", self.run.run_id)
+
+    def _final(
+        self, status: RunStatus, output: str, usage: Usage, reason: str, message: str
+    ) -> Run:
+        """The run's record as it ends now."""
+        return replace(
             self.run,
             status=status,
             output=output,
             usage=usage,
             error_reason=reason,
             error_message=message,
-            end_time=end,
+            end_time=time.time(),
         )
-        try:
-            await self._write(status, output, usage, reason, message, end, ())
-        except Exception:
-            log.exception("could not record the end of run %s", self.run.run_id)
 
-    async def _write(
-        self,
-        status: RunStatus,
-        output: str,
-        usage: Usage,
-        reason: str,
-        message: str,
-        end: float,
-        messages: Sequence[Message],
-    ) -> list[Message]:
-        run = self.run
-        write = asyncio.ensure_future(
-            self._store.finish_run(
-                self.tenant,
-                run.run_id,
-                status=status,
-                output=output,
-                usage=usage,
-                error_reason=reason,
-                error_message=message,
-                end_time=end,
-                messages=messages,
-                agent_id=run.agent_id,
-                session_id=run.session_id,
-            )
-        )
+    async def _write(self, final: Run, messages: Sequence[Message]) -> list[Message]:
+        write = asyncio.ensure_future(self._store.finish_run(self.tenant, final, messages))
         try:
             return await asyncio.shield(write)
         except asyncio.CancelledError:

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 from .agents import AgentRegistry
-from .collaboration import Collaborations, Emit, Outcome, participant_error, total_usage
+from .collaboration import Collaborations, Outcome, Stage, participant_error, total_usage
 from .errors import InvalidArgumentError, OrchestratorError
 from .events import (
     CollaborationCompleted,
@@ -19,11 +19,10 @@ from .events import (
     CollaborationStarted,
     Participant,
     ParticipantRole,
-    ParticipantStarted,
 )
 from .runs import new_run_id
 from .templates import Template, parse_template
-from .types import PipelineStep, TurnRequest
+from .types import PipelineStep
 from .validation import check_message, check_session_id
 
 DEFAULT_STEP_TEMPLATE = "{previous}"
@@ -83,27 +82,16 @@ class PipelineRunner:
         # and concurrent pipelines through the same agents never wait on each other.
         session = session_id or run_id
 
-        async def body(emit: Emit) -> CollaborationCompleted:
-            emit(None, CollaborationStarted(session, len(plan)))
+        async def body(stage: Stage) -> CollaborationCompleted:
+            stage.emit(None, CollaborationStarted(session, len(plan)))
             previous = task_input
             outcomes: list[Outcome] = []
             for i, (agent_id, template) in enumerate(plan):
                 who = Participant(ParticipantRole.STEP, i, agent_id)
                 message = template.render({"input": task_input, "previous": previous})
-                emit(who, ParticipantStarted(message))
-                # A named session may be in use by a client: wait rather than fail a
-                # pipeline half-way through.
-                request = TurnRequest(
-                    agent_id=agent_id,
-                    message=message,
-                    session_id=session,
-                    wait_if_busy=True,
-                    parent_run_id=run_id,
-                )
-                outcome = await self._collaborations.run_participant(
-                    tenant, who, request, emit, deadline=deadline
-                )
-                emit(who, outcome.result)
+                # A named session may be in use by a client: the step waits rather than
+                # failing the pipeline half-way through.
+                outcome = await self._collaborations.run_participant(stage, who, message)
                 outcomes.append(outcome)
                 if outcome.error is not None:
                     raise participant_error(
@@ -115,8 +103,7 @@ class PipelineRunner:
             results = tuple(o.result for o in outcomes)
             return CollaborationCompleted(previous, results, total_usage(results))
 
-        async with aclosing(
-            self._collaborations.stream(tenant, run_id, session, task_input, body)
-        ) as items:
-            async for event in items:
+        events = self._collaborations.stream(tenant, run_id, session, task_input, body, deadline)
+        async with aclosing(events):
+            async for event in events:
                 yield event

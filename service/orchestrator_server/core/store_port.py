@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 from .errors import AbortedError, NotFoundError, Reason
-from .types import Agent, AgentSpec, Message, Run, RunStatus, Session, Team, TeamSpec, Usage
+from .types import Agent, AgentSpec, Message, Run, Session, Team, TeamSpec
 
 
 class DuplicateRequestError(Exception):
@@ -112,23 +112,10 @@ class Store(Protocol):
     ) -> None:
         """Move a queued run to running and append its user message, in one transaction."""
 
-    async def finish_run(
-        self,
-        tenant: str,
-        run_id: str,
-        *,
-        status: RunStatus,
-        output: str,
-        usage: Usage,
-        error_reason: str,
-        error_message: str,
-        end_time: float,
-        messages: Sequence[Message],
-        agent_id: str,
-        session_id: str,
-    ) -> list[Message]:
-        """Append the turn's messages and record its outcome in one transaction; return
-        the messages as stored (with their sequence numbers)."""
+    async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
+        """Append the turn's messages and record the run's outcome (`run` as it ended:
+        status, output, usage, error, end_time) in one transaction; return the messages
+        as stored (with their sequence numbers)."""
 
     async def append_messages(
         self, tenant: str, agent_id: str, session_id: str, messages: Sequence[Message]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import dataclass
 
-from .collaboration import Collaborations, Emit, Outcome, participant_error, total_usage
+from .collaboration import Collaborations, Outcome, Stage, participant_error, total_usage
+from .errors import Reason
 from .events import (
     CollaborationCompleted,
     CollaborationEvent,
@@ -21,7 +23,6 @@ from .events import (
     Participant,
     ParticipantResult,
     ParticipantRole,
-    ParticipantStarted,
 )
 from .runs import new_run_id
 from .teams import (
@@ -31,7 +32,7 @@ from .teams import (
     TeamRegistry,
 )
 from .templates import Template, parse_template
-from .types import Team, TurnRequest
+from .types import Team
 from .validation import check_message
 
 
@@ -39,9 +40,47 @@ def synthesis_output(result: ParticipantResult, timeout: float) -> str:
     """What the synthesis input shows for a member: its answer, or why it has none."""
     if result.completed:
         return result.output
-    if result.error_reason == "MEMBER_TIMEOUT":
+    if result.error_reason == Reason.MEMBER_TIMEOUT:
         return f"[timed out after {timeout:g} s]"
     return f"[failed: {result.error_reason}]"
+
+
+@dataclass(frozen=True, slots=True)
+class _TeamTask:
+    """One team run's task and the team's parsed templates."""
+
+    team: Team
+    task: str
+    member: Template
+    synthesis: Template
+    item: Template
+
+    @classmethod
+    def parse(cls, team: Team, task: str) -> _TeamTask:
+        # Stored templates were validated when written; parsing again is cheap and keeps
+        # a team written by an older server version from failing half-way.
+        spec = team.spec
+        return cls(
+            team,
+            task,
+            parse_template(spec.member_template, MEMBER_PLACEHOLDERS, "member_template"),
+            parse_template(spec.synthesis_template, SYNTHESIS_PLACEHOLDERS, "synthesis_template"),
+            parse_template(
+                spec.synthesis_item_template,
+                SYNTHESIS_ITEM_PLACEHOLDERS,
+                "synthesis_item_template",
+            ),
+        )
+
+    def results_block(self, results: tuple[ParticipantResult, ...]) -> str:
+        """The members' outputs as the synthesis sees them."""
+        timeout = self.team.spec.member_timeout_seconds
+        return "".join(
+            self.item.render(
+                {"agent": r.participant.agent_id, "output": synthesis_output(r, timeout)}
+            )
+            for r in results
+        )
 
 
 class TeamRunner:
@@ -58,83 +97,49 @@ class TeamRunner:
         or, with a coordinator, no member completed."""
         team = await self._teams.get(tenant, team_id)
         check_message(task, "task")
-        spec = team.spec
-        # Stored templates were validated when written; parsing again is cheap and keeps
-        # a team written by an older server version from failing half-way.
-        member = parse_template(spec.member_template, MEMBER_PLACEHOLDERS, "member_template")
-        synthesis = parse_template(
-            spec.synthesis_template, SYNTHESIS_PLACEHOLDERS, "synthesis_template"
-        )
-        item = parse_template(
-            spec.synthesis_item_template, SYNTHESIS_ITEM_PLACEHOLDERS, "synthesis_item_template"
-        )
+        work = _TeamTask.parse(team, task)
         run_id = new_run_id()
 
-        async def body(emit: Emit) -> CollaborationCompleted:
-            emit(None, CollaborationStarted(run_id, len(spec.members), team.team_id))
-            outcomes = await self._members(tenant, team, task, member, run_id, emit, deadline)
-            results = tuple(o.result for o in outcomes)
-            block = "".join(
-                item.render(
-                    {
-                        "agent": r.participant.agent_id,
-                        "output": synthesis_output(r, spec.member_timeout_seconds),
-                    }
-                )
-                for r in results
-            )
-            if not spec.coordinator:
-                return CollaborationCompleted(block, results, total_usage(results))
-            context = {"team_id": team.team_id, "team_run_id": run_id}
-            if not any(r.completed for r in results):
-                first = outcomes[0]
-                raise participant_error(
-                    first,
-                    f"no member of team '{team.team_id}' completed; the first one "
-                    f"('{first.result.participant.agent_id}') failed",
-                    {**context, "agent_id": first.result.participant.agent_id, "role": "member"},
-                )
-            who = Participant(ParticipantRole.COORDINATOR, 0, spec.coordinator)
-            message = synthesis.render({"task": task, "results": block})
-            emit(who, ParticipantStarted(message))
-            request = TurnRequest(
-                agent_id=spec.coordinator,
-                message=message,
-                session_id=run_id,
-                wait_if_busy=True,
-                parent_run_id=run_id,
-            )
-            outcome = await self._collaborations.run_participant(
-                tenant, who, request, emit, deadline=deadline
-            )
-            emit(who, outcome.result)
-            if outcome.error is not None:
-                raise participant_error(
-                    outcome,
-                    f"the coordinator '{spec.coordinator}' of team '{team.team_id}' failed",
-                    {**context, "agent_id": spec.coordinator, "role": "coordinator"},
-                )
-            everyone = (*results, outcome.result)
-            return CollaborationCompleted(outcome.result.output, everyone, total_usage(everyone))
+        async def body(stage: Stage) -> CollaborationCompleted:
+            return await self._run(stage, work)
 
-        async with aclosing(
-            self._collaborations.stream(tenant, run_id, run_id, task, body)
-        ) as items:
-            async for event in items:
+        events = self._collaborations.stream(tenant, run_id, run_id, task, body, deadline)
+        async with aclosing(events):
+            async for event in events:
                 yield event
 
-    async def _members(
-        self,
-        tenant: str,
-        team: Team,
-        task: str,
-        template: Template,
-        run_id: str,
-        emit: Emit,
-        deadline: float | None,
-    ) -> list[Outcome]:
+    async def _run(self, stage: Stage, work: _TeamTask) -> CollaborationCompleted:
+        """The members, then the coordinator's synthesis of what they answered."""
+        team, spec = work.team, work.team.spec
+        stage.emit(None, CollaborationStarted(stage.run_id, len(spec.members), team.team_id))
+        outcomes = await self._members(stage, work)
+        results = tuple(o.result for o in outcomes)
+        block = work.results_block(results)
+        if not spec.coordinator:
+            return CollaborationCompleted(block, results, total_usage(results))
+        context = {"team_id": team.team_id, "team_run_id": stage.run_id}
+        if not any(r.completed for r in results):
+            first = outcomes[0].result.participant.agent_id
+            raise participant_error(
+                outcomes[0],
+                f"no member of team '{team.team_id}' completed; the first one ('{first}') failed",
+                {**context, "agent_id": first, "role": "member"},
+            )
+        who = Participant(ParticipantRole.COORDINATOR, 0, spec.coordinator)
+        message = work.synthesis.render({"task": work.task, "results": block})
+        outcome = await self._collaborations.run_participant(stage, who, message)
+        if outcome.error is not None:
+            raise participant_error(
+                outcome,
+                f"the coordinator '{spec.coordinator}' of team '{team.team_id}' failed",
+                {**context, "agent_id": spec.coordinator, "role": "coordinator"},
+            )
+        everyone = (*results, outcome.result)
+        return CollaborationCompleted(outcome.result.output, everyone, total_usage(everyone))
+
+    async def _members(self, stage: Stage, work: _TeamTask) -> list[Outcome]:
         """Run every member, at most max_concurrency at once; outcomes in member order."""
-        spec = team.spec
+        spec = work.team.spec
         slots = asyncio.Semaphore(spec.max_concurrency)
 
         async def one(index: int, agent_id: str) -> Outcome:
@@ -142,24 +147,9 @@ class TeamRunner:
             # The member timeout starts when the member gets a slot, so a small
             # max_concurrency does not time out the members that wait for one.
             async with slots:
-                message = template.render({"agent": agent_id, "task": task})
-                emit(who, ParticipantStarted(message))
-                request = TurnRequest(
-                    agent_id=agent_id,
-                    message=message,
-                    session_id=run_id,
-                    wait_if_busy=True,
-                    parent_run_id=run_id,
+                message = work.member.render({"agent": agent_id, "task": work.task})
+                return await self._collaborations.run_participant(
+                    stage, who, message, time_limit=spec.member_timeout_seconds
                 )
-                outcome = await self._collaborations.run_participant(
-                    tenant,
-                    who,
-                    request,
-                    emit,
-                    deadline=deadline,
-                    time_limit=spec.member_timeout_seconds,
-                )
-                emit(who, outcome.result)
-                return outcome
 
         return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(spec.members))))

@@ -13,9 +13,9 @@ import dataclasses
 import math
 from collections.abc import Iterable
 
-from .agents import parse_etag
-from .errors import AbortedError, InvalidArgumentError, NotFoundError, Reason
+from .errors import InvalidArgumentError, NotFoundError, Reason
 from .pagination import PageTokens
+from .revisions import parse_etag, update_with_retry
 from .store_port import MissingAgentsError, Store
 from .templates import parse_template
 from .types import Page, Team, TeamSpec
@@ -33,7 +33,6 @@ MEMBER_PLACEHOLDERS = frozenset({"agent", "task"})
 SYNTHESIS_PLACEHOLDERS = frozenset({"task", "results"})
 SYNTHESIS_ITEM_PLACEHOLDERS = frozenset({"agent", "output"})
 UPDATABLE_PATHS = frozenset(f.name for f in dataclasses.fields(TeamSpec))
-_UNCONDITIONAL_UPDATE_ATTEMPTS = 5
 
 
 def check_team_id(team_id: str, field: str = "team_id") -> str:
@@ -176,27 +175,20 @@ class TeamRegistry:
         check_team_id(team_id, "team.team_id")
         expected = parse_etag(etag, "team.etag")
         paths = list(paths)
-        for _attempt in range(_UNCONDITIONAL_UPDATE_ATTEMPTS):
-            current = await self.get(tenant, team_id)
+
+        async def write(current: Team, revision: int) -> Team:
             # Masked fields left empty return to their defaults, hence the merge onto the
             # stored (resolved) spec is resolved again.
             updated = resolve_team_spec(apply_team_mask(current.spec, patch, paths))
             try:
                 return await self._store.update_team(
-                    tenant,
-                    team_id,
-                    updated,
-                    expected_revision=current.revision if expected is None else expected,
+                    tenant, team_id, updated, expected_revision=revision
                 )
             except MissingAgentsError as missing:
                 raise _unknown_agent(updated, missing.agent_ids, "team") from None
-            except AbortedError:
-                if expected is not None:
-                    raise
-        raise AbortedError(
-            f"team '{team_id}' is being updated concurrently; retry",
-            reason=Reason.ETAG_MISMATCH,
-            metadata={"team_id": team_id},
+
+        return await update_with_retry(
+            "team", team_id, expected, lambda: self.get(tenant, team_id), write
         )
 
     async def delete(self, tenant: str, team_id: str, etag: str = "") -> None:

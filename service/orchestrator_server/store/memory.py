@@ -23,7 +23,6 @@ from ..core.types import (
     Session,
     Team,
     TeamSpec,
-    Usage,
 )
 
 SessionKey = tuple[str, str, str]  # tenant, agent_id, session_id
@@ -243,36 +242,15 @@ class InMemoryStore:
         )
         self._append((tenant, run.agent_id, run.session_id), [user_message], start_time)
 
-    async def finish_run(
-        self,
-        tenant: str,
-        run_id: str,
-        *,
-        status: RunStatus,
-        output: str,
-        usage: Usage,
-        error_reason: str,
-        error_message: str,
-        end_time: float,
-        messages: Sequence[Message],
-        agent_id: str,
-        session_id: str,
-    ) -> list[Message]:
+    async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         """Append the turn's messages and record its outcome."""
-        stored = self._append((tenant, agent_id, session_id), messages, end_time)
+        key = (tenant, run.agent_id, run.session_id)
+        stored = self._append(key, messages, run.end_time or time.time())
         runs = self._tenant(tenant).runs
-        run = runs.get(run_id)
-        if run is not None:
-            runs[run_id] = replace(
-                run,
-                status=status,
-                output=output,
-                usage=usage,
-                error_reason=error_reason,
-                error_message=error_message,
-                end_time=end_time,
-                start_time=run.start_time if run.start_time is not None else end_time,
-            )
+        before = runs.get(run.run_id)
+        if before is not None:
+            start = before.start_time if before.start_time is not None else run.end_time
+            runs[run.run_id] = replace(run, start_time=start)
         return stored
 
     async def get_run(self, tenant: str, run_id: str) -> Run | None:

@@ -603,40 +603,27 @@ class SQLiteStore:
 
         await self._write(mark)
 
-    async def finish_run(
-        self,
-        tenant: str,
-        run_id: str,
-        *,
-        status: RunStatus,
-        output: str,
-        usage: Usage,
-        error_reason: str,
-        error_message: str,
-        end_time: float,
-        messages: Sequence[Message],
-        agent_id: str,
-        session_id: str,
-    ) -> list[Message]:
+    async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         """Append the turn's final messages and record its outcome together."""
+        end = run.end_time if run.end_time is not None else time.time()
 
         def finish(conn: sqlite3.Connection) -> list[Message]:
-            stored = self._append(conn, tenant, agent_id, session_id, messages, end_time)
+            stored = self._append(conn, tenant, run.agent_id, run.session_id, messages, end)
             conn.execute(
                 "UPDATE runs SET status = ?, output = ?, prompt_tokens = ?, "
                 "completion_tokens = ?, error_reason = ?, error_message = ?, end_time = ?, "
                 "start_time = COALESCE(start_time, ?) WHERE tenant = ? AND run_id = ?",
                 (
-                    status.value,
-                    output,
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    error_reason,
-                    error_message,
-                    end_time,
-                    end_time,
+                    run.status.value,
+                    run.output,
+                    run.usage.prompt_tokens,
+                    run.usage.completion_tokens,
+                    run.error_reason,
+                    run.error_message,
+                    end,
+                    end,
                     tenant,
-                    run_id,
+                    run.run_id,
                 ),
             )
             return stored
