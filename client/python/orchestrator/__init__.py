@@ -3,15 +3,18 @@
     from orchestrator import Orchestrator, AsyncOrchestrator
 
 `AsyncOrchestrator` is the asyncio client; `Orchestrator` (or `connect()`) the blocking
-one with the same calls. Both mirror the original in-process Orchestrator
-(`create_agent`, `run`, `list_agents`, `has_agent`, `get_agent`, `delete_agent`,
-`set_default_agent`) and add streaming, chats, sessions and runs. Results are the frozen
-dataclasses of `orchestrator.types`; failures raise the typed exceptions of
-`orchestrator.errors`. The generated protobuf stubs live in `orchestrator.v1`.
+one, derived from it: the same calls, arguments and docstrings. Both mirror the original
+in-process Orchestrator (`create_agent`, `run`, `list_agents`, `has_agent`, `get_agent`,
+`delete_agent`, `set_default_agent`) and add streaming, chats, sessions and runs.
+Results are the frozen dataclasses of `orchestrator.types`; failures raise the typed
+exceptions of `orchestrator.errors`. The generated protobuf stubs live in
+`orchestrator.v1`.
 """
 
+from ._chat import ChatSession
 from ._client import UNSET, AsyncOrchestrator
-from ._stream import ChatSession, CollaborationStream, RunStream
+from ._collaboration import CollaborationStream
+from ._stream import RunStream
 from ._sync import (
     Answer,
     Orchestrator,
@@ -65,6 +68,7 @@ from .errors import (
     StreamProtocolViolation,
     TeamAlreadyExists,
     TeamNotFound,
+    TooManyPendingTurns,
     Unauthenticated,
     Unavailable,
     UnexpectedToolResult,
@@ -72,6 +76,7 @@ from .errors import (
 )
 from .types import (
     Agent,
+    AgentSettings,
     BufferMemory,
     CollaborationCompleted,
     CollaborationEvent,
@@ -114,6 +119,7 @@ __all__ = [
     "AgentDeleted",
     "AgentInUse",
     "AgentNotFound",
+    "AgentSettings",
     "AlreadyExists",
     "Answer",
     "AsyncOrchestrator",
@@ -189,6 +195,7 @@ __all__ = [
     "TeamNotFound",
     "TeamResult",
     "TextDelta",
+    "TooManyPendingTurns",
     "ToolCall",
     "ToolCallFinished",
     "ToolCallStarted",

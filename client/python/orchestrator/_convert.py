@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
+import dataclasses
+import enum
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, Final, TypedDict, TypeVar
 
+from google.protobuf import field_mask_pb2
+from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from . import types as t
+from ._tools import ClientTool
 from .v1 import agent_pb2, collaboration_pb2, run_pb2, session_pb2
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
+V = TypeVar("V")
+W = TypeVar("W")
 
 _RUN_STATUS = {
     run_pb2.RUN_STATUS_UNSPECIFIED: t.RunStatus.UNSPECIFIED,
@@ -38,24 +51,50 @@ ModelLike = t.Model | str | None
 """What `create_agent(model=...)` accepts: a Model, a model name, or None (defaults)."""
 
 
-def _time(message: Any, name: str) -> datetime | None:
-    if not message.HasField(name):
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""Marks an `update_agent` or `update_team` field that is not being changed."""
+
+
+def _field_value(pb: Any, name: str, has_presence: bool) -> object:
+    """A field's value as plain Python: None when unset (an optional or message field),
+    a UTC datetime for a Timestamp, a dict for a map and a tuple for a repeated field."""
+    if has_presence and not pb.HasField(name):
         return None
-    ts: Timestamp = getattr(message, name)
-    return ts.ToDatetime(tzinfo=UTC)
+    value = getattr(pb, name)
+    if isinstance(value, Timestamp):
+        return value.ToDatetime(tzinfo=UTC)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return tuple(value)
+    return value
+
+
+@functools.cache
+def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+
+def from_fields(pb: ProtoMessage, cls: type[D], **given: Any) -> D:
+    """A `cls` from the fields of `pb` that have its field names; `given` sets the others.
+
+    The domain types mirror the messages field by field, so only enums, nested messages
+    and renamed fields are converted by hand (passed in `given`).
+    """
+    fields = pb.DESCRIPTOR.fields_by_name
+    for name in _field_names(cls):
+        if name not in given and name in fields:
+            given[name] = _field_value(pb, name, fields[name].has_presence)
+    return cls(**given)
 
 
 def model_from_pb(pb: agent_pb2.ModelSpec) -> t.Model:
     """A Model; unset proto3 optionals become None."""
-    return t.Model(
-        model=pb.model,
-        provider=pb.provider,
-        temperature=pb.temperature if pb.HasField("temperature") else None,
-        max_tokens=pb.max_tokens if pb.HasField("max_tokens") else None,
-        top_p=pb.top_p if pb.HasField("top_p") else None,
-        stop=tuple(pb.stop),
-        seed=pb.seed if pb.HasField("seed") else None,
-    )
+    return from_fields(pb, t.Model)
 
 
 def model_to_pb(model: ModelLike) -> agent_pb2.ModelSpec:
@@ -94,55 +133,92 @@ def tool_names(tools: Iterable[object]) -> list[str]:
     return names
 
 
-def agent_from_pb(pb: agent_pb2.Agent) -> t.Agent:
-    """An Agent with its bookkeeping fields."""
-    return t.Agent(
-        agent_id=pb.agent_id,
-        system_message=pb.system_message,
-        description=pb.description,
+def memory_to_pb(memory: t.BufferMemory | None) -> agent_pb2.MemoryConfig:
+    """A MemoryConfig; None is the server's default."""
+    return agent_pb2.MemoryConfig(max_messages=memory.max_messages if memory else 0)
+
+
+def agent_to_pb(agent_id: str, settings: t.AgentSettings) -> agent_pb2.Agent:
+    """The Agent message `create_agent` sends (`set_as_default` belongs to the request)."""
+    return agent_pb2.Agent(
+        agent_id=agent_id,
+        system_message=settings.get("system_message", ""),
+        description=settings.get("description", ""),
+        model=model_to_pb(settings.get("model")),
+        memory=memory_to_pb(settings.get("buffer_memory")),
+        tools=tool_names(settings.get("tools", ())),
+        labels=dict(settings.get("labels") or {}),
+        callable_agents=list(settings.get("callable_agents", ())),
+        max_model_calls=settings.get("max_model_calls", 0),
+    )
+
+
+def agent_from_pb(pb: agent_pb2.Agent, *, created: bool = False) -> t.Agent:
+    """An Agent with its bookkeeping fields (`created` as the create call reported it)."""
+    return from_fields(
+        pb,
+        t.Agent,
         model=model_from_pb(pb.model),
         buffer_memory=t.BufferMemory(max_messages=pb.memory.max_messages),
-        tools=tuple(pb.tools),
-        labels=dict(pb.labels),
-        callable_agents=tuple(pb.callable_agents),
-        max_model_calls=pb.max_model_calls,
-        is_default=pb.is_default,
-        create_time=_time(pb, "create_time"),
-        update_time=_time(pb, "update_time"),
-        etag=pb.etag,
+        created=created,
     )
+
+
+def unless_unset(value: V | _Unset, convert: Callable[[V], W]) -> W | _Unset:
+    """`convert(value)`, or UNSET for UNSET."""
+    return value if isinstance(value, _Unset) else convert(value)
+
+
+def model_change(model: t.Model | str | _Unset) -> dict[str, object]:
+    """The update of `update_agent(model=...)`: a str changes only the model's name."""
+    if isinstance(model, _Unset):
+        return {}
+    if isinstance(model, str):
+        return {"model.model": model}
+    return {"model": model_to_pb(model)}
+
+
+def update_mask(message: ProtoMessage, changes: Mapping[str, object]) -> field_mask_pb2.FieldMask:
+    """Write the changes that are not UNSET into `message`; the FieldMask naming them.
+
+    Keys are field paths ("model.model"); messages are copied, mappings merged into map
+    fields, other iterables (but str) appended to repeated fields, the rest assigned.
+    """
+    paths: list[str] = []
+    for path, value in changes.items():
+        if isinstance(value, _Unset):
+            continue
+        *parents, name = path.split(".")
+        target: Any = message
+        for parent in parents:
+            target = getattr(target, parent)
+        if isinstance(value, ProtoMessage):
+            getattr(target, name).CopyFrom(value)
+        elif isinstance(value, Mapping):
+            getattr(target, name).update(value)
+        elif isinstance(value, Iterable) and not isinstance(value, str):
+            getattr(target, name).extend(value)
+        else:
+            setattr(target, name, value)
+        paths.append(path)
+    return field_mask_pb2.FieldMask(paths=paths)
 
 
 def message_from_pb(pb: session_pb2.Message) -> t.Message:
     """A stored message."""
-    return t.Message(
-        sequence=pb.sequence,
-        role=_ROLE.get(pb.role, t.MessageRole.UNSPECIFIED),
-        content=pb.content,
-        tool_calls=tuple(
-            t.ToolCall(call_id=c.call_id, name=c.name, arguments_json=c.arguments_json)
-            for c in pb.tool_calls
-        ),
-        tool_call_id=pb.tool_call_id,
-        run_id=pb.run_id,
-        create_time=_time(pb, "create_time"),
-    )
+    role = _ROLE.get(pb.role, t.MessageRole.UNSPECIFIED)
+    calls = tuple(from_fields(c, t.ToolCall) for c in pb.tool_calls)
+    return from_fields(pb, t.Message, role=role, tool_calls=calls)
 
 
 def session_from_pb(pb: session_pb2.Session) -> t.Session:
     """A session summary."""
-    return t.Session(
-        agent_id=pb.agent_id,
-        session_id=pb.session_id,
-        message_count=pb.message_count,
-        create_time=_time(pb, "create_time"),
-        update_time=_time(pb, "update_time"),
-    )
+    return from_fields(pb, t.Session)
 
 
 def usage_from_pb(pb: run_pb2.Usage) -> t.Usage:
     """Token usage."""
-    return t.Usage(pb.prompt_tokens, pb.completion_tokens, pb.total_tokens)
+    return from_fields(pb, t.Usage)
 
 
 def run_status_from_pb(value: int) -> t.RunStatus:
@@ -152,101 +228,72 @@ def run_status_from_pb(value: int) -> t.RunStatus:
 
 def run_from_pb(pb: run_pb2.Run) -> t.Run:
     """A run record."""
-    return t.Run(
-        run_id=pb.run_id,
-        agent_id=pb.agent_id,
-        session_id=pb.session_id,
-        status=run_status_from_pb(pb.status),
-        input=pb.input,
-        output=pb.output,
-        request_id=pb.request_id,
-        parent_run_id=pb.parent_run_id,
-        usage=usage_from_pb(pb.usage),
-        error_reason=pb.error_reason,
-        error_message=pb.error_message,
-        create_time=_time(pb, "create_time"),
-        start_time=_time(pb, "start_time"),
-        end_time=_time(pb, "end_time"),
+    return from_fields(
+        pb, t.Run, status=run_status_from_pb(pb.status), usage=usage_from_pb(pb.usage)
     )
+
+
+def start_turn(
+    message: str,
+    *,
+    agent_id: str,
+    session_id: str,
+    request_id: str | None,
+    wait_if_busy: bool,
+    tools: Mapping[str, ClientTool],
+    tool_timeout: float | None,
+) -> run_pb2.StartTurn:
+    """The StartTurn of one turn, for `stream`/`run` and for every turn of a chat."""
+    return run_pb2.StartTurn(
+        agent_id=agent_id,
+        session_id=session_id,
+        message=message,
+        request_id=request_id or "",
+        busy_policy=run_pb2.BUSY_POLICY_ENQUEUE if wait_if_busy else run_pb2.BUSY_POLICY_REJECT,
+        client_tools=[tool.definition() for tool in tools.values()],
+        client_tool_timeout_seconds=tool_timeout or 0,
+    )
+
+
+def _no_conversion(pb: Any) -> dict[str, object]:
+    return {}
+
+
+# Per `RunEvent.event` case: the event type, and the conversions its fields need.
+_RUN_EVENTS: dict[str, tuple[type[Any], Callable[[Any], dict[str, object]]]] = {
+    "run_started": (t.RunStarted, lambda pb: {"status": run_status_from_pb(pb.status)}),
+    "text_delta": (t.TextDelta, _no_conversion),
+    "message_completed": (t.MessageCompleted, lambda pb: {"message": message_from_pb(pb.message)}),
+    "run_completed": (t.RunCompleted, lambda pb: {"usage": usage_from_pb(pb.usage)}),
+    "run_cancelled": (t.RunCancelled, _no_conversion),
+    "tool_call": (
+        t.ToolCallStarted,
+        lambda pb: {
+            "call": from_fields(pb.call, t.ToolCall),
+            "location": _LOCATION.get(pb.location, t.ToolLocation.UNSPECIFIED),
+        },
+    ),
+    "tool_result": (t.ToolCallFinished, _no_conversion),
+}
 
 
 def event_from_pb(pb: run_pb2.RunEvent) -> t.RunEvent | None:
     """A typed run event; None for an event kind this client does not know yet."""
-    run_id, sequence, agent_id, parent = pb.run_id, pb.sequence, pb.agent_id, pb.parent_run_id
     kind = pb.WhichOneof("event")
-    if kind == "run_started":
-        started = pb.run_started
-        return t.RunStarted(
-            run_id=run_id,
-            sequence=sequence,
-            agent_id=agent_id,
-            parent_run_id=parent,
-            session_id=started.session_id,
-            status=run_status_from_pb(started.status),
-            replayed=started.replayed,
-        )
-    if kind == "text_delta":
-        return t.TextDelta(
-            run_id=run_id,
-            sequence=sequence,
-            agent_id=agent_id,
-            parent_run_id=parent,
-            text=pb.text_delta.text,
-        )
-    if kind == "message_completed":
-        return t.MessageCompleted(
-            run_id=run_id,
-            sequence=sequence,
-            agent_id=agent_id,
-            parent_run_id=parent,
-            message=message_from_pb(pb.message_completed.message),
-        )
-    if kind == "run_completed":
-        done = pb.run_completed
-        return t.RunCompleted(
-            run_id=run_id,
-            sequence=sequence,
-            agent_id=agent_id,
-            parent_run_id=parent,
-            output=done.output,
-            usage=usage_from_pb(done.usage),
-            time_to_first_delta_ms=done.time_to_first_delta_ms,
-            duration_ms=done.duration_ms,
-        )
-    if kind == "run_cancelled":
-        cancelled = pb.run_cancelled
-        return t.RunCancelled(
-            run_id=run_id,
-            sequence=sequence,
-            agent_id=agent_id,
-            parent_run_id=parent,
-            reason=cancelled.reason,
-            message=cancelled.message,
-        )
-    if kind == "tool_call":
-        call = pb.tool_call.call
-        return t.ToolCallStarted(
-            run_id=run_id,
-            sequence=sequence,
-            agent_id=agent_id,
-            parent_run_id=parent,
-            call=t.ToolCall(call.call_id, call.name, call.arguments_json),
-            location=_LOCATION.get(pb.tool_call.location, t.ToolLocation.UNSPECIFIED),
-        )
-    if kind == "tool_result":
-        result = pb.tool_result
-        return t.ToolCallFinished(
-            run_id=run_id,
-            sequence=sequence,
-            agent_id=agent_id,
-            parent_run_id=parent,
-            call_id=result.call_id,
-            name=result.name,
-            output=result.output,
-            error=result.error,
-            duration_ms=result.duration_ms,
-        )
-    return None
+    if kind is None or kind not in _RUN_EVENTS:
+        return None
+    cls, convert = _RUN_EVENTS[kind]
+    payload = getattr(pb, kind)
+    event: t.RunEvent = from_fields(
+        payload,
+        cls,
+        run_id=pb.run_id,
+        sequence=pb.sequence,
+        agent_id=pb.agent_id,
+        parent_run_id=pb.parent_run_id,
+        **convert(payload),
+    )
+    return event
 
 
 # -- teams and pipelines ------------------------------------------------------------------
@@ -260,20 +307,7 @@ _PARTICIPANT_ROLE = {
 
 def team_from_pb(pb: collaboration_pb2.Team) -> t.Team:
     """A Team with its bookkeeping fields."""
-    return t.Team(
-        team_id=pb.team_id,
-        members=tuple(pb.members),
-        coordinator=pb.coordinator,
-        description=pb.description,
-        member_template=pb.member_template,
-        synthesis_template=pb.synthesis_template,
-        synthesis_item_template=pb.synthesis_item_template,
-        max_concurrency=pb.max_concurrency,
-        member_timeout_seconds=pb.member_timeout_seconds,
-        create_time=_time(pb, "create_time"),
-        update_time=_time(pb, "update_time"),
-        etag=pb.etag,
-    )
+    return from_fields(pb, t.Team)
 
 
 PipelineStepLike = t.PipelineStep | tuple[str, str] | str
@@ -300,25 +334,46 @@ def pipeline_step_to_pb(step: PipelineStepLike) -> collaboration_pb2.PipelineSte
 
 def participant_from_pb(pb: collaboration_pb2.Participant) -> t.Participant:
     """A Participant (unknown roles read as UNSPECIFIED)."""
-    return t.Participant(
-        role=_PARTICIPANT_ROLE.get(pb.role, t.ParticipantRole.UNSPECIFIED),
-        index=pb.index,
-        agent_id=pb.agent_id,
-    )
+    role = _PARTICIPANT_ROLE.get(pb.role, t.ParticipantRole.UNSPECIFIED)
+    return from_fields(pb, t.Participant, role=role)
 
 
 def participant_result_from_pb(pb: collaboration_pb2.ParticipantResult) -> t.ParticipantResult:
     """How one participant's run ended."""
-    return t.ParticipantResult(
+    return from_fields(
+        pb,
+        t.ParticipantResult,
         participant=participant_from_pb(pb.participant),
         status=run_status_from_pb(pb.status),
-        output=pb.output,
-        run_id=pb.run_id,
-        error_reason=pb.error_reason,
-        error_message=pb.error_message,
         usage=usage_from_pb(pb.usage),
-        duration_ms=pb.duration_ms,
     )
+
+
+class _CollaborationHead(TypedDict):
+    run_id: str
+    sequence: int
+
+
+def _participant_event(
+    pb: collaboration_pb2.CollaborationEvent, head: _CollaborationHead
+) -> t.CollaborationEvent | None:
+    participant = participant_from_pb(pb.participant)
+    kind = pb.WhichOneof("event")
+    if kind == "participant_started":
+        return from_fields(
+            pb.participant_started, t.ParticipantStarted, **head, participant=participant
+        )
+    if kind == "run_event":
+        event = event_from_pb(pb.run_event)
+        if event is None:
+            return None
+        return t.ParticipantEvent(**head, participant=participant, event=event)
+    if kind == "participant_finished":
+        result = participant_result_from_pb(pb.participant_finished)
+        if not pb.HasField("participant"):
+            participant = result.participant
+        return t.ParticipantFinished(**head, participant=participant, result=result)
+    return None
 
 
 def collaboration_event_from_pb(
@@ -326,46 +381,13 @@ def collaboration_event_from_pb(
 ) -> t.CollaborationEvent | None:
     """A typed collaboration event; None for a kind this client does not know yet (or a
     participant's run event of such a kind)."""
-    run_id, sequence = pb.run_id, pb.sequence
-    participant = participant_from_pb(pb.participant)
+    head = _CollaborationHead(run_id=pb.run_id, sequence=pb.sequence)
     kind = pb.WhichOneof("event")
     if kind == "started":
-        return t.CollaborationStarted(
-            run_id=run_id,
-            sequence=sequence,
-            session_id=pb.started.session_id,
-            participant_count=pb.started.participant_count,
-            team_id=pb.started.team_id,
-        )
-    if kind == "participant_started":
-        return t.ParticipantStarted(
-            run_id=run_id,
-            sequence=sequence,
-            participant=participant,
-            message=pb.participant_started.message,
-        )
-    if kind == "run_event":
-        event = event_from_pb(pb.run_event)
-        if event is None:
-            return None
-        return t.ParticipantEvent(
-            run_id=run_id, sequence=sequence, participant=participant, event=event
-        )
-    if kind == "participant_finished":
-        result = participant_result_from_pb(pb.participant_finished)
-        return t.ParticipantFinished(
-            run_id=run_id,
-            sequence=sequence,
-            participant=participant if pb.HasField("participant") else result.participant,
-            result=result,
-        )
+        return from_fields(pb.started, t.CollaborationStarted, **head)
     if kind == "completed":
         done = pb.completed
-        return t.CollaborationCompleted(
-            run_id=run_id,
-            sequence=sequence,
-            output=done.output,
-            results=tuple(participant_result_from_pb(r) for r in done.results),
-            usage=usage_from_pb(done.usage),
-        )
-    return None
+        results = tuple(participant_result_from_pb(r) for r in done.results)
+        usage = usage_from_pb(done.usage)
+        return from_fields(done, t.CollaborationCompleted, **head, results=results, usage=usage)
+    return _participant_event(pb, head)

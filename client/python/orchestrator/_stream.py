@@ -1,4 +1,4 @@
-"""Run streams: one turn (`RunStream`) or a multi-turn conversation (`ChatSession`).
+"""Run streams: one turn (`RunStream`); a chat's turns share one (`_chat.py`).
 
 The request side of a Run stream is fed from a queue and stays open until the turn's
 final event, so that the client can still send on it while a turn runs: a cancel now,
@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import grpc
 
 from . import _convert
 from . import types as t
 from ._tools import ClientTool
-from .errors import RunCancelledError, from_rpc_error
-from .v1 import collaboration_pb2, run_pb2
+from .errors import from_rpc_error
 from .v1 import orchestrator_service_pb2_grpc as pb_grpc
+from .v1 import run_pb2
 
 
 class _RunCall:
@@ -121,14 +120,14 @@ class RunStream:
         if self._done:
             raise StopAsyncIteration
         if self._call is None:
-            self._call = self._open_call()
+            self._call = await self._open()
             self._call.send(run_pb2.RunRequest(start=self._start))
         try:
             event = await self._call.next_event()
         except BaseException:
             self._done = True
             self._stop_tools()
-            self._call.abort()
+            self._after_failure(self._call)
             raise
         if event is None:
             self._done = True
@@ -140,10 +139,21 @@ class RunStream:
         elif self.is_own_end(event):
             self._done = True
             self._stop_tools()
-            await self._call.finish()
+            await self._after_own_end(self._call)
         else:
             self._maybe_run_tool(event)
         return event
+
+    async def _open(self) -> _RunCall:
+        """The call this turn runs on (a chat's turns share theirs)."""
+        return self._open_call()
+
+    def _after_failure(self, call: _RunCall) -> None:
+        # A read cancelled by the caller leaves the RPC open: cancel it, so the turn stops.
+        call.abort()
+
+    async def _after_own_end(self, call: _RunCall) -> None:
+        await call.finish()
 
     def _maybe_run_tool(self, event: t.RunEvent) -> None:
         """Start a client tool call the server asked this stream for (runs concurrently)."""
@@ -221,252 +231,5 @@ class RunStream:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class ChatSession:
-    """A multi-turn conversation on one Run stream (see `AsyncOrchestrator.chat`)."""
-
-    def __init__(
-        self,
-        open_call: OpenCall,
-        agent_id: str,
-        session_id: str,
-        wait_if_busy: bool,
-        tools: Mapping[str, ClientTool] | None = None,
-        tool_timeout: float | None = None,
-    ) -> None:
-        self._open_call = open_call
-        self._tools = dict(tools or {})
-        self._tool_timeout = tool_timeout
-        self.agent_id = agent_id
-        """The agent; filled in from the first turn when the default agent was used."""
-        self.session_id = session_id
-        """The session; filled in from the first turn when the default session was used."""
-        self._wait_if_busy = wait_if_busy
-        self._call: _RunCall | None = None
-        self._turn: RunStream | None = None
-        self._closed = False
-
-    def send(self, message: str, *, request_id: str | None = None) -> RunStream:
-        """Start a turn and return its events (iterate them before sending the next turn)."""
-        if self._closed:
-            raise RuntimeError("the chat is closed")
-        start = run_pb2.StartTurn(
-            agent_id=self.agent_id,
-            session_id=self.session_id,
-            message=message,
-            request_id=request_id or "",
-            busy_policy=run_pb2.BUSY_POLICY_ENQUEUE
-            if self._wait_if_busy
-            else run_pb2.BUSY_POLICY_REJECT,
-            client_tools=[tool.definition() for tool in self._tools.values()],
-            client_tool_timeout_seconds=self._tool_timeout or 0,
-        )
-        previous = self._turn
-        turn = _ChatTurn(self, start, previous)
-        self._turn = turn
-        return turn
-
-    def _shared_call(self) -> _RunCall:
-        # A failed turn ended the previous stream; the conversation continues on a new one.
-        if self._call is None or self._call.ended:
-            self._call = self._open_call()
-        return self._call
-
-    def _learn(self, event: t.RunStarted) -> None:
-        self.agent_id = self.agent_id or event.agent_id
-        self.session_id = self.session_id or event.session_id
-
-    def cancel(self) -> None:
-        """Cancel the turn in progress, if any (does not wait; its events end with RunCancelled)."""
-        if self._turn is not None:
-            self._turn.cancel()
-
-    async def aclose(self) -> None:
-        """End the conversation's stream (a turn still running is cancelled)."""
-        self._closed = True
-        if self._call is not None and not self._call.ended:
-            if self._turn is not None and not self._turn._done:
-                self._call.abort()
-            else:
-                await self._call.finish()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class _ChatTurn(RunStream):
-    """One turn of a chat: shares the chat's stream instead of opening its own."""
-
-    def __init__(
-        self, chat: ChatSession, start: run_pb2.StartTurn, previous: RunStream | None
-    ) -> None:
-        super().__init__(chat._shared_call, start, chat._tools)
-        self._chat = chat
-        self._previous = previous
-
-    async def __anext__(self) -> t.RunEvent:
-        if self._done:
-            raise StopAsyncIteration
-        if self._call is None:
-            await self._drain_previous()
-            self._call = self._chat._shared_call()
-            self._call.send(run_pb2.RunRequest(start=self._start))
-        try:
-            event = await self._call.next_event()
-        except BaseException:
-            self._done = True
-            self._stop_tools()
-            raise
-        if event is None:
-            self._done = True
-            self._stop_tools()
-            raise StopAsyncIteration
-        if self._is_own_start(event):
-            assert isinstance(event, t.RunStarted)
-            self._chat._learn(event)
-            if self._cancel_requested:
-                self._send_cancel()
-        elif self.is_own_end(event):
-            # The stream stays open for the next turn.
-            self._done = True
-            self._stop_tools()
-        else:
-            self._maybe_run_tool(event)
-        return event
-
-    async def _drain_previous(self) -> None:
-        """Finish a previous turn the caller stopped reading, so its events are not ours."""
-        previous = self._previous
-        self._previous = None
-        if previous is None or previous._done:
-            return
-        if previous._call is None:
-            # Never started: there is nothing on the stream to drain.
-            previous._done = True
-            return
-        previous.cancel()
-        try:
-            async for _event in previous:
-                pass
-        except Exception:
-            # Its error belonged to that turn; this one starts on a fresh stream.
-            return
-
-    async def aclose(self) -> None:
-        """Stop reading this turn; it is cancelled, and the chat stays usable."""
-        self._stop_tools()
-        if self._done:
-            return
-        if self._call is None:
-            self._done = True
-        else:
-            self.cancel()
-
-
-OpenCollaboration = Callable[
-    [], "grpc.aio.UnaryStreamCall[Any, collaboration_pb2.CollaborationEvent]"
-]
-
-
-class CollaborationStream:
-    """The typed events of a pipeline or team run: `async for event in stream`.
-
-    Use it as an async context manager (or exhaust it) so that an abandoned stream
-    cancels the collaboration on the server. A failed collaboration raises its typed
-    error (metadata names the step or participant, see RunPipeline and RunTeam).
-    """
-
-    def __init__(self, open_call: OpenCollaboration) -> None:
-        self._open_call = open_call
-        self._call: grpc.aio.UnaryStreamCall[Any, collaboration_pb2.CollaborationEvent] | None = (
-            None
-        )
-        self._done = False
-        self._cancelled = False
-        self.run_id = ""
-        """The collaboration's run id, known once its CollaborationStarted arrived."""
-        self.session_id = ""
-        """The session the participants ran in, known once CollaborationStarted arrived."""
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> t.CollaborationEvent:
-        while not self._done:
-            if self._call is None:
-                self._call = self._open_call()
-            try:
-                message = await self._call.read()
-            except grpc.RpcError as error:
-                self._done = True
-                raise from_rpc_error(error) from None
-            except asyncio.CancelledError:
-                self._done = True
-                task = asyncio.current_task()
-                if self._cancelled and (task is None or not task.cancelling()):
-                    raise RunCancelledError(
-                        "the collaboration was cancelled",
-                        code=grpc.StatusCode.CANCELLED,
-                        reason="RUN_CANCELLED",
-                    ) from None
-                raise
-            except BaseException:
-                self._done = True
-                self._call.cancel()
-                raise
-            if message is grpc.aio.EOF:
-                self._done = True
-                break
-            assert isinstance(message, collaboration_pb2.CollaborationEvent)
-            event = _convert.collaboration_event_from_pb(message)
-            if isinstance(event, t.CollaborationStarted):
-                self.run_id = event.run_id
-                self.session_id = event.session_id
-            if event is not None:
-                return event
-        raise StopAsyncIteration
-
-    def cancel(self) -> None:
-        """Cancel the collaboration on the server (its running participants are cancelled).
-
-        A read in progress, or the next one, raises RunCancelledError.
-        """
-        self._cancelled = True
-        if self._call is not None and not self._done:
-            self._call.cancel()
-        elif self._call is None:
-            self._done = True
-
-    async def aclose(self) -> None:
-        """Stop reading; a collaboration still running is cancelled on the server."""
-        if not self._done:
-            self._done = True
-            if self._call is not None:
-                self._call.cancel()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

@@ -26,7 +26,8 @@ from . import errors
 from . import types as t
 from ._channel import DEFAULT_ADDRESS
 from ._client import AsyncOrchestrator
-from ._stream import CollaborationStream, RunStream
+from ._collaboration import CollaborationStream
+from ._stream import RunStream
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -25,7 +25,7 @@ server learns new reasons.
     │   ├── NoDefaultAgent · AgentDeleted · AgentInUse
     │   └── ModelAuthFailed · ModelNotFound · ProviderNotConfigured
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
-    │   └── ModelRateLimited · RequestTooLarge · ModelCallLimit
+    │   └── ModelRateLimited · RequestTooLarge · ModelCallLimit · TooManyPendingTurns
     ├── Unavailable                   UNAVAILABLE (also: server unreachable)
     │   └── ModelUnavailable · RunInterrupted
     ├── DeadlineExceeded              DEADLINE_EXCEEDED (also: the client's own deadline)
@@ -230,6 +230,11 @@ class ModelCallLimit(ResourceExhausted):
     """The run reached its max_model_calls while the model kept calling tools."""
 
 
+class TooManyPendingTurns(ResourceExhausted):
+    """More turns were started on one Run stream than may wait behind its current turn
+    (`metadata["limit"]`); the stream ends after the current turn is cancelled."""
+
+
 class Unavailable(OrchestratorError):
     """The service, or the model behind it, is unavailable; retrying later may succeed."""
 
@@ -307,6 +312,7 @@ ERROR_BY_REASON: dict[str, type[OrchestratorError]] = {
     "TEAM_NOT_FOUND": TeamNotFound,
     "TEAM_ALREADY_EXISTS": TeamAlreadyExists,
     "AGENT_IN_USE": AgentInUse,
+    "TOO_MANY_PENDING_TURNS": TooManyPendingTurns,
 }
 """The class of each ErrorInfo reason (`orchestrator.v1.ErrorReason` names)."""
 
