@@ -11,12 +11,12 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from .core.types import RunStatus, Usage
+from .core.observer import RunObserver, RunReport
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
-class ServerMetrics:
+class ServerMetrics(RunObserver):
     """Run metrics in a registry of their own (several servers can share a
     process, as in tests)."""
 
@@ -61,22 +61,16 @@ class ServerMetrics:
         self.runs_started.inc()
         self.runs_in_flight.inc()
 
-    def run_finished(
-        self,
-        status: RunStatus,
-        reason: str,
-        duration_s: float,
-        first_delta_s: float | None,
-        usage: Usage,
-    ) -> None:
+    def run_finished(self, report: RunReport) -> None:
         """Record a run's outcome, duration, first-delta latency and tokens."""
+        status = report.status.value
         self.runs_in_flight.dec()
-        self.runs_finished.labels(status.value, reason or "OK").inc()
-        self.run_duration.labels(status.value).observe(duration_s)
-        if first_delta_s is not None:
-            self.first_delta.observe(first_delta_s)
-        self.tokens.labels("prompt").inc(usage.prompt_tokens)
-        self.tokens.labels("completion").inc(usage.completion_tokens)
+        self.runs_finished.labels(status, report.reason or "OK").inc()
+        self.run_duration.labels(status).observe(report.duration_s)
+        if report.first_delta_s is not None:
+            self.first_delta.observe(report.first_delta_s)
+        self.tokens.labels("prompt").inc(report.usage.prompt_tokens)
+        self.tokens.labels("completion").inc(report.usage.completion_tokens)
 
     def serve(self, address: str) -> int:
         """Expose /metrics on host:port (port 0 picks one); returns the port."""

@@ -8,14 +8,13 @@ from collections.abc import Callable, Iterable
 from .errors import (
     FailedPreconditionError,
     InvalidArgumentError,
-    NotFoundError,
     Reason,
 )
 from .pagination import PageTokens
 from .revisions import parse_etag, update_with_retry
-from .store_port import Store
+from .store_port import Store, require
 from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, Page
-from .validation import check_agent_id, check_agent_spec, check_labels, check_page_size
+from .validation import check_agent_id, check_agent_spec, check_labels
 
 # update_mask paths and the AgentSpec attribute (or ModelSpec/MemoryConfig attribute) each
 # one replaces. A parent path ("model") replaces the whole sub-message.
@@ -120,14 +119,8 @@ class AgentRegistry:
     async def get(self, tenant: str, agent_id: str) -> Agent:
         """One agent, or AGENT_NOT_FOUND."""
         check_agent_id(agent_id)
-        agent = await self._store.get_agent(tenant, agent_id)
-        if agent is None:
-            raise NotFoundError(
-                f"agent '{agent_id}' not found",
-                reason=Reason.AGENT_NOT_FOUND,
-                metadata={"agent_id": agent_id},
-            )
-        return agent
+        found = await self._store.get_agent(tenant, agent_id)
+        return require("agent", agent_id, found)
 
     async def exists(self, tenant: str, agent_id: str) -> bool:
         """Whether the agent exists (for has_agent)."""
@@ -142,18 +135,21 @@ class AgentRegistry:
         label_filter: dict[str, str] | None = None,
     ) -> Page[Agent]:
         """A page of agents in id order."""
-        limit = check_page_size(page_size)
         label_filter = label_filter or {}
         check_labels(label_filter, "label_filter")
-        scope = (
-            "agents:" + tenant + ":" + ",".join(f"{k}={v}" for k, v in sorted(label_filter.items()))
+        labels = ",".join(f"{k}={v}" for k, v in sorted(label_filter.items()))
+        return await self._tokens.fetch_page(
+            f"agents:{tenant}:{labels}",
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_agents(
+                tenant,
+                after=str(after[0]) if after else None,
+                limit=limit,
+                label_filter=label_filter,
+            ),
+            lambda a: [a.agent_id],
         )
-        key = self._tokens.parse(scope, page_token)
-        after = str(key[0]) if key else None
-        agents = await self._store.list_agents(
-            tenant, after=after, limit=limit + 1, label_filter=label_filter
-        )
-        return self._tokens.page(scope, agents, limit, lambda a: [a.agent_id])
 
     async def update(
         self, tenant: str, agent_id: str, patch: AgentSpec, paths: Iterable[str], etag: str = ""

@@ -8,7 +8,7 @@ from .pagination import PageTokens
 from .runs import RunEngine
 from .store_port import Store
 from .types import DEFAULT_SESSION_ID, Message, Page, Session
-from .validation import check_page_size, check_session_id
+from .validation import check_session_id
 
 
 class Conversations:
@@ -26,14 +26,16 @@ class Conversations:
         self, tenant: str, agent_id: str, *, page_size: int = 0, page_token: str = ""
     ) -> Page[Session]:
         """An agent's sessions in id order."""
-        limit = check_page_size(page_size)
         await self._agents.get(tenant, agent_id)
-        scope = f"sessions:{tenant}:{agent_id}"
-        key = self._tokens.parse(scope, page_token)
-        sessions = await self._store.list_sessions(
-            tenant, agent_id, after=str(key[0]) if key else None, limit=limit + 1
+        return await self._tokens.fetch_page(
+            f"sessions:{tenant}:{agent_id}",
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_sessions(
+                tenant, agent_id, after=str(after[0]) if after else None, limit=limit
+            ),
+            lambda s: [s.session_id],
         )
-        return self._tokens.page(scope, sessions, limit, lambda s: [s.session_id])
 
     async def list_messages(
         self,
@@ -45,16 +47,17 @@ class Conversations:
         page_token: str = "",
     ) -> Page[Message]:
         """A session's messages, oldest first."""
-        limit = check_page_size(page_size)
         session_id = check_session_id(session_id or DEFAULT_SESSION_ID)
         await self._agents.get(tenant, agent_id)
-        scope = f"messages:{tenant}:{agent_id}:{session_id}"
-        key = self._tokens.parse(scope, page_token)
-        after = int(key[0]) if key else 0
-        messages = await self._store.list_messages(
-            tenant, agent_id, session_id, after=after, limit=limit + 1
+        return await self._tokens.fetch_page(
+            f"messages:{tenant}:{agent_id}:{session_id}",
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_messages(
+                tenant, agent_id, session_id, after=int(after[0]) if after else 0, limit=limit
+            ),
+            lambda m: [m.sequence],
         )
-        return self._tokens.page(scope, messages, limit, lambda m: [m.sequence])
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str = "") -> int:
         """Clear a conversation; SESSION_BUSY while it runs a turn."""

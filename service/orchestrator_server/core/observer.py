@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
 
 from .types import RunStatus, Usage
 
 
-class RunObserver(Protocol):
-    """Receives one call when a run starts and one when it ends."""
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """How a run ended, for monitoring: outcome, reason, timings (seconds) and tokens."""
+
+    status: RunStatus
+    reason: str
+    duration_s: float
+    first_delta_s: float | None
+    usage: Usage
+
+
+class RunObserver:
+    """Receives one call when a run starts and one when it ends; observes nothing unless
+    a subclass (the Prometheus metrics) overrides the calls."""
 
     def run_started(self) -> None:
         """A run began executing."""
 
-    def run_finished(
-        self,
-        status: RunStatus,
-        reason: str,
-        duration_s: float,
-        first_delta_s: float | None,
-        usage: Usage,
-    ) -> None:
+    def run_finished(self, report: RunReport) -> None:
         """A run ended (completed, failed or cancelled)."""
-
-
-class NoObserver:
-    """The default: observes nothing."""
-
-    def run_started(self) -> None:
-        """Ignore."""
-
-    def run_finished(
-        self,
-        status: RunStatus,
-        reason: str,
-        duration_s: float,
-        first_delta_s: float | None,
-        usage: Usage,
-    ) -> None:
-        """Ignore."""

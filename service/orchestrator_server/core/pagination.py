@@ -11,11 +11,12 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from .errors import InvalidArgumentError, Reason
 from .types import Page
+from .validation import check_page_size
 
 T = TypeVar("T")
 
@@ -71,3 +72,18 @@ class PageTokens:
             return Page(fetched)
         items = fetched[:limit]
         return Page(items, self.issue(scope, key(items[-1])))
+
+    async def fetch_page(
+        self,
+        scope: str,
+        page_size: int,
+        page_token: str,
+        fetch: Callable[[list[str | int | float] | None, int], Awaitable[list[T]]],
+        key: Callable[[T], JsonKey],
+    ) -> Page[T]:
+        """One page of a listing: checks the size and the token, then calls
+        `fetch(key after which to start or None, rows to read)` for one row more than
+        the page holds."""
+        limit = check_page_size(page_size)
+        after = self.parse(scope, page_token)
+        return self.page(scope, await fetch(after, limit + 1), limit, key)

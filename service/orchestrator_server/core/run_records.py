@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from .active_runs import ActiveRuns
 from .errors import InvalidArgumentError, NotFoundError, Reason
 from .pagination import PageTokens
 from .store_port import Store
 from .types import Page, Run
-from .validation import check_page_size
 
 
 class RunRecords:
@@ -45,13 +46,16 @@ class RunRecords:
         page_token: str = "",
     ) -> Page[Run]:
         """Runs newest first, optionally of one agent and session."""
-        limit = check_page_size(page_size)
         if session_id and not agent_id:
             raise InvalidArgumentError.for_field("session_id", "requires agent_id")
+
+        def fetch(after: list[str | int | float] | None, limit: int) -> Awaitable[list[Run]]:
+            key = (float(after[0]), str(after[1])) if after else None
+            return self._store.list_runs(
+                tenant, agent_id=agent_id, session_id=session_id, after=key, limit=limit
+            )
+
         scope = f"runs:{tenant}:{agent_id}:{session_id}"
-        key = self._tokens.parse(scope, page_token)
-        after = (float(key[0]), str(key[1])) if key else None
-        runs = await self._store.list_runs(
-            tenant, agent_id=agent_id, session_id=session_id, after=after, limit=limit + 1
+        return await self._tokens.fetch_page(
+            scope, page_size, page_token, fetch, lambda r: [r.create_time, r.run_id]
         )
-        return self._tokens.page(scope, runs, limit, lambda r: [r.create_time, r.run_id])

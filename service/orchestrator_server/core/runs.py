@@ -23,7 +23,7 @@ from .agents import AgentRegistry
 from .errors import InvalidArgumentError, OrchestratorError, Reason
 from .model_loop import AskAgent, TurnContext
 from .model_port import ModelCatalog
-from .observer import NoObserver, RunObserver
+from .observer import RunObserver
 from .replay import find_previous, replay
 from .session_locks import SessionLocks
 from .store_port import Store
@@ -66,7 +66,7 @@ class RunEngine:
             store=store,
             models=models,
             runs=self.active,
-            observer=observer or NoObserver(),
+            observer=observer or RunObserver(),
             ask_agent=self._agent_caller,
             default_max_model_calls=default_max_model_calls,
         )

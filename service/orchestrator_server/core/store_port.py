@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from .errors import AbortedError, NotFoundError, Reason
+from .errors import AbortedError, AlreadyExistsError, NotFoundError, Reason
 from .types import Agent, AgentSpec, Message, Run, Session, Team, TeamSpec
 
 
@@ -183,11 +183,21 @@ class Revisioned(Protocol):
 
 R = TypeVar("R", bound=Revisioned)
 _NOT_FOUND = {"agent": Reason.AGENT_NOT_FOUND, "team": Reason.TEAM_NOT_FOUND}
+_EXISTS = {"agent": Reason.AGENT_ALREADY_EXISTS, "team": Reason.TEAM_ALREADY_EXISTS}
 
 
-def checked_revision(kind: str, resource_id: str, current: R | None, expected: int | None) -> R:
+def already_exists(kind: str, resource_id: str) -> AlreadyExistsError:
+    """The error for creating an agent or team whose id is taken."""
+    return AlreadyExistsError(
+        f"{kind} '{resource_id}' already exists",
+        reason=_EXISTS[kind],
+        metadata={f"{kind}_id": resource_id},
+    )
+
+
+def require(kind: str, resource_id: str, current: R | None, expected: int | None = None) -> R:
     """`current` if it exists and (when `expected` is given) is at that revision; else the
-    NOT_FOUND or ETAG_MISMATCH error every store raises for it. `kind` is agent or team."""
+    NOT_FOUND or ETAG_MISMATCH error every layer raises for it. `kind` is agent or team."""
     key = f"{kind}_id"
     if current is None:
         raise NotFoundError(

@@ -13,13 +13,13 @@ import dataclasses
 import math
 from collections.abc import Iterable
 
-from .errors import InvalidArgumentError, NotFoundError, Reason
+from .errors import InvalidArgumentError, Reason
 from .pagination import PageTokens
 from .revisions import parse_etag, update_with_retry
-from .store_port import MissingAgentsError, Store
+from .store_port import MissingAgentsError, Store, require
 from .templates import parse_template
 from .types import Page, Team, TeamSpec
-from .validation import MAX_DESCRIPTION_CHARS, check_agent_id, check_page_size, check_session_id
+from .validation import MAX_DESCRIPTION_CHARS, check_agent_id, check_session_id
 
 DEFAULT_MEMBER_TEMPLATE = "Task for {agent}: {task}"
 DEFAULT_SYNTHESIS_TEMPLATE = "Synthesize the following team outputs for task '{task}':\n\n{results}"
@@ -149,24 +149,20 @@ class TeamRegistry:
     async def get(self, tenant: str, team_id: str) -> Team:
         """One team, or TEAM_NOT_FOUND."""
         check_team_id(team_id)
-        team = await self._store.get_team(tenant, team_id)
-        if team is None:
-            raise NotFoundError(
-                f"team '{team_id}' not found",
-                reason=Reason.TEAM_NOT_FOUND,
-                metadata={"team_id": team_id},
-            )
-        return team
+        found = await self._store.get_team(tenant, team_id)
+        return require("team", team_id, found)
 
     async def list(self, tenant: str, *, page_size: int = 0, page_token: str = "") -> Page[Team]:
         """A page of teams in id order."""
-        limit = check_page_size(page_size)
-        scope = f"teams:{tenant}"
-        key = self._tokens.parse(scope, page_token)
-        teams = await self._store.list_teams(
-            tenant, after=str(key[0]) if key else None, limit=limit + 1
+        return await self._tokens.fetch_page(
+            f"teams:{tenant}",
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_teams(
+                tenant, after=str(after[0]) if after else None, limit=limit
+            ),
+            lambda t: [t.team_id],
         )
-        return self._tokens.page(scope, teams, limit, lambda t: [t.team_id])
 
     async def update(
         self, tenant: str, team_id: str, patch: TeamSpec, paths: Iterable[str], etag: str = ""

@@ -21,7 +21,7 @@ from .active_runs import ActiveRun, ActiveRuns
 from .errors import FailedPreconditionError, OrchestratorError, Reason
 from .model_loop import AskAgent, ModelLoop, TurnContext
 from .model_port import ModelCatalog
-from .observer import RunObserver
+from .observer import RunObserver, RunReport
 from .outcome import OutcomeRecorder
 from .session_locks import Reservation
 from .start_gate import StartGate
@@ -164,11 +164,13 @@ class Turn:
         loop = self._loop
         first_delta = loop.first_delta if loop and loop.first_delta else None
         services.observer.run_finished(
-            run.status,
-            run.error_reason,
-            time.monotonic() - self._started,
-            first_delta - self._started if first_delta else None,
-            run.usage,
+            RunReport(
+                run.status,
+                run.error_reason,
+                time.monotonic() - self._started,
+                first_delta - self._started if first_delta else None,
+                run.usage,
+            )
         )
         self._reservation.release()
         services.runs.remove(active)

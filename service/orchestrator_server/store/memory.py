@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from ..core.errors import AlreadyExistsError, FailedPreconditionError, Reason
-from ..core.store_port import DuplicateRequestError, MissingAgentsError, checked_revision
+from ..core.errors import FailedPreconditionError, Reason
+from ..core.store_port import DuplicateRequestError, MissingAgentsError, already_exists, require
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -81,11 +81,7 @@ class InMemoryStore:
         if existing is not None:
             if if_not_exists:
                 return existing, False
-            raise AlreadyExistsError(
-                f"agent '{agent_id}' already exists",
-                reason=Reason.AGENT_ALREADY_EXISTS,
-                metadata={"agent_id": agent_id},
-            )
+            raise already_exists("agent", agent_id)
         now = time.time()
         self._tenant(tenant).agents[agent_id] = Agent(agent_id, spec, now, now, 1)
         if set_as_default:
@@ -113,9 +109,7 @@ class InMemoryStore:
         self, tenant: str, agent_id: str, spec: AgentSpec, *, expected_revision: int | None
     ) -> Agent:
         """Replace the spec, bumping the revision."""
-        current = checked_revision(
-            "agent", agent_id, self._agent(tenant, agent_id), expected_revision
-        )
+        current = require("agent", agent_id, self._agent(tenant, agent_id), expected_revision)
         updated = replace(
             current, spec=spec, update_time=time.time(), revision=current.revision + 1
         )
@@ -126,7 +120,7 @@ class InMemoryStore:
         self, tenant: str, agent_id: str, *, expected_revision: int | None
     ) -> None:
         """Delete the agent with its sessions and runs; clear it as default."""
-        checked_revision("agent", agent_id, self._agent(tenant, agent_id), expected_revision)
+        require("agent", agent_id, self._agent(tenant, agent_id), expected_revision)
         state = self._tenant(tenant)
         team_id = next(
             (t for t in sorted(state.teams) if agent_id in _agents_of(state.teams[t].spec)), None
@@ -146,7 +140,7 @@ class InMemoryStore:
 
     async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
         """Make the agent its tenant's default."""
-        checked_revision("agent", agent_id, self._agent(tenant, agent_id), None)
+        require("agent", agent_id, self._agent(tenant, agent_id), None)
         self._tenant(tenant).default_agent_id = agent_id
         agent = self._agent(tenant, agent_id)
         assert agent is not None
@@ -313,11 +307,7 @@ class InMemoryStore:
         if existing is not None:
             if if_not_exists:
                 return existing, False
-            raise AlreadyExistsError(
-                f"team '{team_id}' already exists",
-                reason=Reason.TEAM_ALREADY_EXISTS,
-                metadata={"team_id": team_id},
-            )
+            raise already_exists("team", team_id)
         self._check_agents_exist(tenant, spec)
         now = time.time()
         team = self._tenant(tenant).teams[team_id] = Team(team_id, spec, now, now, 1)
@@ -337,7 +327,7 @@ class InMemoryStore:
     ) -> Team:
         """Replace a team's spec (its agents must exist), bumping the revision."""
         teams = self._tenant(tenant).teams
-        current = checked_revision("team", team_id, teams.get(team_id), expected_revision)
+        current = require("team", team_id, teams.get(team_id), expected_revision)
         self._check_agents_exist(tenant, spec)
         updated = dataclasses.replace(
             current, spec=spec, update_time=time.time(), revision=current.revision + 1
@@ -350,7 +340,7 @@ class InMemoryStore:
     ) -> None:
         """Delete a team."""
         teams = self._tenant(tenant).teams
-        checked_revision("team", team_id, teams.get(team_id), expected_revision)
+        require("team", team_id, teams.get(team_id), expected_revision)
         del teams[team_id]
 
 

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from ..core.errors import AlreadyExistsError, Reason
-from ..core.store_port import MissingAgentsError, checked_revision
+from ..core.store_port import MissingAgentsError, already_exists, require
 from ..core.types import Team, TeamSpec
 
 TEAM_COLUMNS = "team_id, spec, create_time, update_time, revision"
@@ -76,11 +75,7 @@ def create_team(
     if existing is not None:
         if if_not_exists:
             return existing, False
-        raise AlreadyExistsError(
-            f"team '{team_id}' already exists",
-            reason=Reason.TEAM_ALREADY_EXISTS,
-            metadata={"team_id": team_id},
-        )
+        raise already_exists("team", team_id)
     _check_agents_exist(conn, tenant, spec)
     now = time.time()
     conn.execute(
@@ -94,7 +89,7 @@ def create_team(
 def _checked_team(
     conn: sqlite3.Connection, tenant: str, team_id: str, expected: int | None
 ) -> Team:
-    return checked_revision("team", team_id, _team_row(conn, tenant, team_id), expected)
+    return require("team", team_id, _team_row(conn, tenant, team_id), expected)
 
 
 def update_team(

@@ -1,0 +1,194 @@
+"""The SQL of conversations and runs in the SQLite store: functions of a connection
+inside the writer's transaction (see sqlite.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from ..core.errors import Reason
+from ..core.store_port import DuplicateRequestError
+from ..core.types import Message, Run, RunStatus
+from .sqlite_rows import RUN_COLUMNS, run_from_row, tool_calls_json
+
+
+def delete_session(conn: sqlite3.Connection, tenant: str, agent_id: str, session_id: str) -> int:
+    """Delete a session's messages, runs and row; how many messages went."""
+    key = (tenant, agent_id, session_id)
+    deleted = conn.execute(
+        "DELETE FROM messages WHERE tenant = ? AND agent_id = ? AND session_id = ?", key
+    ).rowcount
+    conn.execute("DELETE FROM runs WHERE tenant = ? AND agent_id = ? AND session_id = ?", key)
+    conn.execute("DELETE FROM sessions WHERE tenant = ? AND agent_id = ? AND session_id = ?", key)
+    return int(deleted)
+
+
+def append_messages(
+    conn: sqlite3.Connection,
+    tenant: str,
+    agent_id: str,
+    session_id: str,
+    messages: Sequence[Message],
+    now: float,
+) -> list[Message]:
+    """Append messages to a session, numbering them after its last one; the messages as
+    stored."""
+    if not messages:
+        return []
+    # A turn that ends after its agent was deleted must not leave orphan rows behind.
+    if not conn.execute(
+        "SELECT 1 FROM agents WHERE tenant = ? AND agent_id = ?", (tenant, agent_id)
+    ).fetchone():
+        return []
+    row = conn.execute(
+        "SELECT message_count FROM sessions WHERE tenant = ? AND agent_id = ? AND session_id = ?",
+        (tenant, agent_id, session_id),
+    ).fetchone()
+    count = row[0] if row else 0
+    conn.executemany(
+        "INSERT INTO messages(tenant, agent_id, session_id, seq, role, content, tool_calls, "
+        "tool_call_id, run_id, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                tenant,
+                agent_id,
+                session_id,
+                count + i + 1,
+                m.role.value,
+                m.content,
+                tool_calls_json(m.tool_calls),
+                m.tool_call_id,
+                m.run_id,
+                now,
+            )
+            for i, m in enumerate(messages)
+        ],
+    )
+    conn.execute(
+        "INSERT INTO sessions(tenant, agent_id, session_id, message_count, create_time, "
+        "update_time) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(tenant, agent_id, session_id) "
+        "DO UPDATE SET message_count = excluded.message_count, "
+        "update_time = excluded.update_time",
+        (tenant, agent_id, session_id, count + len(messages), now, now),
+    )
+    return [replace(m, sequence=count + i + 1, create_time=now) for i, m in enumerate(messages)]
+
+
+def begin_run(conn: sqlite3.Connection, tenant: str, run: Run, user_message: Message | None) -> Run:
+    """Insert a run and its user message; DuplicateRequestError for a used key."""
+    if run.request_id:
+        row = conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ? AND agent_id = ? AND request_id = ?",
+            (tenant, run.agent_id, run.request_id),
+        ).fetchone()
+        if row:
+            raise DuplicateRequestError(run_from_row(row))
+    conn.execute(
+        f"INSERT INTO runs(tenant, {RUN_COLUMNS}) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            tenant,
+            run.run_id,
+            run.agent_id,
+            run.session_id,
+            run.status.value,
+            run.input,
+            run.create_time,
+            run.request_id,
+            run.parent_run_id,
+            run.output,
+            run.usage.prompt_tokens,
+            run.usage.completion_tokens,
+            run.error_reason,
+            run.error_message,
+            run.start_time,
+            run.end_time,
+        ),
+    )
+    if user_message is not None:
+        append_messages(conn, tenant, run.agent_id, run.session_id, [user_message], run.create_time)
+    return run
+
+
+def mark_running(
+    conn: sqlite3.Connection, tenant: str, run_id: str, start_time: float, user_message: Message
+) -> None:
+    """Move a queued run to running and append its user message."""
+    row = conn.execute(
+        "SELECT agent_id, session_id FROM runs WHERE tenant = ? AND run_id = ?",
+        (tenant, run_id),
+    ).fetchone()
+    conn.execute(
+        "UPDATE runs SET status = 'running', start_time = ? WHERE tenant = ? AND run_id = ?",
+        (start_time, tenant, run_id),
+    )
+    if row is not None:
+        append_messages(conn, tenant, row[0], row[1], [user_message], start_time)
+
+
+def finish_run(
+    conn: sqlite3.Connection, tenant: str, run: Run, messages: Sequence[Message]
+) -> list[Message]:
+    """Append the turn's final messages and record the run's outcome."""
+    end = run.end_time if run.end_time is not None else run.create_time
+    stored = append_messages(conn, tenant, run.agent_id, run.session_id, messages, end)
+    conn.execute(
+        "UPDATE runs SET status = ?, output = ?, prompt_tokens = ?, completion_tokens = ?, "
+        "error_reason = ?, error_message = ?, end_time = ?, "
+        "start_time = COALESCE(start_time, ?) WHERE tenant = ? AND run_id = ?",
+        (
+            run.status.value,
+            run.output,
+            run.usage.prompt_tokens,
+            run.usage.completion_tokens,
+            run.error_reason,
+            run.error_message,
+            end,
+            end,
+            tenant,
+            run.run_id,
+        ),
+    )
+    return stored
+
+
+def list_runs_query(
+    tenant: str, agent_id: str, session_id: str, after: tuple[float, str] | None, limit: int
+) -> tuple[str, list[Any]]:
+    """The SELECT of a page of runs, newest first (create_time, run_id descending)."""
+    where = ["tenant = ?"]
+    params: list[Any] = [tenant]
+    if agent_id:
+        where.append("agent_id = ?")
+        params.append(agent_id)
+    if session_id:
+        where.append("session_id = ?")
+        params.append(session_id)
+    if after is not None:
+        where.append("(create_time, run_id) < (?, ?)")
+        params.extend(after)
+    params.append(limit)
+    sql = (
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
+        "ORDER BY create_time DESC, run_id DESC LIMIT ?"
+    )
+    return sql, params
+
+
+def interrupt_unfinished_runs(conn: sqlite3.Connection, end_time: float) -> int:
+    """Runs a dead process left queued or running become interrupted."""
+    cursor = conn.execute(
+        "UPDATE runs SET status = ?, error_reason = ?, "
+        "error_message = 'the server stopped while the run was in progress', "
+        "end_time = ? WHERE status IN (?, ?)",
+        (
+            RunStatus.INTERRUPTED.value,
+            Reason.RUN_INTERRUPTED.value,
+            end_time,
+            RunStatus.QUEUED.value,
+            RunStatus.RUNNING.value,
+        ),
+    )
+    return int(cursor.rowcount)
