@@ -93,7 +93,7 @@ async def ensure_scale_db(mode: Mode) -> Path:
 def agent_rows(n_agents: int, now: float) -> Iterator[tuple[Any, ...]]:
     """Agents a000000.. in tenant "default", in teams of 100 by label."""
     from orchestrator_server.core.types import AgentSpec, ModelSpec
-    from orchestrator_server.store.sqlite import spec_to_json
+    from orchestrator_server.store.sqlite_rows import spec_to_json
 
     for i in range(n_agents):
         spec = spec_to_json(
