@@ -15,24 +15,30 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 
-def _v1_initial(db: sqlite_utils.Database) -> None:
-    db.table("meta").create({"key": str, "value": str}, pk="key")
-    # Every resource row carries its tenant; primary keys start with it so that every
-    # query is a prefix scan of one tenant's rows.
-    db.table("tenants").create({"tenant": str, "default_agent_id": str}, pk="tenant")
-    db.table("agents").create(
-        {
-            "tenant": str,
-            "agent_id": str,
-            "spec": str,
-            "create_time": float,
-            "update_time": float,
-            "revision": int,
-        },
-        pk=("tenant", "agent_id"),
-        not_null={"spec", "create_time", "update_time", "revision"},
-    )
-    db.table("sessions").create(
+Columns = dict[str, type]
+_NOT_NULL_SPEC = {"spec", "create_time", "update_time", "revision"}
+
+
+def _spec_table(key: str) -> Columns:
+    """The columns of a resource stored as a JSON spec with a revision (agents, teams)."""
+    return {
+        "tenant": str,
+        key: str,
+        "spec": str,
+        "create_time": float,
+        "update_time": float,
+        "revision": int,
+    }
+
+
+# Version 1 as released: (columns, primary key, not-null columns) per table. Every
+# resource row carries its tenant; primary keys start with it so that every query is a
+# prefix scan of one tenant's rows.
+_V1_TABLES: dict[str, tuple[Columns, str | tuple[str, ...], set[str]]] = {
+    "meta": ({"key": str, "value": str}, "key", set()),
+    "tenants": ({"tenant": str, "default_agent_id": str}, "tenant", set()),
+    "agents": (_spec_table("agent_id"), ("tenant", "agent_id"), _NOT_NULL_SPEC),
+    "sessions": (
         {
             "tenant": str,
             "agent_id": str,
@@ -41,9 +47,10 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
             "create_time": float,
             "update_time": float,
         },
-        pk=("tenant", "agent_id", "session_id"),
-    )
-    db.table("messages").create(
+        ("tenant", "agent_id", "session_id"),
+        set(),
+    ),
+    "messages": (
         {
             "tenant": str,
             "agent_id": str,
@@ -56,10 +63,10 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
             "run_id": str,
             "create_time": float,
         },
-        pk=("tenant", "agent_id", "session_id", "seq"),
-        not_null={"role", "content", "tool_calls", "tool_call_id", "run_id", "create_time"},
-    )
-    db.table("runs").create(
+        ("tenant", "agent_id", "session_id", "seq"),
+        {"role", "content", "tool_calls", "tool_call_id", "run_id", "create_time"},
+    ),
+    "runs": (
         {
             "run_id": str,
             "tenant": str,
@@ -78,13 +85,21 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
             "start_time": float,
             "end_time": float,
         },
-        pk="run_id",
-    )
-    db.table("runs").create_index(["tenant", "create_time", "run_id"], index_name="runs_by_time")
-    db.table("runs").create_index(
+        "run_id",
+        set(),
+    ),
+}
+
+
+def _v1_initial(db: sqlite_utils.Database) -> None:
+    for name, (columns, pk, not_null) in _V1_TABLES.items():
+        db.table(name).create(columns, pk=pk, not_null=not_null or None)
+    runs = db.table("runs")
+    runs.create_index(["tenant", "create_time", "run_id"], index_name="runs_by_time")
+    runs.create_index(
         ["tenant", "agent_id", "session_id", "create_time"], index_name="runs_by_session"
     )
-    db.table("runs").create_index(["status"], index_name="runs_by_status")
+    runs.create_index(["status"], index_name="runs_by_status")
     # Idempotency keys are unique per (tenant, agent); empty means "none given".
     db.execute(
         "CREATE UNIQUE INDEX runs_by_request ON runs(tenant, agent_id, request_id) "
@@ -97,16 +112,7 @@ def _v2_teams(db: sqlite_utils.Database) -> None:
     # teams naming an agent with json_each (a tenant has few teams, and agent deletes are
     # rare), which keeps the spec the single source of truth.
     db.table("teams").create(
-        {
-            "tenant": str,
-            "team_id": str,
-            "spec": str,
-            "create_time": float,
-            "update_time": float,
-            "revision": int,
-        },
-        pk=("tenant", "team_id"),
-        not_null={"spec", "create_time", "update_time", "revision"},
+        _spec_table("team_id"), pk=("tenant", "team_id"), not_null=_NOT_NULL_SPEC
     )
 
 

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import mcp_types
@@ -63,6 +64,85 @@ Streams = tuple[
 ]
 
 
+async def _lines(stream: Any) -> AsyncIterator[str]:
+    """The lines of a child's byte stream, decoded leniently."""
+    buffer = ""
+    async for chunk in TextReceiveStream(stream, errors="replace"):
+        lines = (buffer + chunk).split("\n")
+        buffer = lines.pop()
+        for line in lines:
+            yield line
+
+
+class _Pipes:
+    """The three pipes of one child: JSON-RPC lines from stdout to the session, stderr
+    into the tail kept for crash reports, and the session's messages to stdin."""
+
+    def __init__(self, name: str, child: StdioProcess, on_lost: Callable[[], None]) -> None:
+        self.name = name
+        self.child = child
+        self.process = child.process
+        self._on_lost = on_lost
+        self._lost_reported = False
+        self.read_send, self.read_recv = anyio.create_memory_object_stream[
+            SessionMessage | Exception
+        ](0)
+        self.write_send, self.write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+
+    def lost(self) -> None:
+        """Report the child's death once."""
+        if not self._lost_reported:
+            self._lost_reported = True
+            self._on_lost()
+
+    def _parse(self, line: str) -> SessionMessage | Exception:
+        try:
+            return SessionMessage(
+                mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+            )
+        except ValueError as error:
+            log.warning("MCP server %r wrote a line that is not JSON-RPC: %.200s", self.name, line)
+            return error
+
+    async def stdout_reader(self) -> None:
+        """Deliver stdout's messages; once the session stops reading, keep draining so
+        the child never blocks on a full pipe."""
+        assert self.process.stdout is not None
+        delivering = True
+        try:
+            async for line in _lines(self.process.stdout):
+                if not delivering or not line.strip():
+                    continue
+                try:
+                    await self.read_send.send(self._parse(line))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    delivering = False
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            pass
+        finally:
+            self.read_send.close()
+            self.lost()
+
+    async def stderr_reader(self) -> None:
+        """Keep the tail of stderr for the log line that reports a crash."""
+        assert self.process.stderr is not None
+        with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            async for line in _lines(self.process.stderr):
+                self.child.stderr_tail.append(line)
+                log.debug("MCP server %r stderr: %s", self.name, line)
+
+    async def stdin_writer(self) -> None:
+        """Write the session's messages as lines to stdin."""
+        assert self.process.stdin is not None
+        try:
+            async with self.write_recv:
+                async for message in self.write_recv:
+                    data = message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                    await self.process.stdin.send((data + "\n").encode())
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            self.lost()  # the child closed its stdin: it is gone or going
+
+
 @asynccontextmanager
 async def stdio_transport(
     config: McpServerConfig, on_lost: Callable[[], None]
@@ -84,81 +164,18 @@ async def stdio_transport(
     )
     # No awaits until the task group is entered, or a cancellation here would leak the child.
     child = StdioProcess(pid=process.pid, process=process)
-    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
-    lost_reported = False
-
-    def lost() -> None:
-        nonlocal lost_reported
-        if not lost_reported:
-            lost_reported = True
-            on_lost()
-
-    async def stdout_reader() -> None:
-        assert process.stdout is not None
-        delivering = True  # once the session stops reading, keep draining so the child never blocks
-        buffer = ""
-        try:
-            async for chunk in TextReceiveStream(process.stdout, errors="replace"):
-                lines = (buffer + chunk).split("\n")
-                buffer = lines.pop()
-                for line in lines:
-                    if not delivering or not line.strip():
-                        continue
-                    item: SessionMessage | Exception
-                    try:
-                        item = SessionMessage(
-                            mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                        )
-                    except ValueError as error:
-                        log.warning(
-                            "MCP server %r wrote a line that is not JSON-RPC: %.200s",
-                            config.name,
-                            line,
-                        )
-                        item = error
-                    try:
-                        await read_send.send(item)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        delivering = False
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            pass
-        finally:
-            read_send.close()
-            lost()
-
-    async def stderr_reader() -> None:
-        assert process.stderr is not None
-        buffer = ""
-        with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            async for chunk in TextReceiveStream(process.stderr, errors="replace"):
-                lines = (buffer + chunk).split("\n")
-                buffer = lines.pop()
-                for line in lines:
-                    child.stderr_tail.append(line)
-                    log.debug("MCP server %r stderr: %s", config.name, line)
-
-    async def stdin_writer() -> None:
-        assert process.stdin is not None
-        try:
-            async with write_recv:
-                async for message in write_recv:
-                    data = message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                    await process.stdin.send((data + "\n").encode())
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            lost()  # the child closed its stdin: it is gone or going
-
+    pipes = _Pipes(config.name, child, on_lost)
     async with anyio.create_task_group() as group:
-        group.start_soon(stdout_reader)
-        group.start_soon(stderr_reader)
-        group.start_soon(stdin_writer)
+        group.start_soon(pipes.stdout_reader)
+        group.start_soon(pipes.stderr_reader)
+        group.start_soon(pipes.stdin_writer)
         try:
-            yield read_recv, write_send, child
+            yield pipes.read_recv, pipes.write_send, child
         finally:
             with anyio.CancelScope(shield=True):
                 await _stop(child, config.name)
-                read_recv.close()
-                write_send.close()
+                pipes.read_recv.close()
+                pipes.write_send.close()
             group.cancel_scope.cancel()
 
 
