@@ -99,6 +99,7 @@ def load_settings(
         "ORCHESTRATOR_TLS_CERT": "tls_cert_file",
         "ORCHESTRATOR_TLS_KEY": "tls_key_file",
         "ORCHESTRATOR_TLS_CLIENT_CA": "tls_client_ca_file",
+        "ORCHESTRATOR_MAX_PENDING_TURNS": "max_pending_turns",
     }
     for env, key in env_map.items():
         if env in os.environ:
@@ -118,6 +119,10 @@ def load_settings(
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     if "grace_seconds" in values:
         values["grace_seconds"] = float(values["grace_seconds"])
+    if "max_pending_turns" in values:
+        values["max_pending_turns"] = int(values["max_pending_turns"])
+        if values["max_pending_turns"] < 1:
+            raise ValueError("max_pending_turns must be at least 1")
     if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):
         raise ValueError("TLS needs both a certificate and a key file")
     if values.get("tls_client_ca_file") and not values.get("tls_cert_file"):

@@ -507,3 +507,27 @@ async def test_server_stop_marks_runs_in_flight_interrupted(
     run = await live.app.run_records.get("default", run_id)
     assert run.status.value == "interrupted"
     assert run.error_reason == "RUN_INTERRUPTED"
+
+
+async def test_too_many_turns_waiting_on_one_stream_end_it(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    """Abuse case: a client that keeps starting turns behind a running one cannot make
+    the server buffer them without bound."""
+    await admin.set_rules([{"match": {"contains": "forever"}, "reply": {"stall": True}}])
+    await make_agent(live, "flooded")
+    limit = live.app.settings.max_pending_turns
+    call = live.stub.Run()
+    await call.write(start("forever", "flooded"))
+    run_id = (await call.read()).run_id
+    for i in range(limit + 1):
+        await call.write(start(f"waiting {i}", "flooded"))
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await drain(call)
+    assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    info = error_info(ended.value)
+    assert info.reason == "TOO_MANY_PENDING_TURNS" and info.metadata["limit"] == str(limit)
+    run = (await live.stub.GetRun(pb.GetRunRequest(run_id=run_id))).run
+    assert run.status == run_pb2.RUN_STATUS_CANCELLED
+    runs = await live.stub.ListRuns(pb.ListRunsRequest(agent_id="flooded"))
+    assert [r.run_id for r in runs.runs] == [run_id]
