@@ -104,28 +104,31 @@ async def _current_time(args: dict[str, Any]) -> str:
     return dt.datetime.now(tz).isoformat(timespec="seconds")
 
 
+def _string_parameter(name: str, description: str, *, required: bool) -> dict[str, Any]:
+    """The JSON schema of a tool taking one string argument."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: {"type": "string", "description": description}},
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = [name]
+    return schema
+
+
 def builtin_tools() -> list[ServerTool]:
     """The tools every server has."""
     return [
         ServerTool(
             name="calculator",
             description="Evaluate an arithmetic expression, e.g. '(2 + 3) * sqrt(16)'.",
-            parameters={
-                "type": "object",
-                "properties": {"expression": {"type": "string", "description": "The expression"}},
-                "required": ["expression"],
-                "additionalProperties": False,
-            },
+            parameters=_string_parameter("expression", "The expression", required=True),
             handler=_calculator,
         ),
         ServerTool(
             name="current_time",
             description="The current date and time in an IANA time zone (default UTC).",
-            parameters={
-                "type": "object",
-                "properties": {"timezone": {"type": "string", "description": "e.g. Europe/Paris"}},
-                "additionalProperties": False,
-            },
+            parameters=_string_parameter("timezone", "e.g. Europe/Paris", required=False),
             handler=_current_time,
         ),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -12,37 +13,25 @@ from ...core import types
 from .common import run_status_to_pb, timestamp, usage_to_pb
 from .runs import event_to_pb
 
+# Every TeamSpec field has the same name in the Team message.
+_TEAM_FIELDS = tuple(f.name for f in dataclasses.fields(types.TeamSpec))
+
 
 def team_spec_from_pb(pb: collaboration_pb2.Team) -> types.TeamSpec:
     """The caller-set fields of a Team message (output-only fields are ignored)."""
-    return types.TeamSpec(
-        members=tuple(pb.members),
-        description=pb.description,
-        coordinator=pb.coordinator,
-        member_template=pb.member_template,
-        synthesis_template=pb.synthesis_template,
-        synthesis_item_template=pb.synthesis_item_template,
-        max_concurrency=pb.max_concurrency,
-        member_timeout_seconds=pb.member_timeout_seconds,
-    )
+    values = {name: getattr(pb, name) for name in _TEAM_FIELDS}
+    values["members"] = tuple(pb.members)
+    return types.TeamSpec(**values)
 
 
 def team_to_pb(team: types.Team) -> collaboration_pb2.Team:
     """Team message with its bookkeeping fields."""
-    spec = team.spec
     return collaboration_pb2.Team(
         team_id=team.team_id,
-        description=spec.description,
-        members=spec.members,
-        coordinator=spec.coordinator,
-        member_template=spec.member_template,
-        synthesis_template=spec.synthesis_template,
-        synthesis_item_template=spec.synthesis_item_template,
-        max_concurrency=spec.max_concurrency,
-        member_timeout_seconds=spec.member_timeout_seconds,
         create_time=timestamp(team.create_time),
         update_time=timestamp(team.update_time),
         etag=team.etag,
+        **{name: getattr(team.spec, name) for name in _TEAM_FIELDS},
     )
 
 
