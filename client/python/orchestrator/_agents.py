@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Unpack
 
-from . import _convert
+from . import _convert, _updates
 from . import types as t
 from ._connection import Connection
-from ._convert import UNSET, _Unset
+from ._updates import UNSET, _Unset
 from .errors import AgentNotFound, InvalidAgentId
 from .v1 import agent_pb2
 from .v1 import orchestrator_service_pb2 as pb
@@ -58,11 +58,7 @@ class AgentCalls(Connection):
 
     async def has_agent(self, agent_id: str) -> bool:
         """Whether an agent with this id exists (an id no agent could have is False)."""
-        try:
-            await self.get_agent(agent_id)
-        except (AgentNotFound, InvalidAgentId):
-            return False
-        return True
+        return await self._exists(self.get_agent(agent_id), AgentNotFound, InvalidAgentId)
 
     async def iter_agents(
         self, *, labels: Mapping[str, str] | None = None, page_size: int = 0
@@ -98,21 +94,21 @@ class AgentCalls(Connection):
         A Model replaces the whole model; a str changes only the model name. With `etag`
         the update applies only to that revision (EtagMismatch otherwise).
         """
-        agent = agent_pb2.Agent(agent_id=agent_id, etag=etag or "")
-        mask = _convert.update_mask(
-            agent,
+        request = pb.UpdateAgentRequest(agent=agent_pb2.Agent(agent_id=agent_id, etag=etag or ""))
+        _updates.apply_changes(
+            request.agent,
+            request.update_mask,
             {
                 "system_message": system_message,
                 "description": description,
-                **_convert.model_change(model),
-                "memory": _convert.unless_unset(buffer_memory, _convert.memory_to_pb),
-                "tools": _convert.unless_unset(tools, _convert.tool_names),
+                **_updates.model_change(model),
+                "memory": _updates.unless_unset(buffer_memory, _convert.memory_to_pb),
+                "tools": _updates.unless_unset(tools, _convert.tool_names),
                 "labels": labels,
                 "callable_agents": callable_agents,
                 "max_model_calls": max_model_calls,
             },
         )
-        request = pb.UpdateAgentRequest(agent=agent, update_mask=mask)
         response = await self._unary(self._stub.UpdateAgent, request)
         return _convert.agent_from_pb(response.agent)
 

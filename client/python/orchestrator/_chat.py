@@ -7,16 +7,15 @@ that fails ends that stream with its status, so the next turn opens a new one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Self
 
 from . import _convert
 from . import types as t
-from ._stream import OpenCall, RunStream, _RunCall
+from ._stream import AsyncClosing, OpenCall, RunStream, _RunCall
 from ._tools import ClientTool
 from .v1 import run_pb2
 
 
-class ChatSession:
+class ChatSession(AsyncClosing):
     """A multi-turn conversation on one Run stream (see `AsyncOrchestrator.chat`)."""
 
     def __init__(
@@ -80,12 +79,6 @@ class ChatSession:
                 self._call.abort()
             else:
                 await self._call.finish()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 class _ChatTurn(RunStream):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from ._agents import AgentCalls
 from ._collaboration import collect_pipeline, collect_team
 from ._connection import Metadata
-from ._convert import UNSET, _Unset
 from ._runs import RunCalls, cancelled_error
 from ._teams import TeamCalls
+from ._updates import UNSET, _Unset
 
 __all__ = [
     "UNSET",

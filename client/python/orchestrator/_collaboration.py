@@ -10,6 +10,7 @@ import grpc
 
 from . import _convert
 from . import types as t
+from ._stream import AsyncClosing
 from .errors import InternalError, RunCancelledError, from_rpc_error
 from .v1 import collaboration_pb2
 
@@ -18,7 +19,7 @@ OpenCollaboration = Callable[
 ]
 
 
-class CollaborationStream:
+class CollaborationStream(AsyncClosing):
     """The typed events of a pipeline or team run: `async for event in stream`.
 
     Use it as an async context manager (or exhaust it) so that an abandoned stream
@@ -93,12 +94,6 @@ class CollaborationStream:
             self._done = True
             if self._call is not None:
                 self._call.cancel()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 async def _completed(events: CollaborationStream) -> t.CollaborationCompleted:

@@ -67,6 +67,14 @@ class Connection:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
+    async def _exists(self, read: Awaitable[object], *missing: type[Exception]) -> bool:
+        """Whether `read` finds its resource (False when it raises one of `missing`)."""
+        try:
+            await read
+        except missing:
+            return False
+        return True
+
     async def _unary_retrying(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
         """A call this client retries itself on UNAVAILABLE, with the channel's policy.
 

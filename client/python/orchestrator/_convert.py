@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, Final, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -49,14 +47,6 @@ _LOCATION = {
 
 ModelLike = t.Model | str | None
 """What `create_agent(model=...)` accepts: a Model, a model name, or None (defaults)."""
-
-
-class _Unset(enum.Enum):
-    UNSET = "UNSET"
-
-
-UNSET: Final = _Unset.UNSET
-"""Marks an `update_agent` or `update_team` field that is not being changed."""
 
 
 def _field_value(pb: Any, name: str, has_presence: bool) -> object:
@@ -162,46 +152,6 @@ def agent_from_pb(pb: agent_pb2.Agent, *, created: bool = False) -> t.Agent:
         buffer_memory=t.BufferMemory(max_messages=pb.memory.max_messages),
         created=created,
     )
-
-
-def unless_unset(value: V | _Unset, convert: Callable[[V], W]) -> W | _Unset:
-    """`convert(value)`, or UNSET for UNSET."""
-    return value if isinstance(value, _Unset) else convert(value)
-
-
-def model_change(model: t.Model | str | _Unset) -> dict[str, object]:
-    """The update of `update_agent(model=...)`: a str changes only the model's name."""
-    if isinstance(model, _Unset):
-        return {}
-    if isinstance(model, str):
-        return {"model.model": model}
-    return {"model": model_to_pb(model)}
-
-
-def update_mask(message: ProtoMessage, changes: Mapping[str, object]) -> field_mask_pb2.FieldMask:
-    """Write the changes that are not UNSET into `message`; the FieldMask naming them.
-
-    Keys are field paths ("model.model"); messages are copied, mappings merged into map
-    fields, other iterables (but str) appended to repeated fields, the rest assigned.
-    """
-    paths: list[str] = []
-    for path, value in changes.items():
-        if isinstance(value, _Unset):
-            continue
-        *parents, name = path.split(".")
-        target: Any = message
-        for parent in parents:
-            target = getattr(target, parent)
-        if isinstance(value, ProtoMessage):
-            getattr(target, name).CopyFrom(value)
-        elif isinstance(value, Mapping):
-            getattr(target, name).update(value)
-        elif isinstance(value, Iterable) and not isinstance(value, str):
-            getattr(target, name).extend(value)
-        else:
-            setattr(target, name, value)
-        paths.append(path)
-    return field_mask_pb2.FieldMask(paths=paths)
 
 
 def message_from_pb(pb: session_pb2.Message) -> t.Message:

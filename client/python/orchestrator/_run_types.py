@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias, TypedDict
+from typing import Any, TypeAlias, TypedDict, dataclass_transform
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +183,23 @@ class Run:
 # -- events of a run ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _RunEventFields:
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
+class EventClass(type):
+    """The metaclass of the event types: each is a frozen, slotted, keyword-only dataclass.
+
+    The events are many small classes; this says once how they are built, instead of a
+    decorator on each (type checkers read it through `dataclass_transform`).
+    """
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> Any:
+        cls = super().__new__(mcs, name, bases, namespace)
+        if "__slots__" in namespace:
+            # The class dataclass(slots=True) builds again, with its slots: the final one.
+            return cls
+        return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+
+
+class _RunEventFields(metaclass=EventClass):
     """What every run event carries: its run, its place in the stream, and its agent.
 
     `parent_run_id` is set on the events of a child run (an agent this run's agent asked
@@ -197,7 +212,6 @@ class _RunEventFields:
     parent_run_id: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(_RunEventFields):
     """The run was accepted (`status` QUEUED when it waits behind another turn)."""
 
@@ -206,21 +220,18 @@ class RunStarted(_RunEventFields):
     replayed: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class TextDelta(_RunEventFields):
     """A piece of the answer; the deltas of a message concatenate to its content."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class MessageCompleted(_RunEventFields):
     """A complete assistant message, as stored in the session."""
 
     message: Message
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RunCompleted(_RunEventFields):
     """The run ended with its final answer."""
 
@@ -230,7 +241,6 @@ class RunCompleted(_RunEventFields):
     duration_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RunCancelled(_RunEventFields):
     """The run was cancelled; `reason` is RUN_CANCELLED, DEADLINE_EXCEEDED or RUN_INTERRUPTED."""
 
@@ -238,7 +248,6 @@ class RunCancelled(_RunEventFields):
     message: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCallStarted(_RunEventFields):
     """The model called a tool (`location` says where it runs)."""
 
@@ -246,7 +255,6 @@ class ToolCallStarted(_RunEventFields):
     location: ToolLocation
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCallFinished(_RunEventFields):
     """A tool call finished with an output, or an error the model is told instead."""
 

@@ -88,7 +88,21 @@ class _RunCall:
 OpenCall = Callable[[], _RunCall]
 
 
-class RunStream:
+class AsyncClosing:
+    """`async with` for the stream objects: leaving the block awaits `aclose()`."""
+
+    async def aclose(self) -> None:
+        """Stop; what still runs is cancelled."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class RunStream(AsyncClosing):
     """The events of one turn: `async for event in stream`; `cancel()` asks the server to stop.
 
     Use it as an async context manager (or exhaust it) so that an abandoned stream
@@ -227,9 +241,3 @@ class RunStream:
             self._done = True
             if self._call is not None:
                 self._call.abort()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

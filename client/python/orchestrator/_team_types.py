@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
 
-from ._run_types import RunEvent, RunStatus, Usage
+from ._run_types import EventClass, RunEvent, RunStatus, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +120,7 @@ class TeamResult:
         raise KeyError(agent_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _CollaborationEventFields:
+class _CollaborationEventFields(metaclass=EventClass):
     """What every event of a collaboration stream (RunPipeline, RunTeam) carries.
 
     `run_id` is the pipeline's or team's run, the parent of every participant's run.
@@ -131,7 +130,12 @@ class _CollaborationEventFields:
     sequence: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+class _ParticipantEventFields(_CollaborationEventFields):
+    """What the events about one participant (a step, member or coordinator) carry."""
+
+    participant: Participant
+
+
 class CollaborationStarted(_CollaborationEventFields):
     """The collaboration's run was created (the first event)."""
 
@@ -140,31 +144,24 @@ class CollaborationStarted(_CollaborationEventFields):
     team_id: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParticipantStarted(_CollaborationEventFields):
+class ParticipantStarted(_ParticipantEventFields):
     """A step, member or coordinator is about to run with `message` (its template filled)."""
 
-    participant: Participant
     message: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParticipantEvent(_CollaborationEventFields):
+class ParticipantEvent(_ParticipantEventFields):
     """An event of a participant's run (`event.run_id` is the participant's own run)."""
 
-    participant: Participant
     event: RunEvent
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParticipantFinished(_CollaborationEventFields):
+class ParticipantFinished(_ParticipantEventFields):
     """A participant finished: completed, failed, cancelled or timed out."""
 
-    participant: Participant
     result: ParticipantResult
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class CollaborationCompleted(_CollaborationEventFields):
     """The collaboration finished successfully (the last event).
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from . import _convert
+from . import _convert, _updates
 from . import types as t
 from ._collaboration import CollaborationStream, collect_pipeline, collect_team
 from ._connection import Connection
-from ._convert import UNSET, _Unset
 from ._signatures import same_parameters
+from ._updates import UNSET, _Unset
 from .errors import TeamNotFound
 from .v1 import collaboration_pb2
 from .v1 import orchestrator_service_pb2 as pb
@@ -62,11 +62,7 @@ class TeamCalls(Connection):
 
     async def has_team(self, team_id: str) -> bool:
         """Whether a team with this id exists."""
-        try:
-            await self.get_team(team_id)
-        except TeamNotFound:
-            return False
-        return True
+        return await self._exists(self.get_team(team_id), TeamNotFound)
 
     async def iter_teams(self, *, page_size: int = 0) -> AsyncIterator[t.Team]:
         """Every team in id order, page by page."""
@@ -100,10 +96,12 @@ class TeamCalls(Connection):
         An empty template, a zero limit or `coordinator=None` returns the field to its
         default. With `etag` the update applies only to that revision (EtagMismatch).
         """
-        team = collaboration_pb2.Team(team_id=team_id, etag=etag or "")
+        request = pb.UpdateTeamRequest(
+            team=collaboration_pb2.Team(team_id=team_id, etag=etag or "")
+        )
         changes: dict[str, object] = {
             "members": members,
-            "coordinator": _convert.unless_unset(coordinator, lambda name: name or ""),
+            "coordinator": _updates.unless_unset(coordinator, lambda name: name or ""),
             "description": description,
             "member_template": member_template,
             "synthesis_template": synthesis_template,
@@ -111,8 +109,7 @@ class TeamCalls(Connection):
             "max_concurrency": max_concurrency,
             "member_timeout_seconds": member_timeout_seconds,
         }
-        mask = _convert.update_mask(team, changes)
-        request = pb.UpdateTeamRequest(team=team, update_mask=mask)
+        _updates.apply_changes(request.team, request.update_mask, changes)
         response = await self._unary(self._stub.UpdateTeam, request)
         return _convert.team_from_pb(response.team)
 

@@ -123,13 +123,6 @@ async def agents_update(client: AsyncOrchestrator, args: argparse.Namespace, out
     return EXIT_OK
 
 
-async def agents_delete(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
-    """`agents delete ID [--etag E]`"""
-    await client.delete_agent(args.agent_id, etag=args.etag)
-    out.result({"deleted": args.agent_id}, f"deleted agent {args.agent_id}")
-    return EXIT_OK
-
-
 async def agents_default(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
     """`agents default [ID]`: set the default agent, or show it."""
     if args.agent_id:
@@ -182,9 +175,8 @@ def register(tree: CommandTree) -> None:
     p.add_argument("agent_id", metavar="AGENT")
     _agent_fields(p)
     p.add_argument("--etag", help="only update this revision (see `agents get`)")
-    p = tree.leaf(agents, "delete", agents_delete, "delete an agent with its sessions and runs")
-    p.add_argument("agent_id", metavar="AGENT")
-    p.add_argument("--etag", help="only delete this revision")
+    delete = AsyncOrchestrator.delete_agent
+    tree.delete_command(agents, "agent", delete, "delete an agent with its sessions and runs")
     tree.leaf(
         agents, "default", agents_default, "show the default agent, or set it when AGENT is given"
     ).add_argument("agent_id", metavar="AGENT", nargs="?")

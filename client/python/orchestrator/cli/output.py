@@ -14,7 +14,7 @@ from .. import types as t
 
 T = TypeVar("T")
 
-_EVENT_TYPES = {
+_EVENT_TYPES: dict[type, str] = {
     t.RunStarted: "run_started",
     t.TextDelta: "text_delta",
     t.MessageCompleted: "message_completed",

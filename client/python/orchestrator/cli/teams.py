@@ -84,13 +84,6 @@ async def team_update(client: AsyncOrchestrator, args: argparse.Namespace, out: 
     return EXIT_OK
 
 
-async def team_delete(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
-    """`team delete TEAM [--etag E]`"""
-    await client.delete_team(args.team_id, etag=args.etag)
-    out.result({"deleted": args.team_id}, f"deleted team {args.team_id}")
-    return EXIT_OK
-
-
 def participant_label(participant: t.Participant) -> str:
     """`[member 2 analyst]`, `[step 1 research]`, `[coordinator director]` (1-based)."""
     if participant.role is t.ParticipantRole.COORDINATOR:
@@ -178,9 +171,8 @@ def _register_team_records(tree: CommandTree, team: SubParsers) -> None:
     p.add_argument("--coordinator", help="coordinator agent ('' for none)")
     _team_options(p)
     p.add_argument("--etag", help="only update this revision (see `team get`)")
-    p = tree.leaf(team, "delete", team_delete, "delete a team (its past runs are kept)")
-    p.add_argument("team_id", metavar="TEAM")
-    p.add_argument("--etag", help="only delete this revision")
+    delete = AsyncOrchestrator.delete_team
+    tree.delete_command(team, "team", delete, "delete a team (its past runs are kept)")
 
 
 def register(tree: CommandTree) -> None:

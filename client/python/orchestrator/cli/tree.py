@@ -88,6 +88,19 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+def showing(
+    fetch: Callable[[AsyncOrchestrator, argparse.Namespace], Awaitable[T]],
+    show: Callable[[Output, T], None],
+) -> Action:
+    """The action that prints, with `show`, what `fetch` returns (`agents get`, ...)."""
+
+    async def action(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+        show(out, await fetch(client, args))
+        return EXIT_OK
+
+    return action
+
+
 class CommandTree:
     """The console script's subcommands, to which each resource module adds its own."""
 
@@ -124,15 +137,23 @@ class CommandTree:
         parser.set_defaults(handler=run_client_command, action=action)
         return parser
 
+    def delete_command(
+        self,
+        parent: SubParsers,
+        noun: str,
+        delete: Callable[[AsyncOrchestrator, str, str | None], Awaitable[None]],
+        help_text: str,
+    ) -> None:
+        """`delete ID [--etag E]` of a resource: prints `deleted NOUN ID`, or in JSON
+        `{"deleted": ID}`."""
+        dest = f"{noun}_id"
 
-def showing(
-    fetch: Callable[[AsyncOrchestrator, argparse.Namespace], Awaitable[T]],
-    show: Callable[[Output, T], None],
-) -> Action:
-    """The action that prints, with `show`, what `fetch` returns (`agents get`, ...)."""
+        async def action(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+            resource_id: str = getattr(args, dest)
+            await delete(client, resource_id, args.etag)
+            out.result({"deleted": resource_id}, f"deleted {noun} {resource_id}")
+            return EXIT_OK
 
-    async def action(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
-        show(out, await fetch(client, args))
-        return EXIT_OK
-
-    return action
+        parser = self.leaf(parent, "delete", action, help_text)
+        parser.add_argument(dest, metavar=noun.upper())
+        parser.add_argument("--etag", help="only delete this revision")
