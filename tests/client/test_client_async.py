@@ -74,6 +74,19 @@ async def test_get_or_create_returns_existing_unchanged(client: AsyncOrchestrato
         await client.create_agent("helper")
 
 
+async def test_create_agent_reports_whether_it_created(client: AsyncOrchestrator) -> None:
+    created = await client.create_agent("helper", system_message="first")
+    assert created.created
+    existing = await client.create_agent("helper", system_message="second", if_not_exists=True)
+    assert not existing.created and existing.system_message == "first"
+    # `created` describes the call, not the agent: equal agents, whatever the call did.
+    assert existing == created == await client.get_agent("helper")
+    assert not (await client.get_agent("helper")).created
+    assert "created" not in repr(created)
+    assert (await client.get_or_create_agent("other")).created
+    assert not (await client.get_or_create_agent("other")).created
+
+
 async def test_update_changes_only_the_fields_passed(client: AsyncOrchestrator) -> None:
     await client.create_agent(
         "writer",

@@ -7,6 +7,7 @@ The live server runs in the test's event loop, so blocking code runs in a worker
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import pytest
 from original_example import original_examples
@@ -85,6 +86,24 @@ async def test_sync_stream_cancel_and_busy(live: LiveServer, slow_admin: DevMode
                             orchestrator.run("meanwhile", "echo")
                         stream.cancel()
             assert isinstance(seen[-1], RunCancelled)
+
+    await asyncio.to_thread(scenario)
+
+
+async def test_one_sync_client_from_many_threads(live: LiveServer) -> None:
+    def scenario() -> None:
+        with connect(live.address, timeout=30) as orchestrator:
+            assert orchestrator.get_or_create_agent("echo").created
+            assert not orchestrator.create_agent("echo", if_not_exists=True).created
+
+            def turn(index: int) -> str:
+                return orchestrator.run(f"hello {index}", "echo", session_id=f"s{index}")
+
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(turn, range(8)))
+            assert answers == [f"Echo: hello {index}" for index in range(8)]
+            assert len(orchestrator.list_runs("echo", limit=20)) == 8
+            assert [r.agent_id for r in orchestrator.iter_runs("echo", page_size=3)] == ["echo"] * 8
 
     await asyncio.to_thread(scenario)
 

@@ -175,7 +175,7 @@ def blocking(method: Callable[..., Any], result: Callable[[Any], Any] | None = N
     returns = typing.get_type_hints(method).get("return")
     wrapper = _wrapper_of(returns)
     convert = result or _unchanged
-    is_iterator = typing.get_origin(returns) is collections.abc.AsyncIterator
+    is_iterator = typing.get_origin(returns) in _ASYNC_ITERATORS
     if wrapper is not None:
         sync_returns: Any = wrapper
     elif is_iterator:
@@ -200,6 +200,20 @@ def blocking(method: Callable[..., Any], result: Callable[[Any], Any] | None = N
         return_annotation=sync_returns
     )
     return forward
+
+
+def forward_undeclared(blocking_cls: type[Blocking], async_cls: type) -> tuple[str, ...]:
+    """Give `blocking_cls` the blocking form of every public method of `async_cls` its body
+    does not name; returns their names (type checkers do not see these)."""
+    names = []
+    for name, method in inspect.getmembers(async_cls, inspect.isfunction):
+        if not name.startswith("_") and not hasattr(blocking_cls, name):
+            setattr(blocking_cls, name, blocking(method))
+            names.append(name)
+    return tuple(names)
+
+
+_ASYNC_ITERATORS = (collections.abc.AsyncIterator, collections.abc.AsyncGenerator)
 
 
 def _unchanged(value: T) -> T:

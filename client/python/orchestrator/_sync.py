@@ -10,11 +10,17 @@ AsyncOrchestrator gains without that line is still forwarded at import
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Generator
 from typing import Any
 
-from ._blocking import Blocking, SyncChat, SyncCollaborationStream, SyncRunStream, blocking
+from ._blocking import (
+    Blocking,
+    SyncChat,
+    SyncCollaborationStream,
+    SyncRunStream,
+    blocking,
+    forward_undeclared,
+)
 from ._client import AsyncOrchestrator
 from ._loop import LoopThread
 from ._signatures import method_with_parameters, same_parameters
@@ -112,16 +118,7 @@ class Orchestrator(Blocking):
     run_pipeline = blocking(AsyncOrchestrator.run_pipeline)
 
 
-def _forward_undeclared() -> tuple[str, ...]:
-    names = []
-    for name, method in inspect.getmembers(AsyncOrchestrator, inspect.isfunction):
-        if not name.startswith("_") and not hasattr(Orchestrator, name):
-            setattr(Orchestrator, name, blocking(method))
-            names.append(name)
-    return tuple(names)
-
-
-FORWARDED_UNDECLARED = _forward_undeclared()
+FORWARDED_UNDECLARED = forward_undeclared(Orchestrator, AsyncOrchestrator)
 """Public AsyncOrchestrator methods the Orchestrator class body does not name: forwarded
 all the same, but invisible to type checkers (a test keeps this empty)."""
 
