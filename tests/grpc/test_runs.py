@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,11 +23,12 @@ from helpers import (
     requests_of,
     run_turn,
     start,
+    start_live_server,
     text_of,
 )
 from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin, DevModelServer
 
 
 async def make_agent(live: LiveServer, agent_id: str, **kwargs: Any) -> None:
@@ -531,3 +533,24 @@ async def test_too_many_turns_waiting_on_one_stream_end_it(
     assert run.status == run_pb2.RUN_STATUS_CANCELLED
     runs = await live.stub.ListRuns(pb.ListRunsRequest(agent_id="flooded"))
     assert [r.run_id for r in runs.runs] == [run_id]
+
+
+async def test_a_flood_of_starts_sent_in_one_batch_ends_the_stream(
+    devmodel: DevModelServer, admin: DevModelAdmin, tmp_path: Path
+) -> None:
+    """The same abuse without waiting for RunStarted: the first turn has no run id yet
+    when the limit is crossed, and is cancelled all the same."""
+    live = await start_live_server(tmp_path / "flood.db", devmodel.base_url, max_pending_turns=1)
+    try:
+        await admin.set_rules([{"match": {"contains": "forever"}, "reply": {"stall": True}}])
+        await make_agent(live, "flooded")
+        flood = [start(f"waiting {i}", "flooded") for i in range(3)]
+        call = live.stub.Run(requests_of(start("forever", "flooded"), *flood), timeout=30)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await drain(call)
+        assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_info(ended.value).reason == "TOO_MANY_PENDING_TURNS"
+        runs = await live.stub.ListRuns(pb.ListRunsRequest(agent_id="flooded"))
+        assert [r.status for r in runs.runs] == [run_pb2.RUN_STATUS_CANCELLED]
+    finally:
+        await live.stop()

@@ -91,7 +91,7 @@ async def test_a_cancel_sent_before_the_run_has_an_id_cancels_it_when_it_begins(
     client.send(TurnRequest("alpha", "hi"), CancelTurn())
     reading = asyncio.create_task(client.until(ev.RunCancelled))
     await store.entered.wait()
-    assert not client.stream._own_runs
+    assert not client.stream._current
     store.gate.set()
     cancelled = await reading
     client.close()

@@ -104,9 +104,9 @@ class CollaborationRpcs:
         self, request: collaboration_pb2.RunTeamRequest, context: Context
     ) -> AsyncGenerator[collaboration_pb2.CollaborationEvent, None]:
         """Run a team on a task, streaming its members' and coordinator's events."""
-        tenant = tenant_of(context)
-        deadline = deadline_of(context)
-        async for event in self._team_runs.run(
-            tenant, request.team_id, request.task, deadline=deadline
-        ):
-            yield collaboration_event_to_pb(event)
+        events = self._team_runs.run(
+            tenant_of(context), request.team_id, request.task, deadline=deadline_of(context)
+        )
+        async with aclosing(events):
+            async for event in events:
+                yield collaboration_event_to_pb(event)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import Reason
+from .task_stream import TaskStream
 from .types import Run
 
 RequestKey = tuple[str, str, str]  # tenant, agent_id, request_id
@@ -23,7 +25,7 @@ class ActiveRun:
 
     run: Run
     tenant: str
-    task: asyncio.Task[None] | None = None
+    stream: TaskStream[object] | None = None
     cancel_reason: Reason = Reason.RUN_CANCELLED
     cancel_message: str = "the run was cancelled"
     done: asyncio.Future[Run] = field(
@@ -34,8 +36,8 @@ class ActiveRun:
         """Cancel the run's task, recording `reason` and `message` as its outcome."""
         self.cancel_reason = reason
         self.cancel_message = message
-        if self.task is not None:
-            self.task.cancel()
+        if self.stream is not None:
+            self.stream.cancel()
 
     def finished(self, run: Run) -> None:
         """The run's final record is known: wake whoever waits for it."""
@@ -50,7 +52,7 @@ class ActiveRuns:
     def __init__(self) -> None:
         self._by_id: dict[str, ActiveRun] = {}
         self._by_request: dict[RequestKey, ActiveRun] = {}
-        self._external: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self._external: dict[str, tuple[str, TaskStream[Any]]] = {}
         self.stopping = False
 
     def add(self, active: ActiveRun) -> None:
@@ -71,20 +73,23 @@ class ActiveRuns:
         """The turn in flight that a request id started, if any."""
         return self._by_request.get((tenant, agent_id, request_id))
 
-    def track(self, run_id: str, tenant: str, task: asyncio.Task[None]) -> None:
-        """Make a run executed by `task` outside the engine cancellable with CancelRun."""
-        self._external[run_id] = (tenant, task)
-        task.add_done_callback(lambda _: self._external.pop(run_id, None))
+    def track(self, run_id: str, tenant: str, stream: TaskStream[Any]) -> None:
+        """Make a run executed by `stream` outside the engine cancellable with CancelRun."""
+        self._external[run_id] = (tenant, stream)
+        stream.task.add_done_callback(lambda _: self._external.pop(run_id, None))
 
     async def cancel(self, tenant: str, run_id: str) -> bool:
         """Cancel a run of `tenant` in flight and wait for its outcome; False if none."""
         external = self._external.get(run_id)
         if external is not None and external[0] == tenant:
-            external[1].cancel()
-            await asyncio.gather(external[1], return_exceptions=True)
+            stream = external[1]
+            stream.cancel()
+            # Shielded: a CancelRun call that is itself cancelled must not cancel the
+            # collaboration a second time while it records its members' outcomes.
+            await asyncio.gather(asyncio.shield(stream.task), return_exceptions=True)
             return True
         active = self._by_id.get(run_id)
-        if active is None or active.tenant != tenant or active.task is None:
+        if active is None or active.tenant != tenant or active.stream is None:
             return False
         active.cancel(Reason.RUN_CANCELLED, "the run was cancelled by CancelRun")
         await asyncio.shield(active.done)
@@ -119,5 +124,5 @@ class ActiveRuns:
         for active in actives:
             active.cancel(Reason.RUN_INTERRUPTED, "the server is stopping")
         await asyncio.gather(
-            *(a.task for a in actives if a.task is not None), return_exceptions=True
+            *(a.stream.task for a in actives if a.stream is not None), return_exceptions=True
         )

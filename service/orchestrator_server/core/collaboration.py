@@ -35,7 +35,7 @@ from .events import (
     ParticipantResult,
     ParticipantStarted,
 )
-from .outcome import OutcomeRecorder
+from .outcome import OutcomeRecorder, despite_cancels
 from .runs import RunEngine
 from .store_port import Store
 from .task_stream import TaskStream
@@ -141,7 +141,7 @@ class Collaborations:
             ),
         )
         # CancelRun on the parent run id reaches this task.
-        self._runs.active.track(run_id, tenant, stream.task)
+        self._runs.active.track(run_id, tenant, stream)
         async with aclosing(stream.events()) as items:
             async for event in items:
                 yield event
@@ -149,27 +149,52 @@ class Collaborations:
     async def _recorded(
         self, outcome: OutcomeRecorder, stage: Stage, body: Body
     ) -> CollaborationCompleted:
-        """Run `body` between the parent run's begin and end records."""
-        await self._store.begin_run(outcome.tenant, outcome.run, None)
+        """Run `body` between the parent run's begin and end records. The begin write is
+        awaited inside the error handling: a cancel while it is pending still records an
+        end once the row exists."""
+        begin = asyncio.ensure_future(self._store.begin_run(outcome.tenant, outcome.run, None))
+        completed: CollaborationCompleted | None = None
         try:
+            await asyncio.shield(begin)
             completed = await body(stage)
+            await outcome.completed(completed.output, completed.usage)
         except asyncio.CancelledError:
-            await outcome.ended(
+            await despite_cancels(self._cancelled(begin, outcome))
+            if completed is not None and outcome.run.status is RunStatus.COMPLETED:
+                return completed  # cancelled while its success was written: it completed
+            raise
+        except Exception as error:
+            await despite_cancels(self._failed(begin, outcome, error))
+            raise
+        return completed
+
+    async def _cancelled(self, begin: asyncio.Future[Run], outcome: OutcomeRecorder) -> None:
+        await asyncio.gather(begin, return_exceptions=True)
+        if self._runs.active.stopping:
+            # Like its members' runs: the server's doing, not the client's.
+            status, reason, message = (
+                RunStatus.INTERRUPTED,
+                Reason.RUN_INTERRUPTED,
+                "the server is stopping",
+            )
+        else:
+            status, reason, message = (
                 RunStatus.CANCELLED,
                 Reason.RUN_CANCELLED,
                 "the collaboration was cancelled (CancelRun, the client went away, or its "
                 "deadline passed)",
             )
-            raise
-        except OrchestratorError as error:
+        await outcome.ended(status, reason, message)
+
+    async def _failed(
+        self, begin: asyncio.Future[Run], outcome: OutcomeRecorder, error: Exception
+    ) -> None:
+        await asyncio.gather(begin, return_exceptions=True)
+        if isinstance(error, OrchestratorError):
             await outcome.ended(RunStatus.FAILED, error.reason, error.message)
-            raise
-        except Exception:
-            log.exception("collaboration %s failed unexpectedly", outcome.run.run_id)
-            await outcome.ended(RunStatus.FAILED, Reason.INTERNAL_ERROR, "internal error")
-            raise
-        await outcome.completed(completed.output, completed.usage)
-        return completed
+            return
+        log.error("collaboration %s failed unexpectedly", outcome.run.run_id, exc_info=error)
+        await outcome.ended(RunStatus.FAILED, Reason.INTERNAL_ERROR, "internal error")
 
     async def run_participant(
         self, stage: Stage, who: Participant, message: str, time_limit: float | None = None

@@ -10,9 +10,10 @@ future, and a cancelled wait still waits for it before re-raising.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 
 from .store_port import Store
@@ -29,16 +30,13 @@ class OutcomeRecorder:
         self.tenant = tenant
         self.run = run
         self.recorded = False
+        self.stored: list[Message] = []  # the messages of a COMPLETED run, as stored
 
     async def completed(
         self, output: str, usage: Usage, messages: Sequence[Message] = ()
     ) -> list[Message]:
         """Record success with the turn's messages; the messages as stored."""
-        final = self._final(RunStatus.COMPLETED, output, usage, "", "")
-        stored = await self._write(final, messages)
-        self.recorded = True
-        self.run = final
-        return stored
+        return await self._write(self._final(RunStatus.COMPLETED, output, usage, "", ""), messages)
 
     async def ended(
         self,
@@ -75,12 +73,29 @@ class OutcomeRecorder:
         )
 
     async def _write(self, final: Run, messages: Sequence[Message]) -> list[Message]:
+        """Write `final`; once it is written (even while the caller is being cancelled)
+        it is the run's record, and no second outcome will be written."""
         write = asyncio.ensure_future(self._store.finish_run(self.tenant, final, messages))
+        write.add_done_callback(lambda done: self._written(final, done))
         try:
             return await asyncio.shield(write)
         except asyncio.CancelledError:
             await asyncio.gather(write, return_exceptions=True)
-            if not write.cancelled() and write.exception() is None:
-                # Written after all: a cancel arriving now must not record a second end.
-                self.recorded = True
             raise
+
+    def _written(self, final: Run, write: asyncio.Future[list[Message]]) -> None:
+        if not write.cancelled() and write.exception() is None:
+            self.recorded = True
+            self.run = final
+            self.stored = write.result()
+
+
+async def despite_cancels(cleanup: Awaitable[None]) -> None:
+    """Run `cleanup` to its end even if the calling task is cancelled again (and again)
+    meanwhile: a run's outcome must be written and announced however often its task is
+    cancelled. The extra cancels are absorbed; the caller re-raises what it handles."""
+    task = asyncio.ensure_future(cleanup)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+    task.result()

@@ -78,10 +78,12 @@ class RunStream:
         self._bridge = ClientToolBridge()
         self._inbox: deque[TurnRequest | Exception | _End] = deque()
         self._arrived = asyncio.Event()
-        self._own_runs: set[str] = set()
-        self._current = ""  # the run id of the turn being streamed now
+        # The run of the turn being streamed now: the only run of this stream a cancel can
+        # still reach (earlier ones have ended; child runs are not the stream's own).
+        self._current = ""
         self._starting = False  # a start is executing but its run has no id yet
-        self._cancel_when_started = False
+        # A cancel (its message) for the start that has no run id yet.
+        self._cancel_when_started: str | None = None
         self._error: OrchestratorError | None = None  # ends the stream after this turn
 
     async def run(
@@ -107,6 +109,7 @@ class RunStream:
                     raise self._error
         finally:
             reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def _turn(self, request: TurnRequest) -> AsyncGenerator[ev.RunEvent, None]:
         self._starting = True
@@ -124,14 +127,11 @@ class RunStream:
             self._current = ""
 
     def _began(self, run_id: str) -> None:
-        self._own_runs.add(run_id)
         self._current = run_id
         self._starting = False
-        if self._cancel_when_started:
-            self._cancel_when_started = False
-            self._engine.active.cancel_own(
-                run_id, "the client cancelled the run", Reason.RUN_CANCELLED
-            )
+        message, self._cancel_when_started = self._cancel_when_started, None
+        if message is not None:
+            self._engine.active.cancel_own(run_id, message, Reason.RUN_CANCELLED)
 
     async def _next_start(self) -> TurnRequest | None:
         while not self._inbox:
@@ -190,19 +190,22 @@ class RunStream:
     def _cancel(self, run_id: str) -> None:
         if not run_id and not self._current and (self._starting or self._start_pending()):
             # The turn has no run id yet: cancel it as soon as it has one.
-            self._cancel_when_started = True
+            self._cancel_when_started = "the client cancelled the run"
             return
-        run_id = run_id or self._current
-        if run_id in self._own_runs:
+        if (run_id or self._current) == self._current and self._current:
             self._engine.active.cancel_own(
-                run_id, "the client cancelled the run", Reason.RUN_CANCELLED
+                self._current, "the client cancelled the run", Reason.RUN_CANCELLED
             )
 
     def _start_pending(self) -> bool:
         return any(isinstance(item, TurnRequest) for item in self._inbox)
 
     def _fail(self, error: OrchestratorError) -> None:
+        """End the stream with `error` once the current turn (even one whose run has no
+        id yet) is cancelled."""
         self._error = error
         if self._current:
             self._engine.active.cancel_own(self._current, error.message, Reason.RUN_CANCELLED)
+        elif self._starting:
+            self._cancel_when_started = error.message
         self._put(error)

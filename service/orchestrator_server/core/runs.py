@@ -108,7 +108,7 @@ class RunEngine:
         stream: TaskStream[object] = TaskStream(
             turn.run, name=f"turn {active.run.run_id}", merge=ev.coalesce_deltas
         )
-        active.task = stream.task
+        active.stream = stream
         self.active.add(active)
 
         def abandoned() -> None:

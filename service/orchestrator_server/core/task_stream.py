@@ -77,10 +77,24 @@ class TaskStream(Generic[T]):
         self._channel: EventChannel[T] = EventChannel()
         self._cancelled_error = cancelled_error
         self._merge = merge
+        self._started = False
+        self._cancel_when_started = False
         self.task: asyncio.Task[None] = asyncio.create_task(self._main(work), name=name)
+
+    def cancel(self) -> None:
+        """Cancel the work. A task cancelled before its first step would never run its
+        own cleanup (nor record an outcome), so a cancel that comes that early is
+        delivered once the work has begun."""
+        if self._started:
+            self.task.cancel()
+        else:
+            self._cancel_when_started = True
 
     async def _main(self, work: Callable[[Emit[T]], Awaitable[None]]) -> None:
         put = self._channel.put
+        self._started = True
+        if self._cancel_when_started:
+            self.task.cancel()  # raised at the work's first await, inside its own handling
         try:
             await work(put)
         except asyncio.CancelledError:
@@ -111,5 +125,5 @@ class TaskStream(Generic[T]):
 
     async def stop(self) -> None:
         """Cancel the work and wait until it has finished (its outcome recorded)."""
-        self.task.cancel()
+        self.cancel()
         await asyncio.gather(self.task, return_exceptions=True)

@@ -22,7 +22,7 @@ from .errors import FailedPreconditionError, OrchestratorError, Reason
 from .model_loop import AskAgent, ModelLoop, TurnContext
 from .model_port import ModelCatalog
 from .observer import RunObserver, RunReport
-from .outcome import OutcomeRecorder
+from .outcome import OutcomeRecorder, despite_cancels
 from .session_locks import Reservation
 from .start_gate import StartGate
 from .store_port import Store
@@ -85,20 +85,34 @@ class Turn:
         try:
             await self._execute(gate, emit)
         except asyncio.CancelledError:
-            await gate.settle()
-            # A server stop is not the client's doing: such runs read INTERRUPTED, like
-            # runs found unfinished after a crash.
-            stopped = active.cancel_reason is Reason.RUN_INTERRUPTED
-            status = RunStatus.INTERRUPTED if stopped else RunStatus.CANCELLED
-            await self._record_end(status, active.cancel_reason, active.cancel_message)
-            emit(ev.RunCancelled(active.cancel_reason, active.cancel_message))
+            # The ending is written and announced however often the task is cancelled
+            # meanwhile (a second cancel, the caller going away while it is written).
+            await despite_cancels(self._cancelled(gate, emit))
             raise
         except Exception as error:
-            await gate.settle()
-            await self._record_end(RunStatus.FAILED, *_describe(error, active.run.run_id))
+            await despite_cancels(self._failed(gate, error))
             raise
         finally:
             self._finished()
+
+    async def _cancelled(self, gate: StartGate, emit: Emit[object]) -> None:
+        active = self._active
+        await gate.settle()
+        if self._outcome.run.status is RunStatus.COMPLETED:
+            # The cancel came while the answer was being recorded, which succeeded: the
+            # run completed, and its stream says so.
+            self._announce_completed(emit)
+            return
+        # A server stop is not the client's doing: such runs read INTERRUPTED, like runs
+        # found unfinished after a crash.
+        stopped = active.cancel_reason is Reason.RUN_INTERRUPTED
+        status = RunStatus.INTERRUPTED if stopped else RunStatus.CANCELLED
+        await self._record_end(status, active.cancel_reason, active.cancel_message)
+        emit(ev.RunCancelled(active.cancel_reason, active.cancel_message))
+
+    async def _failed(self, gate: StartGate, error: Exception) -> None:
+        await gate.settle()
+        await self._record_end(RunStatus.FAILED, *_describe(error, self._active.run.run_id))
 
     async def _execute(self, gate: StartGate, emit: Emit[object]) -> None:
         reservation, services = self._reservation, self._services
@@ -120,12 +134,19 @@ class Turn:
             output = await loop.run(messages, self._max_model_calls(), ask)
             final = Message(Role.ASSISTANT, output, run_id=self._active.run.run_id)
             await gate.wait()
-            stored = await self._outcome.completed(output, loop.usage, [*loop.steps, final])
-            self._active.run = self._outcome.run
-            ttfd = (loop.first_delta - self._started) * 1000 if loop.first_delta else 0.0
-            emit(ev.MessageCompleted(stored[-1] if stored else final))
-            duration = (time.monotonic() - self._started) * 1000
-            emit(ev.RunCompleted(output, loop.usage, ttfd, duration))
+            await self._outcome.completed(output, loop.usage, [*loop.steps, final])
+            self._announce_completed(emit)
+
+    def _announce_completed(self, emit: Emit[object]) -> None:
+        """MessageCompleted (the answer as stored) and RunCompleted, once it is recorded."""
+        run = self._active.run = self._outcome.run
+        stored = self._outcome.stored
+        final = stored[-1] if stored else Message(Role.ASSISTANT, run.output, run_id=run.run_id)
+        emit(ev.MessageCompleted(final))
+        loop = self._loop
+        ttfd = (loop.first_delta - self._started) * 1000 if loop and loop.first_delta else 0.0
+        duration = (time.monotonic() - self._started) * 1000
+        emit(ev.RunCompleted(run.output, run.usage, ttfd, duration))
 
     async def _begin_queued(self) -> None:
         """A queued run got the session: mark it running and reload its agent, which may
