@@ -6,6 +6,7 @@ name; only presence (proto3 `optional` <-> None) and the nested messages need co
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ _PLAIN_AGENT_FIELDS = (
     "callable_agents",
     "max_model_calls",
 )
+_plain_agent_values = operator.attrgetter(*_PLAIN_AGENT_FIELDS)
 _CONTAINERS: dict[str, Callable[[Any], Any]] = {
     "tools": tuple,
     "labels": dict,
@@ -74,5 +76,6 @@ def agent_to_pb(agent: types.Agent) -> agent_pb2.Agent:
         create_time=timestamp(agent.create_time),
         update_time=timestamp(agent.update_time),
         etag=agent.etag,
-        **{name: getattr(spec, name) for name in _PLAIN_AGENT_FIELDS},
+        # attrgetter + zip: ListAgents converts a hundred agents per page.
+        **dict(zip(_PLAIN_AGENT_FIELDS, _plain_agent_values(spec), strict=True)),
     )
