@@ -21,8 +21,10 @@ from orchestrator_server.core.store_port import DuplicateRequestError, MissingAg
 from orchestrator_server.core.types import (
     AgentSpec,
     Message,
+    NewAgent,
     Role,
     Run,
+    RunQuery,
     RunStatus,
     TeamSpec,
     Usage,
@@ -54,27 +56,21 @@ def a_run(run_id: str, agent_id: str = "a1", session_id: str = "s1", **fields: o
 
 
 async def test_agents_belong_to_their_tenant(store: Store) -> None:
-    created, fresh = await store.create_agent(
-        "t1", "a1", spec(), set_as_default=True, if_not_exists=False
-    )
+    created, fresh = await store.create_agent("t1", NewAgent("a1", spec(), True, False))
     assert fresh and created.revision == 1 and created.is_default
     assert await store.get_agent("t2", "a1") is None
     assert await store.list_agents("t2", after=None, limit=10, label_filter={}) == []
     assert await store.default_agent_id("t2") is None
-    again, fresh = await store.create_agent(
-        "t1", "a1", spec(), set_as_default=False, if_not_exists=True
-    )
+    again, fresh = await store.create_agent("t1", NewAgent("a1", spec(), False, True))
     assert not fresh and again.agent_id == "a1"
     with pytest.raises(AlreadyExistsError) as exists:
-        await store.create_agent("t1", "a1", spec(), set_as_default=False, if_not_exists=False)
+        await store.create_agent("t1", NewAgent("a1", spec(), False, False))
     assert exists.value.reason is Reason.AGENT_ALREADY_EXISTS
 
 
 async def test_agents_list_in_id_order_with_label_filters(store: Store) -> None:
     for agent_id, team in [("c", "x"), ("a", "x"), ("b", "y")]:
-        await store.create_agent(
-            "t", agent_id, spec(team=team), set_as_default=False, if_not_exists=False
-        )
+        await store.create_agent("t", NewAgent(agent_id, spec(team=team), False, False))
     page = await store.list_agents("t", after=None, limit=2, label_filter={})
     assert [a.agent_id for a in page] == ["a", "b"]
     rest = await store.list_agents("t", after="b", limit=2, label_filter={})
@@ -84,7 +80,7 @@ async def test_agents_list_in_id_order_with_label_filters(store: Store) -> None:
 
 
 async def test_updates_bump_the_revision_and_check_it(store: Store) -> None:
-    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
     updated = await store.update_agent("t", "a1", spec(v="2"), expected_revision=1)
     assert updated.revision == 2 and updated.spec.labels == {"v": "2"}
     assert updated.etag == 'W/"2"'
@@ -98,7 +94,7 @@ async def test_updates_bump_the_revision_and_check_it(store: Store) -> None:
 
 
 async def test_deleting_an_agent_removes_its_conversations_runs_and_default(store: Store) -> None:
-    await store.create_agent("t", "a1", spec(), set_as_default=True, if_not_exists=False)
+    await store.create_agent("t", NewAgent("a1", spec(), True, False))
     await store.begin_run("t", a_run("r1"), Message(Role.USER, "hi", run_id="r1"))
     await store.delete_agent("t", "a1", expected_revision=None)
     assert await store.get_agent("t", "a1") is None
@@ -109,7 +105,7 @@ async def test_deleting_an_agent_removes_its_conversations_runs_and_default(stor
 
 
 async def test_messages_are_numbered_per_session_and_windowed(store: Store) -> None:
-    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
     await store.append_messages("t", "a1", "s1", [Message(Role.USER, f"m{i}") for i in range(5)])
     await store.append_messages("t", "a1", "s2", [Message(Role.USER, "other")])
     last = await store.load_history("t", "a1", "s1", 2)
@@ -130,7 +126,7 @@ async def test_messages_of_a_deleted_agent_are_not_stored(store: Store) -> None:
 
 
 async def test_a_run_moves_from_begin_to_its_recorded_outcome(store: Store) -> None:
-    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
     queued = a_run("r1", status=RunStatus.QUEUED, request_id="k1")
     await store.begin_run("t", queued, None)
     await store.mark_running("t", "r1", 2.0, Message(Role.USER, "hi", run_id="r1"))
@@ -150,7 +146,7 @@ async def test_a_run_moves_from_begin_to_its_recorded_outcome(store: Store) -> N
 
 
 async def test_a_request_id_is_used_once_per_agent(store: Store) -> None:
-    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
     await store.begin_run("t", a_run("r1", request_id="k"), None)
     with pytest.raises(DuplicateRequestError) as duplicate:
         await store.begin_run("t", a_run("r2", request_id="k"), None)
@@ -159,20 +155,20 @@ async def test_a_request_id_is_used_once_per_agent(store: Store) -> None:
 
 
 async def test_runs_list_newest_first_with_keyset_pages(store: Store) -> None:
-    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
     for i, session in enumerate(["s1", "s2", "s1"]):
         await store.begin_run("t", a_run(f"r{i}", session_id=session, create_time=10.0 + i), None)
-    first = await store.list_runs("t", agent_id="", session_id="", after=None, limit=2)
+    first = await store.list_runs("t", RunQuery(2))
     assert [r.run_id for r in first] == ["r2", "r1"]
     after = (first[-1].create_time, first[-1].run_id)
-    rest = await store.list_runs("t", agent_id="", session_id="", after=after, limit=2)
+    rest = await store.list_runs("t", RunQuery(2, after=after))
     assert [r.run_id for r in rest] == ["r0"]
-    s1 = await store.list_runs("t", agent_id="a1", session_id="s1", after=None, limit=10)
+    s1 = await store.list_runs("t", RunQuery(10, "a1", "s1", None))
     assert [r.run_id for r in s1] == ["r2", "r0"]
 
 
 async def test_unfinished_runs_are_marked_interrupted(store: Store) -> None:
-    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
     await store.begin_run("t", a_run("r1"), None)
     await store.begin_run("t", a_run("r2", status=RunStatus.QUEUED), None)
     await store.begin_run("t", a_run("r3", status=RunStatus.COMPLETED), None)
@@ -183,7 +179,7 @@ async def test_unfinished_runs_are_marked_interrupted(store: Store) -> None:
 
 
 async def test_teams_name_existing_agents_and_keep_them(store: Store) -> None:
-    await store.create_agent("t", "a1", spec(), set_as_default=False, if_not_exists=False)
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
     with pytest.raises(MissingAgentsError) as missing:
         await store.create_team("t", "team", TeamSpec(members=("a1", "nope")), if_not_exists=False)
     assert missing.value.agent_ids == ("nope",)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator_server.core.agents import AgentRegistry
-from orchestrator_server.core.model_port import ChatMessage, ModelTurnEnd
+from orchestrator_server.core.model_port import ChatMessage, ChatRequest, ModelTurnEnd
 from orchestrator_server.core.pagination import PageTokens
 from orchestrator_server.core.run_records import RunRecords
 from orchestrator_server.core.runs import RunEngine
-from orchestrator_server.core.types import AgentSpec, Message, ModelSpec, Run, ToolCall, Usage
+from orchestrator_server.core.types import AgentSpec, Message, Run, ToolCall, Usage
 from orchestrator_server.store.memory import InMemoryStore
 
 
@@ -48,16 +48,9 @@ class ScriptedModel:
         """Every provider is this model."""
         return self
 
-    async def stream(
-        self,
-        spec: ModelSpec,
-        messages: Sequence[ChatMessage],
-        *,
-        tools: Sequence[dict[str, Any]] = (),
-        timeout: float | None = None,
-    ) -> AsyncIterator[str | ModelTurnEnd]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | ModelTurnEnd]:
         """Yield the next reply's words, then its end."""
-        self.calls.append(list(messages))
+        self.calls.append(list(request.messages))
         reply = self.replies.popleft() if self.replies else self.default
         if reply.stall:
             self.stalled.set()

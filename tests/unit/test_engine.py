@@ -19,7 +19,7 @@ from orchestrator_server.core.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from orchestrator_server.core.types import Role, RunStatus, ToolCall, TurnRequest
+from orchestrator_server.core.types import Role, RunQuery, RunStatus, ToolCall, TurnRequest
 
 
 async def collect(events: AsyncIterator[ev.RunEvent]) -> list[ev.RunEvent]:
@@ -66,7 +66,7 @@ async def test_cancel_while_the_first_write_is_pending_records_a_cancelled_run()
     store.gate.set()
     with pytest.raises(asyncio.CancelledError):
         await consumer
-    runs = await store.list_runs("t", agent_id="", session_id="", after=None, limit=10)
+    runs = await store.list_runs("t", RunQuery(10))
     assert len(runs) == 1
     assert runs[0].status is RunStatus.CANCELLED
     assert runs[0].error_message == "the client went away"

@@ -13,7 +13,7 @@ from .errors import (
 from .pagination import PageTokens
 from .revisions import parse_etag, update_with_retry
 from .store_port import Store, require
-from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, Page
+from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, NewAgent, Page
 from .validation import check_agent_id, check_agent_spec, check_labels
 
 # update_mask paths and the AgentSpec attribute (or ModelSpec/MemoryConfig attribute) each
@@ -112,9 +112,8 @@ class AgentRegistry:
         check_agent_id(agent_id, "agent.agent_id")
         check_agent_spec(spec)
         self._check_tools(spec, "agent")
-        return await self._store.create_agent(
-            tenant, agent_id, spec, set_as_default=set_as_default, if_not_exists=if_not_exists
-        )
+        new = NewAgent(agent_id, spec, set_as_default, if_not_exists)
+        return await self._store.create_agent(tenant, new)
 
     async def get(self, tenant: str, agent_id: str) -> Agent:
         """One agent, or AGENT_NOT_FOUND."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from . import events as ev
 from .errors import DeadlineExceededError, Reason, ResourceExhaustedError
 from .memory import DEFAULT_MAX_MESSAGES, to_chat_messages, window
-from .model_port import ChatMessage, ChatModel, ModelTurnEnd
+from .model_port import ChatMessage, ChatModel, ChatRequest, ModelTurnEnd
 from .start_gate import StartGate
 from .store_port import Store
 from .task_stream import Emit
@@ -106,12 +106,10 @@ class ModelLoop:
         """Stream one model response, emitting its text; the response's end."""
         self.parts.clear()
         end: ModelTurnEnd | None = None
-        stream = self._model.stream(
-            self._agent.spec.model,
-            messages,
-            tools=self._schemas,
-            timeout=remaining(self._context.deadline),
+        request = ChatRequest(
+            self._agent.spec.model, messages, self._schemas, remaining(self._context.deadline)
         )
+        stream = self._model.stream(request)
         async for item in stream:
             if not self._gate.opened:
                 await self._gate.wait()

@@ -24,19 +24,23 @@ class ModelTurnEnd:
     finish_reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One model call: the agent's model settings, the conversation, the tools the model
+    may call (OpenAI `tools` entries) and the seconds left for it (None: no deadline)."""
+
+    spec: ModelSpec
+    messages: Sequence[ChatMessage]
+    tools: Sequence[dict[str, Any]] = ()
+    timeout: float | None = None
+
+
 class ChatModel(Protocol):
     """A provider that streams chat completions."""
 
     name: str
 
-    def stream(
-        self,
-        spec: ModelSpec,
-        messages: Sequence[ChatMessage],
-        *,
-        tools: Sequence[dict[str, Any]] = (),
-        timeout: float | None = None,
-    ) -> AsyncIterator[str | ModelTurnEnd]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[str | ModelTurnEnd]:
         """Yield text deltas (str) as they arrive, then exactly one ModelTurnEnd.
 
         Raises domain errors (MODEL_RATE_LIMITED, MODEL_UNAVAILABLE, ...) on failure.

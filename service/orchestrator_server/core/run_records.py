@@ -8,7 +8,7 @@ from .active_runs import ActiveRuns
 from .errors import InvalidArgumentError, NotFoundError, Reason
 from .pagination import PageTokens
 from .store_port import Store
-from .types import Page, Run
+from .types import Page, Run, RunQuery
 
 
 class RunRecords:
@@ -51,9 +51,7 @@ class RunRecords:
 
         def fetch(after: list[str | int | float] | None, limit: int) -> Awaitable[list[Run]]:
             key = (float(after[0]), str(after[1])) if after else None
-            return self._store.list_runs(
-                tenant, agent_id=agent_id, session_id=session_id, after=key, limit=limit
-            )
+            return self._store.list_runs(tenant, RunQuery(limit, agent_id, session_id, key))
 
         scope = f"runs:{tenant}:{agent_id}:{session_id}"
         return await self._tokens.fetch_page(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 from .errors import AbortedError, AlreadyExistsError, NotFoundError, Reason
-from .types import Agent, AgentSpec, Message, Run, Session, Team, TeamSpec
+from .types import Agent, AgentSpec, Message, NewAgent, Run, RunQuery, Session, Team, TeamSpec
 
 
 class DuplicateRequestError(Exception):
@@ -43,15 +43,7 @@ class Store(Protocol):
         """A per-installation secret for signing page tokens (created on first use)."""
 
     # Agents
-    async def create_agent(
-        self,
-        tenant: str,
-        agent_id: str,
-        spec: AgentSpec,
-        *,
-        set_as_default: bool,
-        if_not_exists: bool,
-    ) -> tuple[Agent, bool]:
+    async def create_agent(self, tenant: str, new: NewAgent) -> tuple[Agent, bool]:
         """Insert an agent; (existing, False) under if_not_exists, else AlreadyExistsError."""
 
     async def get_agent(self, tenant: str, agent_id: str) -> Agent | None:
@@ -128,15 +120,7 @@ class Store(Protocol):
     async def find_run_by_request(self, tenant: str, agent_id: str, request_id: str) -> Run | None:
         """The run an idempotency key created, if any."""
 
-    async def list_runs(
-        self,
-        tenant: str,
-        *,
-        agent_id: str,
-        session_id: str,
-        after: tuple[float, str] | None,
-        limit: int,
-    ) -> list[Run]:
+    async def list_runs(self, tenant: str, query: RunQuery) -> list[Run]:
         """Runs newest first, optionally of one agent and session."""
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:

@@ -73,6 +73,17 @@ def etag_of(revision: int) -> str:
     return f'W/"{revision}"'
 
 
+@dataclass(frozen=True, slots=True)
+class NewAgent:
+    """An agent to create: its id and spec, whether it becomes the tenant's default, and
+    whether an existing agent of that id is returned instead of ALREADY_EXISTS."""
+
+    agent_id: str
+    spec: AgentSpec
+    set_as_default: bool = False
+    if_not_exists: bool = False
+
+
 class Role(enum.StrEnum):
     """Who wrote a message; the values are the OpenAI chat roles."""
 
@@ -172,6 +183,17 @@ class Run:
     error_message: str = ""
     start_time: float | None = None
     end_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Which runs to list, newest first: of one agent (and session) or all, starting
+    after the (create_time, run_id) key of the previous page."""
+
+    limit: int
+    agent_id: str = ""
+    session_id: str = ""
+    after: tuple[float, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

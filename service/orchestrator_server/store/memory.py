@@ -18,7 +18,9 @@ from ..core.types import (
     Agent,
     AgentSpec,
     Message,
+    NewAgent,
     Run,
+    RunQuery,
     RunStatus,
     Session,
     Team,
@@ -67,26 +69,18 @@ class InMemoryStore:
             return None
         return replace(agent, is_default=state.default_agent_id == agent_id)
 
-    async def create_agent(
-        self,
-        tenant: str,
-        agent_id: str,
-        spec: AgentSpec,
-        *,
-        set_as_default: bool,
-        if_not_exists: bool,
-    ) -> tuple[Agent, bool]:
+    async def create_agent(self, tenant: str, new: NewAgent) -> tuple[Agent, bool]:
         """Insert an agent, or return the existing one under if_not_exists."""
-        existing = self._agent(tenant, agent_id)
+        existing = self._agent(tenant, new.agent_id)
         if existing is not None:
-            if if_not_exists:
+            if new.if_not_exists:
                 return existing, False
-            raise already_exists("agent", agent_id)
+            raise already_exists("agent", new.agent_id)
         now = time.time()
-        self._tenant(tenant).agents[agent_id] = Agent(agent_id, spec, now, now, 1)
-        if set_as_default:
-            self._tenant(tenant).default_agent_id = agent_id
-        return Agent(agent_id, spec, now, now, 1, is_default=set_as_default), True
+        self._tenant(tenant).agents[new.agent_id] = Agent(new.agent_id, new.spec, now, now, 1)
+        if new.set_as_default:
+            self._tenant(tenant).default_agent_id = new.agent_id
+        return Agent(new.agent_id, new.spec, now, now, 1, is_default=new.set_as_default), True
 
     async def get_agent(self, tenant: str, agent_id: str) -> Agent | None:
         """One agent, or None."""
@@ -256,25 +250,17 @@ class InMemoryStore:
         runs = self._tenant(tenant).runs.values()
         return next((r for r in runs if (r.agent_id, r.request_id) == (agent_id, request_id)), None)
 
-    async def list_runs(
-        self,
-        tenant: str,
-        *,
-        agent_id: str,
-        session_id: str,
-        after: tuple[float, str] | None,
-        limit: int,
-    ) -> list[Run]:
+    async def list_runs(self, tenant: str, query: RunQuery) -> list[Run]:
         """Runs newest first, optionally of one agent and session."""
         runs = [
             r
             for r in self._tenant(tenant).runs.values()
-            if (not agent_id or r.agent_id == agent_id)
-            and (not session_id or r.session_id == session_id)
-            and (after is None or (r.create_time, r.run_id) < after)
+            if (not query.agent_id or r.agent_id == query.agent_id)
+            and (not query.session_id or r.session_id == query.session_id)
+            and (query.after is None or (r.create_time, r.run_id) < query.after)
         ]
         runs.sort(key=lambda r: (r.create_time, r.run_id), reverse=True)
-        return runs[:limit]
+        return runs[: query.limit]
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
         """Mark every queued or running run interrupted."""

@@ -26,7 +26,9 @@ from ..core.types import (
     Agent,
     AgentSpec,
     Message,
+    NewAgent,
     Run,
+    RunQuery,
     Session,
     Team,
     TeamSpec,
@@ -134,26 +136,16 @@ class SQLiteStore:
 
     # -- agents -------------------------------------------------------------------------
 
-    async def create_agent(
-        self,
-        tenant: str,
-        agent_id: str,
-        spec: AgentSpec,
-        *,
-        set_as_default: bool,
-        if_not_exists: bool,
-    ) -> tuple[Agent, bool]:
+    async def create_agent(self, tenant: str, new: NewAgent) -> tuple[Agent, bool]:
         """Insert an agent, or return the existing one under if_not_exists."""
         try:
-            return await self._write(
-                sqlite_agents.create_agent, tenant, agent_id, spec, set_as_default, if_not_exists
-            )
+            return await self._write(sqlite_agents.create_agent, tenant, new)
         finally:
             # A new default changes `is_default` of the previous one too.
-            if set_as_default:
+            if new.set_as_default:
                 self._agents.forget_tenant(tenant)
             else:
-                self._agents.forget((tenant, agent_id))
+                self._agents.forget((tenant, new.agent_id))
 
     async def get_agent(self, tenant: str, agent_id: str) -> Agent | None:
         """One agent, or None (served from the agent cache when it is there)."""
@@ -283,17 +275,9 @@ class SQLiteStore:
         )
         return run_from_row(rows[0]) if rows else None
 
-    async def list_runs(
-        self,
-        tenant: str,
-        *,
-        agent_id: str,
-        session_id: str,
-        after: tuple[float, str] | None,
-        limit: int,
-    ) -> list[Run]:
+    async def list_runs(self, tenant: str, query: RunQuery) -> list[Run]:
         """Runs newest first (create_time, run_id descending)."""
-        sql, params = sqlite_runs.list_runs_query(tenant, agent_id, session_id, after, limit)
+        sql, params = sqlite_runs.list_runs_query(tenant, query)
         return [run_from_row(r) for r in self._read(sql, params)]
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.errors import FailedPreconditionError, Reason
 from ..core.store_port import already_exists, require
-from ..core.types import Agent, AgentSpec
+from ..core.types import Agent, AgentSpec, NewAgent
 from . import sqlite_teams
 from .sqlite_rows import AGENT_COLUMNS, agent_from_row, spec_to_json
 
@@ -41,31 +41,24 @@ def list_agents_query(
     return _SELECT + f"WHERE {' AND '.join(where)} ORDER BY a.agent_id LIMIT ?", params
 
 
-def create_agent(
-    conn: sqlite3.Connection,
-    tenant: str,
-    agent_id: str,
-    spec: AgentSpec,
-    set_as_default: bool,
-    if_not_exists: bool,
-) -> tuple[Agent, bool]:
+def create_agent(conn: sqlite3.Connection, tenant: str, new: NewAgent) -> tuple[Agent, bool]:
     """Insert an agent, or return the existing one under if_not_exists."""
     now = time.time()
     cursor = conn.execute(
         "INSERT OR IGNORE INTO agents(tenant, agent_id, spec, create_time, update_time, "
         "revision) VALUES (?, ?, ?, ?, ?, 1)",
-        (tenant, agent_id, spec_to_json(spec), now, now),
+        (tenant, new.agent_id, spec_to_json(new.spec), now, now),
     )
     if cursor.rowcount == 0:
-        existing = agent_row(conn, tenant, agent_id)
+        existing = agent_row(conn, tenant, new.agent_id)
         assert existing is not None
-        if if_not_exists:
+        if new.if_not_exists:
             return existing, False
-        raise already_exists("agent", agent_id)
-    if set_as_default:
-        _set_default(conn, tenant, agent_id)
+        raise already_exists("agent", new.agent_id)
+    if new.set_as_default:
+        _set_default(conn, tenant, new.agent_id)
     # Built from what was just inserted: re-reading the row would cost a query.
-    return Agent(agent_id, spec, now, now, 1, is_default=set_as_default), True
+    return Agent(new.agent_id, new.spec, now, now, 1, is_default=new.set_as_default), True
 
 
 def update_agent(

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..core.errors import Reason
 from ..core.store_port import DuplicateRequestError
-from ..core.types import Message, Run, RunStatus
+from ..core.types import Message, Run, RunQuery, RunStatus
 from .sqlite_rows import RUN_COLUMNS, run_from_row, tool_calls_json
 
 
@@ -154,22 +154,20 @@ def finish_run(
     return stored
 
 
-def list_runs_query(
-    tenant: str, agent_id: str, session_id: str, after: tuple[float, str] | None, limit: int
-) -> tuple[str, list[Any]]:
+def list_runs_query(tenant: str, query: RunQuery) -> tuple[str, list[Any]]:
     """The SELECT of a page of runs, newest first (create_time, run_id descending)."""
     where = ["tenant = ?"]
     params: list[Any] = [tenant]
-    if agent_id:
+    if query.agent_id:
         where.append("agent_id = ?")
-        params.append(agent_id)
-    if session_id:
+        params.append(query.agent_id)
+    if query.session_id:
         where.append("session_id = ?")
-        params.append(session_id)
-    if after is not None:
+        params.append(query.session_id)
+    if query.after is not None:
         where.append("(create_time, run_id) < (?, ?)")
-        params.extend(after)
-    params.append(limit)
+        params.extend(query.after)
+    params.append(query.limit)
     sql = (
         f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
         "ORDER BY create_time DESC, run_id DESC LIMIT ?"
