@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,16 +64,19 @@ class ScriptedModel:
 
 
 class GatedStore(InMemoryStore):
-    """An in-memory store whose run-starting write waits until `gate` is set."""
+    """An in-memory store whose run-starting write (of the runs `holds` picks, by default
+    all) waits until `gate` is set; `entered` tells that one is waiting."""
 
-    def __init__(self) -> None:
+    def __init__(self, holds: Callable[[Run], bool] = lambda run: True) -> None:
         super().__init__()
         self.gate = asyncio.Event()
         self.entered = asyncio.Event()
+        self._holds = holds
 
     async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
-        self.entered.set()
-        await self.gate.wait()
+        if self._holds(run):
+            self.entered.set()
+            await self.gate.wait()
         return await super().begin_run(tenant, run, user_message)
 
 
@@ -91,6 +94,22 @@ class Core:
         """Create an agent (as the tenant's default if it is the first)."""
         first = not await self.store.default_agent_id("t")
         await self.agents.create("t", agent_id, AgentSpec(**spec), set_as_default=first)
+
+
+async def collect(events: AsyncIterator[Any]) -> list[Any]:
+    """Everything an event stream yields."""
+    return [event async for event in events]
+
+
+async def gated_core(store: GatedStore | None = None) -> tuple[GatedStore, Core]:
+    """A core over a GatedStore with agent `alpha`; the next run's first write is held."""
+    store = store or GatedStore()
+    core = make_core(store)
+    store.gate.set()
+    await core.agent("alpha")
+    store.gate.clear()
+    store.entered.clear()
+    return store, core
 
 
 def make_core(store: InMemoryStore | None = None, **engine_options: Any) -> Core:

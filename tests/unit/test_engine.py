@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-from fakes import Core, GatedStore, Reply, make_core
+from fakes import Core, Reply, collect, gated_core, make_core
 
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.errors import (
@@ -22,19 +21,8 @@ from orchestrator_server.core.errors import (
 from orchestrator_server.core.types import Role, RunQuery, RunStatus, ToolCall, TurnRequest
 
 
-async def collect(events: AsyncIterator[ev.RunEvent]) -> list[ev.RunEvent]:
-    return [event async for event in events]
-
-
 def bodies(events: list[ev.RunEvent], kind: type) -> list[object]:
     return [e.body for e in events if isinstance(e.body, kind)]
-
-
-@pytest.fixture
-async def core() -> Core:
-    core = make_core()
-    await core.agent("alpha")
-    return core
 
 
 async def test_a_turn_streams_numbered_events_and_records_its_messages(core: Core) -> None:
@@ -54,12 +42,7 @@ async def test_a_turn_streams_numbered_events_and_records_its_messages(core: Cor
 
 
 async def test_cancel_while_the_first_write_is_pending_records_a_cancelled_run() -> None:
-    store = GatedStore()
-    core = make_core(store)
-    store.gate.set()
-    await core.agent("alpha")
-    store.gate.clear()
-    store.entered.clear()
+    store, core = await gated_core()
     consumer = asyncio.create_task(collect(core.engine.execute("t", TurnRequest("alpha", "hi"))))
     await store.entered.wait()
     consumer.cancel()  # the caller goes away before the run is even stored

@@ -4,10 +4,10 @@ and its stream says the same as its record (found by an adversarial review)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
-from fakes import Core, GatedStore, Reply, make_core
+from fakes import GatedStore, Reply, collect, gated_core, make_core
 from test_run_stream import Client
 
 from orchestrator_server.core import events as ev
@@ -30,10 +30,6 @@ from orchestrator_server.core.types import (
 from orchestrator_server.store.memory import InMemoryStore
 
 
-async def collect(events: AsyncIterator[ev.RunEvent]) -> list[ev.RunEvent]:
-    return [event async for event in events]
-
-
 class HeldFinishStore(InMemoryStore):
     """Outcome writes wait for `release` while `hold` is set."""
 
@@ -48,31 +44,6 @@ class HeldFinishStore(InMemoryStore):
             self.writing.set()
             await self.release.wait()
         return await super().finish_run(tenant, run, messages)
-
-
-class ChildGatedStore(InMemoryStore):
-    """The first write of child runs (members, steps) waits for `gate`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-        self.entered = asyncio.Event()
-
-    async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
-        if run.parent_run_id:
-            self.entered.set()
-            await self.gate.wait()
-        return await super().begin_run(tenant, run, user_message)
-
-
-async def gated_core() -> tuple[GatedStore, Core]:
-    store = GatedStore()
-    core = make_core(store)
-    store.gate.set()
-    await core.agent("alpha")
-    store.gate.clear()
-    store.entered.clear()
-    return store, core
 
 
 @pytest.fixture
@@ -113,9 +84,7 @@ async def test_a_second_cancel_while_the_first_write_is_pending_still_records_an
 async def test_a_member_timeout_then_cancel_run_records_the_members_end(
     settling: asyncio.Event,
 ) -> None:
-    store = ChildGatedStore()
-    core = make_core(store)
-    await core.agent("alpha")
+    store, core = await gated_core(GatedStore(holds=lambda run: bool(run.parent_run_id)))
     teams = TeamRegistry(store, PageTokens(b"unit-test-secret"))
     await teams.create("t", "crew", TeamSpec(members=("alpha",), member_timeout_seconds=0.01))
     runner = TeamRunner(teams, Collaborations(store, core.engine))
@@ -216,12 +185,7 @@ async def test_a_stream_error_before_the_run_has_an_id_cancels_the_turn(violatio
 
 
 async def test_a_pipeline_cut_off_during_its_own_first_write_records_an_end() -> None:
-    store = GatedStore()
-    core = make_core(store)
-    store.gate.set()
-    await core.agent("alpha")
-    store.gate.clear()
-    store.entered.clear()
+    store, core = await gated_core()
     pipelines = PipelineRunner(core.agents, Collaborations(store, core.engine))
     consumer = asyncio.create_task(
         collect(pipelines.run("t", [PipelineStep("alpha")], "go"))  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from fakes import Core, GatedStore, Reply, make_core
+from fakes import Core, Reply, gated_core
 
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
@@ -51,13 +51,6 @@ class Client:
         return [event async for event in self.events]
 
 
-@pytest.fixture
-async def core() -> Core:
-    core = make_core()
-    await core.agent("alpha")
-    return core
-
-
 async def test_turns_run_in_the_order_they_were_started(core: Core) -> None:
     core.model.script(Reply("first"), Reply("second"))
     client = Client(core)
@@ -79,12 +72,7 @@ async def test_the_first_message_must_be_a_start(core: Core) -> None:
 
 
 async def test_a_cancel_sent_before_the_run_has_an_id_cancels_it_when_it_begins() -> None:
-    store = GatedStore()
-    core = make_core(store)
-    store.gate.set()
-    await core.agent("alpha")
-    store.gate.clear()
-    store.entered.clear()
+    store, core = await gated_core()
     client = Client(core)
     # The cancel is routed while the start executes and its run is not stored yet (the
     # store holds the write), so the run has no id the client could name.
