@@ -75,51 +75,62 @@ def main(argv: list[str] | None = None) -> int:
         print("check_breaking: skipped, the repository has no commits yet")
         return 0
 
-    if args.against:
-        ref, why = args.against, "as asked"
-    elif contract_is_dirty(root):
-        ref, why = "HEAD", "the working tree has uncommitted proto changes"
-    else:
-        ref, why = "HEAD~1", "the previous commit"
-    base = resolve(root, ref)
-    if base is None:
-        shallow = git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
-        if shallow:
-            print(
-                f"check_breaking: {ref} is not in this shallow clone; fetch more history "
-                "(git fetch --deepen=1) so that the contract can be compared"
-            )
-            return 2
-        if ref == "HEAD~1":
-            print("check_breaking: skipped, HEAD is the first commit (nothing to compare with)")
-            return 0
-        print(f"check_breaking: unknown revision {ref}")
-        return 2
+    chosen = _baseline(root, args.against)
+    if isinstance(chosen, int):
+        return chosen
+    ref, why, base = chosen
     missing = [path for path in ("proto", "buf.yaml") if not exists_in(root, base, path)]
     if missing:
         print(
             f"check_breaking: skipped, {' and '.join(missing)} did not exist in {ref} ({base[:12]})"
         )
         return 0
+    return _buf_breaking(root, ref, why, base)
 
+
+def _baseline(root: Path, against: str | None) -> tuple[str, str, str] | int:
+    """(ref, why it was chosen, its commit) to compare with, or the exit status."""
+    if against:
+        ref, why = against, "as asked"
+    elif contract_is_dirty(root):
+        ref, why = "HEAD", "the working tree has uncommitted proto changes"
+    else:
+        ref, why = "HEAD~1", "the previous commit"
+    base = resolve(root, ref)
+    if base is not None:
+        return ref, why, base
+    shallow = git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+    if shallow:
+        print(
+            f"check_breaking: {ref} is not in this shallow clone; fetch more history "
+            "(git fetch --deepen=1) so that the contract can be compared"
+        )
+        return 2
+    if ref == "HEAD~1":
+        print("check_breaking: skipped, HEAD is the first commit (nothing to compare with)")
+        return 0
+    print(f"check_breaking: unknown revision {ref}")
+    return 2
+
+
+def _buf_breaking(root: Path, ref: str, why: str, base: str) -> int:
+    """Run buf breaking against `base`; 0 when compatible, 1 when breaking, 2 on failure."""
     buf = find_buf()
     if buf is None:
         print("check_breaking: buf not found (pip install buf-bin, or make install)")
         return 2
-    against = f".git#ref={base}"
     print(f"check_breaking: buf breaking against {ref} ({base[:12]}, {why})")
     done = subprocess.run(
-        [buf, "breaking", "--against", against],
+        [buf, "breaking", "--against", f".git#ref={base}"],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
     )
-    output = (done.stdout + done.stderr).strip()
     if done.returncode == 0:
         print("check_breaking: no breaking changes (WIRE_JSON)")
         return 0
-    print(output)
+    print((done.stdout + done.stderr).strip())
     if done.returncode == 100:
         print(f"check_breaking: breaking changes against {ref} ({base[:12]}), see above")
         return 1
