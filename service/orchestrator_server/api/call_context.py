@@ -26,7 +26,7 @@ def tenant_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == TENANT_HEADER:
             tenant = value if isinstance(value, str) else value.decode("utf-8", "replace")
-            if not _TENANT.match(tenant):
+            if not _TENANT.fullmatch(tenant):
                 raise InvalidArgumentError.for_field(
                     TENANT_HEADER,
                     "must be 1-63 lowercase letters, digits, '.', '_' or '-'",

@@ -10,7 +10,7 @@ from .errors import (
     InvalidArgumentError,
     Reason,
 )
-from .pagination import PageTokens
+from .pagination import PageTokens, scope_of
 from .revisions import parse_etag, update_with_retry
 from .store_port import Store, require
 from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, NewAgent, Page
@@ -136,9 +136,8 @@ class AgentRegistry:
         """A page of agents in id order."""
         label_filter = label_filter or {}
         check_labels(label_filter, "label_filter")
-        labels = ",".join(f"{k}={v}" for k, v in sorted(label_filter.items()))
         return await self._tokens.fetch_page(
-            f"agents:{tenant}:{labels}",
+            scope_of("agents", tenant, sorted(label_filter.items())),
             page_size,
             page_token,
             lambda after, limit: self._store.list_agents(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .agents import AgentRegistry
 from .errors import AbortedError, NotFoundError, Reason
-from .pagination import PageTokens
+from .pagination import PageTokens, scope_of
 from .runs import RunEngine
 from .store_port import Store
 from .types import DEFAULT_SESSION_ID, Message, Page, Session
@@ -28,7 +28,7 @@ class Conversations:
         """An agent's sessions in id order."""
         await self._agents.get(tenant, agent_id)
         return await self._tokens.fetch_page(
-            f"sessions:{tenant}:{agent_id}",
+            scope_of("sessions", tenant, agent_id),
             page_size,
             page_token,
             lambda after, limit: self._store.list_sessions(
@@ -50,7 +50,7 @@ class Conversations:
         session_id = check_session_id(session_id or DEFAULT_SESSION_ID)
         await self._agents.get(tenant, agent_id)
         return await self._tokens.fetch_page(
-            f"messages:{tenant}:{agent_id}:{session_id}",
+            scope_of("messages", tenant, agent_id, session_id),
             page_size,
             page_token,
             lambda after, limit: self._store.list_messages(

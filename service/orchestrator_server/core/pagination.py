@@ -23,6 +23,12 @@ T = TypeVar("T")
 JsonKey = Sequence[str | int | float]
 
 
+def scope_of(*parts: object) -> str:
+    """The canonical fingerprint of a listing's filters: a JSON array, so that no value
+    can be read as another filter (joining `a=1,b=2` would equal the filter {a: "1,b=2"})."""
+    return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+
+
 class PageTokens:
     """Issues and verifies page tokens with one secret."""
 

@@ -26,7 +26,7 @@ def parse_etag(etag: str, field: str = "etag") -> int | None:
     """The revision inside an etag; None when no etag was given."""
     if not etag:
         return None
-    match = _ETAG.match(etag)
+    match = _ETAG.fullmatch(etag)
     if match is None:
         raise InvalidArgumentError.for_field(field, "is not an etag issued by this service")
     return int(match.group(1))

@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 
 from .active_runs import ActiveRuns
 from .errors import InvalidArgumentError, NotFoundError, Reason
-from .pagination import PageTokens
+from .pagination import PageTokens, scope_of
 from .store_port import Store
 from .types import Page, Run, RunQuery
 
@@ -53,7 +53,7 @@ class RunRecords:
             key = (float(after[0]), str(after[1])) if after else None
             return self._store.list_runs(tenant, RunQuery(limit, agent_id, session_id, key))
 
-        scope = f"runs:{tenant}:{agent_id}:{session_id}"
+        scope = scope_of("runs", tenant, agent_id, session_id)
         return await self._tokens.fetch_page(
             scope, page_size, page_token, fetch, lambda r: [r.create_time, r.run_id]
         )

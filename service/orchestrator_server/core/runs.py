@@ -20,6 +20,7 @@ from typing import cast
 from . import events as ev
 from .active_runs import ActiveRun, ActiveRuns
 from .agents import AgentRegistry
+from .client_tools import ToolError, parse_client_tools
 from .errors import InvalidArgumentError, OrchestratorError, Reason
 from .model_loop import AskAgent, TurnContext
 from .model_port import ModelCatalog
@@ -28,7 +29,7 @@ from .replay import find_previous, replay
 from .session_locks import SessionLocks
 from .store_port import Store
 from .task_stream import Emit, TaskStream
-from .tool_calls import ClientToolBridge, ToolError, TurnTools, parse_client_tools
+from .tool_calls import ClientToolBridge, TurnTools
 from .tool_port import ServerTool, ToolCatalog
 from .turn import Turn, TurnServices
 from .types import Agent, Run, RunStatus, TurnRequest

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable
 
 from .errors import InvalidArgumentError, Reason
-from .pagination import PageTokens
+from .pagination import PageTokens, scope_of
 from .revisions import parse_etag, update_with_retry
 from .store_port import MissingAgentsError, Store, require
 from .templates import parse_template
@@ -155,7 +155,7 @@ class TeamRegistry:
     async def list(self, tenant: str, *, page_size: int = 0, page_token: str = "") -> Page[Team]:
         """A page of teams in id order."""
         return await self._tokens.fetch_page(
-            f"teams:{tenant}",
+            scope_of("teams", tenant),
             page_size,
             page_token,
             lambda after, limit: self._store.list_teams(

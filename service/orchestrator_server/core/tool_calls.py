@@ -12,7 +12,6 @@ are reported to the model without running the tool.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,56 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as ev
+from .client_tools import ClientTool, ToolError, validate_arguments
 from .errors import DeadlineExceededError, InvalidArgumentError, Reason
 from .memory import parse_arguments
-from .tool_port import TOOL_NAME, ServerTool
+from .tool_port import ServerTool
 from .types import Message, Role, ToolCall
 
 MAX_TOOL_OUTPUT_CHARS = 64 * 1024
 DEFAULT_CLIENT_TOOL_TIMEOUT = 60.0
-_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
-
-
-@dataclass(frozen=True, slots=True)
-class ClientTool:
-    """A tool the calling client declared for one turn."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-
-def parse_client_tools(
-    definitions: Sequence[tuple[str, str, str]], taken: set[str]
-) -> tuple[ClientTool, ...]:
-    """Validate (name, description, JSON schema text) triples from a StartTurn."""
-    tools: list[ClientTool] = []
-    seen: set[str] = set()
-    for i, (name, description, schema_text) in enumerate(definitions):
-        where = f"start.client_tools[{i}]"
-        if not TOOL_NAME.match(name):
-            raise InvalidArgumentError.for_field(
-                f"{where}.name", "must be 1-64 letters, digits, '_' or '-'"
-            )
-        if name in seen or name in taken:
-            raise InvalidArgumentError.for_field(
-                f"{where}.name", f"'{name}' is already a tool of this turn"
-            )
-        seen.add(name)
-        import jsonschema  # ~90 ms to import: only turns with client tools need it here
-
-        try:
-            schema = json.loads(schema_text) if schema_text else dict(_EMPTY_SCHEMA)
-            if not isinstance(schema, dict) or schema.get("type", "object") != "object":
-                raise ValueError("the schema must describe a JSON object")
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except (ValueError, jsonschema.SchemaError) as error:
-            message = getattr(error, "message", None) or str(error)
-            raise InvalidArgumentError.for_field(
-                f"{where}.parameters_json_schema", f"is not a valid JSON Schema: {message[:200]}"
-            ) from None
-        tools.append(ClientTool(name, description, schema))
-    return tuple(tools)
 
 
 class ClientToolBridge:
@@ -202,7 +159,7 @@ class TurnTools:
             raise ToolError("invalid arguments: not a JSON object")
         if call.name in self.server:
             tool = self.server[call.name]
-            _validate(args, tool.parameters)
+            validate_arguments(args, tool.parameters, client=False)
             if not tool.is_available():
                 raise ToolError(f"tool '{call.name}' is unavailable right now")
             try:
@@ -212,7 +169,7 @@ class TurnTools:
                     f"tool '{call.name}' timed out after {tool.timeout_seconds:g} s"
                 ) from None
         if call.name in self.client:
-            _validate(args, self.client[call.name].parameters)
+            validate_arguments(args, self.client[call.name].parameters, client=True)
             return await self._ask_client(call)
         if call.name in self.agents:
             message = args.get("message")
@@ -238,19 +195,6 @@ class TurnTools:
         if error:
             raise ToolError(error)
         return output
-
-
-class ToolError(Exception):
-    """A tool failed; its text is what the model is told."""
-
-
-def _validate(args: dict[str, Any], schema: dict[str, Any]) -> None:
-    import jsonschema  # imported on first use (see parse_client_tools)
-
-    try:
-        jsonschema.validate(args, schema, cls=jsonschema.Draft202012Validator)
-    except jsonschema.ValidationError as error:
-        raise ToolError(f"invalid arguments: {error.message[:500]}") from None
 
 
 def _truncate(output: str) -> str:

@@ -10,6 +10,7 @@ from .types import DEFAULT_SESSION_ID, AgentSpec, TurnRequest
 
 # The original API's agent_id: lowercase letters, digits, `_` and `-`, starting with a
 # letter, at most 63 characters (a DNS-label-sized name that is safe in URLs and logs).
+# Every pattern here is applied with fullmatch: `$` alone would accept a trailing newline.
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _REQUEST_ID_MAX = 128
 MAX_PAGE_SIZE = 1000
@@ -18,6 +19,8 @@ MAX_SYSTEM_MESSAGE_CHARS = 100_000
 MAX_DESCRIPTION_CHARS = 2_000
 MAX_LABELS = 64
 MAX_TOOLS = 128
+# Each callable agent is a tool the model may call, all at once in one response.
+MAX_CALLABLE_AGENTS = 32
 MAX_STOP_SEQUENCES = 4
 MAX_MESSAGE_CHARS = 1_000_000
 
@@ -26,7 +29,7 @@ def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
     """Return the id if it follows the naming rules, else raise INVALID_AGENT_ID."""
     if not agent_id:
         raise InvalidArgumentError.for_field(field, "is required", reason=Reason.INVALID_AGENT_ID)
-    if not _ID_PATTERN.match(agent_id):
+    if not _ID_PATTERN.fullmatch(agent_id):
         raise InvalidArgumentError.for_field(
             field,
             "must be 1-63 lowercase letters, digits, '_' or '-', starting with a letter",
@@ -38,7 +41,7 @@ def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
 
 def check_session_id(session_id: str, field: str = "session_id") -> str:
     """Return the session id if it follows the same rules as agent ids."""
-    if not _ID_PATTERN.match(session_id):
+    if not _ID_PATTERN.fullmatch(session_id):
         raise InvalidArgumentError.for_field(
             field, "must be 1-63 lowercase letters, digits, '_' or '-', starting with a letter"
         )
@@ -69,7 +72,7 @@ def check_labels(labels: dict[str, str], field: str) -> None:
     if len(labels) > MAX_LABELS:
         raise InvalidArgumentError.for_field(field, f"at most {MAX_LABELS} labels")
     for key, value in labels.items():
-        if not _ID_PATTERN.match(key):
+        if not _ID_PATTERN.fullmatch(key):
             raise InvalidArgumentError.for_field(
                 f"{field}[{key[:40]}]", "label keys follow the agent id rules"
             )
@@ -124,7 +127,7 @@ def check_agent_spec(spec: AgentSpec, prefix: str = "agent") -> None:
             f"{prefix}.description", f"must be at most {MAX_DESCRIPTION_CHARS} characters"
         )
     model = spec.model
-    if model.provider and not _ID_PATTERN.match(model.provider):
+    if model.provider and not _ID_PATTERN.fullmatch(model.provider):
         raise InvalidArgumentError.for_field(f"{prefix}.model.provider", "is not a provider name")
     if len(model.model) > 256:
         raise InvalidArgumentError.for_field(f"{prefix}.model.model", "is too long")
@@ -150,6 +153,11 @@ def check_agent_spec(spec: AgentSpec, prefix: str = "agent") -> None:
         raise InvalidArgumentError.for_field(
             f"{prefix}.tools", f"at most {MAX_TOOLS} distinct tool names"
         )
-    for i, agent_id in enumerate(spec.callable_agents):
+    callees = spec.callable_agents
+    if len(callees) > MAX_CALLABLE_AGENTS or len(set(callees)) != len(callees):
+        raise InvalidArgumentError.for_field(
+            f"{prefix}.callable_agents", f"at most {MAX_CALLABLE_AGENTS} distinct agent ids"
+        )
+    for i, agent_id in enumerate(callees):
         check_agent_id(agent_id, f"{prefix}.callable_agents[{i}]")
     check_labels(spec.labels, f"{prefix}.labels")

@@ -117,7 +117,7 @@ def parse_mcp_servers(entries: Sequence[Mapping[str, Any]]) -> list[McpServerCon
 
 def _validate(config: McpServerConfig) -> None:
     where = f"MCP server {config.name!r}"
-    if not isinstance(config.name, str) or not SERVER_NAME.match(config.name):
+    if not isinstance(config.name, str) or not SERVER_NAME.fullmatch(config.name):
         raise ValueError(
             f"MCP server name {config.name!r} must match [a-z][a-z0-9_]{{0,30}} "
             "(lower-case letter first, then lower-case letters, digits or '_')"

@@ -18,7 +18,7 @@ class ToolRegistry:
 
     def register(self, tool: ServerTool) -> None:
         """Add a tool; a duplicate or invalid name is logged and skipped."""
-        if not TOOL_NAME.match(tool.name):
+        if not TOOL_NAME.fullmatch(tool.name):
             log.error("tool name %r is not a valid function name; skipped", tool.name)
             return
         if tool.name in self._tools:
@@ -40,7 +40,7 @@ class ToolRegistry:
         after start-up); return how many were added."""
         added = 0
         for tool in tools:
-            if tool.name not in self._tools and TOOL_NAME.match(tool.name):
+            if tool.name not in self._tools and TOOL_NAME.fullmatch(tool.name):
                 self._tools[tool.name] = tool
                 added += 1
         return added

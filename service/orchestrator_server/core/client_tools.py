@@ -1,0 +1,182 @@
+"""Tools a client declares for one turn, and the JSON-schema validation of tool arguments.
+
+A client's schemas are untrusted input that the server runs code over, so they are
+bounded before anything else is done with them: at most MAX_CLIENT_TOOLS tools, each
+schema at most MAX_SCHEMA_CHARS characters and MAX_SCHEMA_DEPTH levels deep, and every
+regular expression in it (`pattern`, `patternProperties`) is compiled and later matched
+with RE2, whose matching time is linear in the input: Python's `re` takes time
+exponential in the argument's length on patterns like `^(a+)+$`, which would freeze the
+event loop for every tenant. A pattern RE2 cannot express (look-around, back-references)
+is refused with the schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from .errors import InvalidArgumentError
+from .tool_port import TOOL_NAME
+
+MAX_CLIENT_TOOLS = 128
+MAX_SCHEMA_CHARS = 64 * 1024
+MAX_SCHEMA_DEPTH = 32
+MAX_TOOL_DESCRIPTION_CHARS = 4096
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+class ToolError(Exception):
+    """A tool failed; its text is what the model is told."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTool:
+    """A tool the calling client declared for one turn."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+def parse_client_tools(
+    definitions: Sequence[tuple[str, str, str]], taken: set[str]
+) -> tuple[ClientTool, ...]:
+    """Validate (name, description, JSON schema text) triples from a StartTurn."""
+    if len(definitions) > MAX_CLIENT_TOOLS:
+        raise InvalidArgumentError.for_field(
+            "start.client_tools", f"at most {MAX_CLIENT_TOOLS} client tools per turn"
+        )
+    tools: list[ClientTool] = []
+    seen: set[str] = set(taken)
+    for i, (name, description, schema_text) in enumerate(definitions):
+        where = f"start.client_tools[{i}]"
+        if not TOOL_NAME.fullmatch(name):
+            raise InvalidArgumentError.for_field(
+                f"{where}.name", "must be 1-64 letters, digits, '_' or '-'"
+            )
+        if name in seen:
+            raise InvalidArgumentError.for_field(
+                f"{where}.name", f"'{name}' is already a tool of this turn"
+            )
+        seen.add(name)
+        if len(description) > MAX_TOOL_DESCRIPTION_CHARS:
+            raise InvalidArgumentError.for_field(
+                f"{where}.description", f"at most {MAX_TOOL_DESCRIPTION_CHARS} characters"
+            )
+        schema = _parse_schema(schema_text, f"{where}.parameters_json_schema")
+        tools.append(ClientTool(name, description, schema))
+    return tuple(tools)
+
+
+def _parse_schema(text: str, field: str) -> dict[str, Any]:
+    """A client's JSON schema for an object, within the limits, with RE2 patterns."""
+    if len(text) > MAX_SCHEMA_CHARS:
+        raise InvalidArgumentError.for_field(field, f"at most {MAX_SCHEMA_CHARS} characters")
+    import jsonschema  # ~90 ms to import: only turns with client tools need it here
+
+    try:
+        # The character limit bounds the nesting json.loads could recurse into (a
+        # 64 KiB array nests at most 32k deep), so RecursionError is caught, not feared.
+        schema = json.loads(text) if text else dict(_EMPTY_SCHEMA)
+        if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+            raise ValueError("the schema must describe a JSON object")
+        if _depth(schema) > MAX_SCHEMA_DEPTH:
+            raise ValueError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
+        for pattern in _patterns(schema):
+            _compiled(pattern)
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except (ValueError, RecursionError, jsonschema.SchemaError) as error:
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        raise InvalidArgumentError.for_field(
+            field, f"is not a valid JSON Schema: {message[:200]}"
+        ) from None
+    return schema
+
+
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (iteratively: no recursion to exhaust)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _patterns(schema: Any) -> Iterator[str]:
+    """Every regular expression of a schema: `pattern` values, `patternProperties` keys."""
+    stack = [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("pattern"), str):
+            yield item["pattern"]
+        if isinstance(item.get("patternProperties"), dict):
+            yield from item["patternProperties"]
+        stack.extend(item.values())
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> Any:
+    """The RE2 program of a pattern; ValueError if RE2 cannot express it."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # a client's bad pattern is its error, not a server log line
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        raise ValueError(
+            f"pattern {pattern[:60]!r} is not supported (linear-time regular expressions "
+            f"only: no look-around or back-references): {error!s}"
+        ) from None
+
+
+def validate_arguments(args: dict[str, Any], schema: dict[str, Any], *, client: bool) -> None:
+    """Check a tool call's arguments against its schema; ToolError for the model. A
+    client's schema is matched with RE2; the operator's tools (built-in, plugin, MCP)
+    keep the standard validator, whose patterns they chose."""
+    import jsonschema
+
+    cls = _validator_class() if client else jsonschema.Draft202012Validator
+    try:
+        error = next(cls(schema).iter_errors(args), None)
+    except (ValueError, RecursionError) as failure:
+        raise ToolError(f"invalid arguments: {str(failure)[:500]}") from None
+    if error is not None:
+        raise ToolError(f"invalid arguments: {error.message[:500]}")
+
+
+@lru_cache(maxsize=1)
+def _validator_class() -> Any:
+    """Draft 2020-12 validation with RE2 for `pattern` and `patternProperties`."""
+    import jsonschema
+
+    def pattern(validator: Any, regex: str, instance: Any, schema: Any) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not _compiled(regex).search(instance):
+            yield jsonschema.ValidationError(f"{instance[:100]!r} does not match {regex!r}")
+
+    def pattern_properties(
+        validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+    ) -> Iterator[Any]:
+        if not validator.is_type(instance, "object"):
+            return
+        for regex, subschema in patterns.items():
+            for key, value in instance.items():
+                if _compiled(regex).search(key):
+                    yield from validator.descend(value, subschema, path=key, schema_path=regex)
+
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator,
+        {"pattern": pattern, "patternProperties": pattern_properties},
+    )
