@@ -77,6 +77,9 @@ class PipelineRunner:
         if session_id:
             check_session_id(session_id)
         plan = await self._plan(tenant, steps)
+        # The first step's size is known now (its {previous} is the input): refuse it
+        # before anything is recorded; later steps are checked before they are rendered.
+        plan[0][1].check_size({"input": len(task_input), "previous": len(task_input)})
         run_id = new_run_id()
         # A fresh session per pipeline run by default: steps see no unrelated history,
         # and concurrent pipelines through the same agents never wait on each other.

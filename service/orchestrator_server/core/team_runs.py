@@ -98,6 +98,8 @@ class TeamRunner:
         team = await self._teams.get(tenant, team_id)
         check_message(task, "task")
         work = _TeamTask.parse(team, task)
+        longest_id = max(len(agent_id) for agent_id in team.spec.members)
+        work.member.check_size({"agent": longest_id, "task": len(task)})
         run_id = new_run_id()
 
         async def body(stage: Stage) -> CollaborationCompleted:

@@ -14,7 +14,8 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, Reason
+from .validation import MAX_MESSAGE_CHARS
 
 MAX_TEMPLATE_CHARS = 100_000
 
@@ -24,9 +25,27 @@ class Template:
     """A parsed template: (literal text, placeholder name or "") pairs."""
 
     parts: tuple[tuple[str, str], ...]
+    field: str = "template"
+
+    def size(self, lengths: Mapping[str, int]) -> int:
+        """The length of the rendered text for values of these lengths (no rendering)."""
+        return sum(len(literal) + (lengths[name] if name else 0) for literal, name in self.parts)
+
+    def check_size(self, lengths: Mapping[str, int]) -> None:
+        """REQUEST_TOO_LARGE if the rendered text would exceed a message's limit: a value
+        repeated by many placeholders must not be built before it is refused."""
+        size = self.size(lengths)
+        if size > MAX_MESSAGE_CHARS:
+            raise InvalidArgumentError.for_field(
+                self.field,
+                f"would render {size} characters; a message may have at most {MAX_MESSAGE_CHARS}",
+                reason=Reason.REQUEST_TOO_LARGE,
+                metadata={"limit": str(MAX_MESSAGE_CHARS), "size": str(size)},
+            )
 
     def render(self, values: Mapping[str, str]) -> str:
-        """The text with every placeholder replaced by its value."""
+        """The text with every placeholder replaced by its value (size checked first)."""
+        self.check_size({name: len(value) for name, value in values.items()})
         return "".join(literal + (values[name] if name else "") for literal, name in self.parts)
 
 
@@ -59,4 +78,4 @@ def parse_template(text: str, allowed: frozenset[str], field: str) -> Template:
                 field, f"placeholder '{{{name}}}' takes no format spec or conversion"
             )
         parts.append((literal, name))
-    return Template(tuple(parts))
+    return Template(tuple(parts), field)
