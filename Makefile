@@ -8,24 +8,33 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
+# Every dependency, pinned with hashes (uv pip compile); `make lock` refreshes it.
+LOCK := requirements.lock
 ADDRESS ?= 127.0.0.1:50051
 DB ?= orchestrator.db
 
 # Fragments owned by parts of the project (polyglot clients, ...) add their own targets.
 -include mk/*.mk
 
-.PHONY: help install gen check-gen lint format typecheck test run bench clean
+.PHONY: help install lock gen check-gen lint format typecheck test run bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e '.[dev,bench]'
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) --require-hashes -r $(LOCK)
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the service, client and dev tools (pinned)
+install: $(STAMP) ## Create .venv and install the service, client and dev tools (from the hashed lock)
+
+lock: ## Re-resolve every dependency of pyproject.toml into requirements.lock (with hashes)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(UV) pip compile pyproject.toml --extra dev --extra bench --generate-hashes \
+		--python-version 3.11 --quiet -o $(LOCK)
 
 gen: $(STAMP) gen-polyglot ## Regenerate the stubs of every client from proto/
 	$(PY) scripts/gen_protos.py
