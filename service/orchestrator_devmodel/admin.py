@@ -10,6 +10,8 @@ from typing import Any, Self
 
 import httpx2
 
+from .config import ADMIN_TOKEN_HEADER
+
 
 class DevModelAdmin:
     """Script the dev model server and read what it saw.
@@ -17,10 +19,15 @@ class DevModelAdmin:
     `base_url` may be the OpenAI base URL (`http://host:port/v1`) or the bare origin.
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float = 30.0, admin_token: str | None = None
+    ) -> None:
         origin = base_url.rstrip("/").removesuffix("/v1")
+        headers = {ADMIN_TOKEN_HEADER: admin_token} if admin_token else {}
         # trust_env=False: a proxy from the environment must never see local test traffic.
-        self._http = httpx2.AsyncClient(base_url=origin, timeout=timeout, trust_env=False)
+        self._http = httpx2.AsyncClient(
+            base_url=origin, timeout=timeout, trust_env=False, headers=headers
+        )
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self._http.request(method, f"/_dev/{path}", **kwargs)

@@ -9,7 +9,8 @@ Routes:
                                   `wait` (seconds) and `min_count` to wait server-side
   GET|DELETE /_dev/stats          counters (DELETE resets them)
   GET  /_dev/health
-`/_dev/` is never behind the API key: it is a local test/admin surface.
+`/_dev/` is never behind the API key: it is a local test/admin surface, behind the admin
+token when one is configured (the orchestrator always sets one for the server it starts).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .asgi import (
     send_json,
 )
 from .chat import ChatHandler, Exchange
-from .config import DevModelConfig
+from .config import ADMIN_TOKEN_HEADER, DevModelConfig
 from .recorder import Recorder
 from .replies import Replier
 from .request import ApiError
@@ -56,6 +57,7 @@ class DevModelApp:
         self.recorder = Recorder(enabled=config.record, capacity=config.max_recorded)
         self._models = frozenset(config.models)
         self._auth = None if config.api_key is None else f"Bearer {config.api_key}".encode()
+        self._admin_token = None if config.admin_token is None else config.admin_token.encode()
         self._chat = ChatHandler(
             rules=self.rules,
             recorder=self.recorder,
@@ -122,11 +124,22 @@ class DevModelApp:
             else:
                 raise _not_found(path)
         elif path.startswith("/_dev/"):
+            if path != "/_dev/health" and not self._admin_allowed(scope):
+                raise ApiError(401, "the /_dev/ API needs the admin token", code="invalid_token")
             await send_json(
                 send, 200, await self._admin(path.removeprefix("/_dev/"), method, scope, receive)
             )
         else:
             raise _not_found(path)
+
+    def _admin_allowed(self, scope: Scope) -> bool:
+        if self._admin_token is None:
+            return True
+        header = ADMIN_TOKEN_HEADER.encode()
+        for name, value in scope["headers"]:
+            if name == header:
+                return hmac.compare_digest(value, self._admin_token)
+        return False
 
     def _authorized(self, scope: Scope) -> bool:
         assert self._auth is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,11 @@ from typing import Any
 
 DEFAULT_MAX_RECORDED = 10_000
 """Ring-buffer size for recorded requests and events: bounded so benchmarks don't leak."""
+
+
+# Names of where the admin token travels (not secrets themselves).
+ADMIN_TOKEN_ENV = "DEVMODEL_ADMIN_TOKEN"  # noqa: S105
+ADMIN_TOKEN_HEADER = "x-devmodel-admin-token"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,10 @@ class DevModelConfig:
     rules: tuple[dict[str, Any], ...] = field(default=())
     rules_file: str | None = None
     log_level: str = "warning"
+    # When set, `/_dev/` (but its health check) answers only requests carrying it in the
+    # `x-devmodel-admin-token` header: the recorded prompts are then private to whoever
+    # started the server. Passed to a child process in DEVMODEL_ADMIN_TOKEN, not argv.
+    admin_token: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -133,6 +143,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> DevModelConfig:
             default_tokens=ns.default_tokens,
             models=models,
             record=ns.record,
+            admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
             max_recorded=ns.max_recorded,
             rules_file=ns.rules_file,
             log_level=ns.log_level,

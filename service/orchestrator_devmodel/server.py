@@ -23,7 +23,7 @@ from typing import IO, Self
 import uvicorn
 
 from .app import DevModelApp
-from .config import DevModelConfig
+from .config import ADMIN_TOKEN_ENV, DevModelConfig
 
 LISTENING_PREFIX = "DEVMODEL_LISTENING "
 """The CLI prints this plus the base URL (with `/v1`) once it accepts connections."""
@@ -165,11 +165,17 @@ class DevModelProcess:
             fd, self._rules_path = tempfile.mkstemp(prefix="devmodel-rules-", suffix=".json")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(list(self.config.rules), handle)
+        env = self._env
+        if self.config.admin_token is not None:
+            env = {
+                **(env if env is not None else os.environ),
+                ADMIN_TOKEN_ENV: self.config.admin_token,
+            }
         self._proc = subprocess.Popen(
             self.argv(self._rules_path),
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=self._env,
+            env=env,
             bufsize=0,
         )
         try:

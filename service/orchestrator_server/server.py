@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import logging
+import secrets
 import signal
 import time
 from dataclasses import dataclass
@@ -222,10 +224,31 @@ def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.a
     return server, port
 
 
+def listens_on_loopback(address: str) -> bool:
+    """Whether a host:port listen address is reachable from this machine only."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard address (0.0.0.0, [::])
+
+
 async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:
-    """Start the bundled development model server if no provider is configured."""
+    """Start the bundled development model server if no provider is configured, and only
+    for a server that listens on loopback (`--dev-model on` forces it). Its `/_dev/` API,
+    which returns every prompt it recorded, answers only with a token nobody else has."""
     wanted = settings.dev_model.lower()
     if wanted == "off" or (wanted == "auto" and settings.providers):
+        return settings, None
+    if wanted == "auto" and not listens_on_loopback(settings.address):
+        log.warning(
+            "no model provider is configured and the server listens on %s, beyond this "
+            "machine: the development model server is not started (configure providers, "
+            "or pass --dev-model on); turns fail with PROVIDER_NOT_CONFIGURED",
+            settings.address,
+        )
         return settings, None
     from orchestrator_devmodel import DevModelConfig, DevModelProcess
 
@@ -233,6 +256,7 @@ async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:
         DevModelConfig(
             latency_ms=settings.dev_model_latency_ms,
             tokens_per_second=settings.dev_model_tokens_per_second,
+            admin_token=secrets.token_urlsafe(32),
         )
     )
     await process.astart()
