@@ -7,6 +7,7 @@ signals, graceful stop, the health status and the bundled development model serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import ipaddress
 import logging
@@ -275,6 +276,20 @@ def _import_run_modules() -> None:
         importlib.import_module(name)
 
 
+async def graceful_stop(app: App, server: grpc.aio.Server, grace: float) -> None:
+    """Refuse new calls and new turns, let runs in flight finish within `grace`, then
+    interrupt the rest a moment before the end of grace: their records read INTERRUPTED
+    and their streams end with a RunCancelled event and UNAVAILABLE / RUN_INTERRUPTED,
+    instead of being cut by the transport without a reason."""
+    app.runs.active.begin_shutdown()
+    stopping = asyncio.create_task(server.stop(grace), name="grpc server stop")
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(grace - min(1.0, grace * 0.2), 0.0)):
+            await app.runs.active.idle()
+    await app.runs.active.shutdown()
+    await stopping
+
+
 async def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT, then stop gracefully."""
     settings, dev_process = await start_dev_model(settings)
@@ -313,8 +328,7 @@ async def serve(settings: Settings) -> None:
         "stopping: refusing new calls, %.0f s grace for calls in flight", settings.grace_seconds
     )
     await health.enter_graceful_shutdown()
-    app.runs.active.begin_shutdown()
-    await server.stop(settings.grace_seconds)
+    await graceful_stop(app, server, settings.grace_seconds)
     await app.close()
     if dev_process is not None:
         await dev_process.astop()

@@ -27,7 +27,7 @@ server learns new reasons.
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   └── ModelRateLimited · RequestTooLarge · ModelCallLimit · TooManyPendingTurns
     ├── Unavailable                   UNAVAILABLE (also: server unreachable)
-    │   └── ModelUnavailable · RunInterrupted
+    │   └── ModelUnavailable · RunInterrupted · ServerStopping
     ├── DeadlineExceeded              DEADLINE_EXCEEDED (also: the client's own deadline)
     │   └── ModelTimeout · ClientToolTimeout
     ├── RunCancelledError             CANCELLED (also: a RunCancelled event ended `run`)
@@ -247,6 +247,10 @@ class RunInterrupted(Unavailable):
     """The server stopped while the run was in progress."""
 
 
+class ServerStopping(Unavailable):
+    """The server is stopping and starts no new turn; retry (another replica takes it)."""
+
+
 class DeadlineExceeded(OrchestratorError):
     """The deadline passed before the call finished."""
 
@@ -290,6 +294,7 @@ ERROR_BY_REASON: dict[str, type[OrchestratorError]] = {
     "SESSION_NOT_FOUND": SessionNotFound,
     "RUN_CANCELLED": RunCancelledError,
     "RUN_INTERRUPTED": RunInterrupted,
+    "SERVER_STOPPING": ServerStopping,
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "MODEL_RATE_LIMITED": ModelRateLimited,
     "MODEL_UNAVAILABLE": ModelUnavailable,

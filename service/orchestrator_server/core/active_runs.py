@@ -54,11 +54,14 @@ class ActiveRuns:
         self._by_request: dict[RequestKey, ActiveRun] = {}
         self._external: dict[str, tuple[str, TaskStream[Any]]] = {}
         self.stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def add(self, active: ActiveRun) -> None:
         """Track a turn that is about to start."""
         run = active.run
         self._by_id[run.run_id] = active
+        self._idle.clear()
         if run.request_id:
             self._by_request[(active.tenant, run.agent_id, run.request_id)] = active
 
@@ -66,6 +69,7 @@ class ActiveRuns:
         """Forget a turn that has ended."""
         run = active.run
         self._by_id.pop(run.run_id, None)
+        self._settle()
         if run.request_id:
             self._by_request.pop((active.tenant, run.agent_id, run.request_id), None)
 
@@ -76,7 +80,21 @@ class ActiveRuns:
     def track(self, run_id: str, tenant: str, stream: TaskStream[Any]) -> None:
         """Make a run executed by `stream` outside the engine cancellable with CancelRun."""
         self._external[run_id] = (tenant, stream)
-        stream.task.add_done_callback(lambda _: self._external.pop(run_id, None))
+        self._idle.clear()
+
+        def untrack(_: object) -> None:
+            self._external.pop(run_id, None)
+            self._settle()
+
+        stream.task.add_done_callback(untrack)
+
+    def _settle(self) -> None:
+        if not self._by_id and not self._external:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Wait until no run is in flight (a graceful stop lets runs finish first)."""
+        await self._idle.wait()
 
     async def cancel(self, tenant: str, run_id: str) -> bool:
         """Cancel a run of `tenant` in flight and wait for its outcome; False if none."""
@@ -118,11 +136,13 @@ class ActiveRuns:
         self.stopping = True
 
     async def shutdown(self) -> None:
-        """Cancel every turn in flight (server stop) and wait for their outcomes."""
+        """Interrupt every run in flight (server stop) and wait for their outcomes."""
         self.stopping = True
         actives = list(self._by_id.values())
         for active in actives:
             active.cancel(Reason.RUN_INTERRUPTED, "the server is stopping")
-        await asyncio.gather(
-            *(a.stream.task for a in actives if a.stream is not None), return_exceptions=True
-        )
+        collaborations = [stream for _, stream in self._external.values()]
+        for stream in collaborations:
+            stream.cancel()
+        tasks = [a.stream.task for a in actives if a.stream is not None]
+        await asyncio.gather(*tasks, *(c.task for c in collaborations), return_exceptions=True)

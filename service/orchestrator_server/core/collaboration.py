@@ -25,6 +25,7 @@ from .errors import (
     OrchestratorError,
     Reason,
     RunCancelledError,
+    UnavailableError,
     error_for_reason,
 )
 from .events import (
@@ -135,16 +136,22 @@ class Collaborations:
         stream: TaskStream[CollaborationEvent] = TaskStream(
             work,
             name=f"collaboration {run_id}",
-            # Cancelled by CancelRun (when the caller went away, nobody reads this).
-            cancelled_error=lambda: RunCancelledError(
-                "the collaboration was cancelled", reason=Reason.RUN_CANCELLED
-            ),
+            # Cancelled by CancelRun or a server stop (when the caller went away, nobody
+            # reads this).
+            cancelled_error=self._cancelled_error,
         )
         # CancelRun on the parent run id reaches this task.
         self._runs.active.track(run_id, tenant, stream)
         async with aclosing(stream.events()) as items:
             async for event in items:
                 yield event
+
+    def _cancelled_error(self) -> OrchestratorError:
+        if self._runs.active.stopping:
+            return UnavailableError(
+                "the server is stopping; the run was interrupted", reason=Reason.RUN_INTERRUPTED
+            )
+        return RunCancelledError("the collaboration was cancelled", reason=Reason.RUN_CANCELLED)
 
     async def _recorded(
         self, outcome: OutcomeRecorder, stage: Stage, body: Body

@@ -69,6 +69,7 @@ class Reason(enum.StrEnum):
     AGENT_IN_USE = "AGENT_IN_USE"
     MEMBER_TIMEOUT = "MEMBER_TIMEOUT"
     TOO_MANY_PENDING_TURNS = "TOO_MANY_PENDING_TURNS"
+    SERVER_STOPPING = "SERVER_STOPPING"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,7 @@ _CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
     Reason.TOO_MANY_PENDING_TURNS: ResourceExhaustedError,
     Reason.MODEL_UNAVAILABLE: UnavailableError,
     Reason.RUN_INTERRUPTED: UnavailableError,
+    Reason.SERVER_STOPPING: UnavailableError,
     Reason.MODEL_TIMEOUT: DeadlineExceededError,
     Reason.DEADLINE_EXCEEDED: DeadlineExceededError,
     Reason.CLIENT_TOOL_TIMEOUT: DeadlineExceededError,

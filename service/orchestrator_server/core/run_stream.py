@@ -22,7 +22,13 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from . import events as ev
-from .errors import InvalidArgumentError, OrchestratorError, Reason, ResourceExhaustedError
+from .errors import (
+    InvalidArgumentError,
+    OrchestratorError,
+    Reason,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from .runs import RunEngine
 from .tool_calls import ClientToolBridge
 from .types import TurnRequest
@@ -51,6 +57,16 @@ StreamCommand = TurnRequest | CancelTurn | ToolResult
 
 class _End:
     """No more commands will arrive."""
+
+
+def _interrupted(event: ev.RunEvent) -> bool:
+    """A top-level run cut off by a server stop."""
+    body = event.body
+    return (
+        isinstance(body, ev.RunCancelled)
+        and body.reason == Reason.RUN_INTERRUPTED
+        and not event.parent_run_id
+    )
 
 
 def protocol_violation(description: str) -> InvalidArgumentError:
@@ -121,6 +137,14 @@ class RunStream:
                 async for event in events:
                     if isinstance(event.body, ev.RunStarted) and not event.parent_run_id:
                         self._began(event.run_id)
+                    elif _interrupted(event):
+                        # The server is stopping: the stream ends after this event, with
+                        # the reason in its status, instead of being cut without one.
+                        self._error = UnavailableError(
+                            "the server is stopping; the run was interrupted",
+                            reason=Reason.RUN_INTERRUPTED,
+                            metadata={"run_id": event.run_id},
+                        )
                     yield event
         finally:
             self._starting = False

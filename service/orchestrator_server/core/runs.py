@@ -21,7 +21,7 @@ from . import events as ev
 from .active_runs import ActiveRun, ActiveRuns
 from .agents import AgentRegistry
 from .client_tools import ToolError, parse_client_tools
-from .errors import InvalidArgumentError, OrchestratorError, Reason
+from .errors import InvalidArgumentError, OrchestratorError, Reason, UnavailableError
 from .model_loop import AskAgent, TurnContext
 from .model_port import ModelCatalog
 from .observer import RunObserver
@@ -85,6 +85,11 @@ class RunEngine:
         `deadline` is a time.monotonic() instant after which the turn is cancelled with
         reason DEADLINE_EXCEEDED; model calls get only the time that remains.
         """
+        if self.active.stopping:
+            raise UnavailableError(
+                "the server is stopping and starts no new turn; retry",
+                reason=Reason.SERVER_STOPPING,
+            )
         session_id = check_turn_request(request)
         agent = await self._resolve_agent(tenant, request.agent_id)
         tools = self._turn_tools(agent, request, bridge)

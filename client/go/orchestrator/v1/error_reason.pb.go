@@ -120,6 +120,9 @@ const (
 	// RESOURCE_EXHAUSTED: more turns were started on one Run stream than may wait behind its
 	// current turn (metadata: limit); the stream ends after the current turn is cancelled.
 	ErrorReason_TOO_MANY_PENDING_TURNS ErrorReason = 40
+	// UNAVAILABLE: the server is stopping (graceful stop) and starts no new turn; retry, on
+	// another replica. Runs it cut off end with RUN_INTERRUPTED.
+	ErrorReason_SERVER_STOPPING ErrorReason = 41
 )
 
 // Enum value maps for ErrorReason.
@@ -166,6 +169,7 @@ var (
 		38: "AGENT_IN_USE",
 		39: "MEMBER_TIMEOUT",
 		40: "TOO_MANY_PENDING_TURNS",
+		41: "SERVER_STOPPING",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -209,6 +213,7 @@ var (
 		"AGENT_IN_USE":              38,
 		"MEMBER_TIMEOUT":            39,
 		"TOO_MANY_PENDING_TURNS":    40,
+		"SERVER_STOPPING":           41,
 	}
 )
 
@@ -243,7 +248,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xbb\a\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xd0\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -286,7 +291,8 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x13TEAM_ALREADY_EXISTS\x10%\x12\x10\n" +
 	"\fAGENT_IN_USE\x10&\x12\x12\n" +
 	"\x0eMEMBER_TIMEOUT\x10'\x12\x1a\n" +
-	"\x16TOO_MANY_PENDING_TURNS\x10(B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x16TOO_MANY_PENDING_TURNS\x10(\x12\x13\n" +
+	"\x0fSERVER_STOPPING\x10)B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

@@ -124,6 +124,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED: more turns were started on one Run stream than may wait behind its
     current turn (metadata: limit); the stream ends after the current turn is cancelled.
     """
+    SERVER_STOPPING: _ErrorReason.ValueType  # 41
+    """UNAVAILABLE: the server is stopping (graceful stop) and starts no new turn; retry, on
+    another replica. Runs it cut off end with RUN_INTERRUPTED.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -233,5 +237,9 @@ member_timeout_seconds and was cancelled (ParticipantResult.error_reason).
 TOO_MANY_PENDING_TURNS: ErrorReason.ValueType  # 40
 """RESOURCE_EXHAUSTED: more turns were started on one Run stream than may wait behind its
 current turn (metadata: limit); the stream ends after the current turn is cancelled.
+"""
+SERVER_STOPPING: ErrorReason.ValueType  # 41
+"""UNAVAILABLE: the server is stopping (graceful stop) and starts no new turn; retry, on
+another replica. Runs it cut off end with RUN_INTERRUPTED.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -129,6 +129,11 @@ export enum ErrorReason {
    * current turn (metadata: limit); the stream ends after the current turn is cancelled.
    */
   TOO_MANY_PENDING_TURNS = 40,
+  /**
+   * SERVER_STOPPING - UNAVAILABLE: the server is stopping (graceful stop) and starts no new turn; retry, on
+   * another replica. Runs it cut off end with RUN_INTERRUPTED.
+   */
+  SERVER_STOPPING = 41,
   UNRECOGNIZED = -1,
 }
 
@@ -257,6 +262,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 40:
     case "TOO_MANY_PENDING_TURNS":
       return ErrorReason.TOO_MANY_PENDING_TURNS;
+    case 41:
+    case "SERVER_STOPPING":
+      return ErrorReason.SERVER_STOPPING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -348,6 +356,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "MEMBER_TIMEOUT";
     case ErrorReason.TOO_MANY_PENDING_TURNS:
       return "TOO_MANY_PENDING_TURNS";
+    case ErrorReason.SERVER_STOPPING:
+      return "SERVER_STOPPING";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
