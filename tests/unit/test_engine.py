@@ -121,13 +121,34 @@ async def test_a_busy_session_rejects_or_enqueues(core: Core) -> None:
     assert [m.content for m in history] == ["a", "one", "c", "two"]
 
 
-async def test_a_passed_deadline_fails_the_turn_with_deadline_exceeded(core: Core) -> None:
+async def test_a_passed_deadline_is_recorded_cancelled_with_deadline_exceeded(core: Core) -> None:
     past = time.monotonic() - 1
     with pytest.raises(DeadlineExceededError) as late:
         await collect(core.engine.execute("t", TurnRequest("alpha", "hi"), deadline=past))
     assert late.value.reason is Reason.DEADLINE_EXCEEDED
     (run,) = (await core.records.list("t")).items
-    assert run.status is RunStatus.FAILED and run.error_reason == Reason.DEADLINE_EXCEEDED
+    assert run.status is RunStatus.CANCELLED and run.error_reason == Reason.DEADLINE_EXCEEDED
+
+
+async def test_a_model_timeout_at_the_callers_deadline_is_the_same_outcome(core: Core) -> None:
+    """The model call's timeout is the caller's remaining time: when it fires, the
+    caller's deadline has passed, and the run reads like any other deadline."""
+    timeout = DeadlineExceededError("provider timed out", reason=Reason.MODEL_TIMEOUT)
+    core.model.script(Reply(error=timeout))
+    deadline = time.monotonic() + 0.01  # the model gave up within the slack of it
+    with pytest.raises(DeadlineExceededError):
+        await collect(core.engine.execute("t", TurnRequest("alpha", "hi"), deadline=deadline))
+    (run,) = (await core.records.list("t")).items
+    assert run.status is RunStatus.CANCELLED and run.error_reason == Reason.DEADLINE_EXCEEDED
+
+
+async def test_a_model_timeout_without_a_callers_deadline_is_a_failure(core: Core) -> None:
+    timeout = DeadlineExceededError("provider timed out", reason=Reason.MODEL_TIMEOUT)
+    core.model.script(Reply(error=timeout))
+    with pytest.raises(DeadlineExceededError):
+        await collect(core.engine.execute("t", TurnRequest("alpha", "hi")))
+    (run,) = (await core.records.list("t")).items
+    assert run.status is RunStatus.FAILED and run.error_reason == Reason.MODEL_TIMEOUT
 
 
 async def test_a_caller_gone_after_its_deadline_records_deadline_exceeded(core: Core) -> None:

@@ -17,6 +17,9 @@ from .task_stream import TaskStream
 from .types import Run
 
 RequestKey = tuple[str, str, str]  # tenant, agent_id, request_id
+# gRPC measures a caller's deadline on its own clock: a caller gone within this much of
+# its deadline is taken to have hit it.
+DEADLINE_SLACK_SECONDS = 0.05
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from contextlib import aclosing
 from typing import cast
 
 from . import events as ev
-from .active_runs import ActiveRun, ActiveRuns
+from .active_runs import DEADLINE_SLACK_SECONDS, ActiveRun, ActiveRuns
 from .agents import AgentRegistry
 from .client_tools import ToolError, parse_client_tools
 from .errors import InvalidArgumentError, OrchestratorError, Reason, UnavailableError
@@ -118,7 +118,7 @@ class RunEngine:
         self.active.add(active)
 
         def abandoned() -> None:
-            passed = deadline is not None and time.monotonic() >= deadline
+            passed = deadline is not None and time.monotonic() >= deadline - DEADLINE_SLACK_SECONDS
             self.active.abandoned(active, passed)
 
         sequence = 0

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from . import events as ev
-from .active_runs import ActiveRun, ActiveRuns
-from .errors import FailedPreconditionError, OrchestratorError, Reason
+from .active_runs import DEADLINE_SLACK_SECONDS, ActiveRun, ActiveRuns
+from .errors import DeadlineExceededError, FailedPreconditionError, OrchestratorError, Reason
 from .model_loop import AskAgent, ModelLoop, TurnContext
 from .model_port import ModelCatalog
 from .observer import RunObserver, RunReport
@@ -112,7 +112,26 @@ class Turn:
 
     async def _failed(self, gate: StartGate, error: Exception) -> None:
         await gate.settle()
+        if self._caller_deadline_passed(error):
+            # One outcome for a caller's deadline, whichever step noticed it first (the
+            # model call's timeout is the time the caller had left).
+            await self._record_end(
+                RunStatus.CANCELLED, Reason.DEADLINE_EXCEEDED, "the caller's deadline passed"
+            )
+            return
         await self._record_end(RunStatus.FAILED, *_describe(error, self._active.run.run_id))
+
+    def _caller_deadline_passed(self, error: Exception) -> bool:
+        if not isinstance(error, DeadlineExceededError):
+            return False
+        if error.reason is Reason.DEADLINE_EXCEEDED:
+            return True
+        deadline = self._context.deadline
+        return (
+            error.reason is Reason.MODEL_TIMEOUT
+            and deadline is not None
+            and time.monotonic() >= deadline - DEADLINE_SLACK_SECONDS
+        )
 
     async def _execute(self, gate: StartGate, emit: Emit[object]) -> None:
         reservation, services = self._reservation, self._services
