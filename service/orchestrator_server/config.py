@@ -46,6 +46,8 @@ class Settings:
     # Turns a client may start on one Run stream while an earlier one runs; past that the
     # stream ends with TOO_MANY_PENDING_TURNS (a per-stream bound on buffered requests).
     max_pending_turns: int = 32
+    # Characters of model text per turn; past it the turn fails with MODEL_OUTPUT_LIMIT.
+    max_output_chars: int = 1_000_000
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()
@@ -100,6 +102,7 @@ def load_settings(
         "ORCHESTRATOR_TLS_KEY": "tls_key_file",
         "ORCHESTRATOR_TLS_CLIENT_CA": "tls_client_ca_file",
         "ORCHESTRATOR_MAX_PENDING_TURNS": "max_pending_turns",
+        "ORCHESTRATOR_MAX_OUTPUT_CHARS": "max_output_chars",
     }
     for env, key in env_map.items():
         if env in os.environ:
@@ -119,10 +122,11 @@ def load_settings(
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     if "grace_seconds" in values:
         values["grace_seconds"] = float(values["grace_seconds"])
-    if "max_pending_turns" in values:
-        values["max_pending_turns"] = int(values["max_pending_turns"])
-        if values["max_pending_turns"] < 1:
-            raise ValueError("max_pending_turns must be at least 1")
+    for limit in ("max_pending_turns", "max_output_chars"):
+        if limit in values:
+            values[limit] = int(values[limit])
+            if values[limit] < 1:
+                raise ValueError(f"{limit} must be at least 1")
     if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):
         raise ValueError("TLS needs both a certificate and a key file")
     if values.get("tls_client_ca_file") and not values.get("tls_cert_file"):

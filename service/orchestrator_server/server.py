@@ -146,6 +146,7 @@ async def create_app(settings: Settings) -> App:
         catalog,
         tools=tools,
         default_max_model_calls=settings.default_max_model_calls,
+        max_output_chars=settings.max_output_chars,
         observer=metrics,
     )
     conversations = Conversations(store, agents, runs, tokens)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ class ScriptedModel:
         """Every provider is this model."""
         return self
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str | ModelTurnEnd]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
         """Yield the next reply's words, then its end."""
         self.calls.append(list(request.messages))
         reply = self.replies.popleft() if self.replies else self.default

@@ -228,3 +228,18 @@ async def test_server_shutdown_records_runs_in_flight_as_interrupted(core: Core)
     assert bodies(rest, ev.RunCancelled)[0].reason == Reason.RUN_INTERRUPTED  # type: ignore[attr-defined]
     run = await core.records.get("t", started.run_id)
     assert run.status is RunStatus.INTERRUPTED
+
+
+async def test_an_answer_past_the_output_limit_fails_and_keeps_its_part() -> None:
+    core = make_core(max_output_chars=20)
+    await core.agent("alpha")
+    core.model.script(Reply("one two three four five six seven eight nine ten"))
+    with pytest.raises(ResourceExhaustedError) as too_long:
+        await collect(core.engine.execute("t", TurnRequest("alpha", "talk")))
+    assert too_long.value.reason is Reason.MODEL_OUTPUT_LIMIT
+    assert too_long.value.metadata == {"limit": "20"}
+    (run,) = (await core.records.list("t")).items
+    assert run.status is RunStatus.FAILED and run.error_reason == Reason.MODEL_OUTPUT_LIMIT
+    assert run.output == "one two three four"  # the text up to the limit
+    history = await core.store.load_history("t", "alpha", "default", 10)
+    assert [m.content for m in history] == ["talk"]  # no half answer in the history

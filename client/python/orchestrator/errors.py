@@ -26,6 +26,7 @@ server learns new reasons.
     │   └── ModelAuthFailed · ModelNotFound · ProviderNotConfigured
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   └── ModelRateLimited · RequestTooLarge · ModelCallLimit · TooManyPendingTurns
+    │       · ModelOutputLimit
     ├── Unavailable                   UNAVAILABLE (also: server unreachable)
     │   └── ModelUnavailable · RunInterrupted · ServerStopping
     ├── DeadlineExceeded              DEADLINE_EXCEEDED (also: the client's own deadline)
@@ -235,6 +236,11 @@ class TooManyPendingTurns(ResourceExhausted):
     (`metadata["limit"]`); the stream ends after the current turn is cancelled."""
 
 
+class ModelOutputLimit(ResourceExhausted):
+    """The model's answer grew past the server's limit (`metadata["limit"]` characters);
+    the partial output is kept in the run record."""
+
+
 class Unavailable(OrchestratorError):
     """The service, or the model behind it, is unavailable; retrying later may succeed."""
 
@@ -318,6 +324,7 @@ ERROR_BY_REASON: dict[str, type[OrchestratorError]] = {
     "TEAM_ALREADY_EXISTS": TeamAlreadyExists,
     "AGENT_IN_USE": AgentInUse,
     "TOO_MANY_PENDING_TURNS": TooManyPendingTurns,
+    "MODEL_OUTPUT_LIMIT": ModelOutputLimit,
 }
 """The class of each ErrorInfo reason (`orchestrator.v1.ErrorReason` names)."""
 

@@ -70,6 +70,7 @@ class Reason(enum.StrEnum):
     MEMBER_TIMEOUT = "MEMBER_TIMEOUT"
     TOO_MANY_PENDING_TURNS = "TOO_MANY_PENDING_TURNS"
     SERVER_STOPPING = "SERVER_STOPPING"
+    MODEL_OUTPUT_LIMIT = "MODEL_OUTPUT_LIMIT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,7 @@ _CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
     Reason.REQUEST_TOO_LARGE: ResourceExhaustedError,
     Reason.MODEL_CALL_LIMIT: ResourceExhaustedError,
     Reason.TOO_MANY_PENDING_TURNS: ResourceExhaustedError,
+    Reason.MODEL_OUTPUT_LIMIT: ResourceExhaustedError,
     Reason.MODEL_UNAVAILABLE: UnavailableError,
     Reason.RUN_INTERRUPTED: UnavailableError,
     Reason.SERVER_STOPPING: UnavailableError,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from . import events as ev
@@ -17,6 +18,10 @@ from .store_port import Store
 from .task_stream import Emit
 from .tool_calls import TurnTools
 from .types import Agent, Message, Role, Run, TurnRequest, Usage
+
+# The model's text per turn is bounded: a run record (input + output) must stay readable
+# in one response, and a runaway model must not fill the server's memory.
+DEFAULT_MAX_OUTPUT_CHARS = 1_000_000
 
 # Asks another agent (callee, message) on behalf of this turn; returns its answer.
 AskAgent = Callable[[str, str], Awaitable[str]]
@@ -53,6 +58,7 @@ class ModelLoop:
         context: TurnContext,
         gate: StartGate,
         emit: Emit[object],
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
     ) -> None:
         self._model = model
         self._agent = agent
@@ -61,6 +67,8 @@ class ModelLoop:
         self._gate = gate
         self._emit = emit
         self._schemas = context.tools.schemas()
+        self._max_output_chars = max_output_chars
+        self._output_chars = 0  # text the model produced in this turn, over all its calls
         self.parts: list[str] = []
         self.usage = Usage()
         self.first_delta = 0.0  # time.monotonic() of the first text delta, 0 before
@@ -110,18 +118,30 @@ class ModelLoop:
             self._agent.spec.model, messages, self._schemas, remaining(self._context.deadline)
         )
         stream = self._model.stream(request)
-        async for item in stream:
-            if not self._gate.opened:
-                await self._gate.wait()
-            if not isinstance(item, str):
-                end = item
-                continue
-            self.parts.append(item)
-            self._emit(ev.TextDelta(item))
-            if not self.first_delta:
-                self.first_delta = time.monotonic()
-                # Let the caller send the first delta now rather than after the rest of
-                # what the model sent in the same packet is parsed.
-                await asyncio.sleep(0)
+        async with aclosing(stream):  # a refused answer closes its upstream request now
+            async for item in stream:
+                if not self._gate.opened:
+                    await self._gate.wait()
+                if not isinstance(item, str):
+                    end = item
+                    continue
+                self._take(item)
+                if not self.first_delta:
+                    self.first_delta = time.monotonic()
+                    # Let the caller send the first delta now rather than after the rest
+                    # of what the model sent in the same packet is parsed.
+                    await asyncio.sleep(0)
         assert end is not None, "a model stream ends with a ModelTurnEnd"
         return end
+
+    def _take(self, text: str) -> None:
+        """Keep and emit a text delta, within the turn's output limit."""
+        self._output_chars += len(text)
+        if self._output_chars > self._max_output_chars:
+            raise ResourceExhaustedError(
+                f"the model's answer grew past {self._max_output_chars} characters",
+                reason=Reason.MODEL_OUTPUT_LIMIT,
+                metadata={"limit": str(self._max_output_chars)},
+            )
+        self.parts.append(text)
+        self._emit(ev.TextDelta(text))

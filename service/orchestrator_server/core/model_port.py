@@ -6,7 +6,7 @@ anything, but ours use the real openai client against the development model serv
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,7 +40,7 @@ class ChatModel(Protocol):
 
     name: str
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[str | ModelTurnEnd]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
         """Yield text deltas (str) as they arrive, then exactly one ModelTurnEnd.
 
         Raises domain errors (MODEL_RATE_LIMITED, MODEL_UNAVAILABLE, ...) on failure.

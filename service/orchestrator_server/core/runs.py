@@ -22,7 +22,7 @@ from .active_runs import DEADLINE_SLACK_SECONDS, ActiveRun, ActiveRuns
 from .agents import AgentRegistry
 from .client_tools import ToolError, parse_client_tools
 from .errors import InvalidArgumentError, OrchestratorError, Reason, UnavailableError
-from .model_loop import AskAgent, TurnContext
+from .model_loop import DEFAULT_MAX_OUTPUT_CHARS, AskAgent, TurnContext
 from .model_port import ModelCatalog
 from .observer import RunObserver
 from .replay import find_previous, replay
@@ -54,6 +54,7 @@ class RunEngine:
         *,
         tools: ToolCatalog | None = None,
         default_max_model_calls: int = 10,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         max_agent_depth: int = 3,
         observer: RunObserver | None = None,
     ) -> None:
@@ -70,6 +71,7 @@ class RunEngine:
             observer=observer or RunObserver(),
             ask_agent=self._agent_caller,
             default_max_model_calls=default_max_model_calls,
+            max_output_chars=max_output_chars,
         )
 
     async def execute(

@@ -45,6 +45,7 @@ class TurnServices:
     observer: RunObserver
     ask_agent: AgentCaller
     default_max_model_calls: int
+    max_output_chars: int
 
 
 class Turn:
@@ -146,7 +147,13 @@ class Turn:
                 await self._begin_queued()
             model = services.models.resolve(self._agent.spec.model.provider)
             loop = self._loop = ModelLoop(
-                model, self._agent, self._active.run, self._context, gate, emit
+                model,
+                self._agent,
+                self._active.run,
+                self._context,
+                gate,
+                emit,
+                services.max_output_chars,
             )
             messages = await loop.history(services.store, self._active.tenant)
             ask = services.ask_agent(self._agent, self._active, self._context, emit)

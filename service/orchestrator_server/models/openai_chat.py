@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import httpx2
@@ -214,7 +214,7 @@ class OpenAIChatModel:
             )
         return kwargs
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str | ModelTurnEnd]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
         """Stream one chat completion: text deltas, then a ModelTurnEnd."""
         kwargs = self._request(request)
         reader = _ChunkReader(self.name)

@@ -123,6 +123,10 @@ const (
 	// UNAVAILABLE: the server is stopping (graceful stop) and starts no new turn; retry, on
 	// another replica. Runs it cut off end with RUN_INTERRUPTED.
 	ErrorReason_SERVER_STOPPING ErrorReason = 41
+	// RESOURCE_EXHAUSTED: the model's answer in one turn grew past the server's limit
+	// (metadata: limit, in characters); the turn failed, its partial output is kept in the
+	// run record.
+	ErrorReason_MODEL_OUTPUT_LIMIT ErrorReason = 42
 )
 
 // Enum value maps for ErrorReason.
@@ -170,6 +174,7 @@ var (
 		39: "MEMBER_TIMEOUT",
 		40: "TOO_MANY_PENDING_TURNS",
 		41: "SERVER_STOPPING",
+		42: "MODEL_OUTPUT_LIMIT",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -214,6 +219,7 @@ var (
 		"MEMBER_TIMEOUT":            39,
 		"TOO_MANY_PENDING_TURNS":    40,
 		"SERVER_STOPPING":           41,
+		"MODEL_OUTPUT_LIMIT":        42,
 	}
 )
 
@@ -248,7 +254,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xd0\a\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xe8\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -292,7 +298,8 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\fAGENT_IN_USE\x10&\x12\x12\n" +
 	"\x0eMEMBER_TIMEOUT\x10'\x12\x1a\n" +
 	"\x16TOO_MANY_PENDING_TURNS\x10(\x12\x13\n" +
-	"\x0fSERVER_STOPPING\x10)B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x0fSERVER_STOPPING\x10)\x12\x16\n" +
+	"\x12MODEL_OUTPUT_LIMIT\x10*B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

@@ -128,6 +128,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNAVAILABLE: the server is stopping (graceful stop) and starts no new turn; retry, on
     another replica. Runs it cut off end with RUN_INTERRUPTED.
     """
+    MODEL_OUTPUT_LIMIT: _ErrorReason.ValueType  # 42
+    """RESOURCE_EXHAUSTED: the model's answer in one turn grew past the server's limit
+    (metadata: limit, in characters); the turn failed, its partial output is kept in the
+    run record.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -241,5 +246,10 @@ current turn (metadata: limit); the stream ends after the current turn is cancel
 SERVER_STOPPING: ErrorReason.ValueType  # 41
 """UNAVAILABLE: the server is stopping (graceful stop) and starts no new turn; retry, on
 another replica. Runs it cut off end with RUN_INTERRUPTED.
+"""
+MODEL_OUTPUT_LIMIT: ErrorReason.ValueType  # 42
+"""RESOURCE_EXHAUSTED: the model's answer in one turn grew past the server's limit
+(metadata: limit, in characters); the turn failed, its partial output is kept in the
+run record.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

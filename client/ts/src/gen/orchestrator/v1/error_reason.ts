@@ -134,6 +134,12 @@ export enum ErrorReason {
    * another replica. Runs it cut off end with RUN_INTERRUPTED.
    */
   SERVER_STOPPING = 41,
+  /**
+   * MODEL_OUTPUT_LIMIT - RESOURCE_EXHAUSTED: the model's answer in one turn grew past the server's limit
+   * (metadata: limit, in characters); the turn failed, its partial output is kept in the
+   * run record.
+   */
+  MODEL_OUTPUT_LIMIT = 42,
   UNRECOGNIZED = -1,
 }
 
@@ -265,6 +271,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 41:
     case "SERVER_STOPPING":
       return ErrorReason.SERVER_STOPPING;
+    case 42:
+    case "MODEL_OUTPUT_LIMIT":
+      return ErrorReason.MODEL_OUTPUT_LIMIT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -358,6 +367,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "TOO_MANY_PENDING_TURNS";
     case ErrorReason.SERVER_STOPPING:
       return "SERVER_STOPPING";
+    case ErrorReason.MODEL_OUTPUT_LIMIT:
+      return "MODEL_OUTPUT_LIMIT";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
