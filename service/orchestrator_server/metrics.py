@@ -48,6 +48,12 @@ class ServerMetrics(RunObserver):
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            "orchestrator_event_loop_lag_seconds",
+            "How much later than asked the event loop ran a timer (work blocking the loop)",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "orchestrator_model_tokens",
             "Model tokens, by kind (prompt, completion)",

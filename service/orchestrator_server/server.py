@@ -39,6 +39,7 @@ from .core.run_records import RunRecords
 from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
 from .core.teams import TeamRegistry
+from .loop_monitor import LoopLagMonitor
 from .metrics import ServerMetrics
 from .models.catalog import ProviderCatalog
 from .models.provider_config import ProviderConfig
@@ -93,10 +94,12 @@ class App:
     team_runs: TeamRunner
     mcp: McpToolHub | None
     metrics: ServerMetrics
+    loop_monitor: LoopLagMonitor
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
         await self.runs.active.shutdown()
+        await self.loop_monitor.stop()
         self.metrics.close()
         if self.mcp is not None:
             await self.mcp.close()
@@ -135,6 +138,8 @@ async def create_app(settings: Settings) -> App:
     tokens = PageTokens(await store.page_token_secret())
     catalog = ProviderCatalog(list(settings.providers), settings.default_provider)
     metrics = ServerMetrics()
+    monitor = LoopLagMonitor(metrics.loop_lag.observe)
+    monitor.start()
     tools = ToolRegistry()
     tools.register_all(builtin_tools())
     tools.register_all(plugin_tools())
@@ -168,6 +173,7 @@ async def create_app(settings: Settings) -> App:
         team_runs,
         mcp,
         metrics,
+        monitor,
     )
 
 

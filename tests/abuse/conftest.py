@@ -1,0 +1,25 @@
+"""Abuse cases run against a real server with the event loop watched: a case fails if
+any callback of the server's loop (which the test shares) had to wait over 100 ms."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from helpers import LiveServer
+
+MAX_LOOP_LAG_SECONDS = 0.1
+
+
+@pytest.fixture
+async def watched(live: LiveServer) -> AsyncIterator[LiveServer]:
+    """The live server, failing the test if its event loop stalled during it."""
+    # Modules some cases import on first use (tens of ms) are imported before the watch.
+    import jsonschema  # noqa: F401
+    import re2  # noqa: F401
+
+    live.app.loop_monitor.reset()
+    yield live
+    lag = live.app.loop_monitor.reset()
+    assert lag < MAX_LOOP_LAG_SECONDS, f"the event loop stalled for {lag * 1000:.0f} ms"

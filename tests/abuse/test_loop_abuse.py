@@ -1,0 +1,100 @@
+"""Requests that used to freeze the event loop for every tenant (issue 12): each gets its
+documented answer while the loop never waits more than 100 ms."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import grpc
+import pytest
+
+from helpers import LiveServer, error_info, field_violations, run_turn
+from orchestrator.v1 import agent_pb2, collaboration_pb2, run_pb2
+from orchestrator.v1 import orchestrator_service_pb2 as pb
+from orchestrator_devmodel import DevModelAdmin
+
+ANSWER_WITH_TOOL_RESULTS = {"match": {"last_role": "tool"}, "reply": {"echo_tool_results": True}}
+
+
+async def make_agent(live: LiveServer, agent_id: str, **fields: object) -> None:
+    agent = agent_pb2.Agent(agent_id=agent_id, **fields)  # type: ignore[arg-type]
+    await live.stub.CreateAgent(pb.CreateAgentRequest(agent=agent))
+
+
+def tool_error(events: list[run_pb2.RunEvent]) -> str:
+    (result,) = [e.tool_result for e in events if e.WhichOneof("event") == "tool_result"]
+    return result.error
+
+
+async def test_a_calculator_bomb_is_refused_without_stalling_the_loop(
+    watched: LiveServer, admin: DevModelAdmin
+) -> None:
+    bomb = {"name": "calculator", "arguments": {"expression": "((9**999)**999)**20"}}
+    await admin.set_rules(
+        [ANSWER_WITH_TOOL_RESULTS, {"match": {"contains": "bomb"}, "reply": {"tool_calls": [bomb]}}]
+    )
+    await make_agent(watched, "mathy", tools=["calculator"])
+    events = await run_turn(watched.stub, "bomb", "mathy")
+    assert "bits" in tool_error(events)
+    assert events[-1].WhichOneof("event") == "run_completed"
+
+
+async def test_a_catastrophic_pattern_in_a_client_schema_matches_in_linear_time(
+    watched: LiveServer, admin: DevModelAdmin
+) -> None:
+    call = {"name": "lookup", "arguments": {"key": "a" * 40 + "!"}}
+    await admin.set_rules(
+        [ANSWER_WITH_TOOL_RESULTS, {"match": {"contains": "look"}, "reply": {"tool_calls": [call]}}]
+    )
+    await make_agent(watched, "looker")
+    schema = {"type": "object", "properties": {"key": {"type": "string", "pattern": "^(a+)+$"}}}
+    tool = run_pb2.ToolDefinition(name="lookup", parameters_json_schema=json.dumps(schema))
+    events = await run_turn(watched.stub, "look it up", "looker", client_tools=[tool])
+    # The arguments break the schema: the model is told so, and the client is never asked.
+    assert "does not match" in tool_error(events)
+    assert events[-1].WhichOneof("event") == "run_completed"
+
+
+@pytest.mark.parametrize(
+    ("tools", "violation"),
+    [
+        (
+            [run_pb2.ToolDefinition(name=f"t{i}") for i in range(15_000)],
+            "start.client_tools",
+        ),
+        (
+            [run_pb2.ToolDefinition(name="deep", parameters_json_schema="[" * 30_000)],
+            "start.client_tools[0].parameters_json_schema",
+        ),
+    ],
+    ids=["15000 tools", "deeply nested schema"],
+)
+async def test_oversized_client_tool_declarations_are_invalid_arguments(
+    watched: LiveServer, tools: list[run_pb2.ToolDefinition], violation: str
+) -> None:
+    await make_agent(watched, "plain")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await run_turn(watched.stub, "hi", "plain", client_tools=tools)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused.value) == [violation]
+
+
+async def test_a_template_that_would_amplify_its_input_is_refused_before_rendering(
+    watched: LiveServer,
+) -> None:
+    await make_agent(watched, "stepper")
+    step = collaboration_pb2.PipelineStep(agent_id="stepper", message_template="{input}" * 200)
+    request = collaboration_pb2.RunPipelineRequest(steps=[step], input="x" * 1_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in watched.stub.RunPipeline(request):
+                pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(refused.value).reason == "REQUEST_TOO_LARGE"
+    # Rendering would have built 200 MB; the refusal costs about the request itself.
+    assert peak < 50 * 1024 * 1024
