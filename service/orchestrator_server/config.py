@@ -48,6 +48,9 @@ class Settings:
     max_pending_turns: int = 32
     # Characters of model text per turn; past it the turn fails with MODEL_OUTPUT_LIMIT.
     max_output_chars: int = 1_000_000
+    # Bytes of text per page of ListRuns / ListMessages / ListAgents (a page ends early,
+    # with a next token, rather than outgrow what a client accepts by default).
+    max_page_bytes: int = 2 * 1024 * 1024
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()
@@ -103,6 +106,7 @@ def load_settings(
         "ORCHESTRATOR_TLS_CLIENT_CA": "tls_client_ca_file",
         "ORCHESTRATOR_MAX_PENDING_TURNS": "max_pending_turns",
         "ORCHESTRATOR_MAX_OUTPUT_CHARS": "max_output_chars",
+        "ORCHESTRATOR_MAX_PAGE_BYTES": "max_page_bytes",
     }
     for env, key in env_map.items():
         if env in os.environ:
@@ -122,7 +126,7 @@ def load_settings(
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     if "grace_seconds" in values:
         values["grace_seconds"] = float(values["grace_seconds"])
-    for limit in ("max_pending_turns", "max_output_chars"):
+    for limit in ("max_pending_turns", "max_output_chars", "max_page_bytes"):
         if limit in values:
             values[limit] = int(values[limit])
             if values[limit] < 1:

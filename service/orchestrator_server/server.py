@@ -135,7 +135,7 @@ async def create_app(settings: Settings) -> App:
         log.warning(
             "marked %d runs left unfinished by a previous process as interrupted", interrupted
         )
-    tokens = PageTokens(await store.page_token_secret())
+    tokens = PageTokens(await store.page_token_secret(), settings.max_page_bytes)
     catalog = ProviderCatalog(list(settings.providers), settings.default_provider)
     metrics = ServerMetrics()
     monitor = LoopLagMonitor(metrics.loop_lag.observe)

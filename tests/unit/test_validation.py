@@ -44,3 +44,34 @@ async def test_a_page_token_is_bound_to_its_exact_label_filter() -> None:
         "t", page_size=1, page_token=page.next_page_token, label_filter={"a": "1", "b": "2"}
     )
     assert [a.agent_id for a in rest.items] == ["a2"]
+
+
+async def test_pages_of_large_runs_end_early_and_every_run_stays_reachable() -> None:
+    """Abuse: six 1 MB turns made every default ListRuns page larger than a client
+    accepts; a page now ends before its texts pass the byte budget."""
+    from fakes import Reply, collect, make_core
+
+    from orchestrator_server.core.pagination import DEFAULT_PAGE_BYTES
+    from orchestrator_server.core.types import TurnRequest
+
+    core = make_core()
+    await core.agent("alpha")
+    big = "x" * 600_000
+    for i in range(6):
+        core.model.script(Reply(big))
+        await collect(core.engine.execute("t", TurnRequest("alpha", f"turn {i} {big}")))
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await core.records.list("t", page_token=token)
+        size = sum(len(r.input) + len(r.output) for r in page.items)
+        assert size <= DEFAULT_PAGE_BYTES or len(page.items) == 1
+        seen += [r.run_id for r in page.items]
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) == 6
+    messages = (
+        await core.conversations_page("alpha") if hasattr(core, "conversations_page") else None
+    )
+    assert messages is None

@@ -10,7 +10,7 @@ from .errors import (
     InvalidArgumentError,
     Reason,
 )
-from .pagination import PageTokens, scope_of
+from .pagination import PageTokens, scope_of, text_bytes
 from .revisions import parse_etag, update_with_retry
 from .store_port import Store, require
 from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, NewAgent, Page
@@ -147,6 +147,7 @@ class AgentRegistry:
                 label_filter=label_filter,
             ),
             lambda a: [a.agent_id],
+            lambda a: text_bytes(a.spec.system_message, a.spec.description),
         )
 
     async def update(

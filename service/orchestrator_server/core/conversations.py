@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .agents import AgentRegistry
 from .errors import AbortedError, NotFoundError, Reason
-from .pagination import PageTokens, scope_of
+from .pagination import PageTokens, scope_of, text_bytes
 from .runs import RunEngine
 from .store_port import Store
 from .types import DEFAULT_SESSION_ID, Message, Page, Session
@@ -57,6 +57,7 @@ class Conversations:
                 tenant, agent_id, session_id, after=int(after[0]) if after else 0, limit=limit
             ),
             lambda m: [m.sequence],
+            lambda m: text_bytes(m.content, *(c.arguments_json for c in m.tool_calls)),
         )
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str = "") -> int:

@@ -21,6 +21,10 @@ from .validation import check_page_size
 T = TypeVar("T")
 
 JsonKey = Sequence[str | int | float]
+# Listings that carry large texts (runs, messages) end a page before its texts reach
+# this many bytes: half the 4 MiB a gRPC client accepts by default, leaving room for the
+# rest of each item.
+DEFAULT_PAGE_BYTES = 2 * 1024 * 1024
 
 
 def scope_of(*parts: object) -> str:
@@ -32,8 +36,9 @@ def scope_of(*parts: object) -> str:
 class PageTokens:
     """Issues and verifies page tokens with one secret."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, page_bytes: int = DEFAULT_PAGE_BYTES) -> None:
         self._secret = secret
+        self.page_bytes = page_bytes
 
     def _sign(self, body: bytes) -> str:
         digest = hmac.new(self._secret, body, hashlib.sha256).digest()[:16]
@@ -70,14 +75,22 @@ class PageTokens:
         return key
 
     def page(
-        self, scope: str, fetched: list[T], limit: int, key: Callable[[T], JsonKey]
+        self,
+        scope: str,
+        fetched: list[T],
+        limit: int,
+        key: Callable[[T], JsonKey],
+        size: Callable[[T], int] | None = None,
     ) -> Page[T]:
         """The page for `fetched`, which was read with limit + 1 rows: the extra row only
-        tells that there is a next page, whose token resumes after the last item served."""
-        if len(fetched) <= limit:
+        tells that there is a next page, whose token resumes after the last item served.
+        With `size` (an item's bytes), the page also ends before it would exceed
+        `self.page_bytes`, so that every response fits the transport (at least one item
+        is always served)."""
+        served = _within_budget(fetched[:limit], size, self.page_bytes)
+        if len(served) == len(fetched):
             return Page(fetched)
-        items = fetched[:limit]
-        return Page(items, self.issue(scope, key(items[-1])))
+        return Page(served, self.issue(scope, key(served[-1])))
 
     async def fetch_page(
         self,
@@ -86,10 +99,27 @@ class PageTokens:
         page_token: str,
         fetch: Callable[[list[str | int | float] | None, int], Awaitable[list[T]]],
         key: Callable[[T], JsonKey],
+        size: Callable[[T], int] | None = None,
     ) -> Page[T]:
         """One page of a listing: checks the size and the token, then calls
         `fetch(key after which to start or None, rows to read)` for one row more than
         the page holds."""
         limit = check_page_size(page_size)
         after = self.parse(scope, page_token)
-        return self.page(scope, await fetch(after, limit + 1), limit, key)
+        return self.page(scope, await fetch(after, limit + 1), limit, key, size)
+
+
+def text_bytes(*texts: str) -> int:
+    """The UTF-8 size of some texts (the cheap length when they are ASCII)."""
+    return sum(len(t) if t.isascii() else len(t.encode("utf-8", "surrogatepass")) for t in texts)
+
+
+def _within_budget(items: list[T], size: Callable[[T], int] | None, budget: int) -> list[T]:
+    if size is None:
+        return items
+    total = 0
+    for count, item in enumerate(items):
+        total += size(item)
+        if total > budget and count:
+            return items[:count]
+    return items

@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 
 from .active_runs import ActiveRuns
 from .errors import InvalidArgumentError, NotFoundError, Reason
-from .pagination import PageTokens, scope_of
+from .pagination import PageTokens, scope_of, text_bytes
 from .store_port import Store
 from .types import Page, Run, RunQuery
 
@@ -55,5 +55,10 @@ class RunRecords:
 
         scope = scope_of("runs", tenant, agent_id, session_id)
         return await self._tokens.fetch_page(
-            scope, page_size, page_token, fetch, lambda r: [r.create_time, r.run_id]
+            scope,
+            page_size,
+            page_token,
+            fetch,
+            lambda r: [r.create_time, r.run_id],
+            lambda r: text_bytes(r.input, r.output, r.error_message),
         )
