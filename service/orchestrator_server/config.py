@@ -40,7 +40,11 @@ class Settings:
     dev_model_latency_ms: float = 0.0
     dev_model_tokens_per_second: float = 0.0
     grace_seconds: float = 10.0
+    # The largest request the server accepts, and the largest response it sends: a run
+    # record holds an input and an output of up to a million characters each, which must
+    # stay readable (clients whose default receive limit is 4 MiB may need to raise it).
     max_message_bytes: int = 4 * 1024 * 1024
+    max_response_bytes: int = 16 * 1024 * 1024
     sqlite_synchronous: str = "NORMAL"
     default_max_model_calls: int = 10
     # Turns a client may start on one Run stream while an earlier one runs; past that the
@@ -107,6 +111,7 @@ def load_settings(
         "ORCHESTRATOR_MAX_PENDING_TURNS": "max_pending_turns",
         "ORCHESTRATOR_MAX_OUTPUT_CHARS": "max_output_chars",
         "ORCHESTRATOR_MAX_PAGE_BYTES": "max_page_bytes",
+        "ORCHESTRATOR_MAX_RESPONSE_BYTES": "max_response_bytes",
     }
     for env, key in env_map.items():
         if env in os.environ:
@@ -126,7 +131,8 @@ def load_settings(
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     if "grace_seconds" in values:
         values["grace_seconds"] = float(values["grace_seconds"])
-    for limit in ("max_pending_turns", "max_output_chars", "max_page_bytes"):
+    limits = ("max_pending_turns", "max_output_chars", "max_page_bytes", "max_response_bytes")
+    for limit in limits:
         if limit in values:
             values[limit] = int(values[limit])
             if values[limit] < 1:

@@ -181,7 +181,7 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
     """Channel arguments: message size limits and keepalive for long-lived streams."""
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_response_bytes),
         # Long idle Run streams: ping the client every 60 s, and let clients ping every
         # 10 s without a GOAWAY (the defaults are 2 h and 5 min).
         ("grpc.keepalive_time_ms", 60_000),
@@ -210,7 +210,11 @@ def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.a
     """A grpc.aio server with the service, health and reflection; returns it and its port."""
     server = grpc.aio.server(options=server_options(app.settings))
     server.add_generic_rpc_handlers(
-        (generic_handler(SERVICE_DESCRIPTOR, OrchestratorServicer(app)),)
+        (
+            generic_handler(
+                SERVICE_DESCRIPTOR, OrchestratorServicer(app), app.settings.max_response_bytes
+            ),
+        )
     )
     health = health or HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -26,7 +26,7 @@ server learns new reasons.
     │   └── ModelAuthFailed · ModelNotFound · ProviderNotConfigured
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   └── ModelRateLimited · RequestTooLarge · ModelCallLimit · TooManyPendingTurns
-    │       · ModelOutputLimit
+    │       · ModelOutputLimit · ResponseTooLarge
     ├── Unavailable                   UNAVAILABLE (also: server unreachable)
     │   └── ModelUnavailable · RunInterrupted · ServerStopping
     ├── DeadlineExceeded              DEADLINE_EXCEEDED (also: the client's own deadline)
@@ -241,6 +241,11 @@ class ModelOutputLimit(ResourceExhausted):
     the partial output is kept in the run record."""
 
 
+class ResponseTooLarge(ResourceExhausted):
+    """The answer would exceed what the server sends in one message (`metadata["size"]`,
+    `metadata["limit"]` in bytes)."""
+
+
 class Unavailable(OrchestratorError):
     """The service, or the model behind it, is unavailable; retrying later may succeed."""
 
@@ -325,6 +330,7 @@ ERROR_BY_REASON: dict[str, type[OrchestratorError]] = {
     "AGENT_IN_USE": AgentInUse,
     "TOO_MANY_PENDING_TURNS": TooManyPendingTurns,
     "MODEL_OUTPUT_LIMIT": ModelOutputLimit,
+    "RESPONSE_TOO_LARGE": ResponseTooLarge,
 }
 """The class of each ErrorInfo reason (`orchestrator.v1.ErrorReason` names)."""
 

@@ -20,7 +20,7 @@ from google.protobuf import message as pb_message
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from ..core.errors import InvalidArgumentError, Reason
+from ..core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
 from .error_mapping import abort
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -65,13 +65,25 @@ def _tolerant_parser(cls: type[pb_message.Message]) -> Callable[[bytes], Any]:
     return parse
 
 
-def unary_response(behaviour: UnaryBehaviour, client_streaming: bool) -> UnaryBehaviour:
-    """A unary-response method whose errors become rich statuses."""
+def unary_response(
+    behaviour: UnaryBehaviour, client_streaming: bool, max_bytes: int
+) -> UnaryBehaviour:
+    """A unary-response method whose errors become rich statuses, and whose response is
+    measured before it is sent: over the transport's limit it would leave as a bare
+    RESOURCE_EXHAUSTED (and an ERROR in the log), so it becomes RESPONSE_TOO_LARGE."""
 
     async def handle(request: Any, context: Context) -> Any:
         try:
             request = _checked_stream(request) if client_streaming else checked(request)
-            return await behaviour(request, context)
+            response = await behaviour(request, context)
+            size = response.ByteSize()
+            if size > max_bytes:
+                raise ResourceExhaustedError(
+                    f"the response would be {size} bytes; the server sends at most {max_bytes}",
+                    reason=Reason.RESPONSE_TOO_LARGE,
+                    metadata={"size": str(size), "limit": str(max_bytes)},
+                )
+            return response
         except grpc.aio.AbortError:
             raise  # context.abort() raises this on purpose; it carries the status
         except Exception as error:
@@ -80,7 +92,9 @@ def unary_response(behaviour: UnaryBehaviour, client_streaming: bool) -> UnaryBe
     return handle
 
 
-def stream_response(behaviour: StreamBehaviour, client_streaming: bool) -> StreamBehaviour:
+def stream_response(
+    behaviour: StreamBehaviour, client_streaming: bool, max_bytes: int
+) -> StreamBehaviour:
     """A server-streaming method whose errors become rich statuses, also after some
     responses were sent."""
 
@@ -106,7 +120,9 @@ _FACTORIES = {
 }
 
 
-def _method_handler(method: MethodDescriptor, servicer: object) -> grpc.RpcMethodHandler[Any, Any]:
+def _method_handler(
+    method: MethodDescriptor, servicer: object, max_bytes: int
+) -> grpc.RpcMethodHandler[Any, Any]:
     request_cls = message_factory.GetMessageClass(method.input_type)
     response_cls = message_factory.GetMessageClass(method.output_type)
     behaviour = getattr(servicer, method.name)
@@ -114,13 +130,18 @@ def _method_handler(method: MethodDescriptor, servicer: object) -> grpc.RpcMetho
     wrap = stream_response if method.server_streaming else unary_response
     factory: Callable[..., grpc.RpcMethodHandler[Any, Any]] = _FACTORIES[streaming]
     return factory(
-        wrap(behaviour, method.client_streaming),
+        wrap(behaviour, method.client_streaming, max_bytes),
         request_deserializer=_tolerant_parser(request_cls),
         response_serializer=response_cls.SerializeToString,
     )
 
 
-def generic_handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler:
+def generic_handler(
+    service: ServiceDescriptor, servicer: object, max_response_bytes: int
+) -> grpc.GenericRpcHandler:
     """A handler for every method of `service`, served by the same-named servicer method."""
-    handlers = {method.name: _method_handler(method, servicer) for method in service.methods}
+    handlers = {
+        method.name: _method_handler(method, servicer, max_response_bytes)
+        for method in service.methods
+    }
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

@@ -71,6 +71,7 @@ class Reason(enum.StrEnum):
     TOO_MANY_PENDING_TURNS = "TOO_MANY_PENDING_TURNS"
     SERVER_STOPPING = "SERVER_STOPPING"
     MODEL_OUTPUT_LIMIT = "MODEL_OUTPUT_LIMIT"
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,7 @@ _CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
     Reason.MODEL_CALL_LIMIT: ResourceExhaustedError,
     Reason.TOO_MANY_PENDING_TURNS: ResourceExhaustedError,
     Reason.MODEL_OUTPUT_LIMIT: ResourceExhaustedError,
+    Reason.RESPONSE_TOO_LARGE: ResourceExhaustedError,
     Reason.MODEL_UNAVAILABLE: UnavailableError,
     Reason.RUN_INTERRUPTED: UnavailableError,
     Reason.SERVER_STOPPING: UnavailableError,

@@ -127,6 +127,10 @@ const (
 	// (metadata: limit, in characters); the turn failed, its partial output is kept in the
 	// run record.
 	ErrorReason_MODEL_OUTPUT_LIMIT ErrorReason = 42
+	// RESOURCE_EXHAUSTED: the response would be larger than the server sends in one message
+	// (metadata: size, limit in bytes); a listing's page ends early instead, so this is
+	// left for a single resource larger than the limit.
+	ErrorReason_RESPONSE_TOO_LARGE ErrorReason = 43
 )
 
 // Enum value maps for ErrorReason.
@@ -175,6 +179,7 @@ var (
 		40: "TOO_MANY_PENDING_TURNS",
 		41: "SERVER_STOPPING",
 		42: "MODEL_OUTPUT_LIMIT",
+		43: "RESPONSE_TOO_LARGE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -220,6 +225,7 @@ var (
 		"TOO_MANY_PENDING_TURNS":    40,
 		"SERVER_STOPPING":           41,
 		"MODEL_OUTPUT_LIMIT":        42,
+		"RESPONSE_TOO_LARGE":        43,
 	}
 )
 
@@ -254,7 +260,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xe8\a\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\x80\b\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -299,7 +305,8 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x0eMEMBER_TIMEOUT\x10'\x12\x1a\n" +
 	"\x16TOO_MANY_PENDING_TURNS\x10(\x12\x13\n" +
 	"\x0fSERVER_STOPPING\x10)\x12\x16\n" +
-	"\x12MODEL_OUTPUT_LIMIT\x10*B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x12MODEL_OUTPUT_LIMIT\x10*\x12\x16\n" +
+	"\x12RESPONSE_TOO_LARGE\x10+B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

@@ -133,6 +133,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     (metadata: limit, in characters); the turn failed, its partial output is kept in the
     run record.
     """
+    RESPONSE_TOO_LARGE: _ErrorReason.ValueType  # 43
+    """RESOURCE_EXHAUSTED: the response would be larger than the server sends in one message
+    (metadata: size, limit in bytes); a listing's page ends early instead, so this is
+    left for a single resource larger than the limit.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -251,5 +256,10 @@ MODEL_OUTPUT_LIMIT: ErrorReason.ValueType  # 42
 """RESOURCE_EXHAUSTED: the model's answer in one turn grew past the server's limit
 (metadata: limit, in characters); the turn failed, its partial output is kept in the
 run record.
+"""
+RESPONSE_TOO_LARGE: ErrorReason.ValueType  # 43
+"""RESOURCE_EXHAUSTED: the response would be larger than the server sends in one message
+(metadata: size, limit in bytes); a listing's page ends early instead, so this is
+left for a single resource larger than the limit.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

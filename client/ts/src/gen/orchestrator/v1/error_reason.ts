@@ -140,6 +140,12 @@ export enum ErrorReason {
    * run record.
    */
   MODEL_OUTPUT_LIMIT = 42,
+  /**
+   * RESPONSE_TOO_LARGE - RESOURCE_EXHAUSTED: the response would be larger than the server sends in one message
+   * (metadata: size, limit in bytes); a listing's page ends early instead, so this is
+   * left for a single resource larger than the limit.
+   */
+  RESPONSE_TOO_LARGE = 43,
   UNRECOGNIZED = -1,
 }
 
@@ -274,6 +280,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 42:
     case "MODEL_OUTPUT_LIMIT":
       return ErrorReason.MODEL_OUTPUT_LIMIT;
+    case 43:
+    case "RESPONSE_TOO_LARGE":
+      return ErrorReason.RESPONSE_TOO_LARGE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -369,6 +378,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "SERVER_STOPPING";
     case ErrorReason.MODEL_OUTPUT_LIMIT:
       return "MODEL_OUTPUT_LIMIT";
+    case ErrorReason.RESPONSE_TOO_LARGE:
+      return "RESPONSE_TOO_LARGE";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
