@@ -55,6 +55,10 @@ class Settings:
     # Bytes of text per page of ListRuns / ListMessages / ListAgents (a page ends early,
     # with a next token, rather than outgrow what a client accepts by default).
     max_page_bytes: int = 2 * 1024 * 1024
+    # Turns in flight (running or queued): server-wide, and per tenant so that one
+    # tenant cannot hold every slot (QUOTA_EXCEEDED past either).
+    max_runs: int = 5000
+    max_runs_per_tenant: int = 1000
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()
@@ -112,6 +116,8 @@ def load_settings(
         "ORCHESTRATOR_MAX_OUTPUT_CHARS": "max_output_chars",
         "ORCHESTRATOR_MAX_PAGE_BYTES": "max_page_bytes",
         "ORCHESTRATOR_MAX_RESPONSE_BYTES": "max_response_bytes",
+        "ORCHESTRATOR_MAX_RUNS": "max_runs",
+        "ORCHESTRATOR_MAX_RUNS_PER_TENANT": "max_runs_per_tenant",
     }
     for env, key in env_map.items():
         if env in os.environ:
@@ -131,7 +137,14 @@ def load_settings(
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     if "grace_seconds" in values:
         values["grace_seconds"] = float(values["grace_seconds"])
-    limits = ("max_pending_turns", "max_output_chars", "max_page_bytes", "max_response_bytes")
+    limits = (
+        "max_pending_turns",
+        "max_output_chars",
+        "max_page_bytes",
+        "max_response_bytes",
+        "max_runs",
+        "max_runs_per_tenant",
+    )
     for limit in limits:
         if limit in values:
             values[limit] = int(values[limit])

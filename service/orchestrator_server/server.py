@@ -152,6 +152,8 @@ async def create_app(settings: Settings) -> App:
         tools=tools,
         default_max_model_calls=settings.default_max_model_calls,
         max_output_chars=settings.max_output_chars,
+        max_runs=settings.max_runs,
+        max_runs_per_tenant=settings.max_runs_per_tenant,
         observer=metrics,
     )
     conversations = Conversations(store, agents, runs, tokens)

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from helpers import LiveServer, error_info, field_violations, run_turn
+from helpers import (
+    LiveServer,
+    error_info,
+    field_violations,
+    requests_of,
+    run_turn,
+    start,
+    start_live_server,
+)
 from orchestrator.v1 import agent_pb2, collaboration_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_devmodel import DevModelAdmin
+from orchestrator_devmodel import DevModelAdmin, DevModelServer
 
 ANSWER_WITH_TOOL_RESULTS = {"match": {"last_role": "tool"}, "reply": {"echo_tool_results": True}}
 
@@ -98,3 +109,47 @@ async def test_a_template_that_would_amplify_its_input_is_refused_before_renderi
     assert error_info(refused.value).reason == "REQUEST_TOO_LARGE"
     # Rendering would have built 200 MB; the refusal costs about the request itself.
     assert peak < 50 * 1024 * 1024
+
+
+async def test_one_tenant_cannot_hold_every_run_slot(
+    devmodel: DevModelServer, admin: DevModelAdmin, tmp_path: Path
+) -> None:
+    live = await start_live_server(tmp_path / "quota.db", devmodel.base_url, max_runs_per_tenant=2)
+    try:
+        await admin.set_rules([{"match": {"contains": "hold"}, "reply": {"stall": True}}])
+        for tenant in ("default", "other"):
+            agent = agent_pb2.Agent(agent_id="worker")
+            await live.stub.CreateAgent(
+                pb.CreateAgentRequest(agent=agent), metadata=(("x-tenant-id", tenant),)
+            )
+        held = []
+        for i in range(2):
+            call = live.stub.Run(requests_of(start("hold", "worker", session_id=f"s{i}")))
+            await call.read()
+            held.append(call)
+        with pytest.raises(grpc.aio.AioRpcError) as full:
+            await run_turn(live.stub, "one more", "worker", session_id="s9")
+        assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_info(full.value).reason == "QUOTA_EXCEEDED"
+        assert quota_subjects(full.value) == ["tenant:default"]
+        other = live.stub.Run(
+            requests_of(start("hello", "worker")), metadata=(("x-tenant-id", "other"),)
+        )
+        events = [event async for event in other]
+        assert events[-1].WhichOneof("event") == "run_completed"
+        for call in held:
+            call.cancel()
+    finally:
+        await live.stop()
+
+
+def quota_subjects(error: grpc.aio.AioRpcError) -> list[str]:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    subjects: list[str] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            failure = error_details_pb2.QuotaFailure()
+            detail.Unpack(failure)
+            subjects += [v.subject for v in failure.violations]
+    return subjects

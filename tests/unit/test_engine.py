@@ -14,11 +14,19 @@ from orchestrator_server.core.errors import (
     DeadlineExceededError,
     InvalidArgumentError,
     OrchestratorError,
+    QuotaExceededError,
     Reason,
     ResourceExhaustedError,
     UnavailableError,
 )
-from orchestrator_server.core.types import Role, RunQuery, RunStatus, ToolCall, TurnRequest
+from orchestrator_server.core.types import (
+    AgentSpec,
+    Role,
+    RunQuery,
+    RunStatus,
+    ToolCall,
+    TurnRequest,
+)
 
 
 def bodies(events: list[ev.RunEvent], kind: type) -> list[object]:
@@ -243,3 +251,27 @@ async def test_an_answer_past_the_output_limit_fails_and_keeps_its_part() -> Non
     assert run.output == "one two three four"  # the text up to the limit
     history = await core.store.load_history("t", "alpha", "default", 10)
     assert [m.content for m in history] == ["talk"]  # no half answer in the history
+
+
+async def test_runs_in_flight_are_capped_per_tenant_and_server_wide() -> None:
+    core = make_core(max_runs_per_tenant=2, max_runs=3)
+    await core.agent("alpha")
+    await core.agents.create("u", "alpha", AgentSpec())
+    core.model.default = Reply(stall=True)
+    held = [
+        core.engine.execute("t", TurnRequest("alpha", "hi", session_id=f"s{i}")) for i in (1, 2)
+    ]
+    for events in held:
+        await anext(events)
+    with pytest.raises(QuotaExceededError) as tenant_full:
+        await collect(core.engine.execute("t", TurnRequest("alpha", "more", session_id="s3")))
+    assert tenant_full.value.subject == "tenant:t" and tenant_full.value.limit == 2
+    other = core.engine.execute("u", TurnRequest("alpha", "hello"))
+    await anext(other)  # another tenant still gets its turn
+    with pytest.raises(QuotaExceededError) as server_full:
+        await collect(core.engine.execute("u", TurnRequest("alpha", "more", session_id="s9")))
+    assert server_full.value.subject == "server"
+    core.model.unstall.set()
+    for events in [*held, other]:
+        await collect(events)
+    await collect(core.engine.execute("t", TurnRequest("alpha", "again")))  # slots freed

@@ -26,7 +26,7 @@ server learns new reasons.
     │   └── ModelAuthFailed · ModelNotFound · ProviderNotConfigured
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   └── ModelRateLimited · RequestTooLarge · ModelCallLimit · TooManyPendingTurns
-    │       · ModelOutputLimit · ResponseTooLarge
+    │       · ModelOutputLimit · ResponseTooLarge · QuotaExceeded
     ├── Unavailable                   UNAVAILABLE (also: server unreachable)
     │   └── ModelUnavailable · RunInterrupted · ServerStopping
     ├── DeadlineExceeded              DEADLINE_EXCEEDED (also: the client's own deadline)
@@ -237,13 +237,15 @@ class TooManyPendingTurns(ResourceExhausted):
 
 
 class ModelOutputLimit(ResourceExhausted):
-    """The model's answer grew past the server's limit (`metadata["limit"]` characters);
-    the partial output is kept in the run record."""
+    """The model's answer passed the server's limit; the partial output is in the run."""
 
 
 class ResponseTooLarge(ResourceExhausted):
-    """The answer would exceed what the server sends in one message (`metadata["size"]`,
-    `metadata["limit"]` in bytes)."""
+    """The answer would exceed what the server sends in one message (metadata: bytes)."""
+
+
+class QuotaExceeded(ResourceExhausted):
+    """An operator's quota is used up (`metadata["quota"]`); retry once runs have ended."""
 
 
 class Unavailable(OrchestratorError):
@@ -331,6 +333,7 @@ ERROR_BY_REASON: dict[str, type[OrchestratorError]] = {
     "TOO_MANY_PENDING_TURNS": TooManyPendingTurns,
     "MODEL_OUTPUT_LIMIT": ModelOutputLimit,
     "RESPONSE_TOO_LARGE": ResponseTooLarge,
+    "QUOTA_EXCEEDED": QuotaExceeded,
 }
 """The class of each ErrorInfo reason (`orchestrator.v1.ErrorReason` names)."""
 

@@ -75,6 +75,12 @@ def to_rich_status(error: errors.OrchestratorError) -> grpc.Status:
                 )
             )
         )
+    if isinstance(error, errors.QuotaExceededError):
+        violation = error_details_pb2.QuotaFailure.Violation(
+            subject=error.subject,
+            description=f"{error.quota}: at most {error.limit}",
+        )
+        details.append(_packed(error_details_pb2.QuotaFailure(violations=[violation])))
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name), message=error.message, details=details
     )

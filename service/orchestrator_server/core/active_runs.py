@@ -9,14 +9,18 @@ own cleanup writes the right outcome.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Reason
+from .errors import QuotaExceededError, Reason
 from .task_stream import TaskStream
 from .types import Run
 
 RequestKey = tuple[str, str, str]  # tenant, agent_id, request_id
+# Turns in flight (running or queued), server-wide and per tenant.
+DEFAULT_MAX_RUNS = 5000
+DEFAULT_MAX_RUNS_PER_TENANT = 1000
 # gRPC measures a caller's deadline on its own clock: a caller gone within this much of
 # its deadline is taken to have hit it.
 DEADLINE_SLACK_SECONDS = 0.05
@@ -52,7 +56,14 @@ class ActiveRun:
 class ActiveRuns:
     """Runs in flight: turns, and pipelines/team runs (whose tasks run elsewhere)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_runs: int = DEFAULT_MAX_RUNS,
+        max_runs_per_tenant: int = DEFAULT_MAX_RUNS_PER_TENANT,
+    ) -> None:
+        self._max_runs = max_runs
+        self._max_per_tenant = max_runs_per_tenant
+        self._per_tenant: Counter[str] = Counter()
         self._by_id: dict[str, ActiveRun] = {}
         self._by_request: dict[RequestKey, ActiveRun] = {}
         self._external: dict[str, tuple[str, TaskStream[Any]]] = {}
@@ -64,6 +75,7 @@ class ActiveRuns:
         """Track a turn that is about to start."""
         run = active.run
         self._by_id[run.run_id] = active
+        self._per_tenant[active.tenant] += 1
         self._idle.clear()
         if run.request_id:
             self._by_request[(active.tenant, run.agent_id, run.request_id)] = active
@@ -71,10 +83,31 @@ class ActiveRuns:
     def remove(self, active: ActiveRun) -> None:
         """Forget a turn that has ended."""
         run = active.run
-        self._by_id.pop(run.run_id, None)
+        if self._by_id.pop(run.run_id, None) is not None:
+            self._per_tenant[active.tenant] -= 1
+            if not self._per_tenant[active.tenant]:
+                del self._per_tenant[active.tenant]
         self._settle()
         if run.request_id:
             self._by_request.pop((active.tenant, run.agent_id, run.request_id), None)
+
+    def admit(self, tenant: str) -> None:
+        """QUOTA_EXCEEDED unless one more turn (running or queued) of `tenant` fits the
+        server's and the tenant's limits: one caller cannot hold every slot."""
+        if self._per_tenant[tenant] >= self._max_per_tenant:
+            raise QuotaExceededError(
+                f"tenant '{tenant}' has {self._max_per_tenant} runs in flight, its limit",
+                subject=f"tenant:{tenant}",
+                quota="max_runs_per_tenant",
+                limit=self._max_per_tenant,
+            )
+        if len(self._by_id) >= self._max_runs:
+            raise QuotaExceededError(
+                f"the server has {self._max_runs} runs in flight, its limit",
+                subject="server",
+                quota="max_runs",
+                limit=self._max_runs,
+            )
 
     def by_request(self, tenant: str, agent_id: str, request_id: str) -> ActiveRun | None:
         """The turn in flight that a request id started, if any."""

@@ -12,7 +12,8 @@ escapes becomes INTERNAL there.
     ├── AlreadyExistsError        AGENT_ALREADY_EXISTS
     ├── FailedPreconditionError   NO_DEFAULT_AGENT, MODEL_AUTH_FAILED, MODEL_NOT_FOUND, ...
     ├── AbortedError              ETAG_MISMATCH, SESSION_BUSY
-    ├── ResourceExhaustedError    MODEL_RATE_LIMITED, REQUEST_TOO_LARGE
+    ├── ResourceExhaustedError    MODEL_RATE_LIMITED, REQUEST_TOO_LARGE, ...
+    │   └── QuotaExceededError    QUOTA_EXCEEDED (an operator's quota; QuotaFailure detail)
     ├── UnavailableError          MODEL_UNAVAILABLE, RUN_INTERRUPTED
     ├── DeadlineExceededError     MODEL_TIMEOUT, DEADLINE_EXCEEDED
     └── RunCancelledError         RUN_CANCELLED (a recorded outcome, not asyncio.CancelledError)
@@ -72,6 +73,7 @@ class Reason(enum.StrEnum):
     SERVER_STOPPING = "SERVER_STOPPING"
     MODEL_OUTPUT_LIMIT = "MODEL_OUTPUT_LIMIT"
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,18 @@ class ResourceExhaustedError(OrchestratorError):
     """A quota or size limit was hit."""
 
 
+class QuotaExceededError(ResourceExhaustedError):
+    """An operator's quota is used up: `subject` names whose (e.g. `tenant:acme`)."""
+
+    default_reason = Reason.QUOTA_EXCEEDED
+
+    def __init__(self, message: str, *, subject: str, quota: str, limit: int) -> None:
+        super().__init__(message, metadata={"quota": quota, "limit": str(limit)})
+        self.subject = subject
+        self.quota = quota
+        self.limit = limit
+
+
 class UnavailableError(OrchestratorError):
     """A dependency (the model provider) or the server itself is unavailable."""
 
@@ -182,6 +196,7 @@ _CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
     Reason.TOO_MANY_PENDING_TURNS: ResourceExhaustedError,
     Reason.MODEL_OUTPUT_LIMIT: ResourceExhaustedError,
     Reason.RESPONSE_TOO_LARGE: ResourceExhaustedError,
+    Reason.QUOTA_EXCEEDED: ResourceExhaustedError,
     Reason.MODEL_UNAVAILABLE: UnavailableError,
     Reason.RUN_INTERRUPTED: UnavailableError,
     Reason.SERVER_STOPPING: UnavailableError,

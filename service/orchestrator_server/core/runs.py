@@ -18,7 +18,13 @@ from contextlib import aclosing
 from typing import cast
 
 from . import events as ev
-from .active_runs import DEADLINE_SLACK_SECONDS, ActiveRun, ActiveRuns
+from .active_runs import (
+    DEADLINE_SLACK_SECONDS,
+    DEFAULT_MAX_RUNS,
+    DEFAULT_MAX_RUNS_PER_TENANT,
+    ActiveRun,
+    ActiveRuns,
+)
 from .agents import AgentRegistry
 from .client_tools import ToolError, parse_client_tools
 from .errors import InvalidArgumentError, OrchestratorError, Reason, UnavailableError
@@ -56,12 +62,14 @@ class RunEngine:
         default_max_model_calls: int = 10,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         max_agent_depth: int = 3,
+        max_runs: int = DEFAULT_MAX_RUNS,
+        max_runs_per_tenant: int = DEFAULT_MAX_RUNS_PER_TENANT,
         observer: RunObserver | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
         self._locks = SessionLocks()
-        self.active = ActiveRuns()
+        self.active = ActiveRuns(max_runs, max_runs_per_tenant)
         self._max_agent_depth = max_agent_depth
         self._tools: ToolCatalog = tools or _NoTools()
         self._services = TurnServices(
@@ -104,6 +112,7 @@ class RunEngine:
                     async for event in replayed:
                         yield event
                 return
+        self.active.admit(tenant)
         # Reject at once when busy, before anything is written; an enqueued run is recorded
         # as QUEUED so that it can be seen and cancelled while it waits.
         reservation = self._locks.reserve(

@@ -131,6 +131,10 @@ const (
 	// (metadata: size, limit in bytes); a listing's page ends early instead, so this is
 	// left for a single resource larger than the limit.
 	ErrorReason_RESPONSE_TOO_LARGE ErrorReason = 43
+	// RESOURCE_EXHAUSTED: a quota set by the operator is used up (details: a
+	// google.rpc.QuotaFailure naming it, e.g. subject "tenant:acme" and the limit; metadata:
+	// quota, limit). Retrying once runs in flight have ended may succeed.
+	ErrorReason_QUOTA_EXCEEDED ErrorReason = 44
 )
 
 // Enum value maps for ErrorReason.
@@ -180,6 +184,7 @@ var (
 		41: "SERVER_STOPPING",
 		42: "MODEL_OUTPUT_LIMIT",
 		43: "RESPONSE_TOO_LARGE",
+		44: "QUOTA_EXCEEDED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -226,6 +231,7 @@ var (
 		"SERVER_STOPPING":           41,
 		"MODEL_OUTPUT_LIMIT":        42,
 		"RESPONSE_TOO_LARGE":        43,
+		"QUOTA_EXCEEDED":            44,
 	}
 )
 
@@ -260,7 +266,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\x80\b\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\x94\b\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -306,7 +312,8 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x16TOO_MANY_PENDING_TURNS\x10(\x12\x13\n" +
 	"\x0fSERVER_STOPPING\x10)\x12\x16\n" +
 	"\x12MODEL_OUTPUT_LIMIT\x10*\x12\x16\n" +
-	"\x12RESPONSE_TOO_LARGE\x10+B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x12RESPONSE_TOO_LARGE\x10+\x12\x12\n" +
+	"\x0eQUOTA_EXCEEDED\x10,B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

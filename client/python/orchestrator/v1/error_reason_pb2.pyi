@@ -138,6 +138,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     (metadata: size, limit in bytes); a listing's page ends early instead, so this is
     left for a single resource larger than the limit.
     """
+    QUOTA_EXCEEDED: _ErrorReason.ValueType  # 44
+    """RESOURCE_EXHAUSTED: a quota set by the operator is used up (details: a
+    google.rpc.QuotaFailure naming it, e.g. subject "tenant:acme" and the limit; metadata:
+    quota, limit). Retrying once runs in flight have ended may succeed.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -261,5 +266,10 @@ RESPONSE_TOO_LARGE: ErrorReason.ValueType  # 43
 """RESOURCE_EXHAUSTED: the response would be larger than the server sends in one message
 (metadata: size, limit in bytes); a listing's page ends early instead, so this is
 left for a single resource larger than the limit.
+"""
+QUOTA_EXCEEDED: ErrorReason.ValueType  # 44
+"""RESOURCE_EXHAUSTED: a quota set by the operator is used up (details: a
+google.rpc.QuotaFailure naming it, e.g. subject "tenant:acme" and the limit; metadata:
+quota, limit). Retrying once runs in flight have ended may succeed.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -146,6 +146,12 @@ export enum ErrorReason {
    * left for a single resource larger than the limit.
    */
   RESPONSE_TOO_LARGE = 43,
+  /**
+   * QUOTA_EXCEEDED - RESOURCE_EXHAUSTED: a quota set by the operator is used up (details: a
+   * google.rpc.QuotaFailure naming it, e.g. subject "tenant:acme" and the limit; metadata:
+   * quota, limit). Retrying once runs in flight have ended may succeed.
+   */
+  QUOTA_EXCEEDED = 44,
   UNRECOGNIZED = -1,
 }
 
@@ -283,6 +289,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 43:
     case "RESPONSE_TOO_LARGE":
       return ErrorReason.RESPONSE_TOO_LARGE;
+    case 44:
+    case "QUOTA_EXCEEDED":
+      return ErrorReason.QUOTA_EXCEEDED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -380,6 +389,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "MODEL_OUTPUT_LIMIT";
     case ErrorReason.RESPONSE_TOO_LARGE:
       return "RESPONSE_TOO_LARGE";
+    case ErrorReason.QUOTA_EXCEEDED:
+      return "QUOTA_EXCEEDED";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
