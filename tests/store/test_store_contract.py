@@ -5,8 +5,10 @@ their idempotency keys, keyset pagination order, and teams."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,3 +210,28 @@ async def test_teams_name_existing_agents_and_keep_them(store: Store) -> None:
 async def test_the_page_token_secret_is_stable(store: Store) -> None:
     first = await store.page_token_secret()
     assert len(first) >= 16 and await store.page_token_secret() == first
+
+
+async def test_sqlite_runs_label_scans_off_the_event_loop(tmp_path: Path) -> None:
+    """A label filter evaluates JSON in every agent row of a tenant: the SQLite store runs
+    that read on its scanner thread, never on the event loop's."""
+    threads: list[str] = []
+
+    class Watched(SQLiteStore):
+        def _scan_rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+            threads.append(threading.current_thread().name)
+            return super()._scan_rows(sql, params)
+
+    store = Watched(str(tmp_path / "scan.db"))
+    await store.open()
+    try:
+        await store.create_agent("t", NewAgent("a1", spec(team="blue")))
+        found = await store.list_agents("t", after=None, limit=10, label_filter={"team": "blue"})
+        assert [a.agent_id for a in found] == ["a1"]
+        assert threads and all(t.startswith("sqlite-scan") for t in threads)
+        threads.clear()
+        await store.list_agents("t", after=None, limit=10, label_filter={})
+        assert threads == []  # a plain keyset page is a point read on the loop's connection
+    finally:
+        await store.close()
+        await store.close()  # closing twice is harmless

@@ -15,10 +15,12 @@ None) because sqlite-utils' helpers would otherwise open or commit them behind o
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,6 +75,12 @@ class SQLiteStore:
         # own invalidation, e.g. by revision).
         self._agents = AgentCache(max_entries=agent_cache_size)
         self._read_conn: sqlite3.Connection | None = None
+        # Reads that scan (a label filter evaluates JSON in every agent row of a tenant)
+        # run on a thread of their own with its own connection: on the event loop they
+        # would stall every stream for as long as the scan takes.
+        self._scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-scan")
+        self._scan_conn: sqlite3.Connection | None = None
+        self._scanner_closed = False
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -93,7 +101,12 @@ class SQLiteStore:
         self._writer.conn = conn
 
     async def close(self) -> None:
-        """Checkpoint the WAL and close both connections."""
+        """Checkpoint the WAL and close every connection."""
+        if not self._scanner_closed:
+            self._scanner_closed = True
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._scanner, self._close_scanner)
+            self._scanner.shutdown(wait=True)
         if self._read_conn is not None:
             self._read_conn.close()
             self._read_conn = None
@@ -112,6 +125,22 @@ class SQLiteStore:
         """Run fn(conn, *args) on the writer thread inside BEGIN IMMEDIATE ... COMMIT
         (shared with other writes queued at the same moment; see sqlite_writer)."""
         return await self._writer.transact(fn, *args)
+
+    def _close_scanner(self) -> None:
+        if self._scan_conn is not None:
+            self._scan_conn.close()
+            self._scan_conn = None
+
+    def _scan_rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """On the scanner thread: run a scanning read on its connection."""
+        if self._scan_conn is None:
+            self._scan_conn = _connect(self._path, self._synchronous)
+            self._scan_conn.execute("PRAGMA query_only = ON")
+        return self._scan_conn.execute(sql, params).fetchall()
+
+    async def _scan(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._scanner, self._scan_rows, sql, params)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._read_conn
@@ -163,7 +192,8 @@ class SQLiteStore:
     ) -> list[Agent]:
         """A page of agents in id order (keyset pagination on the primary key)."""
         sql, params = sqlite_agents.list_agents_query(tenant, after, limit, label_filter)
-        return [agent_from_row(r) for r in self._read(sql, params)]
+        rows = await self._scan(sql, params) if label_filter else self._read(sql, params)
+        return [agent_from_row(r) for r in rows]
 
     async def update_agent(
         self, tenant: str, agent_id: str, spec: AgentSpec, *, expected_revision: int | None
