@@ -174,6 +174,7 @@ def orchestrator_env(model_url: str, max_concurrency: int | None = None) -> dict
     env["ORCHESTRATOR_DEV_MODEL"] = "off"
     # The bench's load comes from one tenant: room for the 1,000-stream case and more.
     env["ORCHESTRATOR_MAX_RUNS_PER_TENANT"] = "5000"
+    env["ORCHESTRATOR_MAX_STREAMS_PER_TENANT"] = "10000"
     env.pop("ORCHESTRATOR_CONFIG", None)
     return env
 

@@ -59,6 +59,8 @@ class Settings:
     # tenant cannot hold every slot (QUOTA_EXCEEDED past either).
     max_runs: int = 5000
     max_runs_per_tenant: int = 1000
+    max_streams: int = 10_000
+    max_streams_per_tenant: int = 2_000
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()
@@ -118,6 +120,8 @@ def load_settings(
         "ORCHESTRATOR_MAX_RESPONSE_BYTES": "max_response_bytes",
         "ORCHESTRATOR_MAX_RUNS": "max_runs",
         "ORCHESTRATOR_MAX_RUNS_PER_TENANT": "max_runs_per_tenant",
+        "ORCHESTRATOR_MAX_STREAMS": "max_streams",
+        "ORCHESTRATOR_MAX_STREAMS_PER_TENANT": "max_streams_per_tenant",
     }
     for env, key in env_map.items():
         if env in os.environ:
@@ -144,6 +148,8 @@ def load_settings(
         "max_response_bytes",
         "max_runs",
         "max_runs_per_tenant",
+        "max_streams",
+        "max_streams_per_tenant",
     )
     for limit in limits:
         if limit in values:

@@ -30,6 +30,7 @@ from .api.collaboration_servicer import CollaborationRpcs
 from .api.handlers import generic_handler
 from .api.runs_servicer import RunRpcs
 from .config import DEV_PROVIDER, Settings
+from .core.active_runs import RunLimits
 from .core.agents import AgentRegistry
 from .core.collaboration import Collaborations
 from .core.conversations import Conversations
@@ -152,8 +153,12 @@ async def create_app(settings: Settings) -> App:
         tools=tools,
         default_max_model_calls=settings.default_max_model_calls,
         max_output_chars=settings.max_output_chars,
-        max_runs=settings.max_runs,
-        max_runs_per_tenant=settings.max_runs_per_tenant,
+        limits=RunLimits(
+            settings.max_runs,
+            settings.max_runs_per_tenant,
+            settings.max_streams,
+            settings.max_streams_per_tenant,
+        ),
         observer=metrics,
     )
     conversations = Conversations(store, agents, runs, tokens)

@@ -9,6 +9,7 @@ import pytest
 from fakes import Core, Reply, collect, gated_core, make_core
 
 from orchestrator_server.core import events as ev
+from orchestrator_server.core.active_runs import RunLimits
 from orchestrator_server.core.errors import (
     AbortedError,
     DeadlineExceededError,
@@ -254,7 +255,7 @@ async def test_an_answer_past_the_output_limit_fails_and_keeps_its_part() -> Non
 
 
 async def test_runs_in_flight_are_capped_per_tenant_and_server_wide() -> None:
-    core = make_core(max_runs_per_tenant=2, max_runs=3)
+    core = make_core(limits=RunLimits(max_runs=3, max_runs_per_tenant=2))
     await core.agent("alpha")
     await core.agents.create("u", "alpha", AgentSpec())
     core.model.default = Reply(stall=True)

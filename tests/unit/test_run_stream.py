@@ -149,3 +149,29 @@ async def test_starts_beyond_the_pending_limit_end_the_stream(core: Core) -> Non
     run = await core.records.get("t", started.run_id)
     assert run.status is RunStatus.CANCELLED
     assert len((await core.records.list("t")).items) == 1  # the waiting starts never ran
+
+
+async def test_open_streams_are_capped_per_tenant() -> None:
+    from fakes import make_core
+
+    from orchestrator_server.core.active_runs import RunLimits
+    from orchestrator_server.core.errors import QuotaExceededError
+
+    core = make_core(limits=RunLimits(max_streams_per_tenant=1))
+    await core.agent("alpha")
+    core.model.script(Reply(stall=True))
+    first = Client(core)
+    first.send(TurnRequest("alpha", "hold"))
+    await first.until(ev.RunStarted)
+    second = Client(core)
+    second.send(TurnRequest("alpha", "me too", session_id="other"))
+    with pytest.raises(QuotaExceededError) as full:
+        await second.rest()
+    assert full.value.quota == "max_streams_per_tenant"
+    core.model.unstall.set()
+    first.close()
+    await first.rest()
+    third = Client(core)  # the slot is free again once the first stream has ended
+    third.send(TurnRequest("alpha", "now"))
+    third.close()
+    assert isinstance((await third.rest())[-1].body, ev.RunCompleted)

@@ -21,9 +21,23 @@ RequestKey = tuple[str, str, str]  # tenant, agent_id, request_id
 # Turns in flight (running or queued), server-wide and per tenant.
 DEFAULT_MAX_RUNS = 5000
 DEFAULT_MAX_RUNS_PER_TENANT = 1000
+# Open Run streams, server-wide and per tenant (an idle stream costs memory too).
+DEFAULT_MAX_STREAMS = 10_000
+DEFAULT_MAX_STREAMS_PER_TENANT = 2_000
 # gRPC measures a caller's deadline on its own clock: a caller gone within this much of
 # its deadline is taken to have hit it.
 DEADLINE_SLACK_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """How much may be in flight at once, server-wide and per tenant (QUOTA_EXCEEDED past
+    a limit): turns running or queued, and open Run streams."""
+
+    max_runs: int = DEFAULT_MAX_RUNS
+    max_runs_per_tenant: int = DEFAULT_MAX_RUNS_PER_TENANT
+    max_streams: int = DEFAULT_MAX_STREAMS
+    max_streams_per_tenant: int = DEFAULT_MAX_STREAMS_PER_TENANT
 
 
 @dataclass(slots=True)
@@ -56,14 +70,12 @@ class ActiveRun:
 class ActiveRuns:
     """Runs in flight: turns, and pipelines/team runs (whose tasks run elsewhere)."""
 
-    def __init__(
-        self,
-        max_runs: int = DEFAULT_MAX_RUNS,
-        max_runs_per_tenant: int = DEFAULT_MAX_RUNS_PER_TENANT,
-    ) -> None:
-        self._max_runs = max_runs
-        self._max_per_tenant = max_runs_per_tenant
+    def __init__(self, limits: RunLimits | None = None) -> None:
+        limits = limits or RunLimits()
+        self._max_runs = limits.max_runs
+        self._max_per_tenant = limits.max_runs_per_tenant
         self._per_tenant: Counter[str] = Counter()
+        self._streams = _Slots("streams", limits.max_streams, limits.max_streams_per_tenant)
         self._by_id: dict[str, ActiveRun] = {}
         self._by_request: dict[RequestKey, ActiveRun] = {}
         self._external: dict[str, tuple[str, TaskStream[Any]]] = {}
@@ -108,6 +120,14 @@ class ActiveRuns:
                 quota="max_runs",
                 limit=self._max_runs,
             )
+
+    def open_stream(self, tenant: str) -> None:
+        """Count an open Run stream of `tenant`; QUOTA_EXCEEDED past the limits."""
+        self._streams.take(tenant)
+
+    def close_stream(self, tenant: str) -> None:
+        """A Run stream of `tenant` ended."""
+        self._streams.give(tenant)
 
     def by_request(self, tenant: str, agent_id: str, request_id: str) -> ActiveRun | None:
         """The turn in flight that a request id started, if any."""
@@ -182,3 +202,40 @@ class ActiveRuns:
             stream.cancel()
         tasks = [a.stream.task for a in actives if a.stream is not None]
         await asyncio.gather(*tasks, *(c.task for c in collaborations), return_exceptions=True)
+
+
+class _Slots:
+    """Counts of something in use, server-wide and per tenant, with their limits."""
+
+    def __init__(self, name: str, limit: int, per_tenant: int) -> None:
+        self._name = name
+        self._limit = limit
+        self._per_tenant_limit = per_tenant
+        self._per_tenant: Counter[str] = Counter()
+        self._total = 0
+
+    def take(self, tenant: str) -> None:
+        """Use one slot of `tenant`, or QUOTA_EXCEEDED."""
+        if self._per_tenant[tenant] >= self._per_tenant_limit:
+            raise QuotaExceededError(
+                f"tenant '{tenant}' has {self._per_tenant_limit} {self._name} open, its limit",
+                subject=f"tenant:{tenant}",
+                quota=f"max_{self._name}_per_tenant",
+                limit=self._per_tenant_limit,
+            )
+        if self._total >= self._limit:
+            raise QuotaExceededError(
+                f"the server has {self._limit} {self._name} open, its limit",
+                subject="server",
+                quota=f"max_{self._name}",
+                limit=self._limit,
+            )
+        self._per_tenant[tenant] += 1
+        self._total += 1
+
+    def give(self, tenant: str) -> None:
+        """Free one slot of `tenant`."""
+        self._total -= 1
+        self._per_tenant[tenant] -= 1
+        if not self._per_tenant[tenant]:
+            del self._per_tenant[tenant]

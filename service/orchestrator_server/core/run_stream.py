@@ -106,6 +106,17 @@ class RunStream:
         self, commands: AsyncIterator[StreamCommand]
     ) -> AsyncGenerator[ev.RunEvent, None]:
         """Execute the turns `commands` start and yield their events in order."""
+        self._engine.active.open_stream(self._tenant)
+        try:
+            async with aclosing(self._turns(commands)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self._engine.active.close_stream(self._tenant)
+
+    async def _turns(
+        self, commands: AsyncIterator[StreamCommand]
+    ) -> AsyncGenerator[ev.RunEvent, None]:
         # The first command is read here rather than by the reader task: one task switch
         # less before the first turn starts.
         try:

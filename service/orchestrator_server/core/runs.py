@@ -20,10 +20,9 @@ from typing import cast
 from . import events as ev
 from .active_runs import (
     DEADLINE_SLACK_SECONDS,
-    DEFAULT_MAX_RUNS,
-    DEFAULT_MAX_RUNS_PER_TENANT,
     ActiveRun,
     ActiveRuns,
+    RunLimits,
 )
 from .agents import AgentRegistry
 from .client_tools import ToolError, parse_client_tools
@@ -62,14 +61,13 @@ class RunEngine:
         default_max_model_calls: int = 10,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         max_agent_depth: int = 3,
-        max_runs: int = DEFAULT_MAX_RUNS,
-        max_runs_per_tenant: int = DEFAULT_MAX_RUNS_PER_TENANT,
+        limits: RunLimits | None = None,
         observer: RunObserver | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
         self._locks = SessionLocks()
-        self.active = ActiveRuns(max_runs, max_runs_per_tenant)
+        self.active = ActiveRuns(limits)
         self._max_agent_depth = max_agent_depth
         self._tools: ToolCatalog = tools or _NoTools()
         self._services = TurnServices(
