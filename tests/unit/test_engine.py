@@ -276,3 +276,32 @@ async def test_runs_in_flight_are_capped_per_tenant_and_server_wide() -> None:
     for events in [*held, other]:
         await collect(events)
     await collect(core.engine.execute("t", TurnRequest("alpha", "again")))  # slots freed
+
+
+def _asks(count: int) -> Reply:
+    calls = tuple(ToolCall(f"c{i}", "ask_beta", '{"message": "help"}') for i in range(count))
+    return Reply(tool_calls=calls)
+
+
+async def test_one_response_runs_at_most_32_tool_calls() -> None:
+    core = make_core()
+    await core.agent("alpha", callable_agents=("beta",))
+    await core.agent("beta")
+    core.model.script(_asks(40))
+    events = await collect(core.engine.execute("t", TurnRequest("alpha", "fan out")))
+    finished = bodies(events, ev.ToolCallFinished)
+    refused = [b for b in finished if b.error.startswith("not run: at most 32")]  # type: ignore[attr-defined]
+    assert len(finished) == 40 and len(refused) == 8
+    children = {e.run_id for e in events if e.parent_run_id}
+    assert len(children) == 32
+
+
+async def test_agent_calls_per_message_are_budgeted_at_every_depth() -> None:
+    core = make_core(max_agent_calls=3)
+    await core.agent("alpha", callable_agents=("beta",))
+    await core.agent("beta")
+    core.model.script(_asks(5))
+    events = await collect(core.engine.execute("t", TurnRequest("alpha", "fan out")))
+    errors = [b.error for b in bodies(events, ev.ToolCallFinished)]  # type: ignore[attr-defined]
+    assert sum(e.startswith("not run: this message already asked 3") for e in errors) == 2
+    assert len({e.run_id for e in events if e.parent_run_id}) == 3

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import events as ev
 from .errors import DeadlineExceededError, Reason, ResourceExhaustedError
@@ -22,6 +22,8 @@ from .types import Agent, Message, Role, Run, TurnRequest, Usage
 # The model's text per turn is bounded: a run record (input + output) must stay readable
 # in one response, and a runaway model must not fill the server's memory.
 DEFAULT_MAX_OUTPUT_CHARS = 1_000_000
+# Child runs (agents asked as tools) one user message may cause, at every depth together.
+DEFAULT_MAX_AGENT_CALLS_PER_TURN = 64
 
 # Asks another agent (callee, message) on behalf of this turn; returns its answer.
 AskAgent = Callable[[str, str], Awaitable[str]]
@@ -34,6 +36,24 @@ class TurnContext:
     request: TurnRequest
     tools: TurnTools
     deadline: float | None
+    # Shared by a turn and every agent it asks, however deep: the child runs one message
+    # may cause in all.
+    agent_calls: AgentCallBudget = field(default_factory=lambda: AgentCallBudget())
+
+
+class AgentCallBudget:
+    """How many agents a turn and its callees may still ask (agent-as-tool fan-out)."""
+
+    def __init__(self, limit: int = DEFAULT_MAX_AGENT_CALLS_PER_TURN) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def take(self) -> bool:
+        """Use one call; False once the budget is spent."""
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
 
 
 def remaining(deadline: float | None) -> float | None:

@@ -27,7 +27,13 @@ from .active_runs import (
 from .agents import AgentRegistry
 from .client_tools import ToolError, parse_client_tools
 from .errors import InvalidArgumentError, OrchestratorError, Reason, UnavailableError
-from .model_loop import DEFAULT_MAX_OUTPUT_CHARS, AskAgent, TurnContext
+from .model_loop import (
+    DEFAULT_MAX_AGENT_CALLS_PER_TURN,
+    DEFAULT_MAX_OUTPUT_CHARS,
+    AgentCallBudget,
+    AskAgent,
+    TurnContext,
+)
 from .model_port import ModelCatalog
 from .observer import RunObserver
 from .replay import find_previous, replay
@@ -62,6 +68,7 @@ class RunEngine:
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         max_agent_depth: int = 3,
         limits: RunLimits | None = None,
+        max_agent_calls: int = DEFAULT_MAX_AGENT_CALLS_PER_TURN,
         observer: RunObserver | None = None,
     ) -> None:
         self._store = store
@@ -69,6 +76,7 @@ class RunEngine:
         self._locks = SessionLocks()
         self.active = ActiveRuns(limits)
         self._max_agent_depth = max_agent_depth
+        self._max_agent_calls = max_agent_calls
         self._tools: ToolCatalog = tools or _NoTools()
         self._services = TurnServices(
             store=store,
@@ -87,6 +95,7 @@ class RunEngine:
         *,
         deadline: float | None = None,
         bridge: ClientToolBridge | None = None,
+        agent_calls: AgentCallBudget | None = None,
     ) -> AsyncGenerator[ev.RunEvent, None]:
         """Run one turn and yield its events; raise the run's error if it fails.
 
@@ -117,9 +126,9 @@ class RunEngine:
             (tenant, agent.agent_id, session_id), wait=request.wait_if_busy
         )
         active = ActiveRun(_new_run(agent, session_id, request, reservation.immediate), tenant)
-        turn = Turn(
-            self._services, active, agent, reservation, TurnContext(request, tools, deadline)
-        )
+        budget = agent_calls or AgentCallBudget(self._max_agent_calls)
+        context = TurnContext(request, tools, deadline, budget)
+        turn = Turn(self._services, active, agent, reservation, context)
         stream: TaskStream[object] = TaskStream(
             turn.run, name=f"turn {active.run.run_id}", merge=ev.coalesce_deltas
         )
@@ -182,6 +191,11 @@ class RunEngine:
         async def ask(callee: str, message: str) -> str:
             chain = context.request.call_chain or (caller.agent_id,)
             self._check_call_chain(chain, callee)
+            if not context.agent_calls.take():
+                raise ToolError(
+                    f"not run: this message already asked {context.agent_calls.limit} "
+                    "agents (the limit per turn, at every depth together)"
+                )
             request = TurnRequest(
                 agent_id=callee,
                 message=message,
@@ -193,9 +207,13 @@ class RunEngine:
             )
             output = ""
             try:
-                async with aclosing(
-                    self.execute(active.tenant, request, deadline=context.deadline)
-                ) as items:
+                events = self.execute(
+                    active.tenant,
+                    request,
+                    deadline=context.deadline,
+                    agent_calls=context.agent_calls,
+                )
+                async with aclosing(events) as items:
                     async for event in items:
                         forward(event)
                         if isinstance(event.body, ev.RunCompleted):

@@ -26,6 +26,8 @@ from .tool_port import ServerTool
 from .types import Message, Role, ToolCall
 
 MAX_TOOL_OUTPUT_CHARS = 64 * 1024
+# Every call of a response runs at once: this bounds that fan-out (the model is told).
+MAX_TOOL_CALLS_PER_RESPONSE = 32
 DEFAULT_CLIENT_TOOL_TIMEOUT = 60.0
 
 
@@ -126,14 +128,30 @@ class TurnTools:
     async def execute(
         self, calls: Sequence[ToolCall], emit: Emit, ask_agent: AskAgent, run_id: str
     ) -> list[Message]:
-        """Run the calls concurrently; the tool messages for the history, in call order."""
+        """Run the calls concurrently (at most MAX_TOOL_CALLS_PER_RESPONSE of them; the model
+        is told the rest were not run); the tool messages for the history, in call order."""
         for call in calls:
             emit(ev.ToolCallStarted(call, self.location(call.name)))
-        results = await asyncio.gather(*(self._one(call, emit, ask_agent) for call in calls))
+        results = await asyncio.gather(
+            *(
+                self._one(call, emit, ask_agent)
+                if i < MAX_TOOL_CALLS_PER_RESPONSE
+                else self._refused(call, emit)
+                for i, call in enumerate(calls)
+            )
+        )
         return [
             Message(Role.TOOL, output, tool_call_id=call.call_id, run_id=run_id)
             for call, output in zip(calls, results, strict=True)
         ]
+
+    async def _refused(self, call: ToolCall, emit: Emit) -> str:
+        error = (
+            f"not run: at most {MAX_TOOL_CALLS_PER_RESPONSE} tool calls of one response "
+            "are run; call the rest in a later response"
+        )
+        emit(ev.ToolCallFinished(call.call_id, call.name, "", error, 0.0))
+        return f"error: {error}"
 
     async def _one(self, call: ToolCall, emit: Emit, ask_agent: AskAgent) -> str:
         began = time.monotonic()
