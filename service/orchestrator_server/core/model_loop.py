@@ -33,6 +33,7 @@ AskAgent = Callable[[str, str], Awaitable[str]]
 class TurnContext:
     """What a turn needs besides its run: the request, its tools and its deadline."""
 
+    tenant: str
     request: TurnRequest
     tools: TurnTools
     deadline: float | None
@@ -134,8 +135,13 @@ class ModelLoop:
         """Stream one model response, emitting its text; the response's end."""
         self.parts.clear()
         end: ModelTurnEnd | None = None
+        context = self._context
         request = ChatRequest(
-            self._agent.spec.model, messages, self._schemas, remaining(self._context.deadline)
+            self._agent.spec.model,
+            messages,
+            self._schemas,
+            remaining(context.deadline),
+            context.tenant,
         )
         stream = self._model.stream(request)
         async with aclosing(stream):  # a refused answer closes its upstream request now

@@ -33,6 +33,8 @@ class ChatRequest:
     messages: Sequence[ChatMessage]
     tools: Sequence[dict[str, Any]] = ()
     timeout: float | None = None
+    # Whose call this is: a provider's concurrent calls are shared fairly among tenants.
+    tenant: str = ""
 
 
 class ChatModel(Protocol):

@@ -127,7 +127,7 @@ class RunEngine:
         )
         active = ActiveRun(_new_run(agent, session_id, request, reservation.immediate), tenant)
         budget = agent_calls or AgentCallBudget(self._max_agent_calls)
-        context = TurnContext(request, tools, deadline, budget)
+        context = TurnContext(tenant, request, tools, deadline, budget)
         turn = Turn(self._services, active, agent, reservation, context)
         stream: TaskStream[object] = TaskStream(
             turn.run, name=f"turn {active.run.run_id}", merge=ev.coalesce_deltas

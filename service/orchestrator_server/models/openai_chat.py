@@ -2,13 +2,13 @@
 
 One AsyncOpenAI client per configured endpoint, reused for every call (its connection pool
 is per client). Retries are the client's own: connection errors, 408/409/429/5xx with
-exponential backoff, honouring `retry-after-ms`/`Retry-After`. A semaphore caps the calls
-in flight per provider so that one busy agent cannot open unbounded upstream requests.
+exponential backoff, honouring `retry-after-ms`/`Retry-After`. A limiter caps the calls in
+flight per provider (`max_concurrency`), so that one busy agent cannot open unbounded
+upstream requests, and hands freed slots to the waiting tenants in turn (round robin).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, Sequence
@@ -19,6 +19,7 @@ import openai
 
 from ..core import errors
 from ..core.errors import Reason
+from ..core.fair_limiter import FairLimiter
 from ..core.model_port import ChatRequest, ModelTurnEnd
 from ..core.types import ModelSpec, ToolCall, Usage
 from .provider_config import ProviderConfig
@@ -185,7 +186,8 @@ class OpenAIChatModel:
             max_retries=config.max_retries,
             timeout=httpx2.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
         )
-        self._slots = asyncio.Semaphore(config.max_concurrency)
+        # A provider's concurrent calls, shared round robin among the tenants waiting.
+        self._slots = FairLimiter(config.max_concurrency)
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -218,7 +220,7 @@ class OpenAIChatModel:
         """Stream one chat completion: text deltas, then a ModelTurnEnd."""
         kwargs = self._request(request)
         reader = _ChunkReader(self.name)
-        async with self._slots:
+        async with self._slots.slot(request.tenant):
             try:
                 # The raw streaming response: the SDK still does the request, auth, retries
                 # with backoff and error mapping, but each SSE chunk is parsed with json.loads

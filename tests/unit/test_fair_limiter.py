@@ -1,0 +1,68 @@
+"""A provider's call slots are shared round robin among tenants (issue 12: a tenant with
+thousands of turns queued must not delay another tenant's turn beyond its fair share)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from orchestrator_server.core.fair_limiter import FairLimiter
+
+
+async def settled(condition: Callable[[], bool]) -> None:
+    """Let the other tasks run until `condition` holds (a bounded number of loop steps)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_second_tenant_waits_for_one_turn_of_the_first_not_its_whole_queue() -> None:
+    limiter = FairLimiter(1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with limiter.slot("a"):
+            await release.wait()
+
+    async def waiter(key: str, name: str) -> None:
+        async with limiter.slot(key):
+            order.append(name)
+
+    tasks = [asyncio.create_task(holder())]
+    await settled(lambda: limiter.waiting == 0 and not release.is_set())
+    tasks += [asyncio.create_task(waiter("a", f"a{i}")) for i in range(100)]
+    await settled(lambda: limiter.waiting == 100)
+    tasks.append(asyncio.create_task(waiter("b", "b0")))
+    await settled(lambda: limiter.waiting == 101)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order.index("b0") == 1  # after one of the hundred turns queued before it
+    assert [n for n in order if n.startswith("a")] == [f"a{i}" for i in range(100)]
+
+
+async def test_a_cancelled_waiter_gives_up_its_place_and_slots_are_not_lost() -> None:
+    limiter = FairLimiter(2)
+    held = asyncio.Event()
+
+    async def hold() -> None:
+        async with limiter.slot("a"):
+            await held.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]
+    await settled(lambda: limiter._free == 0)
+    waiter = asyncio.create_task(hold())
+    await settled(lambda: limiter.waiting == 1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert limiter.waiting == 0
+    held.set()
+    await asyncio.gather(*holders)
+    assert limiter._free == 2
+    async with limiter.slot("c"), limiter.slot("d"):
+        assert limiter._free == 0
