@@ -4,15 +4,16 @@ ListRuns and ListMessages still fit a client's default 4 MiB limit and reach eve
 from __future__ import annotations
 
 import logging
+import tracemalloc
 from pathlib import Path
 
 import grpc
 import pytest
 
-from helpers import LiveServer, error_info, run_turn, start_live_server
+from helpers import LiveServer, error_info, run_turn, start, start_live_server
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_devmodel import DevModelServer
+from orchestrator_devmodel import DevModelAdmin, DevModelServer
 
 
 async def test_listings_of_megabyte_turns_page_by_size(watched: LiveServer) -> None:
@@ -58,3 +59,33 @@ async def test_a_response_over_the_send_limit_is_a_clear_error(
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     finally:
         await live.stop()
+
+
+async def test_megabyte_starts_written_without_reading_do_not_pile_up(
+    watched: LiveServer, admin: DevModelAdmin
+) -> None:
+    """Abuse: a stream keeps a turn running and writes 1 MB starts without reading. The
+    server holds at most the pending-start limit of them, then ends the stream (before,
+    an unbounded queue grew by the whole of what was written: ~2 GB for 2,000)."""
+    await admin.set_rules([{"match": {"contains": "forever"}, "reply": {"stall": True}}])
+    await watched.stub.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(agent_id="slow")))
+    call = watched.stub.Run()
+    await call.write(start("forever", "slow"))
+    await call.read()
+    big = start("x" * 1_000_000, "slow")  # one request object: the client allocates it once
+    tracemalloc.start()
+    try:
+        # One start more than may wait (writing past the end of the call would fail
+        # locally and hide the status the server sent).
+        for _ in range(watched.app.settings.max_pending_turns + 1):
+            await call.write(big)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            while await call.read() is not grpc.aio.EOF:
+                pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(ended.value).reason == "TOO_MANY_PENDING_TURNS"
+    # The waiting starts' text (33 MB at most) and nothing more is held at once.
+    assert peak < 50 * 1024 * 1024
