@@ -76,3 +76,30 @@ def test_callable_agents_are_bounded() -> None:
     with pytest.raises(InvalidArgumentError, match="callable_agents"):
         check_agent_spec(AgentSpec(callable_agents=callees))
     check_agent_spec(AgentSpec(callable_agents=callees[:MAX_CALLABLE_AGENTS]))
+
+
+def test_additional_properties_match_pattern_properties_with_re2() -> None:
+    text = json.dumps(
+        {
+            "type": "object",
+            "patternProperties": {"^(a+)+$": {"type": "integer"}},
+            "additionalProperties": False,
+        }
+    )
+    (tool,) = parse_client_tools([("t", "", text)], set())
+    # With Python's re, jsonschema's own check of this key takes seconds.
+    with pytest.raises(ToolError, match="additional properties"):
+        validate_arguments({"a" * 40 + "!": 1}, tool.parameters, client=True)
+    validate_arguments({"a" * 40: 1}, tool.parameters, client=True)
+
+
+def test_unevaluated_properties_with_pattern_properties_are_refused() -> None:
+    text = json.dumps(
+        {
+            "type": "object",
+            "patternProperties": {"^x": {}},
+            "unevaluatedProperties": False,
+        }
+    )
+    with pytest.raises(InvalidArgumentError, match="not supported"):
+        parse_client_tools([("t", "", text)], set())

@@ -4,7 +4,9 @@ and its stream says the same as its record (found by an adversarial review)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from fakes import GatedStore, Reply, collect, gated_core, make_core
@@ -12,22 +14,33 @@ from test_run_stream import Client
 
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.collaboration import Collaborations
-from orchestrator_server.core.errors import OrchestratorError, Reason, UnavailableError
+from orchestrator_server.core.errors import (
+    DeadlineExceededError,
+    OrchestratorError,
+    Reason,
+    UnavailableError,
+)
 from orchestrator_server.core.pagination import PageTokens
 from orchestrator_server.core.pipelines import PipelineRunner
 from orchestrator_server.core.run_stream import CancelTurn, ToolResult
 from orchestrator_server.core.start_gate import StartGate
 from orchestrator_server.core.team_runs import TeamRunner
 from orchestrator_server.core.teams import TeamRegistry
+from orchestrator_server.core.tool_calls import ClientToolBridge
 from orchestrator_server.core.types import (
+    Agent,
+    AgentSpec,
     Message,
+    NewAgent,
     PipelineStep,
     Run,
     RunStatus,
     TeamSpec,
+    ToolCall,
     TurnRequest,
 )
 from orchestrator_server.store.memory import InMemoryStore
+from orchestrator_server.store.sqlite import SQLiteStore
 
 
 class HeldFinishStore(InMemoryStore):
@@ -225,3 +238,67 @@ async def test_a_turn_cancelled_before_its_task_began_still_ends_and_frees_its_s
     assert core.engine.busy_run("t", "alpha", "default") == ""
     (run,) = (await core.records.list("t")).items
     assert run.status is RunStatus.CANCELLED
+
+
+class HeldLookupStore(InMemoryStore):
+    """Agent lookups wait for `release` while `hold` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def get_agent(self, tenant: str, agent_id: str) -> Agent | None:
+        if self.hold:
+            self.entered.set()
+            await self.release.wait()
+        return await super().get_agent(tenant, agent_id)
+
+
+async def test_a_start_resolving_its_agent_when_a_stop_begins_starts_no_turn() -> None:
+    store = HeldLookupStore()
+    core = make_core(store)
+    await core.agent("alpha")
+    store.hold = True
+    events = core.engine.execute("t", TurnRequest("alpha", "hi"))
+    first = asyncio.ensure_future(anext(events))
+    await store.entered.wait()  # past the first stopping check, not yet admitted
+    core.engine.active.begin_shutdown()
+    await core.engine.active.shutdown()
+    store.release.set()
+    with pytest.raises(UnavailableError) as refused:
+        await first
+    assert refused.value.reason is Reason.SERVER_STOPPING
+    assert (await core.records.list("t")).items == []
+
+
+async def test_a_failed_tool_call_cancels_its_siblings() -> None:
+    core = make_core()
+    await core.agent("alpha", callable_agents=("beta",))
+    await core.agent("beta")
+    calls = (ToolCall("c1", "ct", "{}"), ToolCall("c2", "ask_beta", '{"message": "help"}'))
+    core.model.script(Reply(tool_calls=calls), Reply(stall=True))
+    schema = json.dumps({"type": "object"})
+    request = TurnRequest(
+        "alpha", "go", client_tools=(("ct", "", schema),), client_tool_timeout=0.05
+    )
+    with pytest.raises(DeadlineExceededError):
+        await collect(core.engine.execute("t", request, bridge=ClientToolBridge()))
+    assert list(core.engine.active._by_id.values()) == []  # beta's run did not outlive it
+    runs = (await core.records.list("t")).items
+    assert {r.agent_id: r.status for r in runs}["beta"] is RunStatus.CANCELLED
+
+
+async def test_a_label_scan_racing_close_leaves_no_connection_open(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "scan.db"))
+    await store.open()
+    await store.create_agent("t", NewAgent("a1", AgentSpec(labels={"team": "blue"})))
+    await asyncio.gather(
+        store.close(),
+        store.list_agents("t", after=None, limit=10, label_filter={"team": "blue"}),
+        return_exceptions=True,
+    )
+    assert store._scan_conn is None
+    with pytest.raises(UnavailableError):
+        await store.list_agents("t", after=None, limit=10, label_filter={"team": "blue"})

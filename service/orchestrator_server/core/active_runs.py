@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import QuotaExceededError, Reason
+from .errors import QuotaExceededError, Reason, UnavailableError
 from .task_stream import TaskStream
 from .types import Run
 
@@ -105,7 +105,13 @@ class ActiveRuns:
 
     def admit(self, tenant: str) -> None:
         """QUOTA_EXCEEDED unless one more turn (running or queued) of `tenant` fits the
-        server's and the tenant's limits: one caller cannot hold every slot."""
+        server's and the tenant's limits: one caller cannot hold every slot. Checked with
+        no await before the turn is added, so a stop that began meanwhile is seen too."""
+        if self.stopping:
+            raise UnavailableError(
+                "the server is stopping and starts no new turn; retry",
+                reason=Reason.SERVER_STOPPING,
+            )
         if self._per_tenant[tenant] >= self._max_per_tenant:
             raise QuotaExceededError(
                 f"tenant '{tenant}' has {self._max_per_tenant} runs in flight, its limit",

@@ -87,6 +87,11 @@ def _parse_schema(text: str, field: str) -> dict[str, Any]:
             raise ValueError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
         for pattern in _patterns(schema):
             _compiled(pattern)
+        if _uses(schema, "unevaluatedProperties") and _uses(schema, "patternProperties"):
+            # jsonschema evaluates these together with Python's `re`, outside our reach.
+            raise ValueError(
+                "unevaluatedProperties together with patternProperties is not supported"
+            )
         jsonschema.Draft202012Validator.check_schema(schema)
     except (ValueError, RecursionError, jsonschema.SchemaError) as error:
         message = getattr(error, "message", None) or str(error) or type(error).__name__
@@ -107,6 +112,20 @@ def _depth(value: Any) -> int:
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
     return deepest
+
+
+def _uses(schema: Any, keyword: str) -> bool:
+    """Whether `keyword` appears anywhere in a schema (as an object key)."""
+    stack = [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if keyword in item:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _patterns(schema: Any) -> Iterator[str]:
@@ -176,7 +195,31 @@ def _validator_class() -> Any:
                 if _compiled(regex).search(key):
                     yield from validator.descend(value, subschema, path=key, schema_path=regex)
 
+    def additional_properties(
+        validator: Any, additional: Any, instance: Any, schema: Any
+    ) -> Iterator[Any]:
+        # jsonschema's own joins the patternProperties regexes and runs them with `re`.
+        if not validator.is_type(instance, "object"):
+            return
+        declared = schema.get("properties", {})
+        patterns = [_compiled(regex) for regex in schema.get("patternProperties", {})]
+        extras = [
+            key
+            for key in instance
+            if key not in declared and not any(p.search(key) for p in patterns)
+        ]
+        if validator.is_type(additional, "object"):
+            for key in extras:
+                yield from validator.descend(instance[key], additional, path=key)
+        elif additional is False and extras:
+            listed = ", ".join(repr(key[:40]) for key in sorted(extras)[:5])
+            yield jsonschema.ValidationError(f"additional properties are not allowed: {listed}")
+
     return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
         jsonschema.Draft202012Validator,
-        {"pattern": pattern, "patternProperties": pattern_properties},
+        {
+            "pattern": pattern,
+            "patternProperties": pattern_properties,
+            "additionalProperties": additional_properties,
+        },
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,13 +132,13 @@ class TurnTools:
         is told the rest were not run); the tool messages for the history, in call order."""
         for call in calls:
             emit(ev.ToolCallStarted(call, self.location(call.name)))
-        results = await asyncio.gather(
-            *(
+        results = await _all_or_none(
+            [
                 self._one(call, emit, ask_agent)
                 if i < MAX_TOOL_CALLS_PER_RESPONSE
                 else self._refused(call, emit)
                 for i, call in enumerate(calls)
-            )
+            ]
         )
         return [
             Message(Role.TOOL, output, tool_call_id=call.call_id, run_id=run_id)
@@ -213,6 +213,23 @@ class TurnTools:
         if error:
             raise ToolError(error)
         return output
+
+
+async def _all_or_none(work: list[Coroutine[Any, Any, str]]) -> list[str]:
+    """Run the calls concurrently; if one raises (a client tool's timeout) or the turn is
+    cancelled, cancel the others and wait for them, so that no sibling (a child agent
+    run) keeps running after the turn has failed."""
+    tasks = [asyncio.ensure_future(item) for item in work]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and not task.cancelled() and (error := task.exception()):
+                raise error
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _truncate(output: str) -> str:

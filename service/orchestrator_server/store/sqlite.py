@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..core.errors import Reason, UnavailableError
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -106,7 +107,7 @@ class SQLiteStore:
             self._scanner_closed = True
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._scanner, self._close_scanner)
-            self._scanner.shutdown(wait=True)
+            await asyncio.to_thread(self._scanner.shutdown, wait=True)
         if self._read_conn is not None:
             self._read_conn.close()
             self._read_conn = None
@@ -133,12 +134,16 @@ class SQLiteStore:
 
     def _scan_rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         """On the scanner thread: run a scanning read on its connection."""
+        if self._scanner_closed:
+            raise UnavailableError("the store is closing", reason=Reason.SERVER_STOPPING)
         if self._scan_conn is None:
             self._scan_conn = _connect(self._path, self._synchronous)
             self._scan_conn.execute("PRAGMA query_only = ON")
         return self._scan_conn.execute(sql, params).fetchall()
 
     async def _scan(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        if self._scanner_closed:
+            raise UnavailableError("the store is closing", reason=Reason.SERVER_STOPPING)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._scanner, self._scan_rows, sql, params)
 
