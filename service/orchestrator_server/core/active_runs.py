@@ -72,10 +72,8 @@ class ActiveRuns:
 
     def __init__(self, limits: RunLimits | None = None) -> None:
         limits = limits or RunLimits()
-        self._max_runs = limits.max_runs
-        self._max_per_tenant = limits.max_runs_per_tenant
-        self._per_tenant: Counter[str] = Counter()
-        self._streams = _Slots("streams", limits.max_streams, limits.max_streams_per_tenant)
+        self._runs = _Slots("runs", "in flight", limits.max_runs, limits.max_runs_per_tenant)
+        self._streams = _Slots("streams", "open", limits.max_streams, limits.max_streams_per_tenant)
         self._by_id: dict[str, ActiveRun] = {}
         self._by_request: dict[RequestKey, ActiveRun] = {}
         self._external: dict[str, tuple[str, TaskStream[Any]]] = {}
@@ -87,7 +85,7 @@ class ActiveRuns:
         """Track a turn that is about to start."""
         run = active.run
         self._by_id[run.run_id] = active
-        self._per_tenant[active.tenant] += 1
+        self._runs.count(active.tenant)
         self._idle.clear()
         if run.request_id:
             self._by_request[(active.tenant, run.agent_id, run.request_id)] = active
@@ -96,9 +94,7 @@ class ActiveRuns:
         """Forget a turn that has ended."""
         run = active.run
         if self._by_id.pop(run.run_id, None) is not None:
-            self._per_tenant[active.tenant] -= 1
-            if not self._per_tenant[active.tenant]:
-                del self._per_tenant[active.tenant]
+            self._runs.give(active.tenant)
         self._settle()
         if run.request_id:
             self._by_request.pop((active.tenant, run.agent_id, run.request_id), None)
@@ -107,24 +103,15 @@ class ActiveRuns:
         """QUOTA_EXCEEDED unless one more turn (running or queued) of `tenant` fits the
         server's and the tenant's limits: one caller cannot hold every slot. Checked with
         no await before the turn is added, so a stop that began meanwhile is seen too."""
+        self.refuse_if_stopping()
+        self._runs.check(tenant)
+
+    def refuse_if_stopping(self) -> None:
+        """SERVER_STOPPING once a stop began: no new turn starts."""
         if self.stopping:
             raise UnavailableError(
                 "the server is stopping and starts no new turn; retry",
                 reason=Reason.SERVER_STOPPING,
-            )
-        if self._per_tenant[tenant] >= self._max_per_tenant:
-            raise QuotaExceededError(
-                f"tenant '{tenant}' has {self._max_per_tenant} runs in flight, its limit",
-                subject=f"tenant:{tenant}",
-                quota="max_runs_per_tenant",
-                limit=self._max_per_tenant,
-            )
-        if len(self._by_id) >= self._max_runs:
-            raise QuotaExceededError(
-                f"the server has {self._max_runs} runs in flight, its limit",
-                subject="server",
-                quota="max_runs",
-                limit=self._max_runs,
             )
 
     def open_stream(self, tenant: str) -> None:
@@ -213,8 +200,9 @@ class ActiveRuns:
 class _Slots:
     """Counts of something in use, server-wide and per tenant, with their limits."""
 
-    def __init__(self, name: str, limit: int, per_tenant: int) -> None:
+    def __init__(self, name: str, state: str, limit: int, per_tenant: int) -> None:
         self._name = name
+        self._state = state  # how the error message says they are in use
         self._limit = limit
         self._per_tenant_limit = per_tenant
         self._per_tenant: Counter[str] = Counter()
@@ -222,20 +210,29 @@ class _Slots:
 
     def take(self, tenant: str) -> None:
         """Use one slot of `tenant`, or QUOTA_EXCEEDED."""
+        self.check(tenant)
+        self.count(tenant)
+
+    def check(self, tenant: str) -> None:
+        """QUOTA_EXCEEDED unless `tenant` may use one more slot."""
+        what = f"{self._name} {self._state}"
         if self._per_tenant[tenant] >= self._per_tenant_limit:
             raise QuotaExceededError(
-                f"tenant '{tenant}' has {self._per_tenant_limit} {self._name} open, its limit",
+                f"tenant '{tenant}' has {self._per_tenant_limit} {what}, its limit",
                 subject=f"tenant:{tenant}",
                 quota=f"max_{self._name}_per_tenant",
                 limit=self._per_tenant_limit,
             )
         if self._total >= self._limit:
             raise QuotaExceededError(
-                f"the server has {self._limit} {self._name} open, its limit",
+                f"the server has {self._limit} {what}, its limit",
                 subject="server",
                 quota=f"max_{self._name}",
                 limit=self._limit,
             )
+
+    def count(self, tenant: str) -> None:
+        """Use one slot of `tenant` (checked before)."""
         self._per_tenant[tenant] += 1
         self._total += 1
 

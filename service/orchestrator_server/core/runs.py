@@ -26,7 +26,7 @@ from .active_runs import (
 )
 from .agents import AgentRegistry
 from .client_tools import ToolError, parse_client_tools
-from .errors import InvalidArgumentError, OrchestratorError, Reason, UnavailableError
+from .errors import InvalidArgumentError, OrchestratorError, Reason
 from .model_loop import (
     DEFAULT_MAX_AGENT_CALLS_PER_TURN,
     DEFAULT_MAX_OUTPUT_CHARS,
@@ -102,11 +102,7 @@ class RunEngine:
         `deadline` is a time.monotonic() instant after which the turn is cancelled with
         reason DEADLINE_EXCEEDED; model calls get only the time that remains.
         """
-        if self.active.stopping:
-            raise UnavailableError(
-                "the server is stopping and starts no new turn; retry",
-                reason=Reason.SERVER_STOPPING,
-            )
+        self.active.refuse_if_stopping()
         session_id = check_turn_request(request)
         agent = await self._resolve_agent(tenant, request.agent_id)
         tools = self._turn_tools(agent, request, bridge)
