@@ -9,6 +9,7 @@ own cleanup writes the right outcome.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,12 @@ DEFAULT_MAX_STREAMS_PER_TENANT = 2_000
 # gRPC measures a caller's deadline on its own clock: a caller gone within this much of
 # its deadline is taken to have hit it.
 DEADLINE_SLACK_SECONDS = 0.05
+
+
+def deadline_passed(deadline: float | None) -> bool:
+    """Whether a caller's deadline (a time.monotonic() instant) has passed, within the
+    clock slack; False without a deadline."""
+    return deadline is not None and time.monotonic() >= deadline - DEADLINE_SLACK_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

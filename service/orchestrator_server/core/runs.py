@@ -19,10 +19,10 @@ from typing import cast
 
 from . import events as ev
 from .active_runs import (
-    DEADLINE_SLACK_SECONDS,
     ActiveRun,
     ActiveRuns,
     RunLimits,
+    deadline_passed,
 )
 from .agents import AgentRegistry
 from .client_tools import ToolError, parse_client_tools
@@ -132,8 +132,7 @@ class RunEngine:
         self.active.add(active)
 
         def abandoned() -> None:
-            passed = deadline is not None and time.monotonic() >= deadline - DEADLINE_SLACK_SECONDS
-            self.active.abandoned(active, passed)
+            self.active.abandoned(active, deadline_passed(deadline))
 
         sequence = 0
         async with aclosing(stream.events(on_abandon=abandoned)) as items:

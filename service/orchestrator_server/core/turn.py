@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from . import events as ev
-from .active_runs import DEADLINE_SLACK_SECONDS, ActiveRun, ActiveRuns
+from .active_runs import ActiveRun, ActiveRuns, deadline_passed
 from .errors import DeadlineExceededError, FailedPreconditionError, OrchestratorError, Reason
 from .model_loop import AskAgent, ModelLoop, TurnContext
 from .model_port import ModelCatalog
@@ -127,12 +127,7 @@ class Turn:
             return False
         if error.reason is Reason.DEADLINE_EXCEEDED:
             return True
-        deadline = self._context.deadline
-        return (
-            error.reason is Reason.MODEL_TIMEOUT
-            and deadline is not None
-            and time.monotonic() >= deadline - DEADLINE_SLACK_SECONDS
-        )
+        return error.reason is Reason.MODEL_TIMEOUT and deadline_passed(self._context.deadline)
 
     async def _execute(self, gate: StartGate, emit: Emit[object]) -> None:
         reservation, services = self._reservation, self._services
