@@ -92,9 +92,7 @@ def unary_response(
     return handle
 
 
-def stream_response(
-    behaviour: StreamBehaviour, client_streaming: bool, max_bytes: int
-) -> StreamBehaviour:
+def stream_response(behaviour: StreamBehaviour, client_streaming: bool) -> StreamBehaviour:
     """A server-streaming method whose errors become rich statuses, also after some
     responses were sent."""
 
@@ -127,10 +125,14 @@ def _method_handler(
     response_cls = message_factory.GetMessageClass(method.output_type)
     behaviour = getattr(servicer, method.name)
     streaming = (method.client_streaming, method.server_streaming)
-    wrap = stream_response if method.server_streaming else unary_response
+    handle = (
+        stream_response(behaviour, method.client_streaming)
+        if method.server_streaming
+        else unary_response(behaviour, method.client_streaming, max_bytes)
+    )
     factory: Callable[..., grpc.RpcMethodHandler[Any, Any]] = _FACTORIES[streaming]
     return factory(
-        wrap(behaviour, method.client_streaming, max_bytes),
+        handle,
         request_deserializer=_tolerant_parser(request_cls),
         response_serializer=response_cls.SerializeToString,
     )
