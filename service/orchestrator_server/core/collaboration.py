@@ -36,7 +36,7 @@ from .events import (
     ParticipantResult,
     ParticipantStarted,
 )
-from .outcome import OutcomeRecorder, despite_cancels
+from .outcome import OutcomeRecorder, despite_cancels, failure_of
 from .runs import RunEngine
 from .store_port import Store
 from .task_stream import TaskStream
@@ -197,11 +197,8 @@ class Collaborations:
         self, begin: asyncio.Future[Run], outcome: OutcomeRecorder, error: Exception
     ) -> None:
         await asyncio.gather(begin, return_exceptions=True)
-        if isinstance(error, OrchestratorError):
-            await outcome.ended(RunStatus.FAILED, error.reason, error.message)
-            return
-        log.error("collaboration %s failed unexpectedly", outcome.run.run_id, exc_info=error)
-        await outcome.ended(RunStatus.FAILED, Reason.INTERNAL_ERROR, "internal error")
+        reason, message = failure_of(error, f"collaboration {outcome.run.run_id}")
+        await outcome.ended(RunStatus.FAILED, reason, message)
 
     async def run_participant(
         self, stage: Stage, who: Participant, message: str, time_limit: float | None = None

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 
+from .errors import OrchestratorError, Reason
 from .store_port import Store
 from .types import Message, Run, RunStatus, Usage
 
@@ -99,3 +100,12 @@ async def despite_cancels(cleanup: Awaitable[None]) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
     task.result()
+
+
+def failure_of(error: Exception, what: str) -> tuple[Reason, str]:
+    """The reason and message recorded when `what` (a run) failed with `error`; details
+    of unexpected errors go to the log only."""
+    if isinstance(error, OrchestratorError):
+        return error.reason, error.message
+    log.error("%s failed unexpectedly", what, exc_info=error)
+    return Reason.INTERNAL_ERROR, "internal error"

@@ -11,25 +11,23 @@ kept in the run record's `output` for inspection.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from . import events as ev
 from .active_runs import ActiveRun, ActiveRuns, deadline_passed
-from .errors import DeadlineExceededError, FailedPreconditionError, OrchestratorError, Reason
+from .errors import DeadlineExceededError, FailedPreconditionError, Reason
 from .model_loop import AskAgent, ModelLoop, TurnContext
 from .model_port import ModelCatalog
 from .observer import RunObserver, RunReport
-from .outcome import OutcomeRecorder, despite_cancels
+from .outcome import OutcomeRecorder, despite_cancels, failure_of
 from .session_locks import Reservation
 from .start_gate import StartGate
 from .store_port import Store
 from .task_stream import Emit
 from .types import Agent, Message, Role, RunStatus
 
-log = logging.getLogger(__name__)
 
 # Builds the agent-as-tool callback of a turn from its agent, run and event sink.
 AgentCaller = Callable[[Agent, ActiveRun, TurnContext, Emit[object]], AskAgent]
@@ -120,7 +118,9 @@ class Turn:
                 RunStatus.CANCELLED, Reason.DEADLINE_EXCEEDED, "the caller's deadline passed"
             )
             return
-        await self._record_end(RunStatus.FAILED, *_describe(error, self._active.run.run_id))
+        await self._record_end(
+            RunStatus.FAILED, *failure_of(error, f"run {self._active.run.run_id}")
+        )
 
     def _caller_deadline_passed(self, error: Exception) -> bool:
         if not isinstance(error, DeadlineExceededError):
@@ -217,12 +217,3 @@ class Turn:
         self._reservation.release()
         services.runs.remove(active)
         active.finished(run)
-
-
-def _describe(error: Exception, run_id: str) -> tuple[str, str]:
-    """The reason and message recorded for a failed run (details of unexpected errors go
-    to the log only)."""
-    if isinstance(error, OrchestratorError):
-        return error.reason, error.message
-    log.error("run %s failed unexpectedly", run_id, exc_info=error)
-    return Reason.INTERNAL_ERROR, "internal error"
