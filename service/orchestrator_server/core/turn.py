@@ -28,7 +28,6 @@ from .store_port import Store
 from .task_stream import Emit
 from .types import Agent, Message, Role, RunStatus
 
-
 # Builds the agent-as-tool callback of a turn from its agent, run and event sink.
 AgentCaller = Callable[[Agent, ActiveRun, TurnContext, Emit[object]], AskAgent]
 
