@@ -209,8 +209,7 @@ class RunStream:
         return True
 
     def _queue_start(self, request: TurnRequest) -> bool:
-        pending = sum(isinstance(item, TurnRequest) for item in self._inbox)
-        if pending < self._max_pending:
+        if self._pending_starts() < self._max_pending:
             self._put(request)
             return True
         self._fail(
@@ -223,17 +222,18 @@ class RunStream:
         return False
 
     def _cancel(self, run_id: str) -> None:
-        if not run_id and not self._current and (self._starting or self._start_pending()):
+        if not run_id and not self._current and (self._starting or self._pending_starts()):
             # The turn has no run id yet: cancel it as soon as it has one.
             self._cancel_when_started = "the client cancelled the run"
             return
-        if (run_id or self._current) == self._current and self._current:
+        if self._current and run_id in ("", self._current):
             self._engine.active.cancel_own(
                 self._current, "the client cancelled the run", Reason.RUN_CANCELLED
             )
 
-    def _start_pending(self) -> bool:
-        return any(isinstance(item, TurnRequest) for item in self._inbox)
+    def _pending_starts(self) -> int:
+        """Starts received that wait behind the current turn."""
+        return sum(isinstance(item, TurnRequest) for item in self._inbox)
 
     def _fail(self, error: OrchestratorError) -> None:
         """End the stream with `error` once the current turn (even one whose run has no
