@@ -83,15 +83,7 @@ def _parse_schema(text: str, field: str) -> dict[str, Any]:
         schema = json.loads(text) if text else dict(_EMPTY_SCHEMA)
         if not isinstance(schema, dict) or schema.get("type", "object") != "object":
             raise ValueError("the schema must describe a JSON object")
-        if _depth(schema) > MAX_SCHEMA_DEPTH:
-            raise ValueError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
-        for pattern in _patterns(schema):
-            _compiled(pattern)
-        if _uses(schema, "unevaluatedProperties") and _uses(schema, "patternProperties"):
-            # jsonschema evaluates these together with Python's `re`, outside our reach.
-            raise ValueError(
-                "unevaluatedProperties together with patternProperties is not supported"
-            )
+        _check_shape(schema)
         jsonschema.Draft202012Validator.check_schema(schema)
     except (ValueError, RecursionError, jsonschema.SchemaError) as error:
         message = getattr(error, "message", None) or str(error) or type(error).__name__
@@ -101,48 +93,37 @@ def _parse_schema(text: str, field: str) -> dict[str, Any]:
     return schema
 
 
-def _depth(value: Any) -> int:
-    """How deeply a parsed JSON value nests (iteratively: no recursion to exhaust)."""
-    deepest, stack = 0, [(value, 1)]
+def _nodes(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value of a parsed JSON document with its depth (iteratively: no recursion
+    to exhaust)."""
+    stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        deepest = max(deepest, depth)
+        yield item, depth
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return deepest
 
 
-def _uses(schema: Any, keyword: str) -> bool:
-    """Whether `keyword` appears anywhere in a schema (as an object key)."""
-    stack = [schema]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if keyword in item:
-                return True
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def _patterns(schema: Any) -> Iterator[str]:
-    """Every regular expression of a schema: `pattern` values, `patternProperties` keys."""
-    stack = [schema]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
-        if isinstance(item.get("pattern"), str):
-            yield item["pattern"]
-        if isinstance(item.get("patternProperties"), dict):
-            yield from item["patternProperties"]
-        stack.extend(item.values())
+def _check_shape(schema: dict[str, Any]) -> None:
+    """ValueError for a schema too deep, with a pattern RE2 cannot run, or combining
+    keywords that jsonschema would evaluate with Python's `re`."""
+    nodes = list(_nodes(schema))
+    if max(depth for _, depth in nodes) > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
+    objects = [node for node, _ in nodes if isinstance(node, dict)]
+    for node in objects:
+        if isinstance(node.get("pattern"), str):
+            _compiled(node["pattern"])
+        keyed = node.get("patternProperties")
+        if isinstance(keyed, dict):
+            for pattern in keyed:
+                _compiled(pattern)
+    keywords = set().union(*objects)
+    if {"unevaluatedProperties", "patternProperties"} <= keywords:
+        # jsonschema evaluates these together with Python's `re`, outside our reach.
+        raise ValueError("unevaluatedProperties together with patternProperties is not supported")
 
 
 @lru_cache(maxsize=1024)
