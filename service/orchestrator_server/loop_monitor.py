@@ -29,12 +29,19 @@ class LoopLagMonitor:
         self._record = record
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._ticked = asyncio.Event()
         self.max_lag = 0.0
 
     def start(self) -> None:
         """Begin measuring on the running loop."""
         if self._task is None:
             self._task = asyncio.create_task(self._watch(), name="event loop lag monitor")
+
+    async def tick(self) -> None:
+        """Wait for the next measurement (one that began before this call may count a
+        stall that happened before it: wait for two to start a clean window)."""
+        self._ticked.clear()
+        await self._ticked.wait()
 
     def reset(self) -> float:
         """The largest lag since the last reset (or start); starts a new window."""
@@ -56,3 +63,4 @@ class LoopLagMonitor:
             lag = max(time.monotonic() - asked - self._interval, 0.0)
             self.max_lag = max(self.max_lag, lag)
             self._record(lag)
+            self._ticked.set()
