@@ -143,7 +143,8 @@ async def create_app(settings: Settings) -> App:
     monitor.start()
     tools = ToolRegistry()
     tools.register_all(builtin_tools())
-    tools.register_all(plugin_tools())
+    # Scanning installed distributions' entry points reads hundreds of files: off the loop.
+    tools.register_all(await asyncio.to_thread(plugin_tools))
     mcp = await start_mcp(settings, tools) if settings.mcp_servers else None
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown)
     runs = RunEngine(
@@ -290,8 +291,12 @@ async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:
 
 
 def _import_run_modules() -> None:
-    for name in ("orchestrator_server.models.openai_chat", "jsonschema"):
-        importlib.import_module(name)
+    importlib.import_module("jsonschema")
+
+
+async def _warm_up(app: App) -> None:
+    await asyncio.to_thread(_import_run_modules)
+    await app.catalog.warm_up()
 
 
 async def graceful_stop(app: App, server: grpc.aio.Server, grace: float) -> None:
@@ -324,9 +329,9 @@ async def serve(settings: Settings) -> None:
         )
     await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
-    # Modules the first run needs but start-up does not: import them now, off the loop,
-    # so that SERVING is not delayed and the first run does not pay for them.
-    warm_up = asyncio.create_task(asyncio.to_thread(_import_run_modules), name="import run modules")
+    # Modules and model clients the first run needs but start-up does not: prepare them
+    # now, off the loop, so that SERVING is not delayed and the first run does not pay.
+    warm_up = asyncio.create_task(_warm_up(app), name="warm up run modules and model clients")
     host = settings.address.rsplit(":", 1)[0]
     log.info(
         "orchestrator listening on %s:%d (db=%s, providers=%s, default provider=%s)",

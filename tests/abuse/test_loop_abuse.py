@@ -23,7 +23,7 @@ from helpers import (
 )
 from orchestrator.v1 import agent_pb2, collaboration_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_devmodel import DevModelAdmin, DevModelServer
+from orchestrator_devmodel import DevModelAdmin, DevModelProcess
 
 ANSWER_WITH_TOOL_RESULTS = {"match": {"last_role": "tool"}, "reply": {"echo_tool_results": True}}
 
@@ -112,7 +112,7 @@ async def test_a_template_that_would_amplify_its_input_is_refused_before_renderi
 
 
 async def test_one_tenant_cannot_hold_every_run_slot(
-    devmodel: DevModelServer, admin: DevModelAdmin, tmp_path: Path
+    devmodel: DevModelProcess, admin: DevModelAdmin, tmp_path: Path
 ) -> None:
     live = await start_live_server(tmp_path / "quota.db", devmodel.base_url, max_runs_per_tenant=2)
     try:

@@ -13,7 +13,7 @@ import pytest
 from helpers import LiveServer, error_info, run_turn, start, start_live_server
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
-from orchestrator_devmodel import DevModelAdmin, DevModelServer
+from orchestrator_devmodel import DevModelAdmin, DevModelProcess
 
 
 async def test_listings_of_megabyte_turns_page_by_size(watched: LiveServer) -> None:
@@ -41,7 +41,7 @@ async def test_listings_of_megabyte_turns_page_by_size(watched: LiveServer) -> N
 
 
 async def test_a_response_over_the_send_limit_is_a_clear_error(
-    devmodel: DevModelServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    devmodel: DevModelProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     live = await start_live_server(
         tmp_path / "small.db", devmodel.base_url, max_response_bytes=64 * 1024

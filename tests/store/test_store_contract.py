@@ -4,6 +4,7 @@ their idempotency keys, keyset pagination order, and teams."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -32,7 +33,7 @@ from orchestrator_server.core.types import (
     Usage,
 )
 from orchestrator_server.store.memory import InMemoryStore
-from orchestrator_server.store.sqlite import SQLiteStore
+from orchestrator_server.store.sqlite import STEP_BYTES, SQLiteStore
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -235,3 +236,33 @@ async def test_sqlite_runs_label_scans_off_the_event_loop(tmp_path: Path) -> Non
     finally:
         await store.close()
         await store.close()  # closing twice is harmless
+
+
+async def test_a_history_of_large_messages_is_read_in_steps(tmp_path: Path) -> None:
+    """SQLite reads on the loop; a history of megabyte messages gives it back between
+    rows, so that one session's large turns do not hold every other call."""
+    store = SQLiteStore(str(tmp_path / "steps.db"))
+    await store.open()
+    try:
+        await store.create_agent("t", NewAgent("a1", spec()))
+        big = [Message(Role.USER, "x" * STEP_BYTES) for _ in range(6)]
+        await store.append_messages("t", "a1", "s1", big)
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def other_callbacks() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_callbacks())
+        await asyncio.sleep(0)
+        ticks = 0
+        history = await store.load_history("t", "a1", "s1", limit=50)
+        stop.set()
+        await other
+        assert [m.content for m in history] == [m.content for m in big]
+        assert ticks >= len(big) - 1
+    finally:
+        await store.close()

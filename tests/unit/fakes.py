@@ -44,7 +44,7 @@ class ScriptedModel:
         """Queue replies for the next model calls."""
         self.replies.extend(replies)
 
-    def resolve(self, provider: str) -> ScriptedModel:
+    async def resolve(self, provider: str) -> ScriptedModel:
         """Every provider is this model."""
         return self
 

@@ -54,6 +54,6 @@ class ChatModel(Protocol):
 class ModelCatalog(Protocol):
     """Resolves an agent's provider name to a ChatModel."""
 
-    def resolve(self, provider: str) -> ChatModel:
+    async def resolve(self, provider: str) -> ChatModel:
         """The provider's model client; PROVIDER_NOT_CONFIGURED if unknown."""
         ...

@@ -139,7 +139,7 @@ class Turn:
         async with reservation.hold(self._active.run.run_id):
             if not reservation.immediate:
                 await self._begin_queued()
-            model = services.models.resolve(self._agent.spec.model.provider)
+            model = await services.models.resolve(self._agent.spec.model.provider)
             loop = self._loop = ModelLoop(
                 model,
                 self._agent,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 from ..core.errors import FailedPreconditionError, Reason
@@ -10,17 +13,30 @@ from .provider_config import ProviderConfig
 if TYPE_CHECKING:
     from .openai_chat import OpenAIChatModel
 
+log = logging.getLogger(__name__)
+
+
+def _create_model(config: ProviderConfig) -> OpenAIChatModel:
+    # Imported here, in a worker thread: the openai package takes ~0.5 s to import.
+    from .openai_chat import OpenAIChatModel
+
+    return OpenAIChatModel(config)
+
 
 class ProviderCatalog:
     """One OpenAIChatModel per configured provider, created on first use; resolves
-    agents' provider names."""
+    agents' provider names.
+
+    A client is created in a worker thread: building one loads the CA bundle into a TLS
+    context (~80 ms of CPU), which on the event loop would stall every other call."""
 
     def __init__(self, configs: list[ProviderConfig], default_provider: str) -> None:
         self._configs = {c.name: c for c in configs}
         self._models: dict[str, OpenAIChatModel] = {}
+        self._creating: dict[str, asyncio.Future[OpenAIChatModel]] = {}
         self.default_provider = default_provider
 
-    def resolve(self, provider: str) -> OpenAIChatModel:
+    async def resolve(self, provider: str) -> OpenAIChatModel:
         """The provider's model client (the default for an empty name)."""
         name = provider or self.default_provider
         model = self._models.get(name)
@@ -33,12 +49,28 @@ class ProviderCatalog:
                 reason=Reason.PROVIDER_NOT_CONFIGURED,
                 metadata={"provider": name},
             )
-        # Imported on first use: the openai package takes ~0.5 s to import, which would
-        # otherwise delay SERVING (server.py also warms it up in the background).
-        from .openai_chat import OpenAIChatModel
+        creating = self._creating.get(name)
+        if creating is None:
+            # One creation per provider, shared by every turn that needs it meanwhile;
+            # shielded so that one caller's cancel does not cancel the others' wait.
+            creating = self._creating[name] = asyncio.ensure_future(self._create(config))
+        return await asyncio.shield(creating)
 
-        model = self._models[name] = OpenAIChatModel(config)
+    async def _create(self, config: ProviderConfig) -> OpenAIChatModel:
+        try:
+            model = await asyncio.to_thread(_create_model, config)
+        finally:
+            del self._creating[config.name]
+        self._models[config.name] = model
         return model
+
+    async def warm_up(self) -> None:
+        """Create every configured provider's client ahead of the first turn."""
+        for name in self.names():
+            try:
+                await self.resolve(name)
+            except Exception as error:  # the first turn will report it, with its reason
+                log.warning("provider %s: its client could not be created: %s", name, error)
 
     def names(self) -> list[str]:
         """Configured provider names."""
@@ -46,5 +78,8 @@ class ProviderCatalog:
 
     async def close(self) -> None:
         """Close every client's connection pool."""
+        for creating in list(self._creating.values()):
+            with contextlib.suppress(Exception):
+                await creating
         for model in self._models.values():
             await model.close()

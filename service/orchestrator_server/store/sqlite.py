@@ -49,6 +49,8 @@ from .sqlite_rows import (
 from .sqlite_writer import SQLiteWriter
 
 R = TypeVar("R")
+# How much row data a stepped read takes from SQLite before giving the loop back.
+STEP_BYTES = 512 * 1024
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -152,6 +154,24 @@ class SQLiteStore:
         assert conn is not None, "store is not open"
         return conn.execute(sql, params).fetchall()
 
+    async def _read_in_steps(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A read whose rows may be megabytes each (messages, run outputs): on the loop,
+        as the common small result costs less there than a hop to a thread (a queue of
+        hops waits for the GIL in turn), but giving the loop back every STEP_BYTES so that
+        a history of large turns does not stall every other call."""
+        conn = self._read_conn
+        assert conn is not None, "store is not open"
+        cursor = conn.execute(sql, params)
+        rows: list[Any] = []
+        budget = STEP_BYTES
+        while (row := cursor.fetchone()) is not None:
+            rows.append(row)
+            budget -= sum(len(v) for v in row if isinstance(v, str | bytes))
+            if budget <= 0:
+                budget = STEP_BYTES
+                await asyncio.sleep(0)
+        return rows
+
     async def page_token_secret(self) -> bytes:
         """The installation's page-token secret, created on first use."""
         rows = self._read("SELECT value FROM meta WHERE key = 'page_token_secret'")
@@ -238,7 +258,7 @@ class SQLiteStore:
         self, tenant: str, agent_id: str, session_id: str, limit: int
     ) -> list[Message]:
         """The last `limit` messages of the session, oldest first."""
-        rows = self._read(
+        rows = await self._read_in_steps(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = ? AND agent_id = ? "
             "AND session_id = ? ORDER BY seq DESC LIMIT ?",
             (tenant, agent_id, session_id, limit),
@@ -249,7 +269,7 @@ class SQLiteStore:
         self, tenant: str, agent_id: str, session_id: str, *, after: int, limit: int
     ) -> list[Message]:
         """Messages after a sequence number, oldest first."""
-        rows = self._read(
+        rows = await self._read_in_steps(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = ? AND agent_id = ? "
             "AND session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (tenant, agent_id, session_id, after, limit),
@@ -313,7 +333,7 @@ class SQLiteStore:
     async def list_runs(self, tenant: str, query: RunQuery) -> list[Run]:
         """Runs newest first (create_time, run_id descending)."""
         sql, params = sqlite_runs.list_runs_query(tenant, query)
-        return [run_from_row(r) for r in self._read(sql, params)]
+        return [run_from_row(r) for r in await self._read_in_steps(sql, params)]
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
         """Runs a dead process left queued or running become interrupted."""
@@ -358,5 +378,5 @@ class SQLiteStore:
 
     async def integrity_check(self) -> str:
         """SQLite's own verdict on the file ('ok' when healthy)."""
-        rows = self._read("PRAGMA integrity_check")
+        rows = await self._scan("PRAGMA integrity_check", ())
         return str(rows[0][0])

@@ -1,0 +1,64 @@
+"""The chat request body is the JSON of its parameters and messages, and a large one is
+encoded in steps that let the event loop run other callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from orchestrator_server.models.request_body import STEP_BYTES, encode_chat_body
+
+MESSAGES: list[dict[str, Any]] = [
+    {"role": "system", "content": 'Be brief. «quoted» \u2028 "escaped" \\ \n'},
+    {"role": "user", "content": "2+2? 🧮"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "calc", "arguments": "{}"}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "4"},
+    {"role": "user", "content": "a lone surrogate \ud800 is escaped, not an encoding error"},
+]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"model": "m", "stream": True, "temperature": 0.5, "stop": ["\n"]},
+        {"model": "m", "tools": [{"type": "function", "function": {"name": "calc"}}]},
+    ],
+)
+@pytest.mark.parametrize("messages", [[], MESSAGES])
+async def test_the_body_is_the_parameters_with_the_messages(
+    params: dict[str, Any], messages: list[dict[str, Any]]
+) -> None:
+    body = await encode_chat_body(params, messages)
+    assert json.loads(body) == {**params, "messages": messages}
+
+
+async def test_a_large_body_gives_the_loop_back_while_it_is_encoded() -> None:
+    messages = [{"role": "user", "content": "x" * STEP_BYTES} for _ in range(8)]
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def other_callbacks() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_callbacks())
+    await asyncio.sleep(0)  # the other task is running before the encoding starts
+    ticks = 0
+    body = await encode_chat_body({"model": "m"}, messages)
+    stop.set()
+    await other
+    assert json.loads(body)["messages"] == messages
+    # One step per message of STEP_BYTES: the other task ran between them.
+    assert ticks >= len(messages) - 1
