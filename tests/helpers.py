@@ -104,6 +104,31 @@ def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
     return fields
 
 
+def _details(error: grpc.aio.AioRpcError) -> list[Any]:
+    status: status_pb2.Status | None = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, f"no rich status in {error!r}"
+    return list(status.details)
+
+
+def quota_subjects(error: grpc.aio.AioRpcError) -> list[str]:
+    """The subjects of the QuotaFailure detail of an error."""
+    failures = [
+        error_details_pb2.QuotaFailure.FromString(d.value)
+        for d in _details(error)
+        if d.Is(error_details_pb2.QuotaFailure.DESCRIPTOR)
+    ]
+    return [v.subject for failure in failures for v in failure.violations]
+
+
+def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
+    """The RetryInfo delay of an error in seconds, if it has one."""
+    for detail in _details(error):
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo.FromString(detail.value)
+            return float(info.retry_delay.ToTimedelta().total_seconds())
+    return None
+
+
 def start(message: str, agent_id: str = "", **kwargs: Any) -> run_pb2.RunRequest:
     """A RunRequest that starts a turn."""
     return run_pb2.RunRequest(start=run_pb2.StartTurn(agent_id=agent_id, message=message, **kwargs))

@@ -25,6 +25,15 @@ from typing import Any
 from .models.provider_config import ProviderConfig
 
 DEV_PROVIDER = "dev"
+# Settings read from ORCHESTRATOR_<NAME> as well as the TOML file.
+QUOTAS = (
+    "max_queued_runs",
+    "max_queued_runs_per_tenant",
+    "model_tokens_per_minute_per_tenant",
+    "max_agents_per_tenant",
+    "max_teams_per_tenant",
+    "max_stored_bytes_per_tenant",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,15 @@ class Settings:
     max_runs_per_tenant: int = 1000
     max_streams: int = 10_000
     max_streams_per_tenant: int = 2_000
+    # Turns waiting for a busy session (wait_if_busy), server-wide and per tenant.
+    max_queued_runs: int = 1000
+    max_queued_runs_per_tenant: int = 100
+    # Model tokens (prompt + completion) per tenant in any 60 s (QUOTA_EXCEEDED with
+    # RetryInfo past it), and what a tenant may keep: agents, teams, bytes of messages.
+    model_tokens_per_minute_per_tenant: int = 2_000_000
+    max_agents_per_tenant: int = 10_000
+    max_teams_per_tenant: int = 1_000
+    max_stored_bytes_per_tenant: int = 1024**3
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()
@@ -122,6 +140,7 @@ def load_settings(
         "ORCHESTRATOR_MAX_RUNS_PER_TENANT": "max_runs_per_tenant",
         "ORCHESTRATOR_MAX_STREAMS": "max_streams",
         "ORCHESTRATOR_MAX_STREAMS_PER_TENANT": "max_streams_per_tenant",
+        **{f"ORCHESTRATOR_{name.upper()}": name for name in QUOTAS},
     }
     for env, key in env_map.items():
         if env in os.environ:
@@ -150,6 +169,7 @@ def load_settings(
         "max_runs_per_tenant",
         "max_streams",
         "max_streams_per_tenant",
+        *QUOTAS,
     )
     for limit in limits:
         if limit in values:

@@ -36,6 +36,7 @@ from .core.collaboration import Collaborations
 from .core.conversations import Conversations
 from .core.pagination import PageTokens
 from .core.pipelines import PipelineRunner
+from .core.quotas import StorageQuotas
 from .core.run_records import RunRecords
 from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
@@ -129,7 +130,12 @@ async def start_mcp(settings: Settings, tools: ToolRegistry) -> McpToolHub:
 
 async def create_app(settings: Settings) -> App:
     """Open the store (migrating it), mark runs a crash left behind, build the core."""
-    store = SQLiteStore(settings.db, synchronous=settings.sqlite_synchronous)
+    quotas = StorageQuotas(
+        settings.max_agents_per_tenant,
+        settings.max_teams_per_tenant,
+        settings.max_stored_bytes_per_tenant,
+    )
+    store = SQLiteStore(settings.db, synchronous=settings.sqlite_synchronous, quotas=quotas)
     await store.open()
     interrupted = await store.interrupt_unfinished_runs(time.time())
     if interrupted:
@@ -159,6 +165,9 @@ async def create_app(settings: Settings) -> App:
             settings.max_runs_per_tenant,
             settings.max_streams,
             settings.max_streams_per_tenant,
+            settings.max_queued_runs,
+            settings.max_queued_runs_per_tenant,
+            settings.model_tokens_per_minute_per_tenant,
         ),
         observer=metrics,
     )

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from helpers import (
     LiveServer,
     error_info,
     field_violations,
+    quota_subjects,
     requests_of,
     run_turn,
     start,
@@ -141,15 +140,3 @@ async def test_one_tenant_cannot_hold_every_run_slot(
             call.cancel()
     finally:
         await live.stop()
-
-
-def quota_subjects(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    subjects: list[str] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
-            failure = error_details_pb2.QuotaFailure()
-            detail.Unpack(failure)
-            subjects += [v.subject for v in failure.violations]
-    return subjects

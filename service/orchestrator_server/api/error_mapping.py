@@ -10,10 +10,11 @@ only, so no path, SQL or stack trace reaches a client.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, NoReturn
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -81,6 +82,9 @@ def to_rich_status(error: errors.OrchestratorError) -> grpc.Status:
             description=f"{error.quota}: at most {error.limit}",
         )
         details.append(_packed(error_details_pb2.QuotaFailure(violations=[violation])))
+        if error.retry_after is not None:
+            delay = duration_pb2.Duration(seconds=math.ceil(error.retry_after))
+            details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name), message=error.message, details=details
     )

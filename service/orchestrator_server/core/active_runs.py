@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import QuotaExceededError, Reason, UnavailableError
 from .task_stream import TaskStream
+from .token_window import DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT
 from .types import Run
 
 RequestKey = tuple[str, str, str]  # tenant, agent_id, request_id
@@ -25,6 +26,9 @@ DEFAULT_MAX_RUNS_PER_TENANT = 1000
 # Open Run streams, server-wide and per tenant (an idle stream costs memory too).
 DEFAULT_MAX_STREAMS = 10_000
 DEFAULT_MAX_STREAMS_PER_TENANT = 2_000
+# Of those, turns waiting for a busy session (wait_if_busy): a queue per session.
+DEFAULT_MAX_QUEUED_RUNS = 1000
+DEFAULT_MAX_QUEUED_RUNS_PER_TENANT = 100
 # gRPC measures a caller's deadline on its own clock: a caller gone within this much of
 # its deadline is taken to have hit it.
 DEADLINE_SLACK_SECONDS = 0.05
@@ -45,6 +49,9 @@ class RunLimits:
     max_runs_per_tenant: int = DEFAULT_MAX_RUNS_PER_TENANT
     max_streams: int = DEFAULT_MAX_STREAMS
     max_streams_per_tenant: int = DEFAULT_MAX_STREAMS_PER_TENANT
+    max_queued_runs: int = DEFAULT_MAX_QUEUED_RUNS
+    max_queued_runs_per_tenant: int = DEFAULT_MAX_QUEUED_RUNS_PER_TENANT
+    model_tokens_per_minute_per_tenant: int = DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT
 
 
 @dataclass(slots=True)
@@ -54,6 +61,7 @@ class ActiveRun:
     run: Run
     tenant: str
     stream: TaskStream[object] | None = None
+    queued: bool = False  # counted among the queued runs until it gets its session
     cancel_reason: Reason = Reason.RUN_CANCELLED
     cancel_message: str = "the run was cancelled"
     done: asyncio.Future[Run] = field(
@@ -81,6 +89,9 @@ class ActiveRuns:
         limits = limits or RunLimits()
         self._runs = _Slots("runs", "in flight", limits.max_runs, limits.max_runs_per_tenant)
         self._streams = _Slots("streams", "open", limits.max_streams, limits.max_streams_per_tenant)
+        self._queued = _Slots(
+            "queued_runs", "waiting", limits.max_queued_runs, limits.max_queued_runs_per_tenant
+        )
         self._by_id: dict[str, ActiveRun] = {}
         self._by_request: dict[RequestKey, ActiveRun] = {}
         self._external: dict[str, tuple[str, TaskStream[Any]]] = {}
@@ -93,6 +104,8 @@ class ActiveRuns:
         run = active.run
         self._by_id[run.run_id] = active
         self._runs.count(active.tenant)
+        if active.queued:
+            self._queued.count(active.tenant)
         self._idle.clear()
         if run.request_id:
             self._by_request[(active.tenant, run.agent_id, run.request_id)] = active
@@ -102,16 +115,26 @@ class ActiveRuns:
         run = active.run
         if self._by_id.pop(run.run_id, None) is not None:
             self._runs.give(active.tenant)
+            self.dequeued(active)
         self._settle()
         if run.request_id:
             self._by_request.pop((active.tenant, run.agent_id, run.request_id), None)
 
-    def admit(self, tenant: str) -> None:
-        """QUOTA_EXCEEDED unless one more turn (running or queued) of `tenant` fits the
-        server's and the tenant's limits: one caller cannot hold every slot. Checked with
-        no await before the turn is added, so a stop that began meanwhile is seen too."""
+    def admit(self, tenant: str, *, queued: bool = False) -> None:
+        """QUOTA_EXCEEDED unless one more turn (running, or `queued` for a busy session)
+        of `tenant` fits the server's and the tenant's limits: one caller cannot hold every
+        slot. Checked with no await before the turn is added, so a stop that began
+        meanwhile is seen too."""
         self.refuse_if_stopping()
         self._runs.check(tenant)
+        if queued:
+            self._queued.check(tenant)
+
+    def dequeued(self, active: ActiveRun) -> None:
+        """A queued turn got its session (or ended waiting): no longer counted as queued."""
+        if active.queued:
+            active.queued = False
+            self._queued.give(active.tenant)
 
     def refuse_if_stopping(self) -> None:
         """SERVER_STOPPING once a stop began: no new turn starts."""

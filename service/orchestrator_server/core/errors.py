@@ -157,6 +157,8 @@ class QuotaExceededError(ResourceExhaustedError):
         self.subject = subject
         self.quota = quota
         self.limit = limit
+        # Seconds after which a retry can succeed, when the server knows (RetryInfo).
+        self.retry_after: float | None = None
 
 
 class UnavailableError(OrchestratorError):

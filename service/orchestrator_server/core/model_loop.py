@@ -16,6 +16,7 @@ from .model_port import ChatMessage, ChatModel, ChatRequest, ModelTurnEnd
 from .start_gate import StartGate
 from .store_port import Store
 from .task_stream import Emit
+from .token_window import TokenWindow
 from .tool_calls import TurnTools
 from .types import Agent, Message, Role, Run, TurnRequest, Usage
 
@@ -80,8 +81,10 @@ class ModelLoop:
         gate: StartGate,
         emit: Emit[object],
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        tokens: TokenWindow | None = None,
     ) -> None:
         self._model = model
+        self._tokens = tokens or TokenWindow()
         self._agent = agent
         self._run = run
         self._context = context
@@ -109,9 +112,12 @@ class ModelLoop:
 
     async def run(self, messages: list[ChatMessage], max_calls: int, ask: AskAgent) -> str:
         """Call the model until it answers without tool calls; the answer."""
+        tenant = self._context.tenant
         for call_number in range(1, max_calls + 1):
+            self._tokens.check(tenant)
             end = await self._call_model(messages)
             self.usage = self.usage + end.usage
+            self._tokens.record(tenant, end.usage.prompt_tokens + end.usage.completion_tokens)
             text = "".join(self.parts)
             if not end.tool_calls:
                 return text

@@ -40,6 +40,7 @@ from .replay import find_previous, replay
 from .session_locks import SessionLocks
 from .store_port import Store
 from .task_stream import Emit, TaskStream
+from .token_window import TokenWindow
 from .tool_calls import ClientToolBridge, TurnTools
 from .tool_port import ServerTool, ToolCatalog
 from .turn import Turn, TurnServices
@@ -74,6 +75,7 @@ class RunEngine:
         self._store = store
         self._agents = agents
         self._locks = SessionLocks()
+        limits = limits or RunLimits()
         self.active = ActiveRuns(limits)
         self._max_agent_depth = max_agent_depth
         self._max_agent_calls = max_agent_calls
@@ -86,6 +88,7 @@ class RunEngine:
             ask_agent=self._agent_caller,
             default_max_model_calls=default_max_model_calls,
             max_output_chars=max_output_chars,
+            tokens=TokenWindow(limits.model_tokens_per_minute_per_tenant),
         )
 
     async def execute(
@@ -115,13 +118,14 @@ class RunEngine:
                     async for event in replayed:
                         yield event
                 return
-        self.active.admit(tenant)
+        key = (tenant, agent.agent_id, session_id)
+        self.active.admit(tenant, queued=request.wait_if_busy and self._locks.taken(key))
+        self._services.tokens.check(tenant)
         # Reject at once when busy, before anything is written; an enqueued run is recorded
         # as QUEUED so that it can be seen and cancelled while it waits.
-        reservation = self._locks.reserve(
-            (tenant, agent.agent_id, session_id), wait=request.wait_if_busy
-        )
-        active = ActiveRun(_new_run(agent, session_id, request, reservation.immediate), tenant)
+        reservation = self._locks.reserve(key, wait=request.wait_if_busy)
+        run = _new_run(agent, session_id, request, reservation.immediate)
+        active = ActiveRun(run, tenant, queued=not reservation.immediate)
         budget = agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
         turn = Turn(self._services, active, agent, reservation, context)

@@ -63,6 +63,11 @@ class SessionLocks:
     def __init__(self) -> None:
         self._slots: dict[SessionKey, _Slot] = {}
 
+    def taken(self, key: SessionKey) -> bool:
+        """Whether a turn holds or waits for the session (a new one would queue)."""
+        slot = self._slots.get(key)
+        return slot is not None and slot.users > 0
+
     def busy(self, key: SessionKey) -> str:
         """The id of the run holding the session, or "" when it is free."""
         slot = self._slots.get(key)

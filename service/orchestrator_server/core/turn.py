@@ -26,6 +26,7 @@ from .session_locks import Reservation
 from .start_gate import StartGate
 from .store_port import Store
 from .task_stream import Emit
+from .token_window import TokenWindow
 from .types import Agent, Message, Role, RunStatus
 
 # Builds the agent-as-tool callback of a turn from its agent, run and event sink.
@@ -43,6 +44,7 @@ class TurnServices:
     ask_agent: AgentCaller
     default_max_model_calls: int
     max_output_chars: int
+    tokens: TokenWindow
 
 
 class Turn:
@@ -148,6 +150,7 @@ class Turn:
                 gate,
                 emit,
                 services.max_output_chars,
+                services.tokens,
             )
             messages = await loop.history(services.store, self._active.tenant)
             ask = services.ask_agent(self._agent, self._active, self._context, emit)
@@ -172,6 +175,7 @@ class Turn:
         """A queued run got the session: mark it running and reload its agent, which may
         have been changed or deleted while the run waited."""
         active, store = self._active, self._services.store
+        self._services.runs.dequeued(active)
         now = time.time()
         await store.mark_running(active.tenant, active.run.run_id, now, self._user_message)
         active.run = replace(active.run, status=RunStatus.RUNNING, start_time=now)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.errors import FailedPreconditionError, Reason
+from ..core.pagination import text_bytes
+from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
 from ..core.store_port import DuplicateRequestError, MissingAgentsError, already_exists, require
 from ..core.types import (
     Agent,
@@ -36,12 +38,14 @@ class _Tenant:
     default_agent_id: str | None = None
     teams: dict[str, Team] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
+    message_bytes: int = 0
 
 
 class InMemoryStore:
     """The store port without persistence."""
 
-    def __init__(self) -> None:
+    def __init__(self, quotas: StorageQuotas = DEFAULT_QUOTAS) -> None:
+        self._quotas = quotas
         self._tenants: dict[str, _Tenant] = {}
         self._messages: dict[SessionKey, list[Message]] = {}
         self._sessions: dict[SessionKey, Session] = {}
@@ -76,6 +80,7 @@ class InMemoryStore:
             if new.if_not_exists:
                 return existing, False
             raise already_exists("agent", new.agent_id)
+        self._quotas.check_count(tenant, "agents", len(self._tenant(tenant).agents))
         now = time.time()
         self._tenant(tenant).agents[new.agent_id] = Agent(new.agent_id, new.spec, now, now, 1)
         if new.set_as_default:
@@ -181,7 +186,9 @@ class InMemoryStore:
 
     def _drop_session(self, key: SessionKey) -> int:
         self._sessions.pop(key, None)
-        return len(self._messages.pop(key, []))
+        dropped = self._messages.pop(key, [])
+        self._tenant(key[0]).message_bytes -= _stored_bytes(dropped)
+        return len(dropped)
 
     def _append(self, key: SessionKey, messages: Sequence[Message], now: float) -> list[Message]:
         # A turn that ends after its agent was deleted must not leave orphans behind.
@@ -193,6 +200,7 @@ class InMemoryStore:
             replace(m, sequence=count + i + 1, create_time=now) for i, m in enumerate(messages)
         ]
         history.extend(stored)
+        self._tenant(key[0]).message_bytes += _stored_bytes(stored)
         session = self._sessions.get(key)
         created = session.create_time if session else now
         self._sessions[key] = Session(key[1], key[2], len(history), created, now)
@@ -212,6 +220,8 @@ class InMemoryStore:
             previous = await self.find_run_by_request(tenant, run.agent_id, run.request_id)
             if previous is not None:
                 raise DuplicateRequestError(previous)
+        stored = self._tenant(tenant).message_bytes
+        self._quotas.check_bytes(tenant, stored, text_bytes(run.input))
         self._tenant(tenant).runs[run.run_id] = run
         if user_message is not None:
             key = (tenant, run.agent_id, run.session_id)
@@ -294,6 +304,7 @@ class InMemoryStore:
             if if_not_exists:
                 return existing, False
             raise already_exists("team", team_id)
+        self._quotas.check_count(tenant, "teams", len(self._tenant(tenant).teams))
         self._check_agents_exist(tenant, spec)
         now = time.time()
         team = self._tenant(tenant).teams[team_id] = Team(team_id, spec, now, now, 1)
@@ -333,3 +344,8 @@ class InMemoryStore:
 def _agents_of(spec: TeamSpec) -> list[str]:
     """The members and the coordinator a team names."""
     return [*spec.members, *([spec.coordinator] if spec.coordinator else [])]
+
+
+def _stored_bytes(messages: Sequence[Message]) -> int:
+    """Messages' contents and tool-call arguments, in UTF-8 bytes."""
+    return sum(text_bytes(m.content, *(c.arguments_json for c in m.tool_calls)) for m in messages)

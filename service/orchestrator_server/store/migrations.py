@@ -116,7 +116,21 @@ def _v2_teams(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_teams]
+def _v3_usage(db: sqlite_utils.Database) -> None:
+    # Per-tenant counters for the storage quotas, kept by the writes themselves: summing
+    # a tenant's messages (or counting its agents) at every write would read all of them.
+    columns = {"tenant": str, "message_bytes": int, "agents": int, "teams": int}
+    db.table("usage").create(columns, pk="tenant", not_null=set(columns) - {"tenant"})
+    db.execute(
+        "INSERT INTO usage(tenant, message_bytes, agents, teams) SELECT tenant, sum(b), "
+        "sum(a), sum(t) FROM (SELECT tenant, "
+        "length(CAST(content AS BLOB)) + length(CAST(tool_calls AS BLOB)) AS b, 0 AS a, "
+        "0 AS t FROM messages UNION ALL SELECT tenant, 0, 1, 0 FROM agents "
+        "UNION ALL SELECT tenant, 0, 0, 1 FROM teams) GROUP BY tenant"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_teams, _v3_usage]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

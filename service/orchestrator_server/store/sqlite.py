@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..core.errors import Reason, UnavailableError
+from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -65,9 +66,15 @@ class SQLiteStore:
     """The `Store` on one SQLite file: one writer thread, reads on the event loop."""
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "NORMAL", agent_cache_size: int = 10_000
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        agent_cache_size: int = 10_000,
+        quotas: StorageQuotas = DEFAULT_QUOTAS,
     ) -> None:
         self._path = str(path)
+        self._quotas = quotas
         if synchronous.upper() not in {"NORMAL", "FULL"}:
             raise ValueError("synchronous must be NORMAL or FULL")
         self._synchronous = synchronous.upper()
@@ -193,7 +200,7 @@ class SQLiteStore:
     async def create_agent(self, tenant: str, new: NewAgent) -> tuple[Agent, bool]:
         """Insert an agent, or return the existing one under if_not_exists."""
         try:
-            return await self._write(sqlite_agents.create_agent, tenant, new)
+            return await self._write(sqlite_agents.create_agent, tenant, new, self._quotas)
         finally:
             # A new default changes `is_default` of the previous one too.
             if new.set_as_default:
@@ -303,7 +310,7 @@ class SQLiteStore:
 
     async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
         """Insert the run and its user message together."""
-        return await self._write(sqlite_runs.begin_run, tenant, run, user_message)
+        return await self._write(sqlite_runs.begin_run, tenant, run, user_message, self._quotas)
 
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message
@@ -345,7 +352,9 @@ class SQLiteStore:
         self, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
     ) -> tuple[Team, bool]:
         """Insert a team whose agents exist, or return the existing one."""
-        return await self._write(sqlite_teams.create_team, tenant, team_id, spec, if_not_exists)
+        return await self._write(
+            sqlite_teams.create_team, tenant, team_id, spec, if_not_exists, self._quotas
+        )
 
     async def get_team(self, tenant: str, team_id: str) -> Team | None:
         """One team, or None."""

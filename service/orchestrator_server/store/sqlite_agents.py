@@ -8,9 +8,10 @@ import time
 from typing import Any
 
 from ..core.errors import FailedPreconditionError, Reason
+from ..core.quotas import StorageQuotas
 from ..core.store_port import already_exists, require
 from ..core.types import Agent, AgentSpec, NewAgent
-from . import sqlite_teams
+from . import sqlite_teams, sqlite_usage
 from .sqlite_rows import AGENT_COLUMNS, agent_from_row, spec_to_json
 
 _SELECT = f"SELECT {AGENT_COLUMNS} FROM agents a LEFT JOIN tenants t ON t.tenant = a.tenant "
@@ -41,8 +42,11 @@ def list_agents_query(
     return _SELECT + f"WHERE {' AND '.join(where)} ORDER BY a.agent_id LIMIT ?", params
 
 
-def create_agent(conn: sqlite3.Connection, tenant: str, new: NewAgent) -> tuple[Agent, bool]:
-    """Insert an agent, or return the existing one under if_not_exists."""
+def create_agent(
+    conn: sqlite3.Connection, tenant: str, new: NewAgent, quotas: StorageQuotas
+) -> tuple[Agent, bool]:
+    """Insert an agent, or return the existing one under if_not_exists; QUOTA_EXCEEDED
+    if the tenant has as many agents as it may."""
     now = time.time()
     cursor = conn.execute(
         "INSERT OR IGNORE INTO agents(tenant, agent_id, spec, create_time, update_time, "
@@ -55,6 +59,9 @@ def create_agent(conn: sqlite3.Connection, tenant: str, new: NewAgent) -> tuple[
         if new.if_not_exists:
             return existing, False
         raise already_exists("agent", new.agent_id)
+    # After the insert (the writer's savepoint undoes it on refusal): an existing agent
+    # is still answered under if_not_exists to a tenant at its limit.
+    sqlite_usage.take_one(conn, quotas, tenant, "agents")
     if new.set_as_default:
         _set_default(conn, tenant, new.agent_id)
     # Built from what was just inserted: re-reading the row would cost a query.
@@ -89,8 +96,10 @@ def delete_agent(
             metadata={"agent_id": agent_id, "team_id": team_id},
         )
     key = (tenant, agent_id)
+    sqlite_usage.forget_messages(conn, tenant, "agent_id = ?", (agent_id,))
     for table in ("messages", "sessions", "runs", "agents"):
         conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND agent_id = ?", key)
+    sqlite_usage.add(conn, tenant, "agents", -1)
     conn.execute(
         "UPDATE tenants SET default_agent_id = NULL WHERE tenant = ? AND default_agent_id = ?",
         key,

@@ -9,14 +9,17 @@ from dataclasses import replace
 from typing import Any
 
 from ..core.errors import Reason
+from ..core.quotas import StorageQuotas
 from ..core.store_port import DuplicateRequestError
 from ..core.types import Message, Run, RunQuery, RunStatus
+from . import sqlite_usage
 from .sqlite_rows import RUN_COLUMNS, run_from_row, tool_calls_json
 
 
 def delete_session(conn: sqlite3.Connection, tenant: str, agent_id: str, session_id: str) -> int:
     """Delete a session's messages, runs and row; how many messages went."""
     key = (tenant, agent_id, session_id)
+    sqlite_usage.forget_messages(conn, tenant, "agent_id = ? AND session_id = ?", key[1:])
     deleted = conn.execute(
         "DELETE FROM messages WHERE tenant = ? AND agent_id = ? AND session_id = ?", key
     ).rowcount
@@ -47,6 +50,7 @@ def append_messages(
         (tenant, agent_id, session_id),
     ).fetchone()
     count = row[0] if row else 0
+    calls = [tool_calls_json(m.tool_calls) for m in messages]
     conn.executemany(
         "INSERT INTO messages(tenant, agent_id, session_id, seq, role, content, tool_calls, "
         "tool_call_id, run_id, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -58,7 +62,7 @@ def append_messages(
                 count + i + 1,
                 m.role.value,
                 m.content,
-                tool_calls_json(m.tool_calls),
+                calls[i],
                 m.tool_call_id,
                 m.run_id,
                 now,
@@ -66,6 +70,8 @@ def append_messages(
             for i, m in enumerate(messages)
         ],
     )
+    rows = [(m.content, c) for m, c in zip(messages, calls, strict=True)]
+    sqlite_usage.add(conn, tenant, "message_bytes", sqlite_usage.message_bytes(rows))
     conn.execute(
         "INSERT INTO sessions(tenant, agent_id, session_id, message_count, create_time, "
         "update_time) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(tenant, agent_id, session_id) "
@@ -76,8 +82,15 @@ def append_messages(
     return [replace(m, sequence=count + i + 1, create_time=now) for i, m in enumerate(messages)]
 
 
-def begin_run(conn: sqlite3.Connection, tenant: str, run: Run, user_message: Message | None) -> Run:
-    """Insert a run and its user message; DuplicateRequestError for a used key."""
+def begin_run(
+    conn: sqlite3.Connection,
+    tenant: str,
+    run: Run,
+    user_message: Message | None,
+    quotas: StorageQuotas,
+) -> Run:
+    """Insert a run and its user message; DuplicateRequestError for a used key,
+    QUOTA_EXCEEDED if its input would take the tenant past its stored bytes."""
     if run.request_id:
         row = conn.execute(
             f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ? AND agent_id = ? AND request_id = ?",
@@ -85,6 +98,7 @@ def begin_run(conn: sqlite3.Connection, tenant: str, run: Run, user_message: Mes
         ).fetchone()
         if row:
             raise DuplicateRequestError(run_from_row(row))
+    sqlite_usage.check_turn(conn, quotas, tenant, run.input)
     conn.execute(
         f"INSERT INTO runs(tenant, {RUN_COLUMNS}) VALUES "
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from ..core.quotas import StorageQuotas
 from ..core.store_port import MissingAgentsError, already_exists, require
 from ..core.types import Team, TeamSpec
+from . import sqlite_usage
 
 TEAM_COLUMNS = "team_id, spec, create_time, update_time, revision"
 
@@ -68,14 +70,21 @@ def _check_agents_exist(conn: sqlite3.Connection, tenant: str, spec: TeamSpec) -
 
 
 def create_team(
-    conn: sqlite3.Connection, tenant: str, team_id: str, spec: TeamSpec, if_not_exists: bool
+    conn: sqlite3.Connection,
+    tenant: str,
+    team_id: str,
+    spec: TeamSpec,
+    if_not_exists: bool,
+    quotas: StorageQuotas,
 ) -> tuple[Team, bool]:
-    """Insert a team whose agents all exist, or return the existing one."""
+    """Insert a team whose agents all exist, or return the existing one; QUOTA_EXCEEDED
+    if the tenant has as many teams as it may."""
     existing = _team_row(conn, tenant, team_id)
     if existing is not None:
         if if_not_exists:
             return existing, False
         raise already_exists("team", team_id)
+    sqlite_usage.take_one(conn, quotas, tenant, "teams")
     _check_agents_exist(conn, tenant, spec)
     now = time.time()
     conn.execute(
@@ -111,6 +120,7 @@ def delete_team(conn: sqlite3.Connection, tenant: str, team_id: str, expected: i
     """Delete a team."""
     _checked_team(conn, tenant, team_id, expected)
     conn.execute("DELETE FROM teams WHERE tenant = ? AND team_id = ?", (tenant, team_id))
+    sqlite_usage.add(conn, tenant, "teams", -1)
 
 
 def team_using(conn: sqlite3.Connection, tenant: str, agent_id: str) -> str | None:

@@ -1,0 +1,88 @@
+"""Model tokens per tenant per minute: a sliding window of one-second buckets.
+
+Checked before a turn starts and before each model call, recorded from the usage each
+call reports; a tenant over its budget is refused with QUOTA_EXCEEDED and told when
+enough of the window will have passed (RetryInfo). Counted per server process: with
+several replicas each keeps its own window (a shared one belongs with the PostgreSQL
+store).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .errors import QuotaExceededError
+
+DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT = 2_000_000
+WINDOW_SECONDS = 60
+
+
+class TokenWindow:
+    """Tokens each tenant's model calls used in the last minute, against a limit."""
+
+    def __init__(
+        self,
+        limit_per_minute: int = DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limit = limit_per_minute
+        self._clock = clock
+        # Per tenant: (second, tokens) buckets, oldest first, and their sum.
+        self._buckets: dict[str, deque[list[int]]] = {}
+        self._totals: dict[str, int] = {}
+
+    def check(self, tenant: str) -> None:
+        """QUOTA_EXCEEDED (with the seconds to wait) if the tenant used its budget."""
+        used = self._used(tenant)
+        if used < self._limit:
+            return
+        error = QuotaExceededError(
+            f"tenant '{tenant}' used {used:,} model tokens in the last minute, its limit is "
+            f"{self._limit:,}",
+            subject=f"tenant:{tenant}",
+            quota="model_tokens_per_minute_per_tenant",
+            limit=self._limit,
+        )
+        error.retry_after = self._seconds_until_below_limit(tenant)
+        # Also in ErrorInfo: a turn refused mid-stream reports it in its RunFailed event.
+        error.metadata["retry_after_seconds"] = str(math.ceil(error.retry_after))
+        raise error
+
+    def record(self, tenant: str, tokens: int) -> None:
+        """Count tokens a model call of the tenant used."""
+        if tokens <= 0:
+            return
+        now = int(self._clock())
+        buckets = self._buckets.setdefault(tenant, deque())
+        if buckets and buckets[-1][0] == now:
+            buckets[-1][1] += tokens
+        else:
+            buckets.append([now, tokens])
+        self._totals[tenant] = self._totals.get(tenant, 0) + tokens
+        self._expire(tenant)
+
+    def _used(self, tenant: str) -> int:
+        self._expire(tenant)
+        return self._totals.get(tenant, 0)
+
+    def _expire(self, tenant: str) -> None:
+        buckets = self._buckets.get(tenant)
+        if buckets is None:
+            return
+        oldest_kept = int(self._clock()) - WINDOW_SECONDS + 1
+        while buckets and buckets[0][0] < oldest_kept:
+            self._totals[tenant] -= buckets.popleft()[1]
+        if not buckets:  # an idle tenant costs nothing
+            del self._buckets[tenant], self._totals[tenant]
+
+    def _seconds_until_below_limit(self, tenant: str) -> float:
+        over = self._totals[tenant] - self._limit + 1
+        now = self._clock()
+        for second, tokens in self._buckets[tenant]:
+            over -= tokens
+            if over <= 0:
+                return max(math.ceil(second + WINDOW_SECONDS - now), 1)
+        return WINDOW_SECONDS

@@ -1,0 +1,65 @@
+"""Per-tenant usage counters of the SQLite store (stored bytes, agents, teams), kept
+inside the writes that change them: functions of a connection in the writer's
+transaction, so that concurrent writes cannot overshoot a quota."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Literal
+
+from ..core.pagination import text_bytes
+from ..core.quotas import StorageQuotas
+
+Counter = Literal["message_bytes", "agents", "teams"]
+# The bytes a message row stores, in SQL: the UTF-8 length of its text columns.
+_ROW_BYTES = "length(CAST(content AS BLOB)) + length(CAST(tool_calls AS BLOB))"
+
+
+def message_bytes(rows: Sequence[tuple[str, str]]) -> int:
+    """What (content, tool_calls JSON) rows add to their tenant's stored bytes."""
+    return sum(text_bytes(content, tool_calls) for content, tool_calls in rows)
+
+
+def usage(conn: sqlite3.Connection, tenant: str, counter: Counter) -> int:
+    """One of the tenant's counters."""
+    row = conn.execute(f"SELECT {counter} FROM usage WHERE tenant = ?", (tenant,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def add(conn: sqlite3.Connection, tenant: str, counter: Counter, delta: int) -> None:
+    """Change one of the tenant's counters by `delta`."""
+    if delta:
+        conn.execute(
+            "INSERT INTO usage(tenant, message_bytes, agents, teams) VALUES (?, 0, 0, 0) "
+            "ON CONFLICT(tenant) DO NOTHING",
+            (tenant,),
+        )
+        conn.execute(
+            f"UPDATE usage SET {counter} = {counter} + ? WHERE tenant = ?", (delta, tenant)
+        )
+
+
+def forget_messages(
+    conn: sqlite3.Connection, tenant: str, where: str, params: tuple[str, ...]
+) -> None:
+    """Before deleting the tenant's messages matching `where`: take their bytes off."""
+    row = conn.execute(
+        f"SELECT coalesce(sum({_ROW_BYTES}), 0) FROM messages WHERE tenant = ? AND {where}",
+        (tenant, *params),
+    ).fetchone()
+    add(conn, tenant, "message_bytes", -int(row[0]))
+
+
+def check_turn(conn: sqlite3.Connection, quotas: StorageQuotas, tenant: str, text: str) -> None:
+    """QUOTA_EXCEEDED if a turn whose input is `text` would take the tenant past its
+    stored bytes."""
+    quotas.check_bytes(tenant, usage(conn, tenant, "message_bytes"), text_bytes(text))
+
+
+def take_one(
+    conn: sqlite3.Connection, quotas: StorageQuotas, tenant: str, kind: Literal["agents", "teams"]
+) -> None:
+    """Count one more agent or team of the tenant, or QUOTA_EXCEEDED at its limit."""
+    quotas.check_count(tenant, kind, usage(conn, tenant, kind))
+    add(conn, tenant, kind, 1)

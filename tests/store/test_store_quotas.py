@@ -1,0 +1,141 @@
+"""Per-tenant storage quotas, enforced by every Store implementation inside the write
+that would exceed them: agents, teams, and bytes of stored messages."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from orchestrator_server.core.errors import QuotaExceededError
+from orchestrator_server.core.quotas import StorageQuotas
+from orchestrator_server.core.store_port import Store
+from orchestrator_server.core.types import (
+    AgentSpec,
+    Message,
+    NewAgent,
+    Role,
+    Run,
+    RunStatus,
+    TeamSpec,
+)
+from orchestrator_server.store.memory import InMemoryStore
+from orchestrator_server.store.migrations import MIGRATIONS, migrate
+from orchestrator_server.store.sqlite import SQLiteStore
+
+QUOTAS = StorageQuotas(
+    max_agents_per_tenant=2, max_teams_per_tenant=1, max_stored_bytes_per_tenant=1000
+)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    implementation: Store = (
+        SQLiteStore(str(tmp_path / "quotas.db"), quotas=QUOTAS)
+        if request.param == "sqlite"
+        else InMemoryStore(QUOTAS)
+    )
+    await implementation.open()
+    try:
+        yield implementation
+    finally:
+        await implementation.close()
+
+
+def a_run(run_id: str, text: str, session_id: str = "s1") -> Run:
+    return Run(run_id, "a1", session_id, status=RunStatus.RUNNING, input=text, create_time=1.0)
+
+
+async def start_turn(store: Store, run_id: str, text: str, session_id: str = "s1") -> None:
+    run = a_run(run_id, text, session_id)
+    await store.begin_run("t", run, Message(Role.USER, text, run_id=run_id))
+
+
+async def test_a_tenant_has_at_most_its_agents_and_the_others_are_not_counted(
+    store: Store,
+) -> None:
+    for agent_id in ("a1", "a2"):
+        await store.create_agent("t", NewAgent(agent_id, AgentSpec()))
+    with pytest.raises(QuotaExceededError) as refused:
+        await store.create_agent("t", NewAgent("a3", AgentSpec()))
+    assert refused.value.quota == "max_agents_per_tenant" and refused.value.limit == 2
+    assert refused.value.subject == "tenant:t"
+    assert await store.get_agent("t", "a3") is None
+    # An existing agent is still answered under if_not_exists; another tenant is free.
+    existing, created = await store.create_agent(
+        "t", NewAgent("a1", AgentSpec(), if_not_exists=True)
+    )
+    assert existing.agent_id == "a1" and not created
+    await store.create_agent("other", NewAgent("a3", AgentSpec()))
+    # Deleting one makes room again.
+    await store.delete_agent("t", "a2", expected_revision=None)
+    await store.create_agent("t", NewAgent("a3", AgentSpec()))
+
+
+async def test_a_tenant_has_at_most_its_teams(store: Store) -> None:
+    await store.create_agent("t", NewAgent("a1", AgentSpec()))
+    await store.create_team("t", "one", TeamSpec(members=("a1",)), if_not_exists=False)
+    with pytest.raises(QuotaExceededError) as refused:
+        await store.create_team("t", "two", TeamSpec(members=("a1",)), if_not_exists=False)
+    assert refused.value.quota == "max_teams_per_tenant"
+    await store.delete_team("t", "one", expected_revision=None)
+    await store.create_team("t", "two", TeamSpec(members=("a1",)), if_not_exists=False)
+
+
+async def test_a_turn_that_would_pass_the_stored_bytes_is_refused_before_it_is_written(
+    store: Store,
+) -> None:
+    await store.create_agent("t", NewAgent("a1", AgentSpec()))
+    await start_turn(store, "r1", "x" * 400)
+    # An accepted turn records its output even past the quota: nothing is lost.
+    await store.finish_run("t", a_run("r1", "x" * 400), [Message(Role.ASSISTANT, "é" * 200)])
+    with pytest.raises(QuotaExceededError) as refused:
+        await start_turn(store, "r2", "y" * 300)  # 400 + 400 bytes of "é" stored already
+    assert refused.value.quota == "max_stored_bytes_per_tenant"
+    assert await store.get_run("t", "r2") is None
+    await start_turn(store, "r2", "small", session_id="s2")  # 805 bytes fit
+    # Deleting a session gives its bytes back.
+    await store.delete_session("t", "a1", "s1")
+    await start_turn(store, "r3", "y" * 150, session_id="s3")
+
+
+async def test_deleting_an_agent_gives_its_messages_bytes_back(store: Store) -> None:
+    await store.create_agent("t", NewAgent("a1", AgentSpec()))
+    await start_turn(store, "r1", "x" * 900)
+    with pytest.raises(QuotaExceededError):
+        await start_turn(store, "r2", "x" * 200, session_id="s2")
+    await store.delete_agent("t", "a1", expected_revision=None)
+    await store.create_agent("t", NewAgent("a1", AgentSpec()))
+    await start_turn(store, "r2", "x" * 900, session_id="s2")
+
+
+async def test_usage_of_data_written_before_the_usage_table_is_counted(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA user_version = 0")
+    # A database as the previous release left it: schema version 2, with messages.
+    db = sqlite_utils.Database(conn)
+    for step in MIGRATIONS[:2]:
+        step(db)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO agents VALUES ('t', 'a1', '{}', 1.0, 1.0, 1), ('t', 'a2', '{}', 1.0, 1.0, 1)"
+    )
+    conn.execute(
+        "INSERT INTO messages VALUES ('t', 'a1', 's1', 1, 'user', ?, '', '', 'r0', 1.0)",
+        ("x" * 990,),
+    )
+    conn.close()
+    store = SQLiteStore(str(path), quotas=QUOTAS)
+    await store.open()
+    try:
+        with pytest.raises(QuotaExceededError):
+            await store.create_agent("t", NewAgent("a3", AgentSpec()))
+        with pytest.raises(QuotaExceededError):
+            await start_turn(store, "r1", "y" * 20)
+    finally:
+        await store.close()
+    assert migrate(sqlite3.connect(path)) == len(MIGRATIONS)

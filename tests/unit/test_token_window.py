@@ -1,0 +1,48 @@
+"""Model tokens per tenant per minute: refused past the limit, with the wait that helps,
+and free again once the window has moved on."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator_server.core.errors import QuotaExceededError
+from orchestrator_server.core.token_window import WINDOW_SECONDS, TokenWindow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_tenant_past_its_tokens_waits_until_the_window_moves_on() -> None:
+    clock = Clock()
+    window = TokenWindow(limit_per_minute=100, clock=clock)
+    window.record("t", 60)
+    clock.now += 10
+    window.record("t", 50)
+    window.check("other")  # tenants are counted apart
+    with pytest.raises(QuotaExceededError) as refused:
+        window.check("t")
+    error = refused.value
+    assert error.quota == "model_tokens_per_minute_per_tenant" and error.limit == 100
+    # The first 60 tokens leave the window 50 s from now; then 50 < 100 are left.
+    assert error.retry_after == WINDOW_SECONDS - 10
+    assert error.metadata["retry_after_seconds"] == str(WINDOW_SECONDS - 10)
+    clock.now += WINDOW_SECONDS - 10
+    window.check("t")
+
+
+def test_calls_without_usage_cost_nothing_and_idle_tenants_are_forgotten() -> None:
+    clock = Clock()
+    window = TokenWindow(limit_per_minute=1, clock=clock)
+    window.record("t", 0)
+    window.check("t")
+    window.record("t", 1)
+    with pytest.raises(QuotaExceededError):
+        window.check("t")
+    clock.now += WINDOW_SECONDS
+    window.check("t")
+    assert window._buckets == {} and window._totals == {}
