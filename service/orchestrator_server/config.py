@@ -33,6 +33,8 @@ QUOTAS = (
     "max_agents_per_tenant",
     "max_teams_per_tenant",
     "max_stored_bytes_per_tenant",
+    "max_agent_calls_per_turn",
+    "max_agent_depth",
 )
 
 
@@ -79,6 +81,10 @@ class Settings:
     max_agents_per_tenant: int = 10_000
     max_teams_per_tenant: int = 1_000
     max_stored_bytes_per_tenant: int = 1024**3
+    # Agents as tools: calls caused by one user message (at every depth together), and
+    # how deep one agent may call another.
+    max_agent_calls_per_turn: int = 64
+    max_agent_depth: int = 3
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()

@@ -160,6 +160,8 @@ async def create_app(settings: Settings) -> App:
         tools=tools,
         default_max_model_calls=settings.default_max_model_calls,
         max_output_chars=settings.max_output_chars,
+        max_agent_depth=settings.max_agent_depth,
+        max_agent_calls=settings.max_agent_calls_per_turn,
         limits=RunLimits(
             settings.max_runs,
             settings.max_runs_per_tenant,
