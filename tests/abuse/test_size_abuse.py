@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from helpers import LiveServer, error_info, run_turn, start, start_live_server
-from orchestrator.v1 import agent_pb2
+from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator_devmodel import DevModelAdmin, DevModelProcess
 
@@ -89,3 +89,21 @@ async def test_megabyte_starts_written_without_reading_do_not_pile_up(
     assert error_info(ended.value).reason == "TOO_MANY_PENDING_TURNS"
     # The waiting starts' text (33 MB at most) and nothing more is held at once.
     assert peak < 50 * 1024 * 1024
+
+
+async def test_a_response_streaming_endless_tool_calls_ends_the_turn(
+    watched: LiveServer, admin: DevModelAdmin
+) -> None:
+    """Abuse: a model (or a hostile provider) streams thousands of tool calls; they are
+    not assembled without bound: the turn fails with MODEL_OUTPUT_LIMIT."""
+    calls = [{"name": "calculator", "arguments": {"expression": "1"}} for _ in range(1001)]
+    await admin.set_rules([{"match": {"contains": "flood"}, "reply": {"tool_calls": calls}}])
+    agent = agent_pb2.Agent(agent_id="flooded", tools=["calculator"])
+    await watched.stub.CreateAgent(pb.CreateAgentRequest(agent=agent))
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await run_turn(watched.stub, "flood", "flooded")
+    assert failed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    info = error_info(failed.value)
+    assert info.reason == "MODEL_OUTPUT_LIMIT" and info.metadata["limit"] == "4000000"
+    listed = await watched.stub.ListRuns(pb.ListRunsRequest(agent_id="flooded"))
+    assert [run_pb2.RunStatus.Name(r.status) for r in listed.runs] == ["RUN_STATUS_FAILED"]

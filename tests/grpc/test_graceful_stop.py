@@ -55,3 +55,19 @@ async def test_an_open_stream_starts_no_turn_once_the_stop_began(
     await graceful_stop(live.app, live.server, 1.0)
     runs = await live.app.run_records.list("default", agent_id="idle")
     assert len(runs.items) == 1
+
+
+async def test_an_idle_open_stream_is_ended_with_a_reason_by_the_stop(live: LiveServer) -> None:
+    """A client keeping a stream open between turns learns why it ended, instead of the
+    transport cutting it at the end of grace."""
+    await make_agent(live, "between")
+    call = live.stub.Run()
+    await call.write(start("hello", "between"))
+    while (await call.read()).WhichOneof("event") != "run_completed":
+        pass
+    stopping = asyncio.create_task(graceful_stop(live.app, live.server, 0.5))
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await drain(call)
+    await stopping
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_info(ended.value).reason == "SERVER_STOPPING"

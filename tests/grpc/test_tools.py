@@ -405,11 +405,16 @@ PLUGIN_MODULE = textwrap.dedent("""
     async def _flood(args):
         return "x" * 100_000
 
+    def _where(args):  # a plain function: it must not run on the event loop's thread
+        import threading
+        return threading.current_thread().name
+
     def tools():
         schema = {"type": "object", "properties": {"text": {"type": "string"}}}
         return [
             ServerTool("shout", "Upper-case a text.", schema, _shout),
             ServerTool("flood", "Returns too much.", {"type": "object"}, _flood),
+            ServerTool("where", "Names its thread.", {"type": "object"}, _where),
         ]
 """)
 
@@ -444,12 +449,13 @@ async def test_plugins_and_list_tools(
                         "tool_calls": [
                             {"name": "shout", "arguments": {"text": "hi"}},
                             {"name": "flood", "arguments": {}},
+                            {"name": "where", "arguments": {}},
                         ]
                     }
                 },
             ]
         )
-        await make_agent(live, "loud", tools=["shout", "flood"])
+        await make_agent(live, "loud", tools=["shout", "flood", "where"])
         events = await run_turn(live.stub, "go", "loud")
         by_id = {
             e.tool_result.call_id: e.tool_result.output for e in of_kind(events, "tool_result")
@@ -458,6 +464,7 @@ async def test_plugins_and_list_tools(
         assert outputs[0] == "HI"
         assert len(outputs[1]) < 70_000
         assert outputs[1].endswith("...[truncated 34464 characters]")
+        assert outputs[2].startswith("sync-tool")
     finally:
         await live.stop()
 

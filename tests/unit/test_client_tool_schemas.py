@@ -7,13 +7,13 @@ import json
 
 import pytest
 
+from orchestrator_server.core.argument_validation import validate_arguments
 from orchestrator_server.core.client_tools import (
     MAX_CLIENT_TOOLS,
     MAX_SCHEMA_CHARS,
     MAX_SCHEMA_DEPTH,
     ToolError,
     parse_client_tools,
-    validate_arguments,
 )
 from orchestrator_server.core.errors import InvalidArgumentError
 

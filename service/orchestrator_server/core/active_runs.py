@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,7 @@ class ActiveRuns:
         self._by_request: dict[RequestKey, ActiveRun] = {}
         self._external: dict[str, tuple[str, TaskStream[Any]]] = {}
         self.stopping = False
+        self._on_stop: set[Callable[[], None]] = set()  # open streams, told at shutdown
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -151,6 +153,12 @@ class ActiveRuns:
     def close_stream(self, tenant: str) -> None:
         """A Run stream of `tenant` ended."""
         self._streams.give(tenant)
+
+    def on_stop(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the server interrupts what is in flight (an open stream
+        ends itself with a reason); returns the call that unregisters it."""
+        self._on_stop.add(callback)
+        return lambda: self._on_stop.discard(callback)
 
     def by_request(self, tenant: str, agent_id: str, request_id: str) -> ActiveRun | None:
         """The turn in flight that a request id started, if any."""
@@ -217,6 +225,8 @@ class ActiveRuns:
     async def shutdown(self) -> None:
         """Interrupt every run in flight (server stop) and wait for their outcomes."""
         self.stopping = True
+        for callback in list(self._on_stop):
+            callback()
         actives = list(self._by_id.values())
         for active in actives:
             active.cancel(Reason.RUN_INTERRUPTED, "the server is stopping")

@@ -1,4 +1,5 @@
-"""Tools a client declares for one turn, and the JSON-schema validation of tool arguments.
+"""Tools a client declares for one turn (their arguments are validated by
+argument_validation).
 
 A client's schemas are untrusted input that the server runs code over, so they are
 bounded before anything else is done with them: at most MAX_CLIENT_TOOLS tools, each
@@ -115,11 +116,11 @@ def _check_shape(schema: dict[str, Any]) -> None:
     objects = [node for node, _ in nodes if isinstance(node, dict)]
     for node in objects:
         if isinstance(node.get("pattern"), str):
-            _compiled(node["pattern"])
+            compiled_pattern(node["pattern"])
         keyed = node.get("patternProperties")
         if isinstance(keyed, dict):
             for pattern in keyed:
-                _compiled(pattern)
+                compiled_pattern(pattern)
     keywords = set().union(*objects)
     if {"unevaluatedProperties", "patternProperties"} <= keywords:
         # jsonschema evaluates these together with Python's `re`, outside our reach.
@@ -127,7 +128,7 @@ def _check_shape(schema: dict[str, Any]) -> None:
 
 
 @lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> Any:
+def compiled_pattern(pattern: str) -> Any:
     """The RE2 program of a pattern; ValueError if RE2 cannot express it."""
     import re2
 
@@ -140,67 +141,3 @@ def _compiled(pattern: str) -> Any:
             f"pattern {pattern[:60]!r} is not supported (linear-time regular expressions "
             f"only: no look-around or back-references): {error!s}"
         ) from None
-
-
-def validate_arguments(args: dict[str, Any], schema: dict[str, Any], *, client: bool) -> None:
-    """Check a tool call's arguments against its schema; ToolError for the model. A
-    client's schema is matched with RE2; the operator's tools (built-in, plugin, MCP)
-    keep the standard validator, whose patterns they chose."""
-    import jsonschema
-
-    cls = _validator_class() if client else jsonschema.Draft202012Validator
-    try:
-        error = next(cls(schema).iter_errors(args), None)
-    except (ValueError, RecursionError) as failure:
-        raise ToolError(f"invalid arguments: {str(failure)[:500]}") from None
-    if error is not None:
-        raise ToolError(f"invalid arguments: {error.message[:500]}")
-
-
-@lru_cache(maxsize=1)
-def _validator_class() -> Any:
-    """Draft 2020-12 validation with RE2 for `pattern` and `patternProperties`."""
-    import jsonschema
-
-    def pattern(validator: Any, regex: str, instance: Any, schema: Any) -> Iterator[Any]:
-        if validator.is_type(instance, "string") and not _compiled(regex).search(instance):
-            yield jsonschema.ValidationError(f"{instance[:100]!r} does not match {regex!r}")
-
-    def pattern_properties(
-        validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
-    ) -> Iterator[Any]:
-        if not validator.is_type(instance, "object"):
-            return
-        for regex, subschema in patterns.items():
-            for key, value in instance.items():
-                if _compiled(regex).search(key):
-                    yield from validator.descend(value, subschema, path=key, schema_path=regex)
-
-    def additional_properties(
-        validator: Any, additional: Any, instance: Any, schema: Any
-    ) -> Iterator[Any]:
-        # jsonschema's own joins the patternProperties regexes and runs them with `re`.
-        if not validator.is_type(instance, "object"):
-            return
-        declared = schema.get("properties", {})
-        patterns = [_compiled(regex) for regex in schema.get("patternProperties", {})]
-        extras = [
-            key
-            for key in instance
-            if key not in declared and not any(p.search(key) for p in patterns)
-        ]
-        if validator.is_type(additional, "object"):
-            for key in extras:
-                yield from validator.descend(instance[key], additional, path=key)
-        elif additional is False and extras:
-            listed = ", ".join(repr(key[:40]) for key in sorted(extras)[:5])
-            yield jsonschema.ValidationError(f"additional properties are not allowed: {listed}")
-
-    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-        jsonschema.Draft202012Validator,
-        {
-            "pattern": pattern,
-            "patternProperties": pattern_properties,
-            "additionalProperties": additional_properties,
-        },
-    )

@@ -107,12 +107,25 @@ class RunStream:
     ) -> AsyncGenerator[ev.RunEvent, None]:
         """Execute the turns `commands` start and yield their events in order."""
         self._engine.active.open_stream(self._tenant)
+        unwatch = self._engine.active.on_stop(self._stop)
         try:
             async with aclosing(self._turns(commands)) as events:
                 async for event in events:
                     yield event
         finally:
+            unwatch()
             self._engine.active.close_stream(self._tenant)
+
+    def _stop(self) -> None:
+        """The server is stopping: end the stream once its current turn (interrupted) is
+        over, with the reason, rather than be cut by the transport at the end of grace."""
+        self._inbox.appendleft(
+            UnavailableError(
+                "the server is stopping; this stream starts no new turn",
+                reason=Reason.SERVER_STOPPING,
+            )
+        )
+        self._arrived.set()
 
     async def _turns(
         self, commands: AsyncIterator[StreamCommand]

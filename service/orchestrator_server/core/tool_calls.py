@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as ev
-from .client_tools import ClientTool, ToolError, validate_arguments
+from .argument_validation import checked_arguments
+from .client_tools import ClientTool, ToolError
 from .errors import DeadlineExceededError, InvalidArgumentError, Reason
-from .memory import parse_arguments
 from .tool_port import ServerTool
 from .types import Message, Role, ToolCall
 
@@ -29,6 +29,13 @@ MAX_TOOL_OUTPUT_CHARS = 64 * 1024
 # Every call of a response runs at once: this bounds that fan-out (the model is told).
 MAX_TOOL_CALLS_PER_RESPONSE = 32
 DEFAULT_CLIENT_TOOL_TIMEOUT = 60.0
+
+# The parameters of an agent-as-tool (`ask_<agent_id>`).
+_ASK_AGENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"message": {"type": "string", "description": "What to ask the agent"}},
+    "required": ["message"],
+}
 
 
 class ClientToolBridge:
@@ -102,13 +109,7 @@ class TurnTools:
                 "function": {
                     "name": name,
                     "description": f"Ask the agent '{agent_id}' and get its answer.",
-                    "parameters": {
-                        "type": "object",
-                        "properties": {
-                            "message": {"type": "string", "description": "What to ask the agent"}
-                        },
-                        "required": ["message"],
-                    },
+                    "parameters": _ASK_AGENT_SCHEMA,
                 },
             }
             for name, agent_id in self.agents.items()
@@ -172,12 +173,9 @@ class TurnTools:
         return f"error: {error}" if error else output
 
     async def _dispatch(self, call: ToolCall, ask_agent: AskAgent) -> str:
-        args = parse_arguments(call.arguments_json)
-        if args is None:
-            raise ToolError("invalid arguments: not a JSON object")
         if call.name in self.server:
             tool = self.server[call.name]
-            validate_arguments(args, tool.parameters, client=False)
+            args = await checked_arguments(call.arguments_json, tool.parameters, client=False)
             if not tool.is_available():
                 raise ToolError(f"tool '{call.name}' is unavailable right now")
             try:
@@ -187,19 +185,22 @@ class TurnTools:
                     f"tool '{call.name}' timed out after {tool.timeout_seconds:g} s"
                 ) from None
         if call.name in self.client:
-            validate_arguments(args, self.client[call.name].parameters, client=True)
-            return await self._ask_client(call)
+            return await self._ask_client(call, self.client[call.name].parameters)
         if call.name in self.agents:
+            args = await checked_arguments(call.arguments_json, _ASK_AGENT_SCHEMA, client=False)
             message = args.get("message")
             if not isinstance(message, str) or not message:
                 raise ToolError("invalid arguments: 'message' must be a non-empty string")
             return await ask_agent(self.agents[call.name], message)
         raise ToolError(f"unknown tool '{call.name}'")
 
-    async def _ask_client(self, call: ToolCall) -> str:
+    async def _ask_client(self, call: ToolCall, schema: dict[str, Any]) -> str:
         assert self.bridge is not None, "client tools need a bridge"
+        # Expected before anything is awaited: the client has seen the call and may
+        # answer while its arguments are being checked.
         future = self.bridge.expect(call.call_id)
         try:
+            await checked_arguments(call.arguments_json, schema, client=True)
             output, error = await asyncio.wait_for(future, self.client_timeout)
         except TimeoutError:
             raise DeadlineExceededError(

@@ -26,6 +26,10 @@ from .provider_config import ProviderConfig
 from .request_body import encode_chat_body
 
 log = logging.getLogger(__name__)
+# Characters of tool calls (names and arguments) one model response may stream, and how
+# many calls (the turn runs at most 32 of them; the rest are reported as not run).
+MAX_TOOL_CALL_CHARS = 4_000_000
+MAX_STREAMED_TOOL_CALLS = 1000
 
 
 # How each openai/httpx failure is reported: the first matching row wins; anything else
@@ -104,27 +108,39 @@ def _request_params(spec: ModelSpec) -> dict[str, Any]:
 
 
 class _ToolCallAssembler:
-    """Joins streamed tool-call fragments (by index) into whole calls."""
+    """Joins streamed tool-call fragments (by index) into whole calls, within
+    MAX_TOOL_CALL_CHARS for the whole response (the model's text has its own bound)."""
 
-    def __init__(self) -> None:
-        self._calls: dict[int, dict[str, str]] = {}
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        # Fragments are kept in lists and joined once: appending to a string held in a
+        # dict copies it every time, quadratic in the number of fragments.
+        self._calls: dict[int, tuple[list[str], list[str], list[str]]] = {}
+        self._chars = 0
 
     def add(self, fragments: Sequence[dict[str, Any]]) -> None:
         for fragment in fragments:
             index = int(fragment.get("index") or 0)
-            call = self._calls.setdefault(index, {"id": "", "name": "", "args": ""})
+            ids, names, args = self._calls.setdefault(index, ([], [], []))
             if fragment.get("id"):
-                call["id"] = fragment["id"]
+                ids[:] = [str(fragment["id"])]
             function = fragment.get("function") or {}
-            if function.get("name"):
-                call["name"] += function["name"]
-            if function.get("arguments"):
-                call["args"] += function["arguments"]
+            for parts, text in ((names, function.get("name")), (args, function.get("arguments"))):
+                if text:
+                    parts.append(str(text))
+                    self._chars += len(parts[-1])
+        if self._chars > MAX_TOOL_CALL_CHARS or len(self._calls) > MAX_STREAMED_TOOL_CALLS:
+            raise errors.ResourceExhaustedError(
+                f"provider {self._provider} sent over {MAX_STREAMED_TOOL_CALLS:,} tool calls or "
+                f"{MAX_TOOL_CALL_CHARS:,} characters of them in one response",
+                reason=Reason.MODEL_OUTPUT_LIMIT,
+                metadata={"provider": self._provider, "limit": str(MAX_TOOL_CALL_CHARS)},
+            )
 
     def calls(self) -> tuple[ToolCall, ...]:
         return tuple(
-            ToolCall(c["id"] or f"call_{i}", c["name"], c["args"] or "{}")
-            for i, c in sorted(self._calls.items())
+            ToolCall("".join(ids) or f"call_{i}", "".join(names), "".join(args) or "{}")
+            for i, (ids, names, args) in sorted(self._calls.items())
         )
 
 
@@ -136,7 +152,7 @@ class _ChunkReader:
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
-        self.assembler = _ToolCallAssembler()
+        self.assembler = _ToolCallAssembler(provider)
         self.usage = Usage()
         self.finish_reason = ""
 

@@ -8,17 +8,39 @@ A distribution declares, in its pyproject.toml:
 where the object is a `ServerTool`, a list of them, or a zero-argument callable returning
 either. Plugins load at start-up; one that fails to load is logged and skipped, so a bad
 plugin cannot keep the server from starting.
+
+A handler that is a plain function rather than a coroutine function runs in a pool of
+SYNC_TOOL_THREADS threads of its own: on the event loop it would stall every stream, and
+in the default executor a stuck one would hold threads that argument validation needs.
+Past its timeout the call is reported to the model as timed out; Python cannot stop the
+thread, which finishes in the background (a plugin doing blocking work should bound it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
+from typing import Any
 
 from ..core.tool_port import ServerTool
 
 ENTRY_POINT_GROUP = "orchestrator.tools"
+SYNC_TOOL_THREADS = 4
 log = logging.getLogger(__name__)
+_sync_tools = ThreadPoolExecutor(SYNC_TOOL_THREADS, thread_name_prefix="sync-tool")
+
+
+def off_the_loop(handler: Any) -> Any:
+    """An async handler running a plain function in the sync-tool threads."""
+
+    async def run(args: dict[str, Any]) -> str:
+        loop = asyncio.get_running_loop()
+        return str(await loop.run_in_executor(_sync_tools, handler, args))
+
+    return run
 
 
 def _as_tools(obj: object) -> list[ServerTool]:
@@ -47,7 +69,11 @@ def plugin_tools(group: str = ENTRY_POINT_GROUP) -> list[ServerTool]:
                     name=tool.name,
                     description=tool.description,
                     parameters=tool.parameters,
-                    handler=tool.handler,
+                    handler=(
+                        tool.handler
+                        if inspect.iscoroutinefunction(tool.handler)
+                        else off_the_loop(tool.handler)
+                    ),
                     source="plugin",
                     source_name=dist,
                     timeout_seconds=tool.timeout_seconds,
