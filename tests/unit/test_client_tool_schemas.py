@@ -103,3 +103,28 @@ def test_unevaluated_properties_with_pattern_properties_are_refused() -> None:
     )
     with pytest.raises(InvalidArgumentError, match="not supported"):
         parse_client_tools([("t", "", text)], set())
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matching", "not_matching"),
+    [
+        (r"^[\u0041-\u005A]+$", "ABC", "abc"),  # \u escapes (RE2 alone refuses them)
+        (r"^\u{1F600}$", "\U0001f600", "x"),
+        (r"^\s$", "\u00a0", "x"),  # ECMA white space includes no-break and Unicode spaces
+        (r"^[^\s]+$", "ab", "a\u2003b"),
+        (r"^\S+$", "ab", "a\ufeffb"),
+        (r"^a.b$", "a-b", "a\rb"),  # `.` excludes every ECMA line terminator
+        (r"^[.]$", ".", "x"),
+        (r"^\cJ$", "\n", "J"),
+        (r"^\\u0041$", "\\u0041", "A"),  # an escaped backslash is not an escape
+    ],
+)
+def test_patterns_keep_their_ecma_meaning_under_re2(
+    pattern: str, matching: str, not_matching: str
+) -> None:
+    (tool,) = parse_client_tools(
+        [("t", "", schema(s={"type": "string", "pattern": pattern}))], set()
+    )
+    validate_arguments({"s": matching}, tool.parameters, client=True)
+    with pytest.raises(ToolError, match="does not match"):
+        validate_arguments({"s": not_matching}, tool.parameters, client=True)

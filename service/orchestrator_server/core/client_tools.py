@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from .ecma_regex import ecma_to_re2
 from .errors import InvalidArgumentError
 from .tool_port import TOOL_NAME
 
@@ -85,7 +86,7 @@ def _parse_schema(text: str, field: str) -> dict[str, Any]:
         if not isinstance(schema, dict) or schema.get("type", "object") != "object":
             raise ValueError("the schema must describe a JSON object")
         _check_shape(schema)
-        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.Draft202012Validator.check_schema(schema, format_checker=_format_checker())
     except (ValueError, RecursionError, jsonschema.SchemaError) as error:
         message = getattr(error, "message", None) or str(error) or type(error).__name__
         raise InvalidArgumentError.for_field(
@@ -127,15 +128,26 @@ def _check_shape(schema: dict[str, Any]) -> None:
         raise ValueError("unevaluatedProperties together with patternProperties is not supported")
 
 
+@lru_cache(maxsize=1)
+def _format_checker() -> Any:
+    """The metaschema's format checks, with `regex` meaning what the validator will run
+    (ECMA-262 through RE2) rather than what Python's `re` compiles."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker()
+    checker.checks("regex", raises=ValueError)(lambda pattern: bool(compiled_pattern(pattern)))
+    return checker
+
+
 @lru_cache(maxsize=1024)
 def compiled_pattern(pattern: str) -> Any:
-    """The RE2 program of a pattern; ValueError if RE2 cannot express it."""
+    """The RE2 program of an ECMA-262 pattern; ValueError if RE2 cannot express it."""
     import re2
 
     options = re2.Options()
     options.log_errors = False  # a client's bad pattern is its error, not a server log line
     try:
-        return re2.compile(pattern, options)
+        return re2.compile(ecma_to_re2(pattern), options)
     except re2.error as error:
         raise ValueError(
             f"pattern {pattern[:60]!r} is not supported (linear-time regular expressions "
