@@ -104,6 +104,6 @@ async def test_a_response_streaming_endless_tool_calls_ends_the_turn(
         await run_turn(watched.stub, "flood", "flooded")
     assert failed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     info = error_info(failed.value)
-    assert info.reason == "MODEL_OUTPUT_LIMIT" and info.metadata["limit"] == "4000000"
+    assert info.reason == "MODEL_OUTPUT_LIMIT" and info.metadata["limit"] == "1000000"
     listed = await watched.stub.ListRuns(pb.ListRunsRequest(agent_id="flooded"))
     assert [run_pb2.RunStatus.Name(r.status) for r in listed.runs] == ["RUN_STATUS_FAILED"]

@@ -28,7 +28,7 @@ from .request_body import encode_chat_body
 log = logging.getLogger(__name__)
 # Characters of tool calls (names and arguments) one model response may stream, and how
 # many calls (the turn runs at most 32 of them; the rest are reported as not run).
-MAX_TOOL_CALL_CHARS = 4_000_000
+MAX_TOOL_CALL_CHARS = 1_000_000
 MAX_STREAMED_TOOL_CALLS = 1000
 
 
