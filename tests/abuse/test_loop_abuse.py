@@ -140,3 +140,16 @@ async def test_one_tenant_cannot_hold_every_run_slot(
             call.cancel()
     finally:
         await live.stop()
+
+
+async def test_a_client_schema_slow_to_check_does_not_stall_the_loop(
+    watched: LiveServer,
+) -> None:
+    """Abuse: a schema of ~2,000 subschemas takes about a second to check against the
+    metaschema; that happens in a validation thread (it froze the loop for seconds)."""
+    await make_agent(watched, "schemer")
+    properties = {f"p{i}": {} for i in range(1990)}
+    schema = json.dumps({"type": "object", "properties": properties})
+    tool = run_pb2.ToolDefinition(name="wide", parameters_json_schema=schema)
+    events = await run_turn(watched.stub, "hello", "schemer", client_tools=[tool])
+    assert events[-1].WhichOneof("event") == "run_completed"

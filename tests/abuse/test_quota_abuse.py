@@ -27,20 +27,37 @@ from orchestrator_devmodel import DevModelAdmin, DevModelProcess
 OTHER = (("x-tenant-id", "other"),)
 
 
-@pytest.fixture
-async def small(devmodel: DevModelProcess, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    """A server with small quotas, an agent `worker` in tenants `default` and `other`."""
-    live = await start_live_server(
-        tmp_path / "small.db",
-        devmodel.base_url,
-        max_queued_runs_per_tenant=2,
-        model_tokens_per_minute_per_tenant=30,
-        max_stored_bytes_per_tenant=50_000,
-        max_agents_per_tenant=2,
-    )
+async def server_with(devmodel: DevModelProcess, path: Path, **quotas: int) -> LiveServer:
+    """A server with these quotas, an agent `worker` in tenants `default` and `other`."""
+    live = await start_live_server(path, devmodel.base_url, **quotas)
     for metadata in ((), OTHER):
         agent = agent_pb2.Agent(agent_id="worker")
         await live.stub.CreateAgent(pb.CreateAgentRequest(agent=agent), metadata=metadata)
+    return live
+
+
+@pytest.fixture
+async def small(devmodel: DevModelProcess, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """Small storage and queue quotas."""
+    live = await server_with(
+        devmodel,
+        tmp_path / "small.db",
+        max_queued_runs_per_tenant=2,
+        max_stored_bytes_per_tenant=50_000,
+        max_agents_per_tenant=2,
+    )
+    try:
+        yield live
+    finally:
+        await live.stop()
+
+
+@pytest.fixture
+async def frugal(devmodel: DevModelProcess, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """30 model tokens per minute per tenant."""
+    live = await server_with(
+        devmodel, tmp_path / "frugal.db", model_tokens_per_minute_per_tenant=30
+    )
     try:
         yield live
     finally:
@@ -74,7 +91,8 @@ async def test_a_tenant_queues_at_most_its_quota_of_starts(
         call.cancel()
 
 
-async def test_a_tenant_past_its_model_tokens_is_told_when_to_retry(small: LiveServer) -> None:
+async def test_a_tenant_past_its_model_tokens_is_told_when_to_retry(frugal: LiveServer) -> None:
+    small = frugal
     used = 0
     while used < 30:  # each echo turn reports its prompt and completion tokens
         events = await run_turn(small.stub, "count my tokens please", "worker")
@@ -106,3 +124,22 @@ async def test_a_tenant_has_at_most_its_agents(small: LiveServer) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await small.stub.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(agent_id="third")))
     assert_quota(refused.value, "max_agents_per_tenant")
+
+
+async def test_a_cancelled_call_still_costs_its_prompt(
+    frugal: LiveServer, admin: DevModelAdmin
+) -> None:
+    small = frugal
+    """Abuse: cancelling after the first delta, before the provider reports usage, used to
+    cost nothing; the prompt's estimate is charged when the call is sent."""
+    await admin.set_rules(
+        [{"match": {"contains": "burn"}, "reply": {"text": "a " * 200, "tokens_per_second": 50}}]
+    )
+    call = small.stub.Run(requests_of(start("burn " + "word " * 100, "worker")))
+    async for event in call:
+        if event.WhichOneof("event") == "text_delta":
+            call.cancel()
+            break
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await run_turn(small.stub, "hi", "worker", session_id="after")
+    assert_quota(refused.value, "model_tokens_per_minute_per_tenant")

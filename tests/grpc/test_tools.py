@@ -409,12 +409,17 @@ PLUGIN_MODULE = textwrap.dedent("""
         import threading
         return threading.current_thread().name
 
+    class _Echo:  # a callable object that is async
+        async def __call__(self, args):
+            return "echo"
+
     def tools():
         schema = {"type": "object", "properties": {"text": {"type": "string"}}}
         return [
             ServerTool("shout", "Upper-case a text.", schema, _shout),
             ServerTool("flood", "Returns too much.", {"type": "object"}, _flood),
             ServerTool("where", "Names its thread.", {"type": "object"}, _where),
+            ServerTool("echo", "Says echo.", {"type": "object"}, _Echo()),
         ]
 """)
 
@@ -450,12 +455,13 @@ async def test_plugins_and_list_tools(
                             {"name": "shout", "arguments": {"text": "hi"}},
                             {"name": "flood", "arguments": {}},
                             {"name": "where", "arguments": {}},
+                            {"name": "echo", "arguments": {}},
                         ]
                     }
                 },
             ]
         )
-        await make_agent(live, "loud", tools=["shout", "flood", "where"])
+        await make_agent(live, "loud", tools=["shout", "flood", "where", "echo"])
         events = await run_turn(live.stub, "go", "loud")
         by_id = {
             e.tool_result.call_id: e.tool_result.output for e in of_kind(events, "tool_result")
@@ -465,6 +471,7 @@ async def test_plugins_and_list_tools(
         assert len(outputs[1]) < 70_000
         assert outputs[1].endswith("...[truncated 34464 characters]")
         assert outputs[2].startswith("sync-tool")
+        assert outputs[3] == "echo"
     finally:
         await live.stop()
 

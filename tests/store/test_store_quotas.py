@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,28 +89,38 @@ async def test_a_tenant_has_at_most_its_teams(store: Store) -> None:
 async def test_a_turn_that_would_pass_the_stored_bytes_is_refused_before_it_is_written(
     store: Store,
 ) -> None:
+    """A turn stores its input and output twice: in its messages and its run record."""
     await store.create_agent("t", NewAgent("a1", AgentSpec()))
-    await start_turn(store, "r1", "x" * 400)
+    await start_turn(store, "r1", "x" * 200)  # 400 bytes
     # An accepted turn records its output even past the quota: nothing is lost.
-    await store.finish_run("t", a_run("r1", "x" * 400), [Message(Role.ASSISTANT, "é" * 200)])
+    finished = replace(a_run("r1", "x" * 200), output="é" * 100)
+    await store.finish_run("t", finished, [Message(Role.ASSISTANT, "é" * 100)])  # 800
     with pytest.raises(QuotaExceededError) as refused:
-        await start_turn(store, "r2", "y" * 300)  # 400 + 400 bytes of "é" stored already
+        await start_turn(store, "r2", "y" * 250)
     assert refused.value.quota == "max_stored_bytes_per_tenant"
     assert await store.get_run("t", "r2") is None
-    await start_turn(store, "r2", "small", session_id="s2")  # 805 bytes fit
+    await start_turn(store, "r2", "small", session_id="s2")  # 810
     # Deleting a session gives its bytes back.
-    await store.delete_session("t", "a1", "s1")
-    await start_turn(store, "r3", "y" * 150, session_id="s3")
+    await store.delete_session("t", "a1", "s1")  # 10
+    await start_turn(store, "r3", "y" * 400, session_id="s3")
+
+
+async def test_queued_runs_count_their_input_before_they_get_a_session(store: Store) -> None:
+    await store.create_agent("t", NewAgent("a1", AgentSpec()))
+    queued = replace(a_run("q1", "x" * 600), status=RunStatus.QUEUED)
+    await store.begin_run("t", queued, None)  # no message yet: the run record holds it
+    with pytest.raises(QuotaExceededError):
+        await store.begin_run("t", replace(queued, run_id="q2"), None)
 
 
 async def test_deleting_an_agent_gives_its_messages_bytes_back(store: Store) -> None:
     await store.create_agent("t", NewAgent("a1", AgentSpec()))
-    await start_turn(store, "r1", "x" * 900)
+    await start_turn(store, "r1", "x" * 450)  # 900 bytes
     with pytest.raises(QuotaExceededError):
         await start_turn(store, "r2", "x" * 200, session_id="s2")
     await store.delete_agent("t", "a1", expected_revision=None)
     await store.create_agent("t", NewAgent("a1", AgentSpec()))
-    await start_turn(store, "r2", "x" * 900, session_id="s2")
+    await start_turn(store, "r2", "x" * 450, session_id="s2")
 
 
 async def test_usage_of_data_written_before_the_usage_table_is_counted(tmp_path: Path) -> None:
@@ -122,11 +133,16 @@ async def test_usage_of_data_written_before_the_usage_table_is_counted(tmp_path:
         step(db)
     conn.execute("PRAGMA user_version = 2")
     conn.execute(
+        "INSERT INTO runs(run_id, tenant, agent_id, session_id, status, input, output) "
+        "VALUES ('r0', 't', 'a1', 's1', 'completed', ?, ?)",
+        ("y" * 250, "z" * 240),
+    )
+    conn.execute(
         "INSERT INTO agents VALUES ('t', 'a1', '{}', 1.0, 1.0, 1), ('t', 'a2', '{}', 1.0, 1.0, 1)"
     )
     conn.execute(
         "INSERT INTO messages VALUES ('t', 'a1', 's1', 1, 'user', ?, '', '', 'r0', 1.0)",
-        ("x" * 990,),
+        ("x" * 500,),
     )
     conn.close()
     store = SQLiteStore(str(path), quotas=QUOTAS)

@@ -15,7 +15,8 @@ from orchestrator_server.core.argument_validation import (
     checked_arguments,
     validate_arguments,
 )
-from orchestrator_server.core.client_tools import ToolError
+from orchestrator_server.core.client_tools import ToolError, parse_client_tools
+from orchestrator_server.core.errors import InvalidArgumentError
 
 
 def doubling_schema(levels: int) -> dict[str, Any]:
@@ -60,3 +61,41 @@ async def test_oversized_and_deeply_nested_arguments_are_tool_errors() -> None:
     with pytest.raises(ToolError, match="not a JSON object"):
         await checked_arguments("[1, 2]", schema, client=False)
     assert await checked_arguments('{"x": [1]}', schema, client=False) == {"x": [1]}
+
+
+@pytest.mark.parametrize(
+    ("schema", "refused"),
+    [
+        ({"type": "object", "unevaluatedProperties": False}, "unevaluatedProperties"),
+        ({"type": "object", "properties": {"x": {"unevaluatedItems": {}}}}, "unevaluatedItems"),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "x": {
+                        "$schema": "https://json-schema.org/draft/2020-12/schema",
+                        "pattern": "^(a+)+$",
+                    }
+                },
+            },
+            "$schema (below the root)",
+        ),
+    ],
+)
+def test_keywords_that_escape_the_bounds_are_refused_in_client_schemas(
+    schema: dict[str, Any], refused: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as error:
+        parse_client_tools([("t", "", json.dumps(schema))], set())
+    assert refused in error.value.violations[0].description
+
+
+def test_the_client_schemas_of_a_turn_are_bounded_together() -> None:
+    many = json.dumps({"type": "object", "properties": {f"p{i}": {} for i in range(600)}})
+    with pytest.raises(InvalidArgumentError) as error:
+        parse_client_tools([(f"t{i}", "", many) for i in range(4)], set())
+    assert "subschemas" in error.value.violations[0].description
+    big = json.dumps({"type": "object", "description": "x" * 60_000})
+    with pytest.raises(InvalidArgumentError) as error:
+        parse_client_tools([(f"t{i}", "", big) for i in range(5)], set())
+    assert "characters" in error.value.violations[0].description

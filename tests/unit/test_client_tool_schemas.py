@@ -117,6 +117,12 @@ def test_unevaluated_properties_with_pattern_properties_are_refused() -> None:
         (r"^[.]$", ".", "x"),
         (r"^\cJ$", "\n", "J"),
         (r"^\\u0041$", "\\u0041", "A"),  # an escaped backslash is not an escape
+        (r"^[[]\s$", "[ ", "[x"),  # "[" in a class is a character
+        (r"^[[].$", "[a", "[\u2028"),
+        (r"^[[:digit:]]$", ":]", "5"),  # not a POSIX class in ECMA: "[:digit:" then "]"
+        (r"^b$|^[]a]$", "b", "a"),  # [] matches nothing
+        (r"^[^]]$", "a]", "a"),  # [^] matches any character
+        (r"^\uD83D\uDE00$", "\U0001f600", "x"),  # a surrogate pair is one character
     ],
 )
 def test_patterns_keep_their_ecma_meaning_under_re2(

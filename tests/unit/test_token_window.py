@@ -46,3 +46,27 @@ def test_calls_without_usage_cost_nothing_and_idle_tenants_are_forgotten() -> No
     clock.now += WINDOW_SECONDS
     window.check("t")
     assert window._buckets == {} and window._totals == {}
+
+
+def test_an_estimate_charged_up_front_is_corrected_by_the_reported_usage() -> None:
+    clock = Clock()
+    window = TokenWindow(limit_per_minute=100, clock=clock)
+    window.record("t", 150)  # a call's estimate: over the limit until corrected
+    with pytest.raises(QuotaExceededError):
+        window.check("t")
+    window.record("t", 40 - 150)  # it reported 40
+    window.check("t")
+    window.record("t", -1000)  # a correction never takes the count below zero
+    window.record("t", 100)
+    with pytest.raises(QuotaExceededError):
+        window.check("t")
+
+
+def test_tenants_that_went_idle_are_swept_once_a_window() -> None:
+    clock = Clock()
+    window = TokenWindow(limit_per_minute=100, clock=clock)
+    for tenant in range(1000):
+        window.record(f"t{tenant}", 1)
+    clock.now += WINDOW_SECONDS + 1
+    window.record("active", 1)
+    assert list(window._buckets) == ["active"]

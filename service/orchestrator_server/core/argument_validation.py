@@ -19,16 +19,27 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from .client_tools import ToolError, compiled_pattern
 from .memory import parse_arguments
 
 MAX_ARGUMENT_CHARS = 1_000_000
 VALIDATION_SECONDS = 1.0
+VALIDATION_THREADS = 2
 Keyword = Callable[[Any, Any, Any, Any], Iterator[Any]]
+T = TypeVar("T")
 _deadline = threading.local()  # when the validation running on this thread must stop
+# Threads of their own: validations cannot take the default executor's threads (which the
+# model catalog and the store use) however many run at once.
+_threads = ThreadPoolExecutor(VALIDATION_THREADS, thread_name_prefix="validation")
+
+
+async def in_validation_thread(fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) on a validation thread (schema and argument checks)."""
+    return await asyncio.get_running_loop().run_in_executor(_threads, fn, *args)
 
 
 class _OverTime(Exception):
@@ -46,7 +57,7 @@ async def checked_arguments(
             f"invalid arguments: {len(arguments_json):,} characters, at most "
             f"{MAX_ARGUMENT_CHARS:,} are accepted"
         )
-    return await asyncio.to_thread(_parse_and_validate, arguments_json, schema, client)
+    return await in_validation_thread(_parse_and_validate, arguments_json, schema, client)
 
 
 def _parse_and_validate(
@@ -80,10 +91,14 @@ def validate_arguments(args: dict[str, Any], schema: dict[str, Any], *, client: 
         raise ToolError(f"invalid arguments: {error.message[:500]}")
 
 
+def _check_time() -> None:
+    if time.monotonic() > _deadline.at:
+        raise _OverTime
+
+
 def _timed(keyword: Keyword) -> Keyword:
     def timed(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
-        if time.monotonic() > _deadline.at:
-            raise _OverTime
+        _check_time()
         yield from keyword(validator, value, instance, schema)
 
     return timed
@@ -142,6 +157,7 @@ def _re2_keywords() -> dict[str, Keyword]:
             return
         for regex, subschema in patterns.items():
             for key, value in instance.items():
+                _check_time()  # patterns x keys: one keyword call, possibly long
                 if compiled_pattern(regex).search(key):
                     yield from validator.descend(value, subschema, path=key, schema_path=regex)
 
@@ -153,11 +169,11 @@ def _re2_keywords() -> dict[str, Keyword]:
             return
         declared = schema.get("properties", {})
         patterns = [compiled_pattern(regex) for regex in schema.get("patternProperties", {})]
-        extras = [
-            key
-            for key in instance
-            if key not in declared and not any(p.search(key) for p in patterns)
-        ]
+        extras = []
+        for key in instance:
+            _check_time()
+            if key not in declared and not any(p.search(key) for p in patterns):
+                extras.append(key)
         if validator.is_type(additional, "object"):
             for key in extras:
                 yield from validator.descend(instance[key], additional, path=key)

@@ -27,6 +27,15 @@ MAX_CLIENT_TOOLS = 128
 MAX_SCHEMA_CHARS = 64 * 1024
 MAX_SCHEMA_DEPTH = 32
 MAX_TOOL_DESCRIPTION_CHARS = 4096
+# All client schemas of one turn together: their characters, and their subschemas
+# (checking a schema against the metaschema costs ~0.5 ms per subschema).
+MAX_SCHEMAS_CHARS_PER_TURN = 256 * 1024
+MAX_SUBSCHEMAS_PER_TURN = 2000
+# Keywords refused in a client schema: `$schema` below the root would make jsonschema
+# validate that part with its stock validator (Python `re`, no deadline), and the
+# unevaluated* keywords make it walk subschemas (quadratically, and through `$ref` and
+# `dependentSchemas`) without evaluating a keyword where the deadline is checked.
+REFUSED_KEYWORDS = frozenset({"unevaluatedProperties", "unevaluatedItems"})
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
@@ -51,8 +60,15 @@ def parse_client_tools(
         raise InvalidArgumentError.for_field(
             "start.client_tools", f"at most {MAX_CLIENT_TOOLS} client tools per turn"
         )
+    total = sum(len(text) for _, _, text in definitions)
+    if total > MAX_SCHEMAS_CHARS_PER_TURN:
+        raise InvalidArgumentError.for_field(
+            "start.client_tools",
+            f"the schemas total {total:,} characters, at most {MAX_SCHEMAS_CHARS_PER_TURN:,}",
+        )
     tools: list[ClientTool] = []
     seen: set[str] = set(taken)
+    subschemas = 0
     for i, (name, description, schema_text) in enumerate(definitions):
         where = f"start.client_tools[{i}]"
         if not TOOL_NAME.fullmatch(name):
@@ -68,15 +84,34 @@ def parse_client_tools(
             raise InvalidArgumentError.for_field(
                 f"{where}.description", f"at most {MAX_TOOL_DESCRIPTION_CHARS} characters"
             )
-        schema = _parse_schema(schema_text, f"{where}.parameters_json_schema")
+        schema, count = _parse_schema(schema_text, f"{where}.parameters_json_schema")
+        subschemas += count
+        if subschemas > MAX_SUBSCHEMAS_PER_TURN:
+            raise InvalidArgumentError.for_field(
+                "start.client_tools",
+                f"the schemas have over {MAX_SUBSCHEMAS_PER_TURN:,} subschemas together",
+            )
         tools.append(ClientTool(name, description, schema))
     return tuple(tools)
 
 
-def _parse_schema(text: str, field: str) -> dict[str, Any]:
-    """A client's JSON schema for an object, within the limits, with RE2 patterns."""
+def _parse_schema(text: str, field: str) -> tuple[dict[str, Any], int]:
+    """A client's JSON schema for an object, within the limits, with RE2 patterns; and
+    how many subschemas it has."""
     if len(text) > MAX_SCHEMA_CHARS:
         raise InvalidArgumentError.for_field(field, f"at most {MAX_SCHEMA_CHARS} characters")
+    try:
+        return _checked_schema(text)
+    except ValueError as error:
+        raise InvalidArgumentError.for_field(
+            field, f"is not a valid JSON Schema: {str(error)[:200]}"
+        ) from None
+
+
+@lru_cache(maxsize=256)
+def _checked_schema(text: str) -> tuple[dict[str, Any], int]:
+    """The parsed, checked schema (cached: clients send the same tools every turn; the
+    validators never change a schema); ValueError if it is not acceptable."""
     import jsonschema  # ~90 ms to import: only turns with client tools need it here
 
     try:
@@ -85,14 +120,12 @@ def _parse_schema(text: str, field: str) -> dict[str, Any]:
         schema = json.loads(text) if text else dict(_EMPTY_SCHEMA)
         if not isinstance(schema, dict) or schema.get("type", "object") != "object":
             raise ValueError("the schema must describe a JSON object")
-        _check_shape(schema)
+        count = _check_shape(schema)
         jsonschema.Draft202012Validator.check_schema(schema, format_checker=_format_checker())
     except (ValueError, RecursionError, jsonschema.SchemaError) as error:
         message = getattr(error, "message", None) or str(error) or type(error).__name__
-        raise InvalidArgumentError.for_field(
-            field, f"is not a valid JSON Schema: {message[:200]}"
-        ) from None
-    return schema
+        raise ValueError(message) from None
+    return schema, count
 
 
 def _nodes(value: Any) -> Iterator[tuple[Any, int]]:
@@ -108,13 +141,20 @@ def _nodes(value: Any) -> Iterator[tuple[Any, int]]:
             stack.extend((v, depth + 1) for v in item)
 
 
-def _check_shape(schema: dict[str, Any]) -> None:
-    """ValueError for a schema too deep, with a pattern RE2 cannot run, or combining
-    keywords that jsonschema would evaluate with Python's `re`."""
+def _check_shape(schema: dict[str, Any]) -> int:
+    """ValueError for a schema too deep, with a pattern RE2 cannot run or a refused
+    keyword; how many objects (subschemas, at most) it has."""
     nodes = list(_nodes(schema))
     if max(depth for _, depth in nodes) > MAX_SCHEMA_DEPTH:
         raise ValueError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
     objects = [node for node, _ in nodes if isinstance(node, dict)]
+    refused: set[str] = set()
+    for node in objects:
+        refused |= REFUSED_KEYWORDS & node.keys()
+        if node is not schema and "$schema" in node:
+            refused.add("$schema (below the root)")
+    if refused:
+        raise ValueError(f"not supported in a client tool's schema: {', '.join(sorted(refused))}")
     for node in objects:
         if isinstance(node.get("pattern"), str):
             compiled_pattern(node["pattern"])
@@ -122,10 +162,7 @@ def _check_shape(schema: dict[str, Any]) -> None:
         if isinstance(keyed, dict):
             for pattern in keyed:
                 compiled_pattern(pattern)
-    keywords = set().union(*objects)
-    if {"unevaluatedProperties", "patternProperties"} <= keywords:
-        # jsonschema evaluates these together with Python's `re`, outside our reach.
-        raise ValueError("unevaluatedProperties together with patternProperties is not supported")
+    return len(objects)
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,10 @@
 once the syntax and classes where the two differ are rewritten:
   * `\\uXXXX`, `\\u{X...}` and `\\cX` escapes (RE2 refuses them) become `\\x{...}`;
   * `\\s` / `\\S` are ECMA's white space (RE2's lacks no-break and Unicode spaces);
-  * `.` outside a class excludes every ECMA line terminator (RE2's excludes only `\\n`).
+  * `.` outside a class excludes every ECMA line terminator (RE2's excludes only `\\n`);
+  * classes end at the first unescaped `]` (`[]` matches nothing, `[^]` anything) and
+    read `[` as a character; surrogate-pair escapes are one character.
+Inside a class `\\S` keeps RE2's meaning (it differs on Unicode spaces only).
 Anything RE2 cannot run (look-around, back-references) is still refused by RE2.
 """
 
@@ -15,6 +18,9 @@ _SPACE = (
     r"\x{feff}"
 )
 _ANY_BUT_LINE_END = r"[^\n\r\x{2028}\x{2029}]"
+_NOTHING = r"[^\x{0}-\x{10ffff}]"
+_ANYTHING = r"[\x{0}-\x{10ffff}]"
+_LOW_SURROGATE = re.compile(r"\\u([Dd][C-Fc-f][0-9A-Fa-f]{2})")
 _UNICODE_ESCAPE = re.compile(r"u([0-9A-Fa-f]{4})|u\{([0-9A-Fa-f]{1,6})\}|c([A-Za-z])")
 
 
@@ -29,17 +35,31 @@ def ecma_to_re2(pattern: str) -> str:
             text, i = _escape(pattern, i + 1, in_class)
             out.append(text)
             continue
-        if char == "[" and not in_class:
-            in_class = True
-        elif char == "]" and in_class and out and out[-1] not in ("[", "[^"):
-            in_class = False
-        elif char == "^" and in_class and out and out[-1] == "[":
-            out[-1] = "[^"
-            i += 1
+        if not in_class and char == "[":
+            text, i, in_class = _class_start(pattern, i)
+            out.append(text)
             continue
-        out.append(_ANY_BUT_LINE_END if char == "." and not in_class else char)
+        if in_class:
+            # ECMA ends a class at the first unescaped "]" and reads "[" inside one as a
+            # character (RE2 would read "[:digit:]" as a POSIX class).
+            in_class = char != "]"
+            out.append("\\[" if char == "[" else char)
+        else:
+            out.append(_ANY_BUT_LINE_END if char == "." else char)
         i += 1
     return "".join(out)
+
+
+def _class_start(pattern: str, at: int) -> tuple[str, int, bool]:
+    """The RE2 text of a class opening at `at`, the index after it, and whether the
+    class is still open. ECMA's `[]` matches nothing and `[^]` any character."""
+    if pattern.startswith("[]", at):
+        return _NOTHING, at + 2, False
+    if pattern.startswith("[^]", at):
+        return _ANYTHING, at + 3, False
+    if pattern.startswith("[^", at):
+        return "[^", at + 2, True
+    return "[", at + 1, True
 
 
 def _escape(pattern: str, at: int, in_class: bool) -> tuple[str, int]:
@@ -49,7 +69,12 @@ def _escape(pattern: str, at: int, in_class: bool) -> tuple[str, int]:
     if unicode is not None:
         hex_digits, braced, control = unicode.groups()
         code = ord(control.upper()) % 32 if control else int(hex_digits or braced, 16)
-        return f"\\x{{{code:x}}}", unicode.end()
+        end = unicode.end()
+        low = _LOW_SURROGATE.match(pattern, end)
+        if 0xD800 <= code <= 0xDBFF and low is not None:  # a surrogate pair: one character
+            code = 0x10000 + ((code - 0xD800) << 10) + (int(low.group(1), 16) - 0xDC00)
+            end = low.end()
+        return f"\\x{{{code:x}}}", end
     if letter == "s":
         return (_SPACE if in_class else f"[{_SPACE}]"), at + 1
     if letter == "S" and not in_class:

@@ -58,6 +58,12 @@ class AgentCallBudget:
         return True
 
 
+def estimated_prompt_tokens(messages: list[ChatMessage]) -> int:
+    """A prompt's tokens, roughly (four characters a token), before the model says."""
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return chars // 4 + len(messages)
+
+
 def remaining(deadline: float | None) -> float | None:
     """Seconds left before the caller's deadline (None without one)."""
     if deadline is None:
@@ -115,9 +121,12 @@ class ModelLoop:
         tenant = self._context.tenant
         for call_number in range(1, max_calls + 1):
             self._tokens.check(tenant)
+            estimate = estimated_prompt_tokens(messages)
+            self._tokens.record(tenant, estimate)  # counted even if the call never ends
             end = await self._call_model(messages)
             self.usage = self.usage + end.usage
-            self._tokens.record(tenant, end.usage.prompt_tokens + end.usage.completion_tokens)
+            used = end.usage.prompt_tokens + end.usage.completion_tokens
+            self._tokens.record(tenant, used - estimate)
             text = "".join(self.parts)
             if not end.tool_calls:
                 return text

@@ -3,9 +3,10 @@
 A store enforces them inside the write that would exceed them (so that concurrent
 creates cannot overshoot), and answers QUOTA_EXCEEDED with a QuotaFailure naming the
 tenant. Stored bytes count the UTF-8 text of a tenant's messages (contents and tool
-calls as the store keeps them), the bulk of what turns store. Only the start of a turn
-is refused for them: a turn that was accepted always records its output, even if that
-takes the tenant over.
+calls as the store keeps them) and run records (input and output), the bulk of what
+turns store. Only the start of a turn is refused for them: a turn that was accepted
+always records its output, even if that takes the tenant over (by at most the output of
+its turns in flight).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Model tokens per tenant per minute: a sliding window of one-second buckets.
 
-Checked before a turn starts and before each model call, recorded from the usage each
-call reports; a tenant over its budget is refused with QUOTA_EXCEEDED and told when
-enough of the window will have passed (RetryInfo). Counted per server process: with
+Checked before a turn starts and before each model call. A call is charged an estimate
+of its prompt when it is sent (so that calls cancelled or failed before they report
+their usage still count), corrected by the usage it reports; a tenant over its budget
+is refused with QUOTA_EXCEEDED and told when enough of the window will have passed
+(RetryInfo). Idle tenants' buckets are swept once a window. Counted per server process: with
 several replicas each keeps its own window (a shared one belongs with the PostgreSQL
 store).
 """
@@ -33,6 +35,7 @@ class TokenWindow:
         # Per tenant: (second, tokens) buckets, oldest first, and their sum.
         self._buckets: dict[str, deque[list[int]]] = {}
         self._totals: dict[str, int] = {}
+        self._next_sweep = clock() + WINDOW_SECONDS
 
     def check(self, tenant: str) -> None:
         """QUOTA_EXCEEDED (with the seconds to wait) if the tenant used its budget."""
@@ -52,8 +55,11 @@ class TokenWindow:
         raise error
 
     def record(self, tenant: str, tokens: int) -> None:
-        """Count tokens a model call of the tenant used."""
-        if tokens <= 0:
+        """Count tokens a model call of the tenant used (a negative number corrects an
+        estimate charged before)."""
+        self._sweep()
+        tokens = max(tokens, -self._totals.get(tenant, 0))
+        if not tokens:
             return
         now = int(self._clock())
         buckets = self._buckets.setdefault(tenant, deque())
@@ -63,6 +69,15 @@ class TokenWindow:
             buckets.append([now, tokens])
         self._totals[tenant] = self._totals.get(tenant, 0) + tokens
         self._expire(tenant)
+
+    def _sweep(self) -> None:
+        """Forget every tenant whose buckets all left the window (once a window)."""
+        now = self._clock()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + WINDOW_SECONDS
+        for tenant in list(self._buckets):
+            self._expire(tenant)
 
     def _used(self, tenant: str) -> int:
         self._expire(tenant)

@@ -107,6 +107,14 @@ def _request_params(spec: ModelSpec) -> dict[str, Any]:
     return params
 
 
+def _count(value: object) -> int:
+    """A count a provider sent (tokens, an index), as a sane int: a provider is not
+    trusted with values that would overflow int64 columns and protobuf fields."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        return 0
+    return int(min(max(value, 0), 2**31 - 1))
+
+
 class _ToolCallAssembler:
     """Joins streamed tool-call fragments (by index) into whole calls, within
     MAX_TOOL_CALL_CHARS for the whole response (the model's text has its own bound)."""
@@ -120,7 +128,7 @@ class _ToolCallAssembler:
 
     def add(self, fragments: Sequence[dict[str, Any]]) -> None:
         for fragment in fragments:
-            index = int(fragment.get("index") or 0)
+            index = _count(fragment.get("index"))
             ids, names, args = self._calls.setdefault(index, ([], [], []))
             if fragment.get("id"):
                 ids[:] = [str(fragment["id"])]
@@ -170,7 +178,7 @@ class _ChunkReader:
         if chunk.get("usage"):
             raw = chunk["usage"]
             self.usage = Usage(
-                int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0)
+                _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
             )
         choices = chunk.get("choices")
         if not choices:
@@ -264,7 +272,7 @@ class OpenAIChatModel:
             except (openai.APIError, httpx2.HTTPError) as error:
                 log.warning("model call to provider %s failed: %s", self.name, type(error).__name__)
                 raise _translate(error, self.name) from error
-            except (ValueError, KeyError, TypeError, AttributeError) as error:
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
                 log.warning("provider %s sent a malformed stream: %s", self.name, error)
                 raise _unavailable(self.name, "sent a malformed stream") from error
         yield reader.end()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.errors import FailedPreconditionError, Reason
@@ -132,7 +132,7 @@ class InMemoryStore:
             )
         for key in [k for k in self._sessions if k[:2] == (tenant, agent_id)]:
             self._drop_session(key)
-        state.runs = {i: r for i, r in state.runs.items() if r.agent_id != agent_id}
+        self._drop_runs(tenant, lambda r: r.agent_id == agent_id)
         del state.agents[agent_id]
         if state.default_agent_id == agent_id:
             state.default_agent_id = None
@@ -176,13 +176,15 @@ class InMemoryStore:
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session's messages and runs; how many messages went."""
-        state = self._tenant(tenant)
-        state.runs = {
-            i: r
-            for i, r in state.runs.items()
-            if (r.agent_id, r.session_id) != (agent_id, session_id)
-        }
+        self._drop_runs(tenant, lambda r: (r.agent_id, r.session_id) == (agent_id, session_id))
         return self._drop_session((tenant, agent_id, session_id))
+
+    def _drop_runs(self, tenant: str, dropped: Callable[[Run], bool]) -> None:
+        state = self._tenant(tenant)
+        gone = [r for r in state.runs.values() if dropped(r)]
+        state.message_bytes -= sum(_run_bytes(r) for r in gone)
+        for run in gone:
+            del state.runs[run.run_id]
 
     def _drop_session(self, key: SessionKey) -> int:
         self._sessions.pop(key, None)
@@ -220,9 +222,10 @@ class InMemoryStore:
             previous = await self.find_run_by_request(tenant, run.agent_id, run.request_id)
             if previous is not None:
                 raise DuplicateRequestError(previous)
-        stored = self._tenant(tenant).message_bytes
-        self._quotas.check_bytes(tenant, stored, text_bytes(run.input))
-        self._tenant(tenant).runs[run.run_id] = run
+        state = self._tenant(tenant)
+        self._quotas.check_bytes(tenant, state.message_bytes, text_bytes(run.input))
+        state.message_bytes += _run_bytes(run)
+        state.runs[run.run_id] = run
         if user_message is not None:
             key = (tenant, run.agent_id, run.session_id)
             self._append(key, [user_message], run.create_time)
@@ -247,6 +250,7 @@ class InMemoryStore:
         runs = self._tenant(tenant).runs
         before = runs.get(run.run_id)
         if before is not None:
+            self._tenant(tenant).message_bytes += _run_bytes(run) - _run_bytes(before)
             start = before.start_time if before.start_time is not None else run.end_time
             runs[run.run_id] = replace(run, start_time=start)
         return stored
@@ -349,3 +353,8 @@ def _agents_of(spec: TeamSpec) -> list[str]:
 def _stored_bytes(messages: Sequence[Message]) -> int:
     """Messages' contents and tool-call arguments, in UTF-8 bytes."""
     return sum(text_bytes(m.content, *(c.arguments_json for c in m.tool_calls)) for m in messages)
+
+
+def _run_bytes(run: Run) -> int:
+    """A run record's input and output, in UTF-8 bytes."""
+    return text_bytes(run.input, run.output or "")

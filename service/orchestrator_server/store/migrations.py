@@ -125,7 +125,9 @@ def _v3_usage(db: sqlite_utils.Database) -> None:
         "INSERT INTO usage(tenant, message_bytes, agents, teams) SELECT tenant, sum(b), "
         "sum(a), sum(t) FROM (SELECT tenant, "
         "length(CAST(content AS BLOB)) + length(CAST(tool_calls AS BLOB)) AS b, 0 AS a, "
-        "0 AS t FROM messages UNION ALL SELECT tenant, 0, 1, 0 FROM agents "
+        "0 AS t FROM messages UNION ALL SELECT tenant, "
+        "length(CAST(input AS BLOB)) + length(CAST(coalesce(output, '') AS BLOB)), 0, 0 "
+        "FROM runs UNION ALL SELECT tenant, 0, 1, 0 FROM agents "
         "UNION ALL SELECT tenant, 0, 0, 1 FROM teams) GROUP BY tenant"
     )
 

@@ -96,7 +96,7 @@ def delete_agent(
             metadata={"agent_id": agent_id, "team_id": team_id},
         )
     key = (tenant, agent_id)
-    sqlite_usage.forget_messages(conn, tenant, "agent_id = ?", (agent_id,))
+    sqlite_usage.forget_rows(conn, tenant, "agent_id = ?", (agent_id,))
     for table in ("messages", "sessions", "runs", "agents"):
         conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND agent_id = ?", key)
     sqlite_usage.add(conn, tenant, "agents", -1)

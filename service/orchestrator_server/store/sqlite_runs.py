@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..core.errors import Reason
+from ..core.pagination import text_bytes
 from ..core.quotas import StorageQuotas
 from ..core.store_port import DuplicateRequestError
 from ..core.types import Message, Run, RunQuery, RunStatus
@@ -19,7 +20,7 @@ from .sqlite_rows import RUN_COLUMNS, run_from_row, tool_calls_json
 def delete_session(conn: sqlite3.Connection, tenant: str, agent_id: str, session_id: str) -> int:
     """Delete a session's messages, runs and row; how many messages went."""
     key = (tenant, agent_id, session_id)
-    sqlite_usage.forget_messages(conn, tenant, "agent_id = ? AND session_id = ?", key[1:])
+    sqlite_usage.forget_rows(conn, tenant, "agent_id = ? AND session_id = ?", key[1:])
     deleted = conn.execute(
         "DELETE FROM messages WHERE tenant = ? AND agent_id = ? AND session_id = ?", key
     ).rowcount
@@ -99,6 +100,7 @@ def begin_run(
         if row:
             raise DuplicateRequestError(run_from_row(row))
     sqlite_usage.check_turn(conn, quotas, tenant, run.input)
+    sqlite_usage.add(conn, tenant, "message_bytes", text_bytes(run.input, run.output))
     conn.execute(
         f"INSERT INTO runs(tenant, {RUN_COLUMNS}) VALUES "
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -148,6 +150,12 @@ def finish_run(
     """Append the turn's final messages and record the run's outcome."""
     end = run.end_time if run.end_time is not None else run.create_time
     stored = append_messages(conn, tenant, run.agent_id, run.session_id, messages, end)
+    previous = conn.execute(
+        "SELECT output FROM runs WHERE tenant = ? AND run_id = ?", (tenant, run.run_id)
+    ).fetchone()
+    if previous is not None:
+        grown = text_bytes(run.output) - text_bytes(previous[0] or "")
+        sqlite_usage.add(conn, tenant, "message_bytes", grown)
     conn.execute(
         "UPDATE runs SET status = ?, output = ?, prompt_tokens = ?, completion_tokens = ?, "
         "error_reason = ?, error_message = ?, end_time = ?, "

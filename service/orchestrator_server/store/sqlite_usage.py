@@ -12,8 +12,11 @@ from ..core.pagination import text_bytes
 from ..core.quotas import StorageQuotas
 
 Counter = Literal["message_bytes", "agents", "teams"]
-# The bytes a message row stores, in SQL: the UTF-8 length of its text columns.
-_ROW_BYTES = "length(CAST(content AS BLOB)) + length(CAST(tool_calls AS BLOB))"
+# The bytes a row stores, in SQL: the UTF-8 length of its text columns.
+_ROW_BYTES = {
+    "messages": "length(CAST(content AS BLOB)) + length(CAST(tool_calls AS BLOB))",
+    "runs": "length(CAST(input AS BLOB)) + length(CAST(coalesce(output, '') AS BLOB))",
+}
 
 
 def message_bytes(rows: Sequence[tuple[str, str]]) -> int:
@@ -40,15 +43,15 @@ def add(conn: sqlite3.Connection, tenant: str, counter: Counter, delta: int) -> 
         )
 
 
-def forget_messages(
-    conn: sqlite3.Connection, tenant: str, where: str, params: tuple[str, ...]
-) -> None:
-    """Before deleting the tenant's messages matching `where`: take their bytes off."""
-    row = conn.execute(
-        f"SELECT coalesce(sum({_ROW_BYTES}), 0) FROM messages WHERE tenant = ? AND {where}",
-        (tenant, *params),
-    ).fetchone()
-    add(conn, tenant, "message_bytes", -int(row[0]))
+def forget_rows(conn: sqlite3.Connection, tenant: str, where: str, params: tuple[str, ...]) -> None:
+    """Before deleting the tenant's messages and runs matching `where`: take their bytes
+    off."""
+    for table, row_bytes in _ROW_BYTES.items():
+        row = conn.execute(
+            f"SELECT coalesce(sum({row_bytes}), 0) FROM {table} WHERE tenant = ? AND {where}",
+            (tenant, *params),
+        ).fetchone()
+        add(conn, tenant, "message_bytes", -int(row[0]))
 
 
 def check_turn(conn: sqlite3.Connection, quotas: StorageQuotas, tenant: str, text: str) -> None:

@@ -33,12 +33,21 @@ log = logging.getLogger(__name__)
 _sync_tools = ThreadPoolExecutor(SYNC_TOOL_THREADS, thread_name_prefix="sync-tool")
 
 
+def _is_async(handler: Any) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 (a callable object's method)
+    )
+
+
 def off_the_loop(handler: Any) -> Any:
     """An async handler running a plain function in the sync-tool threads."""
 
     async def run(args: dict[str, Any]) -> str:
         loop = asyncio.get_running_loop()
-        return str(await loop.run_in_executor(_sync_tools, handler, args))
+        result = await loop.run_in_executor(_sync_tools, handler, args)
+        if inspect.isawaitable(result):  # a callable object or wrapper that is async after all
+            result = await result
+        return str(result)
 
     return run
 
@@ -69,11 +78,7 @@ def plugin_tools(group: str = ENTRY_POINT_GROUP) -> list[ServerTool]:
                     name=tool.name,
                     description=tool.description,
                     parameters=tool.parameters,
-                    handler=(
-                        tool.handler
-                        if inspect.iscoroutinefunction(tool.handler)
-                        else off_the_loop(tool.handler)
-                    ),
+                    handler=tool.handler if _is_async(tool.handler) else off_the_loop(tool.handler),
                     source="plugin",
                     source_name=dist,
                     timeout_seconds=tool.timeout_seconds,
