@@ -19,9 +19,14 @@ Sections (`--only a,b`):
   scale   100k agents + 1M messages (generated once, cached in bench-results/): start to
           SERVING, ListAgents page p50, idle RSS; 1,000 concurrent Run streams at 1 s
           model latency;
-  team    RunTeam fan-out (8 members at 200 ms) -- skipped while the RPC does not exist.
+  team    RunTeam fan-out (8 members at 200 ms) -- skipped while the RPC does not exist;
+  fairness  tenant B's time to first delta (p50, p99) alone and while tenant A holds 5,000
+          Run streams on the same provider (its default max_concurrency; A's model calls
+          2.5-7.5 s, `--fair-latency-ms` sets their mean; B's immediate); A's streams
+          come from a subprocess.
 
     .venv/bin/python scripts/bench.py [--quick] [--only runs,peer] [--profile]
+        [--fair-latency-ms 5000]
 
 Writes bench-results/results.json, bench-results/bench.png (copied to docs/bench.png
 by a full run of every section), server logs in bench-results/logs/, and with

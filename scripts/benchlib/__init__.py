@@ -13,6 +13,8 @@ profiling   py-spy of the orchestrator, summarised per operation
 scale_db    the cached 100k-agent / 1M-message database
 scale       start-up, list latency, memory and 1,000 streams on that database
 team        RunTeam fan-out
+fairness    a tenant's first delta while another holds 5,000 streams on the provider
+fair_load   that other tenant's streams, run as a subprocess
 targets     the performance targets, as ratios measured in the same run
 report      the printed table and results.json
 chart       bench.png

@@ -11,6 +11,7 @@ import time
 
 from .chart import chart
 from .config import FULL, QUICK, RESULTS, ROOT, SECTIONS, Mode
+from .fairness import fairness_section
 from .report import print_report, write_json
 from .results import Results
 from .scale import scale_section
@@ -38,6 +39,14 @@ def parse_args(description: str | None) -> argparse.Namespace:
         type=int,
         default=2048,
         help="the dev provider's max_concurrency in the scale section",
+    )
+    parser.add_argument(
+        "--fair-latency-ms",
+        type=float,
+        default=5000.0,
+        help="tenant A's mean model latency in the fairness section (at 1000 A's turns "
+        "outrun the orchestrator on 2 cores: tenant B then waits for the server, not for "
+        "the provider)",
     )
     parser.add_argument("--no-uvloop", action="store_true", help="load generator on asyncio")
     return parser.parse_args()
@@ -89,6 +98,9 @@ async def main_async(args: argparse.Namespace) -> int:
     if "team" in selected:
         print("[team]", flush=True)
         await team_section(mode, results)
+    if "fairness" in selected:
+        print("[fairness]", flush=True)
+        await fairness_section(mode, results, args)
     print_report(results)
     write_json(results, mode, args, RESULTS / "results.json")
     chart(results, RESULTS / "bench.png")

@@ -14,7 +14,7 @@ LOGS = RESULTS / "logs"
 WORK = RESULTS / "work"  # databases of this run, recreated by every run
 PY = sys.executable
 ECHO_SERVER = ROOT / "scripts" / "bench_echo_server.py"
-SECTIONS = ("limits", "runs", "peer", "agents", "scale", "team")
+SECTIONS = ("limits", "runs", "peer", "agents", "scale", "team", "fairness")
 
 TOKENS = 20  # tokens per model answer, and messages per bare gRPC stream
 SYSTEM = "You are a benchmark agent."
@@ -40,7 +40,11 @@ class Mode:
     streams: int
     serving_repeats: int
     list_pages: int
+    fair_streams: int  # tenant A's streams in the fairness section
+    fair_repeats: int  # each ramps A's streams up again (~1 min a repeat on 2 cores)
+    fair_turns: int  # tenant B's turns per phase
 
 
-FULL = Mode(2.0, 5, 1.0, 100_000, 1_000_000, 1000, 3, 200)
-QUICK = Mode(1.0, 2, 0.3, 100_000, 1_000_000, 1000, 2, 50)
+# The fairness section keeps its 5,000 streams in quick mode too: that is its target.
+FULL = Mode(2.0, 5, 1.0, 100_000, 1_000_000, 1000, 3, 200, 5000, 2, 40)
+QUICK = Mode(1.0, 2, 0.3, 100_000, 1_000_000, 1000, 2, 50, 5000, 1, 30)

@@ -34,6 +34,7 @@ RATIO_BASE = {
     "scale.serving_s": "scale.serving_empty_s",
     "scale.serving_pyc_s": "scale.serving_s",
     "team.fanout_s": "team.member_s",
+    "fairness.loaded_ttfd_ms": "fairness.alone_ttfd_ms",
 }
 
 
@@ -73,6 +74,18 @@ def detail_lines(fig: Figure) -> list[str]:
         foreign = fig.extra.get("cpu_pct.foreign", [])
         noise = f"; other processes {max(foreign):.0f}% CPU at worst" if foreign else ""
         lines.append(f"  {'':<4}CPU us/op: {parts}{noise}")
+    if "run_started_p50_ms" in fig.extra:
+        lines.append(
+            f"  {'':<4}p99 {fig.x('p99_ms'):.1f} ms; RunStarted p50 "
+            f"{fig.x('run_started_p50_ms'):.1f} ms; server-side first delta p50 "
+            f"{fig.x('server_first_p50_ms'):.1f} ms; provider calls in flight: median "
+            f"{fig.x('provider_in_flight_median'):.0f}, min {fig.x('provider_in_flight_min'):.0f}"
+        )
+        failed = sum(fig.extra.get("failed", []))
+        if failed:
+            lines.append(f"  {'':<4}{failed:.0f} turns FAILED, counted at their lifetime")
+    if fig.note:
+        lines.append(f"  {'':<4}{fig.note}")
     return lines
 
 
