@@ -325,7 +325,8 @@ def figures(results: Results, mode: Mode, latency_ms: float) -> tuple[Figure, Fi
     loaded.note = (
         f"A's model calls {latency_ms / 2:.0f}-{latency_ms * 1.5:.0f} ms (mean "
         f"{latency_ms:.0f}), B's immediate; provider max_concurrency "
-        f"default (256), shared round robin; ORCHESTRATOR_MAX_RUNS, _RUNS_PER_TENANT, "
+        f"default (256), a freed slot to the waiting tenant holding fewest; "
+        f"ORCHESTRATOR_MAX_RUNS, _RUNS_PER_TENANT, "
         f"_STREAMS, _STREAMS_PER_TENANT raised to {mode.fair_streams + 1000:,} so that "
         f"A's streams are admitted"
     )

@@ -66,3 +66,30 @@ async def test_a_cancelled_waiter_gives_up_its_place_and_slots_are_not_lost() ->
     assert limiter._free == 2
     async with limiter.slot("c"), limiter.slot("d"):
         assert limiter._free == 0
+
+
+async def test_a_newcomer_gets_the_next_slot_freed_by_a_tenant_holding_several() -> None:
+    limiter = FairLimiter(2)
+    order: list[str] = []
+    releases = [asyncio.Event(), asyncio.Event()]
+
+    async def holder(i: int) -> None:
+        async with limiter.slot("a"):
+            await releases[i].wait()
+
+    async def waiter(key: str, name: str) -> None:
+        async with limiter.slot(key):
+            order.append(name)
+
+    tasks = [asyncio.create_task(holder(i)) for i in range(2)]
+    await settled(lambda: limiter._free == 0)
+    tasks += [asyncio.create_task(waiter("a", f"a{i}")) for i in range(5)]
+    await settled(lambda: limiter.waiting == 5)
+    tasks.append(asyncio.create_task(waiter("b", "b0")))
+    await settled(lambda: limiter.waiting == 6)
+    releases[0].set()  # "a" still holds one slot, "b" none: the freed slot is b's
+    await settled(lambda: "b0" in order)
+    assert order[0] == "b0"
+    releases[1].set()
+    await asyncio.gather(*tasks)
+    assert order[1:] == [f"a{i}" for i in range(5)]
