@@ -175,6 +175,11 @@ def orchestrator_env(model_url: str, max_concurrency: int | None = None) -> dict
     # The bench's load comes from one tenant: room for the 1,000-stream case and more.
     env["ORCHESTRATOR_MAX_RUNS_PER_TENANT"] = "5000"
     env["ORCHESTRATOR_MAX_STREAMS_PER_TENANT"] = "10000"
+    # ... and for what it creates and spends: the agents of the CreateAgent loop, the
+    # messages and tokens of every run (the bench measures speed, not quotas).
+    env["ORCHESTRATOR_MAX_AGENTS_PER_TENANT"] = str(10**9)
+    env["ORCHESTRATOR_MAX_STORED_BYTES_PER_TENANT"] = str(2**62)
+    env["ORCHESTRATOR_MODEL_TOKENS_PER_MINUTE_PER_TENANT"] = str(10**12)
     env.pop("ORCHESTRATOR_CONFIG", None)
     return env
 

@@ -176,7 +176,8 @@ def _format_checker() -> Any:
     return checker
 
 
-@lru_cache(maxsize=1024)
+# A compiled program can take ~0.3 MB (`\S{1000}`): the cache is kept small.
+@lru_cache(maxsize=128)
 def compiled_pattern(pattern: str) -> Any:
     """The RE2 program of an ECMA-262 pattern; ValueError if RE2 cannot express it."""
     import re2
