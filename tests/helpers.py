@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,25 @@ async def drain(call: Any) -> list[run_pb2.RunEvent]:
     while (event := await call.read()) is not grpc.aio.EOF:
         events.append(event)
     return events
+
+
+@asynccontextmanager
+async def other_callbacks() -> AsyncIterator[list[int]]:
+    """A task that counts its turns on the event loop while the body runs: whether the
+    body gave the loop back (and how often). Yields a one-item list with the count."""
+    ticks = [0]
+    stop = asyncio.Event()
+
+    async def count() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+            await asyncio.sleep(0)
+
+    counting = asyncio.create_task(count())
+    await asyncio.sleep(0)  # the counter runs before the body starts
+    ticks[0] = 0
+    try:
+        yield ticks
+    finally:
+        stop.set()
+        await counting

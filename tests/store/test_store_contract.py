@@ -4,7 +4,6 @@ their idempotency keys, keyset pagination order, and teams."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from helpers import other_callbacks
 from orchestrator_server.core.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -247,22 +247,9 @@ async def test_a_history_of_large_messages_is_read_in_steps(tmp_path: Path) -> N
         await store.create_agent("t", NewAgent("a1", spec()))
         big = [Message(Role.USER, "x" * STEP_BYTES) for _ in range(6)]
         await store.append_messages("t", "a1", "s1", big)
-        ticks = 0
-        stop = asyncio.Event()
-
-        async def other_callbacks() -> None:
-            nonlocal ticks
-            while not stop.is_set():
-                ticks += 1
-                await asyncio.sleep(0)
-
-        other = asyncio.create_task(other_callbacks())
-        await asyncio.sleep(0)
-        ticks = 0
-        history = await store.load_history("t", "a1", "s1", limit=50)
-        stop.set()
-        await other
+        async with other_callbacks() as ticks:
+            history = await store.load_history("t", "a1", "s1", limit=50)
         assert [m.content for m in history] == [m.content for m in big]
-        assert ticks >= len(big) - 1
+        assert ticks[0] >= len(big) - 1
     finally:
         await store.close()

@@ -3,12 +3,12 @@ encoded in steps that let the event loop run other callbacks."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
+from helpers import other_callbacks
 from orchestrator_server.models.request_body import STEP_BYTES, encode_chat_body
 
 MESSAGES: list[dict[str, Any]] = [
@@ -44,21 +44,8 @@ async def test_the_body_is_the_parameters_with_the_messages(
 
 async def test_a_large_body_gives_the_loop_back_while_it_is_encoded() -> None:
     messages = [{"role": "user", "content": "x" * STEP_BYTES} for _ in range(8)]
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def other_callbacks() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            await asyncio.sleep(0)
-
-    other = asyncio.create_task(other_callbacks())
-    await asyncio.sleep(0)  # the other task is running before the encoding starts
-    ticks = 0
-    body = await encode_chat_body({"model": "m"}, messages)
-    stop.set()
-    await other
+    async with other_callbacks() as ticks:
+        body = await encode_chat_body({"model": "m"}, messages)
     assert json.loads(body)["messages"] == messages
     # One step per message of STEP_BYTES: the other task ran between them.
-    assert ticks >= len(messages) - 1
+    assert ticks[0] >= len(messages) - 1
