@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,3 +262,14 @@ async def other_callbacks() -> AsyncIterator[list[int]]:
     finally:
         stop.set()
         await counting
+
+
+async def settled(condition: Callable[[], bool], *, step_seconds: float = 0.0) -> None:
+    """Let other tasks run until `condition` holds: 1,000 loop steps at most, each
+    `step_seconds` long (0 for work on this loop alone; a few ms when it waits for
+    gRPC's own threads)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(step_seconds)
+    raise AssertionError("the condition never held")

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from test_runs import make_agent
 
-from helpers import LiveServer, drain, error_info, start
+from helpers import LiveServer, drain, error_info, settled, start
 from orchestrator.v1 import run_pb2
 from orchestrator_devmodel import DevModelAdmin
 from orchestrator_server.server import graceful_stop
@@ -65,6 +65,21 @@ async def test_an_idle_open_stream_is_ended_with_a_reason_by_the_stop(live: Live
     await call.write(start("hello", "between"))
     while (await call.read()).WhichOneof("event") != "run_completed":
         pass
+    stopping = asyncio.create_task(graceful_stop(live.app, live.server, 0.5))
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await drain(call)
+    await stopping
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_info(ended.value).reason == "SERVER_STOPPING"
+
+
+async def test_a_stream_that_sent_nothing_yet_is_ended_with_a_reason_by_the_stop(
+    live: LiveServer,
+) -> None:
+    call = live.stub.Run()
+    await call.wait_for_connection()
+    # The server has the stream once it counts it open.
+    await settled(lambda: live.app.runs.active._streams._total == 1, step_seconds=0.005)
     stopping = asyncio.create_task(graceful_stop(live.app, live.server, 0.5))
     with pytest.raises(grpc.aio.AioRpcError) as ended:
         await drain(call)

@@ -107,7 +107,7 @@ async def test_a_turn_that_would_pass_the_stored_bytes_is_refused_before_it_is_w
 
 async def test_queued_runs_count_their_input_before_they_get_a_session(store: Store) -> None:
     await store.create_agent("t", NewAgent("a1", AgentSpec()))
-    queued = replace(a_run("q1", "x" * 600), status=RunStatus.QUEUED)
+    queued = replace(a_run("q1", "x" * 400), status=RunStatus.QUEUED)
     await store.begin_run("t", queued, None)  # no message yet: the run record holds it
     with pytest.raises(QuotaExceededError):
         await store.begin_run("t", replace(queued, run_id="q2"), None)

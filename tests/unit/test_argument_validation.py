@@ -80,6 +80,14 @@ async def test_oversized_and_deeply_nested_arguments_are_tool_errors() -> None:
             },
             "$schema (below the root)",
         ),
+        (
+            {
+                "type": "object",
+                "properties": {"x": {"$ref": "https://json-schema.org/draft/2020-12/schema"}},
+            },
+            "$ref outside the schema",
+        ),
+        ({"type": "object", "$id": "https://json-schema.org/draft/2020-12/schema"}, "$id"),
     ],
 )
 def test_keywords_that_escape_the_bounds_are_refused_in_client_schemas(

@@ -134,3 +134,10 @@ def test_patterns_keep_their_ecma_meaning_under_re2(
     validate_arguments({"s": matching}, tool.parameters, client=True)
     with pytest.raises(ToolError, match="does not match"):
         validate_arguments({"s": not_matching}, tool.parameters, client=True)
+
+
+@pytest.mark.parametrize("pattern", [r"[\s-\uFFFF]", r"[\t-\s]", r"[a-\S]"])
+def test_a_class_escape_as_a_range_endpoint_is_refused(pattern: str) -> None:
+    declared = schema(s={"type": "string", "pattern": pattern})
+    with pytest.raises(InvalidArgumentError, match="range endpoint"):
+        parse_client_tools([("t", "", declared)], set())

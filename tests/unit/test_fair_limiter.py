@@ -1,23 +1,14 @@
-"""A provider's call slots are shared round robin among tenants (issue 12: a tenant with
+"""A provider's call slots are shared fairly among tenants (issue 12: a tenant with
 thousands of turns queued must not delay another tenant's turn beyond its fair share)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
+from helpers import settled
 from orchestrator_server.core.fair_limiter import FairLimiter
-
-
-async def settled(condition: Callable[[], bool]) -> None:
-    """Let the other tasks run until `condition` holds (a bounded number of loop steps)."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")
 
 
 async def test_a_second_tenant_waits_for_one_turn_of_the_first_not_its_whole_queue() -> None:

@@ -51,13 +51,31 @@ def test_calls_without_usage_cost_nothing_and_idle_tenants_are_forgotten() -> No
 def test_an_estimate_charged_up_front_is_corrected_by_the_reported_usage() -> None:
     clock = Clock()
     window = TokenWindow(limit_per_minute=100, clock=clock)
-    window.record("t", 150)  # a call's estimate: over the limit until corrected
+    charged_at = window.charge("t", 150)  # over the limit until the call reports
     with pytest.raises(QuotaExceededError):
         window.check("t")
-    window.record("t", 40 - 150)  # it reported 40
+    window.settle("t", charged_at, 150, 40)
     window.check("t")
-    window.record("t", -1000)  # a correction never takes the count below zero
-    window.record("t", 100)
+    window.settle("t", window.charge("t", 10), 10, 70)  # more than estimated: added
+    with pytest.raises(QuotaExceededError):
+        window.check("t")
+
+
+def test_a_late_correction_never_touches_other_calls_and_no_usage_keeps_the_estimate() -> None:
+    clock = Clock()
+    window = TokenWindow(limit_per_minute=1000, clock=clock)
+    first = window.charge("t", 900)
+    clock.now += 30
+    window.record("t", 900)  # another call
+    clock.now += 35  # the first estimate has left the window
+    window.settle("t", first, 900, 10)  # its refund finds nothing to take back
+    window.record("t", 200)
+    with pytest.raises(QuotaExceededError):
+        window.check("t")  # the other call's 900 still count: 1,100
+    clock.now += 60
+    window.check("t")
+    silent = window.charge("t", 1000)
+    window.settle("t", silent, 1000, 0)  # a provider that reports no usage
     with pytest.raises(QuotaExceededError):
         window.check("t")
 

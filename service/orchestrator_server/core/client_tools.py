@@ -35,7 +35,11 @@ MAX_SUBSCHEMAS_PER_TURN = 2000
 # validate that part with its stock validator (Python `re`, no deadline), and the
 # unevaluated* keywords make it walk subschemas (quadratically, and through `$ref` and
 # `dependentSchemas`) without evaluating a keyword where the deadline is checked.
-REFUSED_KEYWORDS = frozenset({"unevaluatedProperties", "unevaluatedItems"})
+REFUSED_KEYWORDS = frozenset({"unevaluatedProperties", "unevaluatedItems", "$id"})
+# References must stay inside the schema ("#..."): a reference to a schema jsonschema
+# bundles (the metaschemas) would be validated by its stock validator, outside the bounds;
+# `$id` (refused above) would move what "#" means.
+_REFERENCES = ("$ref", "$dynamicRef")
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
@@ -153,6 +157,10 @@ def _check_shape(schema: dict[str, Any]) -> int:
         refused |= REFUSED_KEYWORDS & node.keys()
         if node is not schema and "$schema" in node:
             refused.add("$schema (below the root)")
+        for keyword in _REFERENCES:
+            target = node.get(keyword)
+            if isinstance(target, str) and not target.startswith("#"):
+                refused.add(f"{keyword} outside the schema ({target[:60]!r})")
     if refused:
         raise ValueError(f"not supported in a client tool's schema: {', '.join(sorted(refused))}")
     for node in objects:

@@ -75,8 +75,22 @@ def _escape(pattern: str, at: int, in_class: bool) -> tuple[str, int]:
             code = 0x10000 + ((code - 0xD800) << 10) + (int(low.group(1), 16) - 0xDC00)
             end = low.end()
         return f"\\x{{{code:x}}}", end
+    if letter in "sS" and in_class and _next_to_dash(pattern, at):
+        # A class escape cannot end a range (a syntax error in ECMA's unicode mode);
+        # spliced in, the space list would make a range of its own last character.
+        raise ValueError(f"\\{letter} cannot be a range endpoint in a character class")
     if letter == "s":
         return (_SPACE if in_class else f"[{_SPACE}]"), at + 1
     if letter == "S" and not in_class:
         return f"[^{_SPACE}]", at + 1
     return "\\" + letter, at + 1
+
+
+def _next_to_dash(pattern: str, at: int) -> bool:
+    """Whether the class escape whose letter is at `at` has a range dash beside it."""
+    dash_before = at >= 2 and pattern[at - 2] == "-"
+    # ... unless that dash opens the class, where it is a character.
+    if dash_before and (pattern[at - 3 : at - 2] == "[" or pattern[at - 4 : at - 2] == "[^"):
+        dash_before = False
+    after = pattern[at + 1 : at + 3]
+    return dash_before or (after.startswith("-") and after != "-]")

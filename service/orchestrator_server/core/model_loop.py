@@ -4,6 +4,7 @@ until it answers (or the call limit is reached)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -58,9 +59,14 @@ class AgentCallBudget:
         return True
 
 
-def estimated_prompt_tokens(messages: list[ChatMessage]) -> int:
-    """A prompt's tokens, roughly (four characters a token), before the model says."""
-    chars = sum(len(str(m.get("content") or "")) for m in messages)
+def estimated_prompt_tokens(messages: list[ChatMessage], tool_chars: int) -> int:
+    """A prompt's tokens, roughly (four characters a token), before the model says: its
+    messages' text and tool-call arguments, and `tool_chars` of tool declarations."""
+    chars = tool_chars
+    for message in messages:
+        chars += len(str(message.get("content") or ""))
+        for call in message.get("tool_calls") or ():
+            chars += len(str(call.get("function", {}).get("arguments", "")))
     return chars // 4 + len(messages)
 
 
@@ -97,6 +103,7 @@ class ModelLoop:
         self._gate = gate
         self._emit = emit
         self._schemas = context.tools.schemas()
+        self._schema_chars = len(json.dumps(self._schemas)) if self._schemas else 0
         self._max_output_chars = max_output_chars
         self._output_chars = 0  # text the model produced in this turn, over all its calls
         self.parts: list[str] = []
@@ -121,12 +128,12 @@ class ModelLoop:
         tenant = self._context.tenant
         for call_number in range(1, max_calls + 1):
             self._tokens.check(tenant)
-            estimate = estimated_prompt_tokens(messages)
-            self._tokens.record(tenant, estimate)  # counted even if the call never ends
+            estimate = estimated_prompt_tokens(messages, self._schema_chars)
+            charged_at = self._tokens.charge(tenant, estimate)  # even if the call never ends
             end = await self._call_model(messages)
             self.usage = self.usage + end.usage
             used = end.usage.prompt_tokens + end.usage.completion_tokens
-            self._tokens.record(tenant, used - estimate)
+            self._tokens.settle(tenant, charged_at, estimate, used)
             text = "".join(self.parts)
             if not end.tool_calls:
                 return text

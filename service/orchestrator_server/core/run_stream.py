@@ -101,6 +101,9 @@ class RunStream:
         # A cancel (its message) for the start that has no run id yet.
         self._cancel_when_started: str | None = None
         self._error: OrchestratorError | None = None  # ends the stream after this turn
+        # While the stream waits for its first command, a stop interrupts that read.
+        self._awaiting_first: asyncio.Task[object] | None = None
+        self._stopped = False
 
     async def run(
         self, commands: AsyncIterator[StreamCommand]
@@ -119,23 +122,29 @@ class RunStream:
     def _stop(self) -> None:
         """The server is stopping: end the stream once its current turn (interrupted) is
         over, with the reason, rather than be cut by the transport at the end of grace."""
-        self._inbox.appendleft(
-            UnavailableError(
-                "the server is stopping; this stream starts no new turn",
-                reason=Reason.SERVER_STOPPING,
-            )
-        )
+        self._stopped = True
+        self._inbox.appendleft(_stopping())
         self._arrived.set()
+        if self._awaiting_first is not None:
+            self._awaiting_first.cancel()
 
     async def _turns(
         self, commands: AsyncIterator[StreamCommand]
     ) -> AsyncGenerator[ev.RunEvent, None]:
         # The first command is read here rather than by the reader task: one task switch
         # less before the first turn starts.
+        self._awaiting_first = asyncio.current_task()
         try:
             first = await anext(aiter(commands))
         except StopAsyncIteration:
             return
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._stopped or current is None or current.uncancel() > 0:
+                raise
+            raise _stopping() from None
+        finally:
+            self._awaiting_first = None
         if not isinstance(first, TurnRequest):
             raise protocol_violation("the first message must be a start")
         self._inbox.append(first)
@@ -257,3 +266,9 @@ class RunStream:
         elif self._starting:
             self._cancel_when_started = error.message
         self._put(error)
+
+
+def _stopping() -> UnavailableError:
+    return UnavailableError(
+        "the server is stopping; this stream starts no new turn", reason=Reason.SERVER_STOPPING
+    )

@@ -54,12 +54,32 @@ class TokenWindow:
         error.metadata["retry_after_seconds"] = str(math.ceil(error.retry_after))
         raise error
 
+    def charge(self, tenant: str, estimate: int) -> int:
+        """Charge a call's estimate when it is sent; the second it was charged in, for
+        `settle`."""
+        self.record(tenant, estimate)
+        return int(self._clock())
+
+    def settle(self, tenant: str, charged_at: int, estimate: int, used: int) -> None:
+        """A call reported `used` tokens: replace its estimate, in the second it was
+        charged to, if that is still in the window (a correction never touches other
+        calls' charges). A call reporting no usage keeps its estimate."""
+        if used <= 0 or used == estimate:
+            return
+        if used > estimate:
+            self.record(tenant, used - estimate)
+            return
+        for bucket in self._buckets.get(tenant, ()):
+            if bucket[0] == charged_at:
+                refund = min(estimate - used, bucket[1])
+                bucket[1] -= refund
+                self._totals[tenant] -= refund
+                return
+
     def record(self, tenant: str, tokens: int) -> None:
-        """Count tokens a model call of the tenant used (a negative number corrects an
-        estimate charged before)."""
+        """Count tokens a model call of the tenant used."""
         self._sweep()
-        tokens = max(tokens, -self._totals.get(tenant, 0))
-        if not tokens:
+        if tokens <= 0:
             return
         now = int(self._clock())
         buckets = self._buckets.setdefault(tenant, deque())

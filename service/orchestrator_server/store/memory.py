@@ -223,7 +223,8 @@ class InMemoryStore:
             if previous is not None:
                 raise DuplicateRequestError(previous)
         state = self._tenant(tenant)
-        self._quotas.check_bytes(tenant, state.message_bytes, text_bytes(run.input))
+        # The input is stored twice: in the run record and the user message.
+        self._quotas.check_bytes(tenant, state.message_bytes, 2 * text_bytes(run.input))
         state.message_bytes += _run_bytes(run)
         state.runs[run.run_id] = run
         if user_message is not None:

@@ -125,14 +125,34 @@ def _v3_usage(db: sqlite_utils.Database) -> None:
         "INSERT INTO usage(tenant, message_bytes, agents, teams) SELECT tenant, sum(b), "
         "sum(a), sum(t) FROM (SELECT tenant, "
         "length(CAST(content AS BLOB)) + length(CAST(tool_calls AS BLOB)) AS b, 0 AS a, "
-        "0 AS t FROM messages UNION ALL SELECT tenant, "
-        "length(CAST(input AS BLOB)) + length(CAST(coalesce(output, '') AS BLOB)), 0, 0 "
-        "FROM runs UNION ALL SELECT tenant, 0, 1, 0 FROM agents "
+        "0 AS t FROM messages UNION ALL SELECT tenant, 0, 1, 0 FROM agents "
         "UNION ALL SELECT tenant, 0, 0, 1 FROM teams) GROUP BY tenant"
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_teams, _v3_usage]
+def _v4_run_bytes(db: sqlite_utils.Database) -> None:
+    # Run records (input, output) count towards stored bytes from now on: recount every
+    # tenant's bytes (version 3 counted messages only).
+    db.execute(
+        "UPDATE usage SET message_bytes = coalesce((SELECT sum("
+        "length(CAST(content AS BLOB)) + length(CAST(tool_calls AS BLOB))) FROM messages m "
+        "WHERE m.tenant = usage.tenant), 0) + coalesce((SELECT sum("
+        "length(CAST(input AS BLOB)) + length(CAST(coalesce(output, '') AS BLOB))) "
+        "FROM runs r WHERE r.tenant = usage.tenant), 0)"
+    )
+    db.execute(
+        "INSERT INTO usage(tenant, message_bytes, agents, teams) SELECT tenant, "
+        "sum(length(CAST(input AS BLOB)) + length(CAST(coalesce(output, '') AS BLOB))), 0, 0 "
+        "FROM runs WHERE tenant NOT IN (SELECT tenant FROM usage) GROUP BY tenant"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_initial,
+    _v2_teams,
+    _v3_usage,
+    _v4_run_bytes,
+]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

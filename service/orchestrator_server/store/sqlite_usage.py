@@ -56,8 +56,8 @@ def forget_rows(conn: sqlite3.Connection, tenant: str, where: str, params: tuple
 
 def check_turn(conn: sqlite3.Connection, quotas: StorageQuotas, tenant: str, text: str) -> None:
     """QUOTA_EXCEEDED if a turn whose input is `text` would take the tenant past its
-    stored bytes."""
-    quotas.check_bytes(tenant, usage(conn, tenant, "message_bytes"), text_bytes(text))
+    stored bytes (the input is stored twice: in the run record and the user message)."""
+    quotas.check_bytes(tenant, usage(conn, tenant, "message_bytes"), 2 * text_bytes(text))
 
 
 def take_one(
