@@ -104,6 +104,44 @@ class Settings:
         return Settings(**values)
 
 
+# Environment variables and the settings they set.
+_ENV_SETTINGS = {
+    "ORCHESTRATOR_ADDRESS": "address",
+    "ORCHESTRATOR_DB": "db",
+    "ORCHESTRATOR_DEFAULT_PROVIDER": "default_provider",
+    "ORCHESTRATOR_DEV_MODEL": "dev_model",
+    "ORCHESTRATOR_GRACE_SECONDS": "grace_seconds",
+    "ORCHESTRATOR_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
+    "ORCHESTRATOR_LOG_LEVEL": "log_level",
+    "ORCHESTRATOR_METRICS_ADDRESS": "metrics_address",
+    "ORCHESTRATOR_TLS_CERT": "tls_cert_file",
+    "ORCHESTRATOR_TLS_KEY": "tls_key_file",
+    "ORCHESTRATOR_TLS_CLIENT_CA": "tls_client_ca_file",
+    "ORCHESTRATOR_MAX_PENDING_TURNS": "max_pending_turns",
+    "ORCHESTRATOR_MAX_OUTPUT_CHARS": "max_output_chars",
+    "ORCHESTRATOR_MAX_PAGE_BYTES": "max_page_bytes",
+    "ORCHESTRATOR_MAX_RESPONSE_BYTES": "max_response_bytes",
+    "ORCHESTRATOR_MAX_RUNS": "max_runs",
+    "ORCHESTRATOR_MAX_RUNS_PER_TENANT": "max_runs_per_tenant",
+    "ORCHESTRATOR_MAX_STREAMS": "max_streams",
+    "ORCHESTRATOR_MAX_STREAMS_PER_TENANT": "max_streams_per_tenant",
+    **{f"ORCHESTRATOR_{name.upper()}": name for name in QUOTAS},
+}
+
+# Integer settings that must be at least 1.
+_LIMITS = (
+    "max_pending_turns",
+    "max_output_chars",
+    "max_page_bytes",
+    "max_response_bytes",
+    "max_runs",
+    "max_runs_per_tenant",
+    "max_streams",
+    "max_streams_per_tenant",
+    *QUOTAS,
+)
+
+
 def _provider(data: dict[str, Any]) -> ProviderConfig:
     known = {f.name for f in fields(ProviderConfig)}
     unknown = set(data) - known
@@ -126,29 +164,7 @@ def load_settings(
         providers = [_provider(p) for p in data.pop("providers", [])]
         values["mcp_servers"] = tuple(data.pop("mcp_servers", []))
         values.update(data)
-    env_map = {
-        "ORCHESTRATOR_ADDRESS": "address",
-        "ORCHESTRATOR_DB": "db",
-        "ORCHESTRATOR_DEFAULT_PROVIDER": "default_provider",
-        "ORCHESTRATOR_DEV_MODEL": "dev_model",
-        "ORCHESTRATOR_GRACE_SECONDS": "grace_seconds",
-        "ORCHESTRATOR_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
-        "ORCHESTRATOR_LOG_LEVEL": "log_level",
-        "ORCHESTRATOR_METRICS_ADDRESS": "metrics_address",
-        "ORCHESTRATOR_TLS_CERT": "tls_cert_file",
-        "ORCHESTRATOR_TLS_KEY": "tls_key_file",
-        "ORCHESTRATOR_TLS_CLIENT_CA": "tls_client_ca_file",
-        "ORCHESTRATOR_MAX_PENDING_TURNS": "max_pending_turns",
-        "ORCHESTRATOR_MAX_OUTPUT_CHARS": "max_output_chars",
-        "ORCHESTRATOR_MAX_PAGE_BYTES": "max_page_bytes",
-        "ORCHESTRATOR_MAX_RESPONSE_BYTES": "max_response_bytes",
-        "ORCHESTRATOR_MAX_RUNS": "max_runs",
-        "ORCHESTRATOR_MAX_RUNS_PER_TENANT": "max_runs_per_tenant",
-        "ORCHESTRATOR_MAX_STREAMS": "max_streams",
-        "ORCHESTRATOR_MAX_STREAMS_PER_TENANT": "max_streams_per_tenant",
-        **{f"ORCHESTRATOR_{name.upper()}": name for name in QUOTAS},
-    }
-    for env, key in env_map.items():
+    for env, key in _ENV_SETTINGS.items():
         if env in os.environ:
             values[key] = os.environ[env]
     if "ORCHESTRATOR_PROVIDERS" in os.environ:
@@ -166,18 +182,7 @@ def load_settings(
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     if "grace_seconds" in values:
         values["grace_seconds"] = float(values["grace_seconds"])
-    limits = (
-        "max_pending_turns",
-        "max_output_chars",
-        "max_page_bytes",
-        "max_response_bytes",
-        "max_runs",
-        "max_runs_per_tenant",
-        "max_streams",
-        "max_streams_per_tenant",
-        *QUOTAS,
-    )
-    for limit in limits:
+    for limit in _LIMITS:
         if limit in values:
             values[limit] = int(values[limit])
             if values[limit] < 1:

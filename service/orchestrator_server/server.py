@@ -129,8 +129,8 @@ async def start_mcp(settings: Settings, tools: ToolRegistry) -> McpToolHub:
     return hub
 
 
-async def create_app(settings: Settings) -> App:
-    """Open the store (migrating it), mark runs a crash left behind, build the core."""
+async def open_store(settings: Settings) -> SQLiteStore:
+    """Open the store (migrating it) and mark runs a crash left behind."""
     quotas = StorageQuotas(
         settings.max_agents_per_tenant,
         settings.max_teams_per_tenant,
@@ -143,6 +143,25 @@ async def create_app(settings: Settings) -> App:
         log.warning(
             "marked %d runs left unfinished by a previous process as interrupted", interrupted
         )
+    return store
+
+
+def run_limits(settings: Settings) -> RunLimits:
+    """What may be in flight at once, as configured."""
+    return RunLimits(
+        settings.max_runs,
+        settings.max_runs_per_tenant,
+        settings.max_streams,
+        settings.max_streams_per_tenant,
+        settings.max_queued_runs,
+        settings.max_queued_runs_per_tenant,
+        settings.model_tokens_per_minute_per_tenant,
+    )
+
+
+async def create_app(settings: Settings) -> App:
+    """Open the store and build the core around it."""
+    store = await open_store(settings)
     tokens = PageTokens(await store.page_token_secret(), settings.max_page_bytes)
     catalog = ProviderCatalog(list(settings.providers), settings.default_provider)
     metrics = ServerMetrics()
@@ -163,15 +182,7 @@ async def create_app(settings: Settings) -> App:
         max_output_chars=settings.max_output_chars,
         max_agent_depth=settings.max_agent_depth,
         max_agent_calls=settings.max_agent_calls_per_turn,
-        limits=RunLimits(
-            settings.max_runs,
-            settings.max_runs_per_tenant,
-            settings.max_streams,
-            settings.max_streams_per_tenant,
-            settings.max_queued_runs,
-            settings.max_queued_runs_per_tenant,
-            settings.model_tokens_per_minute_per_tenant,
-        ),
+        limits=run_limits(settings),
         observer=metrics,
     )
     conversations = Conversations(store, agents, runs, tokens)
