@@ -297,3 +297,9 @@ async def test_tenants_are_isolated(live: LiveServer) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_TENANT",
     )
+    # A proxy that appends its header leaves the client's first: two are refused.
+    await expect_error(
+        stub.ListAgents(pb.ListAgentsRequest(), metadata=(*alice, *bob)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_TENANT",
+    )
