@@ -4,6 +4,8 @@ arguments): each ends with a tool error for the model, never a stuck worker."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -55,12 +57,16 @@ def test_unique_items_is_checked_in_linear_time_with_json_equality() -> None:
 async def test_oversized_and_deeply_nested_arguments_are_tool_errors() -> None:
     schema: dict[str, Any] = {"type": "object"}
     with pytest.raises(ToolError, match="at most"):
-        await checked_arguments('{"x": "' + "a" * MAX_ARGUMENT_CHARS + '"}', schema, client=True)
+        await checked_arguments(
+            "t", '{"x": "' + "a" * MAX_ARGUMENT_CHARS + '"}', schema, client=True
+        )
     with pytest.raises(ToolError, match="not a JSON object"):
-        await checked_arguments('{"x": ' + "[" * 200_000 + "]" * 200_000 + "}", schema, client=True)
+        await checked_arguments(
+            "t", '{"x": ' + "[" * 200_000 + "]" * 200_000 + "}", schema, client=True
+        )
     with pytest.raises(ToolError, match="not a JSON object"):
-        await checked_arguments("[1, 2]", schema, client=False)
-    assert await checked_arguments('{"x": [1]}', schema, client=False) == {"x": [1]}
+        await checked_arguments("t", "[1, 2]", schema, client=False)
+    assert await checked_arguments("t", '{"x": [1]}', schema, client=False) == {"x": [1]}
 
 
 @pytest.mark.parametrize(
@@ -107,3 +113,22 @@ def test_the_client_schemas_of_a_turn_are_bounded_together() -> None:
     with pytest.raises(InvalidArgumentError) as error:
         parse_client_tools([(f"t{i}", "", big) for i in range(5)], set())
     assert "characters" in error.value.violations[0].description
+
+
+async def test_checks_are_shared_fairly_among_tenants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tenant with many slow checks queued does not delay another tenant's check behind
+    all of them: the validation threads are handed out like a provider's calls."""
+    monkeypatch.setattr(argument_validation, "VALIDATION_SECONDS", 0.3)
+    slow = doubling_schema(40)
+    order: list[str] = []
+
+    async def check(tenant: str, arguments: str, schema: dict[str, Any]) -> None:
+        with contextlib.suppress(ToolError):
+            await checked_arguments(tenant, arguments, schema, client=True)
+        order.append(tenant)
+
+    hog = [asyncio.create_task(check("hog", '{"x": 1}', slow)) for _ in range(8)]
+    await asyncio.sleep(0)  # the hog's checks are queued first
+    await check("other", '{"x": "quick"}', {"type": "object"})
+    assert order.index("other") <= argument_validation.VALIDATION_THREADS
+    await asyncio.gather(*hog)

@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from .client_tools import ToolError, compiled_pattern
+from .fair_limiter import FairLimiter
 from .memory import parse_arguments
 
 MAX_ARGUMENT_CHARS = 1_000_000
@@ -33,13 +34,17 @@ Keyword = Callable[[Any, Any, Any, Any], Iterator[Any]]
 T = TypeVar("T")
 _deadline = threading.local()  # when the validation running on this thread must stop
 # Threads of their own: validations cannot take the default executor's threads (which the
-# model catalog and the store use) however many run at once.
+# model catalog and the store use) however many run at once; and they are shared among
+# tenants like a provider's calls, so that a tenant sending many slow checks (up to 1 s
+# each) queues behind the others' rather than ahead of them.
 _threads = ThreadPoolExecutor(VALIDATION_THREADS, thread_name_prefix="validation")
+_turns = FairLimiter(VALIDATION_THREADS)
 
 
-async def in_validation_thread(fn: Callable[..., T], *args: Any) -> T:
-    """fn(*args) on a validation thread (schema and argument checks)."""
-    return await asyncio.get_running_loop().run_in_executor(_threads, fn, *args)
+async def in_validation_thread(tenant: str, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) on a validation thread (schema and argument checks), in `tenant`'s turn."""
+    async with _turns.slot(tenant):
+        return await asyncio.get_running_loop().run_in_executor(_threads, fn, *args)
 
 
 class _OverTime(Exception):
@@ -47,7 +52,7 @@ class _OverTime(Exception):
 
 
 async def checked_arguments(
-    arguments_json: str, schema: dict[str, Any], *, client: bool
+    tenant: str, arguments_json: str, schema: dict[str, Any], *, client: bool
 ) -> dict[str, object]:
     """The arguments of a tool call, parsed and valid for `schema`; ToolError (told to
     the model) otherwise. A client's schema is matched with RE2; the operator's tools
@@ -57,7 +62,7 @@ async def checked_arguments(
             f"invalid arguments: {len(arguments_json):,} characters, at most "
             f"{MAX_ARGUMENT_CHARS:,} are accepted"
         )
-    return await in_validation_thread(_parse_and_validate, arguments_json, schema, client)
+    return await in_validation_thread(tenant, _parse_and_validate, arguments_json, schema, client)
 
 
 def _parse_and_validate(

@@ -109,7 +109,7 @@ class RunEngine:
         self.active.refuse_if_stopping()
         session_id = check_turn_request(request)
         agent = await self._resolve_agent(tenant, request.agent_id)
-        tools = await self._turn_tools(agent, request, bridge)
+        tools = await self._turn_tools(tenant, agent, request, bridge)
         if request.request_id:
             previous = await find_previous(
                 self._store, self.active, tenant, agent.agent_id, session_id, request
@@ -157,11 +157,11 @@ class RunEngine:
         return await self._agents.get_default(tenant)
 
     async def _turn_tools(
-        self, agent: Agent, request: TurnRequest, bridge: ClientToolBridge | None
+        self, tenant: str, agent: Agent, request: TurnRequest, bridge: ClientToolBridge | None
     ) -> TurnTools:
         """The tools of one turn: the agent's server tools and callable agents, plus the
         client's tools for this turn."""
-        tools = TurnTools(bridge=bridge)
+        tools = TurnTools(bridge=bridge, tenant=tenant)
         for name in agent.spec.tools:
             tool = self._tools.get(name)
             if tool is None:
@@ -178,7 +178,9 @@ class RunEngine:
             taken = set(tools.server) | set(tools.agents)
             # Off the loop: checking a schema against the metaschema costs ~0.5 ms per
             # subschema (the limits allow 2,000 per turn).
-            parsed = await in_validation_thread(parse_client_tools, request.client_tools, taken)
+            parsed = await in_validation_thread(
+                tenant, parse_client_tools, request.client_tools, taken
+            )
             for client_tool in parsed:
                 tools.client[client_tool.name] = client_tool
         if request.client_tool_timeout:

@@ -88,6 +88,7 @@ class TurnTools:
     agents: dict[str, str] = field(default_factory=dict)  # tool name -> callee agent id
     bridge: ClientToolBridge | None = None
     client_timeout: float = DEFAULT_CLIENT_TOOL_TIMEOUT
+    tenant: str = ""  # whose turn: argument checks are shared fairly among tenants
 
     def schemas(self) -> list[dict[str, Any]]:
         """The OpenAI `tools` parameter for the model call."""
@@ -175,7 +176,9 @@ class TurnTools:
     async def _dispatch(self, call: ToolCall, ask_agent: AskAgent) -> str:
         if call.name in self.server:
             tool = self.server[call.name]
-            args = await checked_arguments(call.arguments_json, tool.parameters, client=False)
+            args = await checked_arguments(
+                self.tenant, call.arguments_json, tool.parameters, client=False
+            )
             if not tool.is_available():
                 raise ToolError(f"tool '{call.name}' is unavailable right now")
             try:
@@ -187,7 +190,9 @@ class TurnTools:
         if call.name in self.client:
             return await self._ask_client(call, self.client[call.name].parameters)
         if call.name in self.agents:
-            args = await checked_arguments(call.arguments_json, _ASK_AGENT_SCHEMA, client=False)
+            args = await checked_arguments(
+                self.tenant, call.arguments_json, _ASK_AGENT_SCHEMA, client=False
+            )
             message = args.get("message")
             if not isinstance(message, str) or not message:
                 raise ToolError("invalid arguments: 'message' must be a non-empty string")
@@ -200,7 +205,7 @@ class TurnTools:
         # answer while its arguments are being checked.
         future = self.bridge.expect(call.call_id)
         try:
-            await checked_arguments(call.arguments_json, schema, client=True)
+            await checked_arguments(self.tenant, call.arguments_json, schema, client=True)
             output, error = await asyncio.wait_for(future, self.client_timeout)
         except TimeoutError:
             raise DeadlineExceededError(
