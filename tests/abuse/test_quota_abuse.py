@@ -143,3 +143,17 @@ async def test_a_cancelled_call_still_costs_its_prompt(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await run_turn(small.stub, "hi", "worker", session_id="after")
     assert_quota(refused.value, "model_tokens_per_minute_per_tenant")
+
+
+async def test_a_start_refused_for_stored_bytes_never_reaches_the_model(
+    small: LiveServer, admin: DevModelAdmin
+) -> None:
+    """The run's first write goes out together with the model request; a tenant already
+    at its stored bytes is refused before the model is asked."""
+    await run_turn(small.stub, "x" * 20_000, "worker", session_id="full")  # ~80 KB stored
+    await admin.clear_requests()
+    for attempt in range(3):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await run_turn(small.stub, "y" * 5_000, "worker", session_id=f"more{attempt}")
+        assert_quota(refused.value, "max_stored_bytes_per_tenant")
+    assert await admin.requests() == []

@@ -95,6 +95,9 @@ async def test_a_turn_that_would_pass_the_stored_bytes_is_refused_before_it_is_w
     # An accepted turn records its output even past the quota: nothing is lost.
     finished = replace(a_run("r1", "x" * 200), output="é" * 100)
     await store.finish_run("t", finished, [Message(Role.ASSISTANT, "é" * 100)])  # 800
+    with pytest.raises(QuotaExceededError):
+        await store.check_turn_fits("t", "y" * 250)  # the early answer agrees
+    await store.check_turn_fits("t", "y" * 90)
     with pytest.raises(QuotaExceededError) as refused:
         await start_turn(store, "r2", "y" * 250)
     assert refused.value.quota == "max_stored_bytes_per_tenant"

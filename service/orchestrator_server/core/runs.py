@@ -122,6 +122,9 @@ class RunEngine:
         key = (tenant, agent.agent_id, session_id)
         self.active.admit(tenant, queued=request.wait_if_busy and self._locks.taken(key))
         self._services.tokens.check(tenant)
+        # Before the run's first write, which goes out together with the model request:
+        # a tenant already at its stored bytes is refused before the model is asked.
+        await self._store.check_turn_fits(tenant, request.message)
         # Reject at once when busy, before anything is written; an enqueued run is recorded
         # as QUEUED so that it can be seen and cancelled while it waits.
         reservation = self._locks.reserve(key, wait=request.wait_if_busy)

@@ -93,6 +93,12 @@ class Store(Protocol):
         """Delete a session's messages and runs; the number of messages deleted."""
 
     # Runs
+    async def check_turn_fits(self, tenant: str, text: str) -> None:
+        """QUOTA_EXCEEDED if a turn with input `text` would take the tenant past its
+        stored bytes: a cheap early answer, before the model is asked (begin_run checks
+        again, in its transaction)."""
+        ...
+
     async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
         """Insert a run and append its user message in one transaction.
 

@@ -216,6 +216,11 @@ class InMemoryStore:
 
     # -- runs ---------------------------------------------------------------------------
 
+    async def check_turn_fits(self, tenant: str, text: str) -> None:
+        """QUOTA_EXCEEDED if the turn's input would take the tenant past its bytes."""
+        stored = self._tenant(tenant).message_bytes
+        self._quotas.check_bytes(tenant, stored, 2 * text_bytes(text))
+
     async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
         """Insert a run and its user message; DuplicateRequestError for a used key."""
         if run.request_id:

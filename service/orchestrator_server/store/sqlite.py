@@ -37,7 +37,7 @@ from ..core.types import (
     Team,
     TeamSpec,
 )
-from . import sqlite_agents, sqlite_runs, sqlite_teams
+from . import sqlite_agents, sqlite_runs, sqlite_teams, sqlite_usage
 from .agent_cache import AgentCache
 from .migrations import migrate
 from .sqlite_rows import (
@@ -307,6 +307,12 @@ class SQLiteStore:
         )
 
     # -- runs ---------------------------------------------------------------------------
+
+    async def check_turn_fits(self, tenant: str, text: str) -> None:
+        """QUOTA_EXCEEDED if the turn's input would take the tenant past its bytes (a
+        point read of its counter, on the loop)."""
+        assert self._read_conn is not None, "store is not open"
+        sqlite_usage.check_turn(self._read_conn, self._quotas, tenant, text)
 
     async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
         """Insert the run and its user message together."""
