@@ -5,6 +5,7 @@ streams start no new turn (UNAVAILABLE / SERVER_STOPPING)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 import pytest
@@ -65,12 +66,7 @@ async def test_an_idle_open_stream_is_ended_with_a_reason_by_the_stop(live: Live
     await call.write(start("hello", "between"))
     while (await call.read()).WhichOneof("event") != "run_completed":
         pass
-    stopping = asyncio.create_task(graceful_stop(live.app, live.server, 0.5))
-    with pytest.raises(grpc.aio.AioRpcError) as ended:
-        await drain(call)
-    await stopping
-    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert error_info(ended.value).reason == "SERVER_STOPPING"
+    await assert_the_stop_ends_it_with_a_reason(live, call)
 
 
 async def test_a_stream_that_sent_nothing_yet_is_ended_with_a_reason_by_the_stop(
@@ -80,6 +76,11 @@ async def test_a_stream_that_sent_nothing_yet_is_ended_with_a_reason_by_the_stop
     await call.wait_for_connection()
     # The server has the stream once it counts it open.
     await settled(lambda: live.app.runs.active._streams._total == 1, step_seconds=0.005)
+    await assert_the_stop_ends_it_with_a_reason(live, call)
+
+
+async def assert_the_stop_ends_it_with_a_reason(live: LiveServer, call: Any) -> None:
+    """A graceful stop ends the open stream `call` with UNAVAILABLE / SERVER_STOPPING."""
     stopping = asyncio.create_task(graceful_stop(live.app, live.server, 0.5))
     with pytest.raises(grpc.aio.AioRpcError) as ended:
         await drain(call)
