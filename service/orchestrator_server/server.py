@@ -155,7 +155,6 @@ def run_limits(settings: Settings) -> RunLimits:
         settings.max_streams_per_tenant,
         settings.max_queued_runs,
         settings.max_queued_runs_per_tenant,
-        settings.model_tokens_per_minute_per_tenant,
     )
 
 
@@ -183,6 +182,7 @@ async def create_app(settings: Settings) -> App:
         max_agent_depth=settings.max_agent_depth,
         max_agent_calls=settings.max_agent_calls_per_turn,
         limits=run_limits(settings),
+        model_tokens_per_minute=settings.model_tokens_per_minute_per_tenant,
         observer=metrics,
     )
     conversations = Conversations(store, agents, runs, tokens)
@@ -313,12 +313,8 @@ async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:
     return settings.with_providers(providers, settings.default_provider or DEV_PROVIDER), process
 
 
-def _import_run_modules() -> None:
-    importlib.import_module("jsonschema")
-
-
 async def _warm_up(app: App) -> None:
-    await asyncio.to_thread(_import_run_modules)
+    await asyncio.to_thread(importlib.import_module, "jsonschema")
     await app.catalog.warm_up()
     # What start-up allocated (modules, the agent cache's first entries) lives as long as
     # the process: out of the collector's generations, full collections stop walking it,

@@ -17,7 +17,6 @@ from typing import Any
 
 from .errors import QuotaExceededError, Reason, UnavailableError
 from .task_stream import TaskStream
-from .token_window import DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT
 from .types import Run
 
 RequestKey = tuple[str, str, str]  # tenant, agent_id, request_id
@@ -44,7 +43,7 @@ def deadline_passed(deadline: float | None) -> bool:
 @dataclass(frozen=True, slots=True)
 class RunLimits:
     """How much may be in flight at once, server-wide and per tenant (QUOTA_EXCEEDED past
-    a limit): turns running or queued, and open Run streams."""
+    a limit): turns running or queued, queued turns, and open Run streams."""
 
     max_runs: int = DEFAULT_MAX_RUNS
     max_runs_per_tenant: int = DEFAULT_MAX_RUNS_PER_TENANT
@@ -52,7 +51,6 @@ class RunLimits:
     max_streams_per_tenant: int = DEFAULT_MAX_STREAMS_PER_TENANT
     max_queued_runs: int = DEFAULT_MAX_QUEUED_RUNS
     max_queued_runs_per_tenant: int = DEFAULT_MAX_QUEUED_RUNS_PER_TENANT
-    model_tokens_per_minute_per_tenant: int = DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT
 
 
 @dataclass(slots=True)

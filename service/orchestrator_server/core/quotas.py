@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import QuotaExceededError
+from .pagination import text_bytes
 
 DEFAULT_MAX_AGENTS_PER_TENANT = 10_000
 DEFAULT_MAX_TEAMS_PER_TENANT = 1_000
@@ -39,10 +40,11 @@ class StorageQuotas:
                 limit=limit,
             )
 
-    def check_bytes(self, tenant: str, stored: int, adding: int) -> None:
-        """QUOTA_EXCEEDED unless `tenant` may store `adding` more bytes."""
+    def check_turn(self, tenant: str, stored: int, text: str) -> None:
+        """QUOTA_EXCEEDED unless a turn whose input is `text` fits the tenant's stored
+        bytes: the input is stored twice, in the run record and the user message."""
         limit = self.max_stored_bytes_per_tenant
-        if stored + adding > limit:
+        if stored + 2 * text_bytes(text) > limit:
             raise QuotaExceededError(
                 f"tenant '{tenant}' stores {stored:,} bytes of messages and this turn "
                 f"would take it past its limit of {limit:,}; delete sessions to make room",

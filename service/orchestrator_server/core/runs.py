@@ -41,7 +41,7 @@ from .replay import find_previous, replay
 from .session_locks import SessionLocks
 from .store_port import Store
 from .task_stream import Emit, TaskStream
-from .token_window import TokenWindow
+from .token_window import DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT, TokenWindow
 from .tool_calls import ClientToolBridge, TurnTools
 from .tool_port import ServerTool, ToolCatalog
 from .turn import Turn, TurnServices
@@ -70,13 +70,13 @@ class RunEngine:
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         max_agent_depth: int = 3,
         limits: RunLimits | None = None,
+        model_tokens_per_minute: int = DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT,
         max_agent_calls: int = DEFAULT_MAX_AGENT_CALLS_PER_TURN,
         observer: RunObserver | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
         self._locks = SessionLocks()
-        limits = limits or RunLimits()
         self.active = ActiveRuns(limits)
         self._max_agent_depth = max_agent_depth
         self._max_agent_calls = max_agent_calls
@@ -89,7 +89,7 @@ class RunEngine:
             ask_agent=self._agent_caller,
             default_max_model_calls=default_max_model_calls,
             max_output_chars=max_output_chars,
-            tokens=TokenWindow(limits.model_tokens_per_minute_per_tenant),
+            tokens=TokenWindow(model_tokens_per_minute),
         )
 
     async def execute(

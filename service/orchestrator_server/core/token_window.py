@@ -57,8 +57,9 @@ class TokenWindow:
     def charge(self, tenant: str, estimate: int) -> int:
         """Charge a call's estimate when it is sent; the second it was charged in, for
         `settle`."""
-        self.record(tenant, estimate)
-        return int(self._clock())
+        second = int(self._clock())
+        self._add(tenant, estimate, second)
+        return second
 
     def settle(self, tenant: str, charged_at: int, estimate: int, used: int) -> None:
         """A call reported `used` tokens: replace its estimate, in the second it was
@@ -78,15 +79,17 @@ class TokenWindow:
 
     def record(self, tenant: str, tokens: int) -> None:
         """Count tokens a model call of the tenant used."""
+        self._add(tenant, tokens, int(self._clock()))
+
+    def _add(self, tenant: str, tokens: int, second: int) -> None:
         self._sweep()
         if tokens <= 0:
             return
-        now = int(self._clock())
         buckets = self._buckets.setdefault(tenant, deque())
-        if buckets and buckets[-1][0] == now:
+        if buckets and buckets[-1][0] == second:
             buckets[-1][1] += tokens
         else:
-            buckets.append([now, tokens])
+            buckets.append([second, tokens])
         self._totals[tenant] = self._totals.get(tenant, 0) + tokens
         self._expire(tenant)
 

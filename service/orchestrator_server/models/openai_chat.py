@@ -4,7 +4,7 @@ One AsyncOpenAI client per configured endpoint, reused for every call (its conne
 is per client). Retries are the client's own: connection errors, 408/409/429/5xx with
 exponential backoff, honouring `retry-after-ms`/`Retry-After`. A limiter caps the calls in
 flight per provider (`max_concurrency`), so that one busy agent cannot open unbounded
-upstream requests, and hands freed slots to the waiting tenants in turn (round robin).
+upstream requests, and hands a freed slot to the waiting tenant holding the fewest.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class OpenAIChatModel:
             max_retries=config.max_retries,
             timeout=httpx2.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
         )
-        # A provider's concurrent calls, shared round robin among the tenants waiting.
+        # A provider's concurrent calls, shared fairly among the tenants waiting.
         self._slots = FairLimiter(config.max_concurrency)
 
     async def close(self) -> None:

@@ -218,8 +218,7 @@ class InMemoryStore:
 
     async def check_turn_fits(self, tenant: str, text: str) -> None:
         """QUOTA_EXCEEDED if the turn's input would take the tenant past its bytes."""
-        stored = self._tenant(tenant).message_bytes
-        self._quotas.check_bytes(tenant, stored, 2 * text_bytes(text))
+        self._quotas.check_turn(tenant, self._tenant(tenant).message_bytes, text)
 
     async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
         """Insert a run and its user message; DuplicateRequestError for a used key."""
@@ -227,9 +226,8 @@ class InMemoryStore:
             previous = await self.find_run_by_request(tenant, run.agent_id, run.request_id)
             if previous is not None:
                 raise DuplicateRequestError(previous)
+        await self.check_turn_fits(tenant, run.input)
         state = self._tenant(tenant)
-        # The input is stored twice: in the run record and the user message.
-        self._quotas.check_bytes(tenant, state.message_bytes, 2 * text_bytes(run.input))
         state.message_bytes += _run_bytes(run)
         state.runs[run.run_id] = run
         if user_message is not None:

@@ -32,14 +32,12 @@ def usage(conn: sqlite3.Connection, tenant: str, counter: Counter) -> int:
 
 def add(conn: sqlite3.Connection, tenant: str, counter: Counter, delta: int) -> None:
     """Change one of the tenant's counters by `delta`."""
-    if delta:
+    if delta:  # one upsert: the tenant's first write creates its row
         conn.execute(
-            "INSERT INTO usage(tenant, message_bytes, agents, teams) VALUES (?, 0, 0, 0) "
-            "ON CONFLICT(tenant) DO NOTHING",
-            (tenant,),
-        )
-        conn.execute(
-            f"UPDATE usage SET {counter} = {counter} + ? WHERE tenant = ?", (delta, tenant)
+            "INSERT INTO usage(tenant, message_bytes, agents, teams) "
+            "VALUES (:tenant, :message_bytes, :agents, :teams) "
+            f"ON CONFLICT(tenant) DO UPDATE SET {counter} = {counter} + excluded.{counter}",
+            {"tenant": tenant, "message_bytes": 0, "agents": 0, "teams": 0, counter: delta},
         )
 
 
@@ -56,8 +54,8 @@ def forget_rows(conn: sqlite3.Connection, tenant: str, where: str, params: tuple
 
 def check_turn(conn: sqlite3.Connection, quotas: StorageQuotas, tenant: str, text: str) -> None:
     """QUOTA_EXCEEDED if a turn whose input is `text` would take the tenant past its
-    stored bytes (the input is stored twice: in the run record and the user message)."""
-    quotas.check_bytes(tenant, usage(conn, tenant, "message_bytes"), 2 * text_bytes(text))
+    stored bytes."""
+    quotas.check_turn(tenant, usage(conn, tenant, "message_bytes"), text)
 
 
 def take_one(

@@ -11,7 +11,8 @@ plugin cannot keep the server from starting.
 
 A handler that is a plain function rather than a coroutine function runs in a pool of
 SYNC_TOOL_THREADS threads of its own: on the event loop it would stall every stream, and
-in the default executor a stuck one would hold threads that argument validation needs.
+in the default executor a stuck one would hold threads the model catalog and the store
+need.
 Past its timeout the call is reported to the model as timed out; Python cannot stop the
 thread, which finishes in the background (a plugin doing blocking work should bound it).
 """
