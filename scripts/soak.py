@@ -29,13 +29,15 @@ import grpc
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.v1 import agent_pb2, orchestrator_service_pb2_grpc, run_pb2
+from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from scripts.benchlib.config import WORK
+from scripts.benchlib.scale_db import remove_db
 from scripts.benchlib.servers import (
     Child,
     orchestrator_env,
-    spawn,
+    orchestrator_stub,
+    start_devmodel,
     start_orchestrator,
     stop,
 )
@@ -170,35 +172,14 @@ async def settle(stub: OrchestratorServiceStub, wait_s: float = 15.0) -> Counter
 
 async def soak(args: argparse.Namespace) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
-    db = WORK / f"soak-{int(time.time())}.db"  # a new database for every soak
+    db = WORK / "soak.db"
+    remove_db(db)  # every soak starts from an empty database
     async with contextlib.AsyncExitStack() as stack:
-        model, url = await spawn(
-            "soak-devmodel",
-            [
-                sys.executable,
-                "-m",
-                "orchestrator_devmodel",
-                "--port",
-                "0",
-                "--no-record",
-                "--default-tokens",
-                "20",
-                "--latency-ms",
-                "20",
-                "--tokens-per-second",
-                "400",
-            ],
-            ready_prefix="DEVMODEL_LISTENING",
-        )
-        stack.push_async_callback(stop, model)
+        # Answers streamed over ~50 ms, so that cancels land before, during and after them.
+        _, url = await start_devmodel(stack, "soak-devmodel", 20, tokens_per_second=400)
         orch, address, _ = await start_orchestrator("soak", db, orchestrator_env(url, 256))
         stack.push_async_callback(stop, orch)
-        channels = [grpc.aio.insecure_channel(address) for _ in range(4)]
-        for channel in channels:
-            stack.push_async_callback(channel.close)
-        stubs: list[OrchestratorServiceStub] = [
-            orchestrator_service_pb2_grpc.OrchestratorServiceStub(c) for c in channels
-        ]
+        stubs = [orchestrator_stub(stack, address) for _ in range(4)]  # 4 connections
         agent = agent_pb2.Agent(agent_id=AGENT)
         await stubs[0].CreateAgent(pb.CreateAgentRequest(agent=agent))
         return await _phases(stubs, orch, args)

@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+import tracemalloc
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,22 @@ async def settled(condition: Callable[[], bool], *, step_seconds: float = 0.0) -
             return
         await asyncio.sleep(step_seconds)
     raise AssertionError("the condition never held")
+
+
+@dataclass
+class PeakMemory:
+    """The most memory Python held at once while a `peak_memory()` block ran."""
+
+    bytes: int = 0
+
+
+@contextmanager
+def peak_memory() -> Iterator[PeakMemory]:
+    """Trace this process's allocations for the body (the server runs in it too)."""
+    peak = PeakMemory()
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak.bytes = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()

@@ -141,13 +141,20 @@ async def stop(child: Child, wait_s: float = 15.0) -> None:
 
 
 async def start_devmodel(
-    stack: contextlib.AsyncExitStack, name: str, latency_ms: float
+    stack: contextlib.AsyncExitStack,
+    name: str,
+    latency_ms: float,
+    *,
+    tokens_per_second: float = 0.0,
 ) -> tuple[Child, str]:
-    """The dev model server (20-token answers, no recording); returns it and its URL."""
+    """The dev model server (20-token answers, no recording, tokens unpaced unless
+    `tokens_per_second`); returns it and its URL."""
     argv = [PY, "-m", "orchestrator_devmodel", "--port", "0"]
     argv += ["--default-tokens", str(TOKENS), "--no-record"]
     if latency_ms:
         argv += ["--latency-ms", str(latency_ms)]
+    if tokens_per_second:
+        argv += ["--tokens-per-second", str(tokens_per_second)]
     child, url = await spawn(name, argv, ready_prefix="DEVMODEL_LISTENING")
     stack.push_async_callback(stop, child)
     return child, url

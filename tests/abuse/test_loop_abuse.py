@@ -4,7 +4,6 @@ documented answer while the loop never waits more than 100 ms."""
 from __future__ import annotations
 
 import json
-import tracemalloc
 from pathlib import Path
 
 import grpc
@@ -14,6 +13,7 @@ from helpers import (
     LiveServer,
     error_info,
     field_violations,
+    peak_memory,
     quota_subjects,
     requests_of,
     run_turn,
@@ -96,18 +96,13 @@ async def test_a_template_that_would_amplify_its_input_is_refused_before_renderi
     await make_agent(watched, "stepper")
     step = collaboration_pb2.PipelineStep(agent_id="stepper", message_template="{input}" * 200)
     request = collaboration_pb2.RunPipelineRequest(steps=[step], input="x" * 1_000_000)
-    tracemalloc.start()
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            async for _ in watched.stub.RunPipeline(request):
-                pass
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    with peak_memory() as memory, pytest.raises(grpc.aio.AioRpcError) as refused:
+        async for _ in watched.stub.RunPipeline(request):
+            pass
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(refused.value).reason == "REQUEST_TOO_LARGE"
     # Rendering would have built 200 MB; the refusal costs about the request itself.
-    assert peak < 50 * 1024 * 1024
+    assert memory.bytes < 50 * 1024 * 1024
 
 
 async def test_one_tenant_cannot_hold_every_run_slot(

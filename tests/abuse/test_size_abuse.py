@@ -4,13 +4,12 @@ ListRuns and ListMessages still fit a client's default 4 MiB limit and reach eve
 from __future__ import annotations
 
 import logging
-import tracemalloc
 from pathlib import Path
 
 import grpc
 import pytest
 
-from helpers import LiveServer, error_info, run_turn, start, start_live_server
+from helpers import LiveServer, error_info, peak_memory, run_turn, start, start_live_server
 from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator_devmodel import DevModelAdmin, DevModelProcess
@@ -73,8 +72,7 @@ async def test_megabyte_starts_written_without_reading_do_not_pile_up(
     await call.write(start("forever", "slow"))
     await call.read()
     big = start("x" * 1_000_000, "slow")  # one request object: the client allocates it once
-    tracemalloc.start()
-    try:
+    with peak_memory() as memory:
         # One start more than may wait (writing past the end of the call would fail
         # locally and hide the status the server sent).
         for _ in range(watched.app.settings.max_pending_turns + 1):
@@ -82,13 +80,10 @@ async def test_megabyte_starts_written_without_reading_do_not_pile_up(
         with pytest.raises(grpc.aio.AioRpcError) as ended:
             while await call.read() is not grpc.aio.EOF:
                 pass
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
     assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_info(ended.value).reason == "TOO_MANY_PENDING_TURNS"
     # The waiting starts' text (33 MB at most) and nothing more is held at once.
-    assert peak < 50 * 1024 * 1024
+    assert memory.bytes < 50 * 1024 * 1024
 
 
 async def test_a_response_streaming_endless_tool_calls_ends_the_turn(
