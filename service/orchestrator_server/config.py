@@ -18,10 +18,13 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .api.auth.config import AuthConfig, parse_auth
+from .core.policy import TenantPolicy, parse_policies
 from .models.provider_config import ProviderConfig
 
 DEV_PROVIDER = "dev"
@@ -96,6 +99,17 @@ class Settings:
     # host:port of the Prometheus /metrics endpoint; empty = not served.
     metrics_address: str = ""
     log_level: str = "INFO"
+    # Authentication ([auth], see api/auth/config.py; ORCHESTRATOR_AUTH=on turns it on with
+    # API keys). Without it the server must listen on loopback, unless this insecure flag
+    # says the operator knows better (a mesh that authenticates in front of it).
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    allow_unauthenticated: bool = False
+    # Per-tenant allowlists ([policies.<tenant>] or [policies."*"]; see core/policy.py).
+    policies: Mapping[str, TenantPolicy] = field(default_factory=dict)
+    # How long the audit trail keeps records, and whether it also logs them (JSON lines
+    # on the orchestrator.audit logger).
+    audit_retention_days: float = 90.0
+    audit_log: bool = False
 
     def with_providers(self, providers: list[ProviderConfig], default: str) -> Settings:
         """A copy with another provider list (used when the dev model is started)."""
@@ -125,6 +139,9 @@ _ENV_SETTINGS = {
     "ORCHESTRATOR_MAX_RUNS_PER_TENANT": "max_runs_per_tenant",
     "ORCHESTRATOR_MAX_STREAMS": "max_streams",
     "ORCHESTRATOR_MAX_STREAMS_PER_TENANT": "max_streams_per_tenant",
+    "ORCHESTRATOR_ALLOW_UNAUTHENTICATED": "allow_unauthenticated",
+    "ORCHESTRATOR_AUDIT_RETENTION_DAYS": "audit_retention_days",
+    "ORCHESTRATOR_AUDIT_LOG": "audit_log",
     **{f"ORCHESTRATOR_{name.upper()}": name for name in QUOTAS},
 }
 
@@ -140,6 +157,15 @@ _LIMITS = (
     "max_streams_per_tenant",
     *QUOTAS,
 )
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text not in {"on", "off", "true", "false", "1", "0"}:
+        raise ValueError(f"{name} must be on or off")
+    return text in {"on", "true", "1"}
 
 
 def _provider(data: dict[str, Any]) -> ProviderConfig:
@@ -158,11 +184,14 @@ def load_settings(
     """Settings from the TOML file, then ORCHESTRATOR_* variables, then `overrides`."""
     values: dict[str, Any] = {}
     providers: list[ProviderConfig] = []
+    auth_table: dict[str, Any] = {}
     path = config_path or os.environ.get("ORCHESTRATOR_CONFIG")
     if path:
         data = tomllib.loads(Path(path).read_text())
         providers = [_provider(p) for p in data.pop("providers", [])]
         values["mcp_servers"] = tuple(data.pop("mcp_servers", []))
+        auth_table = data.pop("auth", {})
+        values["policies"] = parse_policies(data.pop("policies", {}))
         values.update(data)
     for env, key in _ENV_SETTINGS.items():
         if env in os.environ:
@@ -180,8 +209,14 @@ def load_settings(
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-    if "grace_seconds" in values:
-        values["grace_seconds"] = float(values["grace_seconds"])
+    for name in ("grace_seconds", "audit_retention_days"):
+        if name in values:
+            values[name] = float(values[name])
+    for name in ("allow_unauthenticated", "audit_log"):
+        if name in values:
+            values[name] = _flag(values[name], name)
+    auth_env = os.environ.get("ORCHESTRATOR_AUTH", "")
+    values["auth"] = parse_auth(auth_table, enabled_by_env=_flag(auth_env or "off", "auth"))
     for limit in _LIMITS:
         if limit in values:
             values[limit] = int(values[limit])

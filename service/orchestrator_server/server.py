@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import gc
 import importlib
-import ipaddress
 import logging
 import secrets
 import signal
@@ -26,6 +25,8 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator.v1 import orchestrator_service_pb2, orchestrator_service_pb2_grpc
 
+from .access_setup import Access, build_access, check_exposure
+from .api.access_servicer import AccessRpcs
 from .api.agents_servicer import AgentRpcs
 from .api.collaboration_servicer import CollaborationRpcs
 from .api.handlers import generic_handler
@@ -46,6 +47,7 @@ from .loop_monitor import LoopLagMonitor
 from .metrics import ServerMetrics
 from .models.catalog import ProviderCatalog
 from .models.provider_config import ProviderConfig
+from .server_checks import listens_on_loopback
 from .store.sqlite import SQLiteStore
 from .tools.builtins import builtin_tools
 from .tools.plugins import plugin_tools
@@ -63,6 +65,7 @@ class OrchestratorServicer(
     AgentRpcs,
     RunRpcs,
     CollaborationRpcs,
+    AccessRpcs,
     orchestrator_service_pb2_grpc.OrchestratorServiceServicer,
 ):
     """Every RPC of orchestrator.v1.OrchestratorService."""
@@ -78,6 +81,7 @@ class OrchestratorServicer(
             app.settings.max_pending_turns,
         )
         CollaborationRpcs.__init__(self, app.teams, app.pipelines, app.team_runs)
+        AccessRpcs.__init__(self, app.access.api_keys, app.access.audit)
 
 
 @dataclass
@@ -98,10 +102,12 @@ class App:
     mcp: McpToolHub | None
     metrics: ServerMetrics
     loop_monitor: LoopLagMonitor
+    access: Access
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
         await self.runs.active.shutdown()
+        await self.access.audit.close()
         await self.loop_monitor.stop()
         self.metrics.close()
         if self.mcp is not None:
@@ -171,7 +177,8 @@ async def create_app(settings: Settings) -> App:
     # Scanning installed distributions' entry points reads hundreds of files: off the loop.
     tools.register_all(await asyncio.to_thread(plugin_tools))
     mcp = await start_mcp(settings, tools) if settings.mcp_servers else None
-    agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown)
+    access = await build_access(settings, store, tokens, catalog)
+    agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown, policy=access.policies)
     runs = RunEngine(
         store,
         agents,
@@ -184,6 +191,8 @@ async def create_app(settings: Settings) -> App:
         limits=run_limits(settings),
         model_tokens_per_minute=settings.model_tokens_per_minute_per_tenant,
         observer=metrics,
+        policy=access.policies,
+        audit=access.audit,
     )
     conversations = Conversations(store, agents, runs, tokens)
     teams = TeamRegistry(store, tokens)
@@ -205,6 +214,7 @@ async def create_app(settings: Settings) -> App:
         mcp,
         metrics,
         monitor,
+        access,
     )
 
 
@@ -239,13 +249,12 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the service, health and reflection; returns it and its port."""
+    check_exposure(app.settings)
     server = grpc.aio.server(options=server_options(app.settings))
+    servicer = OrchestratorServicer(app)
+    max_response = app.settings.max_response_bytes
     server.add_generic_rpc_handlers(
-        (
-            generic_handler(
-                SERVICE_DESCRIPTOR, OrchestratorServicer(app), app.settings.max_response_bytes
-            ),
-        )
+        (generic_handler(SERVICE_DESCRIPTOR, servicer, app.access.gate, max_response),)
     )
     health = health or HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -265,17 +274,6 @@ def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.a
     if port == 0:
         raise OSError(f"could not bind {app.settings.address}")
     return server, port
-
-
-def listens_on_loopback(address: str) -> bool:
-    """Whether a host:port listen address is reachable from this machine only."""
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name or a wildcard address (0.0.0.0, [::])
 
 
 async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:

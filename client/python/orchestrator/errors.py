@@ -15,7 +15,7 @@ server learns new reasons.
     │   ├── MalformedRequest · UnknownTool · UnexpectedToolResult
     │   └── ModelRequestRejected
     ├── NotFound                      NOT_FOUND
-    │   └── AgentNotFound · RunNotFound · SessionNotFound · TeamNotFound
+    │   └── AgentNotFound · RunNotFound · SessionNotFound · TeamNotFound · ApiKeyNotFound
     ├── Conflict
     │   ├── AlreadyExists             ALREADY_EXISTS
     │   │   └── AgentAlreadyExists · TeamAlreadyExists
@@ -32,7 +32,10 @@ server learns new reasons.
     ├── DeadlineExceeded              DEADLINE_EXCEEDED (also: the client's own deadline)
     │   └── ModelTimeout · ClientToolTimeout
     ├── RunCancelledError             CANCELLED (also: a RunCancelled event ended `run`)
-    ├── Unauthenticated · PermissionDenied
+    ├── Unauthenticated               UNAUTHENTICATED
+    │   └── TokenExpired
+    ├── PermissionDenied              PERMISSION_DENIED
+    │   └── TenantAccessDenied · PolicyDenied
     └── InternalError                 INTERNAL, UNKNOWN and anything else
 
 `RunCancelledError` has the suffix because `RunCancelled` is the run event type.
@@ -42,11 +45,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.rpc import status_pb2
 
 ERROR_DOMAIN = "orchestrator.v1"
 
@@ -284,8 +285,24 @@ class Unauthenticated(OrchestratorError):
     """The call carried no valid credentials."""
 
 
+class TokenExpired(Unauthenticated):
+    """The credentials were valid but have expired: get new ones."""
+
+
 class PermissionDenied(OrchestratorError):
     """The caller may not do this."""
+
+
+class TenantAccessDenied(PermissionDenied):
+    """The caller does not belong to the tenant it named (or named none of several)."""
+
+
+class PolicyDenied(PermissionDenied):
+    """The tenant's allowlist does not allow a provider, model, max_tokens or tool."""
+
+
+class ApiKeyNotFound(NotFound):
+    """The tenant has no API key with the id."""
 
 
 class InternalError(OrchestratorError):
@@ -334,6 +351,12 @@ ERROR_BY_REASON: dict[str, type[OrchestratorError]] = {
     "MODEL_OUTPUT_LIMIT": ModelOutputLimit,
     "RESPONSE_TOO_LARGE": ResponseTooLarge,
     "QUOTA_EXCEEDED": QuotaExceeded,
+    "UNAUTHENTICATED": Unauthenticated,
+    "TOKEN_EXPIRED": TokenExpired,
+    "PERMISSION_DENIED": PermissionDenied,
+    "TENANT_ACCESS_DENIED": TenantAccessDenied,
+    "POLICY_DENIED": PolicyDenied,
+    "API_KEY_NOT_FOUND": ApiKeyNotFound,
 }
 """The class of each ErrorInfo reason (`orchestrator.v1.ErrorReason` names)."""
 
@@ -353,46 +376,7 @@ ERROR_BY_CODE: dict[grpc.StatusCode, type[OrchestratorError]] = {
 }
 """The fallback class of each status code, for unknown reasons and plain statuses."""
 
+# The parsing of a status lives beside this table (and needs its classes defined first).
+from ._rpc_errors import error_class, from_rpc_error  # noqa: E402
 
-def error_class(code: grpc.StatusCode, reason: str) -> type[OrchestratorError]:
-    """The class for a reason, else for the status code, else InternalError."""
-    return ERROR_BY_REASON.get(reason) or ERROR_BY_CODE.get(code) or InternalError
-
-
-def from_rpc_error(error: grpc.RpcError) -> OrchestratorError:
-    """The typed exception for a failed call (sync or asyncio)."""
-    call: Any = error
-    code: grpc.StatusCode = (
-        call.code() if callable(getattr(call, "code", None)) else None
-    ) or grpc.StatusCode.UNKNOWN
-    message: str = (call.details() if callable(getattr(call, "details", None)) else "") or ""
-    try:
-        status = rpc_status.from_call(call)
-    except ValueError:
-        # The details trailer disagrees with the status: trust the status line.
-        status = None
-    reason = ""
-    metadata: dict[str, str] = {}
-    violations: list[FieldViolation] = []
-    if status is not None:
-        message = status.message or message
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                if info.domain in ("", ERROR_DOMAIN):
-                    reason = info.reason
-                    metadata = dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-    cls = error_class(code, reason)
-    return cls(
-        message or code.name,
-        code=code,
-        reason=reason,
-        metadata=metadata,
-        field_violations=tuple(violations),
-        status=status,
-    )
+__all__ = ["ERROR_BY_CODE", "ERROR_BY_REASON", "error_class", "from_rpc_error"]

@@ -1,32 +1,38 @@
 """What a call carries besides its request: the tenant it acts for and its deadline.
 
-The tenant is the `x-tenant-id` request metadata (default "default").
-
-The service trusts the header as set by the mesh in front of it (an authenticating proxy
-or interceptor maps credentials to a tenant); it only checks that the value is well formed.
+The tenant is decided by the access gate (`access_gate.py`) from the caller's identity;
+`x-tenant-id` only chooses among the tenants the identity belongs to (without
+authentication, any tenant).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
+from ..core.access import current_caller
 from ..core.errors import InvalidArgumentError, Reason
-from ..core.types import DEFAULT_TENANT
 
 TENANT_HEADER = "x-tenant-id"
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 def tenant_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The tenant named by the call's metadata. Named twice is refused: behind a proxy
-    that appends the header instead of replacing it, the first would be the client's."""
-    named = [value for key, value in context.invocation_metadata() or () if key == TENANT_HEADER]
+    """The tenant the call acts for (set by the access gate)."""
+    return current_caller().tenant
+
+
+def named_tenant(metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
+    """The tenant named by the call's metadata, if any. Named twice is refused: behind a
+    proxy that appends the header instead of replacing it, the first would be the
+    client's."""
+    named = [value for key, value in metadata if key == TENANT_HEADER]
     if not named:
-        return DEFAULT_TENANT
+        return None
     if len(named) > 1:
         raise InvalidArgumentError.for_field(
             TENANT_HEADER, "must be given once", reason=Reason.INVALID_TENANT

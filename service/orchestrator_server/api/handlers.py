@@ -11,6 +11,7 @@ other bad input. The same wrappers map every exception a servicer raises to a ri
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -21,6 +22,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from ..core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
+from .access_gate import AccessGate
 from .error_mapping import abort
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -66,15 +68,19 @@ def _tolerant_parser(cls: type[pb_message.Message]) -> Callable[[bytes], Any]:
 
 
 def unary_response(
-    behaviour: UnaryBehaviour, client_streaming: bool, max_bytes: int
+    behaviour: UnaryBehaviour, method: str, client_streaming: bool, gate: AccessGate, max_bytes: int
 ) -> UnaryBehaviour:
-    """A unary-response method whose errors become rich statuses, and whose response is
-    measured before it is sent: over the transport's limit it would leave as a bare
-    RESOURCE_EXHAUSTED (and an ERROR in the log), so it becomes RESPONSE_TOO_LARGE."""
+    """A unary-response method behind the access gate, whose errors become rich statuses,
+    and whose response is measured before it is sent: over the transport's limit it would
+    leave as a bare RESOURCE_EXHAUSTED (and an ERROR in the log), so it becomes
+    RESPONSE_TOO_LARGE."""
 
     async def handle(request: Any, context: Context) -> Any:
+        admitted = False
         try:
             request = _checked_stream(request) if client_streaming else checked(request)
+            await gate.admit(method, request, context)
+            admitted = True
             response = await behaviour(request, context)
             size = response.ByteSize()
             if size > max_bytes:
@@ -83,29 +89,44 @@ def unary_response(
                     reason=Reason.RESPONSE_TOO_LARGE,
                     metadata={"size": str(size), "limit": str(max_bytes)},
                 )
-            return response
         except grpc.aio.AbortError:
             raise  # context.abort() raises this on purpose; it carries the status
         except Exception as error:
+            if admitted:
+                await gate.audit(method, request, error)
             await abort(context, error)
+        await gate.audit(method, request, None)
+        return response
 
     return handle
 
 
-def stream_response(behaviour: StreamBehaviour, client_streaming: bool) -> StreamBehaviour:
-    """A server-streaming method whose errors become rich statuses, also after some
-    responses were sent."""
+def stream_response(
+    behaviour: StreamBehaviour, method: str, client_streaming: bool, gate: AccessGate
+) -> StreamBehaviour:
+    """A server-streaming method behind the access gate, whose errors become rich
+    statuses, also after some responses were sent."""
 
     async def handle(request: Any, context: Context) -> AsyncGenerator[Any, None]:
+        admitted = False
         try:
             request = _checked_stream(request) if client_streaming else checked(request)
+            await gate.admit(method, request, context)
+            admitted = True
             async with aclosing(behaviour(request, context)) as items:
                 async for response in items:
                     yield response
         except grpc.aio.AbortError:
             raise
+        except asyncio.CancelledError as cancelled:
+            if admitted:
+                await asyncio.shield(gate.audit(method, request, cancelled))
+            raise
         except Exception as error:
+            if admitted:
+                await gate.audit(method, request, error)
             await abort(context, error)
+        await gate.audit(method, request, None)
 
     return handle
 
@@ -119,16 +140,16 @@ _FACTORIES = {
 
 
 def _method_handler(
-    method: MethodDescriptor, servicer: object, max_bytes: int
+    method: MethodDescriptor, servicer: object, gate: AccessGate, max_bytes: int
 ) -> grpc.RpcMethodHandler[Any, Any]:
     request_cls = message_factory.GetMessageClass(method.input_type)
     response_cls = message_factory.GetMessageClass(method.output_type)
     behaviour = getattr(servicer, method.name)
     streaming = (method.client_streaming, method.server_streaming)
     handle = (
-        stream_response(behaviour, method.client_streaming)
+        stream_response(behaviour, method.name, method.client_streaming, gate)
         if method.server_streaming
-        else unary_response(behaviour, method.client_streaming, max_bytes)
+        else unary_response(behaviour, method.name, method.client_streaming, gate, max_bytes)
     )
     factory: Callable[..., grpc.RpcMethodHandler[Any, Any]] = _FACTORIES[streaming]
     return factory(
@@ -139,11 +160,12 @@ def _method_handler(
 
 
 def generic_handler(
-    service: ServiceDescriptor, servicer: object, max_response_bytes: int
+    service: ServiceDescriptor, servicer: object, gate: AccessGate, max_response_bytes: int
 ) -> grpc.GenericRpcHandler:
-    """A handler for every method of `service`, served by the same-named servicer method."""
+    """A handler for every method of `service`, served by the same-named servicer method
+    once the access gate admits the call."""
     handlers = {
-        method.name: _method_handler(method, servicer, max_response_bytes)
+        method.name: _method_handler(method, servicer, gate, max_response_bytes)
         for method in service.methods
     }
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Callable, Iterable
 
+from .access import current_caller, may_read_agent, require_visible
 from .errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     Reason,
 )
 from .pagination import PageTokens, scope_of, text_bytes
+from .policy import TenantPolicies
 from .revisions import parse_etag, update_with_retry
 from .store_port import Store, require
 from .types import Agent, AgentSpec, MemoryConfig, ModelSpec, NewAgent, Page
@@ -27,6 +30,7 @@ _TOP_LEVEL_PATHS = {
     "labels",
     "callable_agents",
     "max_model_calls",
+    "access",
 }
 _MODEL_PATHS = {f"model.{f.name}" for f in dataclasses.fields(ModelSpec)}
 _MEMORY_PATHS = {f"memory.{f.name}" for f in dataclasses.fields(MemoryConfig)}
@@ -82,11 +86,16 @@ class AgentRegistry:
     """Creates, reads, lists, updates and deletes agents; tracks the default agent."""
 
     def __init__(
-        self, store: Store, tokens: PageTokens, unknown_tools: ToolNameCheck = _no_unknown_tools
+        self,
+        store: Store,
+        tokens: PageTokens,
+        unknown_tools: ToolNameCheck = _no_unknown_tools,
+        policy: TenantPolicies | None = None,
     ) -> None:
         self._store = store
         self._tokens = tokens
         self._unknown_tools = unknown_tools
+        self._policy = policy or TenantPolicies({})
 
     def _check_tools(self, spec: AgentSpec, prefix: str) -> None:
         unknown = self._unknown_tools(spec.tools)
@@ -112,14 +121,15 @@ class AgentRegistry:
         check_agent_id(agent_id, "agent.agent_id")
         check_agent_spec(spec)
         self._check_tools(spec, "agent")
+        self._policy.check_agent(tenant, spec, "agent")
         new = NewAgent(agent_id, spec, set_as_default, if_not_exists)
         return await self._store.create_agent(tenant, new)
 
     async def get(self, tenant: str, agent_id: str) -> Agent:
-        """One agent, or AGENT_NOT_FOUND."""
+        """One agent, or AGENT_NOT_FOUND (also for one the caller may not read)."""
         check_agent_id(agent_id)
         found = await self._store.get_agent(tenant, agent_id)
-        return require("agent", agent_id, found)
+        return require_visible(require("agent", agent_id, found))
 
     async def exists(self, tenant: str, agent_id: str) -> bool:
         """Whether the agent exists (for has_agent)."""
@@ -140,15 +150,33 @@ class AgentRegistry:
             scope_of("agents", tenant, sorted(label_filter.items())),
             page_size,
             page_token,
-            lambda after, limit: self._store.list_agents(
-                tenant,
-                after=str(after[0]) if after else None,
-                limit=limit,
-                label_filter=label_filter,
-            ),
+            lambda after, limit: self._visible_agents(tenant, after, limit, label_filter),
             lambda a: [a.agent_id],
             lambda a: text_bytes(a.spec.system_message, a.spec.description),
         )
+
+    async def _visible_agents(
+        self,
+        tenant: str,
+        after: builtins.list[str | int | float] | None,
+        limit: int,
+        labels: dict[str, str],
+    ) -> builtins.list[Agent]:
+        """Up to `limit` agents the caller may read, in id order after `after`: agents it
+        may not read are skipped, reading on until the page is full or none are left (at
+        most the tenant's agents, which its quota bounds)."""
+        caller = current_caller()
+        start = str(after[0]) if after else None
+        visible: builtins.list[Agent] = []
+        while len(visible) < limit:
+            agents = await self._store.list_agents(
+                tenant, after=start, limit=limit, label_filter=labels
+            )
+            visible += [a for a in agents if may_read_agent(caller, a.spec.access)]
+            if len(agents) < limit:
+                break
+            start = agents[-1].agent_id
+        return visible[:limit]
 
     async def update(
         self, tenant: str, agent_id: str, patch: AgentSpec, paths: Iterable[str], etag: str = ""
@@ -162,6 +190,7 @@ class AgentRegistry:
             updated = apply_mask(current.spec, patch, paths)
             check_agent_spec(updated)
             self._check_tools(updated, "agent")
+            self._policy.check_agent(tenant, updated, "agent")
             return await self._store.update_agent(
                 tenant, agent_id, updated, expected_revision=revision
             )
@@ -184,7 +213,8 @@ class AgentRegistry:
         """The default agent, or NO_DEFAULT_AGENT."""
         agent_id = await self._store.default_agent_id(tenant)
         agent = await self._store.get_agent(tenant, agent_id) if agent_id else None
-        if agent is None:
+        # A default agent the caller may not read is, for it, no default at all.
+        if agent is None or not may_read_agent(current_caller(), agent.spec.access):
             raise FailedPreconditionError(
                 "no default agent is set; name an agent or call SetDefaultAgent",
                 reason=Reason.NO_DEFAULT_AGENT,

@@ -20,6 +20,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from . import events as ev
+from .access import current_caller
 from .errors import (
     DeadlineExceededError,
     OrchestratorError,
@@ -119,6 +120,7 @@ class Collaborations:
             input=task_input,
             create_time=now,
             start_time=now,
+            owner=current_caller().principal,
         )
 
         async def work(put: Callable[[CollaborationEvent], None]) -> None:

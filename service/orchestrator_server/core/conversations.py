@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .access import visible_owner
 from .agents import AgentRegistry
 from .errors import AbortedError, NotFoundError, Reason
 from .pagination import PageTokens, scope_of, text_bytes
@@ -32,7 +33,11 @@ class Conversations:
             page_size,
             page_token,
             lambda after, limit: self._store.list_sessions(
-                tenant, agent_id, after=str(after[0]) if after else None, limit=limit
+                tenant,
+                agent_id,
+                after=str(after[0]) if after else None,
+                limit=limit,
+                owner=visible_owner(),
             ),
             lambda s: [s.session_id],
         )
@@ -49,6 +54,9 @@ class Conversations:
         """A session's messages, oldest first."""
         session_id = check_session_id(session_id or DEFAULT_SESSION_ID)
         await self._agents.get(tenant, agent_id)
+        if not await self._visible(tenant, agent_id, session_id):
+            # As for a session that does not exist: an empty conversation.
+            return Page([])
         return await self._tokens.fetch_page(
             scope_of("messages", tenant, agent_id, session_id),
             page_size,
@@ -71,10 +79,7 @@ class Conversations:
                 reason=Reason.SESSION_BUSY,
                 metadata={"session_id": session_id, "active_run_id": active},
             )
-        sessions = await self._store.list_sessions(
-            tenant, agent_id, after=_before(session_id), limit=1
-        )
-        if not sessions or sessions[0].session_id != session_id:
+        if not await self._visible(tenant, agent_id, session_id):
             raise NotFoundError(
                 f"agent '{agent_id}' has no session '{session_id}'",
                 reason=Reason.SESSION_NOT_FOUND,
@@ -82,7 +87,7 @@ class Conversations:
             )
         return await self._store.delete_session(tenant, agent_id, session_id)
 
-
-def _before(session_id: str) -> str:
-    """The greatest string ordering before `session_id` for a keyset probe."""
-    return session_id[:-1] + chr(ord(session_id[-1]) - 1) + "\U0010ffff"
+    async def _visible(self, tenant: str, agent_id: str, session_id: str) -> bool:
+        """Whether the session exists and the caller may see it."""
+        owner = await self._store.session_owner(tenant, agent_id, session_id)
+        return owner is not None and visible_owner() in (None, owner)

@@ -9,6 +9,8 @@ escapes becomes INTERNAL there.
     OrchestratorError
     ├── InvalidArgumentError      bad input (field violations attached)
     ├── NotFoundError             AGENT_NOT_FOUND, RUN_NOT_FOUND, SESSION_NOT_FOUND
+    ├── UnauthenticatedError      UNAUTHENTICATED, TOKEN_EXPIRED
+    ├── PermissionDeniedError     PERMISSION_DENIED, TENANT_ACCESS_DENIED, POLICY_DENIED
     ├── AlreadyExistsError        AGENT_ALREADY_EXISTS
     ├── FailedPreconditionError   NO_DEFAULT_AGENT, MODEL_AUTH_FAILED, MODEL_NOT_FOUND, ...
     ├── AbortedError              ETAG_MISMATCH, SESSION_BUSY
@@ -74,6 +76,12 @@ class Reason(enum.StrEnum):
     MODEL_OUTPUT_LIMIT = "MODEL_OUTPUT_LIMIT"
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105 (an error name, not a secret)
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    TENANT_ACCESS_DENIED = "TENANT_ACCESS_DENIED"
+    POLICY_DENIED = "POLICY_DENIED"
+    API_KEY_NOT_FOUND = "API_KEY_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,18 @@ class InvalidArgumentError(OrchestratorError):
 
 class NotFoundError(OrchestratorError):
     """The named resource does not exist (for this tenant)."""
+
+
+class UnauthenticatedError(OrchestratorError):
+    """The call carries no valid credentials."""
+
+    default_reason = Reason.UNAUTHENTICATED
+
+
+class PermissionDeniedError(OrchestratorError):
+    """The caller is known but may not do this (only for things it may see)."""
+
+    default_reason = Reason.PERMISSION_DENIED
 
 
 class AlreadyExistsError(OrchestratorError):
@@ -221,6 +241,12 @@ _CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
     Reason.UNEXPECTED_TOOL_RESULT: InvalidArgumentError,
     Reason.AGENT_CALL_CYCLE: InvalidArgumentError,
     Reason.AGENT_CALL_DEPTH_EXCEEDED: InvalidArgumentError,
+    Reason.UNAUTHENTICATED: UnauthenticatedError,
+    Reason.TOKEN_EXPIRED: UnauthenticatedError,
+    Reason.PERMISSION_DENIED: PermissionDeniedError,
+    Reason.TENANT_ACCESS_DENIED: PermissionDeniedError,
+    Reason.POLICY_DENIED: PermissionDeniedError,
+    Reason.API_KEY_NOT_FOUND: NotFoundError,
     Reason.INTERNAL_ERROR: OrchestratorError,
 }
 

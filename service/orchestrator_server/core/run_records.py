@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from .access import visible_owner
 from .active_runs import ActiveRuns
 from .errors import InvalidArgumentError, NotFoundError, Reason
 from .pagination import PageTokens, scope_of, text_bytes
@@ -20,9 +21,10 @@ class RunRecords:
         self._active = active
 
     async def get(self, tenant: str, run_id: str) -> Run:
-        """One run, or RUN_NOT_FOUND."""
+        """One run, or RUN_NOT_FOUND (also for a run of a session the caller may not
+        see)."""
         run = await self._store.get_run(tenant, run_id)
-        if run is None:
+        if run is None or visible_owner() not in (None, run.owner):
             raise NotFoundError(
                 f"run '{run_id[:80]}' not found",
                 reason=Reason.RUN_NOT_FOUND,
@@ -33,6 +35,7 @@ class RunRecords:
     async def cancel(self, tenant: str, run_id: str) -> Run:
         """Cancel a queued or running run and return its record once its outcome is
         written; a finished run is returned unchanged."""
+        await self.get(tenant, run_id)
         await self._active.cancel(tenant, run_id)
         return await self.get(tenant, run_id)
 
@@ -51,7 +54,8 @@ class RunRecords:
 
         def fetch(after: list[str | int | float] | None, limit: int) -> Awaitable[list[Run]]:
             key = (float(after[0]), str(after[1])) if after else None
-            return self._store.list_runs(tenant, RunQuery(limit, agent_id, session_id, key))
+            query = RunQuery(limit, agent_id, session_id, key, owner=visible_owner())
+            return self._store.list_runs(tenant, query)
 
         scope = scope_of("runs", tenant, agent_id, session_id)
         return await self._tokens.fetch_page(

@@ -10,6 +10,8 @@ records is `RunQueries`' job.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import secrets
 import time
@@ -18,6 +20,13 @@ from contextlib import aclosing
 from typing import cast
 
 from . import events as ev
+from .access import (
+    ANONYMOUS,
+    SYSTEM,
+    current_caller,
+    require_runnable,
+    session_owner_for_new_turn,
+)
 from .active_runs import (
     ActiveRun,
     ActiveRuns,
@@ -26,6 +35,7 @@ from .active_runs import (
 )
 from .agents import AgentRegistry
 from .argument_validation import in_validation_thread
+from .audit import AuditTrail
 from .client_tools import ToolError, parse_client_tools
 from .errors import InvalidArgumentError, OrchestratorError, Reason
 from .model_loop import (
@@ -37,6 +47,7 @@ from .model_loop import (
 )
 from .model_port import ModelCatalog
 from .observer import RunObserver
+from .policy import TenantPolicies
 from .replay import find_previous, replay
 from .session_locks import SessionLocks
 from .store_port import Store
@@ -49,6 +60,16 @@ from .types import Agent, Run, RunStatus, TurnRequest
 from .validation import check_turn_request
 
 log = logging.getLogger(__name__)
+
+
+def child_session_id(caller_agent_id: str, principal: str) -> str:
+    """The session an agent called as a tool keeps for its caller: one conversation per
+    calling agent and principal (a conversation shared by two principals would show each
+    the other's questions). Calls without identity keep the name they always had."""
+    if principal in ("", ANONYMOUS, SYSTEM.principal):
+        return f"from-{caller_agent_id}"[:63]
+    digest = hashlib.sha256(principal.encode()).hexdigest()[:12]
+    return f"from-{caller_agent_id[:44]}-{digest}"
 
 
 def new_run_id() -> str:
@@ -73,8 +94,12 @@ class RunEngine:
         model_tokens_per_minute: int = DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT,
         max_agent_calls: int = DEFAULT_MAX_AGENT_CALLS_PER_TURN,
         observer: RunObserver | None = None,
+        policy: TenantPolicies | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
+        self._audit = audit
         self._store = store
+        self._policy = policy or TenantPolicies({})
         self._agents = agents
         self._locks = SessionLocks()
         self.active = ActiveRuns(limits)
@@ -108,7 +133,7 @@ class RunEngine:
         """
         self.active.refuse_if_stopping()
         session_id = check_turn_request(request)
-        agent = await self._resolve_agent(tenant, request.agent_id)
+        agent, owner = await self._admit(tenant, request, session_id)
         tools = await self._turn_tools(tenant, agent, request, bridge)
         if request.request_id:
             previous = await find_previous(
@@ -128,7 +153,9 @@ class RunEngine:
         # Reject at once when busy, before anything is written; an enqueued run is recorded
         # as QUEUED so that it can be seen and cancelled while it waits.
         reservation = self._locks.reserve(key, wait=request.wait_if_busy)
-        run = _new_run(agent, session_id, request, reservation.immediate)
+        run = _new_run(agent, session_id, request, reservation.immediate, owner)
+        if self._audit is not None:
+            await self._audit.record_call("Run", f"runs/{run.run_id}", None)
         active = ActiveRun(run, tenant, queued=not reservation.immediate)
         budget = agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
@@ -153,6 +180,22 @@ class RunEngine:
                 yield ev.RunEvent(
                     active.run.run_id, agent.agent_id, sequence, body, request.parent_run_id
                 )
+
+    async def _admit(self, tenant: str, request: TurnRequest, session_id: str) -> tuple[Agent, str]:
+        """The agent of a turn the current caller may start (with the tenant's allowlist
+        applied) and the owner of its session; a refusal is recorded in the audit trail."""
+        try:
+            agent = require_runnable(await self._resolve_agent(tenant, request.agent_id))
+            spec = self._policy.check_agent(tenant, agent.spec, "agent")
+            owner = session_owner_for_new_turn(
+                await self._store.session_owner(tenant, agent.agent_id, session_id)
+            )
+        except OrchestratorError as error:
+            if self._audit is not None:
+                resource = f"agents/{request.agent_id}/sessions/{session_id}"
+                await self._audit.record_call("Run", resource, error)
+            raise
+        return dataclasses.replace(agent, spec=spec) if spec is not agent.spec else agent, owner
 
     async def _resolve_agent(self, tenant: str, agent_id: str) -> Agent:
         if agent_id:
@@ -207,8 +250,7 @@ class RunEngine:
             request = TurnRequest(
                 agent_id=callee,
                 message=message,
-                # The callee keeps one conversation per calling agent.
-                session_id=f"from-{caller.agent_id}"[:63],
+                session_id=child_session_id(caller.agent_id, current_caller().principal),
                 wait_if_busy=True,
                 parent_run_id=active.run.run_id,
                 call_chain=(*chain, callee),
@@ -251,7 +293,9 @@ class RunEngine:
         return self._locks.busy((tenant, agent_id, session_id))
 
 
-def _new_run(agent: Agent, session_id: str, request: TurnRequest, immediate: bool) -> Run:
+def _new_run(
+    agent: Agent, session_id: str, request: TurnRequest, immediate: bool, owner: str
+) -> Run:
     now = time.time()
     return Run(
         run_id=new_run_id(),
@@ -263,6 +307,7 @@ def _new_run(agent: Agent, session_id: str, request: TurnRequest, immediate: boo
         request_id=request.request_id,
         parent_run_id=request.parent_run_id,
         start_time=now if immediate else None,
+        owner=owner,
     )
 
 

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Callable
 
 from . import events as ev
+from .access import session_not_found
 from .errors import InvalidArgumentError, Reason
-from .store_port import DuplicateRequestError, Store
+from .store_port import DuplicateRequestError, SessionOwnerError, Store
 from .types import Message, Run
 
 Emit = Callable[[ev.EventBody], None]
@@ -62,6 +63,10 @@ class StartGate:
                 reason=Reason.REQUEST_ID_CONFLICT,
                 metadata={"run_id": duplicate.existing.run_id},
             ) from None
+        except SessionOwnerError:
+            # Another principal started the session between the engine's check and this
+            # write.
+            raise session_not_found() from None
         # Awaiting a future that is already done does not run its pending callbacks
         # first: announce here too (idempotent), so RunStarted always precedes the rest.
         self._on_written(self._write)

@@ -22,6 +22,15 @@ class DuplicateRequestError(Exception):
         self.existing = existing
 
 
+class SessionOwnerError(Exception):
+    """A turn was started for a session that another principal owns (found in the run's
+    write transaction: another caller took the session first)."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__("session owned by another principal")
+        self.owner = owner
+
+
 class MissingAgentsError(Exception):
     """A team names agents that do not exist (checked in the team's write transaction)."""
 
@@ -85,9 +94,12 @@ class Store(Protocol):
         """Messages with sequence > after, oldest first."""
 
     async def list_sessions(
-        self, tenant: str, agent_id: str, *, after: str | None, limit: int
+        self, tenant: str, agent_id: str, *, after: str | None, limit: int, owner: str | None = None
     ) -> list[Session]:
-        """Sessions of an agent in id order."""
+        """Sessions of an agent in id order (only `owner`'s, unless None)."""
+
+    async def session_owner(self, tenant: str, agent_id: str, session_id: str) -> str | None:
+        """The principal owning a session, or None when it does not exist."""
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session's messages and runs; the number of messages deleted."""
@@ -100,9 +112,11 @@ class Store(Protocol):
         ...
 
     async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
-        """Insert a run and append its user message in one transaction.
+        """Insert a run and append its user message in one transaction; create its session
+        for `run.owner` if it is new.
 
-        Raises DuplicateRequestError when the run's request_id was used before.
+        Raises DuplicateRequestError when the run's request_id was used before, and
+        SessionOwnerError when the session belongs to another principal than run.owner.
         """
 
     async def mark_running(

@@ -38,6 +38,15 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentAccess:
+    """Who of the tenant may run and read an agent (entries `principal:<id>`,
+    `group:<name>`, `role:<role>`); empty lists leave it to the callers' roles."""
+
+    runners: tuple[str, ...] = ()
+    readers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSpec:
     """The caller-chosen configuration of an agent: everything but its bookkeeping."""
 
@@ -49,6 +58,7 @@ class AgentSpec:
     labels: dict[str, str] = field(default_factory=dict)
     callable_agents: tuple[str, ...] = ()
     max_model_calls: int = 0
+    access: AgentAccess = field(default_factory=AgentAccess)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,7 @@ class Session:
     message_count: int
     create_time: float
     update_time: float
+    owner: str = ""
 
 
 class RunStatus(enum.StrEnum):
@@ -183,6 +194,8 @@ class Run:
     error_message: str = ""
     start_time: float | None = None
     end_time: float | None = None
+    # The principal owning the run's session.
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +207,8 @@ class RunQuery:
     agent_id: str = ""
     session_id: str = ""
     after: tuple[float, str] | None = None
+    # Only runs of sessions this principal owns; None for every run.
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

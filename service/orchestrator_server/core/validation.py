@@ -161,3 +161,26 @@ def check_agent_spec(spec: AgentSpec, prefix: str = "agent") -> None:
     for i, agent_id in enumerate(callees):
         check_agent_id(agent_id, f"{prefix}.callable_agents[{i}]")
     check_labels(spec.labels, f"{prefix}.labels")
+    check_access_entries(spec.access.runners, f"{prefix}.access.runners")
+    check_access_entries(spec.access.readers, f"{prefix}.access.readers")
+
+
+MAX_ACCESS_ENTRIES = 100
+_ACCESS_ENTRY = re.compile(
+    r"^(principal|group):[^\x00-\x1f]{1,256}$|^role:(admin|editor|runner|viewer)$"
+)
+
+
+def check_access_entries(entries: tuple[str, ...], field: str) -> None:
+    """An access list: at most MAX_ACCESS_ENTRIES distinct `principal:<id>`,
+    `group:<name>` or `role:<role>` entries."""
+    if len(entries) > MAX_ACCESS_ENTRIES or len(set(entries)) != len(entries):
+        raise InvalidArgumentError.for_field(
+            field, f"at most {MAX_ACCESS_ENTRIES} distinct entries"
+        )
+    for i, entry in enumerate(entries):
+        if not _ACCESS_ENTRY.fullmatch(entry):
+            raise InvalidArgumentError.for_field(
+                f"{field}[{i}]",
+                "must be principal:<id>, group:<name> or role:<admin|editor|runner|viewer>",
+            )

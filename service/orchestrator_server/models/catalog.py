@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..core.errors import FailedPreconditionError, Reason
+from ..core.types import ModelSpec
 from .provider_config import ProviderConfig
 
 if TYPE_CHECKING:
@@ -71,6 +72,13 @@ class ProviderCatalog:
                 await self.resolve(name)
             except Exception as error:  # the first turn will report it, with its reason
                 log.warning("provider %s: its client could not be created: %s", name, error)
+
+    def effective(self, spec: ModelSpec) -> tuple[str, str]:
+        """The provider and model names an agent's model spec resolves to here (the
+        defaults filled in), for the tenants' allowlists."""
+        name = spec.provider or self.default_provider
+        config = self._configs.get(name)
+        return name, spec.model or (config.default_model if config else "")
 
     def names(self) -> list[str]:
         """Configured provider names."""

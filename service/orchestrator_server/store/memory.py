@@ -15,7 +15,13 @@ from dataclasses import dataclass, field, replace
 from ..core.errors import FailedPreconditionError, Reason
 from ..core.pagination import text_bytes
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
-from ..core.store_port import DuplicateRequestError, MissingAgentsError, already_exists, require
+from ..core.store_port import (
+    DuplicateRequestError,
+    MissingAgentsError,
+    SessionOwnerError,
+    already_exists,
+    require,
+)
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -166,13 +172,22 @@ class InMemoryStore:
         return [m for m in messages if m.sequence > after][:limit]
 
     async def list_sessions(
-        self, tenant: str, agent_id: str, *, after: str | None, limit: int
+        self, tenant: str, agent_id: str, *, after: str | None, limit: int, owner: str | None = None
     ) -> list[Session]:
-        """Sessions of an agent in id order."""
+        """Sessions of an agent in id order (only `owner`'s, unless None)."""
         keys = sorted(
-            k for k in self._sessions if k[:2] == (tenant, agent_id) and k[2] > (after or "")
+            k
+            for k, session in self._sessions.items()
+            if k[:2] == (tenant, agent_id)
+            and k[2] > (after or "")
+            and (owner is None or session.owner == owner)
         )
         return [self._sessions[k] for k in keys[:limit]]
+
+    async def session_owner(self, tenant: str, agent_id: str, session_id: str) -> str | None:
+        """The principal owning a session, or None when it does not exist."""
+        session = self._sessions.get((tenant, agent_id, session_id))
+        return None if session is None else session.owner
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session's messages and runs; how many messages went."""
@@ -204,8 +219,8 @@ class InMemoryStore:
         history.extend(stored)
         self._tenant(key[0]).message_bytes += _stored_bytes(stored)
         session = self._sessions.get(key)
-        created = session.create_time if session else now
-        self._sessions[key] = Session(key[1], key[2], len(history), created, now)
+        created, owner = (session.create_time, session.owner) if session else (now, "")
+        self._sessions[key] = Session(key[1], key[2], len(history), created, now, owner)
         return stored
 
     async def append_messages(
@@ -227,6 +242,14 @@ class InMemoryStore:
             if previous is not None:
                 raise DuplicateRequestError(previous)
         await self.check_turn_fits(tenant, run.input)
+        key = (tenant, run.agent_id, run.session_id)
+        session = self._sessions.get(key)
+        if session is not None and session.owner != run.owner:
+            raise SessionOwnerError(session.owner)
+        if session is None and self._agent(tenant, run.agent_id) is not None:
+            self._sessions[key] = Session(
+                run.agent_id, run.session_id, 0, run.create_time, run.create_time, run.owner
+            )
         state = self._tenant(tenant)
         state.message_bytes += _run_bytes(run)
         state.runs[run.run_id] = run
@@ -275,6 +298,7 @@ class InMemoryStore:
             for r in self._tenant(tenant).runs.values()
             if (not query.agent_id or r.agent_id == query.agent_id)
             and (not query.session_id or r.session_id == query.session_id)
+            and (query.owner is None or r.owner == query.owner)
             and (query.after is None or (r.create_time, r.run_id) < query.after)
         ]
         runs.sort(key=lambda r: (r.create_time, r.run_id), reverse=True)

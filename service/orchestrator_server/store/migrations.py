@@ -147,11 +147,36 @@ def _v4_run_bytes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v5_access(db: sqlite_utils.Database) -> None:
+    # Sessions and runs belong to the principal that started the conversation; rows from
+    # before access control belong to nobody ("": only tenant admins see them).
+    db.execute("ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+    # API keys: only a hash of the secret is kept; the id is global (it is read from the
+    # secret before the tenant is known).
+    db.execute(
+        "CREATE TABLE api_keys (key_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, "
+        "secret_hash TEXT NOT NULL, display_name TEXT NOT NULL, roles TEXT NOT NULL, "
+        "creator TEXT NOT NULL, create_time REAL NOT NULL, expire_time REAL, "
+        "revoke_time REAL, last_use_time REAL)"
+    )
+    db.execute("CREATE INDEX api_keys_by_tenant ON api_keys(tenant, key_id)")
+    db.execute(
+        "CREATE TABLE audit_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "tenant TEXT NOT NULL, time REAL NOT NULL, principal TEXT NOT NULL, "
+        "method TEXT NOT NULL, resource TEXT NOT NULL, outcome TEXT NOT NULL, "
+        "reason TEXT NOT NULL, peer TEXT NOT NULL, authentication TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX audit_by_tenant ON audit_events(tenant, seq)")
+    db.execute("CREATE INDEX audit_by_time ON audit_events(time)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_teams,
     _v3_usage,
     _v4_run_bytes,
+    _v5_access,
 ]
 
 

@@ -136,6 +136,9 @@ class SQLiteStore:
         (shared with other writes queued at the same moment; see sqlite_writer)."""
         return await self._writer.transact(fn, *args)
 
+    # The same three kinds of access for the other tables of the file (sqlite_access).
+    write = _write
+
     def _close_scanner(self) -> None:
         if self._scan_conn is not None:
             self._scan_conn.close()
@@ -150,11 +153,19 @@ class SQLiteStore:
             self._scan_conn.execute("PRAGMA query_only = ON")
         return self._scan_conn.execute(sql, params).fetchall()
 
+    async def scan(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A read that may walk many rows, on the scanner thread."""
+        return await self._scan(sql, params)
+
     async def _scan(self, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._scanner_closed:
             raise UnavailableError("the store is closing", reason=Reason.SERVER_STOPPING)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._scanner, self._scan_rows, sql, params)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """A small read on the loop's connection (point reads by key)."""
+        return self._read(sql, params)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._read_conn
@@ -284,15 +295,22 @@ class SQLiteStore:
         return [message_from_row(r) for r in rows]
 
     async def list_sessions(
-        self, tenant: str, agent_id: str, *, after: str | None, limit: int
+        self, tenant: str, agent_id: str, *, after: str | None, limit: int, owner: str | None = None
     ) -> list[Session]:
-        """Sessions of an agent in id order."""
+        """Sessions of an agent in id order (only `owner`'s, unless None)."""
+        mine = "" if owner is None else " AND owner = ?"
         rows = self._read(
-            "SELECT agent_id, session_id, message_count, create_time, update_time FROM sessions "
-            "WHERE tenant = ? AND agent_id = ? AND session_id > ? ORDER BY session_id LIMIT ?",
-            (tenant, agent_id, after or "", limit),
+            "SELECT agent_id, session_id, message_count, create_time, update_time, owner "
+            f"FROM sessions WHERE tenant = ? AND agent_id = ? AND session_id > ?{mine} "
+            "ORDER BY session_id LIMIT ?",
+            (tenant, agent_id, after or "", *(() if owner is None else (owner,)), limit),
         )
         return [Session(*r) for r in rows]
+
+    async def session_owner(self, tenant: str, agent_id: str, session_id: str) -> str | None:
+        """The principal owning a session, or None when it does not exist."""
+        assert self._read_conn is not None, "store is not open"
+        return sqlite_runs.session_owner(self._read_conn, tenant, agent_id, session_id)
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete the session's messages, runs and row; how many messages went."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..core.types import (
     Agent,
+    AgentAccess,
     AgentSpec,
     MemoryConfig,
     Message,
@@ -23,7 +24,8 @@ from ..core.types import (
 AGENT_COLUMNS = "a.agent_id, a.spec, a.create_time, a.update_time, a.revision, t.default_agent_id"
 RUN_COLUMNS = (
     "run_id, agent_id, session_id, status, input, create_time, request_id, parent_run_id, "
-    "output, prompt_tokens, completion_tokens, error_reason, error_message, start_time, end_time"
+    "output, prompt_tokens, completion_tokens, error_reason, error_message, start_time, "
+    "end_time, owner"
 )
 MESSAGE_COLUMNS = "seq, role, content, tool_calls, tool_call_id, run_id, create_time"
 
@@ -54,6 +56,10 @@ def spec_from_json(text: str) -> AgentSpec:
         labels=dict(data.get("labels") or {}),
         callable_agents=tuple(data.get("callable_agents") or ()),
         max_model_calls=data.get("max_model_calls", 0),
+        access=AgentAccess(
+            runners=tuple((data.get("access") or {}).get("runners") or ()),
+            readers=tuple((data.get("access") or {}).get("readers") or ()),
+        ),
     )
 
 
@@ -87,6 +93,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
         error_message=row[12],
         start_time=row[13],
         end_time=row[14],
+        owner=row[15],
     )
 
 

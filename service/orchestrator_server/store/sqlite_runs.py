@@ -11,7 +11,7 @@ from typing import Any
 from ..core.errors import Reason
 from ..core.pagination import text_bytes
 from ..core.quotas import StorageQuotas
-from ..core.store_port import DuplicateRequestError
+from ..core.store_port import DuplicateRequestError, SessionOwnerError
 from ..core.types import Message, Run, RunQuery, RunStatus
 from . import sqlite_usage
 from .sqlite_rows import RUN_COLUMNS, run_from_row, tool_calls_json
@@ -83,6 +83,33 @@ def append_messages(
     return [replace(m, sequence=count + i + 1, create_time=now) for i, m in enumerate(messages)]
 
 
+def claim_session(conn: sqlite3.Connection, tenant: str, run: Run) -> None:
+    """Create the run's session for its owner, or check that the session is the owner's:
+    SessionOwnerError when another principal took it first (between the core's check
+    and this transaction)."""
+    key = (tenant, run.agent_id, run.session_id)
+    conn.execute(
+        "INSERT INTO sessions(tenant, agent_id, session_id, message_count, create_time, "
+        "update_time, owner) SELECT ?, ?, ?, 0, ?, ?, ? WHERE EXISTS (SELECT 1 FROM agents "
+        "WHERE tenant = ? AND agent_id = ?) ON CONFLICT(tenant, agent_id, session_id) DO NOTHING",
+        (*key, run.create_time, run.create_time, run.owner, tenant, run.agent_id),
+    )
+    owner = session_owner(conn, *key)
+    if owner is not None and owner != run.owner:
+        raise SessionOwnerError(owner)
+
+
+def session_owner(
+    conn: sqlite3.Connection, tenant: str, agent_id: str, session_id: str
+) -> str | None:
+    """The owner of a session, or None when it does not exist."""
+    row = conn.execute(
+        "SELECT owner FROM sessions WHERE tenant = ? AND agent_id = ? AND session_id = ?",
+        (tenant, agent_id, session_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def begin_run(
     conn: sqlite3.Connection,
     tenant: str,
@@ -103,7 +130,7 @@ def begin_run(
     sqlite_usage.add(conn, tenant, "message_bytes", text_bytes(run.input, run.output))
     conn.execute(
         f"INSERT INTO runs(tenant, {RUN_COLUMNS}) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             tenant,
             run.run_id,
@@ -121,8 +148,10 @@ def begin_run(
             run.error_message,
             run.start_time,
             run.end_time,
+            run.owner,
         ),
     )
+    claim_session(conn, tenant, run)
     if user_message is not None:
         append_messages(conn, tenant, run.agent_id, run.session_id, [user_message], run.create_time)
     return run
@@ -186,6 +215,9 @@ def list_runs_query(tenant: str, query: RunQuery) -> tuple[str, list[Any]]:
     if query.session_id:
         where.append("session_id = ?")
         params.append(query.session_id)
+    if query.owner is not None:
+        where.append("owner = ?")
+        params.append(query.owner)
     if query.after is not None:
         where.append("(create_time, run_id) < (?, ?)")
         params.extend(query.after)

@@ -59,7 +59,10 @@ type Agent struct {
 	// An opaque revision tag that changes on every update. Send it back in `UpdateAgent`
 	// (inside the agent) or `DeleteAgent` to make the change conditional: a stale etag
 	// fails with ABORTED, reason ETAG_MISMATCH.
-	Etag          string `protobuf:"bytes,13,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,13,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Who of the tenant may read and run this agent. Unset: every member of the tenant with
+	// the role for it. Editors and admins always may (they could change this field).
+	Access        *AgentAccess `protobuf:"bytes,14,opt,name=access,proto3" json:"access,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -185,6 +188,74 @@ func (x *Agent) GetEtag() string {
 	return ""
 }
 
+func (x *Agent) GetAccess() *AgentAccess {
+	if x != nil {
+		return x.Access
+	}
+	return nil
+}
+
+// Restricts an agent to some of its tenant's callers. Each entry is `principal:<id>`,
+// `group:<name>` (a group of the caller's identity, e.g. a JWT `groups` claim) or
+// `role:<admin|editor|runner|viewer>`. A caller that may not read the agent gets NOT_FOUND
+// for it (it is left out of ListAgents); one that may read but not run it gets
+// PERMISSION_DENIED when it starts a turn.
+type AgentAccess struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who may start turns of the agent (directly, in a pipeline or team, or as a tool of
+	// another agent); they may also read it. Empty: every runner of the tenant.
+	Runners []string `protobuf:"bytes,1,rep,name=runners,proto3" json:"runners,omitempty"`
+	// Who may read the agent (GetAgent, ListAgents). Empty: every member of the tenant
+	// (when `runners` is set, readers are the runners plus these).
+	Readers       []string `protobuf:"bytes,2,rep,name=readers,proto3" json:"readers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentAccess) Reset() {
+	*x = AgentAccess{}
+	mi := &file_orchestrator_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentAccess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentAccess) ProtoMessage() {}
+
+func (x *AgentAccess) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentAccess.ProtoReflect.Descriptor instead.
+func (*AgentAccess) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AgentAccess) GetRunners() []string {
+	if x != nil {
+		return x.Runners
+	}
+	return nil
+}
+
+func (x *AgentAccess) GetReaders() []string {
+	if x != nil {
+		return x.Readers
+	}
+	return nil
+}
+
 // Which model an agent uses and how it is called.
 type ModelSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -211,7 +282,7 @@ type ModelSpec struct {
 
 func (x *ModelSpec) Reset() {
 	*x = ModelSpec{}
-	mi := &file_orchestrator_v1_agent_proto_msgTypes[1]
+	mi := &file_orchestrator_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +294,7 @@ func (x *ModelSpec) String() string {
 func (*ModelSpec) ProtoMessage() {}
 
 func (x *ModelSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_agent_proto_msgTypes[1]
+	mi := &file_orchestrator_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +307,7 @@ func (x *ModelSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSpec.ProtoReflect.Descriptor instead.
 func (*ModelSpec) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_orchestrator_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ModelSpec) GetProvider() string {
@@ -301,7 +372,7 @@ type MemoryConfig struct {
 
 func (x *MemoryConfig) Reset() {
 	*x = MemoryConfig{}
-	mi := &file_orchestrator_v1_agent_proto_msgTypes[2]
+	mi := &file_orchestrator_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +384,7 @@ func (x *MemoryConfig) String() string {
 func (*MemoryConfig) ProtoMessage() {}
 
 func (x *MemoryConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_agent_proto_msgTypes[2]
+	mi := &file_orchestrator_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +397,7 @@ func (x *MemoryConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryConfig.ProtoReflect.Descriptor instead.
 func (*MemoryConfig) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_orchestrator_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MemoryConfig) GetMaxMessages() int32 {
@@ -340,7 +411,7 @@ var File_orchestrator_v1_agent_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1borchestrator/v1/agent.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x04\n" +
+	"\x1borchestrator/v1/agent.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x05\n" +
 	"\x05Agent\x12 \n" +
 	"\bagent_id\x18\x01 \x01(\tB\x05\xe2A\x02\x02\x05R\aagentId\x12%\n" +
 	"\x0esystem_message\x18\x02 \x01(\tR\rsystemMessage\x12 \n" +
@@ -358,10 +429,14 @@ const file_orchestrator_v1_agent_proto_rawDesc = "" +
 	"createTime\x12A\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\r \x01(\tR\x04etag\x1a9\n" +
+	"\x04etag\x18\r \x01(\tR\x04etag\x124\n" +
+	"\x06access\x18\x0e \x01(\v2\x1c.orchestrator.v1.AgentAccessR\x06access\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\vAgentAccess\x12\x18\n" +
+	"\arunners\x18\x01 \x03(\tR\arunners\x12\x18\n" +
+	"\areaders\x18\x02 \x03(\tR\areaders\"\x81\x02\n" +
 	"\tModelSpec\x12\x1a\n" +
 	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12%\n" +
@@ -390,25 +465,27 @@ func file_orchestrator_v1_agent_proto_rawDescGZIP() []byte {
 	return file_orchestrator_v1_agent_proto_rawDescData
 }
 
-var file_orchestrator_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_orchestrator_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_orchestrator_v1_agent_proto_goTypes = []any{
 	(*Agent)(nil),                 // 0: orchestrator.v1.Agent
-	(*ModelSpec)(nil),             // 1: orchestrator.v1.ModelSpec
-	(*MemoryConfig)(nil),          // 2: orchestrator.v1.MemoryConfig
-	nil,                           // 3: orchestrator.v1.Agent.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*AgentAccess)(nil),           // 1: orchestrator.v1.AgentAccess
+	(*ModelSpec)(nil),             // 2: orchestrator.v1.ModelSpec
+	(*MemoryConfig)(nil),          // 3: orchestrator.v1.MemoryConfig
+	nil,                           // 4: orchestrator.v1.Agent.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_orchestrator_v1_agent_proto_depIdxs = []int32{
-	1, // 0: orchestrator.v1.Agent.model:type_name -> orchestrator.v1.ModelSpec
-	2, // 1: orchestrator.v1.Agent.memory:type_name -> orchestrator.v1.MemoryConfig
-	3, // 2: orchestrator.v1.Agent.labels:type_name -> orchestrator.v1.Agent.LabelsEntry
-	4, // 3: orchestrator.v1.Agent.create_time:type_name -> google.protobuf.Timestamp
-	4, // 4: orchestrator.v1.Agent.update_time:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	2, // 0: orchestrator.v1.Agent.model:type_name -> orchestrator.v1.ModelSpec
+	3, // 1: orchestrator.v1.Agent.memory:type_name -> orchestrator.v1.MemoryConfig
+	4, // 2: orchestrator.v1.Agent.labels:type_name -> orchestrator.v1.Agent.LabelsEntry
+	5, // 3: orchestrator.v1.Agent.create_time:type_name -> google.protobuf.Timestamp
+	5, // 4: orchestrator.v1.Agent.update_time:type_name -> google.protobuf.Timestamp
+	1, // 5: orchestrator.v1.Agent.access:type_name -> orchestrator.v1.AgentAccess
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_orchestrator_v1_agent_proto_init() }
@@ -416,14 +493,14 @@ func file_orchestrator_v1_agent_proto_init() {
 	if File_orchestrator_v1_agent_proto != nil {
 		return
 	}
-	file_orchestrator_v1_agent_proto_msgTypes[1].OneofWrappers = []any{}
+	file_orchestrator_v1_agent_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchestrator_v1_agent_proto_rawDesc), len(file_orchestrator_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -135,6 +135,23 @@ const (
 	// google.rpc.QuotaFailure naming it, e.g. subject "tenant:acme" and the limit; metadata:
 	// quota, limit). Retrying once runs in flight have ended may succeed.
 	ErrorReason_QUOTA_EXCEEDED ErrorReason = 44
+	// UNAUTHENTICATED: the call has no valid credentials (none, unknown, malformed, badly
+	// signed, of the wrong issuer or audience, revoked). Deliberately unspecific.
+	ErrorReason_UNAUTHENTICATED ErrorReason = 45
+	// UNAUTHENTICATED: the credentials were valid but have expired (a JWT past `exp`, an API
+	// key past its expire_time): get new ones.
+	ErrorReason_TOKEN_EXPIRED ErrorReason = 46
+	// PERMISSION_DENIED: the caller's roles in the tenant do not allow this (metadata:
+	// permission), or the agent's access list does not name it (metadata: agent_id).
+	ErrorReason_PERMISSION_DENIED ErrorReason = 47
+	// PERMISSION_DENIED: the caller's identity does not belong to the tenant it named in
+	// `x-tenant-id`, or it belongs to several and named none (metadata: tenant).
+	ErrorReason_TENANT_ACCESS_DENIED ErrorReason = 48
+	// PERMISSION_DENIED: the tenant's allowlist (operator configuration) does not allow a
+	// provider, model, max_tokens or tool the agent uses (metadata: field, value).
+	ErrorReason_POLICY_DENIED ErrorReason = 49
+	// NOT_FOUND: the tenant has no API key with the id (metadata: key_id).
+	ErrorReason_API_KEY_NOT_FOUND ErrorReason = 50
 )
 
 // Enum value maps for ErrorReason.
@@ -185,6 +202,12 @@ var (
 		42: "MODEL_OUTPUT_LIMIT",
 		43: "RESPONSE_TOO_LARGE",
 		44: "QUOTA_EXCEEDED",
+		45: "UNAUTHENTICATED",
+		46: "TOKEN_EXPIRED",
+		47: "PERMISSION_DENIED",
+		48: "TENANT_ACCESS_DENIED",
+		49: "POLICY_DENIED",
+		50: "API_KEY_NOT_FOUND",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -232,6 +255,12 @@ var (
 		"MODEL_OUTPUT_LIMIT":        42,
 		"RESPONSE_TOO_LARGE":        43,
 		"QUOTA_EXCEEDED":            44,
+		"UNAUTHENTICATED":           45,
+		"TOKEN_EXPIRED":             46,
+		"PERMISSION_DENIED":         47,
+		"TENANT_ACCESS_DENIED":      48,
+		"POLICY_DENIED":             49,
+		"API_KEY_NOT_FOUND":         50,
 	}
 )
 
@@ -266,7 +295,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\x94\b\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\x97\t\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -313,7 +342,13 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x0fSERVER_STOPPING\x10)\x12\x16\n" +
 	"\x12MODEL_OUTPUT_LIMIT\x10*\x12\x16\n" +
 	"\x12RESPONSE_TOO_LARGE\x10+\x12\x12\n" +
-	"\x0eQUOTA_EXCEEDED\x10,B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x0eQUOTA_EXCEEDED\x10,\x12\x13\n" +
+	"\x0fUNAUTHENTICATED\x10-\x12\x11\n" +
+	"\rTOKEN_EXPIRED\x10.\x12\x15\n" +
+	"\x11PERMISSION_DENIED\x10/\x12\x18\n" +
+	"\x14TENANT_ACCESS_DENIED\x100\x12\x11\n" +
+	"\rPOLICY_DENIED\x101\x12\x15\n" +
+	"\x11API_KEY_NOT_FOUND\x102B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

@@ -1981,7 +1981,7 @@ var File_orchestrator_v1_orchestrator_service_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\n" +
-	"*orchestrator/v1/orchestrator_service.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1borchestrator/v1/agent.proto\x1a#orchestrator/v1/collaboration.proto\x1a\x19orchestrator/v1/run.proto\x1a\x1dorchestrator/v1/session.proto\x1a\x1aorchestrator/v1/tool.proto\"\x92\x01\n" +
+	"*orchestrator/v1/orchestrator_service.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1corchestrator/v1/access.proto\x1a\x1borchestrator/v1/agent.proto\x1a#orchestrator/v1/collaboration.proto\x1a\x19orchestrator/v1/run.proto\x1a\x1dorchestrator/v1/session.proto\x1a\x1aorchestrator/v1/tool.proto\"\x92\x01\n" +
 	"\x12CreateAgentRequest\x122\n" +
 	"\x05agent\x18\x01 \x01(\v2\x16.orchestrator.v1.AgentB\x04\xe2A\x01\x02R\x05agent\x12$\n" +
 	"\x0eset_as_default\x18\x02 \x01(\bR\fsetAsDefault\x12\"\n" +
@@ -2092,7 +2092,7 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\x11DeleteTeamRequest\x12\x1d\n" +
 	"\ateam_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06teamId\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x14\n" +
-	"\x12DeleteTeamResponse2\x8d\x0f\n" +
+	"\x12DeleteTeamResponse2\x87\x12\n" +
 	"\x13OrchestratorService\x12X\n" +
 	"\vCreateAgent\x12#.orchestrator.v1.CreateAgentRequest\x1a$.orchestrator.v1.CreateAgentResponse\x12O\n" +
 	"\bGetAgent\x12 .orchestrator.v1.GetAgentRequest\x1a!.orchestrator.v1.GetAgentResponse\x12U\n" +
@@ -2119,7 +2119,11 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\n" +
 	"DeleteTeam\x12\".orchestrator.v1.DeleteTeamRequest\x1a#.orchestrator.v1.DeleteTeamResponse\x12Y\n" +
 	"\vRunPipeline\x12#.orchestrator.v1.RunPipelineRequest\x1a#.orchestrator.v1.CollaborationEvent0\x01\x12Q\n" +
-	"\aRunTeam\x12\x1f.orchestrator.v1.RunTeamRequest\x1a#.orchestrator.v1.CollaborationEvent0\x01B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\aRunTeam\x12\x1f.orchestrator.v1.RunTeamRequest\x1a#.orchestrator.v1.CollaborationEvent0\x01\x12[\n" +
+	"\fCreateApiKey\x12$.orchestrator.v1.CreateApiKeyRequest\x1a%.orchestrator.v1.CreateApiKeyResponse\x12X\n" +
+	"\vListApiKeys\x12#.orchestrator.v1.ListApiKeysRequest\x1a$.orchestrator.v1.ListApiKeysResponse\x12[\n" +
+	"\fRevokeApiKey\x12$.orchestrator.v1.RevokeApiKeyRequest\x1a%.orchestrator.v1.RevokeApiKeyResponse\x12d\n" +
+	"\x0fListAuditEvents\x12'.orchestrator.v1.ListAuditEventsRequest\x1a(.orchestrator.v1.ListAuditEventsResponseB[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_orchestrator_service_proto_rawDescOnce sync.Once
@@ -2184,8 +2188,16 @@ var file_orchestrator_v1_orchestrator_service_proto_goTypes = []any{
 	(*RunRequest)(nil),              // 46: orchestrator.v1.RunRequest
 	(*RunPipelineRequest)(nil),      // 47: orchestrator.v1.RunPipelineRequest
 	(*RunTeamRequest)(nil),          // 48: orchestrator.v1.RunTeamRequest
-	(*RunEvent)(nil),                // 49: orchestrator.v1.RunEvent
-	(*CollaborationEvent)(nil),      // 50: orchestrator.v1.CollaborationEvent
+	(*CreateApiKeyRequest)(nil),     // 49: orchestrator.v1.CreateApiKeyRequest
+	(*ListApiKeysRequest)(nil),      // 50: orchestrator.v1.ListApiKeysRequest
+	(*RevokeApiKeyRequest)(nil),     // 51: orchestrator.v1.RevokeApiKeyRequest
+	(*ListAuditEventsRequest)(nil),  // 52: orchestrator.v1.ListAuditEventsRequest
+	(*RunEvent)(nil),                // 53: orchestrator.v1.RunEvent
+	(*CollaborationEvent)(nil),      // 54: orchestrator.v1.CollaborationEvent
+	(*CreateApiKeyResponse)(nil),    // 55: orchestrator.v1.CreateApiKeyResponse
+	(*ListApiKeysResponse)(nil),     // 56: orchestrator.v1.ListApiKeysResponse
+	(*RevokeApiKeyResponse)(nil),    // 57: orchestrator.v1.RevokeApiKeyResponse
+	(*ListAuditEventsResponse)(nil), // 58: orchestrator.v1.ListAuditEventsResponse
 }
 var file_orchestrator_v1_orchestrator_service_proto_depIdxs = []int32{
 	39, // 0: orchestrator.v1.CreateAgentRequest.agent:type_name -> orchestrator.v1.Agent
@@ -2233,30 +2245,38 @@ var file_orchestrator_v1_orchestrator_service_proto_depIdxs = []int32{
 	36, // 42: orchestrator.v1.OrchestratorService.DeleteTeam:input_type -> orchestrator.v1.DeleteTeamRequest
 	47, // 43: orchestrator.v1.OrchestratorService.RunPipeline:input_type -> orchestrator.v1.RunPipelineRequest
 	48, // 44: orchestrator.v1.OrchestratorService.RunTeam:input_type -> orchestrator.v1.RunTeamRequest
-	1,  // 45: orchestrator.v1.OrchestratorService.CreateAgent:output_type -> orchestrator.v1.CreateAgentResponse
-	3,  // 46: orchestrator.v1.OrchestratorService.GetAgent:output_type -> orchestrator.v1.GetAgentResponse
-	5,  // 47: orchestrator.v1.OrchestratorService.ListAgents:output_type -> orchestrator.v1.ListAgentsResponse
-	7,  // 48: orchestrator.v1.OrchestratorService.UpdateAgent:output_type -> orchestrator.v1.UpdateAgentResponse
-	9,  // 49: orchestrator.v1.OrchestratorService.DeleteAgent:output_type -> orchestrator.v1.DeleteAgentResponse
-	11, // 50: orchestrator.v1.OrchestratorService.SetDefaultAgent:output_type -> orchestrator.v1.SetDefaultAgentResponse
-	13, // 51: orchestrator.v1.OrchestratorService.GetDefaultAgent:output_type -> orchestrator.v1.GetDefaultAgentResponse
-	49, // 52: orchestrator.v1.OrchestratorService.Run:output_type -> orchestrator.v1.RunEvent
-	15, // 53: orchestrator.v1.OrchestratorService.GetRun:output_type -> orchestrator.v1.GetRunResponse
-	17, // 54: orchestrator.v1.OrchestratorService.ListRuns:output_type -> orchestrator.v1.ListRunsResponse
-	19, // 55: orchestrator.v1.OrchestratorService.CancelRun:output_type -> orchestrator.v1.CancelRunResponse
-	21, // 56: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
-	23, // 57: orchestrator.v1.OrchestratorService.ListMessages:output_type -> orchestrator.v1.ListMessagesResponse
-	25, // 58: orchestrator.v1.OrchestratorService.DeleteSession:output_type -> orchestrator.v1.DeleteSessionResponse
-	27, // 59: orchestrator.v1.OrchestratorService.ListTools:output_type -> orchestrator.v1.ListToolsResponse
-	29, // 60: orchestrator.v1.OrchestratorService.CreateTeam:output_type -> orchestrator.v1.CreateTeamResponse
-	31, // 61: orchestrator.v1.OrchestratorService.GetTeam:output_type -> orchestrator.v1.GetTeamResponse
-	33, // 62: orchestrator.v1.OrchestratorService.ListTeams:output_type -> orchestrator.v1.ListTeamsResponse
-	35, // 63: orchestrator.v1.OrchestratorService.UpdateTeam:output_type -> orchestrator.v1.UpdateTeamResponse
-	37, // 64: orchestrator.v1.OrchestratorService.DeleteTeam:output_type -> orchestrator.v1.DeleteTeamResponse
-	50, // 65: orchestrator.v1.OrchestratorService.RunPipeline:output_type -> orchestrator.v1.CollaborationEvent
-	50, // 66: orchestrator.v1.OrchestratorService.RunTeam:output_type -> orchestrator.v1.CollaborationEvent
-	45, // [45:67] is the sub-list for method output_type
-	23, // [23:45] is the sub-list for method input_type
+	49, // 45: orchestrator.v1.OrchestratorService.CreateApiKey:input_type -> orchestrator.v1.CreateApiKeyRequest
+	50, // 46: orchestrator.v1.OrchestratorService.ListApiKeys:input_type -> orchestrator.v1.ListApiKeysRequest
+	51, // 47: orchestrator.v1.OrchestratorService.RevokeApiKey:input_type -> orchestrator.v1.RevokeApiKeyRequest
+	52, // 48: orchestrator.v1.OrchestratorService.ListAuditEvents:input_type -> orchestrator.v1.ListAuditEventsRequest
+	1,  // 49: orchestrator.v1.OrchestratorService.CreateAgent:output_type -> orchestrator.v1.CreateAgentResponse
+	3,  // 50: orchestrator.v1.OrchestratorService.GetAgent:output_type -> orchestrator.v1.GetAgentResponse
+	5,  // 51: orchestrator.v1.OrchestratorService.ListAgents:output_type -> orchestrator.v1.ListAgentsResponse
+	7,  // 52: orchestrator.v1.OrchestratorService.UpdateAgent:output_type -> orchestrator.v1.UpdateAgentResponse
+	9,  // 53: orchestrator.v1.OrchestratorService.DeleteAgent:output_type -> orchestrator.v1.DeleteAgentResponse
+	11, // 54: orchestrator.v1.OrchestratorService.SetDefaultAgent:output_type -> orchestrator.v1.SetDefaultAgentResponse
+	13, // 55: orchestrator.v1.OrchestratorService.GetDefaultAgent:output_type -> orchestrator.v1.GetDefaultAgentResponse
+	53, // 56: orchestrator.v1.OrchestratorService.Run:output_type -> orchestrator.v1.RunEvent
+	15, // 57: orchestrator.v1.OrchestratorService.GetRun:output_type -> orchestrator.v1.GetRunResponse
+	17, // 58: orchestrator.v1.OrchestratorService.ListRuns:output_type -> orchestrator.v1.ListRunsResponse
+	19, // 59: orchestrator.v1.OrchestratorService.CancelRun:output_type -> orchestrator.v1.CancelRunResponse
+	21, // 60: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
+	23, // 61: orchestrator.v1.OrchestratorService.ListMessages:output_type -> orchestrator.v1.ListMessagesResponse
+	25, // 62: orchestrator.v1.OrchestratorService.DeleteSession:output_type -> orchestrator.v1.DeleteSessionResponse
+	27, // 63: orchestrator.v1.OrchestratorService.ListTools:output_type -> orchestrator.v1.ListToolsResponse
+	29, // 64: orchestrator.v1.OrchestratorService.CreateTeam:output_type -> orchestrator.v1.CreateTeamResponse
+	31, // 65: orchestrator.v1.OrchestratorService.GetTeam:output_type -> orchestrator.v1.GetTeamResponse
+	33, // 66: orchestrator.v1.OrchestratorService.ListTeams:output_type -> orchestrator.v1.ListTeamsResponse
+	35, // 67: orchestrator.v1.OrchestratorService.UpdateTeam:output_type -> orchestrator.v1.UpdateTeamResponse
+	37, // 68: orchestrator.v1.OrchestratorService.DeleteTeam:output_type -> orchestrator.v1.DeleteTeamResponse
+	54, // 69: orchestrator.v1.OrchestratorService.RunPipeline:output_type -> orchestrator.v1.CollaborationEvent
+	54, // 70: orchestrator.v1.OrchestratorService.RunTeam:output_type -> orchestrator.v1.CollaborationEvent
+	55, // 71: orchestrator.v1.OrchestratorService.CreateApiKey:output_type -> orchestrator.v1.CreateApiKeyResponse
+	56, // 72: orchestrator.v1.OrchestratorService.ListApiKeys:output_type -> orchestrator.v1.ListApiKeysResponse
+	57, // 73: orchestrator.v1.OrchestratorService.RevokeApiKey:output_type -> orchestrator.v1.RevokeApiKeyResponse
+	58, // 74: orchestrator.v1.OrchestratorService.ListAuditEvents:output_type -> orchestrator.v1.ListAuditEventsResponse
+	49, // [49:75] is the sub-list for method output_type
+	23, // [23:49] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -2267,6 +2287,7 @@ func file_orchestrator_v1_orchestrator_service_proto_init() {
 	if File_orchestrator_v1_orchestrator_service_proto != nil {
 		return
 	}
+	file_orchestrator_v1_access_proto_init()
 	file_orchestrator_v1_agent_proto_init()
 	file_orchestrator_v1_collaboration_proto_init()
 	file_orchestrator_v1_run_proto_init()

@@ -41,6 +41,10 @@ const (
 	OrchestratorService_DeleteTeam_FullMethodName      = "/orchestrator.v1.OrchestratorService/DeleteTeam"
 	OrchestratorService_RunPipeline_FullMethodName     = "/orchestrator.v1.OrchestratorService/RunPipeline"
 	OrchestratorService_RunTeam_FullMethodName         = "/orchestrator.v1.OrchestratorService/RunTeam"
+	OrchestratorService_CreateApiKey_FullMethodName    = "/orchestrator.v1.OrchestratorService/CreateApiKey"
+	OrchestratorService_ListApiKeys_FullMethodName     = "/orchestrator.v1.OrchestratorService/ListApiKeys"
+	OrchestratorService_RevokeApiKey_FullMethodName    = "/orchestrator.v1.OrchestratorService/RevokeApiKey"
+	OrchestratorService_ListAuditEvents_FullMethodName = "/orchestrator.v1.OrchestratorService/ListAuditEvents"
 )
 
 // OrchestratorServiceClient is the client API for OrchestratorService service.
@@ -54,8 +58,14 @@ const (
 // "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
 // `google.rpc.BadRequest` with field violations.
 //
-// Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
-// "default"); a tenant never sees another tenant's agents, sessions or runs.
+// Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+// runs. With authentication on (the server's configuration), every call carries
+// credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+// tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+// and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+// PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+// authentication (a server on loopback), `x-tenant-id` names the tenant (default
+// "default").
 type OrchestratorServiceClient interface {
 	// Creates an agent. A duplicate id fails with ALREADY_EXISTS unless
 	// `if_not_exists` is set, in which case the existing agent is returned unchanged
@@ -133,6 +143,16 @@ type OrchestratorServiceClient interface {
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	RunTeam(ctx context.Context, in *RunTeamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollaborationEvent], error)
+	// Creates an API key of the caller's tenant (admins only); the response holds its
+	// secret, shown this once.
+	CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error)
+	// Lists the tenant's API keys, without their secrets (admins only).
+	ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error)
+	// Revokes an API key (admins only): every replica refuses it within a second.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
+	// Lists the tenant's audit trail, newest first (admins only).
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
 type orchestratorServiceClient struct {
@@ -384,6 +404,46 @@ func (c *orchestratorServiceClient) RunTeam(ctx context.Context, in *RunTeamRequ
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OrchestratorService_RunTeamClient = grpc.ServerStreamingClient[CollaborationEvent]
 
+func (c *orchestratorServiceClient) CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateApiKeyResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_CreateApiKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListApiKeysResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_ListApiKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeApiKeyResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_RevokeApiKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrchestratorServiceServer is the server API for OrchestratorService service.
 // All implementations must embed UnimplementedOrchestratorServiceServer
 // for forward compatibility.
@@ -395,8 +455,14 @@ type OrchestratorService_RunTeamClient = grpc.ServerStreamingClient[Collaboratio
 // "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
 // `google.rpc.BadRequest` with field violations.
 //
-// Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
-// "default"); a tenant never sees another tenant's agents, sessions or runs.
+// Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+// runs. With authentication on (the server's configuration), every call carries
+// credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+// tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+// and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+// PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+// authentication (a server on loopback), `x-tenant-id` names the tenant (default
+// "default").
 type OrchestratorServiceServer interface {
 	// Creates an agent. A duplicate id fails with ALREADY_EXISTS unless
 	// `if_not_exists` is set, in which case the existing agent is returned unchanged
@@ -474,6 +540,16 @@ type OrchestratorServiceServer interface {
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	RunTeam(*RunTeamRequest, grpc.ServerStreamingServer[CollaborationEvent]) error
+	// Creates an API key of the caller's tenant (admins only); the response holds its
+	// secret, shown this once.
+	CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error)
+	// Lists the tenant's API keys, without their secrets (admins only).
+	ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error)
+	// Revokes an API key (admins only): every replica refuses it within a second.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
+	// Lists the tenant's audit trail, newest first (admins only).
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	mustEmbedUnimplementedOrchestratorServiceServer()
 }
 
@@ -549,6 +625,18 @@ func (UnimplementedOrchestratorServiceServer) RunPipeline(*RunPipelineRequest, g
 }
 func (UnimplementedOrchestratorServiceServer) RunTeam(*RunTeamRequest, grpc.ServerStreamingServer[CollaborationEvent]) error {
 	return status.Error(codes.Unimplemented, "method RunTeam not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateApiKey not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListApiKeys not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeApiKey not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
 func (UnimplementedOrchestratorServiceServer) mustEmbedUnimplementedOrchestratorServiceServer() {}
 func (UnimplementedOrchestratorServiceServer) testEmbeddedByValue()                             {}
@@ -942,6 +1030,78 @@ func _OrchestratorService_RunTeam_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OrchestratorService_RunTeamServer = grpc.ServerStreamingServer[CollaborationEvent]
 
+func _OrchestratorService_CreateApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateApiKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).CreateApiKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_CreateApiKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).CreateApiKey(ctx, req.(*CreateApiKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_ListApiKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListApiKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).ListApiKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_ListApiKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).ListApiKeys(ctx, req.(*ListApiKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_RevokeApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeApiKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).RevokeApiKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_RevokeApiKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).RevokeApiKey(ctx, req.(*RevokeApiKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrchestratorService_ServiceDesc is the grpc.ServiceDesc for OrchestratorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1024,6 +1184,22 @@ var OrchestratorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteTeam",
 			Handler:    _OrchestratorService_DeleteTeam_Handler,
+		},
+		{
+			MethodName: "CreateApiKey",
+			Handler:    _OrchestratorService_CreateApiKey_Handler,
+		},
+		{
+			MethodName: "ListApiKeys",
+			Handler:    _OrchestratorService_ListApiKeys_Handler,
+		},
+		{
+			MethodName: "RevokeApiKey",
+			Handler:    _OrchestratorService_RevokeApiKey_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _OrchestratorService_ListAuditEvents_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -94,7 +94,10 @@ type Session struct {
 	// When the first message was stored.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the last message was stored.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The principal the conversation belongs to (the caller of its first turn). Only it and
+	// the tenant's admins see the session, its messages and its runs.
+	Owner         string `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -162,6 +165,13 @@ func (x *Session) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Session) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // One stored message of a conversation.
@@ -332,7 +342,7 @@ var File_orchestrator_v1_session_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"\x1dorchestrator/v1/session.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x02\n" +
+	"\x1dorchestrator/v1/session.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n" +
 	"\aSession\x12\x1f\n" +
 	"\bagent_id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\aagentId\x12#\n" +
 	"\n" +
@@ -341,7 +351,8 @@ const file_orchestrator_v1_session_proto_rawDesc = "" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"createTime\x12A\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
-	"updateTime\"\xcb\x02\n" +
+	"updateTime\x12\x1a\n" +
+	"\x05owner\x18\x06 \x01(\tB\x04\xe2A\x01\x03R\x05owner\"\xcb\x02\n" +
 	"\aMessage\x12 \n" +
 	"\bsequence\x18\x01 \x01(\x03B\x04\xe2A\x01\x03R\bsequence\x126\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x1c.orchestrator.v1.MessageRoleB\x04\xe2A\x01\x03R\x04role\x12\x1e\n" +

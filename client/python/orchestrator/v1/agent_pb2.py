@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borchestrator/v1/agent.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x03\n\x05\x41gent\x12\x17\n\x08\x61gent_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x16\n\x0esystem_message\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12)\n\x05model\x18\x04 \x01(\x0b\x32\x1a.orchestrator.v1.ModelSpec\x12-\n\x06memory\x18\x05 \x01(\x0b\x32\x1d.orchestrator.v1.MemoryConfig\x12\r\n\x05tools\x18\x06 \x03(\t\x12\x32\n\x06labels\x18\x07 \x03(\x0b\x32\".orchestrator.v1.Agent.LabelsEntry\x12\x17\n\x0f\x63\x61llable_agents\x18\x08 \x03(\t\x12\x17\n\x0fmax_model_calls\x18\t \x01(\x05\x12\x18\n\nis_default\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\tModelSpec\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x03\x88\x01\x01\x42\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_pB\x07\n\x05_seed\"$\n\x0cMemoryConfig\x12\x14\n\x0cmax_messages\x18\x01 \x01(\x05\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borchestrator/v1/agent.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x04\n\x05\x41gent\x12\x17\n\x08\x61gent_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x16\n\x0esystem_message\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12)\n\x05model\x18\x04 \x01(\x0b\x32\x1a.orchestrator.v1.ModelSpec\x12-\n\x06memory\x18\x05 \x01(\x0b\x32\x1d.orchestrator.v1.MemoryConfig\x12\r\n\x05tools\x18\x06 \x03(\t\x12\x32\n\x06labels\x18\x07 \x03(\x0b\x32\".orchestrator.v1.Agent.LabelsEntry\x12\x17\n\x0f\x63\x61llable_agents\x18\x08 \x03(\t\x12\x17\n\x0fmax_model_calls\x18\t \x01(\x05\x12\x18\n\nis_default\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\r \x01(\t\x12,\n\x06\x61\x63\x63\x65ss\x18\x0e \x01(\x0b\x32\x1c.orchestrator.v1.AgentAccess\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x0b\x41gentAccess\x12\x0f\n\x07runners\x18\x01 \x03(\t\x12\x0f\n\x07readers\x18\x02 \x03(\t\"\xc6\x01\n\tModelSpec\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x03\x88\x01\x01\x42\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_pB\x07\n\x05_seed\"$\n\x0cMemoryConfig\x12\x14\n\x0cmax_messages\x18\x01 \x01(\x05\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,11 +45,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENT'].fields_by_name['update_time']._loaded_options = None
   _globals['_AGENT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
   _globals['_AGENT']._serialized_start=115
-  _globals['_AGENT']._serialized_end=596
-  _globals['_AGENT_LABELSENTRY']._serialized_start=551
-  _globals['_AGENT_LABELSENTRY']._serialized_end=596
-  _globals['_MODELSPEC']._serialized_start=599
-  _globals['_MODELSPEC']._serialized_end=797
-  _globals['_MEMORYCONFIG']._serialized_start=799
-  _globals['_MEMORYCONFIG']._serialized_end=835
+  _globals['_AGENT']._serialized_end=642
+  _globals['_AGENT_LABELSENTRY']._serialized_start=597
+  _globals['_AGENT_LABELSENTRY']._serialized_end=642
+  _globals['_AGENTACCESS']._serialized_start=644
+  _globals['_AGENTACCESS']._serialized_end=691
+  _globals['_MODELSPEC']._serialized_start=694
+  _globals['_MODELSPEC']._serialized_end=892
+  _globals['_MEMORYCONFIG']._serialized_start=894
+  _globals['_MEMORYCONFIG']._serialized_end=930
 # @@protoc_insertion_point(module_scope)

@@ -61,6 +61,7 @@ class Agent(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    ACCESS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """The agent's identifier, chosen by the caller: lowercase letters, digits, `_` and `-`,
     starting with a letter, at most 63 characters (for example `research_agent`).
@@ -111,6 +112,12 @@ class Agent(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the agent was last changed."""
 
+    @_builtins.property
+    def access(self) -> Global___AgentAccess:
+        """Who of the tenant may read and run this agent. Unset: every member of the tenant with
+        the role for it. Editors and admins always may (they could change this field).
+        """
+
     def __init__(
         self,
         *,
@@ -127,14 +134,54 @@ class Agent(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        access: Global___AgentAccess | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "memory", b"memory", "model", b"model", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "create_time", b"create_time", "memory", b"memory", "model", b"model", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "callable_agents", b"callable_agents", "create_time", b"create_time", "description", b"description", "etag", b"etag", "is_default", b"is_default", "labels", b"labels", "max_model_calls", b"max_model_calls", "memory", b"memory", "model", b"model", "system_message", b"system_message", "tools", b"tools", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "agent_id", b"agent_id", "callable_agents", b"callable_agents", "create_time", b"create_time", "description", b"description", "etag", b"etag", "is_default", b"is_default", "labels", b"labels", "max_model_calls", b"max_model_calls", "memory", b"memory", "model", b"model", "system_message", b"system_message", "tools", b"tools", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Agent: _TypeAlias = Agent  # noqa: Y015
+
+@_typing.final
+class AgentAccess(_message.Message):
+    """Restricts an agent to some of its tenant's callers. Each entry is `principal:<id>`,
+    `group:<name>` (a group of the caller's identity, e.g. a JWT `groups` claim) or
+    `role:<admin|editor|runner|viewer>`. A caller that may not read the agent gets NOT_FOUND
+    for it (it is left out of ListAgents); one that may read but not run it gets
+    PERMISSION_DENIED when it starts a turn.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNNERS_FIELD_NUMBER: _builtins.int
+    READERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who may start turns of the agent (directly, in a pipeline or team, or as a tool of
+        another agent); they may also read it. Empty: every runner of the tenant.
+        """
+
+    @_builtins.property
+    def readers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who may read the agent (GetAgent, ListAgents). Empty: every member of the tenant
+        (when `runners` is set, readers are the runners plus these).
+        """
+
+    def __init__(
+        self,
+        *,
+        runners: _abc.Iterable[_builtins.str] | None = ...,
+        readers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["readers", b"readers", "runners", b"runners"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentAccess: _TypeAlias = AgentAccess  # noqa: Y015
 
 @_typing.final
 class ModelSpec(_message.Message):

@@ -143,6 +143,28 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     google.rpc.QuotaFailure naming it, e.g. subject "tenant:acme" and the limit; metadata:
     quota, limit). Retrying once runs in flight have ended may succeed.
     """
+    UNAUTHENTICATED: _ErrorReason.ValueType  # 45
+    """UNAUTHENTICATED: the call has no valid credentials (none, unknown, malformed, badly
+    signed, of the wrong issuer or audience, revoked). Deliberately unspecific.
+    """
+    TOKEN_EXPIRED: _ErrorReason.ValueType  # 46
+    """UNAUTHENTICATED: the credentials were valid but have expired (a JWT past `exp`, an API
+    key past its expire_time): get new ones.
+    """
+    PERMISSION_DENIED: _ErrorReason.ValueType  # 47
+    """PERMISSION_DENIED: the caller's roles in the tenant do not allow this (metadata:
+    permission), or the agent's access list does not name it (metadata: agent_id).
+    """
+    TENANT_ACCESS_DENIED: _ErrorReason.ValueType  # 48
+    """PERMISSION_DENIED: the caller's identity does not belong to the tenant it named in
+    `x-tenant-id`, or it belongs to several and named none (metadata: tenant).
+    """
+    POLICY_DENIED: _ErrorReason.ValueType  # 49
+    """PERMISSION_DENIED: the tenant's allowlist (operator configuration) does not allow a
+    provider, model, max_tokens or tool the agent uses (metadata: field, value).
+    """
+    API_KEY_NOT_FOUND: _ErrorReason.ValueType  # 50
+    """NOT_FOUND: the tenant has no API key with the id (metadata: key_id)."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -272,4 +294,26 @@ QUOTA_EXCEEDED: ErrorReason.ValueType  # 44
 google.rpc.QuotaFailure naming it, e.g. subject "tenant:acme" and the limit; metadata:
 quota, limit). Retrying once runs in flight have ended may succeed.
 """
+UNAUTHENTICATED: ErrorReason.ValueType  # 45
+"""UNAUTHENTICATED: the call has no valid credentials (none, unknown, malformed, badly
+signed, of the wrong issuer or audience, revoked). Deliberately unspecific.
+"""
+TOKEN_EXPIRED: ErrorReason.ValueType  # 46
+"""UNAUTHENTICATED: the credentials were valid but have expired (a JWT past `exp`, an API
+key past its expire_time): get new ones.
+"""
+PERMISSION_DENIED: ErrorReason.ValueType  # 47
+"""PERMISSION_DENIED: the caller's roles in the tenant do not allow this (metadata:
+permission), or the agent's access list does not name it (metadata: agent_id).
+"""
+TENANT_ACCESS_DENIED: ErrorReason.ValueType  # 48
+"""PERMISSION_DENIED: the caller's identity does not belong to the tenant it named in
+`x-tenant-id`, or it belongs to several and named none (metadata: tenant).
+"""
+POLICY_DENIED: ErrorReason.ValueType  # 49
+"""PERMISSION_DENIED: the tenant's allowlist (operator configuration) does not allow a
+provider, model, max_tokens or tool the agent uses (metadata: field, value).
+"""
+API_KEY_NOT_FOUND: ErrorReason.ValueType  # 50
+"""NOT_FOUND: the tenant has no API key with the id (metadata: key_id)."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

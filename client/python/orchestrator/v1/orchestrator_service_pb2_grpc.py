@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from orchestrator.v1 import access_pb2 as orchestrator_dot_v1_dot_access__pb2
 from orchestrator.v1 import collaboration_pb2 as orchestrator_dot_v1_dot_collaboration__pb2
 from orchestrator.v1 import orchestrator_service_pb2 as orchestrator_dot_v1_dot_orchestrator__service__pb2
 from orchestrator.v1 import run_pb2 as orchestrator_dot_v1_dot_run__pb2
@@ -35,8 +36,14 @@ class OrchestratorServiceStub:
     "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
     `google.rpc.BadRequest` with field violations.
 
-    Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
-    "default"); a tenant never sees another tenant's agents, sessions or runs.
+    Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+    runs. With authentication on (the server's configuration), every call carries
+    credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+    tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+    and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+    PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+    authentication (a server on loopback), `x-tenant-id` names the tenant (default
+    "default").
     """
 
     def __init__(self, channel):
@@ -155,6 +162,26 @@ class OrchestratorServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_collaboration__pb2.RunTeamRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.FromString,
                 _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/CreateApiKey',
+                request_serializer=orchestrator_dot_v1_dot_access__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_access__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/ListApiKeys',
+                request_serializer=orchestrator_dot_v1_dot_access__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_access__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/RevokeApiKey',
+                request_serializer=orchestrator_dot_v1_dot_access__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_access__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/ListAuditEvents',
+                request_serializer=orchestrator_dot_v1_dot_access__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_access__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -165,8 +192,14 @@ class OrchestratorServiceServicer:
     "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
     `google.rpc.BadRequest` with field violations.
 
-    Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
-    "default"); a tenant never sees another tenant's agents, sessions or runs.
+    Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+    runs. With authentication on (the server's configuration), every call carries
+    credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+    tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+    and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+    PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+    authentication (a server on loopback), `x-tenant-id` names the tenant (default
+    "default").
     """
 
     def CreateAgent(self, request, context):
@@ -355,6 +388,36 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateApiKey(self, request, context):
+        """Creates an API key of the caller's tenant (admins only); the response holds its
+        secret, shown this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Lists the tenant's API keys, without their secrets (admins only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revokes an API key (admins only): every replica refuses it within a second.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Lists the tenant's audit trail, newest first (admins only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -468,6 +531,26 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     request_deserializer=orchestrator_dot_v1_dot_collaboration__pb2.RunTeamRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.SerializeToString,
             ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=orchestrator_dot_v1_dot_access__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_access__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=orchestrator_dot_v1_dot_access__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_access__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=orchestrator_dot_v1_dot_access__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_access__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=orchestrator_dot_v1_dot_access__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_access__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'orchestrator.v1.OrchestratorService', rpc_method_handlers)
@@ -484,8 +567,14 @@ class OrchestratorService:
     "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
     `google.rpc.BadRequest` with field violations.
 
-    Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
-    "default"); a tenant never sees another tenant's agents, sessions or runs.
+    Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+    runs. With authentication on (the server's configuration), every call carries
+    credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+    tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+    and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+    PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+    authentication (a server on loopback), `x-tenant-id` names the tenant (default
+    "default").
     """
 
     @staticmethod
@@ -1072,6 +1161,114 @@ class OrchestratorService:
             '/orchestrator.v1.OrchestratorService/RunTeam',
             orchestrator_dot_v1_dot_collaboration__pb2.RunTeamRequest.SerializeToString,
             orchestrator_dot_v1_dot_collaboration__pb2.CollaborationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/CreateApiKey',
+            orchestrator_dot_v1_dot_access__pb2.CreateApiKeyRequest.SerializeToString,
+            orchestrator_dot_v1_dot_access__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/ListApiKeys',
+            orchestrator_dot_v1_dot_access__pb2.ListApiKeysRequest.SerializeToString,
+            orchestrator_dot_v1_dot_access__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/RevokeApiKey',
+            orchestrator_dot_v1_dot_access__pb2.RevokeApiKeyRequest.SerializeToString,
+            orchestrator_dot_v1_dot_access__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/ListAuditEvents',
+            orchestrator_dot_v1_dot_access__pb2.ListAuditEventsRequest.SerializeToString,
+            orchestrator_dot_v1_dot_access__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

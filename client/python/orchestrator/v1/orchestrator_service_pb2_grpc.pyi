@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from orchestrator.v1 import access_pb2 as _access_pb2
 from orchestrator.v1 import collaboration_pb2 as _collaboration_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as _orchestrator_service_pb2
 from orchestrator.v1 import run_pb2 as _run_pb2
@@ -36,8 +37,14 @@ class OrchestratorServiceStub:
     "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
     `google.rpc.BadRequest` with field violations.
 
-    Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
-    "default"); a tenant never sees another tenant's agents, sessions or runs.
+    Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+    runs. With authentication on (the server's configuration), every call carries
+    credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+    tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+    and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+    PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+    authentication (a server on loopback), `x-tenant-id` names the tenant (default
+    "default").
     """
 
     @_typing.overload
@@ -128,6 +135,18 @@ class OrchestratorServiceStub:
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
+    CreateApiKey: _grpc.UnaryUnaryMultiCallable[_access_pb2.CreateApiKeyRequest, _access_pb2.CreateApiKeyResponse]
+    """Creates an API key of the caller's tenant (admins only); the response holds its
+    secret, shown this once.
+    """
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_access_pb2.ListApiKeysRequest, _access_pb2.ListApiKeysResponse]
+    """Lists the tenant's API keys, without their secrets (admins only)."""
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_access_pb2.RevokeApiKeyRequest, _access_pb2.RevokeApiKeyResponse]
+    """Revokes an API key (admins only): every replica refuses it within a second.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_access_pb2.ListAuditEventsRequest, _access_pb2.ListAuditEventsResponse]
+    """Lists the tenant's audit trail, newest first (admins only)."""
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
@@ -138,8 +157,14 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
     `google.rpc.BadRequest` with field violations.
 
-    Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
-    "default"); a tenant never sees another tenant's agents, sessions or runs.
+    Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+    runs. With authentication on (the server's configuration), every call carries
+    credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+    tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+    and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+    PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+    authentication (a server on loopback), `x-tenant-id` names the tenant (default
+    "default").
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -227,6 +252,18 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_access_pb2.CreateApiKeyRequest, _access_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
+    """Creates an API key of the caller's tenant (admins only); the response holds its
+    secret, shown this once.
+    """
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_access_pb2.ListApiKeysRequest, _access_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    """Lists the tenant's API keys, without their secrets (admins only)."""
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_access_pb2.RevokeApiKeyRequest, _access_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
+    """Revokes an API key (admins only): every replica refuses it within a second.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_access_pb2.ListAuditEventsRequest, _access_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """Lists the tenant's audit trail, newest first (admins only)."""
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The agent orchestration service: creates, stores and runs LLM agents, routes messages
@@ -236,8 +273,14 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
     `google.rpc.BadRequest` with field violations.
 
-    Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
-    "default"); a tenant never sees another tenant's agents, sessions or runs.
+    Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+    runs. With authentication on (the server's configuration), every call carries
+    credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+    tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+    and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+    PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+    authentication (a server on loopback), `x-tenant-id` names the tenant (default
+    "default").
     """
 
     @_abc_1.abstractmethod
@@ -455,5 +498,41 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _access_pb2.CreateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.CreateApiKeyResponse, _abc.Awaitable[_access_pb2.CreateApiKeyResponse]]:
+        """Creates an API key of the caller's tenant (admins only); the response holds its
+        secret, shown this once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _access_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.ListApiKeysResponse, _abc.Awaitable[_access_pb2.ListApiKeysResponse]]:
+        """Lists the tenant's API keys, without their secrets (admins only)."""
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _access_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.RevokeApiKeyResponse, _abc.Awaitable[_access_pb2.RevokeApiKeyResponse]]:
+        """Revokes an API key (admins only): every replica refuses it within a second.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _access_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.ListAuditEventsResponse, _abc.Awaitable[_access_pb2.ListAuditEventsResponse]]:
+        """Lists the tenant's audit trail, newest first (admins only)."""
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dorchestrator/v1/session.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n\x07Session\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsession_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rmessage_count\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x88\x02\n\x07Message\x12\x16\n\x08sequence\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x30\n\x04role\x18\x02 \x01(\x0e\x32\x1c.orchestrator.v1.MessageRoleB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x63ontent\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\ntool_calls\x18\x04 \x03(\x0b\x32\x19.orchestrator.v1.ToolCallB\x04\xe2\x41\x01\x03\x12\x1a\n\x0ctool_call_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06run_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"A\n\x08ToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t*u\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x01\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x02\x12\x15\n\x11MESSAGE_ROLE_TOOL\x10\x03\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dorchestrator/v1/session.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x01\n\x07Session\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsession_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rmessage_count\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x13\n\x05owner\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\"\x88\x02\n\x07Message\x12\x16\n\x08sequence\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x30\n\x04role\x18\x02 \x01(\x0e\x32\x1c.orchestrator.v1.MessageRoleB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x63ontent\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\ntool_calls\x18\x04 \x03(\x0b\x32\x19.orchestrator.v1.ToolCallB\x04\xe2\x41\x01\x03\x12\x1a\n\x0ctool_call_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06run_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"A\n\x08ToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t*u\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x01\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x02\x12\x15\n\x11MESSAGE_ROLE_TOOL\x10\x03\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_SESSION'].fields_by_name['update_time']._loaded_options = None
   _globals['_SESSION'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_SESSION'].fields_by_name['owner']._loaded_options = None
+  _globals['_SESSION'].fields_by_name['owner']._serialized_options = b'\342A\001\003'
   _globals['_MESSAGE'].fields_by_name['sequence']._loaded_options = None
   _globals['_MESSAGE'].fields_by_name['sequence']._serialized_options = b'\342A\001\003'
   _globals['_MESSAGE'].fields_by_name['role']._loaded_options = None
@@ -58,12 +60,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGE'].fields_by_name['run_id']._serialized_options = b'\342A\001\003'
   _globals['_MESSAGE'].fields_by_name['create_time']._loaded_options = None
   _globals['_MESSAGE'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
-  _globals['_MESSAGEROLE']._serialized_start=651
-  _globals['_MESSAGEROLE']._serialized_end=768
+  _globals['_MESSAGEROLE']._serialized_start=672
+  _globals['_MESSAGEROLE']._serialized_end=789
   _globals['_SESSION']._serialized_start=117
-  _globals['_SESSION']._serialized_end=315
-  _globals['_MESSAGE']._serialized_start=318
-  _globals['_MESSAGE']._serialized_end=582
-  _globals['_TOOLCALL']._serialized_start=584
-  _globals['_TOOLCALL']._serialized_end=649
+  _globals['_SESSION']._serialized_end=336
+  _globals['_MESSAGE']._serialized_start=339
+  _globals['_MESSAGE']._serialized_end=603
+  _globals['_TOOLCALL']._serialized_start=605
+  _globals['_TOOLCALL']._serialized_end=670
 # @@protoc_insertion_point(module_scope)

@@ -62,12 +62,17 @@ class Session(_message.Message):
     MESSAGE_COUNT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """The agent this conversation belongs to."""
     session_id: _builtins.str
     """The session's identifier within the agent."""
     message_count: _builtins.int
     """How many messages the conversation holds."""
+    owner: _builtins.str
+    """The principal the conversation belongs to (the caller of its first turn). Only it and
+    the tenant's admins see the session, its messages and its runs.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the first message was stored."""
@@ -84,10 +89,11 @@ class Session(_message.Message):
         message_count: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "create_time", b"create_time", "message_count", b"message_count", "session_id", b"session_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "create_time", b"create_time", "message_count", b"message_count", "owner", b"owner", "session_id", b"session_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

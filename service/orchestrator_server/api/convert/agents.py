@@ -51,6 +51,9 @@ def agent_spec_from_pb(pb: agent_pb2.Agent) -> types.AgentSpec:
     return types.AgentSpec(
         model=model_spec_from_pb(pb.model),
         memory=types.MemoryConfig(max_messages=pb.memory.max_messages),
+        access=types.AgentAccess(
+            runners=tuple(pb.access.runners), readers=tuple(pb.access.readers)
+        ),
         **plain,
     )
 
@@ -72,6 +75,9 @@ def agent_to_pb(agent: types.Agent) -> agent_pb2.Agent:
         agent_id=agent.agent_id,
         model=model_spec_to_pb(spec.model),
         memory=agent_pb2.MemoryConfig(max_messages=spec.memory.max_messages),
+        access=agent_pb2.AgentAccess(runners=spec.access.runners, readers=spec.access.readers)
+        if spec.access.runners or spec.access.readers
+        else None,
         is_default=agent.is_default,
         create_time=timestamp(agent.create_time),
         update_time=timestamp(agent.update_time),

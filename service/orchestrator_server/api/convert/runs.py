@@ -39,6 +39,7 @@ def run_to_pb(run: types.Run) -> run_pb2.Run:
         create_time=timestamp(run.create_time),
         start_time=timestamp(run.start_time),
         end_time=timestamp(run.end_time),
+        owner=run.owner,
     )
 
 

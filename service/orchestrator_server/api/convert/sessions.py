@@ -38,4 +38,5 @@ def session_to_pb(session: types.Session) -> session_pb2.Session:
         message_count=session.message_count,
         create_time=timestamp(session.create_time),
         update_time=timestamp(session.update_time),
+        owner=session.owner,
     )

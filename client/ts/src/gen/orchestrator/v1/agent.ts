@@ -66,11 +66,36 @@ export interface Agent {
    * fails with ABORTED, reason ETAG_MISMATCH.
    */
   etag: string;
+  /**
+   * Who of the tenant may read and run this agent. Unset: every member of the tenant with
+   * the role for it. Editors and admins always may (they could change this field).
+   */
+  access?: AgentAccess | undefined;
 }
 
 export interface Agent_LabelsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * Restricts an agent to some of its tenant's callers. Each entry is `principal:<id>`,
+ * `group:<name>` (a group of the caller's identity, e.g. a JWT `groups` claim) or
+ * `role:<admin|editor|runner|viewer>`. A caller that may not read the agent gets NOT_FOUND
+ * for it (it is left out of ListAgents); one that may read but not run it gets
+ * PERMISSION_DENIED when it starts a turn.
+ */
+export interface AgentAccess {
+  /**
+   * Who may start turns of the agent (directly, in a pipeline or team, or as a tool of
+   * another agent); they may also read it. Empty: every runner of the tenant.
+   */
+  runners: string[];
+  /**
+   * Who may read the agent (GetAgent, ListAgents). Empty: every member of the tenant
+   * (when `runners` is set, readers are the runners plus these).
+   */
+  readers: string[];
 }
 
 /** Which model an agent uses and how it is called. */
@@ -129,6 +154,7 @@ function createBaseAgent(): Agent {
     createTime: undefined,
     updateTime: undefined,
     etag: "",
+    access: undefined,
   };
 }
 
@@ -172,6 +198,9 @@ export const Agent: MessageFns<Agent> = {
     }
     if (message.etag !== "") {
       writer.uint32(106).string(message.etag);
+    }
+    if (message.access !== undefined) {
+      AgentAccess.encode(message.access, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -296,6 +325,14 @@ export const Agent: MessageFns<Agent> = {
             message.etag = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.access = AgentAccess.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -364,6 +401,7 @@ export const Agent: MessageFns<Agent> = {
         ? fromJsonTimestamp(object.update_time)
         : undefined,
       etag: isSet(object.etag) ? globalThis.String(object.etag) : "",
+      access: isSet(object.access) ? AgentAccess.fromJSON(object.access) : undefined,
     };
   },
 
@@ -414,6 +452,9 @@ export const Agent: MessageFns<Agent> = {
     if (message.etag !== "") {
       obj.etag = message.etag;
     }
+    if (message.access !== undefined) {
+      obj.access = AgentAccess.toJSON(message.access);
+    }
     return obj;
   },
 
@@ -447,6 +488,9 @@ export const Agent: MessageFns<Agent> = {
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
     message.etag = object.etag ?? "";
+    message.access = (object.access !== undefined && object.access !== null)
+      ? AgentAccess.fromPartial(object.access)
+      : undefined;
     return message;
   },
 };
@@ -532,6 +576,91 @@ export const Agent_LabelsEntry: MessageFns<Agent_LabelsEntry> = {
     const message = createBaseAgent_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseAgentAccess(): AgentAccess {
+  return { runners: [], readers: [] };
+}
+
+export const AgentAccess: MessageFns<AgentAccess> = {
+  encode(message: AgentAccess, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.runners) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.readers) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentAccess {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentAccess();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runners.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readers.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentAccess {
+    return {
+      runners: globalThis.Array.isArray(object?.runners) ? object.runners.map((e: any) => globalThis.String(e)) : [],
+      readers: globalThis.Array.isArray(object?.readers) ? object.readers.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: AgentAccess): unknown {
+    const obj: any = {};
+    if (message.runners?.length) {
+      obj.runners = message.runners;
+    }
+    if (message.readers?.length) {
+      obj.readers = message.readers;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AgentAccess>, I>>(base?: I): AgentAccess {
+    return AgentAccess.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AgentAccess>, I>>(object: I): AgentAccess {
+    const message = createBaseAgentAccess();
+    message.runners = object.runners?.map((e) => e) || [];
+    message.readers = object.readers?.map((e) => e) || [];
     return message;
   },
 };

@@ -152,6 +152,33 @@ export enum ErrorReason {
    * quota, limit). Retrying once runs in flight have ended may succeed.
    */
   QUOTA_EXCEEDED = 44,
+  /**
+   * UNAUTHENTICATED - UNAUTHENTICATED: the call has no valid credentials (none, unknown, malformed, badly
+   * signed, of the wrong issuer or audience, revoked). Deliberately unspecific.
+   */
+  UNAUTHENTICATED = 45,
+  /**
+   * TOKEN_EXPIRED - UNAUTHENTICATED: the credentials were valid but have expired (a JWT past `exp`, an API
+   * key past its expire_time): get new ones.
+   */
+  TOKEN_EXPIRED = 46,
+  /**
+   * PERMISSION_DENIED - PERMISSION_DENIED: the caller's roles in the tenant do not allow this (metadata:
+   * permission), or the agent's access list does not name it (metadata: agent_id).
+   */
+  PERMISSION_DENIED = 47,
+  /**
+   * TENANT_ACCESS_DENIED - PERMISSION_DENIED: the caller's identity does not belong to the tenant it named in
+   * `x-tenant-id`, or it belongs to several and named none (metadata: tenant).
+   */
+  TENANT_ACCESS_DENIED = 48,
+  /**
+   * POLICY_DENIED - PERMISSION_DENIED: the tenant's allowlist (operator configuration) does not allow a
+   * provider, model, max_tokens or tool the agent uses (metadata: field, value).
+   */
+  POLICY_DENIED = 49,
+  /** API_KEY_NOT_FOUND - NOT_FOUND: the tenant has no API key with the id (metadata: key_id). */
+  API_KEY_NOT_FOUND = 50,
   UNRECOGNIZED = -1,
 }
 
@@ -292,6 +319,24 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 44:
     case "QUOTA_EXCEEDED":
       return ErrorReason.QUOTA_EXCEEDED;
+    case 45:
+    case "UNAUTHENTICATED":
+      return ErrorReason.UNAUTHENTICATED;
+    case 46:
+    case "TOKEN_EXPIRED":
+      return ErrorReason.TOKEN_EXPIRED;
+    case 47:
+    case "PERMISSION_DENIED":
+      return ErrorReason.PERMISSION_DENIED;
+    case 48:
+    case "TENANT_ACCESS_DENIED":
+      return ErrorReason.TENANT_ACCESS_DENIED;
+    case 49:
+    case "POLICY_DENIED":
+      return ErrorReason.POLICY_DENIED;
+    case 50:
+    case "API_KEY_NOT_FOUND":
+      return ErrorReason.API_KEY_NOT_FOUND;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -391,6 +436,18 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "RESPONSE_TOO_LARGE";
     case ErrorReason.QUOTA_EXCEEDED:
       return "QUOTA_EXCEEDED";
+    case ErrorReason.UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case ErrorReason.TOKEN_EXPIRED:
+      return "TOKEN_EXPIRED";
+    case ErrorReason.PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case ErrorReason.TENANT_ACCESS_DENIED:
+      return "TENANT_ACCESS_DENIED";
+    case ErrorReason.POLICY_DENIED:
+      return "POLICY_DENIED";
+    case ErrorReason.API_KEY_NOT_FOUND:
+      return "API_KEY_NOT_FOUND";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

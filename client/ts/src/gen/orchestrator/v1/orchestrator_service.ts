@@ -23,6 +23,16 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { FieldMask } from "../../google/protobuf/field_mask";
+import {
+  CreateApiKeyRequest,
+  CreateApiKeyResponse,
+  ListApiKeysRequest,
+  ListApiKeysResponse,
+  ListAuditEventsRequest,
+  ListAuditEventsResponse,
+  RevokeApiKeyRequest,
+  RevokeApiKeyResponse,
+} from "./access";
 import { Agent } from "./agent";
 import { CollaborationEvent, RunPipelineRequest, RunTeamRequest, Team } from "./collaboration";
 import { Run, RunEvent, RunRequest } from "./run";
@@ -3572,8 +3582,14 @@ export const DeleteTeamResponse: MessageFns<DeleteTeamResponse> = {
  * "orchestrator.v1", reason from `ErrorReason`) and, for bad input, a
  * `google.rpc.BadRequest` with field violations.
  *
- * Resources belong to a tenant, named by the `x-tenant-id` request metadata (default
- * "default"); a tenant never sees another tenant's agents, sessions or runs.
+ * Resources belong to a tenant; a tenant never sees another tenant's agents, sessions or
+ * runs. With authentication on (the server's configuration), every call carries
+ * credentials (`authorization: Bearer <JWT or API key>`, or a client certificate), the
+ * tenant is one the caller's identity belongs to (`x-tenant-id` chooses among several),
+ * and the caller's roles in it decide what it may do: failures are UNAUTHENTICATED or
+ * PERMISSION_DENIED, and whatever a caller may not see answers NOT_FOUND. Without
+ * authentication (a server on loopback), `x-tenant-id` names the tenant (default
+ * "default").
  */
 export type OrchestratorServiceService = typeof OrchestratorServiceService;
 export const OrchestratorServiceService = {
@@ -3852,6 +3868,56 @@ export const OrchestratorServiceService = {
     responseSerialize: (value: CollaborationEvent): Buffer => Buffer.from(CollaborationEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): CollaborationEvent => CollaborationEvent.decode(value),
   },
+  /**
+   * Creates an API key of the caller's tenant (admins only); the response holds its
+   * secret, shown this once.
+   */
+  createApiKey: {
+    path: "/orchestrator.v1.OrchestratorService/CreateApiKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateApiKeyRequest): Buffer => Buffer.from(CreateApiKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateApiKeyRequest => CreateApiKeyRequest.decode(value),
+    responseSerialize: (value: CreateApiKeyResponse): Buffer =>
+      Buffer.from(CreateApiKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateApiKeyResponse => CreateApiKeyResponse.decode(value),
+  },
+  /** Lists the tenant's API keys, without their secrets (admins only). */
+  listApiKeys: {
+    path: "/orchestrator.v1.OrchestratorService/ListApiKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListApiKeysRequest): Buffer => Buffer.from(ListApiKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListApiKeysRequest => ListApiKeysRequest.decode(value),
+    responseSerialize: (value: ListApiKeysResponse): Buffer => Buffer.from(ListApiKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListApiKeysResponse => ListApiKeysResponse.decode(value),
+  },
+  /**
+   * Revokes an API key (admins only): every replica refuses it within a second.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   */
+  revokeApiKey: {
+    path: "/orchestrator.v1.OrchestratorService/RevokeApiKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeApiKeyRequest): Buffer => Buffer.from(RevokeApiKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeApiKeyRequest => RevokeApiKeyRequest.decode(value),
+    responseSerialize: (value: RevokeApiKeyResponse): Buffer =>
+      Buffer.from(RevokeApiKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeApiKeyResponse => RevokeApiKeyResponse.decode(value),
+  },
+  /** Lists the tenant's audit trail, newest first (admins only). */
+  listAuditEvents: {
+    path: "/orchestrator.v1.OrchestratorService/ListAuditEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAuditEventsRequest): Buffer =>
+      Buffer.from(ListAuditEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAuditEventsRequest => ListAuditEventsRequest.decode(value),
+    responseSerialize: (value: ListAuditEventsResponse): Buffer =>
+      Buffer.from(ListAuditEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
+  },
 } as const;
 
 export interface OrchestratorServiceServer extends UntypedServiceImplementation {
@@ -3947,6 +4013,20 @@ export interface OrchestratorServiceServer extends UntypedServiceImplementation 
    * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    */
   runTeam: handleServerStreamingCall<RunTeamRequest, CollaborationEvent>;
+  /**
+   * Creates an API key of the caller's tenant (admins only); the response holds its
+   * secret, shown this once.
+   */
+  createApiKey: handleUnaryCall<CreateApiKeyRequest, CreateApiKeyResponse>;
+  /** Lists the tenant's API keys, without their secrets (admins only). */
+  listApiKeys: handleUnaryCall<ListApiKeysRequest, ListApiKeysResponse>;
+  /**
+   * Revokes an API key (admins only): every replica refuses it within a second.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   */
+  revokeApiKey: handleUnaryCall<RevokeApiKeyRequest, RevokeApiKeyResponse>;
+  /** Lists the tenant's audit trail, newest first (admins only). */
+  listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
 }
 
 export interface OrchestratorServiceClient extends Client {
@@ -4320,6 +4400,76 @@ export interface OrchestratorServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<CollaborationEvent>;
+  /**
+   * Creates an API key of the caller's tenant (admins only); the response holds its
+   * secret, shown this once.
+   */
+  createApiKey(
+    request: CreateApiKeyRequest,
+    callback: (error: ServiceError | null, response: CreateApiKeyResponse) => void,
+  ): ClientUnaryCall;
+  createApiKey(
+    request: CreateApiKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateApiKeyResponse) => void,
+  ): ClientUnaryCall;
+  createApiKey(
+    request: CreateApiKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateApiKeyResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists the tenant's API keys, without their secrets (admins only). */
+  listApiKeys(
+    request: ListApiKeysRequest,
+    callback: (error: ServiceError | null, response: ListApiKeysResponse) => void,
+  ): ClientUnaryCall;
+  listApiKeys(
+    request: ListApiKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListApiKeysResponse) => void,
+  ): ClientUnaryCall;
+  listApiKeys(
+    request: ListApiKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListApiKeysResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Revokes an API key (admins only): every replica refuses it within a second.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   */
+  revokeApiKey(
+    request: RevokeApiKeyRequest,
+    callback: (error: ServiceError | null, response: RevokeApiKeyResponse) => void,
+  ): ClientUnaryCall;
+  revokeApiKey(
+    request: RevokeApiKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeApiKeyResponse) => void,
+  ): ClientUnaryCall;
+  revokeApiKey(
+    request: RevokeApiKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeApiKeyResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists the tenant's audit trail, newest first (admins only). */
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const OrchestratorServiceClient = makeGenericClientConstructor(

@@ -232,7 +232,11 @@ export interface Run {
     | Date
     | undefined;
   /** When it ended. */
-  endTime?: Date | undefined;
+  endTime?:
+    | Date
+    | undefined;
+  /** The principal owning the run's session (see Session.owner). */
+  owner: string;
 }
 
 /** A message from the client on the `Run` stream. */
@@ -568,6 +572,7 @@ function createBaseRun(): Run {
     createTime: undefined,
     startTime: undefined,
     endTime: undefined,
+    owner: "",
   };
 }
 
@@ -614,6 +619,9 @@ export const Run: MessageFns<Run> = {
     }
     if (message.endTime !== undefined) {
       Timestamp.encode(toTimestamp(message.endTime), writer.uint32(114).fork()).join();
+    }
+    if (message.owner !== "") {
+      writer.uint32(122).string(message.owner);
     }
     return writer;
   },
@@ -743,6 +751,14 @@ export const Run: MessageFns<Run> = {
             message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -811,6 +827,7 @@ export const Run: MessageFns<Run> = {
         : isSet(object.end_time)
         ? fromJsonTimestamp(object.end_time)
         : undefined,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
     };
   },
 
@@ -858,6 +875,9 @@ export const Run: MessageFns<Run> = {
     if (message.endTime !== undefined) {
       obj.endTime = message.endTime.toISOString();
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
     return obj;
   },
 
@@ -880,6 +900,7 @@ export const Run: MessageFns<Run> = {
     message.createTime = object.createTime ?? undefined;
     message.startTime = object.startTime ?? undefined;
     message.endTime = object.endTime ?? undefined;
+    message.owner = object.owner ?? "";
     return message;
   },
 };

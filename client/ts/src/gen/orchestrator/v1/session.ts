@@ -79,7 +79,14 @@ export interface Session {
     | Date
     | undefined;
   /** When the last message was stored. */
-  updateTime?: Date | undefined;
+  updateTime?:
+    | Date
+    | undefined;
+  /**
+   * The principal the conversation belongs to (the caller of its first turn). Only it and
+   * the tenant's admins see the session, its messages and its runs.
+   */
+  owner: string;
 }
 
 /** One stored message of a conversation. */
@@ -111,7 +118,7 @@ export interface ToolCall {
 }
 
 function createBaseSession(): Session {
-  return { agentId: "", sessionId: "", messageCount: 0, createTime: undefined, updateTime: undefined };
+  return { agentId: "", sessionId: "", messageCount: 0, createTime: undefined, updateTime: undefined, owner: "" };
 }
 
 export const Session: MessageFns<Session> = {
@@ -130,6 +137,9 @@ export const Session: MessageFns<Session> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(42).fork()).join();
+    }
+    if (message.owner !== "") {
+      writer.uint32(50).string(message.owner);
     }
     return writer;
   },
@@ -187,6 +197,14 @@ export const Session: MessageFns<Session> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -226,6 +244,7 @@ export const Session: MessageFns<Session> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
     };
   },
 
@@ -246,6 +265,9 @@ export const Session: MessageFns<Session> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
     return obj;
   },
 
@@ -259,6 +281,7 @@ export const Session: MessageFns<Session> = {
     message.messageCount = object.messageCount ?? 0;
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.owner = object.owner ?? "";
     return message;
   },
 };

@@ -1,0 +1,75 @@
+"""Wires access control: API keys and the audit trail over the store, the authenticator,
+the access gate in front of every RPC, and the tenants' allowlists."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .api.access_gate import AccessGate, outcome_of
+from .api.auth.authenticator import Authenticator
+from .api.auth.jwt_verifier import JwtVerifier
+from .config import Settings
+from .core.api_keys import ApiKeys
+from .core.audit import AuditTrail
+from .core.pagination import PageTokens
+from .core.policy import TenantPolicies
+from .models.catalog import ProviderCatalog
+from .server_checks import listens_on_loopback
+from .store.sqlite import SQLiteStore
+from .store.sqlite_access import SQLiteAccessStore
+
+log = logging.getLogger("orchestrator")
+
+
+@dataclass
+class Access:
+    """The parts of access control the server holds."""
+
+    api_keys: ApiKeys
+    audit: AuditTrail
+    gate: AccessGate
+    policies: TenantPolicies
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve without authentication beyond this machine, unless the operator
+    said so explicitly; warn when serving without it at all."""
+    if settings.auth.enabled:
+        return
+    if not listens_on_loopback(settings.address) and not settings.allow_unauthenticated:
+        raise ValueError(
+            f"the server would listen on {settings.address} without authentication: turn "
+            "authentication on ([auth] enabled = true, or ORCHESTRATOR_AUTH=on), listen on "
+            "loopback, or set allow_unauthenticated = true when a proxy in front of the "
+            "server authenticates every call"
+        )
+    log.warning(
+        "authentication is off: every caller is admin of any tenant it names in "
+        "x-tenant-id (fine on loopback for development; see the README's security section)"
+    )
+
+
+async def build_access(
+    settings: Settings, store: SQLiteStore, tokens: PageTokens, catalog: ProviderCatalog
+) -> Access:
+    """API keys, audit trail (started), authenticator, gate and allowlists."""
+    access_store = SQLiteAccessStore(store)
+    api_keys = ApiKeys(access_store, tokens, cache_seconds=settings.auth.api_key_cache_seconds)
+    audit = AuditTrail(
+        access_store,
+        tokens,
+        retention_days=settings.audit_retention_days,
+        to_log=settings.audit_log,
+        outcome_of=outcome_of,
+    )
+    audit.start()
+    verifier = None
+    if settings.auth.jwt is not None:
+        verifier = JwtVerifier(settings.auth.jwt, secret=settings.auth.jwt_secret)
+        try:
+            await verifier.refresh()
+        except Exception as error:  # fetched again when the first token arrives
+            log.warning("could not fetch the JWKS at start-up: %s", error)
+    gate = AccessGate(Authenticator(settings.auth, api_keys, verifier), audit)
+    return Access(api_keys, audit, gate, TenantPolicies(settings.policies, catalog.effective))

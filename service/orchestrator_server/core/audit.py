@@ -1,0 +1,165 @@
+"""The audit trail: every mutating call, every run start and every authentication or
+authorization failure, kept in the store for the tenant's admins and, if the operator
+wants, written to the log as JSON lines.
+
+Records are written in batches by one task: a call does not wait for its record's
+transaction, only for room in a bounded buffer (so a flood of calls slows down rather
+than losing records or growing memory without bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+
+from .access import current_caller
+from .access_port import AccessStore, AuditEvent, AuditQuery
+from .errors import InvalidArgumentError, OrchestratorError
+from .pagination import PageTokens, scope_of
+from .types import Page
+
+log = logging.getLogger("orchestrator.audit")
+BATCH = 500
+PRUNE_INTERVAL = 3600.0
+
+
+def _plain_outcome(error: BaseException | None) -> tuple[str, str]:
+    """OK, or the error's class and reason (the API layer passes status code names)."""
+    if error is None:
+        return "OK", ""
+    if isinstance(error, OrchestratorError):
+        return type(error).__name__, error.reason.value
+    return type(error).__name__, ""
+
+
+class AuditTrail:
+    """Buffers audit events, writes them in batches, lists and prunes them."""
+
+    def __init__(
+        self,
+        store: AccessStore,
+        tokens: PageTokens,
+        *,
+        retention_days: float = 90.0,
+        to_log: bool = False,
+        max_buffered: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        outcome_of: Callable[[BaseException | None], tuple[str, str]] = _plain_outcome,
+    ) -> None:
+        self._outcome_of = outcome_of
+        self._store = store
+        self._tokens = tokens
+        self._retention = retention_days * 86400.0
+        self._to_log = to_log
+        self._buffer: asyncio.Queue[AuditEvent] = asyncio.Queue(max_buffered)
+        self._clock = clock
+        self._writer: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the batch writer and the retention pruner."""
+        self._writer = asyncio.create_task(self._write_batches(), name="audit writer")
+        self._pruner = asyncio.create_task(self._prune_periodically(), name="audit pruner")
+
+    async def record_call(self, method: str, resource: str, error: BaseException | None) -> None:
+        """Record a call of the current caller that ended with `error` (None: success)."""
+        caller = current_caller()
+        outcome, reason = self._outcome_of(error)
+        await self.record(
+            AuditEvent(
+                tenant=caller.tenant,
+                time=self._clock(),
+                principal=caller.principal,
+                method=method,
+                resource=resource,
+                outcome=outcome,
+                reason=reason,
+                peer=caller.peer,
+                authentication=caller.authentication,
+            )
+        )
+
+    async def record(self, event: AuditEvent) -> None:
+        """Queue an event (waiting for room when the buffer is full)."""
+        if self._to_log:
+            log.info("%s", json.dumps(asdict(event), separators=(",", ":")))
+        await self._buffer.put(event)
+
+    async def flush(self) -> None:
+        """Wait until every queued event is stored."""
+        await self._buffer.join()
+
+    async def close(self) -> None:
+        """Store what is queued, then stop."""
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self.flush()
+        for task in (self._writer, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch = [await self._buffer.get()]
+            while len(batch) < BATCH and not self._buffer.empty():
+                batch.append(self._buffer.get_nowait())
+            try:
+                await self._store.append_audit(batch)
+            except Exception:
+                log.exception("could not store %d audit events", len(batch))
+            finally:
+                for _ in batch:
+                    self._buffer.task_done()
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await self.prune()
+            await asyncio.sleep(PRUNE_INTERVAL)
+
+    async def prune(self) -> int:
+        """Delete events older than the retention period, a batch at a time."""
+        before = self._clock() - self._retention
+        total = 0
+        while (deleted := await self._store.prune_audit(before, 1000)) > 0:
+            total += deleted
+        return total
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        start_time: float | None = None,
+        end_time: float | None = None,
+        principal: str = "",
+        method: str = "",
+    ) -> Page[AuditEvent]:
+        """A page of the tenant's events, newest first, filtered."""
+        for name, value in (("principal", principal), ("method", method)):
+            if len(value) > 512:
+                raise InvalidArgumentError.for_field(name, "must be at most 512 characters")
+        scope = scope_of("audit", tenant, start_time or 0, end_time or 0, principal, method)
+
+        def fetch(after: list[str | int | float] | None, limit: int) -> Awaitable[list[AuditEvent]]:
+            query = AuditQuery(
+                limit,
+                before=int(after[0]) if after else None,
+                start_time=start_time,
+                end_time=end_time,
+                principal=principal,
+                method=method,
+            )
+            return self._store.list_audit(tenant, query)
+
+        return await self._tokens.fetch_page(
+            scope, page_size, page_token, fetch, lambda e: [e.sequence]
+        )
