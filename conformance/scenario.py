@@ -10,6 +10,7 @@ the same rules.
 
 from __future__ import annotations
 
+import os
 import json
 import re
 import sys
@@ -206,7 +207,9 @@ class Runner:
     ) -> None:
         self.scenario = scenario
         self.transport = transport
-        self.variables: dict[str, str] = {"prefix": prefix}
+        # The API key of the runner's tenant (empty against a server without authentication).
+        token = os.environ.get("ORCHESTRATOR_TOKEN", "")
+        self.variables: dict[str, str] = {"prefix": prefix, "token": token}
         self.skipped_vars: set[str] = set()
         self.timeout = float(scenario.get("timeout_seconds", 20))
         self.out = out

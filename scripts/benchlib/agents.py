@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 LISTED_AGENTS = 1000  # what GetAgent and ListAgents read
 LIST_TENANT = "bench-list"
 IN_FLIGHT = 16
+Metadata = tuple[tuple[str, str], ...]
 
 
 def tenant(name: str) -> tuple[tuple[str, str]]:
@@ -33,7 +34,10 @@ CREATE_METADATA = tenant("bench-create")
 
 
 async def create_agent(
-    stub: OrchestratorServiceAsyncStub, agent_id: str, tenant_name: str = "default"
+    stub: OrchestratorServiceAsyncStub,
+    agent_id: str,
+    tenant_name: str = "default",
+    metadata: Metadata = (),
 ) -> None:
     """Create the agent unless it exists (sections reuse agents between repeats)."""
     await stub.CreateAgent(
@@ -41,7 +45,7 @@ async def create_agent(
             agent=agent_pb2.Agent(agent_id=agent_id, system_message=SYSTEM),
             if_not_exists=True,
         ),
-        metadata=tenant(tenant_name),
+        metadata=(*tenant(tenant_name), *metadata),
         timeout=OP_TIMEOUT,
     )
 
@@ -63,7 +67,7 @@ def create_op(stub: OrchestratorServiceAsyncStub) -> Op:
     return create
 
 
-def get_op(stub: OrchestratorServiceAsyncStub) -> Op:
+def get_op(stub: OrchestratorServiceAsyncStub, metadata: Metadata = LIST_METADATA) -> Op:
     """GetAgent of a random listed agent (seeded: every run reads the same ones)."""
     rng = random.Random(8)
 
@@ -72,7 +76,7 @@ def get_op(stub: OrchestratorServiceAsyncStub) -> Op:
             orchestrator_service_pb2.GetAgentRequest(
                 agent_id=f"agent-{rng.randrange(LISTED_AGENTS):05d}"
             ),
-            metadata=LIST_METADATA,
+            metadata=metadata,
             timeout=OP_TIMEOUT,
         )
         return 0.0, 0
@@ -98,14 +102,30 @@ def list_op(stub: OrchestratorServiceAsyncStub) -> Op:
     return list_page
 
 
-async def agent_cases(stub: OrchestratorServiceAsyncStub, procs: dict[str, Child]) -> list[Case]:
-    """CreateAgent, GetAgent and ListAgents at 16 in flight (separate tenants)."""
+async def list_agents_made(stub: OrchestratorServiceAsyncStub, metadata: Metadata = ()) -> None:
+    """The agents GetAgent and ListAgents read."""
     print(f"creating {LISTED_AGENTS} agents for GetAgent/ListAgents ...", flush=True)
 
     async def make(i: int) -> None:
-        await create_agent(stub, f"agent-{i:05d}", LIST_TENANT)
+        await create_agent(stub, f"agent-{i:05d}", LIST_TENANT, metadata)
 
     await bounded_gather(LISTED_AGENTS, IN_FLIGHT, make)
+
+
+async def api_key_case(
+    stub: OrchestratorServiceAsyncStub, secret: str, procs: dict[str, Child]
+) -> Case:
+    """GetAgent on a server with authentication on, each call carrying an API key."""
+    metadata = (*LIST_METADATA, ("authorization", f"Bearer {secret}"))
+    await list_agents_made(stub, metadata[1:])
+    label = "GetAgent with an API key, 16 in flight"
+    op = get_op(stub, metadata)
+    return Case("agents.get_c16_api_key", "agents", label, "QPS", IN_FLIGHT, op, procs)
+
+
+async def agent_cases(stub: OrchestratorServiceAsyncStub, procs: dict[str, Child]) -> list[Case]:
+    """CreateAgent, GetAgent and ListAgents at 16 in flight (separate tenants)."""
+    await list_agents_made(stub)
     figures = (
         ("agents.create_c16", "CreateAgent, 16 in flight", create_op(stub)),
         ("agents.get_c16", "GetAgent, 16 in flight", get_op(stub)),

@@ -30,6 +30,7 @@ RATIO_BASE = {
     "peer.sdk_sqlite_c32": "limits.openai_c32",
     "agents.create_c16": "limits.grpc_unary_c16",
     "agents.get_c16": "limits.grpc_unary_c16",
+    "agents.get_c16_api_key": "agents.get_c16",
     "agents.list_c16": "limits.grpc_unary_c16",
     "scale.serving_s": "scale.serving_empty_s",
     "scale.serving_pyc_s": "scale.serving_s",

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -265,12 +266,25 @@ def orchestrator_stub(
     return stub
 
 
+def create_api_key(db: Path, tenant: str) -> str:
+    """An admin API key of `tenant` in the database file, made the operator's way."""
+    argv = [PY, "-m", "orchestrator_server.cli", "create-api-key", "--db", str(db)]
+    argv += ["--tenant", tenant, "--role", "admin"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip()
+
+
 async def serve_orchestrator(
-    stack: contextlib.AsyncExitStack, name: str, db: Path, model_url: str
+    stack: contextlib.AsyncExitStack,
+    name: str,
+    db: Path,
+    model_url: str,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Child, OrchestratorServiceAsyncStub]:
     """An orchestrator on `db` calling the dev model at `model_url`, and a stub for it;
     both closed with the stack."""
-    orch, address, _ = await start_orchestrator(name, db, orchestrator_env(model_url))
+    env = {**orchestrator_env(model_url), **(extra_env or {})}
+    orch, address, _ = await start_orchestrator(name, db, env)
     stack.push_async_callback(stop, orch)
     return orch, orchestrator_stub(stack, address)
 

@@ -58,6 +58,14 @@ def ratio_targets(results: Results) -> list[Target]:
             "x",
             "agents.get_c16 / limits.grpc_unary_c16",
         ),
+        Target(
+            "GetAgent QPS with an API key vs without",
+            results.value("agents.get_c16_api_key") / results.value("agents.get_c16"),
+            0.9,
+            True,
+            "x",
+            "agents.get_c16_api_key / agents.get_c16",
+        ),
     ]
 
 

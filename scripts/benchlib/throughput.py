@@ -12,7 +12,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from .agents import agent_cases, create_agent
+from .agents import LIST_TENANT, agent_cases, api_key_case, create_agent
 from .config import NO_MODEL_URL, WORK, Mode
 from .driver import Case, run_rounds
 from .limits import echo_cases, openai_cases
@@ -20,7 +20,7 @@ from .peer import peer_cases
 from .profiling import profile_case
 from .results import Results
 from .runs import AGENT_ID, runs_cases
-from .servers import Child, serve_orchestrator, start_devmodel
+from .servers import Child, create_api_key, serve_orchestrator, start_devmodel
 
 # The order cases are measured in within a round, and reported in.
 CASE_ORDER = [
@@ -36,6 +36,7 @@ CASE_ORDER = [
     "peer.sdk_sqlite_c32",
     "agents.create_c16",
     "agents.get_c16",
+    "agents.get_c16_api_key",
     "agents.list_c16",
 ]
 
@@ -65,7 +66,18 @@ async def orchestrator_cases(
         cases += runs_cases(stub, orch, model)
     if "agents" in selected:
         cases += await agent_cases(stub, {"orchestrator": orch})
+        cases.append(await authenticated_case(stack, work, model_url or NO_MODEL_URL))
     return cases
+
+
+async def authenticated_case(stack: contextlib.AsyncExitStack, work: Path, model_url: str) -> Case:
+    """GetAgent on a second orchestrator with authentication on (an API key per call)."""
+    db = work / "bench-auth.db"
+    secret = create_api_key(db, LIST_TENANT)
+    orch, stub = await serve_orchestrator(
+        stack, "orchestrator-auth", db, model_url, {"ORCHESTRATOR_AUTH": "on"}
+    )
+    return await api_key_case(stub, secret, {"orchestrator-auth": orch})
 
 
 async def selected_cases(

@@ -9,6 +9,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .bootstrap import add_bootstrap_parser
+
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `serve` and its flags (each also settable by an ORCHESTRATOR_* variable)."""
@@ -55,6 +57,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="host:port for Prometheus /metrics (ORCHESTRATOR_METRICS_ADDRESS; off when unset)",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ... (ORCHESTRATOR_LOG_LEVEL)")
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_const",
+        const=True,
+        help="serve without authentication beyond loopback (only behind a proxy that "
+        "authenticates every call; ORCHESTRATOR_ALLOW_UNAUTHENTICATED)",
+    )
     parser.set_defaults(handler=run_serve)
 
 
@@ -78,6 +87,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 "tls_cert_file": args.tls_cert_file,
                 "tls_key_file": args.tls_key_file,
                 "tls_client_ca_file": args.tls_client_ca_file,
+                "allow_unauthenticated": args.allow_unauthenticated,
             },
         )
     except (OSError, ValueError) as error:
@@ -93,7 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
         import uvloop
 
         uvloop.run(serve(settings))
-    except OSError as error:
+    except (OSError, ValueError) as error:
         logging.getLogger("orchestrator").error("cannot start: %s", error)
         return 1
     return 0
@@ -104,11 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_serve_parser(subparsers)
+    add_bootstrap_parser(subparsers)
     # The client commands ship with the Python client; a server-only install has `serve`.
     try:
         client_cli = importlib.import_module("orchestrator.cli")
     except Exception as error:
-        if (argv or sys.argv[1:])[:1] != ["serve"]:
+        if (argv or sys.argv[1:])[:1] not in (["serve"], ["create-api-key"]):
             print(f"orchestrator: client commands unavailable: {error}", file=sys.stderr)
     else:
         client_cli.add_client_commands(subparsers)

@@ -35,6 +35,9 @@ class Servers:
     address: str
     model_url: str
     log: Path
+    # The API key (admin) of each tenant the runners and examples use: authentication is
+    # on, as in production.
+    tokens: dict[str, str]
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -63,6 +66,24 @@ def _wait_serving(address: str, proc: subprocess.Popen[bytes], timeout: float = 
             time.sleep(0.05)
 
 
+# The runners' tenants (conformance-<prefix>) and the examples' ("default").
+TENANTS = ("conformance-py", "conformance-go", "conformance-ts", "conformance-curl", "default")
+
+
+def _admin_key(db: Path, tenant: str, env: dict[str, str]) -> str:
+    """An admin API key of `tenant`, made the operator's way (`create-api-key`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator_server.cli", "create-api-key", "--db", str(db)]
+        + ["--tenant", tenant, "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
 @contextmanager
 def start_servers(tmp: Path) -> Iterator[Servers]:
     """`orchestrator serve` on a free port with a fresh db, using one dev model process."""
@@ -75,6 +96,9 @@ def start_servers(tmp: Path) -> Iterator[Servers]:
         env["ORCHESTRATOR_PROVIDERS"] = json.dumps(
             [{"name": "dev", "base_url": model.base_url, "default_model": "dev-echo"}]
         )
+        env["ORCHESTRATOR_AUTH"] = "on"
+        db = tmp / "orchestrator.db"
+        tokens = {tenant: _admin_key(db, tenant, env) for tenant in TENANTS}
         log = tmp / "orchestrator.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
@@ -86,7 +110,7 @@ def start_servers(tmp: Path) -> Iterator[Servers]:
                     "--address",
                     address,
                     "--db",
-                    str(tmp / "orchestrator.db"),
+                    str(db),
                     "--grace",
                     "2",
                 ],
@@ -96,7 +120,7 @@ def start_servers(tmp: Path) -> Iterator[Servers]:
             )
         try:
             _wait_serving(address, proc)
-            yield Servers(address, model.base_url, log)
+            yield Servers(address, model.base_url, log, tokens)
         finally:
             proc.terminate()
             try:

@@ -9,6 +9,7 @@ report of a failure (and with `pytest -s` or `-rA`).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -56,11 +57,24 @@ def runner_commands(address: str) -> dict[str, list[str]]:
     }
 
 
+TENANT_OF = {
+    "python": "conformance-py",
+    "go": "conformance-go",
+    "typescript": "conformance-ts",
+    "grpcurl": "conformance-curl",
+}
+
+
 def test_scenario_passes_in_every_client(servers: Servers) -> None:
     started = time.monotonic()
     procs = {
         name: subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "ORCHESTRATOR_TOKEN": servers.tokens[TENANT_OF[name]]},
         )
         for name, command in runner_commands(servers.address).items()
     }

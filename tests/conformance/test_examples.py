@@ -39,7 +39,11 @@ def test_example_prints_the_streamed_answer(servers: Servers, language: str) -> 
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "ORCHESTRATOR_ADDRESS": servers.address},
+        env={
+            **os.environ,
+            "ORCHESTRATOR_ADDRESS": servers.address,
+            "ORCHESTRATOR_TOKEN": servers.tokens["default"],
+        },
     )
     print(done.stdout)
     print(done.stderr)

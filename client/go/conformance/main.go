@@ -687,7 +687,8 @@ func main() {
 		scenario: scenario,
 		client:   client,
 		unary:    unaryMethods(client),
-		vars:     map[string]string{"prefix": *prefix},
+		// The API key of the runner's tenant (empty against a server without authentication).
+		vars:     map[string]string{"prefix": *prefix, "token": os.Getenv("ORCHESTRATOR_TOKEN")},
 		timeout:  timeout,
 	}
 	if !r.run(only) {

@@ -12,6 +12,8 @@ exceptions of `orchestrator.errors`. The generated protobuf stubs live in
 """
 
 from . import types
+from ._access import ApiKey, AuditEvent
+from ._channel import tls_credentials
 from ._chat import ChatSession
 from ._client import UNSET, AsyncOrchestrator
 from ._collaboration import CollaborationStream
@@ -94,8 +96,10 @@ __all__ = [
     "AgentNotFound",
     "AlreadyExists",
     "Answer",
+    "ApiKey",
     "ApiKeyNotFound",
     "AsyncOrchestrator",
+    "AuditEvent",
     "ChatSession",
     "ClientTool",
     "ClientToolTimeout",
@@ -155,6 +159,7 @@ __all__ = [
     "UnknownTool",
     "connect",
     "json_schema",
+    "tls_credentials",
     "tool",
 ]
 __all__ += types.__all__

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 SERVICE = "orchestrator.v1.OrchestratorService"
 TENANT_HEADER = "x-tenant-id"
+# The environment variable a client reads its bearer credential (API key or JWT) from
+# when none is passed.
+TOKEN_ENV = "ORCHESTRATOR_TOKEN"  # noqa: S105 (a variable name, not a secret)
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 # Calls that change nothing, or whose repetition ends in the same state, may be sent again
@@ -84,10 +88,29 @@ def open_channel(
 def call_metadata(
     tenant: str | None,
     metadata: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+    token: str | None = None,
 ) -> tuple[tuple[str, str], ...]:
-    """The metadata sent with every call: the caller's pairs plus the tenant header."""
+    """The metadata sent with every call: the caller's pairs plus the tenant header and
+    the bearer credential."""
     pairs = list(metadata.items() if isinstance(metadata, Mapping) else metadata or ())
     if tenant is not None:
         pairs = [(k, v) for k, v in pairs if k.lower() != TENANT_HEADER]
         pairs.append((TENANT_HEADER, tenant))
+    if token:
+        pairs = [(k, v) for k, v in pairs if k.lower() != "authorization"]
+        pairs.append(("authorization", f"Bearer {token}"))
     return tuple(pairs)
+
+
+def tls_credentials(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> grpc.ChannelCredentials:
+    """TLS channel credentials from PEM files: the CA that signed the server (None: the
+    system's roots) and, for mutual TLS, the client's certificate chain and key."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("a client certificate needs both its certificate and key files")
+
+    def read(path: str | None) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    return grpc.ssl_channel_credentials(read(ca_file), read(key_file), read(cert_file))

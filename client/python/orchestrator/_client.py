@@ -7,6 +7,7 @@ sessions (`_runs`), teams and pipelines (`_teams`), over the channel plumbing of
 
 from __future__ import annotations
 
+from ._access import AccessCalls
 from ._agents import AgentCalls
 from ._collaboration import collect_pipeline, collect_team
 from ._connection import Metadata
@@ -25,12 +26,15 @@ __all__ = [
 ]
 
 
-class AsyncOrchestrator(AgentCalls, RunCalls, TeamCalls):
+class AsyncOrchestrator(AgentCalls, RunCalls, TeamCalls, AccessCalls):
     """An asyncio client of orchestrator.v1.OrchestratorService.
 
-    `tenant` is sent as `x-tenant-id` with every call, `metadata` too; `credentials`
-    makes the channel TLS; `timeout` is the default deadline in seconds of every call
-    (runs included, chats excepted); `retry_unavailable` retries idempotent calls that
-    failed with UNAVAILABLE (the server restarting, a dropped connection). Use it as
+    `tenant` is sent as `x-tenant-id` with every call, `metadata` too; `token` (an API
+    key or a JWT; default: the ORCHESTRATOR_TOKEN variable) as `authorization: Bearer`;
+    `credentials` makes the channel TLS (`tls_credentials(...)` builds them from PEM
+    files, with a client certificate for mutual TLS); `timeout` is the default deadline
+    in seconds of every call (runs included, chats excepted); `retry_unavailable`
+    retries idempotent calls that failed with UNAVAILABLE (the server restarting, a
+    dropped connection). Use it as
     `async with AsyncOrchestrator(...) as client`, or `close()` it.
     """

@@ -7,6 +7,7 @@ subclass of Connection; `AsyncOrchestrator` (`_client`) combines them.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, Self, TypeVar
 
@@ -43,11 +44,13 @@ class Connection:
         credentials: grpc.ChannelCredentials | None = None,
         timeout: float | None = None,
         retry_unavailable: bool = True,
+        token: str | None = None,
     ) -> None:
         self.address = address
         self._timeout = timeout
         self._retry = retry_unavailable
-        self._metadata = _channel.call_metadata(tenant, metadata)
+        token = token if token is not None else os.environ.get(_channel.TOKEN_ENV)
+        self._metadata = _channel.call_metadata(tenant, metadata, token)
         self._channel = _channel.open_channel(address, credentials, retry_unavailable)
         self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
 

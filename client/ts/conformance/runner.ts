@@ -488,7 +488,9 @@ async function main(): Promise<number> {
   }
   const client = new OrchestratorServiceClient(address, credentials.createInsecure());
   try {
-    return (await new Runner(scenario, client, { prefix }).run(only)) ? 0 : 1;
+    // The API key of the runner's tenant (empty against a server without authentication).
+    const token = process.env["ORCHESTRATOR_TOKEN"] ?? "";
+    return (await new Runner(scenario, client, { prefix, token }).run(only)) ? 0 : 1;
   } finally {
     client.close();
   }

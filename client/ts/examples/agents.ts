@@ -25,9 +25,13 @@ function unary<T>(call: (callback: (error: ServiceError | null, response: T) => 
 async function main(): Promise<void> {
   const address = process.env["ORCHESTRATOR_ADDRESS"] ?? "127.0.0.1:50051";
   const client = new OrchestratorServiceClient(address, credentials.createInsecure());
-  // Resources belong to the tenant named by x-tenant-id ("default" when absent).
+  // Resources belong to the tenant named by x-tenant-id ("default" when absent). With
+  // authentication on, every call carries a bearer credential (an API key or a JWT): per
+  // call, in its metadata, so one client can serve several callers.
   const metadata = new Metadata();
   metadata.set("x-tenant-id", "default");
+  const token = process.env["ORCHESTRATOR_TOKEN"];
+  if (token) metadata.set("authorization", `Bearer ${token}`);
   const deadline = () => ({ deadline: Date.now() + 120_000 });
 
   try {

@@ -49,7 +49,7 @@ from .model_port import ModelCatalog
 from .observer import RunObserver
 from .policy import TenantPolicies
 from .replay import find_previous, replay
-from .session_locks import SessionLocks
+from .session_locks import Reservation, SessionLocks
 from .store_port import Store
 from .task_stream import Emit, TaskStream
 from .token_window import DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT, TokenWindow
@@ -135,15 +135,18 @@ class RunEngine:
         session_id = check_turn_request(request)
         agent, owner = await self._admit(tenant, request, session_id)
         tools = await self._turn_tools(tenant, agent, request, bridge)
-        if request.request_id:
-            previous = await find_previous(
+        previous = (
+            await find_previous(
                 self._store, self.active, tenant, agent.agent_id, session_id, request
             )
-            if previous is not None:
-                async with aclosing(replay(previous)) as replayed:
-                    async for event in replayed:
-                        yield event
-                return
+            if request.request_id
+            else None
+        )
+        if previous is not None:
+            async with aclosing(replay(previous)) as replayed:
+                async for event in replayed:
+                    yield event
+            return
         key = (tenant, agent.agent_id, session_id)
         self.active.admit(tenant, queued=request.wait_if_busy and self._locks.taken(key))
         self._services.tokens.check(tenant)
@@ -154,17 +157,10 @@ class RunEngine:
         # as QUEUED so that it can be seen and cancelled while it waits.
         reservation = self._locks.reserve(key, wait=request.wait_if_busy)
         run = _new_run(agent, session_id, request, reservation.immediate, owner)
-        if self._audit is not None:
-            await self._audit.record_call("Run", f"runs/{run.run_id}", None)
-        active = ActiveRun(run, tenant, queued=not reservation.immediate)
+        await self._record_start(run, reservation)
         budget = agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
-        turn = Turn(self._services, active, agent, reservation, context)
-        stream: TaskStream[object] = TaskStream(
-            turn.run, name=f"turn {active.run.run_id}", merge=ev.coalesce_deltas
-        )
-        active.stream = stream
-        self.active.add(active)
+        active, stream = self._launch(run, agent, reservation, context)
 
         def abandoned() -> None:
             self.active.abandoned(active, deadline_passed(deadline))
@@ -180,6 +176,30 @@ class RunEngine:
                 yield ev.RunEvent(
                     active.run.run_id, agent.agent_id, sequence, body, request.parent_run_id
                 )
+
+    def _launch(
+        self, run: Run, agent: Agent, reservation: Reservation, context: TurnContext
+    ) -> tuple[ActiveRun, TaskStream[object]]:
+        """The turn's task stream, registered among the runs in flight."""
+        active = ActiveRun(run, context.tenant, queued=not reservation.immediate)
+        turn = Turn(self._services, active, agent, reservation, context)
+        stream: TaskStream[object] = TaskStream(
+            turn.run, name=f"turn {run.run_id}", merge=ev.coalesce_deltas
+        )
+        active.stream = stream
+        self.active.add(active)
+        return active, stream
+
+    async def _record_start(self, run: Run, reservation: Reservation) -> None:
+        """Put the run's start in the audit trail; the wait for room in its buffer may be
+        cancelled, which must not keep the session reserved."""
+        if self._audit is None:
+            return
+        try:
+            await self._audit.record_call("Run", f"runs/{run.run_id}", None)
+        except BaseException:
+            reservation.release()
+            raise
 
     async def _admit(self, tenant: str, request: TurnRequest, session_id: str) -> tuple[Agent, str]:
         """The agent of a turn the current caller may start (with the tenant's allowlist

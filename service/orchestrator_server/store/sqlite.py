@@ -16,7 +16,6 @@ None) because sqlite-utils' helpers would otherwise open or commit them behind o
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +36,7 @@ from ..core.types import (
     Team,
     TeamSpec,
 )
-from . import sqlite_agents, sqlite_runs, sqlite_teams, sqlite_usage
+from . import sqlite_access, sqlite_agents, sqlite_runs, sqlite_teams, sqlite_usage
 from .agent_cache import AgentCache
 from .migrations import migrate
 from .sqlite_rows import (
@@ -136,9 +135,6 @@ class SQLiteStore:
         (shared with other writes queued at the same moment; see sqlite_writer)."""
         return await self._writer.transact(fn, *args)
 
-    # The same three kinds of access for the other tables of the file (sqlite_access).
-    write = _write
-
     def _close_scanner(self) -> None:
         if self._scan_conn is not None:
             self._scan_conn.close()
@@ -153,19 +149,11 @@ class SQLiteStore:
             self._scan_conn.execute("PRAGMA query_only = ON")
         return self._scan_conn.execute(sql, params).fetchall()
 
-    async def scan(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """A read that may walk many rows, on the scanner thread."""
-        return await self._scan(sql, params)
-
     async def _scan(self, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._scanner_closed:
             raise UnavailableError("the store is closing", reason=Reason.SERVER_STOPPING)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._scanner, self._scan_rows, sql, params)
-
-    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """A small read on the loop's connection (point reads by key)."""
-        return self._read(sql, params)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._read_conn
@@ -195,16 +183,7 @@ class SQLiteStore:
         rows = self._read("SELECT value FROM meta WHERE key = 'page_token_secret'")
         if rows:
             return bytes.fromhex(rows[0][0])
-        return await self._write(self._create_secret)
-
-    @staticmethod
-    def _create_secret(conn: sqlite3.Connection) -> bytes:
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('page_token_secret', ?)",
-            (secrets.token_hex(32),),
-        )
-        value = conn.execute("SELECT value FROM meta WHERE key = 'page_token_secret'").fetchone()
-        return bytes.fromhex(value[0])
+        return await self._write(sqlite_access.create_secret)
 
     # -- agents -------------------------------------------------------------------------
 
@@ -408,6 +387,9 @@ class SQLiteStore:
     ) -> None:
         """Delete a team."""
         await self._write(sqlite_teams.delete_team, tenant, team_id, expected_revision)
+
+    # Writes, point reads and scans for the other tables of the file (sqlite_access).
+    write, read, scan = _write, _read, _scan
 
     async def integrity_check(self) -> str:
         """SQLite's own verdict on the file ('ok' when healthy)."""

@@ -1,8 +1,9 @@
-"""API keys and the audit trail in the SQLite store (the `AccessStore` port): the same
-file, writer thread and read connection as the rest of the store."""
+"""API keys, the audit trail and the page-token secret in the SQLite store (the
+`AccessStore` port): the same file, writer thread and read connection as the rest."""
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,16 @@ _KEY_COLUMNS = (
 _AUDIT_COLUMNS = (
     "tenant, time, principal, method, resource, outcome, reason, peer, authentication, seq"
 )
+
+
+def create_secret(conn: sqlite3.Connection) -> bytes:
+    """The installation's page-token secret, created by the first caller."""
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('page_token_secret', ?)",
+        (secrets.token_hex(32),),
+    )
+    value = conn.execute("SELECT value FROM meta WHERE key = 'page_token_secret'").fetchone()
+    return bytes.fromhex(value[0])
 
 
 def _key_from_row(row: Sequence[Any]) -> ApiKey:

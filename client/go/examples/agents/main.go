@@ -42,8 +42,13 @@ func run() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Resources belong to the tenant named by x-tenant-id ("default" when absent).
+	// Resources belong to the tenant named by x-tenant-id ("default" when absent). With
+	// authentication on, every call carries a bearer credential (an API key or a JWT):
+	// per call, in the outgoing metadata, so one connection can serve several callers.
 	ctx = metadata.AppendToOutgoingContext(ctx, "x-tenant-id", "default")
+	if token := os.Getenv("ORCHESTRATOR_TOKEN"); token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
 
 	created, err := client.CreateAgent(ctx, &orchestratorv1.CreateAgentRequest{
 		Agent: &orchestratorv1.Agent{

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import agents, runs, sessions, teams, turns
+from . import access, agents, runs, sessions, teams, turns
 from .exit_codes import EXIT_CODES, exit_code_for
 from .tree import CommandTree, run_client_command
 
@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
 
 def add_client_commands(subparsers: SubParsers) -> None:
-    """Register agents, run, chat, sessions, runs, team and pipeline on the console script's
-    subparsers."""
+    """Register agents, run, chat, sessions, runs, team, pipeline, keys and audit on the
+    console script's subparsers."""
     tree = CommandTree(subparsers)
-    for resource in (agents, turns, sessions, runs, teams):
+    for resource in (agents, turns, sessions, runs, teams, access):
         resource.register(tree)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from .. import errors
-from .._channel import DEFAULT_ADDRESS
+from .._channel import DEFAULT_ADDRESS, tls_credentials
 from .._client import AsyncOrchestrator
 from .exit_codes import EXIT_ERROR, EXIT_HELP, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 from .output import Output
@@ -29,7 +29,18 @@ if TYPE_CHECKING:
 
 async def _execute(args: argparse.Namespace, out: Output) -> int:
     action: Action = args.action
-    async with AsyncOrchestrator(args.address, tenant=args.tenant, timeout=args.timeout) as client:
+    credentials = (
+        tls_credentials(args.ca_cert, args.client_cert, args.client_key)
+        if args.ca_cert or args.client_cert or args.tls
+        else None
+    )
+    async with AsyncOrchestrator(
+        args.address,
+        tenant=args.tenant,
+        timeout=args.timeout,
+        token=args.token,
+        credentials=credentials,
+    ) as client:
         return await action(client, args, out)
 
 
@@ -78,6 +89,26 @@ def _common_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--timeout", type=float, default=None, help="deadline of each call in seconds"
+    )
+    group.add_argument(
+        "--token",
+        default=None,
+        help="API key or JWT sent as a bearer credential (default: ORCHESTRATOR_TOKEN)",
+    )
+    env = os.environ.get
+    group.add_argument("--tls", action="store_true", help="TLS with the system's CA roots")
+    group.add_argument(
+        "--ca-cert", default=env("ORCHESTRATOR_CA_CERT"), help="PEM of the server's CA (TLS)"
+    )
+    group.add_argument(
+        "--client-cert",
+        default=env("ORCHESTRATOR_CLIENT_CERT"),
+        help="PEM of this client's certificate (mutual TLS; ORCHESTRATOR_CLIENT_CERT)",
+    )
+    group.add_argument(
+        "--client-key",
+        default=env("ORCHESTRATOR_CLIENT_KEY"),
+        help="PEM of this client's key (ORCHESTRATOR_CLIENT_KEY)",
     )
     group.add_argument(
         "--json",

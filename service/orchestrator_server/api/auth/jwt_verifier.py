@@ -39,6 +39,7 @@ MAX_CLAIM_ENTRIES = 100
 CACHE_ENTRIES = 10_000
 CACHE_SECONDS = 300.0
 RESERVED_PREFIX = "apikey:"
+_ROLE_NAMES = frozenset(role.value for role in AccessRole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +74,12 @@ def claims_principal(
     memberships: dict[str, set[AccessRole]] = {}
     for entry in _string_list(claims.get(settings.permissions_claim)):
         tenant, _, role = entry.rpartition(":")
-        try:
+        if tenant and role in _ROLE_NAMES:  # roles of other systems may share the claim
             memberships.setdefault(tenant, set()).add(AccessRole(role))
-        except ValueError:
-            continue  # roles of other systems may share the claim
     groups = frozenset(_string_list(claims.get(settings.groups_claim)))
     return Principal(
         subject,
-        {t: frozenset(r) for t, r in memberships.items() if t},
+        {t: frozenset(r) for t, r in memberships.items()},
         groups,
         authentication,
     )
