@@ -10,8 +10,8 @@ the same rules.
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping

@@ -72,9 +72,9 @@ TENANTS = ("conformance-py", "conformance-go", "conformance-ts", "conformance-cu
 
 def _admin_key(db: Path, tenant: str, env: dict[str, str]) -> str:
     """An admin API key of `tenant`, made the operator's way (`create-api-key`)."""
+    command = [sys.executable, "-m", "orchestrator_server.cli", "create-api-key"]
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator_server.cli", "create-api-key", "--db", str(db)]
-        + ["--tenant", tenant, "--role", "admin"],
+        [*command, "--db", str(db), "--tenant", tenant, "--role", "admin"],
         env=env,
         capture_output=True,
         text=True,
