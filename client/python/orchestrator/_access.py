@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ._connection import Connection
+from ._convert import from_fields
 from .v1 import access_pb2
 
 
@@ -44,37 +44,12 @@ class AuditEvent:
     authentication: str
 
 
-def time_or_none(pb: Any, name: str) -> datetime | None:
-    """A Timestamp field as a UTC datetime, None when unset."""
-    return getattr(pb, name).ToDatetime(tzinfo=UTC) if pb.HasField(name) else None
-
-
 def _key(pb: access_pb2.ApiKey) -> ApiKey:
-    return ApiKey(
-        pb.key_id,
-        pb.display_name,
-        tuple(pb.roles),
-        pb.creator,
-        time_or_none(pb, "create_time"),
-        time_or_none(pb, "expire_time"),
-        time_or_none(pb, "revoke_time"),
-        time_or_none(pb, "last_use_time"),
-    )
+    return from_fields(pb, ApiKey)
 
 
 def _event(pb: access_pb2.AuditEvent) -> AuditEvent:
-    return AuditEvent(
-        pb.sequence,
-        time_or_none(pb, "time"),
-        pb.principal,
-        pb.tenant,
-        pb.method,
-        pb.resource,
-        pb.outcome,
-        pb.reason,
-        pb.peer,
-        pb.authentication,
-    )
+    return from_fields(pb, AuditEvent)
 
 
 def _timestamp(value: datetime | None) -> Timestamp | None:

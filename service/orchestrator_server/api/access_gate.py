@@ -15,7 +15,6 @@ from typing import Any
 import grpc
 
 from ..core.access import Caller, bind_caller
-from ..core.access_port import AuditEvent
 from ..core.audit import AuditTrail
 from ..core.errors import OrchestratorError, PermissionDeniedError, UnauthenticatedError
 from ..core.types import DEFAULT_TENANT
@@ -64,8 +63,8 @@ class AccessGate:
             await self._record_unauthenticated(method, request, peer, error)
             raise
         try:
-            caller = principal.caller_for(named_tenant(metadata), DEFAULT_TENANT)
-            caller = bind_caller(caller, peer)
+            caller = principal.caller_for(named_tenant(metadata), DEFAULT_TENANT, peer)
+            bind_caller(caller)
             caller.require(RPC_PERMISSIONS[method])
         except PermissionDeniedError as error:
             await self._record(method, request, error)
@@ -97,7 +96,6 @@ class AccessGate:
             self._suppressed += 1
             return
         self._window_records += 1
-        outcome, reason = outcome_of(error)
-        await self._audit.record(
-            AuditEvent("", time.time(), "", method, resource_of(request), outcome, reason, peer)
-        )
+        # Nobody, in no tenant: the operator's trail.
+        nobody = Caller("", "", frozenset(), peer=peer)
+        await self._audit.record_call(method, resource_of(request), error, nobody)

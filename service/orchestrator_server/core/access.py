@@ -15,9 +15,10 @@ import enum
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .errors import InvalidArgumentError, NotFoundError, PermissionDeniedError, Reason
+from .store_port import not_found
 from .types import Agent, AgentAccess
 
 # A membership in this tenant applies to every tenant (an operator's identity).
@@ -81,10 +82,10 @@ class Principal:
     # How it was authenticated: mtls, jwt, api_key, proxy or none.
     authentication: str = "none"
 
-    def caller_for(self, named_tenant: str | None, default_tenant: str) -> Caller:
-        """The caller acting in the tenant the call named (or, naming none, the one tenant
-        the principal belongs to). TENANT_ACCESS_DENIED for a tenant it does not belong
-        to, and for a principal of several tenants that named none."""
+    def caller_for(self, named_tenant: str | None, default_tenant: str, peer: str = "") -> Caller:
+        """The caller (seen from `peer`) acting in the tenant the call named (or, naming
+        none, the one tenant the principal belongs to). TENANT_ACCESS_DENIED for a tenant
+        it does not belong to, and for a principal of several tenants that named none."""
         tenant = named_tenant or self._only_tenant(default_tenant)
         roles = self.memberships.get(tenant) or self.memberships.get(ANY_TENANT)
         if not roles:
@@ -93,7 +94,7 @@ class Principal:
                 reason=Reason.TENANT_ACCESS_DENIED,
                 metadata={"tenant": tenant},
             )
-        return Caller(self.principal_id, tenant, roles, self.groups, self.authentication)
+        return Caller(self.principal_id, tenant, roles, self.groups, self.authentication, peer)
 
     def _only_tenant(self, default_tenant: str) -> str:
         tenants = [t for t in self.memberships if t != ANY_TENANT]
@@ -160,12 +161,10 @@ def current_caller() -> Caller:
     return _CURRENT.get()
 
 
-def bind_caller(caller: Caller, peer: str) -> Caller:
-    """Set the caller (seen from `peer`) for the rest of the current task: the API layer
-    does this at the start of each call, which runs in a task of its own."""
-    bound = replace(caller, peer=peer)
-    _CURRENT.set(bound)
-    return bound
+def bind_caller(caller: Caller) -> None:
+    """Set the caller for the rest of the current task: the API layer does this at the
+    start of each call, which runs in a task of its own."""
+    _CURRENT.set(caller)
 
 
 @contextmanager
@@ -197,19 +196,11 @@ def may_run_agent(caller: Caller, access: AgentAccess) -> bool:
     return _trusted_with_agents(caller) or not access.runners or caller.named_by(access.runners)
 
 
-def agent_not_found(agent_id: str) -> NotFoundError:
-    """The answer for an agent that does not exist or that the caller may not see."""
-    return NotFoundError(
-        f"agent '{agent_id}' not found",
-        reason=Reason.AGENT_NOT_FOUND,
-        metadata={"agent_id": agent_id},
-    )
-
-
 def require_visible(agent: Agent) -> Agent:
     """The agent, or AGENT_NOT_FOUND when the current caller may not read it."""
     if not may_read_agent(current_caller(), agent.spec.access):
-        raise agent_not_found(agent.agent_id)
+        # The same answer as for an agent that does not exist.
+        raise not_found("agent", agent.agent_id)
     return agent
 
 
@@ -247,3 +238,8 @@ def visible_owner() -> str | None:
     """The owner whose sessions and runs the current caller sees; None for all."""
     caller = current_caller()
     return None if caller.sees_every_session else caller.principal
+
+
+def sees_owner(owner: str) -> bool:
+    """Whether the current caller sees the sessions and runs of `owner`."""
+    return visible_owner() in (None, owner)

@@ -140,7 +140,7 @@ class ApiKeys:
         key = await self._lookup(key_id, now)
         if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
             raise unauthenticated()
-        if key.revoke_time is not None:
+        if key.revoke_time is not None:  # the same answer: a revoked key is no key
             raise unauthenticated()
         if key.expire_time is not None and key.expire_time <= now:
             raise _expired()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
-from .access import current_caller
+from .access import Caller, current_caller
 from .access_port import AccessStore, AuditEvent, AuditQuery
 from .errors import InvalidArgumentError, OrchestratorError
 from .pagination import PageTokens, scope_of
@@ -66,9 +66,16 @@ class AuditTrail:
         self._writer = asyncio.create_task(self._write_batches(), name="audit writer")
         self._pruner = asyncio.create_task(self._prune_periodically(), name="audit pruner")
 
-    async def record_call(self, method: str, resource: str, error: BaseException | None) -> None:
-        """Record a call of the current caller that ended with `error` (None: success)."""
-        caller = current_caller()
+    async def record_call(
+        self,
+        method: str,
+        resource: str,
+        error: BaseException | None,
+        caller: Caller | None = None,
+    ) -> None:
+        """Record a call that ended with `error` (None: success), of `caller` (default:
+        the current caller)."""
+        caller = caller or current_caller()
         outcome, reason = self._outcome_of(error)
         await self.record(
             AuditEvent(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .access import visible_owner
+from .access import sees_owner, visible_owner
 from .agents import AgentRegistry
 from .errors import AbortedError, NotFoundError, Reason
 from .pagination import PageTokens, scope_of, text_bytes
@@ -90,4 +90,4 @@ class Conversations:
     async def _visible(self, tenant: str, agent_id: str, session_id: str) -> bool:
         """Whether the session exists and the caller may see it."""
         owner = await self._store.session_owner(tenant, agent_id, session_id)
-        return owner is not None and visible_owner() in (None, owner)
+        return owner is not None and sees_owner(owner)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from .access import visible_owner
+from .access import sees_owner, visible_owner
 from .active_runs import ActiveRuns
 from .errors import InvalidArgumentError, NotFoundError, Reason
 from .pagination import PageTokens, scope_of, text_bytes
@@ -24,7 +24,7 @@ class RunRecords:
         """One run, or RUN_NOT_FOUND (also for a run of a session the caller may not
         see)."""
         run = await self._store.get_run(tenant, run_id)
-        if run is None or visible_owner() not in (None, run.owner):
+        if run is None or not sees_owner(run.owner):
             raise NotFoundError(
                 f"run '{run_id[:80]}' not found",
                 reason=Reason.RUN_NOT_FOUND,

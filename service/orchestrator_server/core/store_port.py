@@ -199,16 +199,22 @@ def already_exists(kind: str, resource_id: str) -> AlreadyExistsError:
     )
 
 
+def not_found(kind: str, resource_id: str) -> NotFoundError:
+    """The error for an agent or team that does not exist (or that the caller may not
+    see)."""
+    return NotFoundError(
+        f"{kind} '{resource_id}' not found",
+        reason=_NOT_FOUND[kind],
+        metadata={f"{kind}_id": resource_id},
+    )
+
+
 def require(kind: str, resource_id: str, current: R | None, expected: int | None = None) -> R:
     """`current` if it exists and (when `expected` is given) is at that revision; else the
     NOT_FOUND or ETAG_MISMATCH error every layer raises for it. `kind` is agent or team."""
     key = f"{kind}_id"
     if current is None:
-        raise NotFoundError(
-            f"{kind} '{resource_id}' not found",
-            reason=_NOT_FOUND[kind],
-            metadata={key: resource_id},
-        )
+        raise not_found(kind, resource_id)
     if expected is not None and current.revision != expected:
         raise AbortedError(
             f"{kind} '{resource_id}' was changed since etag was read",
