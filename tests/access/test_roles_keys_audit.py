@@ -172,6 +172,9 @@ async def test_the_audit_trail_of_a_scripted_session(
         assert await _create(viewer, "b") == DENIED
         assert await _run(admin, "a") == OK
         await code_of(live.stub.ListAgents(pb.ListAgentsRequest()))  # no credentials
+        outsider = await key_identity(live, "globex", "admin")
+        probe = (*outsider.metadata, ("x-tenant-id", "acme"))
+        await code_of(live.stub.ListAgents(pb.ListAgentsRequest(), metadata=probe))
         assert (
             await code_of(admin.stub.GetAgent(pb.GetAgentRequest(agent_id="a"), **admin.kw())) == OK
         )
@@ -197,9 +200,13 @@ async def test_the_audit_trail_of_a_scripted_session(
             **admin.kw(),
         )
         assert [e.resource for e in rest.events] == ["agents/a"] and not rest.next_page_token
-        # The unauthenticated call is in the operator's trail (no tenant), not acme's.
+        # The unauthenticated call, and the other tenant's probe of acme, are in the
+        # operator's trail (no tenant), not acme's.
         events = await live.app.access.audit._store.list_audit("", _query())
-        assert [(e.method, e.outcome) for e in events] == [("ListAgents", "UNAUTHENTICATED")]
+        assert [(e.principal, e.method, e.outcome, e.reason) for e in events] == [
+            (outsider.principal, "ListAgents", "PERMISSION_DENIED", "TENANT_ACCESS_DENIED"),
+            ("", "ListAgents", "UNAUTHENTICATED", "UNAUTHENTICATED"),
+        ]
 
 
 def _query() -> AuditQuery:

@@ -64,7 +64,20 @@ class AccessGate:
             raise
         try:
             caller = principal.caller_for(named_tenant(metadata), DEFAULT_TENANT, peer)
-            bind_caller(caller)
+        except PermissionDeniedError as error:
+            # Not a member of the tenant it named: the operator's trail, under its name.
+            outsider = Caller(
+                principal.principal_id,
+                "",
+                frozenset(),
+                principal.groups,
+                principal.authentication,
+                peer,
+            )
+            await self._audit.record_call(method, resource_of(request), error, outsider)
+            raise
+        bind_caller(caller)
+        try:
             caller.require(RPC_PERMISSIONS[method])
         except PermissionDeniedError as error:
             await self._record(method, request, error)
