@@ -8,7 +8,7 @@ through the real openai client over HTTP. Nothing is patched.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import network_guard
@@ -16,6 +16,7 @@ import pytest
 
 from helpers import LiveServer, start_live_server
 from orchestrator_devmodel import DevModelAdmin, DevModelConfig, DevModelServer
+from scripts.pg_cluster import PostgresCluster, create_database
 
 network_guard.install()
 # Provider keys must never be needed (or leaked) by the tests.
@@ -51,3 +52,25 @@ async def live(devmodel: DevModelServer, tmp_path: Path) -> AsyncIterator[LiveSe
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole run: ORCHESTRATOR_TEST_POSTGRES_URL if set (its
+    user must be allowed to create databases), else a throwaway cluster started from
+    the installed binaries (see scripts/pg_cluster.py)."""
+    configured = os.environ.get("ORCHESTRATOR_TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database for one test."""
+    return await create_database(postgres_server)

@@ -10,14 +10,13 @@ from .api.access_gate import AccessGate, outcome_of
 from .api.auth.authenticator import Authenticator
 from .api.auth.jwt_verifier import JwtVerifier
 from .config import Settings
+from .core.access_port import AccessStore
 from .core.api_keys import ApiKeys
 from .core.audit import AuditTrail
 from .core.pagination import PageTokens
 from .core.policy import TenantPolicies
 from .models.catalog import ProviderCatalog
 from .server_checks import listens_on_loopback
-from .store.sqlite import SQLiteStore
-from .store.sqlite_access import SQLiteAccessStore
 
 log = logging.getLogger("orchestrator")
 
@@ -51,10 +50,9 @@ def check_exposure(settings: Settings) -> None:
 
 
 async def build_access(
-    settings: Settings, store: SQLiteStore, tokens: PageTokens, catalog: ProviderCatalog
+    settings: Settings, access_store: AccessStore, tokens: PageTokens, catalog: ProviderCatalog
 ) -> Access:
     """API keys, audit trail (started), authenticator, gate and allowlists."""
-    access_store = SQLiteAccessStore(store)
     api_keys = ApiKeys(access_store, tokens, cache_seconds=settings.auth.api_key_cache_seconds)
     audit = AuditTrail(
         access_store,

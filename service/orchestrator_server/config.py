@@ -60,6 +60,13 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     max_response_bytes: int = 16 * 1024 * 1024
     sqlite_synchronous: str = "NORMAL"
+    # PostgreSQL (db = postgresql://...): connections per replica, and the lease after
+    # which peers mark the runs of a replica that stopped heartbeating INTERRUPTED.
+    pg_pool_size: int = 10
+    lease_seconds: float = 10.0
+    # Server processes on this host (`serve --workers N`, SO_REUSEPORT); more than one
+    # needs PostgreSQL (each worker is a replica).
+    workers: int = 1
     default_max_model_calls: int = 10
     # Turns a client may start on one Run stream while an earlier one runs; past that the
     # stream ends with TOO_MANY_PENDING_TURNS (a per-stream bound on buffered requests).
@@ -126,6 +133,9 @@ _ENV_SETTINGS = {
     "ORCHESTRATOR_DEV_MODEL": "dev_model",
     "ORCHESTRATOR_GRACE_SECONDS": "grace_seconds",
     "ORCHESTRATOR_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
+    "ORCHESTRATOR_PG_POOL_SIZE": "pg_pool_size",
+    "ORCHESTRATOR_LEASE_SECONDS": "lease_seconds",
+    "ORCHESTRATOR_WORKERS": "workers",
     "ORCHESTRATOR_LOG_LEVEL": "log_level",
     "ORCHESTRATOR_METRICS_ADDRESS": "metrics_address",
     "ORCHESTRATOR_TLS_CERT": "tls_cert_file",
@@ -147,6 +157,8 @@ _ENV_SETTINGS = {
 
 # Integer settings that must be at least 1.
 _LIMITS = (
+    "pg_pool_size",
+    "workers",
     "max_pending_turns",
     "max_output_chars",
     "max_page_bytes",
@@ -209,7 +221,7 @@ def load_settings(
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-    for name in ("grace_seconds", "audit_retention_days"):
+    for name in ("grace_seconds", "audit_retention_days", "lease_seconds"):
         if name in values:
             values[name] = float(values[name])
     for name in ("allow_unauthenticated", "audit_log"):
@@ -222,6 +234,8 @@ def load_settings(
             values[limit] = int(values[limit])
             if values[limit] < 1:
                 raise ValueError(f"{limit} must be at least 1")
+    if not 1.0 <= values.get("lease_seconds", 10.0) <= 300.0:
+        raise ValueError("lease_seconds must be between 1 and 300")
     if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):
         raise ValueError("TLS needs both a certificate and a key file")
     if values.get("tls_client_ca_file") and not values.get("tls_cert_file"):

@@ -13,7 +13,6 @@ import importlib
 import logging
 import secrets
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,6 @@ from .core.collaboration import Collaborations
 from .core.conversations import Conversations
 from .core.pagination import PageTokens
 from .core.pipelines import PipelineRunner
-from .core.quotas import StorageQuotas
 from .core.run_records import RunRecords
 from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
@@ -48,7 +46,7 @@ from .metrics import ServerMetrics
 from .models.catalog import ProviderCatalog
 from .models.provider_config import ProviderConfig
 from .server_checks import listens_on_loopback
-from .store.sqlite import SQLiteStore
+from .store_setup import Stores, open_stores
 from .tools.builtins import builtin_tools
 from .tools.plugins import plugin_tools
 from .tools.registry import ToolRegistry
@@ -89,7 +87,7 @@ class App:
     """The running core: store, registries and engine (no gRPC inside)."""
 
     settings: Settings
-    store: SQLiteStore
+    stores: Stores
     catalog: ProviderCatalog
     agents: AgentRegistry
     runs: RunEngine
@@ -113,7 +111,7 @@ class App:
         if self.mcp is not None:
             await self.mcp.close()
         await self.catalog.close()
-        await self.store.close()
+        await self.stores.close()
 
 
 async def start_mcp(settings: Settings, tools: ToolRegistry) -> McpToolHub:
@@ -135,23 +133,6 @@ async def start_mcp(settings: Settings, tools: ToolRegistry) -> McpToolHub:
     return hub
 
 
-async def open_store(settings: Settings) -> SQLiteStore:
-    """Open the store (migrating it) and mark runs a crash left behind."""
-    quotas = StorageQuotas(
-        settings.max_agents_per_tenant,
-        settings.max_teams_per_tenant,
-        settings.max_stored_bytes_per_tenant,
-    )
-    store = SQLiteStore(settings.db, synchronous=settings.sqlite_synchronous, quotas=quotas)
-    await store.open()
-    interrupted = await store.interrupt_unfinished_runs(time.time())
-    if interrupted:
-        log.warning(
-            "marked %d runs left unfinished by a previous process as interrupted", interrupted
-        )
-    return store
-
-
 def run_limits(settings: Settings) -> RunLimits:
     """What may be in flight at once, as configured."""
     return RunLimits(
@@ -166,7 +147,8 @@ def run_limits(settings: Settings) -> RunLimits:
 
 async def create_app(settings: Settings) -> App:
     """Open the store and build the core around it."""
-    store = await open_store(settings)
+    stores = await open_stores(settings)
+    store = stores.store
     tokens = PageTokens(await store.page_token_secret(), settings.max_page_bytes)
     catalog = ProviderCatalog(list(settings.providers), settings.default_provider)
     metrics = ServerMetrics()
@@ -177,7 +159,7 @@ async def create_app(settings: Settings) -> App:
     # Scanning installed distributions' entry points reads hundreds of files: off the loop.
     tools.register_all(await asyncio.to_thread(plugin_tools))
     mcp = await start_mcp(settings, tools) if settings.mcp_servers else None
-    access = await build_access(settings, store, tokens, catalog)
+    access = await build_access(settings, stores.access, tokens, catalog)
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown, policy=access.policies)
     runs = RunEngine(
         store,
@@ -193,6 +175,7 @@ async def create_app(settings: Settings) -> App:
         observer=metrics,
         policy=access.policies,
         audit=access.audit,
+        coordination=stores.coordination,
     )
     conversations = Conversations(store, agents, runs, tokens)
     teams = TeamRegistry(store, tokens)
@@ -201,11 +184,11 @@ async def create_app(settings: Settings) -> App:
     team_runs = TeamRunner(teams, collaborations)
     return App(
         settings,
-        store,
+        stores,
         catalog,
         agents,
         runs,
-        RunRecords(store, tokens, runs.active),
+        RunRecords(store, tokens, runs.active, stores.coordination),
         conversations,
         tools,
         teams,

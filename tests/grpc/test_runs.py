@@ -456,7 +456,7 @@ async def test_deleting_an_agent_mid_run_leaves_no_orphans(
     rest = await drain(call)
     # The caller still gets its answer; nothing is written for the deleted agent.
     assert final_of(rest).output == "Echo: slow question"
-    conn = live.app.store._read_conn
+    conn = live.app.stores.store._read_conn  # type: ignore[attr-defined]
     assert conn is not None
     for table in ("messages", "sessions", "runs"):
         count = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE agent_id = 'doomed'").fetchone()[

@@ -162,4 +162,4 @@ async def test_garbage_bytes_get_invalid_argument(live: LiveServer, tmp_path: Pa
     # The service still works and nothing was written by the bad calls.
     listed = await live.stub.ListAgents(pb.ListAgentsRequest())
     assert [a.agent_id for a in listed.agents] == ["keep"]
-    assert await live.app.store.integrity_check() == "ok"
+    assert await live.app.stores.store.integrity_check()  # type: ignore[attr-defined] == "ok"

@@ -25,20 +25,25 @@ from orchestrator_server.core.types import (
 )
 from orchestrator_server.store.memory import InMemoryStore
 from orchestrator_server.store.migrations import MIGRATIONS, migrate
+from orchestrator_server.store.postgres import PostgresStore
 from orchestrator_server.store.sqlite import SQLiteStore
+from scripts.pg_cluster import create_database
 
 QUOTAS = StorageQuotas(
     max_agents_per_tenant=2, max_teams_per_tenant=1, max_stored_bytes_per_tenant=1000
 )
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    implementation: Store = (
-        SQLiteStore(str(tmp_path / "quotas.db"), quotas=QUOTAS)
-        if request.param == "sqlite"
-        else InMemoryStore(QUOTAS)
-    )
+    implementation: Store
+    if request.param == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        implementation = PostgresStore(await create_database(server), quotas=QUOTAS)
+    elif request.param == "sqlite":
+        implementation = SQLiteStore(str(tmp_path / "quotas.db"), quotas=QUOTAS)
+    else:
+        implementation = InMemoryStore(QUOTAS)
     await implementation.open()
     try:
         yield implementation
@@ -93,7 +98,7 @@ async def test_a_turn_that_would_pass_the_stored_bytes_is_refused_before_it_is_w
     await store.create_agent("t", NewAgent("a1", AgentSpec()))
     await start_turn(store, "r1", "x" * 200)  # 400 bytes
     # An accepted turn records its output even past the quota: nothing is lost.
-    finished = replace(a_run("r1", "x" * 200), output="é" * 100)
+    finished = replace(a_run("r1", "x" * 200), output="é" * 100, status=RunStatus.COMPLETED)
     await store.finish_run("t", finished, [Message(Role.ASSISTANT, "é" * 100)])  # 800
     with pytest.raises(QuotaExceededError):
         await store.check_turn_fits("t", "y" * 250)  # the early answer agrees

@@ -73,11 +73,13 @@ class GatedStore(InMemoryStore):
         self.entered = asyncio.Event()
         self._holds = holds
 
-    async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
+    async def begin_run(
+        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+    ) -> Run:
         if self._holds(run):
             self.entered.set()
             await self.gate.wait()
-        return await super().begin_run(tenant, run, user_message)
+        return await super().begin_run(tenant, run, user_message, queue_if_busy=queue_if_busy)
 
 
 @dataclass

@@ -28,7 +28,7 @@ server learns new reasons.
     │   └── ModelRateLimited · RequestTooLarge · ModelCallLimit · TooManyPendingTurns
     │       · ModelOutputLimit · ResponseTooLarge · QuotaExceeded
     ├── Unavailable                   UNAVAILABLE (also: server unreachable)
-    │   └── ModelUnavailable · RunInterrupted · ServerStopping
+    │   └── ModelUnavailable · RunInterrupted · ServerStopping · StoreUnavailable
     ├── DeadlineExceeded              DEADLINE_EXCEEDED (also: the client's own deadline)
     │   └── ModelTimeout · ClientToolTimeout
     ├── RunCancelledError             CANCELLED (also: a RunCancelled event ended `run`)
@@ -265,6 +265,10 @@ class ServerStopping(Unavailable):
     """The server is stopping and starts no new turn; retry (another replica takes it)."""
 
 
+class StoreUnavailable(Unavailable):
+    """The server's database cannot be reached; retry with backoff."""
+
+
 class DeadlineExceeded(OrchestratorError):
     """The deadline passed before the call finished."""
 
@@ -325,6 +329,7 @@ ERROR_BY_REASON: dict[str, type[OrchestratorError]] = {
     "RUN_CANCELLED": RunCancelledError,
     "RUN_INTERRUPTED": RunInterrupted,
     "SERVER_STOPPING": ServerStopping,
+    "STORE_UNAVAILABLE": StoreUnavailable,
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "MODEL_RATE_LIMITED": ModelRateLimited,
     "MODEL_UNAVAILABLE": ModelUnavailable,

@@ -215,6 +215,14 @@ class ActiveRuns:
         else:
             active.cancel_message = "the client went away"
 
+    def interrupt_all(self, reason: Reason, message: str) -> None:
+        """Cancel every run in flight with `reason` (this replica lost its lease: peers
+        have recorded its runs INTERRUPTED, and it must not go on with them)."""
+        for active in list(self._by_id.values()):
+            active.cancel(reason, message)
+        for _, stream in list(self._external.values()):
+            stream.cancel()
+
     def begin_shutdown(self) -> None:
         """The server is stopping: turns whose callers are cut off from now on are recorded
         INTERRUPTED (the server's doing), not CANCELLED."""

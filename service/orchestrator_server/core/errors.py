@@ -16,7 +16,7 @@ escapes becomes INTERNAL there.
     ├── AbortedError              ETAG_MISMATCH, SESSION_BUSY
     ├── ResourceExhaustedError    MODEL_RATE_LIMITED, REQUEST_TOO_LARGE, ...
     │   └── QuotaExceededError    QUOTA_EXCEEDED (an operator's quota; QuotaFailure detail)
-    ├── UnavailableError          MODEL_UNAVAILABLE, RUN_INTERRUPTED
+    ├── UnavailableError          MODEL_UNAVAILABLE, RUN_INTERRUPTED, STORE_UNAVAILABLE
     ├── DeadlineExceededError     MODEL_TIMEOUT, DEADLINE_EXCEEDED
     └── RunCancelledError         RUN_CANCELLED (a recorded outcome, not asyncio.CancelledError)
 """
@@ -82,6 +82,7 @@ class Reason(enum.StrEnum):
     TENANT_ACCESS_DENIED = "TENANT_ACCESS_DENIED"
     POLICY_DENIED = "POLICY_DENIED"
     API_KEY_NOT_FOUND = "API_KEY_NOT_FOUND"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,7 @@ _CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
     Reason.MODEL_UNAVAILABLE: UnavailableError,
     Reason.RUN_INTERRUPTED: UnavailableError,
     Reason.SERVER_STOPPING: UnavailableError,
+    Reason.STORE_UNAVAILABLE: UnavailableError,
     Reason.MODEL_TIMEOUT: DeadlineExceededError,
     Reason.DEADLINE_EXCEEDED: DeadlineExceededError,
     Reason.CLIENT_TOOL_TIMEOUT: DeadlineExceededError,

@@ -4,7 +4,7 @@ replays the first one's outcome instead of running again, waiting if it still ru
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from . import events as ev
 from .active_runs import ActiveRun, ActiveRuns
@@ -41,14 +41,19 @@ async def find_previous(
     return active or previous
 
 
-async def replay(previous: Run | ActiveRun) -> AsyncGenerator[ev.RunEvent, None]:
+async def replay(
+    previous: Run | ActiveRun, follow: Callable[[Run], Awaitable[Run]] | None = None
+) -> AsyncGenerator[ev.RunEvent, None]:
     """The outcome of an earlier start: RunStarted(replayed), then the answer or the
-    run's error."""
+    run's error. A stored run still in progress (on another replica) is followed to its
+    end with `follow`."""
     run = previous.run if isinstance(previous, ActiveRun) else previous
     started = ev.RunStarted(run.session_id, run.status, True)
     yield ev.RunEvent(run.run_id, run.agent_id, 1, started)
     if isinstance(previous, ActiveRun):
         run = await asyncio.shield(previous.done)
+    elif follow is not None and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        run = await follow(run)
     if run.status is not RunStatus.COMPLETED:
         raise _error_of(run)
     message = Message(Role.ASSISTANT, run.output, run_id=run.run_id)

@@ -6,8 +6,10 @@ from collections.abc import Awaitable
 
 from .access import sees_owner, visible_owner
 from .active_runs import ActiveRuns
+from .coordination_port import Coordination, LocalCoordination
 from .errors import InvalidArgumentError, NotFoundError, Reason
 from .pagination import PageTokens, scope_of, text_bytes
+from .peers import cancel_elsewhere
 from .store_port import Store
 from .types import Page, Run, RunQuery
 
@@ -15,10 +17,17 @@ from .types import Page, Run, RunQuery
 class RunRecords:
     """Reads run records and cancels runs in flight."""
 
-    def __init__(self, store: Store, tokens: PageTokens, active: ActiveRuns) -> None:
+    def __init__(
+        self,
+        store: Store,
+        tokens: PageTokens,
+        active: ActiveRuns,
+        coordination: Coordination | None = None,
+    ) -> None:
         self._store = store
         self._tokens = tokens
         self._active = active
+        self._coordination = coordination or LocalCoordination()
 
     async def get(self, tenant: str, run_id: str) -> Run:
         """One run, or RUN_NOT_FOUND (also for a run of a session the caller may not
@@ -34,9 +43,11 @@ class RunRecords:
 
     async def cancel(self, tenant: str, run_id: str) -> Run:
         """Cancel a queued or running run and return its record once its outcome is
-        written; a finished run is returned unchanged."""
-        await self.get(tenant, run_id)
-        await self._active.cancel(tenant, run_id)
+        written; a finished run is returned unchanged. A run another replica executes is
+        cancelled there (through the store's doorbell)."""
+        run = await self.get(tenant, run_id)
+        if not await self._active.cancel(tenant, run_id):
+            await cancel_elsewhere(self._store, self._coordination, tenant, run)
         return await self.get(tenant, run_id)
 
     async def list(

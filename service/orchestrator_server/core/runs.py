@@ -37,6 +37,7 @@ from .agents import AgentRegistry
 from .argument_validation import in_validation_thread
 from .audit import AuditTrail
 from .client_tools import ToolError, parse_client_tools
+from .coordination_port import Coordination, LocalCoordination
 from .errors import InvalidArgumentError, OrchestratorError, Reason
 from .model_loop import (
     DEFAULT_MAX_AGENT_CALLS_PER_TURN,
@@ -47,6 +48,7 @@ from .model_loop import (
 )
 from .model_port import ModelCatalog
 from .observer import RunObserver
+from .peers import Follower, PeerCancels
 from .policy import TenantPolicies
 from .replay import find_previous, replay
 from .session_locks import Reservation, SessionLocks
@@ -96,13 +98,16 @@ class RunEngine:
         observer: RunObserver | None = None,
         policy: TenantPolicies | None = None,
         audit: AuditTrail | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self._audit = audit
         self._store = store
         self._policy = policy or TenantPolicies({})
         self._agents = agents
-        self._locks = SessionLocks()
+        self._coordination = coordination or LocalCoordination()
+        self._locks = SessionLocks(shared=self._coordination.shared)
         self.active = ActiveRuns(limits)
+        self._peer_cancels = PeerCancels(self.active, self._coordination)
         self._max_agent_depth = max_agent_depth
         self._max_agent_calls = max_agent_calls
         self._tools: ToolCatalog = tools or _NoTools()
@@ -115,6 +120,7 @@ class RunEngine:
             default_max_model_calls=default_max_model_calls,
             max_output_chars=max_output_chars,
             tokens=TokenWindow(model_tokens_per_minute),
+            coordination=self._coordination,
         )
 
     async def execute(
@@ -143,7 +149,8 @@ class RunEngine:
             else None
         )
         if previous is not None:
-            async with aclosing(replay(previous)) as replayed:
+            follow = Follower(self._store, self._coordination, tenant)
+            async with aclosing(replay(previous, follow)) as replayed:
                 async for event in replayed:
                     yield event
             return

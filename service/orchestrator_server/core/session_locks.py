@@ -4,8 +4,12 @@ Two turns of one session never interleave: their history writes and model calls 
 A turn reserves its place synchronously (no await between the busy check and the
 reservation, so two starts can never both see a free session), then holds the lock while
 it runs. The locks live in this process; entries are dropped when nobody holds or waits
-for them so that millions of sessions do not accumulate. (Several replicas will need a
-lease in the server database instead; the interface stays the same.)
+for them so that millions of sessions do not accumulate.
+
+With a store shared by several replicas the database decides (see pg_runs): these locks
+then only track what this process has in flight (a fast SESSION_BUSY, the QUEUED status
+of a start behind a local turn), and a queued turn waits for its claim in the database
+instead of for the local lock: waiting for both could deadlock when their orders differ.
 """
 
 from __future__ import annotations
@@ -39,7 +43,12 @@ class Reservation:
 
     @asynccontextmanager
     async def hold(self, run_id: str) -> AsyncIterator[None]:
-        """Wait for the turn's turn (FIFO: asyncio.Lock wakes waiters in arrival order)."""
+        """Wait for the turn's turn (FIFO: asyncio.Lock wakes waiters in arrival order);
+        with a shared store only mark the slot (the database orders the turns)."""
+        if self.locks.shared:
+            self.slot.active_run_id = run_id
+            yield
+            return
         async with self.slot.lock:
             self.slot.active_run_id = run_id
             try:
@@ -60,8 +69,9 @@ class Reservation:
 class SessionLocks:
     """One FIFO lock per (tenant, agent, session)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared: bool = False) -> None:
         self._slots: dict[SessionKey, _Slot] = {}
+        self.shared = shared
 
     def taken(self, key: SessionKey) -> bool:
         """Whether a turn holds or waits for the session (a new one would queue)."""

@@ -7,11 +7,16 @@ from collections.abc import Callable
 
 from . import events as ev
 from .access import session_not_found
-from .errors import InvalidArgumentError, Reason
-from .store_port import DuplicateRequestError, SessionOwnerError, Store
-from .types import Message, Run
+from .errors import AbortedError, InvalidArgumentError, Reason
+from .store_port import DuplicateRequestError, SessionBusyError, SessionOwnerError, Store
+from .types import Message, Run, RunStatus
 
 Emit = Callable[[ev.EventBody], None]
+
+
+class QueuedBehindPeer(Exception):
+    """A start meant to run at once was stored QUEUED: another replica runs a turn of the
+    session (a shared store decides in the run's write). The turn waits for its claim."""
 
 
 class StartGate:
@@ -23,9 +28,18 @@ class StartGate:
     any point after it leaves the run INTERRUPTED, never missing."""
 
     def __init__(
-        self, store: Store, tenant: str, run: Run, user_message: Message | None, emit: Emit
+        self,
+        store: Store,
+        tenant: str,
+        run: Run,
+        user_message: Message | None,
+        emit: Emit,
+        *,
+        queue_if_busy: bool = False,
     ) -> None:
         self._store = store
+        self._queue_if_busy = queue_if_busy
+        self.queued_by_store = False
         self._tenant = tenant
         self._run = run
         self.user_message = user_message
@@ -38,19 +52,30 @@ class StartGate:
         soon as it is stored (its done-callback runs before any task awaiting it)."""
         if self._write is None:
             self._write = asyncio.ensure_future(
-                self._store.begin_run(self._tenant, self._run, self.user_message)
+                self._store.begin_run(
+                    self._tenant, self._run, self.user_message, queue_if_busy=self._queue_if_busy
+                )
             )
             self._write.add_done_callback(self._on_written)
 
     def _on_written(self, write: asyncio.Future[Run]) -> None:
         if not self.opened and not write.cancelled() and write.exception() is None:
             self.opened = True
-            self._emit(ev.RunStarted(self._run.session_id, self._run.status))
+            stored = write.result()
+            if stored.status is RunStatus.QUEUED and self._run.status is RunStatus.RUNNING:
+                self.queued_by_store = True
+            self._emit(ev.RunStarted(stored.session_id, stored.status))
 
     async def wait(self) -> None:
-        """Wait until the run is stored (and so announced)."""
-        if self.opened:
-            return
+        """Wait until the run is stored (and so announced); QueuedBehindPeer (once) when
+        the store queued a run meant to start at once."""
+        if not self.opened:
+            await self._stored()
+        if self.queued_by_store:
+            self.queued_by_store = False  # raised once; the turn then waits for its claim
+            raise QueuedBehindPeer
+
+    async def _stored(self) -> None:
         self.submit()
         assert self._write is not None
         try:
@@ -67,6 +92,13 @@ class StartGate:
             # Another principal started the session between the engine's check and this
             # write.
             raise session_not_found() from None
+        except SessionBusyError as busy:
+            # Another replica runs a turn of the session (this one's locks were free).
+            raise AbortedError(
+                "the session is running another turn",
+                reason=Reason.SESSION_BUSY,
+                metadata={"session_id": self._run.session_id, "active_run_id": busy.active_run_id},
+            ) from None
         # Awaiting a future that is already done does not run its pending callbacks
         # first: announce here too (idempotent), so RunStarted always precedes the rest.
         self._on_written(self._write)

@@ -22,6 +22,15 @@ class DuplicateRequestError(Exception):
         self.existing = existing
 
 
+class SessionBusyError(Exception):
+    """A run was to start at once in a session that has a run queued or running (found by
+    a store shared by several replicas, in the run's write transaction)."""
+
+    def __init__(self, active_run_id: str) -> None:
+        super().__init__(active_run_id)
+        self.active_run_id = active_run_id
+
+
 class SessionOwnerError(Exception):
     """A turn was started for a session that another principal owns (found in the run's
     write transaction: another caller took the session first)."""
@@ -111,18 +120,26 @@ class Store(Protocol):
         again, in its transaction)."""
         ...
 
-    async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
+    async def begin_run(
+        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+    ) -> Run:
         """Insert a run and append its user message in one transaction; create its session
-        for `run.owner` if it is new.
+        for `run.owner` if it is new. Returns the run as stored.
 
         Raises DuplicateRequestError when the run's request_id was used before, and
         SessionOwnerError when the session belongs to another principal than run.owner.
+        A store shared by several replicas also keeps one turn per session: a RUNNING run
+        for a session with a queued or running run raises SessionBusyError, or, with
+        `queue_if_busy`, is stored QUEUED without its user message (single-process stores
+        rely on the engine's own locks and store the run as given).
         """
 
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message
-    ) -> None:
-        """Move a queued run to running and append its user message, in one transaction."""
+    ) -> bool:
+        """Move a queued run to running and append its user message, in one transaction;
+        False when the run may not run yet (a shared store: another run of the session
+        runs, or is queued ahead of it) or is no longer queued."""
 
     async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         """Append the turn's messages and record the run's outcome (`run` as it ended:
@@ -144,7 +161,9 @@ class Store(Protocol):
         """Runs newest first, optionally of one agent and session."""
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
-        """Mark runs left queued or running by a previous process as interrupted."""
+        """Mark runs left queued or running by a previous process as interrupted (a
+        shared store leaves this to its lease reaper: it marks only runs whose replica's
+        lease has expired, never those of live peers)."""
 
     # Teams
     async def create_team(

@@ -17,13 +17,14 @@ from dataclasses import dataclass, replace
 
 from . import events as ev
 from .active_runs import ActiveRun, ActiveRuns, deadline_passed
-from .errors import DeadlineExceededError, FailedPreconditionError, Reason
+from .coordination_port import POLL_SECONDS, Coordination, session_key
+from .errors import DeadlineExceededError, FailedPreconditionError, Reason, UnavailableError
 from .model_loop import AskAgent, ModelLoop, TurnContext
 from .model_port import ModelCatalog
 from .observer import RunObserver, RunReport
 from .outcome import OutcomeRecorder, despite_cancels, failure_of
 from .session_locks import Reservation
-from .start_gate import StartGate
+from .start_gate import QueuedBehindPeer, StartGate
 from .store_port import Store
 from .task_stream import Emit
 from .token_window import TokenWindow
@@ -45,6 +46,7 @@ class TurnServices:
     default_max_model_calls: int
     max_output_chars: int
     tokens: TokenWindow
+    coordination: Coordination
 
 
 class Turn:
@@ -80,6 +82,7 @@ class Turn:
             active.run,
             self._user_message if immediate else None,
             emit,
+            queue_if_busy=self._context.request.wait_if_busy,
         )
         services.observer.run_started()
         try:
@@ -131,34 +134,46 @@ class Turn:
         return error.reason is Reason.MODEL_TIMEOUT and deadline_passed(self._context.deadline)
 
     async def _execute(self, gate: StartGate, emit: Emit[object]) -> None:
-        reservation, services = self._reservation, self._services
+        reservation = self._reservation
         if reservation.immediate:
-            # The run's first write goes to the writer thread while the model request is
-            # prepared and sent; the gate is waited for before the first event.
+            # The run's first write goes to the store while the model request is prepared
+            # and sent; the gate is waited for before the first event.
             gate.submit()
         else:
             await gate.wait()
         async with reservation.hold(self._active.run.run_id):
             if not reservation.immediate:
                 await self._begin_queued()
-            model = await services.models.resolve(self._agent.spec.model.provider)
-            loop = self._loop = ModelLoop(
-                model,
-                self._agent,
-                self._active.run,
-                self._context,
-                gate,
-                emit,
-                services.max_output_chars,
-                services.tokens,
-            )
-            messages = await loop.history(services.store, self._active.tenant)
-            ask = services.ask_agent(self._agent, self._active, self._context, emit)
-            output = await loop.run(messages, self._max_model_calls(), ask)
-            final = Message(Role.ASSISTANT, output, run_id=self._active.run.run_id)
-            await gate.wait()
-            await self._outcome.completed(output, loop.usage, [*loop.steps, final])
-            self._announce_completed(emit)
+            try:
+                await self._answer(gate, emit)
+            except QueuedBehindPeer:
+                # Another replica runs a turn of the session: the model request made in
+                # parallel with the write was dropped unread; wait for this run's turn.
+                self._active.run = replace(self._active.run, status=RunStatus.QUEUED)
+                await self._begin_queued()
+                await self._answer(gate, emit)
+
+    async def _answer(self, gate: StartGate, emit: Emit[object]) -> None:
+        """The model loop of the turn, and its recorded completion."""
+        services = self._services
+        model = await services.models.resolve(self._agent.spec.model.provider)
+        loop = self._loop = ModelLoop(
+            model,
+            self._agent,
+            self._active.run,
+            self._context,
+            gate,
+            emit,
+            services.max_output_chars,
+            services.tokens,
+        )
+        messages = await loop.history(services.store, self._active.tenant)
+        ask = services.ask_agent(self._agent, self._active, self._context, emit)
+        output = await loop.run(messages, self._max_model_calls(), ask)
+        final = Message(Role.ASSISTANT, output, run_id=self._active.run.run_id)
+        await gate.wait()
+        await self._outcome.completed(output, loop.usage, [*loop.steps, final])
+        self._announce_completed(emit)
 
     def _announce_completed(self, emit: Emit[object]) -> None:
         """MessageCompleted (the answer as stored) and RunCompleted, once it is recorded."""
@@ -172,23 +187,47 @@ class Turn:
         emit(ev.RunCompleted(run.output, run.usage, ttfd, duration))
 
     async def _begin_queued(self) -> None:
-        """A queued run got the session: mark it running and reload its agent, which may
+        """A queued run gets the session: mark it running and reload its agent, which may
         have been changed or deleted while the run waited."""
-        active, store = self._active, self._services.store
+        active = self._active
         self._services.runs.dequeued(active)
-        now = time.time()
-        await store.mark_running(active.tenant, active.run.run_id, now, self._user_message)
+        now = await self._claim()
         active.run = replace(active.run, status=RunStatus.RUNNING, start_time=now)
         self._outcome.run = active.run
         self._started = time.monotonic()
-        current = await store.get_agent(active.tenant, self._agent.agent_id)
+        current = await self._services.store.get_agent(active.tenant, self._agent.agent_id)
         if current is None:
-            raise FailedPreconditionError(
-                f"agent '{self._agent.agent_id}' was deleted",
-                reason=Reason.AGENT_DELETED,
-                metadata={"agent_id": self._agent.agent_id},
-            )
+            raise self._agent_deleted()
         self._agent = current
+
+    async def _claim(self) -> float:
+        """Mark the queued run running once the store lets it (at once with this process's
+        locks; with a shared store, when it heads the session's queue and nothing runs):
+        the doorbell of the session rings when a turn there ends. Returns the start time."""
+        store, run = self._services.store, self._active.run
+        tenant = self._active.tenant
+        key = session_key(tenant, run.agent_id, run.session_id)
+        with self._services.coordination.bell(key) as bell:
+            while True:
+                now = time.time()
+                if await store.mark_running(tenant, run.run_id, now, self._user_message):
+                    return now
+                stored = await store.get_run(tenant, run.run_id)
+                if stored is None and await store.get_agent(tenant, run.agent_id) is None:
+                    raise self._agent_deleted()
+                if stored is None or stored.status is not RunStatus.QUEUED:
+                    # Ended while it waited (a peer's reaper, a delete): nothing to run.
+                    raise UnavailableError(
+                        "the run ended while it was queued", reason=Reason.RUN_INTERRUPTED
+                    )
+                await bell.wait(POLL_SECONDS)
+
+    def _agent_deleted(self) -> FailedPreconditionError:
+        return FailedPreconditionError(
+            f"agent '{self._agent.agent_id}' was deleted",
+            reason=Reason.AGENT_DELETED,
+            metadata={"agent_id": self._agent.agent_id},
+        )
 
     def _max_model_calls(self) -> int:
         return (

@@ -235,8 +235,11 @@ class InMemoryStore:
         """QUOTA_EXCEEDED if the turn's input would take the tenant past its bytes."""
         self._quotas.check_turn(tenant, self._tenant(tenant).message_bytes, text)
 
-    async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
-        """Insert a run and its user message; DuplicateRequestError for a used key."""
+    async def begin_run(
+        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+    ) -> Run:
+        """Insert a run and its user message; DuplicateRequestError for a used key (one
+        process: the engine's locks keep one turn per session)."""
         if run.request_id:
             previous = await self.find_run_by_request(tenant, run.agent_id, run.request_id)
             if previous is not None:
@@ -260,15 +263,16 @@ class InMemoryStore:
 
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message
-    ) -> None:
+    ) -> bool:
         """Move a queued run to running and append its user message."""
         run = self._tenant(tenant).runs.get(run_id)
-        if run is None:
-            return
+        if run is None or run.status is not RunStatus.QUEUED:
+            return False
         self._tenant(tenant).runs[run_id] = replace(
             run, status=RunStatus.RUNNING, start_time=start_time
         )
         self._append((tenant, run.agent_id, run.session_id), [user_message], start_time)
+        return True
 
     async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         """Append the turn's messages and record its outcome."""

@@ -311,15 +311,18 @@ class SQLiteStore:
         assert self._read_conn is not None, "store is not open"
         sqlite_usage.check_turn(self._read_conn, self._quotas, tenant, text)
 
-    async def begin_run(self, tenant: str, run: Run, user_message: Message | None) -> Run:
-        """Insert the run and its user message together."""
+    async def begin_run(
+        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+    ) -> Run:
+        """Insert the run and its user message together (one process: the engine's locks
+        keep one turn per session)."""
         return await self._write(sqlite_runs.begin_run, tenant, run, user_message, self._quotas)
 
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message
-    ) -> None:
+    ) -> bool:
         """Move a queued run to running and append its user message."""
-        await self._write(sqlite_runs.mark_running, tenant, run_id, start_time, user_message)
+        return await self._write(sqlite_runs.mark_running, tenant, run_id, start_time, user_message)
 
     async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         """Append the turn's final messages and record its outcome together."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.types import (
     Agent,
@@ -20,6 +20,15 @@ from ..core.types import (
     ToolCall,
     Usage,
 )
+
+
+class Row(Protocol):
+    """A result row of either store's driver (sqlite3 tuples, asyncpg Records)."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+
 
 AGENT_COLUMNS = "a.agent_id, a.spec, a.create_time, a.update_time, a.revision, t.default_agent_id"
 RUN_COLUMNS = (
@@ -63,7 +72,7 @@ def spec_from_json(text: str) -> AgentSpec:
     )
 
 
-def agent_from_row(row: Sequence[Any]) -> Agent:
+def agent_from_row(row: Row) -> Agent:
     """An agent from a row of AGENT_COLUMNS."""
     agent_id, spec, create_time, update_time, revision, default_id = row
     return Agent(
@@ -76,7 +85,7 @@ def agent_from_row(row: Sequence[Any]) -> Agent:
     )
 
 
-def run_from_row(row: Sequence[Any]) -> Run:
+def run_from_row(row: Row) -> Run:
     """A run from a row of RUN_COLUMNS."""
     return Run(
         run_id=row[0],
@@ -100,7 +109,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
 _ROLES = {role.value: role for role in Role}
 
 
-def message_from_row(row: Sequence[Any]) -> Message:
+def message_from_row(row: Row) -> Message:
     """A message from a row of MESSAGE_COLUMNS."""
     seq, role, content, tool_calls, tool_call_id, run_id, create_time = row
     # Most messages call no tool: skip decoding their empty list (history loads read up to

@@ -159,18 +159,22 @@ def begin_run(
 
 def mark_running(
     conn: sqlite3.Connection, tenant: str, run_id: str, start_time: float, user_message: Message
-) -> None:
-    """Move a queued run to running and append its user message."""
+) -> bool:
+    """Move a queued run to running and append its user message; False if it is not
+    queued (any more)."""
     row = conn.execute(
-        "SELECT agent_id, session_id FROM runs WHERE tenant = ? AND run_id = ?",
+        "SELECT agent_id, session_id FROM runs WHERE tenant = ? AND run_id = ? "
+        "AND status = 'queued'",
         (tenant, run_id),
     ).fetchone()
+    if row is None:
+        return False
     conn.execute(
         "UPDATE runs SET status = 'running', start_time = ? WHERE tenant = ? AND run_id = ?",
         (start_time, tenant, run_id),
     )
-    if row is not None:
-        append_messages(conn, tenant, row[0], row[1], [user_message], start_time)
+    append_messages(conn, tenant, row[0], row[1], [user_message], start_time)
+    return True
 
 
 def finish_run(

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
 
 from ..core.quotas import StorageQuotas
 from ..core.store_port import MissingAgentsError, already_exists, require
 from ..core.types import Team, TeamSpec
 from . import sqlite_usage
+from .sqlite_rows import Row
 
 TEAM_COLUMNS = "team_id, spec, create_time, update_time, revision"
 
@@ -41,7 +40,7 @@ def team_spec_from_json(text: str) -> TeamSpec:
     )
 
 
-def team_from_row(row: Sequence[Any]) -> Team:
+def team_from_row(row: Row) -> Team:
     """A Team from a TEAM_COLUMNS row."""
     team_id, spec, create_time, update_time, revision = row
     return Team(team_id, team_spec_from_json(spec), create_time, update_time, revision)

@@ -152,6 +152,10 @@ const (
 	ErrorReason_POLICY_DENIED ErrorReason = 49
 	// NOT_FOUND: the tenant has no API key with the id (metadata: key_id).
 	ErrorReason_API_KEY_NOT_FOUND ErrorReason = 50
+	// UNAVAILABLE: the server's database cannot be reached (restarting, failing over,
+	// unreachable); nothing was changed unless the call's own record says otherwise. Retry
+	// with backoff; the server recovers by itself when the database returns.
+	ErrorReason_STORE_UNAVAILABLE ErrorReason = 51
 )
 
 // Enum value maps for ErrorReason.
@@ -208,6 +212,7 @@ var (
 		48: "TENANT_ACCESS_DENIED",
 		49: "POLICY_DENIED",
 		50: "API_KEY_NOT_FOUND",
+		51: "STORE_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -261,6 +266,7 @@ var (
 		"TENANT_ACCESS_DENIED":      48,
 		"POLICY_DENIED":             49,
 		"API_KEY_NOT_FOUND":         50,
+		"STORE_UNAVAILABLE":         51,
 	}
 )
 
@@ -295,7 +301,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\x97\t\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xae\t\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -348,7 +354,8 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x11PERMISSION_DENIED\x10/\x12\x18\n" +
 	"\x14TENANT_ACCESS_DENIED\x100\x12\x11\n" +
 	"\rPOLICY_DENIED\x101\x12\x15\n" +
-	"\x11API_KEY_NOT_FOUND\x102B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x11API_KEY_NOT_FOUND\x102\x12\x15\n" +
+	"\x11STORE_UNAVAILABLE\x103B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

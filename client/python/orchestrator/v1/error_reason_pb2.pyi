@@ -165,6 +165,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     API_KEY_NOT_FOUND: _ErrorReason.ValueType  # 50
     """NOT_FOUND: the tenant has no API key with the id (metadata: key_id)."""
+    STORE_UNAVAILABLE: _ErrorReason.ValueType  # 51
+    """UNAVAILABLE: the server's database cannot be reached (restarting, failing over,
+    unreachable); nothing was changed unless the call's own record says otherwise. Retry
+    with backoff; the server recovers by itself when the database returns.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -316,4 +321,9 @@ provider, model, max_tokens or tool the agent uses (metadata: field, value).
 """
 API_KEY_NOT_FOUND: ErrorReason.ValueType  # 50
 """NOT_FOUND: the tenant has no API key with the id (metadata: key_id)."""
+STORE_UNAVAILABLE: ErrorReason.ValueType  # 51
+"""UNAVAILABLE: the server's database cannot be reached (restarting, failing over,
+unreachable); nothing was changed unless the call's own record says otherwise. Retry
+with backoff; the server recovers by itself when the database returns.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

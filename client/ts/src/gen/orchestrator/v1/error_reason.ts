@@ -179,6 +179,12 @@ export enum ErrorReason {
   POLICY_DENIED = 49,
   /** API_KEY_NOT_FOUND - NOT_FOUND: the tenant has no API key with the id (metadata: key_id). */
   API_KEY_NOT_FOUND = 50,
+  /**
+   * STORE_UNAVAILABLE - UNAVAILABLE: the server's database cannot be reached (restarting, failing over,
+   * unreachable); nothing was changed unless the call's own record says otherwise. Retry
+   * with backoff; the server recovers by itself when the database returns.
+   */
+  STORE_UNAVAILABLE = 51,
   UNRECOGNIZED = -1,
 }
 
@@ -337,6 +343,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 50:
     case "API_KEY_NOT_FOUND":
       return ErrorReason.API_KEY_NOT_FOUND;
+    case 51:
+    case "STORE_UNAVAILABLE":
+      return ErrorReason.STORE_UNAVAILABLE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -448,6 +457,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "POLICY_DENIED";
     case ErrorReason.API_KEY_NOT_FOUND:
       return "API_KEY_NOT_FOUND";
+    case ErrorReason.STORE_UNAVAILABLE:
+      return "STORE_UNAVAILABLE";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -1,0 +1,80 @@
+"""Runs held by other replicas of a shared store: following one to its end, cancelling
+one, and answering the cancels and lease losses peers report to this replica."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .active_runs import ActiveRuns
+from .coordination_port import POLL_SECONDS, Coordination, run_key
+from .errors import Reason
+from .store_port import Store
+from .types import Run, RunStatus
+
+log = logging.getLogger(__name__)
+_UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
+# How long CancelRun waits for the replica executing a run to record its end (that
+# replica answers in milliseconds; a dead one's runs are ended by the lease reaper).
+CANCEL_WAIT_SECONDS = 15.0
+
+
+def unfinished(run: Run) -> bool:
+    """Whether a run is still queued or running."""
+    return run.status in _UNFINISHED
+
+
+class Follower:
+    """Waits for a run executed elsewhere to end (a request id repeated on another
+    replica than the one running it)."""
+
+    def __init__(self, store: Store, coordination: Coordination, tenant: str) -> None:
+        self._store = store
+        self._coordination = coordination
+        self._tenant = tenant
+
+    async def __call__(self, run: Run, at_most: float | None = None) -> Run:
+        """The run's record once it ended (TimeoutError after `at_most` seconds)."""
+        key = run_key(self._tenant, run.run_id)
+        with self._coordination.bell(key) as bell:
+            async with asyncio.timeout(at_most):
+                while unfinished(run) and self._coordination.shared:
+                    await bell.wait(POLL_SECONDS)
+                    current = await self._store.get_run(self._tenant, run.run_id)
+                    if current is None:
+                        return run
+                    run = current
+        return run
+
+
+class PeerCancels:
+    """Carries out what peers ask of this replica: cancelling a run it executes, and
+    stopping every run when its lease was lost."""
+
+    def __init__(self, active: ActiveRuns, coordination: Coordination) -> None:
+        self._active = active
+        self._pending: set[asyncio.Task[bool]] = set()
+        coordination.on_cancel(self._cancel)
+        coordination.on_lease_lost(self._lease_lost)
+
+    def _cancel(self, tenant: str, run_id: str) -> None:
+        task = asyncio.ensure_future(self._active.cancel(tenant, run_id))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _lease_lost(self) -> None:
+        self._active.interrupt_all(Reason.RUN_INTERRUPTED, "the replica running it lost its lease")
+
+
+async def cancel_elsewhere(store: Store, coordination: Coordination, tenant: str, run: Run) -> Run:
+    """Ask the replica executing `run` to cancel it and wait (bounded) for its end."""
+    if not coordination.shared or not unfinished(run):
+        return run
+    with coordination.bell(run_key(tenant, run.run_id)):
+        await coordination.request_cancel(tenant, run.run_id)
+    follow = Follower(store, coordination, tenant)
+    try:
+        return await follow(run, CANCEL_WAIT_SECONDS)
+    except TimeoutError:
+        current = await store.get_run(tenant, run.run_id)
+        return current or run

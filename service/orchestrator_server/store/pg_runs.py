@@ -1,0 +1,452 @@
+"""The SQL of conversations and runs in the PostgreSQL store: functions of a connection
+inside one of the store's transactions (see postgres.py).
+
+Replica safety lives here, in the database: the session row is locked (FOR UPDATE)
+while a run starts, is claimed or ends, so decisions about a session's one running turn
+and its FIFO queue are serialised across replicas; a unique index on running runs backs
+that up. Outcomes are fenced: a run's end is written only while the run is still queued
+or running, so a replica whose lease expired (and whose runs were marked INTERRUPTED by
+a peer) cannot overwrite the outcome already recorded, nor append its late messages.
+Every end rings the doorbell (NOTIFY) for the session's queue and the run's followers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from ..core.errors import AbortedError, Reason
+from ..core.pagination import text_bytes
+from ..core.quotas import StorageQuotas
+from ..core.store_port import DuplicateRequestError, SessionBusyError, SessionOwnerError
+from ..core.types import Message, Role, Run, RunQuery, RunStatus, ToolCall, Usage
+from .sqlite_rows import Row, tool_calls_json
+
+# A connection of the pool or a dedicated one: the SQL functions take either.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+CHANNEL = "orchestrator_runs"
+# The database's clock in Unix seconds: leases are measured on it alone.
+DB_NOW = "extract(epoch from clock_timestamp())"
+USAGE_SHARDS = 16
+RUN_COLUMNS = (
+    "run_id, agent_id, session_id, status, input, create_time, request_id, parent_run_id, "
+    "output, prompt_tokens, completion_tokens, error_reason, error_message, start_time, "
+    "end_time, owner"
+)
+MESSAGE_COLUMNS = "seq, role, content, tool_calls, tool_call_id, run_id, create_time"
+_ACTIVE = ("queued", "running")
+_ROLES = {role.value: role for role in Role}
+
+
+def encode(text: str) -> bytes:
+    """Free text as stored (BYTEA): lossless for NUL and lone surrogates."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def decode(data: bytes) -> str:
+    """Stored free text back to a str."""
+    return bytes(data).decode("utf-8", "surrogatepass")
+
+
+def run_from_record(row: Row) -> Run:
+    """A run from a row of RUN_COLUMNS."""
+    return Run(
+        run_id=row[0],
+        agent_id=row[1],
+        session_id=row[2],
+        status=RunStatus(row[3]),
+        input=decode(row[4]),
+        create_time=row[5],
+        request_id=row[6],
+        parent_run_id=row[7],
+        output=decode(row[8]),
+        usage=Usage(row[9], row[10]),
+        error_reason=row[11],
+        error_message=decode(row[12]),
+        start_time=row[13],
+        end_time=row[14],
+        owner=row[15],
+    )
+
+
+def message_from_record(row: Row) -> Message:
+    """A message from a row of MESSAGE_COLUMNS."""
+    seq, role, content, tool_calls, tool_call_id, run_id, create_time = row
+    calls = () if tool_calls == "[]" else tuple(_tool_calls(tool_calls))
+    return Message(
+        role=_ROLES[role],
+        content=decode(content),
+        tool_calls=calls,
+        tool_call_id=tool_call_id,
+        run_id=run_id,
+        sequence=seq,
+        create_time=create_time,
+    )
+
+
+def _tool_calls(text: str) -> list[ToolCall]:
+    import json
+
+    return [ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(text)]
+
+
+def doorbell(tenant: str, agent_id: str, session_id: str, run_id: str) -> str:
+    """The NOTIFY payload of a run's end (ids never contain the separator)."""
+    return f"end\x1f{tenant}\x1f{agent_id}\x1f{session_id}\x1f{run_id}"
+
+
+# -- usage counters ---------------------------------------------------------------------
+
+
+async def add_usage(conn: Conn, tenant: str, counter: str, delta: int) -> None:
+    """Change one of the tenant's counters, on a random shard (see the schema)."""
+    if delta:
+        await conn.execute(
+            f"INSERT INTO usage(tenant, shard, {counter}) VALUES ($1, $2, $3) "
+            f"ON CONFLICT (tenant, shard) DO UPDATE SET {counter} = usage.{counter} + $3",
+            tenant,
+            random.randrange(USAGE_SHARDS),  # noqa: S311 (spreads writes; not a secret)
+            delta,
+        )
+
+
+async def usage(conn: Conn | asyncpg.Pool, tenant: str, counter: str) -> int:
+    """One of the tenant's counters (the sum of its shards)."""
+    value = await conn.fetchval(
+        f"SELECT coalesce(sum({counter}), 0) FROM usage WHERE tenant = $1", tenant
+    )
+    return int(value)
+
+
+async def forget_rows(conn: Conn, tenant: str, where: str, *params: str) -> None:
+    """Before deleting the tenant's messages and runs matching `where` ($2, ...): take
+    their bytes off."""
+    stored = await conn.fetchval(
+        "SELECT coalesce((SELECT sum(octet_length(content) + octet_length(tool_calls)) "
+        f"FROM messages WHERE tenant = $1 AND {where}), 0) + coalesce((SELECT "
+        f"sum(octet_length(input) + octet_length(output)) FROM runs WHERE tenant = $1 "
+        f"AND {where}), 0)",
+        tenant,
+        *params,
+    )
+    await add_usage(conn, tenant, "message_bytes", -int(stored))
+
+
+# -- sessions and messages --------------------------------------------------------------
+
+
+async def _lock_session(conn: Conn, tenant: str, run: Run) -> str | None:
+    """Create the run's session for its owner if it is new (and its agent exists), lock
+    its row for the transaction, and return its owner (None: the agent is gone)."""
+    await conn.execute(
+        "INSERT INTO sessions(tenant, agent_id, session_id, message_count, create_time, "
+        "update_time, owner) SELECT $1, $2, $3, 0, $4, $4, $5 WHERE EXISTS (SELECT 1 FROM "
+        "agents WHERE tenant = $1 AND agent_id = $2) ON CONFLICT DO NOTHING",
+        tenant,
+        run.agent_id,
+        run.session_id,
+        run.create_time,
+        run.owner,
+    )
+    owner: str | None = await conn.fetchval(
+        "SELECT owner FROM sessions WHERE tenant = $1 AND agent_id = $2 AND session_id = $3 "
+        "FOR UPDATE",
+        tenant,
+        run.agent_id,
+        run.session_id,
+    )
+    return owner
+
+
+async def append_messages(
+    conn: Conn,
+    tenant: str,
+    agent_id: str,
+    session_id: str,
+    messages: Sequence[Message],
+    now: float,
+) -> list[Message]:
+    """Append messages to a session after its last one; the messages as stored. Nothing
+    is stored for a deleted agent."""
+    if not messages:
+        return []
+    row = await conn.fetchrow(
+        "INSERT INTO sessions(tenant, agent_id, session_id, message_count, create_time, "
+        "update_time) SELECT $1, $2, $3, $4, $5, $5 WHERE EXISTS (SELECT 1 FROM agents "
+        "WHERE tenant = $1 AND agent_id = $2) ON CONFLICT (tenant, agent_id, session_id) DO "
+        "UPDATE SET message_count = sessions.message_count + $4, update_time = $5 "
+        "RETURNING message_count",
+        tenant,
+        agent_id,
+        session_id,
+        len(messages),
+        now,
+    )
+    if row is None:
+        return []
+    first = row[0] - len(messages) + 1
+    calls = [tool_calls_json(m.tool_calls) for m in messages]
+    await conn.executemany(
+        "INSERT INTO messages(tenant, agent_id, session_id, seq, role, content, tool_calls, "
+        "tool_call_id, run_id, create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        [
+            (
+                tenant,
+                agent_id,
+                session_id,
+                first + i,
+                m.role.value,
+                encode(m.content),
+                calls[i],
+                m.tool_call_id,
+                m.run_id,
+                now,
+            )
+            for i, m in enumerate(messages)
+        ],
+    )
+    added = sum(text_bytes(m.content, c) for m, c in zip(messages, calls, strict=True))
+    await add_usage(conn, tenant, "message_bytes", added)
+    return [replace(m, sequence=first + i, create_time=now) for i, m in enumerate(messages)]
+
+
+async def append_turn_messages(
+    conn: Conn,
+    tenant: str,
+    agent_id: str,
+    session_id: str,
+    messages: Sequence[Message],
+    now: float,
+) -> None:
+    """Append a turn's tool steps, unless their run has ended (fenced, see above)."""
+    run_id = messages[0].run_id if messages else ""
+    if run_id and not await conn.fetchval(
+        "SELECT 1 FROM runs WHERE tenant = $1 AND run_id = $2 AND status = 'running'",
+        tenant,
+        run_id,
+    ):
+        return
+    await _lock_session_row(conn, tenant, agent_id, session_id)
+    await append_messages(conn, tenant, agent_id, session_id, messages, now)
+
+
+async def _lock_session_row(conn: Conn, tenant: str, agent_id: str, session_id: str) -> None:
+    await conn.execute(
+        "SELECT 1 FROM sessions WHERE tenant = $1 AND agent_id = $2 AND session_id = $3 FOR UPDATE",
+        tenant,
+        agent_id,
+        session_id,
+    )
+
+
+async def delete_session(conn: Conn, tenant: str, agent_id: str, session_id: str) -> int:
+    """Delete a session's messages, runs and row; SESSION_BUSY while it has a turn."""
+    key = (tenant, agent_id, session_id)
+    await _lock_session_row(conn, *key)
+    active = await _active_run(conn, *key)
+    if active is not None:
+        raise AbortedError(
+            "the session is running a turn; cancel it or wait",
+            reason=Reason.SESSION_BUSY,
+            metadata={"session_id": session_id, "active_run_id": active},
+        )
+    await forget_rows(conn, tenant, "agent_id = $2 AND session_id = $3", agent_id, session_id)
+    deleted = await conn.execute(
+        "DELETE FROM messages WHERE tenant = $1 AND agent_id = $2 AND session_id = $3", *key
+    )
+    await conn.execute(
+        "DELETE FROM runs WHERE tenant = $1 AND agent_id = $2 AND session_id = $3", *key
+    )
+    await conn.execute(
+        "DELETE FROM sessions WHERE tenant = $1 AND agent_id = $2 AND session_id = $3", *key
+    )
+    return int(deleted.rsplit(" ", 1)[-1])
+
+
+# -- runs -------------------------------------------------------------------------------
+
+
+async def _active_run(conn: Conn, tenant: str, agent_id: str, session_id: str) -> str | None:
+    """The session's running run, else its first queued one, else None."""
+    value: str | None = await conn.fetchval(
+        "SELECT run_id FROM runs WHERE tenant = $1 AND agent_id = $2 AND session_id = $3 "
+        "AND status IN ('queued', 'running') ORDER BY status DESC, queue_seq LIMIT 1",
+        tenant,
+        agent_id,
+        session_id,
+    )
+    return value
+
+
+async def begin_run(
+    conn: Conn,
+    tenant: str,
+    run: Run,
+    user_message: Message | None,
+    quotas: StorageQuotas,
+    replica_id: str,
+    queue_if_busy: bool,
+) -> Run:
+    """Insert a run (and its user message, if it runs at once) under the session's lock;
+    see the Store port for the errors."""
+    if run.request_id:
+        row = await conn.fetchrow(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND agent_id = $2 "
+            "AND request_id = $3",
+            tenant,
+            run.agent_id,
+            run.request_id,
+        )
+        if row is not None:
+            raise DuplicateRequestError(run_from_record(row))
+    quotas.check_turn(tenant, await usage(conn, tenant, "message_bytes"), run.input)
+    owner = await _lock_session(conn, tenant, run)
+    if owner is not None and owner != run.owner:
+        raise SessionOwnerError(owner)
+    if run.status is RunStatus.RUNNING and owner is not None:
+        active = await _active_run(conn, tenant, run.agent_id, run.session_id)
+        if active is not None:
+            if not queue_if_busy:
+                raise SessionBusyError(active)
+            run = replace(run, status=RunStatus.QUEUED, start_time=None)
+            user_message = None
+    await _insert_run(conn, tenant, run, replica_id)
+    await add_usage(conn, tenant, "message_bytes", text_bytes(run.input, run.output))
+    if user_message is not None:
+        await append_messages(
+            conn, tenant, run.agent_id, run.session_id, [user_message], run.create_time
+        )
+    return run
+
+
+async def _insert_run(conn: Conn, tenant: str, run: Run, replica_id: str) -> None:
+    try:
+        await conn.execute(
+            f"INSERT INTO runs(tenant, {RUN_COLUMNS}, replica_id) VALUES ($1, $2, $3, $4, $5, "
+            "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+            tenant,
+            run.run_id,
+            run.agent_id,
+            run.session_id,
+            run.status.value,
+            encode(run.input),
+            run.create_time,
+            run.request_id,
+            run.parent_run_id,
+            encode(run.output),
+            run.usage.prompt_tokens,
+            run.usage.completion_tokens,
+            run.error_reason,
+            encode(run.error_message),
+            run.start_time,
+            run.end_time,
+            run.owner,
+            replica_id,
+        )
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == "runs_by_request":
+            # Another replica stored the same key between the check above and here.
+            raise DuplicateRequestError(run) from None
+        raise
+
+
+async def claim_queued(
+    conn: Conn, tenant: str, run_id: str, start_time: float, user_message: Message
+) -> bool:
+    """Move a queued run to running if it heads its session's queue and nothing runs
+    there, appending its user message; False otherwise."""
+    row = await conn.fetchrow(
+        "SELECT agent_id, session_id FROM runs WHERE tenant = $1 AND run_id = $2 "
+        "AND status = 'queued'",
+        tenant,
+        run_id,
+    )
+    if row is None:
+        return False
+    agent_id, session_id = row
+    await _lock_session_row(conn, tenant, agent_id, session_id)
+    if await _active_run(conn, tenant, agent_id, session_id) != run_id:
+        return False
+    updated = await conn.execute(
+        "UPDATE runs SET status = 'running', start_time = $3 WHERE tenant = $1 AND run_id = $2 "
+        "AND status = 'queued'",
+        tenant,
+        run_id,
+        start_time,
+    )
+    if updated != "UPDATE 1":
+        return False
+    await append_messages(conn, tenant, agent_id, session_id, [user_message], start_time)
+    return True
+
+
+async def finish_run(
+    conn: Conn, tenant: str, run: Run, messages: Sequence[Message]
+) -> list[Message]:
+    """Record the run's outcome with its final messages, unless an outcome is recorded
+    already (fencing); ring the session's doorbell."""
+    await _lock_session_row(conn, tenant, run.agent_id, run.session_id)
+    # Fenced: only while the run is unfinished and its replica's lease is live.
+    previous = await conn.fetchrow(
+        "SELECT r.status, octet_length(r.output), p.expire_time > " + DB_NOW + " FROM runs r "
+        "LEFT JOIN replicas p ON p.replica_id = r.replica_id "
+        "WHERE r.tenant = $1 AND r.run_id = $2 FOR UPDATE OF r",
+        tenant,
+        run.run_id,
+    )
+    if previous is None or previous[0] not in _ACTIVE or not previous[2]:
+        return []
+    end = run.end_time if run.end_time is not None else run.create_time
+    stored = await append_messages(conn, tenant, run.agent_id, run.session_id, messages, end)
+    await add_usage(conn, tenant, "message_bytes", len(encode(run.output)) - previous[1])
+    await conn.execute(
+        "UPDATE runs SET status = $3, output = $4, prompt_tokens = $5, completion_tokens = $6, "
+        "error_reason = $7, error_message = $8, end_time = $9, "
+        "start_time = coalesce(start_time, $9) WHERE tenant = $1 AND run_id = $2",
+        tenant,
+        run.run_id,
+        run.status.value,
+        encode(run.output),
+        run.usage.prompt_tokens,
+        run.usage.completion_tokens,
+        run.error_reason,
+        encode(run.error_message),
+        end,
+    )
+    await conn.execute(
+        "SELECT pg_notify($1, $2)",
+        CHANNEL,
+        doorbell(tenant, run.agent_id, run.session_id, run.run_id),
+    )
+    return stored
+
+
+def list_runs_query(tenant: str, query: RunQuery) -> tuple[str, list[Any]]:
+    """The SELECT of a page of runs, newest first (create_time, run_id descending)."""
+    where = ["tenant = $1"]
+    params: list[Any] = [tenant]
+
+    def add(clause: str, *values: Any) -> None:
+        marks = [f"${len(params) + i + 1}" for i in range(len(values))]
+        where.append(clause.format(*marks))
+        params.extend(values)
+
+    if query.agent_id:
+        add("agent_id = {}", query.agent_id)
+    if query.session_id:
+        add("session_id = {}", query.session_id)
+    if query.owner is not None:
+        add("owner = {}", query.owner)
+    if query.after is not None:
+        add("(create_time, run_id) < ({}, {})", *query.after)
+    params.append(query.limit)
+    sql = (
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
+        f"ORDER BY create_time DESC, run_id DESC LIMIT ${len(params)}"
+    )
+    return sql, params

@@ -1,0 +1,406 @@
+"""The PostgreSQL store: several replicas on one database act as one service.
+
+asyncpg on the event loop with a connection pool (a point read is one round trip, no
+thread hop). Every operation that cannot reach the database fails fast with UNAVAILABLE
+/ STORE_UNAVAILABLE (connect timeout, command timeout); the pool replaces broken
+connections by itself, so replicas recover when the database returns. Transactions that
+PostgreSQL aborts for a deadlock or a serialisation conflict are retried.
+
+Agents are cached with their revision and update time; every read asks the database
+whether the cached version is current (one round trip that returns the spec only when it
+changed), so a replica never serves an agent older than a write acknowledged anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import asyncpg
+
+from ..core.errors import Reason, UnavailableError
+from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
+from ..core.types import Agent, AgentSpec, Message, NewAgent, Run, RunQuery, Session, Team, TeamSpec
+from . import pg_agents, pg_runs
+from .agent_cache import AgentCache
+from .pg_replicas import DEFAULT_LEASE_SECONDS, PostgresCoordination
+from .pg_runs import Conn
+from .pg_schema import migrate
+from .sqlite_rows import spec_from_json
+from .sqlite_teams import TEAM_COLUMNS, team_from_row
+
+R = TypeVar("R")
+P = ParamSpec("P")
+# Failures that mean "the database cannot be reached now", not "the request is wrong".
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+_RETRIES = 3
+
+
+def unavailable() -> UnavailableError:
+    """The error of a call the database could not serve now."""
+    return UnavailableError(
+        "the database cannot be reached; retry with backoff", reason=Reason.STORE_UNAVAILABLE
+    )
+
+
+class PostgresStore:
+    """The `Store` (and, through PostgresAccessStore, the `AccessStore`) on PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        agent_cache_size: int = 10_000,
+        quotas: StorageQuotas = DEFAULT_QUOTAS,
+        command_timeout: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._pool_size = pool_size
+        self._lease_seconds = lease_seconds
+        self._quotas = quotas
+        self._command_timeout = command_timeout
+        self._agents = AgentCache(max_entries=agent_cache_size)
+        self._pool: asyncpg.Pool | None = None
+        self.coordination: PostgresCoordination | None = None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate (once across replicas), take this replica's lease."""
+        self._pool = await asyncpg.create_pool(
+            self._url,
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=5,  # connecting
+            command_timeout=self._command_timeout,
+            max_inactive_connection_lifetime=120,
+        )
+        async with self._pool.acquire() as conn:
+            await migrate(conn)
+        self.coordination = PostgresCoordination(self._url, self._pool, self._lease_seconds)
+        await self.coordination.start()
+
+    async def close(self) -> None:
+        """Give the lease up and close every connection."""
+        if self.coordination is not None:
+            await self.coordination.stop()
+        if self._pool is not None:
+            with contextlib.suppress(*UNREACHABLE):
+                await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (open() first)."""
+        assert self._pool is not None, "store is not open"
+        return self._pool
+
+    async def transact(
+        self,
+        fn: Callable[Concatenate[Conn, P], Awaitable[R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """fn(conn, ...) in a transaction, retried on deadlock or serialisation failure;
+        STORE_UNAVAILABLE when the database cannot be reached."""
+        for attempt in range(_RETRIES):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await fn(conn, *args, **kwargs)
+            except asyncpg.TransactionRollbackError:
+                if attempt == _RETRIES - 1:
+                    raise unavailable() from None
+            except UNREACHABLE:
+                raise unavailable() from None
+        raise AssertionError("unreachable")
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """A read outside a transaction."""
+        try:
+            return await self.pool.fetch(sql, *args)
+        except UNREACHABLE:
+            raise unavailable() from None
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """A one-row read outside a transaction."""
+        try:
+            return await self.pool.fetchrow(sql, *args)
+        except UNREACHABLE:
+            raise unavailable() from None
+
+    async def ping(self) -> bool:
+        """Whether the database answers now."""
+        try:
+            await self.pool.fetchval("SELECT 1", timeout=2)
+        except (*UNREACHABLE, asyncpg.PostgresError):  # type: ignore[misc]
+            return False
+        return True
+
+    @property
+    def replica_id(self) -> str:
+        """This replica's current lease id."""
+        assert self.coordination is not None, "store is not open"
+        return self.coordination.replica_id
+
+    async def page_token_secret(self) -> bytes:
+        """The installation's page-token secret, shared by every replica."""
+
+        async def create(conn: Conn) -> bytes:
+            await conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('page_token_secret', $1) "
+                "ON CONFLICT DO NOTHING",
+                secrets.token_hex(32),
+            )
+            value = await conn.fetchval("SELECT value FROM meta WHERE key = 'page_token_secret'")
+            return bytes.fromhex(value)
+
+        return await self.transact(create)
+
+    # -- agents -------------------------------------------------------------------------
+
+    async def create_agent(self, tenant: str, new: NewAgent) -> tuple[Agent, bool]:
+        """Insert an agent, or return the existing one under if_not_exists."""
+        return await self.transact(pg_agents.create_agent, tenant, new, self._quotas)
+
+    async def get_agent(self, tenant: str, agent_id: str) -> Agent | None:
+        """One agent: the cached spec if the database says it is current, else the new
+        one (one round trip either way)."""
+        key = (tenant, agent_id)
+        cached = self._agents.get(key)
+        row = await self.fetchrow(
+            pg_agents.REVISION_CHECKED_READ,
+            tenant,
+            agent_id,
+            cached.revision if cached else 0,
+            cached.update_time if cached else 0.0,
+        )
+        if row is None:
+            self._agents.forget(key)
+            return None
+        revision, create_time, update_time, default_id, spec = row
+        agent_spec = cached.spec if spec is None and cached is not None else spec_from_json(spec)
+        agent = Agent(
+            agent_id, agent_spec, create_time, update_time, revision, default_id == agent_id
+        )
+        self._agents.put(key, agent)
+        return agent
+
+    async def list_agents(
+        self, tenant: str, *, after: str | None, limit: int, label_filter: dict[str, str]
+    ) -> list[Agent]:
+        """A page of agents in id order."""
+        sql, params = pg_agents.list_agents_query(tenant, after, limit, label_filter)
+        return [pg_agents.agent_from_record(r) for r in await self.fetch(sql, *params)]
+
+    async def update_agent(
+        self, tenant: str, agent_id: str, spec: AgentSpec, *, expected_revision: int | None
+    ) -> Agent:
+        """Replace the spec, bumping the revision."""
+        return await self.transact(
+            pg_agents.update_agent, tenant, agent_id, spec, expected_revision
+        )
+
+    async def delete_agent(
+        self, tenant: str, agent_id: str, *, expected_revision: int | None
+    ) -> None:
+        """Delete the agent with its conversations and runs."""
+        await self.transact(pg_agents.delete_agent, tenant, agent_id, expected_revision)
+
+    async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
+        """Make the agent its tenant's default."""
+        return await self.transact(pg_agents.set_default_agent, tenant, agent_id)
+
+    async def default_agent_id(self, tenant: str) -> str | None:
+        """The tenant's default agent id, if any."""
+        row = await self.fetchrow("SELECT default_agent_id FROM tenants WHERE tenant = $1", tenant)
+        return row[0] if row and row[0] else None
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def load_history(
+        self, tenant: str, agent_id: str, session_id: str, limit: int
+    ) -> list[Message]:
+        """The last `limit` messages, oldest first."""
+        rows = await self.fetch(
+            f"SELECT {pg_runs.MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND "
+            "agent_id = $2 AND session_id = $3 ORDER BY seq DESC LIMIT $4",
+            tenant,
+            agent_id,
+            session_id,
+            limit,
+        )
+        return [pg_runs.message_from_record(r) for r in reversed(rows)]
+
+    async def list_messages(
+        self, tenant: str, agent_id: str, session_id: str, *, after: int, limit: int
+    ) -> list[Message]:
+        """Messages after a sequence number, oldest first."""
+        rows = await self.fetch(
+            f"SELECT {pg_runs.MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND "
+            "agent_id = $2 AND session_id = $3 AND seq > $4 ORDER BY seq LIMIT $5",
+            tenant,
+            agent_id,
+            session_id,
+            after,
+            limit,
+        )
+        return [pg_runs.message_from_record(r) for r in rows]
+
+    async def list_sessions(
+        self, tenant: str, agent_id: str, *, after: str | None, limit: int, owner: str | None = None
+    ) -> list[Session]:
+        """Sessions of an agent in id order (only `owner`'s, unless None)."""
+        rows = await self.fetch(
+            "SELECT agent_id, session_id, message_count, create_time, update_time, owner "
+            "FROM sessions WHERE tenant = $1 AND agent_id = $2 AND session_id > $3 "
+            "AND ($4::text IS NULL OR owner = $4) ORDER BY session_id LIMIT $5",
+            tenant,
+            agent_id,
+            after or "",
+            owner,
+            limit,
+        )
+        return [Session(*r) for r in rows]
+
+    async def session_owner(self, tenant: str, agent_id: str, session_id: str) -> str | None:
+        """The principal owning a session, or None."""
+        row = await self.fetchrow(
+            "SELECT owner FROM sessions WHERE tenant = $1 AND agent_id = $2 AND session_id = $3",
+            tenant,
+            agent_id,
+            session_id,
+        )
+        return None if row is None else str(row[0])
+
+    async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
+        """Delete a session; SESSION_BUSY while any replica runs a turn in it."""
+        return await self.transact(pg_runs.delete_session, tenant, agent_id, session_id)
+
+    async def append_messages(
+        self, tenant: str, agent_id: str, session_id: str, messages: Sequence[Message]
+    ) -> None:
+        """Append a turn's tool steps (fenced like its outcome)."""
+        await self.transact(
+            pg_runs.append_turn_messages, tenant, agent_id, session_id, messages, time.time()
+        )
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def check_turn_fits(self, tenant: str, text: str) -> None:
+        """QUOTA_EXCEEDED if the turn's input would take the tenant past its bytes."""
+        row = await self.fetchrow(
+            "SELECT coalesce(sum(message_bytes), 0) FROM usage WHERE tenant = $1", tenant
+        )
+        self._quotas.check_turn(tenant, int(row[0]) if row else 0, text)
+
+    async def begin_run(
+        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+    ) -> Run:
+        """Insert the run under its session's lock (one turn per session everywhere)."""
+        return await self.transact(
+            pg_runs.begin_run,
+            tenant,
+            run,
+            user_message,
+            self._quotas,
+            self.replica_id,
+            queue_if_busy,
+        )
+
+    async def mark_running(
+        self, tenant: str, run_id: str, start_time: float, user_message: Message
+    ) -> bool:
+        """Claim a queued run if it heads its session's queue and nothing runs there."""
+        return await self.transact(pg_runs.claim_queued, tenant, run_id, start_time, user_message)
+
+    async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
+        """Record the outcome (fenced) and ring the session's doorbell."""
+        return await self.transact(pg_runs.finish_run, tenant, run, messages)
+
+    async def get_run(self, tenant: str, run_id: str) -> Run | None:
+        """One run, or None."""
+        row = await self.fetchrow(
+            f"SELECT {pg_runs.RUN_COLUMNS} FROM runs WHERE tenant = $1 AND run_id = $2",
+            tenant,
+            run_id,
+        )
+        return None if row is None else pg_runs.run_from_record(row)
+
+    async def find_run_by_request(self, tenant: str, agent_id: str, request_id: str) -> Run | None:
+        """The run an idempotency key created."""
+        row = await self.fetchrow(
+            f"SELECT {pg_runs.RUN_COLUMNS} FROM runs WHERE tenant = $1 AND agent_id = $2 "
+            "AND request_id = $3",
+            tenant,
+            agent_id,
+            request_id,
+        )
+        return None if row is None else pg_runs.run_from_record(row)
+
+    async def list_runs(self, tenant: str, query: RunQuery) -> list[Run]:
+        """Runs newest first."""
+        sql, params = pg_runs.list_runs_query(tenant, query)
+        return [pg_runs.run_from_record(r) for r in await self.fetch(sql, *params)]
+
+    async def interrupt_unfinished_runs(self, end_time: float) -> int:
+        """Only runs whose replica's lease expired: live peers' runs are left alone."""
+        assert self.coordination is not None, "store is not open"
+        try:
+            return await self.coordination.reap()
+        except UNREACHABLE:
+            raise unavailable() from None
+
+    # -- teams --------------------------------------------------------------------------
+
+    async def create_team(
+        self, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
+    ) -> tuple[Team, bool]:
+        """Insert a team whose agents exist, or return the existing one."""
+        return await self.transact(
+            pg_agents.create_team, tenant, team_id, spec, if_not_exists, self._quotas
+        )
+
+    async def get_team(self, tenant: str, team_id: str) -> Team | None:
+        """One team, or None."""
+        row = await self.fetchrow(
+            f"SELECT {TEAM_COLUMNS} FROM teams WHERE tenant = $1 AND team_id = $2",
+            tenant,
+            team_id,
+        )
+        return None if row is None else team_from_row(row)
+
+    async def list_teams(self, tenant: str, *, after: str | None, limit: int) -> list[Team]:
+        """A page of teams in id order."""
+        rows = await self.fetch(
+            f"SELECT {TEAM_COLUMNS} FROM teams WHERE tenant = $1 AND team_id > $2 "
+            "ORDER BY team_id LIMIT $3",
+            tenant,
+            after or "",
+            limit,
+        )
+        return [team_from_row(r) for r in rows]
+
+    async def update_team(
+        self, tenant: str, team_id: str, spec: TeamSpec, *, expected_revision: int | None
+    ) -> Team:
+        """Replace a team's spec, bumping the revision."""
+        return await self.transact(pg_agents.update_team, tenant, team_id, spec, expected_revision)
+
+    async def delete_team(
+        self, tenant: str, team_id: str, *, expected_revision: int | None
+    ) -> None:
+        """Delete a team."""
+        await self.transact(pg_agents.delete_team, tenant, team_id, expected_revision)
+
