@@ -12,6 +12,7 @@ field names (snake_case): they are turned into the proto3 JSON names the scenari
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -123,7 +124,9 @@ class GrpcurlTransport:
 
     def __init__(self, grpcurl: str, address: str, service: str) -> None:
         self.grpcurl = grpcurl
-        self.address = address
+        # Several replicas (comma-separated): each call (a grpcurl process, a connection
+        # of its own) goes to the next one, as a client-side round robin would.
+        self.addresses = itertools.cycle(address.split(","))
         self.service = service
 
     def call(
@@ -140,7 +143,7 @@ class GrpcurlTransport:
         ]
         for key, value in metadata.items():
             command += ["-H", f"{key}: {value}"]
-        command += [self.address, f"{self.service}/{rpc}"]
+        command += [next(self.addresses), f"{self.service}/{rpc}"]
         stdin = "\n".join(json.dumps(field_masks_as_objects(m)) for m in messages)
         try:
             done = subprocess.run(

@@ -102,7 +102,12 @@ class PythonTransport:
     interactive = True
 
     def __init__(self, address: str) -> None:
-        self.channel = grpc.insecure_channel(address)
+        # Several replicas (a comma-separated list): the calls go to each in turn.
+        if "," in address:
+            options = [("grpc.lb_policy_name", "round_robin")]
+            self.channel = grpc.insecure_channel(f"ipv4:{address}", options=options)
+        else:
+            self.channel = grpc.insecure_channel(address)
         self.stub = pb_grpc.OrchestratorServiceStub(self.channel)
 
     def unary(
@@ -129,7 +134,7 @@ class PythonTransport:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--address", required=True)
+    parser.add_argument("--address", required=True, help="host:port, or several, comma-separated")
     parser.add_argument("--prefix", default="py")
     parser.add_argument("--scenario", type=Path, default=SCENARIO)
     parser.add_argument("--step", action="append", help="run only these steps")

@@ -171,10 +171,12 @@ def final_of(events: Sequence[run_pb2.RunEvent]) -> run_pb2.RunCompleted:
 class ServerProcess:
     """`orchestrator serve` as a subprocess (for restart, SIGKILL and CLI tests)."""
 
-    db: Path
+    db: Path | str
     model_url: str
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # extra environment (e.g. ORCHESTRATOR_LEASE_SECONDS)
+    log_path: Path | None = None  # where its log goes (a pipe nobody reads could fill)
 
     @property
     def address(self) -> str:
@@ -186,6 +188,8 @@ class ServerProcess:
             f'[{{"name": "dev", "base_url": "{self.model_url}", "default_model": "dev-echo"}}]'
         )
         env["ORCHESTRATOR_DEV_MODEL"] = "off"
+        env.update(self.env or {})
+        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 PYTHON,
@@ -201,8 +205,10 @@ class ServerProcess:
             ],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log if log is not None else subprocess.PIPE,
         )
+        if log is not None:
+            log.close()  # the child has its own descriptor
 
     async def wait_serving(self, timeout: float = 20) -> None:
         """Poll the health service until it answers SERVING."""

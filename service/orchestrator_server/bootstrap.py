@@ -12,18 +12,31 @@ import asyncio
 import sys
 
 from .core.access import AccessRole, Caller, acting_as
+from .core.access_port import AccessStore
 from .core.api_keys import ApiKeys
 from .core.pagination import PageTokens
+from .store.pg_access import PostgresAccessStore
+from .store.postgres import PostgresStore
 from .store.sqlite import SQLiteStore
 from .store.sqlite_access import SQLiteAccessStore
+from .store_setup import check_db, is_postgres
 
 
 async def create_key(db: str, tenant: str, roles: list[str], name: str) -> tuple[str, str]:
-    """Create a key in the database file; returns its id and secret."""
-    store = SQLiteStore(db)
+    """Create a key in the database (a SQLite file or a PostgreSQL URL); returns its id
+    and secret."""
+    store: SQLiteStore | PostgresStore
+    access: AccessStore
+    check_db(db)
+    if is_postgres(db):
+        store = PostgresStore(db, replica=False)
+        access = PostgresAccessStore(store)
+    else:
+        store = SQLiteStore(db)
+        access = SQLiteAccessStore(store)
     await store.open()
     try:
-        keys = ApiKeys(SQLiteAccessStore(store), PageTokens(await store.page_token_secret()))
+        keys = ApiKeys(access, PageTokens(await store.page_token_secret()))
         operator = Caller("operator", tenant, frozenset({AccessRole.ADMIN}))
         with acting_as(operator):
             key, secret = await keys.create(tenant, name, roles, None)
@@ -38,7 +51,9 @@ def add_bootstrap_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
         "create-api-key",
         help="create an API key directly in the database (the first admin of a tenant)",
     )
-    parser.add_argument("--db", default="orchestrator.db", help="the server's SQLite file")
+    parser.add_argument(
+        "--db", default="orchestrator.db", help="the server's SQLite file or postgresql:// URL"
+    )
     parser.add_argument("--tenant", required=True)
     parser.add_argument(
         "--role", action="append", choices=[r.value for r in AccessRole], required=True

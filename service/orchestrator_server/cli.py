@@ -20,7 +20,17 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="host:port to listen on (ORCHESTRATOR_ADDRESS; "
         "default 127.0.0.1:50051; port 0 picks a free port)",
     )
-    parser.add_argument("--db", help="SQLite file (ORCHESTRATOR_DB; default orchestrator.db)")
+    parser.add_argument(
+        "--db",
+        help="SQLite file, or a postgresql:// URL for several replicas "
+        "(ORCHESTRATOR_DB; default orchestrator.db)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="server processes on this port (SO_REUSEPORT); more than 1 needs PostgreSQL "
+        "(ORCHESTRATOR_WORKERS; default 1)",
+    )
     parser.add_argument(
         "--config", help="TOML settings file with [[providers]] (ORCHESTRATOR_CONFIG)"
     )
@@ -73,6 +83,8 @@ def run_serve(args: argparse.Namespace) -> int:
     # importing the server (openai, uvicorn, ...) on every invocation.
     from .config import load_settings
     from .server import serve
+    from .store_setup import check_db
+    from .supervisor import check_workers, supervise
 
     try:
         settings = load_settings(
@@ -88,8 +100,11 @@ def run_serve(args: argparse.Namespace) -> int:
                 "tls_key_file": args.tls_key_file,
                 "tls_client_ca_file": args.tls_client_ca_file,
                 "allow_unauthenticated": args.allow_unauthenticated,
+                "workers": args.workers,
             },
         )
+        check_db(settings.db)
+        check_workers(settings)
     except (OSError, ValueError) as error:
         print(f"orchestrator: invalid configuration: {error}", file=sys.stderr)
         return 2
@@ -99,6 +114,8 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     # The HTTP client logs every model request at INFO; that is noise at our INFO level.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    if settings.workers > 1:
+        return supervise(settings, sys.argv[1:])
     try:
         import uvloop
 

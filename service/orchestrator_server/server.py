@@ -317,6 +317,30 @@ async def graceful_stop(app: App, server: grpc.aio.Server, grace: float) -> None
     await stopping
 
 
+def watch_store(app: App, health: HealthServicer) -> None:
+    """Health follows the store: NOT_SERVING while the database cannot be reached (a
+    balancer sends calls elsewhere), SERVING again when it returns."""
+    pending: set[asyncio.Task[None]] = set()
+
+    async def report(available: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if app.runs.active.stopping:
+            return  # a stopping server stays NOT_SERVING
+        await health.set(SERVICE_NAME, status)
+        await health.set("", status)
+
+    def changed(available: bool) -> None:
+        task = asyncio.ensure_future(report(available))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    app.stores.watch_availability(changed)
+
+
 async def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT, then stop gracefully."""
     settings, dev_process = await start_dev_model(settings)
@@ -333,6 +357,7 @@ async def serve(settings: Settings) -> None:
         )
     await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    watch_store(app, health)
     # Modules and model clients the first run needs but start-up does not: prepare them
     # now, off the loop, so that SERVING is not delayed and the first run does not pay.
     warm_up = asyncio.create_task(_warm_up(app), name="warm up run modules and model clients")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
@@ -70,11 +71,11 @@ def _wait_serving(address: str, proc: subprocess.Popen[bytes], timeout: float = 
 TENANTS = ("conformance-py", "conformance-go", "conformance-ts", "conformance-curl", "default")
 
 
-def _admin_key(db: Path, tenant: str, env: dict[str, str]) -> str:
+def _admin_key(db: str, tenant: str, env: dict[str, str]) -> str:
     """An admin API key of `tenant`, made the operator's way (`create-api-key`)."""
     command = [sys.executable, "-m", "orchestrator_server.cli", "create-api-key"]
     done = subprocess.run(
-        [*command, "--db", str(db), "--tenant", tenant, "--role", "admin"],
+        [*command, "--db", db, "--tenant", tenant, "--role", "admin"],
         env=env,
         capture_output=True,
         text=True,
@@ -84,12 +85,24 @@ def _admin_key(db: Path, tenant: str, env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
+def _serve(address: str, db: str, env: dict[str, str], sink: IO[bytes]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "orchestrator_server.cli", "serve"]
+    return subprocess.Popen(
+        [*command, "--address", address, "--db", db, "--grace", "2"],
+        env=env,
+        stdout=sink,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @contextmanager
-def start_servers(tmp: Path) -> Iterator[Servers]:
-    """`orchestrator serve` on a free port with a fresh db, using one dev model process."""
+def start_servers(tmp: Path, db: str = "", replicas: int = 1) -> Iterator[Servers]:
+    """`orchestrator serve` on free ports (`replicas` processes on one database: a fresh
+    SQLite file unless `db` names one), using one dev model process. With several, the
+    address is their comma-separated list (the runners spread calls over them)."""
     rules = tuple(json.loads(SCENARIO.read_text())["devmodel_rules"])
     with DevModelProcess(DevModelConfig(rules=rules)) as model:
-        address = f"127.0.0.1:{free_port()}"
+        addresses = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
         env = dict(os.environ)
         env.pop("OPENAI_API_KEY", None)
         env["ORCHESTRATOR_DEV_MODEL"] = "off"
@@ -97,37 +110,24 @@ def start_servers(tmp: Path) -> Iterator[Servers]:
             [{"name": "dev", "base_url": model.base_url, "default_model": "dev-echo"}]
         )
         env["ORCHESTRATOR_AUTH"] = "on"
-        db = tmp / "orchestrator.db"
+        db = db or str(tmp / "orchestrator.db")
         tokens = {tenant: _admin_key(db, tenant, env) for tenant in TENANTS}
         log = tmp / "orchestrator.log"
         with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "orchestrator_server.cli",
-                    "serve",
-                    "--address",
-                    address,
-                    "--db",
-                    str(db),
-                    "--grace",
-                    "2",
-                ],
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
+            procs = [_serve(address, db, env, sink) for address in addresses]
         try:
-            _wait_serving(address, proc)
-            yield Servers(address, model.base_url, log, tokens)
+            for address, proc in zip(addresses, procs, strict=True):
+                _wait_serving(address, proc)
+            yield Servers(",".join(addresses), model.base_url, log, tokens)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 @pytest.fixture(scope="session")

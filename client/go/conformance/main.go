@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -676,7 +678,7 @@ func main() {
 	if t, ok := scenario["timeout_seconds"].(float64); ok {
 		timeout = time.Duration(t * float64(time.Second))
 	}
-	conn, err := grpc.NewClient(*address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dial(*address)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -688,11 +690,28 @@ func main() {
 		client:   client,
 		unary:    unaryMethods(client),
 		// The API key of the runner's tenant (empty against a server without authentication).
-		vars:     map[string]string{"prefix": *prefix, "token": os.Getenv("ORCHESTRATOR_TOKEN")},
-		timeout:  timeout,
+		vars:    map[string]string{"prefix": *prefix, "token": os.Getenv("ORCHESTRATOR_TOKEN")},
+		timeout: timeout,
 	}
 	if !r.run(only) {
 		conn.Close()
 		os.Exit(1)
 	}
+}
+
+// dial connects to one address, or to several replicas (a comma-separated list) with
+// client-side round robin over them.
+func dial(address string) (*grpc.ClientConn, error) {
+	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
+	if !strings.Contains(address, ",") {
+		return grpc.NewClient(address, creds)
+	}
+	replicas := manual.NewBuilderWithScheme("replicas")
+	var state resolver.State
+	for _, a := range strings.Split(address, ",") {
+		state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+	}
+	replicas.InitialState(state)
+	return grpc.NewClient("replicas:///orchestrator", creds, grpc.WithResolvers(replicas),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
 }

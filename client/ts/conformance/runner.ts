@@ -486,7 +486,12 @@ async function main(): Promise<number> {
     console.error(`${scenarioPath}: format ${String(scenario["format"])}, this runner knows ${SCENARIO_FORMAT}`);
     return 2;
   }
-  const client = new OrchestratorServiceClient(address, credentials.createInsecure());
+  // Several replicas (a comma-separated list): the calls go to each in turn.
+  const client = address.includes(",")
+    ? new OrchestratorServiceClient(`ipv4:${address}`, credentials.createInsecure(), {
+        "grpc.service_config": JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+      })
+    : new OrchestratorServiceClient(address, credentials.createInsecure());
   try {
     // The API key of the runner's tenant (empty against a server without authentication).
     const token = process.env["ORCHESTRATOR_TOKEN"] ?? "";

@@ -16,8 +16,8 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 
-from .errors import OrchestratorError, Reason
-from .store_port import Store
+from .errors import OrchestratorError, Reason, UnavailableError
+from .store_port import RunFencedError, Store
 from .types import Message, Run, RunStatus, Usage
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ class OutcomeRecorder:
         self.run = self._final(status, output, usage or Usage(), reason, message)
         try:
             await self._write(self.run, ())
+        except UnavailableError as error:
+            log.warning("could not record the end of run %s: %s", self.run.run_id, error)
         except Exception:
             log.exception("could not record the end of run %s", self.run.run_id)
 
@@ -83,6 +85,13 @@ class OutcomeRecorder:
         except asyncio.CancelledError:
             await asyncio.gather(write, return_exceptions=True)
             raise
+        except RunFencedError:
+            self.recorded = True  # by a peer, which marked it INTERRUPTED
+            raise UnavailableError(
+                "the run was interrupted: the replica running it lost its lease",
+                reason=Reason.RUN_INTERRUPTED,
+                metadata={"run_id": final.run_id},
+            ) from None
 
     def _written(self, final: Run, write: asyncio.Future[list[Message]]) -> None:
         if not write.cancelled() and write.exception() is None:

@@ -171,10 +171,12 @@ class RunStream:
                     if isinstance(event.body, ev.RunStarted) and not event.parent_run_id:
                         self._began(event.run_id)
                     elif _interrupted(event):
-                        # The server is stopping: the stream ends after this event, with
-                        # the reason in its status, instead of being cut without one.
+                        # The server is stopping (or this replica lost its lease): the
+                        # stream ends after this event, with the reason in its status,
+                        # instead of being cut without one; retry on another replica.
+                        assert isinstance(event.body, ev.RunCancelled)
                         self._error = UnavailableError(
-                            "the server is stopping; the run was interrupted",
+                            f"the run was interrupted: {event.body.message}",
                             reason=Reason.RUN_INTERRUPTED,
                             metadata={"run_id": event.run_id},
                         )

@@ -79,7 +79,10 @@ class SessionLocks:
         return slot is not None and slot.users > 0
 
     def busy(self, key: SessionKey) -> str:
-        """The id of the run holding the session, or "" when it is free."""
+        """The id of the run holding the session, or "" when it is free (with a shared
+        store, always "": the database knows)."""
+        if self.shared:
+            return ""
         slot = self._slots.get(key)
         return slot.active_run_id if slot is not None and slot.users else ""
 
@@ -88,6 +91,11 @@ class SessionLocks:
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = _Slot()
+        if self.shared and not wait:
+            # The database answers SESSION_BUSY with the run that really holds the
+            # session (a local start may yet lose to another replica's).
+            slot.users += 1
+            return Reservation(self, key, slot, immediate=True)
         if slot.users and not wait:
             raise AbortedError(
                 "the session is running another turn",

@@ -46,10 +46,16 @@ class StartGate:
         self._emit = emit
         self._write: asyncio.Future[Run] | None = None
         self.opened = False
+        self._watched: asyncio.Task[object] | None = None
+        self._interrupted = False
 
-    def submit(self) -> None:
-        """Send the write to the writer thread without waiting; RunStarted goes out as
-        soon as it is stored (its done-callback runs before any task awaiting it)."""
+    def submit(self, watched: asyncio.Task[object] | None = None) -> None:
+        """Send the write to the store without waiting; RunStarted goes out as soon as it
+        is stored (its done-callback runs before any task awaiting it). If the write fails
+        or is queued, `watched` (the turn, busy with the model request) is interrupted
+        at once rather than when the model's first token arrives (which may be never):
+        see take_interruption."""
+        self._watched = watched
         if self._write is None:
             self._write = asyncio.ensure_future(
                 self._store.begin_run(
@@ -65,6 +71,21 @@ class StartGate:
             if stored.status is RunStatus.QUEUED and self._run.status is RunStatus.RUNNING:
                 self.queued_by_store = True
             self._emit(ev.RunStarted(stored.session_id, stored.status))
+        refused = write.cancelled() or write.exception() is not None or self.queued_by_store
+        watched, self._watched = self._watched, None
+        if refused and watched is not None and not watched.done():
+            self._interrupted = True
+            watched.cancel()
+
+    def take_interruption(self) -> bool:
+        """In the watched task, handling a CancelledError: whether it was this gate's
+        interruption alone (then undone: the caller awaits wait(), which raises why)."""
+        if not self._interrupted:
+            return False
+        self._interrupted = False
+        task = asyncio.current_task()
+        assert task is not None
+        return task.uncancel() == 0
 
     async def wait(self) -> None:
         """Wait until the run is stored (and so announced); QueuedBehindPeer (once) when

@@ -31,6 +31,11 @@ class SessionBusyError(Exception):
         self.active_run_id = active_run_id
 
 
+class RunFencedError(Exception):
+    """The end of a run could not be recorded because its outcome is recorded already (a
+    peer marked it INTERRUPTED when this replica's lease expired)."""
+
+
 class SessionOwnerError(Exception):
     """A turn was started for a session that another principal owns (found in the run's
     write transaction: another caller took the session first)."""
@@ -144,7 +149,8 @@ class Store(Protocol):
     async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         """Append the turn's messages and record the run's outcome (`run` as it ended:
         status, output, usage, error, end_time) in one transaction; return the messages
-        as stored (with their sequence numbers)."""
+        as stored (with their sequence numbers). A shared store raises RunFencedError,
+        storing nothing, when the run has ended already or its replica's lease expired."""
 
     async def append_messages(
         self, tenant: str, agent_id: str, session_id: str, messages: Sequence[Message]

@@ -138,20 +138,31 @@ class Turn:
         if reservation.immediate:
             # The run's first write goes to the store while the model request is prepared
             # and sent; the gate is waited for before the first event.
-            gate.submit()
+            gate.submit(asyncio.current_task())
         else:
             await gate.wait()
         async with reservation.hold(self._active.run.run_id):
             if not reservation.immediate:
                 await self._begin_queued()
             try:
-                await self._answer(gate, emit)
+                await self._first_answer(gate, emit)
             except QueuedBehindPeer:
                 # Another replica runs a turn of the session: the model request made in
                 # parallel with the write was dropped unread; wait for this run's turn.
                 self._active.run = replace(self._active.run, status=RunStatus.QUEUED)
                 await self._begin_queued()
                 await self._answer(gate, emit)
+
+    async def _first_answer(self, gate: StartGate, emit: Emit[object]) -> None:
+        """The answer, unless the run's first write (made in parallel) failed or was
+        queued: then the gate interrupted the model request, and says why."""
+        try:
+            await self._answer(gate, emit)
+        except asyncio.CancelledError:
+            if not gate.take_interruption():
+                raise
+            await gate.wait()  # raises the write's error, or QueuedBehindPeer
+            raise
 
     async def _answer(self, gate: StartGate, emit: Emit[object]) -> None:
         """The model loop of the turn, and its recorded completion."""

@@ -24,16 +24,18 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from ..core.coordination_port import run_key, session_key
-from .pg_runs import CHANNEL, DB_NOW, doorbell
+from ..core.errors import UnavailableError
+from .pg_runs import CHANNEL, DB_NOW, UNREACHABLE, doorbell
 
 log = logging.getLogger(__name__)
 DEFAULT_LEASE_SECONDS = 10.0
+UNREACHABLE_OR_UNAVAILABLE: tuple[type[BaseException], ...] = (*UNREACHABLE, UnavailableError)
 
 
 def new_replica_id() -> str:
@@ -67,6 +69,7 @@ class PostgresCoordination:
         self._cancel_handlers: list[Callable[[str, str], None]] = []
         self._lost_handlers: list[Callable[[], None]] = []
         self._availability_handlers: list[Callable[[bool], None]] = []
+        self._after_beat: list[Callable[[], Awaitable[None]]] = []
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -99,6 +102,10 @@ class PostgresCoordination:
     def on_lease_lost(self, handler: Callable[[], None]) -> None:
         """Register a handler of this replica's lost lease."""
         self._lost_handlers.append(handler)
+
+    def after_heartbeat(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run `task` after every heartbeat that reached the database."""
+        self._after_beat.append(task)
 
     def on_availability(self, handler: Callable[[bool], None]) -> None:
         """Register handler(available) for changes of the database's reachability."""
@@ -174,16 +181,21 @@ class PostgresCoordination:
         while True:
             try:
                 await self._beat()
+                for task in self._after_beat:
+                    await task()
                 await self.reap()
                 if self._listener is None:
                     await self._listen()
-                self._set_available(True)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except UNREACHABLE_OR_UNAVAILABLE as error:
                 log.warning("the database is unreachable: %s", error.__class__.__name__)
                 self._set_available(False)
-                interval_now = min(interval, 1.0)  # look again soon, to recover fast
-                await asyncio.sleep(interval_now)
+                await asyncio.sleep(min(interval, 1.0))  # look again soon, to recover fast
                 continue
+            except Exception:
+                # Never let the heartbeat die: the lease would expire with it.
+                log.exception("replica heartbeat failed")
+            else:
+                self._set_available(True)
             await asyncio.sleep(interval)
 
     async def _beat(self) -> None:

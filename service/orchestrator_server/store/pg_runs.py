@@ -23,12 +23,26 @@ from asyncpg.pool import PoolConnectionProxy
 from ..core.errors import AbortedError, Reason
 from ..core.pagination import text_bytes
 from ..core.quotas import StorageQuotas
-from ..core.store_port import DuplicateRequestError, SessionBusyError, SessionOwnerError
+from ..core.store_port import (
+    DuplicateRequestError,
+    RunFencedError,
+    SessionBusyError,
+    SessionOwnerError,
+)
 from ..core.types import Message, Role, Run, RunQuery, RunStatus, ToolCall, Usage
 from .sqlite_rows import Row, tool_calls_json
 
 # A connection of the pool or a dedicated one: the SQL functions take either.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+# Failures that mean "the database cannot be reached now", not "the request is wrong".
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
 CHANNEL = "orchestrator_runs"
 # The database's clock in Unix seconds: leases are measured on it alone.
 DB_NOW = "extract(epoch from clock_timestamp())"
@@ -399,8 +413,10 @@ async def finish_run(
         tenant,
         run.run_id,
     )
-    if previous is None or previous[0] not in _ACTIVE or not previous[2]:
-        return []
+    if previous is None:
+        return []  # deleted with its agent or session: nothing to record
+    if previous[0] not in _ACTIVE or not previous[2]:
+        raise RunFencedError(run.run_id)
     end = run.end_time if run.end_time is not None else run.create_time
     stored = await append_messages(conn, tenant, run.agent_id, run.session_id, messages, end)
     await add_usage(conn, tenant, "message_bytes", len(encode(run.output)) - previous[1])

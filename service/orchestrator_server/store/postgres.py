@@ -14,6 +14,7 @@ changed), so a replica never serves an agent older than a write acknowledged any
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,27 +24,22 @@ import asyncpg
 
 from ..core.errors import Reason, UnavailableError
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
+from ..core.store_port import RunFencedError
 from ..core.types import Agent, AgentSpec, Message, NewAgent, Run, RunQuery, Session, Team, TeamSpec
 from . import pg_agents, pg_runs
 from .agent_cache import AgentCache
 from .pg_replicas import DEFAULT_LEASE_SECONDS, PostgresCoordination
-from .pg_runs import Conn
+from .pg_runs import UNREACHABLE, Conn
 from .pg_schema import migrate
 from .sqlite_rows import spec_from_json
 from .sqlite_teams import TEAM_COLUMNS, team_from_row
 
 R = TypeVar("R")
 P = ParamSpec("P")
-# Failures that mean "the database cannot be reached now", not "the request is wrong".
-UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
 _RETRIES = 3
+# Outcomes kept while the database is unreachable (each is a run that was in flight).
+MAX_UNRECORDED = 10_000
+log = logging.getLogger(__name__)
 
 
 def unavailable() -> UnavailableError:
@@ -65,6 +61,7 @@ class PostgresStore:
         agent_cache_size: int = 10_000,
         quotas: StorageQuotas = DEFAULT_QUOTAS,
         command_timeout: float = 30.0,
+        replica: bool = True,
     ) -> None:
         self._url = url
         self._pool_size = pool_size
@@ -72,6 +69,8 @@ class PostgresStore:
         self._quotas = quotas
         self._command_timeout = command_timeout
         self._agents = AgentCache(max_entries=agent_cache_size)
+        self._replica = replica  # False: a tool (create-api-key) that runs no turns
+        self._unrecorded: dict[tuple[str, str], tuple[Run, tuple[Message, ...]]] = {}
         self._pool: asyncpg.Pool | None = None
         self.coordination: PostgresCoordination | None = None
 
@@ -89,7 +88,10 @@ class PostgresStore:
         )
         async with self._pool.acquire() as conn:
             await migrate(conn)
+        if not self._replica:
+            return
         self.coordination = PostgresCoordination(self._url, self._pool, self._lease_seconds)
+        self.coordination.after_heartbeat(self.flush_unrecorded)
         await self.coordination.start()
 
     async def close(self) -> None:
@@ -326,8 +328,30 @@ class PostgresStore:
         return await self.transact(pg_runs.claim_queued, tenant, run_id, start_time, user_message)
 
     async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
-        """Record the outcome (fenced) and ring the session's doorbell."""
-        return await self.transact(pg_runs.finish_run, tenant, run, messages)
+        """Record the outcome (fenced) and ring the session's doorbell. An outcome the
+        database could not take is kept and written when it is back (the heartbeat
+        flushes it: the run is still covered by this replica's lease meanwhile); a later
+        outcome of the same run replaces it. STORE_UNAVAILABLE is still raised."""
+        try:
+            stored = await self.transact(pg_runs.finish_run, tenant, run, messages)
+        except UnavailableError:
+            self._unrecorded.pop((tenant, run.run_id), None)
+            if len(self._unrecorded) >= MAX_UNRECORDED:
+                log.error("dropping the unrecorded end of run %s: too many", run.run_id)
+            else:
+                self._unrecorded[(tenant, run.run_id)] = (run, tuple(messages))
+            raise
+        self._unrecorded.pop((tenant, run.run_id), None)
+        return stored
+
+    async def flush_unrecorded(self) -> None:
+        """Write the outcomes the database could not take, oldest first (stops at the
+        first that still fails)."""
+        for key, (run, messages) in list(self._unrecorded.items()):
+            # Fenced: a peer's reaper recorded it INTERRUPTED meanwhile.
+            with contextlib.suppress(RunFencedError):
+                await self.transact(pg_runs.finish_run, key[0], run, messages)
+            self._unrecorded.pop(key, None)
 
     async def get_run(self, tenant: str, run_id: str) -> Run | None:
         """One run, or None."""
@@ -403,4 +427,3 @@ class PostgresStore:
     ) -> None:
         """Delete a team."""
         await self.transact(pg_agents.delete_team, tenant, team_id, expected_revision)
-
