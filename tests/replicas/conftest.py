@@ -79,6 +79,15 @@ async def replicas(
         for process in processes:
             if process.proc is not None and process.proc.poll() is None:
                 process.kill()
+    assert_clean_logs(processes)
+
+
+def assert_clean_logs(processes: list[ServerProcess]) -> None:
+    """No replica logged a traceback, whatever the test did to it."""
+    for process in processes:
+        assert process.log_path is not None
+        log = process.log_path.read_text(errors="replace")
+        assert "Traceback" not in log, log[-4000:]
 
 
 async def run_status(stub: pb_grpc.OrchestratorServiceStub, run_id: str) -> int:

@@ -28,8 +28,6 @@ async def test_cancel_run_reaches_the_replica_executing_it(
         await create_agent(stubs[0])
         call = stubs[0].Run(requests_of(start("hold on")))
         started = await call.read()
-        await admin.events(wait=5)  # the upstream request is open
-        await admin.clear_events()
         sent = time.time()
         cancelled = await stubs[1].CancelRun(pb.CancelRunRequest(run_id=started.run_id))
         assert cancelled.run.status == run_pb2.RUN_STATUS_CANCELLED
@@ -38,6 +36,7 @@ async def test_cancel_run_reaches_the_replica_executing_it(
         assert events[-1].run_cancelled.reason == "RUN_CANCELLED"
         closed = await admin.events(outcome="client_disconnected", wait=5)
         assert len(closed) == 1 and closed[0]["finished_at"] - sent < 2.0
+        print(f"upstream request closed {closed[0]['finished_at'] - sent:.3f} s after CancelRun")
         # A finished run is returned unchanged, by any replica.
         again = await stubs[2].CancelRun(pb.CancelRunRequest(run_id=started.run_id))
         assert again.run.status == run_pb2.RUN_STATUS_CANCELLED

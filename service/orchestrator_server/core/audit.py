@@ -19,10 +19,13 @@ from dataclasses import asdict
 
 from .access import Caller, current_caller
 from .access_port import AccessStore, AuditEvent, AuditQuery
-from .errors import InvalidArgumentError, OrchestratorError
+from .errors import InvalidArgumentError, OrchestratorError, UnavailableError
 from .pagination import PageTokens, scope_of
 from .types import Page
 
+# While the store is unavailable a batch is retried every second, for up to a minute.
+STORE_RETRIES = 60
+RETRY_SECONDS = 1.0
 log = logging.getLogger("orchestrator.audit")
 BATCH = 500
 PRUNE_INTERVAL = 3600.0
@@ -119,12 +122,25 @@ class AuditTrail:
             while len(batch) < BATCH and not self._buffer.empty():
                 batch.append(self._buffer.get_nowait())
             try:
-                await self._store.append_audit(batch)
+                await self._store_batch(batch)
             except Exception:
                 log.exception("could not store %d audit events", len(batch))
             finally:
                 for _ in batch:
                     self._buffer.task_done()
+
+    async def _store_batch(self, batch: list[AuditEvent]) -> None:
+        """Store a batch, retrying while the store is unavailable (a database restart):
+        the buffer holds later events meanwhile, and audited calls wait for room in it."""
+        for attempt in range(STORE_RETRIES):
+            try:
+                await self._store.append_audit(batch)
+                return
+            except UnavailableError:
+                if attempt == 0:
+                    log.warning("the store is unavailable; %d audit events wait", len(batch))
+                await asyncio.sleep(RETRY_SECONDS)
+        log.error("dropped %d audit events: the store stayed unavailable", len(batch))
 
     async def _prune_periodically(self) -> None:
         while True:

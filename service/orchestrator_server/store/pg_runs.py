@@ -42,6 +42,8 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
+    # Raised by asyncpg when a connection broke in the middle of an operation.
+    asyncpg.InternalClientError,
 )
 CHANNEL = "orchestrator_runs"
 # The database's clock in Unix seconds: leases are measured on it alone.

@@ -80,7 +80,9 @@ class PostgresStore:
         """Connect, migrate (once across replicas), take this replica's lease."""
         self._pool = await asyncpg.create_pool(
             self._url,
-            min_size=1,
+            # No floor: asyncpg would keep reconnecting it in the background (and log each
+            # failure) while the database is down; connections open on demand.
+            min_size=0,
             max_size=self._pool_size,
             timeout=5,  # connecting
             command_timeout=self._command_timeout,
