@@ -12,6 +12,7 @@ import time
 from .chart import chart
 from .config import FULL, QUICK, RESULTS, ROOT, SECTIONS, Mode
 from .fairness import fairness_section
+from .replicas import replicas_section
 from .report import print_report, write_json
 from .results import Results
 from .scale import scale_section
@@ -95,6 +96,9 @@ async def main_async(args: argparse.Namespace) -> int:
     if "scale" in selected:
         print("[scale]", flush=True)
         await scale_section(mode, results, args)
+    if "replicas" in selected:
+        print("[replicas]", flush=True)
+        await replicas_section(mode, results, args.provider_concurrency)
     if "team" in selected:
         print("[team]", flush=True)
         await team_section(mode, results)

@@ -83,12 +83,25 @@ RUN_VARIANTS = (
 )
 
 
-def runs_cases(stub: OrchestratorServiceAsyncStub, orchestrator: Child, model: Child) -> list[Case]:
+# The same on PostgreSQL: the figures the store's targets compare with the SQLite ones.
+PG_RUN_VARIANTS = (
+    ("runs.pg_fresh_c1", "orchestrated Run on PostgreSQL, new session each, c=1", 1, "fresh"),
+    ("runs.pg_memory_c32", "orchestrated Run on PostgreSQL, session per worker, c=32", 32,
+     "worker"),
+)  # fmt: skip
+
+
+def runs_cases(
+    stub: OrchestratorServiceAsyncStub,
+    orchestrator: Child,
+    model: Child,
+    variants: tuple[tuple[str, str, int, str], ...] = RUN_VARIANTS,
+) -> list[Case]:
     """The Run cases (the agent `AGENT_ID` must exist); the CPU of the orchestrator and of
     the model server is charged to them."""
     procs = {"orchestrator": orchestrator, "devmodel": model}
     cases = []
-    for key, label, concurrency, sessions in RUN_VARIANTS:
+    for key, label, concurrency, sessions in variants:
         # Each case collects its own server-side figures.
         collect: dict[str, list[float]] = {}
         op, setup = run_op(stub, AGENT_ID, sessions, collect)

@@ -147,11 +147,12 @@ async def start_devmodel(
     latency_ms: float,
     *,
     tokens_per_second: float = 0.0,
+    record: bool = False,
 ) -> tuple[Child, str]:
-    """The dev model server (20-token answers, no recording, tokens unpaced unless
-    `tokens_per_second`); returns it and its URL."""
+    """The dev model server (20-token answers, no recording unless `record`, tokens
+    unpaced unless `tokens_per_second`); returns it and its URL."""
     argv = [PY, "-m", "orchestrator_devmodel", "--port", "0"]
-    argv += ["--default-tokens", str(TOKENS), "--no-record"]
+    argv += ["--default-tokens", str(TOKENS), *([] if record else ["--no-record"])]
     if latency_ms:
         argv += ["--latency-ms", str(latency_ms)]
     if tokens_per_second:
@@ -193,14 +194,19 @@ def orchestrator_env(model_url: str, max_concurrency: int | None = None) -> dict
 
 
 async def start_orchestrator(
-    name: str, db: Path, env: dict[str, str], *, wait_s: float = 60.0
+    name: str,
+    db: Path | str,
+    env: dict[str, str],
+    *,
+    wait_s: float = 60.0,
+    extra_argv: Sequence[str] = (),
 ) -> tuple[Child, str, float]:
     """`orchestrator serve` on a free port; returns it, its address and the seconds from
     the exec to the health service answering SERVING."""
     # The server takes its address on the command line, so the port is chosen up front.
     address = f"127.0.0.1:{free_port()}"
     argv = [PY, "-m", "orchestrator_server.cli", "serve", "--address", address]
-    argv += ["--db", str(db), "--grace", "2", "--log-level", "WARNING"]
+    argv += ["--db", str(db), "--grace", "2", "--log-level", "WARNING", *extra_argv]
     child, _ = await spawn(name, argv, env=env)
     try:
         serving = await wait_serving(child, address, wait_s)
@@ -274,10 +280,20 @@ def create_api_key(db: Path, tenant: str) -> str:
     return done.stdout.strip()
 
 
+async def start_postgres(stack: contextlib.AsyncExitStack) -> str:
+    """A throwaway PostgreSQL cluster (scripts/pg_cluster.py), removed with the stack; its
+    server URL. Its processes are not children of the bench: their CPU shows as foreign."""
+    from scripts.pg_cluster import PostgresCluster
+
+    cluster = await asyncio.to_thread(PostgresCluster().start)
+    stack.push_async_callback(asyncio.to_thread, cluster.stop)
+    return cluster.url
+
+
 async def serve_orchestrator(
     stack: contextlib.AsyncExitStack,
     name: str,
-    db: Path,
+    db: Path | str,
     model_url: str,
     extra_env: dict[str, str] | None = None,
 ) -> tuple[Child, OrchestratorServiceAsyncStub]:

@@ -110,6 +110,54 @@ def fairness_target(results: Results) -> Target:
     )
 
 
+def store_targets(results: Results) -> list[Target]:
+    """PostgreSQL against SQLite, the first delta on PostgreSQL, cross-replica cancels."""
+    pg_ttfd_overhead = results.extra("runs.pg_fresh_c1", "first_p50_ms") - results.extra(
+        "limits.openai_c1", "first_p50_ms"
+    )
+    cancel = "replicas.cancel_ms"
+    return [
+        Target(
+            "Run c=32 with memory: PostgreSQL vs SQLite",
+            results.value("runs.pg_memory_c32") / results.value("runs.memory_c32"),
+            0.8,
+            True,
+            "x",
+            "runs.pg_memory_c32 / runs.memory_c32",
+        ),
+        Target(
+            "time to first delta p50 overhead vs bare openai (c=1), PostgreSQL",
+            pg_ttfd_overhead,
+            1.0,
+            False,
+            "ms",
+            "runs.pg_fresh_c1 first_p50 - limits.openai_c1 first_p50",
+        ),
+        Target("cross-replica CancelRun p50", results.value(cancel), 100.0, False, "ms", cancel),
+        Target(
+            "cross-replica CancelRun p99",
+            results.extra(cancel, "p99_ms"),
+            250.0,
+            False,
+            "ms",
+            f"{cancel} p99_ms",
+        ),
+        Target(
+            "1,000 streams at 1 s, --workers 2 (PostgreSQL; see the note on cores)",
+            results.value("replicas.streams_w2"),
+            1.5,
+            False,
+            "s",
+            "replicas.streams_w2",
+        ),
+    ]
+
+
 def targets(results: Results) -> list[Target]:
     """The issue's targets, as ratios measured in this run."""
-    return [*ratio_targets(results), *bound_targets(results), fairness_target(results)]
+    return [
+        *ratio_targets(results),
+        *store_targets(results),
+        *bound_targets(results),
+        fairness_target(results),
+    ]

@@ -12,6 +12,8 @@ import contextlib
 import shutil
 from pathlib import Path
 
+from scripts.pg_cluster import create_database
+
 from .agents import LIST_TENANT, agent_cases, api_key_case, create_agent
 from .config import NO_MODEL_URL, WORK, Mode
 from .driver import Case, run_rounds
@@ -19,8 +21,14 @@ from .limits import echo_cases, openai_cases
 from .peer import peer_cases
 from .profiling import profile_case
 from .results import Results
-from .runs import AGENT_ID, runs_cases
-from .servers import Child, create_api_key, serve_orchestrator, start_devmodel
+from .runs import AGENT_ID, PG_RUN_VARIANTS, runs_cases
+from .servers import (
+    Child,
+    create_api_key,
+    serve_orchestrator,
+    start_devmodel,
+    start_postgres,
+)
 
 # The order cases are measured in within a round, and reported in.
 CASE_ORDER = [
@@ -32,6 +40,8 @@ CASE_ORDER = [
     "runs.fresh_c1",
     "runs.fresh_c32",
     "runs.memory_c32",
+    "runs.pg_fresh_c1",
+    "runs.pg_memory_c32",
     "peer.sdk_c32",
     "peer.sdk_sqlite_c32",
     "agents.create_c16",
@@ -64,6 +74,10 @@ async def orchestrator_cases(
         assert model is not None
         await create_agent(stub, AGENT_ID)
         cases += runs_cases(stub, orch, model)
+        pg_url = await create_database(await start_postgres(stack))
+        pg_orch, pg_stub = await serve_orchestrator(stack, "orchestrator-pg", pg_url, model_url)
+        await create_agent(pg_stub, AGENT_ID)
+        cases += runs_cases(pg_stub, pg_orch, model, PG_RUN_VARIANTS)
     if "agents" in selected:
         cases += await agent_cases(stub, {"orchestrator": orch})
         cases.append(await authenticated_case(stack, work, model_url or NO_MODEL_URL))

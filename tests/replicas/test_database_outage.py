@@ -13,14 +13,14 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_replica_sessions import create_agent
 
 from conftest import Replicas, assert_clean_logs, replica_processes
 from helpers import error_info, final_of, run_turn
-from orchestrator.v1 import run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
+from orchestrator.v1 import run_pb2
 from orchestrator_devmodel import DevModelAdmin, DevModelServer
 from scripts.pg_cluster import PostgresCluster, create_database
-from test_replica_sessions import create_agent
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -48,12 +48,16 @@ async def until_health(replicas: Replicas, status: int, within: float) -> float:
     """Seconds until every replica reports `status` (another process's state: polled)."""
     started = time.monotonic()
     async with asyncio.timeout(within):
-        while [await health_of(a) for a in replicas.addresses] != [status] * 2:
+        while True:
+            if [await health_of(a) for a in replicas.addresses] == [status] * 2:
+                break
             await asyncio.sleep(0.05)
     return time.monotonic() - started
 
 
-async def load(stubs: list[object], worker: int, outcomes: Counter[str], stop: asyncio.Event) -> None:
+async def load(
+    stubs: list[object], worker: int, outcomes: Counter[str], stop: asyncio.Event
+) -> None:
     """Turns one after another on the worker's own session, alternating replicas."""
     turn = 0
     while not stop.is_set():

@@ -28,6 +28,11 @@ async def test_cancel_run_reaches_the_replica_executing_it(
         await create_agent(stubs[0])
         call = stubs[0].Run(requests_of(start("hold on")))
         started = await call.read()
+        async with asyncio.timeout(10):  # the model server's state: polled
+            while True:
+                if (await admin.stats())["in_flight"] >= 1:
+                    break
+                await asyncio.sleep(0.01)
         sent = time.time()
         cancelled = await stubs[1].CancelRun(pb.CancelRunRequest(run_id=started.run_id))
         assert cancelled.run.status == run_pb2.RUN_STATUS_CANCELLED

@@ -10,14 +10,15 @@ records is `RunQueries`' job.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from contextlib import aclosing
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from . import events as ev
 from .access import (
@@ -62,6 +63,7 @@ from .types import Agent, Run, RunStatus, TurnRequest
 from .validation import check_turn_request
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 def child_session_id(caller_agent_id: str, principal: str) -> str:
@@ -139,6 +141,9 @@ class RunEngine:
         """
         self.active.refuse_if_stopping()
         session_id = check_turn_request(request)
+        # With a shared store every read is a round trip: the quota's is made meanwhile
+        # (its refusal still comes after the admission's, and after a replay).
+        fits = self._read_early(self._store.check_turn_fits(tenant, request.message))
         agent, owner = await self._admit(tenant, request, session_id)
         tools = await self._turn_tools(tenant, agent, request, bridge)
         previous = (
@@ -159,7 +164,7 @@ class RunEngine:
         self._services.tokens.check(tenant)
         # Before the run's first write, which goes out together with the model request:
         # a tenant already at its stored bytes is refused before the model is asked.
-        await self._store.check_turn_fits(tenant, request.message)
+        await (fits or self._store.check_turn_fits(tenant, request.message))
         # Reject at once when busy, before anything is written; an enqueued run is recorded
         # as QUEUED so that it can be seen and cancelled while it waits.
         reservation = self._locks.reserve(key, wait=request.wait_if_busy)
@@ -211,11 +216,16 @@ class RunEngine:
     async def _admit(self, tenant: str, request: TurnRequest, session_id: str) -> tuple[Agent, str]:
         """The agent of a turn the current caller may start (with the tenant's allowlist
         applied) and the owner of its session; a refusal is recorded in the audit trail."""
+        owner_read = (
+            self._read_early(self._store.session_owner(tenant, request.agent_id, session_id))
+            if request.agent_id
+            else None
+        )
         try:
             agent = require_runnable(await self._resolve_agent(tenant, request.agent_id))
             spec = self._policy.check_agent(tenant, agent.spec, "agent")
             owner = session_owner_for_new_turn(
-                await self._store.session_owner(tenant, agent.agent_id, session_id)
+                await (owner_read or self._store.session_owner(tenant, agent.agent_id, session_id))
             )
         except OrchestratorError as error:
             if self._audit is not None:
@@ -223,6 +233,17 @@ class RunEngine:
                 await self._audit.record_call("Run", resource, error)
             raise
         return dataclasses.replace(agent, spec=spec) if spec is not agent.spec else agent, owner
+
+    def _read_early(self, read: Coroutine[Any, Any, R]) -> asyncio.Future[R] | None:
+        """With a shared store, start `read` now, concurrently with the reads before it is
+        needed (None otherwise: a local read costs microseconds, a task more). A read
+        whose answer is not awaited (an earlier refusal) is not reported as lost."""
+        if not self._coordination.shared:
+            read.close()
+            return None
+        future = asyncio.ensure_future(read)
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return future
 
     async def _resolve_agent(self, tenant: str, agent_id: str) -> Agent:
         if agent_id:

@@ -61,7 +61,10 @@ class PostgresCoordination:
 
     def __init__(self, url: str, pool: asyncpg.Pool, lease_seconds: float) -> None:
         self._url = url
-        self._pool = pool
+        self._pool = pool  # the store's: cancel requests ride on it
+        # Heartbeat and reaper have a connection of their own: behind a thousand turns
+        # queued for the store's pool, a heartbeat would wait past its own lease.
+        self._lease_pool: asyncpg.Pool | None = None
         self.lease_seconds = lease_seconds
         self.replica_id = new_replica_id()
         self.available = True  # the last heartbeat reached the database
@@ -70,6 +73,7 @@ class PostgresCoordination:
         self._lost_handlers: list[Callable[[], None]] = []
         self._availability_handlers: list[Callable[[bool], None]] = []
         self._after_beat: list[Callable[[], Awaitable[None]]] = []
+        self._after_beat_task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -113,8 +117,16 @@ class PostgresCoordination:
 
     # -- life cycle ---------------------------------------------------------------------
 
+    @property
+    def lease_pool(self) -> asyncpg.Pool:
+        assert self._lease_pool is not None, "not started"
+        return self._lease_pool
+
     async def start(self) -> None:
         """Take a lease, start listening, and start the heartbeat and reaper."""
+        self._lease_pool = await asyncpg.create_pool(
+            self._url, min_size=0, max_size=1, timeout=5, command_timeout=self.lease_seconds
+        )
         await self._register(self.replica_id)
         await self._listen()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="replica heartbeat"))
@@ -122,20 +134,23 @@ class PostgresCoordination:
     async def stop(self) -> None:
         """Stop the tasks, stop listening and give the lease up (after the engine recorded
         the outcomes of its runs: nothing of this replica is left for the reaper)."""
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._after_beat_task] if self._after_beat_task else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
             self._listener = None
         with contextlib.suppress(Exception):
-            await self._pool.execute(
+            await self.lease_pool.execute(
                 "DELETE FROM replicas WHERE replica_id = $1", self.replica_id, timeout=2
             )
+        with contextlib.suppress(*UNREACHABLE):
+            await self.lease_pool.close()
 
     async def _register(self, replica_id: str) -> None:
-        await self._pool.execute(
+        await self.lease_pool.execute(
             "INSERT INTO replicas(replica_id, host, pid, start_time, expire_time) "
             f"VALUES ($1, $2, $3, {DB_NOW}, {DB_NOW} + $4)",
             replica_id,
@@ -181,8 +196,7 @@ class PostgresCoordination:
         while True:
             try:
                 await self._beat()
-                for task in self._after_beat:
-                    await task()
+                self._start_after_beat()
                 await self.reap()
                 if self._listener is None:
                     await self._listen()
@@ -198,8 +212,21 @@ class PostgresCoordination:
                 self._set_available(True)
             await asyncio.sleep(interval)
 
+    def _start_after_beat(self) -> None:
+        """Start the after-heartbeat work in a task of its own (it uses the store's pool,
+        which may be busy: the heartbeat must not wait for it), one at a time."""
+        if self._after_beat_task is not None and not self._after_beat_task.done():
+            return
+
+        async def run_all() -> None:
+            for task in self._after_beat:
+                with contextlib.suppress(*UNREACHABLE_OR_UNAVAILABLE):
+                    await task()
+
+        self._after_beat_task = asyncio.create_task(run_all(), name="after heartbeat")
+
     async def _beat(self) -> None:
-        renewed = await self._pool.execute(
+        renewed = await self.lease_pool.execute(
             f"UPDATE replicas SET expire_time = {DB_NOW} + $2 "
             f"WHERE replica_id = $1 AND expire_time > {DB_NOW}",
             self.replica_id,
@@ -232,7 +259,7 @@ class PostgresCoordination:
     async def reap(self) -> int:
         """Mark the unfinished runs of replicas whose lease expired INTERRUPTED (rows
         another reaper holds are skipped: it is handling them); ring their doorbells."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.lease_pool.acquire() as conn, conn.transaction():
             ended = await conn.fetch(
                 "WITH dead AS (SELECT r.tenant, r.run_id FROM runs r "
                 "WHERE r.status IN ('queued', 'running') AND NOT EXISTS (SELECT 1 FROM "

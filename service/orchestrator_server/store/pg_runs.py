@@ -12,7 +12,6 @@ Every end rings the doorbell (NOTIFY) for the session's queue and the run's foll
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, TypeAlias
@@ -120,13 +119,16 @@ def doorbell(tenant: str, agent_id: str, session_id: str, run_id: str) -> str:
 
 
 async def add_usage(conn: Conn, tenant: str, counter: str, delta: int) -> None:
-    """Change one of the tenant's counters, on a random shard (see the schema)."""
+    """Change one of the tenant's counters, on the shard of this connection's backend:
+    every change a transaction makes lands on one row, so two transactions never lock
+    two shards in opposite orders (a deadlock), and concurrent ones mostly lock
+    different rows (see the schema)."""
     if delta:
         await conn.execute(
-            f"INSERT INTO usage(tenant, shard, {counter}) VALUES ($1, $2, $3) "
-            f"ON CONFLICT (tenant, shard) DO UPDATE SET {counter} = usage.{counter} + $3",
+            f"INSERT INTO usage(tenant, shard, {counter}) VALUES ($1, pg_backend_pid() % "
+            f"{USAGE_SHARDS}, $2) ON CONFLICT (tenant, shard) DO UPDATE "
+            f"SET {counter} = usage.{counter} + $2",
             tenant,
-            random.randrange(USAGE_SHARDS),  # noqa: S311 (spreads writes; not a secret)
             delta,
         )
 
@@ -154,29 +156,6 @@ async def forget_rows(conn: Conn, tenant: str, where: str, *params: str) -> None
 
 
 # -- sessions and messages --------------------------------------------------------------
-
-
-async def _lock_session(conn: Conn, tenant: str, run: Run) -> str | None:
-    """Create the run's session for its owner if it is new (and its agent exists), lock
-    its row for the transaction, and return its owner (None: the agent is gone)."""
-    await conn.execute(
-        "INSERT INTO sessions(tenant, agent_id, session_id, message_count, create_time, "
-        "update_time, owner) SELECT $1, $2, $3, 0, $4, $4, $5 WHERE EXISTS (SELECT 1 FROM "
-        "agents WHERE tenant = $1 AND agent_id = $2) ON CONFLICT DO NOTHING",
-        tenant,
-        run.agent_id,
-        run.session_id,
-        run.create_time,
-        run.owner,
-    )
-    owner: str | None = await conn.fetchval(
-        "SELECT owner FROM sessions WHERE tenant = $1 AND agent_id = $2 AND session_id = $3 "
-        "FOR UPDATE",
-        tenant,
-        run.agent_id,
-        run.session_id,
-    )
-    return owner
 
 
 async def append_messages(
@@ -308,67 +287,45 @@ async def begin_run(
     replica_id: str,
     queue_if_busy: bool,
 ) -> Run:
-    """Insert a run (and its user message, if it runs at once) under the session's lock;
-    see the Store port for the errors."""
-    if run.request_id:
-        row = await conn.fetchrow(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND agent_id = $2 "
-            "AND request_id = $3",
-            tenant,
-            run.agent_id,
-            run.request_id,
-        )
-        if row is not None:
-            raise DuplicateRequestError(run_from_record(row))
-    quotas.check_turn(tenant, await usage(conn, tenant, "message_bytes"), run.input)
-    owner = await _lock_session(conn, tenant, run)
-    if owner is not None and owner != run.owner:
-        raise SessionOwnerError(owner)
-    if run.status is RunStatus.RUNNING and owner is not None:
-        active = await _active_run(conn, tenant, run.agent_id, run.session_id)
-        if active is not None:
-            if not queue_if_busy:
-                raise SessionBusyError(active)
-            run = replace(run, status=RunStatus.QUEUED, start_time=None)
-            user_message = None
-    await _insert_run(conn, tenant, run, replica_id)
-    await add_usage(conn, tenant, "message_bytes", text_bytes(run.input, run.output))
-    if user_message is not None:
-        await append_messages(
-            conn, tenant, run.agent_id, run.session_id, [user_message], run.create_time
-        )
-    return run
-
-
-async def _insert_run(conn: Conn, tenant: str, run: Run, replica_id: str) -> None:
+    """Insert a run (and its user message, if it runs at once) under its session's lock,
+    in one round trip (the begin_run function of the schema); see the Store port for
+    the errors."""
+    threshold = quotas.max_stored_bytes_per_tenant - 2 * text_bytes(run.input)
+    message = None if user_message is None else encode(user_message.content)
     try:
-        await conn.execute(
-            f"INSERT INTO runs(tenant, {RUN_COLUMNS}, replica_id) VALUES ($1, $2, $3, $4, $5, "
-            "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-            tenant,
-            run.run_id,
-            run.agent_id,
-            run.session_id,
-            run.status.value,
-            encode(run.input),
-            run.create_time,
-            run.request_id,
-            run.parent_run_id,
-            encode(run.output),
-            run.usage.prompt_tokens,
-            run.usage.completion_tokens,
-            run.error_reason,
-            encode(run.error_message),
-            run.start_time,
-            run.end_time,
-            run.owner,
-            replica_id,
-        )
+        row = await conn.fetchrow(
+            "SELECT * FROM begin_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+            "$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+            tenant, run.run_id, run.agent_id, run.session_id, run.status.value,
+            encode(run.input), run.create_time, run.request_id, run.parent_run_id,
+            encode(run.output), run.usage.prompt_tokens, run.usage.completion_tokens,
+            run.error_reason, encode(run.error_message), run.start_time, run.end_time,
+            run.owner, replica_id, queue_if_busy, threshold, text_bytes(run.input, run.output),
+            message, text_bytes(user_message.content, "[]") if user_message else 0,
+            USAGE_SHARDS,
+        )  # fmt: skip
     except asyncpg.UniqueViolationError as error:
+        # Another replica stored the same key, or a turn of a session no row locks (its
+        # agent is being created), between the function's checks and its insert.
         if error.constraint_name == "runs_by_request":
-            # Another replica stored the same key between the check above and here.
             raise DuplicateRequestError(run) from None
-        raise
+        raise SessionBusyError("") from None
+    assert row is not None, "begin_run returns one row"
+    outcome, detail, status = row
+    if outcome == "duplicate":
+        existing = await conn.fetchrow(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND run_id = $2", tenant, detail
+        )
+        raise DuplicateRequestError(run_from_record(existing) if existing else run)
+    if outcome == "quota":
+        quotas.check_turn(tenant, int(detail), run.input)
+    if outcome == "owner":
+        raise SessionOwnerError(detail)
+    if outcome == "busy":
+        raise SessionBusyError(detail)
+    if status == RunStatus.QUEUED.value and run.status is RunStatus.RUNNING:
+        return replace(run, status=RunStatus.QUEUED, start_time=None)
+    return run
 
 
 async def claim_queued(
@@ -405,43 +362,28 @@ async def finish_run(
     conn: Conn, tenant: str, run: Run, messages: Sequence[Message]
 ) -> list[Message]:
     """Record the run's outcome with its final messages, unless an outcome is recorded
-    already (fencing); ring the session's doorbell."""
-    await _lock_session_row(conn, tenant, run.agent_id, run.session_id)
-    # Fenced: only while the run is unfinished and its replica's lease is live.
-    previous = await conn.fetchrow(
-        "SELECT r.status, octet_length(r.output), p.expire_time > " + DB_NOW + " FROM runs r "
-        "LEFT JOIN replicas p ON p.replica_id = r.replica_id "
-        "WHERE r.tenant = $1 AND r.run_id = $2 FOR UPDATE OF r",
-        tenant,
-        run.run_id,
-    )
-    if previous is None:
-        return []  # deleted with its agent or session: nothing to record
-    if previous[0] not in _ACTIVE or not previous[2]:
-        raise RunFencedError(run.run_id)
+    already or its replica's lease expired (fencing: RunFencedError); ring the session's
+    doorbell. One round trip (the finish_run function of the schema)."""
     end = run.end_time if run.end_time is not None else run.create_time
-    stored = await append_messages(conn, tenant, run.agent_id, run.session_id, messages, end)
-    await add_usage(conn, tenant, "message_bytes", len(encode(run.output)) - previous[1])
-    await conn.execute(
-        "UPDATE runs SET status = $3, output = $4, prompt_tokens = $5, completion_tokens = $6, "
-        "error_reason = $7, error_message = $8, end_time = $9, "
-        "start_time = coalesce(start_time, $9) WHERE tenant = $1 AND run_id = $2",
-        tenant,
-        run.run_id,
-        run.status.value,
-        encode(run.output),
-        run.usage.prompt_tokens,
-        run.usage.completion_tokens,
-        run.error_reason,
-        encode(run.error_message),
-        end,
-    )
-    await conn.execute(
-        "SELECT pg_notify($1, $2)",
-        CHANNEL,
-        doorbell(tenant, run.agent_id, run.session_id, run.run_id),
-    )
-    return stored
+    calls = [tool_calls_json(m.tool_calls) for m in messages]
+    row = await conn.fetchrow(
+        "SELECT * FROM finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+        "$15, $16, $17, $18, $19, $20)",
+        tenant, run.run_id, run.agent_id, run.session_id, run.status.value,
+        encode(run.output), run.usage.prompt_tokens, run.usage.completion_tokens,
+        run.error_reason, encode(run.error_message), end,
+        [m.role.value for m in messages], [encode(m.content) for m in messages], calls,
+        [m.tool_call_id for m in messages], [m.run_id for m in messages],
+        sum(text_bytes(m.content, c) for m, c in zip(messages, calls, strict=True)),
+        CHANNEL, doorbell(tenant, run.agent_id, run.session_id, run.run_id), USAGE_SHARDS,
+    )  # fmt: skip
+    assert row is not None, "finish_run returns one row"
+    outcome, first = row
+    if outcome == "fenced":
+        raise RunFencedError(run.run_id)
+    if outcome == "gone" or not first:
+        return []  # deleted with its agent or session: nothing to record
+    return [replace(m, sequence=first + i, create_time=end) for i, m in enumerate(messages)]
 
 
 def list_runs_query(tenant: str, query: RunQuery) -> tuple[str, list[Any]]:

@@ -85,7 +85,163 @@ CREATE TABLE replicas (
     start_time DOUBLE PRECISION NOT NULL, expire_time DOUBLE PRECISION NOT NULL);
 """
 
-MIGRATIONS: list[str] = [_V1]
+# A run's first write in one round trip (it is on the path to the first delta: the run is
+# announced only once stored). The same steps as pg_runs.begin_run describes; outcomes
+# other than 'ok' are turned into the Store port's errors by the caller.
+_V1_BEGIN_RUN = """
+CREATE FUNCTION begin_run(
+    p_tenant text, p_run_id text, p_agent_id text, p_session_id text, p_status text,
+    p_input bytea, p_create_time double precision, p_request_id text, p_parent_run_id text,
+    p_output bytea, p_prompt_tokens bigint, p_completion_tokens bigint, p_error_reason text,
+    p_error_message bytea, p_start_time double precision, p_end_time double precision,
+    p_owner text, p_replica_id text, p_queue_if_busy boolean, p_quota_threshold bigint,
+    p_run_bytes bigint, p_message bytea, p_message_bytes bigint, p_shards integer)
+RETURNS TABLE (outcome text, detail text, status text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_found text;
+    v_stored bigint;
+    v_session boolean;
+    v_status text := p_status;
+    v_count bigint;
+    v_bytes bigint := p_run_bytes;
+BEGIN
+    IF p_request_id <> '' THEN
+        SELECT r.run_id INTO v_found FROM runs r WHERE r.tenant = p_tenant
+            AND r.agent_id = p_agent_id AND r.request_id = p_request_id;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'duplicate'::text, v_found, ''::text;
+            RETURN;
+        END IF;
+    END IF;
+    SELECT coalesce(sum(u.message_bytes), 0) INTO v_stored FROM usage u
+        WHERE u.tenant = p_tenant;
+    IF v_stored > p_quota_threshold THEN
+        RETURN QUERY SELECT 'quota'::text, v_stored::text, ''::text;
+        RETURN;
+    END IF;
+    INSERT INTO sessions AS s (tenant, agent_id, session_id, message_count, create_time,
+        update_time, owner) SELECT p_tenant, p_agent_id, p_session_id, 0, p_create_time,
+        p_create_time, p_owner WHERE EXISTS (SELECT 1 FROM agents a
+        WHERE a.tenant = p_tenant AND a.agent_id = p_agent_id) ON CONFLICT DO NOTHING;
+    SELECT s.owner INTO v_found FROM sessions s WHERE s.tenant = p_tenant
+        AND s.agent_id = p_agent_id AND s.session_id = p_session_id FOR UPDATE;
+    v_session := FOUND;
+    IF v_session AND v_found <> p_owner THEN
+        RETURN QUERY SELECT 'owner'::text, v_found, ''::text;
+        RETURN;
+    END IF;
+    IF v_status = 'running' AND v_session THEN
+        SELECT r.run_id INTO v_found FROM runs r WHERE r.tenant = p_tenant
+            AND r.agent_id = p_agent_id AND r.session_id = p_session_id
+            AND r.status IN ('queued', 'running') ORDER BY r.status DESC, r.queue_seq LIMIT 1;
+        IF FOUND THEN
+            IF NOT p_queue_if_busy THEN
+                RETURN QUERY SELECT 'busy'::text, v_found, ''::text;
+                RETURN;
+            END IF;
+            v_status := 'queued';
+            p_start_time := NULL;
+            p_message := NULL;
+        END IF;
+    END IF;
+    INSERT INTO runs (tenant, run_id, agent_id, session_id, status, input, create_time,
+        request_id, parent_run_id, output, prompt_tokens, completion_tokens, error_reason,
+        error_message, start_time, end_time, owner, replica_id)
+    VALUES (p_tenant, p_run_id, p_agent_id, p_session_id, v_status, p_input, p_create_time,
+        p_request_id, p_parent_run_id, p_output, p_prompt_tokens, p_completion_tokens,
+        p_error_reason, p_error_message, p_start_time, p_end_time, p_owner, p_replica_id);
+    IF p_message IS NOT NULL AND v_session THEN
+        UPDATE sessions s SET message_count = s.message_count + 1, update_time = p_create_time
+            WHERE s.tenant = p_tenant AND s.agent_id = p_agent_id
+            AND s.session_id = p_session_id RETURNING s.message_count INTO v_count;
+        INSERT INTO messages (tenant, agent_id, session_id, seq, role, content, tool_calls,
+            tool_call_id, run_id, create_time) VALUES (p_tenant, p_agent_id, p_session_id,
+            v_count, 'user', p_message, '[]', '', p_run_id, p_create_time);
+        v_bytes := v_bytes + p_message_bytes;
+    END IF;
+    IF v_bytes <> 0 THEN
+        INSERT INTO usage AS u (tenant, shard, message_bytes)
+            VALUES (p_tenant, pg_backend_pid() % p_shards, v_bytes)
+            ON CONFLICT (tenant, shard) DO UPDATE SET message_bytes = u.message_bytes + v_bytes;
+    END IF;
+    RETURN QUERY SELECT 'ok'::text, ''::text, v_status;
+END
+$$;
+"""
+
+# A run's end in one round trip (fenced; see pg_runs.finish_run): 'gone' when the run
+# was deleted, 'fenced' when its outcome is recorded or its replica's lease expired,
+# else 'ok' with the sequence number of the first message appended (0: none).
+_V1_FINISH_RUN = """
+CREATE FUNCTION finish_run(
+    p_tenant text, p_run_id text, p_agent_id text, p_session_id text, p_status text,
+    p_output bytea, p_prompt_tokens bigint, p_completion_tokens bigint, p_error_reason text,
+    p_error_message bytea, p_end_time double precision, p_roles text[], p_contents bytea[],
+    p_tool_calls text[], p_tool_call_ids text[], p_message_run_ids text[],
+    p_message_bytes bigint, p_channel text, p_doorbell text, p_shards integer)
+RETURNS TABLE (outcome text, first_seq bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+    v_old bigint;
+    v_live boolean;
+    v_n integer := coalesce(array_length(p_roles, 1), 0);
+    v_count bigint;
+    v_first bigint := 0;
+    v_bytes bigint := 0;
+BEGIN
+    PERFORM 1 FROM sessions s WHERE s.tenant = p_tenant AND s.agent_id = p_agent_id
+        AND s.session_id = p_session_id FOR UPDATE;
+    SELECT r.status, octet_length(r.output),
+        coalesce(p.expire_time > extract(epoch from clock_timestamp()), false)
+        INTO v_status, v_old, v_live
+        FROM runs r LEFT JOIN replicas p ON p.replica_id = r.replica_id
+        WHERE r.tenant = p_tenant AND r.run_id = p_run_id FOR UPDATE OF r;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'gone'::text, 0::bigint;
+        RETURN;
+    END IF;
+    IF v_status NOT IN ('queued', 'running') OR NOT v_live THEN
+        RETURN QUERY SELECT 'fenced'::text, 0::bigint;
+        RETURN;
+    END IF;
+    IF v_n > 0 THEN
+        INSERT INTO sessions AS s (tenant, agent_id, session_id, message_count, create_time,
+            update_time) SELECT p_tenant, p_agent_id, p_session_id, v_n, p_end_time,
+            p_end_time WHERE EXISTS (SELECT 1 FROM agents a WHERE a.tenant = p_tenant
+            AND a.agent_id = p_agent_id)
+            ON CONFLICT (tenant, agent_id, session_id) DO UPDATE
+            SET message_count = s.message_count + v_n, update_time = p_end_time
+            RETURNING s.message_count INTO v_count;
+        IF FOUND THEN
+            v_first := v_count - v_n + 1;
+            INSERT INTO messages (tenant, agent_id, session_id, seq, role, content, tool_calls,
+                tool_call_id, run_id, create_time)
+            SELECT p_tenant, p_agent_id, p_session_id, v_first + i - 1, p_roles[i],
+                p_contents[i], p_tool_calls[i], p_tool_call_ids[i], p_message_run_ids[i],
+                p_end_time FROM generate_subscripts(p_roles, 1) AS i;
+            v_bytes := p_message_bytes;
+        END IF;
+    END IF;
+    v_bytes := v_bytes + octet_length(p_output) - v_old;
+    IF v_bytes <> 0 THEN
+        INSERT INTO usage AS u (tenant, shard, message_bytes)
+            VALUES (p_tenant, pg_backend_pid() % p_shards, v_bytes)
+            ON CONFLICT (tenant, shard) DO UPDATE SET message_bytes = u.message_bytes + v_bytes;
+    END IF;
+    UPDATE runs r SET status = p_status, output = p_output, prompt_tokens = p_prompt_tokens,
+        completion_tokens = p_completion_tokens, error_reason = p_error_reason,
+        error_message = p_error_message, end_time = p_end_time,
+        start_time = coalesce(r.start_time, p_end_time)
+        WHERE r.tenant = p_tenant AND r.run_id = p_run_id;
+    PERFORM pg_notify(p_channel, p_doorbell);
+    RETURN QUERY SELECT 'ok'::text, v_first;
+END
+$$;
+"""
+
+MIGRATIONS: list[str] = [_V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN]
 
 
 async def migrate(conn: Conn) -> int:

@@ -130,6 +130,21 @@ class PostgresStore:
                 raise unavailable() from None
         raise AssertionError("unreachable")
 
+    async def call(
+        self,
+        fn: Callable[Concatenate[Conn, P], Awaitable[R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """fn(conn, ...) outside a transaction (for one statement, which is atomic by
+        itself: a round trip less than BEGIN ... COMMIT); STORE_UNAVAILABLE when the
+        database cannot be reached."""
+        try:
+            async with self.pool.acquire() as conn:
+                return await fn(conn, *args, **kwargs)
+        except UNREACHABLE:
+            raise unavailable() from None
+
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """A read outside a transaction."""
         try:
@@ -312,8 +327,9 @@ class PostgresStore:
     async def begin_run(
         self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
     ) -> Run:
-        """Insert the run under its session's lock (one turn per session everywhere)."""
-        return await self.transact(
+        """Insert the run under its session's lock (one turn per session everywhere), in
+        one statement: its own transaction."""
+        return await self.call(
             pg_runs.begin_run,
             tenant,
             run,
@@ -335,7 +351,7 @@ class PostgresStore:
         flushes it: the run is still covered by this replica's lease meanwhile); a later
         outcome of the same run replaces it. STORE_UNAVAILABLE is still raised."""
         try:
-            stored = await self.transact(pg_runs.finish_run, tenant, run, messages)
+            stored = await self.call(pg_runs.finish_run, tenant, run, messages)
         except UnavailableError:
             self._unrecorded.pop((tenant, run.run_id), None)
             if len(self._unrecorded) >= MAX_UNRECORDED:
@@ -352,7 +368,7 @@ class PostgresStore:
         for key, (run, messages) in list(self._unrecorded.items()):
             # Fenced: a peer's reaper recorded it INTERRUPTED meanwhile.
             with contextlib.suppress(RunFencedError):
-                await self.transact(pg_runs.finish_run, key[0], run, messages)
+                await self.call(pg_runs.finish_run, key[0], run, messages)
             self._unrecorded.pop(key, None)
 
     async def get_run(self, tenant: str, run_id: str) -> Run | None:
