@@ -177,6 +177,7 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] | None = None  # extra environment (e.g. ORCHESTRATOR_LEASE_SECONDS)
     log_path: Path | None = None  # where its log goes (a pipe nobody reads could fill)
+    extra_args: tuple[str, ...] = ()  # more `serve` flags (e.g. --workers 2)
 
     @property
     def address(self) -> str:
@@ -202,6 +203,7 @@ class ServerProcess:
                 str(self.db),
                 "--grace",
                 "2",
+                *self.extra_args,
             ],
             env=env,
             stdout=subprocess.DEVNULL,

@@ -20,17 +20,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="host:port to listen on (ORCHESTRATOR_ADDRESS; "
         "default 127.0.0.1:50051; port 0 picks a free port)",
     )
-    parser.add_argument(
-        "--db",
-        help="SQLite file, or a postgresql:// URL for several replicas "
-        "(ORCHESTRATOR_DB; default orchestrator.db)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        help="server processes on this port (SO_REUSEPORT); more than 1 needs PostgreSQL "
-        "(ORCHESTRATOR_WORKERS; default 1)",
-    )
+    _add_store_flags(parser)
     parser.add_argument(
         "--config", help="TOML settings file with [[providers]] (ORCHESTRATOR_CONFIG)"
     )
@@ -75,6 +65,21 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "authenticates every call; ORCHESTRATOR_ALLOW_UNAUTHENTICATED)",
     )
     parser.set_defaults(handler=run_serve)
+
+
+def _add_store_flags(parser: argparse.ArgumentParser) -> None:
+    """--db and --workers (several workers are replicas of one PostgreSQL database)."""
+    parser.add_argument(
+        "--db",
+        help="SQLite file, or a postgresql:// URL for several replicas "
+        "(ORCHESTRATOR_DB; default orchestrator.db)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="server processes on this port (SO_REUSEPORT); more than 1 needs PostgreSQL "
+        "(ORCHESTRATOR_WORKERS; default 1)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:

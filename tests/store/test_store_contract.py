@@ -131,6 +131,23 @@ async def test_messages_are_numbered_per_session_and_windowed(store: Store) -> N
     ]
 
 
+async def test_any_text_is_kept_exactly_nul_characters_too(store: Store) -> None:
+    """Callers and models may send NUL characters (PostgreSQL's TEXT cannot hold them)."""
+    text = "before\x00after é 🙂"
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
+    run = a_run("r1", input=text)
+    await store.begin_run("t", run, Message(Role.USER, text, run_id="r1"))
+    final = dataclasses.replace(
+        run, status=RunStatus.FAILED, output=text, error_message=text, end_time=2.0
+    )
+    await store.finish_run("t", final, [Message(Role.ASSISTANT, text, run_id="r1")])
+    history = await store.load_history("t", "a1", "s1", 10)
+    assert [m.content for m in history] == [text, text]
+    stored = await store.get_run("t", "r1")
+    assert stored is not None
+    assert (stored.input, stored.output, stored.error_message) == (text, text, text)
+
+
 async def test_messages_of_a_deleted_agent_are_not_stored(store: Store) -> None:
     await store.append_messages("t", "ghost", "s1", [Message(Role.USER, "orphan")])
     assert await store.load_history("t", "ghost", "s1", 10) == []

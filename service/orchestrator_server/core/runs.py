@@ -146,19 +146,16 @@ class RunEngine:
         fits = self._read_early(self._store.check_turn_fits(tenant, request.message))
         agent, owner = await self._admit(tenant, request, session_id)
         tools = await self._turn_tools(tenant, agent, request, bridge)
-        previous = (
-            await find_previous(
+        if request.request_id:
+            previous = await find_previous(
                 self._store, self.active, tenant, agent.agent_id, session_id, request
             )
-            if request.request_id
-            else None
-        )
-        if previous is not None:
-            follow = Follower(self._store, self._coordination, tenant)
-            async with aclosing(replay(previous, follow)) as replayed:
-                async for event in replayed:
-                    yield event
-            return
+            if previous is not None:
+                follow = Follower(self._store, self._coordination, tenant)
+                async with aclosing(replay(previous, follow)) as replayed:
+                    async for event in replayed:
+                        yield event
+                return
         key = (tenant, agent.agent_id, session_id)
         self.active.admit(tenant, queued=request.wait_if_busy and self._locks.taken(key))
         self._services.tokens.check(tenant)

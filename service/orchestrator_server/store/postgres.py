@@ -17,39 +17,29 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Sequence
 
 import asyncpg
 
-from ..core.errors import Reason, UnavailableError
+from ..core.errors import UnavailableError
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
 from ..core.store_port import RunFencedError
 from ..core.types import Agent, AgentSpec, Message, NewAgent, Run, RunQuery, Session, Team, TeamSpec
-from . import pg_agents, pg_runs
+from . import pg_agents, pg_rows, pg_runs
 from .agent_cache import AgentCache
+from .pg_plumbing import PostgresPlumbing, unavailable
 from .pg_replicas import DEFAULT_LEASE_SECONDS, PostgresCoordination
 from .pg_runs import UNREACHABLE, Conn
 from .pg_schema import migrate
 from .sqlite_rows import spec_from_json
 from .sqlite_teams import TEAM_COLUMNS, team_from_row
 
-R = TypeVar("R")
-P = ParamSpec("P")
-_RETRIES = 3
 # Outcomes kept while the database is unreachable (each is a run that was in flight).
 MAX_UNRECORDED = 10_000
 log = logging.getLogger(__name__)
 
 
-def unavailable() -> UnavailableError:
-    """The error of a call the database could not serve now."""
-    return UnavailableError(
-        "the database cannot be reached; retry with backoff", reason=Reason.STORE_UNAVAILABLE
-    )
-
-
-class PostgresStore:
+class PostgresStore(PostgresPlumbing):
     """The `Store` (and, through PostgresAccessStore, the `AccessStore`) on PostgreSQL."""
 
     def __init__(
@@ -104,68 +94,6 @@ class PostgresStore:
             with contextlib.suppress(*UNREACHABLE):
                 await self._pool.close()
             self._pool = None
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        """The connection pool (open() first)."""
-        assert self._pool is not None, "store is not open"
-        return self._pool
-
-    async def transact(
-        self,
-        fn: Callable[Concatenate[Conn, P], Awaitable[R]],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> R:
-        """fn(conn, ...) in a transaction, retried on deadlock or serialisation failure;
-        STORE_UNAVAILABLE when the database cannot be reached."""
-        for attempt in range(_RETRIES):
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    return await fn(conn, *args, **kwargs)
-            except asyncpg.TransactionRollbackError:
-                if attempt == _RETRIES - 1:
-                    raise unavailable() from None
-            except UNREACHABLE:
-                raise unavailable() from None
-        raise AssertionError("unreachable")
-
-    async def call(
-        self,
-        fn: Callable[Concatenate[Conn, P], Awaitable[R]],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> R:
-        """fn(conn, ...) outside a transaction (for one statement, which is atomic by
-        itself: a round trip less than BEGIN ... COMMIT); STORE_UNAVAILABLE when the
-        database cannot be reached."""
-        try:
-            async with self.pool.acquire() as conn:
-                return await fn(conn, *args, **kwargs)
-        except UNREACHABLE:
-            raise unavailable() from None
-
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """A read outside a transaction."""
-        try:
-            return await self.pool.fetch(sql, *args)
-        except UNREACHABLE:
-            raise unavailable() from None
-
-    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        """A one-row read outside a transaction."""
-        try:
-            return await self.pool.fetchrow(sql, *args)
-        except UNREACHABLE:
-            raise unavailable() from None
-
-    async def ping(self) -> bool:
-        """Whether the database answers now."""
-        try:
-            await self.pool.fetchval("SELECT 1", timeout=2)
-        except (*UNREACHABLE, asyncpg.PostgresError):  # type: ignore[misc]
-            return False
-        return True
 
     @property
     def replica_id(self) -> str:
@@ -253,21 +181,21 @@ class PostgresStore:
     ) -> list[Message]:
         """The last `limit` messages, oldest first."""
         rows = await self.fetch(
-            f"SELECT {pg_runs.MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND "
+            f"SELECT {pg_rows.MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND "
             "agent_id = $2 AND session_id = $3 ORDER BY seq DESC LIMIT $4",
             tenant,
             agent_id,
             session_id,
             limit,
         )
-        return [pg_runs.message_from_record(r) for r in reversed(rows)]
+        return [pg_rows.message_from_record(r) for r in reversed(rows)]
 
     async def list_messages(
         self, tenant: str, agent_id: str, session_id: str, *, after: int, limit: int
     ) -> list[Message]:
         """Messages after a sequence number, oldest first."""
         rows = await self.fetch(
-            f"SELECT {pg_runs.MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND "
+            f"SELECT {pg_rows.MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND "
             "agent_id = $2 AND session_id = $3 AND seq > $4 ORDER BY seq LIMIT $5",
             tenant,
             agent_id,
@@ -275,7 +203,7 @@ class PostgresStore:
             after,
             limit,
         )
-        return [pg_runs.message_from_record(r) for r in rows]
+        return [pg_rows.message_from_record(r) for r in rows]
 
     async def list_sessions(
         self, tenant: str, agent_id: str, *, after: str | None, limit: int, owner: str | None = None
@@ -374,27 +302,27 @@ class PostgresStore:
     async def get_run(self, tenant: str, run_id: str) -> Run | None:
         """One run, or None."""
         row = await self.fetchrow(
-            f"SELECT {pg_runs.RUN_COLUMNS} FROM runs WHERE tenant = $1 AND run_id = $2",
+            f"SELECT {pg_rows.RUN_COLUMNS} FROM runs WHERE tenant = $1 AND run_id = $2",
             tenant,
             run_id,
         )
-        return None if row is None else pg_runs.run_from_record(row)
+        return None if row is None else pg_rows.run_from_record(row)
 
     async def find_run_by_request(self, tenant: str, agent_id: str, request_id: str) -> Run | None:
         """The run an idempotency key created."""
         row = await self.fetchrow(
-            f"SELECT {pg_runs.RUN_COLUMNS} FROM runs WHERE tenant = $1 AND agent_id = $2 "
+            f"SELECT {pg_rows.RUN_COLUMNS} FROM runs WHERE tenant = $1 AND agent_id = $2 "
             "AND request_id = $3",
             tenant,
             agent_id,
             request_id,
         )
-        return None if row is None else pg_runs.run_from_record(row)
+        return None if row is None else pg_rows.run_from_record(row)
 
     async def list_runs(self, tenant: str, query: RunQuery) -> list[Run]:
         """Runs newest first."""
         sql, params = pg_runs.list_runs_query(tenant, query)
-        return [pg_runs.run_from_record(r) for r in await self.fetch(sql, *params)]
+        return [pg_rows.run_from_record(r) for r in await self.fetch(sql, *params)]
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
         """Only runs whose replica's lease expired: live peers' runs are left alone."""

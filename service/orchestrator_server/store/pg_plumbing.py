@@ -1,0 +1,92 @@
+"""The plumbing of the PostgreSQL store: its pool, transactions and reads, each failing
+fast with UNAVAILABLE / STORE_UNAVAILABLE when the database cannot be reached."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import asyncpg
+
+from ..core.errors import Reason, UnavailableError
+from .pg_runs import UNREACHABLE, Conn
+
+R = TypeVar("R")
+P = ParamSpec("P")
+# Attempts of a transaction PostgreSQL aborts for a deadlock or serialisation conflict.
+_RETRIES = 3
+
+
+def unavailable() -> UnavailableError:
+    """The error of a call the database could not serve now."""
+    return UnavailableError(
+        "the database cannot be reached; retry with backoff", reason=Reason.STORE_UNAVAILABLE
+    )
+
+
+class PostgresPlumbing:
+    """A connection pool with error mapping (the base of PostgresStore)."""
+
+    _pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (open() first)."""
+        assert self._pool is not None, "store is not open"
+        return self._pool
+
+    async def transact(
+        self,
+        fn: Callable[Concatenate[Conn, P], Awaitable[R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """fn(conn, ...) in a transaction, retried on deadlock or serialisation failure;
+        STORE_UNAVAILABLE when the database cannot be reached."""
+        for attempt in range(_RETRIES):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await fn(conn, *args, **kwargs)
+            except asyncpg.TransactionRollbackError:
+                if attempt == _RETRIES - 1:
+                    raise unavailable() from None
+            except UNREACHABLE:
+                raise unavailable() from None
+        raise AssertionError("unreachable")
+
+    async def call(
+        self,
+        fn: Callable[Concatenate[Conn, P], Awaitable[R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """fn(conn, ...) outside a transaction (for one statement, which is atomic by
+        itself: a round trip less than BEGIN ... COMMIT); STORE_UNAVAILABLE when the
+        database cannot be reached."""
+        try:
+            async with self.pool.acquire() as conn:
+                return await fn(conn, *args, **kwargs)
+        except UNREACHABLE:
+            raise unavailable() from None
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """A read outside a transaction."""
+        try:
+            return await self.pool.fetch(sql, *args)
+        except UNREACHABLE:
+            raise unavailable() from None
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """A one-row read outside a transaction."""
+        try:
+            return await self.pool.fetchrow(sql, *args)
+        except UNREACHABLE:
+            raise unavailable() from None
+
+    async def ping(self) -> bool:
+        """Whether the database answers now."""
+        try:
+            await self.pool.fetchval("SELECT 1", timeout=2)
+        except (*UNREACHABLE, asyncpg.PostgresError):  # type: ignore[misc]
+            return False
+        return True
