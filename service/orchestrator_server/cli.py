@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,7 +15,11 @@ from .bootstrap import add_bootstrap_parser
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `serve` and its flags (each also settable by an ORCHESTRATOR_* variable)."""
-    parser = subparsers.add_parser("serve", help="run the orchestrator gRPC server")
+    # No abbreviations: a worker's command line is the supervisor's minus --workers, which
+    # must be recognisable in it.
+    parser = subparsers.add_parser(
+        "serve", help="run the orchestrator gRPC server", allow_abbrev=False
+    )
     parser.add_argument(
         "--address",
         help="host:port to listen on (ORCHESTRATOR_ADDRESS; "
@@ -105,7 +110,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 "tls_key_file": args.tls_key_file,
                 "tls_client_ca_file": args.tls_client_ca_file,
                 "allow_unauthenticated": args.allow_unauthenticated,
-                "workers": args.workers,
+                # A worker of a supervisor is one process, whatever its command line says.
+                "workers": None if os.environ.get("ORCHESTRATOR_WORKER_INDEX") else args.workers,
             },
         )
         check_db(settings.db)

@@ -13,9 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from test_replica_sessions import create_agent
+from replica_helpers import Replicas, assert_clean_logs, create_agent, replica_processes
 
-from conftest import Replicas, assert_clean_logs, replica_processes
 from helpers import error_info, final_of, run_turn
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import run_pb2

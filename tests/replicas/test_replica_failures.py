@@ -9,9 +9,8 @@ import time
 
 import grpc
 import pytest
-from test_replica_sessions import create_agent
+from replica_helpers import LEASE_SECONDS, Replicas, create_agent, run_status, until_status
 
-from conftest import LEASE_SECONDS, Replicas, run_status, until_status
 from helpers import drain, error_info, final_of, requests_of, run_turn, start
 from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb

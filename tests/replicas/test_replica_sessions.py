@@ -6,18 +6,12 @@ import asyncio
 import itertools
 
 import grpc
+from replica_helpers import Replicas, create_agent
 
-from conftest import Replicas
 from helpers import drain, error_info, final_of, requests_of, run_turn, start
-from orchestrator.v1 import agent_pb2, run_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
+from orchestrator.v1 import run_pb2
 from orchestrator_devmodel import DevModelAdmin
-
-
-async def create_agent(stub: object, agent_id: str = "shared") -> None:
-    await stub.CreateAgent(  # type: ignore[attr-defined]
-        pb.CreateAgentRequest(agent=agent_pb2.Agent(agent_id=agent_id), set_as_default=True)
-    )
 
 
 async def test_agents_and_conversations_are_shared(replicas: Replicas) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
-from test_replica_sessions import create_agent
+from replica_helpers import create_agent
 
 from helpers import ServerProcess, final_of, free_port, run_turn
 from orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc

@@ -4,6 +4,7 @@ one, and answering the cancels and lease losses peers report to this replica."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from .active_runs import ActiveRuns
@@ -67,14 +68,18 @@ class PeerCancels:
 
 
 async def cancel_elsewhere(store: Store, coordination: Coordination, tenant: str, run: Run) -> Run:
-    """Ask the replica executing `run` to cancel it and wait (bounded) for its end."""
+    """Ask the replica executing `run` to cancel it and wait (bounded) for its end. The
+    request is sent again while the run goes on: a doorbell rung while that replica's
+    listening connection was being re-established is lost."""
     if not coordination.shared or not unfinished(run):
         return run
-    with coordination.bell(run_key(tenant, run.run_id)):
-        await coordination.request_cancel(tenant, run.run_id)
-    follow = Follower(store, coordination, tenant)
-    try:
-        return await follow(run, CANCEL_WAIT_SECONDS)
-    except TimeoutError:
-        current = await store.get_run(tenant, run.run_id)
-        return current or run
+    with coordination.bell(run_key(tenant, run.run_id)) as bell, contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+            while unfinished(run):
+                await coordination.request_cancel(tenant, run.run_id)
+                await bell.wait(POLL_SECONDS)
+                current = await store.get_run(tenant, run.run_id)
+                if current is None:
+                    break
+                run = current
+    return run

@@ -15,13 +15,15 @@ instead of for the local lock: waiting for both could deadlock when their orders
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from .errors import AbortedError, Reason
 
 SessionKey = tuple[str, str, str]  # tenant, agent_id, session_id
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -29,6 +31,7 @@ class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
     active_run_id: str = ""
+    last_write: asyncio.Future[Any] | None = None  # shared store: the last first-write
 
 
 @dataclass(slots=True)
@@ -55,6 +58,25 @@ class Reservation:
                 yield
             finally:
                 self.slot.active_run_id = ""
+
+    def sequenced(self, write: Callable[[], Awaitable[R]]) -> asyncio.Future[R]:
+        """Start a run's first write; with a shared store, only after the previous start
+        of this session in this process has been written (ended either way): the
+        database orders the turns by their writes, which must keep the order of arrival
+        here (tasks and pooled connections would not)."""
+        previous = self.slot.last_write
+        if not self.locks.shared or previous is None or previous.done():
+            future = asyncio.ensure_future(write())
+        else:
+
+            async def after_previous() -> R:
+                await asyncio.wait([previous])
+                return await write()
+
+            future = asyncio.ensure_future(after_previous())
+        if self.locks.shared:
+            self.slot.last_write = future
+        return future
 
     def release(self) -> None:
         """Give the place up; the last user removes the session's entry."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from . import events as ev
 from .access import session_not_found
@@ -12,6 +12,8 @@ from .store_port import DuplicateRequestError, SessionBusyError, SessionOwnerErr
 from .types import Message, Run, RunStatus
 
 Emit = Callable[[ev.EventBody], None]
+# Starts a write after the previous start of the session (Reservation.sequenced).
+Sequencer = Callable[[Callable[[], Awaitable[Run]]], "asyncio.Future[Run]"]
 
 
 class QueuedBehindPeer(Exception):
@@ -36,8 +38,10 @@ class StartGate:
         emit: Emit,
         *,
         queue_if_busy: bool = False,
+        sequence: Sequencer | None = None,
     ) -> None:
         self._store = store
+        self._sequence = sequence
         self._queue_if_busy = queue_if_busy
         self.queued_by_store = False
         self._tenant = tenant
@@ -57,10 +61,14 @@ class StartGate:
         see take_interruption."""
         self._watched = watched
         if self._write is None:
-            self._write = asyncio.ensure_future(
-                self._store.begin_run(
+
+            def begin() -> Awaitable[Run]:
+                return self._store.begin_run(
                     self._tenant, self._run, self.user_message, queue_if_busy=self._queue_if_busy
                 )
+
+            self._write = (
+                self._sequence(begin) if self._sequence else asyncio.ensure_future(begin())
             )
             self._write.add_done_callback(self._on_written)
 

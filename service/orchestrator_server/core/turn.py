@@ -83,6 +83,7 @@ class Turn:
             self._user_message if immediate else None,
             emit,
             queue_if_busy=self._context.request.wait_if_busy,
+            sequence=self._reservation.sequenced,
         )
         services.observer.run_started()
         try:

@@ -86,8 +86,11 @@ async def update_agent(
     conn: Conn, tenant: str, agent_id: str, spec: AgentSpec, expected: int | None
 ) -> Agent:
     """Replace the spec, bumping the revision (checked against `expected`)."""
+    # NO KEY UPDATE: turns starting or ending meanwhile (FOR KEY SHARE) need not wait.
     await conn.execute(
-        "SELECT 1 FROM agents WHERE tenant = $1 AND agent_id = $2 FOR UPDATE", tenant, agent_id
+        "SELECT 1 FROM agents WHERE tenant = $1 AND agent_id = $2 FOR NO KEY UPDATE",
+        tenant,
+        agent_id,
     )
     require("agent", agent_id, await agent_row(conn, tenant, agent_id), expected)
     await conn.execute(
@@ -119,11 +122,13 @@ async def delete_agent(conn: Conn, tenant: str, agent_id: str, expected: int | N
             reason=Reason.AGENT_IN_USE,
             metadata={"agent_id": agent_id, "team_id": team_id},
         )
-    await pg_runs.forget_rows(conn, tenant, "agent_id = $2", agent_id)
+    # The usage shard is locked last, as every write of a run does (no lock cycle).
+    stored = await pg_runs.stored_bytes(conn, tenant, "agent_id = $2", agent_id)
     for table in ("messages", "sessions", "runs", "agents"):
         await conn.execute(
             f"DELETE FROM {table} WHERE tenant = $1 AND agent_id = $2", tenant, agent_id
         )
+    await pg_runs.add_usage(conn, tenant, "message_bytes", -stored)
     await pg_runs.add_usage(conn, tenant, "agents", -1)
     await conn.execute(
         "UPDATE tenants SET default_agent_id = NULL WHERE tenant = $1 AND default_agent_id = $2",

@@ -61,13 +61,19 @@ class PostgresPlumbing:
         **kwargs: P.kwargs,
     ) -> R:
         """fn(conn, ...) outside a transaction (for one statement, which is atomic by
-        itself: a round trip less than BEGIN ... COMMIT); STORE_UNAVAILABLE when the
-        database cannot be reached."""
-        try:
-            async with self.pool.acquire() as conn:
-                return await fn(conn, *args, **kwargs)
-        except UNREACHABLE:
-            raise unavailable() from None
+        itself: a round trip less than BEGIN ... COMMIT), retried like a transaction on
+        deadlock or serialisation failure; STORE_UNAVAILABLE when the database cannot be
+        reached."""
+        for attempt in range(_RETRIES):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await fn(conn, *args, **kwargs)
+            except asyncpg.TransactionRollbackError:
+                if attempt == _RETRIES - 1:
+                    raise unavailable() from None
+            except UNREACHABLE:
+                raise unavailable() from None
+        raise AssertionError("unreachable")
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """A read outside a transaction."""

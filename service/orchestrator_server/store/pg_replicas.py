@@ -30,12 +30,18 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from ..core.coordination_port import run_key, session_key
-from ..core.errors import UnavailableError
+from ..core.errors import Reason, UnavailableError
 from .pg_runs import CHANNEL, DB_NOW, UNREACHABLE, doorbell
 
 log = logging.getLogger(__name__)
 DEFAULT_LEASE_SECONDS = 10.0
+LISTENER_FAILURES: tuple[type[BaseException], ...] = (*UNREACHABLE, asyncpg.PostgresError)
 UNREACHABLE_OR_UNAVAILABLE: tuple[type[BaseException], ...] = (*UNREACHABLE, UnavailableError)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("after-heartbeat work failed: %r", task.exception())
 
 
 def new_replica_id() -> str:
@@ -95,9 +101,15 @@ class PostgresCoordination:
 
     async def request_cancel(self, tenant: str, run_id: str) -> None:
         """Ring the cancel doorbell; the replica executing the run cancels it."""
-        await self._pool.execute(
-            "SELECT pg_notify($1, $2)", CHANNEL, f"cancel\x1f{tenant}\x1f{run_id}"
-        )
+        try:
+            await self._pool.execute(
+                "SELECT pg_notify($1, $2)", CHANNEL, f"cancel\x1f{tenant}\x1f{run_id}"
+            )
+        except UNREACHABLE:
+            raise UnavailableError(
+                "the database cannot be reached; retry with backoff",
+                reason=Reason.STORE_UNAVAILABLE,
+            ) from None
 
     def on_cancel(self, handler: Callable[[str, str], None]) -> None:
         """Register a handler of cancel requests from peers."""
@@ -130,6 +142,7 @@ class PostgresCoordination:
         await self._register(self.replica_id)
         await self._listen()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="replica heartbeat"))
+        self._tasks.append(asyncio.create_task(self._reaper(), name="replica reaper"))
 
     async def stop(self) -> None:
         """Stop the tasks, stop listening and give the lease up (after the engine recorded
@@ -160,8 +173,9 @@ class PostgresCoordination:
         )
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self._url, timeout=5)
-        await conn.add_listener(CHANNEL, self._notified)
+        async with asyncio.timeout(5):
+            conn = await asyncpg.connect(self._url, timeout=5)
+            await conn.add_listener(CHANNEL, self._notified)
         conn.add_termination_listener(self._listener_lost)
         self._listener = conn
         self._ring_all()  # anything rung while nobody listened is looked at again
@@ -192,14 +206,15 @@ class PostgresCoordination:
     # -- heartbeat and reaper -----------------------------------------------------------
 
     async def _heartbeat(self) -> None:
+        """Renew the lease every lease/4 s on a connection of its own, and keep the
+        doorbell listening; nothing else waits in this loop (a slow reap or a busy store
+        pool must not cost the lease)."""
         interval = self.lease_seconds / 4
         while True:
             try:
                 await self._beat()
                 self._start_after_beat()
-                await self.reap()
-                if self._listener is None:
-                    await self._listen()
+                await self._check_listener()
             except UNREACHABLE_OR_UNAVAILABLE as error:
                 log.warning("the database is unreachable: %s", error.__class__.__name__)
                 self._set_available(False)
@@ -211,6 +226,29 @@ class PostgresCoordination:
             else:
                 self._set_available(True)
             await asyncio.sleep(interval)
+
+    async def _reaper(self) -> None:
+        """Reap expired peers every lease/4 s, in a loop of its own."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 4)
+            try:
+                await self.reap()
+            except UNREACHABLE_OR_UNAVAILABLE:
+                pass  # the heartbeat reports the database's state
+            except Exception:
+                log.exception("reaping expired replicas failed")
+
+    async def _check_listener(self) -> None:
+        """Listen again if the listening connection is gone or does not answer (a
+        half-open connection never reports its end)."""
+        if self._listener is not None:
+            try:
+                await self._listener.execute("SELECT 1", timeout=self.lease_seconds / 4)
+                return
+            except LISTENER_FAILURES:
+                self._listener.terminate()
+                self._listener = None
+        await self._listen()
 
     def _start_after_beat(self) -> None:
         """Start the after-heartbeat work in a task of its own (it uses the store's pool,
@@ -224,6 +262,7 @@ class PostgresCoordination:
                     await task()
 
         self._after_beat_task = asyncio.create_task(run_all(), name="after heartbeat")
+        self._after_beat_task.add_done_callback(_log_failure)
 
     async def _beat(self) -> None:
         renewed = await self.lease_pool.execute(
@@ -257,14 +296,17 @@ class PostgresCoordination:
                 handler(available)
 
     async def reap(self) -> int:
-        """Mark the unfinished runs of replicas whose lease expired INTERRUPTED (rows
-        another reaper holds are skipped: it is handling them); ring their doorbells."""
-        async with self.lease_pool.acquire() as conn, conn.transaction():
+        """Remove the leases that expired and mark the unfinished runs they covered (and
+        runs of replicas with no lease at all) INTERRUPTED; ring their doorbells. The
+        DELETE re-checks each lease on its newest version, so a renewal that commits while
+        this runs keeps its replica's runs alive; rows another reaper holds are skipped."""
+        async with self._pool.acquire() as conn, conn.transaction():
             ended = await conn.fetch(
-                "WITH dead AS (SELECT r.tenant, r.run_id FROM runs r "
-                "WHERE r.status IN ('queued', 'running') AND NOT EXISTS (SELECT 1 FROM "
-                f"replicas p WHERE p.replica_id = r.replica_id AND p.expire_time > {DB_NOW}) "
-                "FOR UPDATE OF r SKIP LOCKED) "
+                f"WITH expired AS (DELETE FROM replicas WHERE expire_time < {DB_NOW} "
+                "RETURNING replica_id), dead AS (SELECT r.tenant, r.run_id FROM runs r "
+                "WHERE r.status IN ('queued', 'running') AND (r.replica_id IN (SELECT "
+                "replica_id FROM expired) OR NOT EXISTS (SELECT 1 FROM replicas p WHERE "
+                "p.replica_id = r.replica_id)) FOR UPDATE OF r SKIP LOCKED) "
                 "UPDATE runs SET status = 'interrupted', error_reason = 'RUN_INTERRUPTED', "
                 "error_message = convert_to('the replica running it stopped (its lease "
                 f"expired)', 'UTF8'), end_time = {DB_NOW}, "
@@ -272,11 +314,12 @@ class PostgresCoordination:
                 "WHERE runs.tenant = dead.tenant AND runs.run_id = dead.run_id "
                 "RETURNING runs.tenant, runs.agent_id, runs.session_id, runs.run_id"
             )
-            for row in ended:
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, doorbell(*row))
-            await conn.execute(
-                f"DELETE FROM replicas WHERE expire_time < {DB_NOW} - $1", self.lease_seconds
-            )
+            if ended:
+                await conn.execute(
+                    "SELECT pg_notify($1, bell) FROM unnest($2::text[]) AS bell",
+                    CHANNEL,
+                    [doorbell(*row) for row in ended],
+                )
         if ended:
             log.warning("marked %d runs of expired replicas INTERRUPTED", len(ended))
         return len(ended)

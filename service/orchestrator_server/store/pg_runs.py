@@ -83,9 +83,9 @@ async def usage(conn: Conn | asyncpg.Pool, tenant: str, counter: str) -> int:
     return int(value)
 
 
-async def forget_rows(conn: Conn, tenant: str, where: str, *params: str) -> None:
-    """Before deleting the tenant's messages and runs matching `where` ($2, ...): take
-    their bytes off."""
+async def stored_bytes(conn: Conn, tenant: str, where: str, *params: str) -> int:
+    """What the tenant's messages and runs matching `where` ($2, ...) count in its stored
+    bytes (read before deleting them, taken off after)."""
     stored = await conn.fetchval(
         "SELECT coalesce((SELECT sum(octet_length(content) + octet_length(tool_calls)) "
         f"FROM messages WHERE tenant = $1 AND {where}), 0) + coalesce((SELECT "
@@ -94,7 +94,7 @@ async def forget_rows(conn: Conn, tenant: str, where: str, *params: str) -> None
         tenant,
         *params,
     )
-    await add_usage(conn, tenant, "message_bytes", -int(stored))
+    return int(stored)
 
 
 # -- sessions and messages --------------------------------------------------------------
@@ -160,15 +160,22 @@ async def append_turn_messages(
     messages: Sequence[Message],
     now: float,
 ) -> None:
-    """Append a turn's tool steps, unless their run has ended (fenced, see above)."""
+    """Append a turn's tool steps, fenced like its outcome: only while its run is running
+    and its replica's lease is live (locks in the order every run write takes them:
+    agent, session, run, usage shard)."""
     run_id = messages[0].run_id if messages else ""
+    await conn.execute(
+        "SELECT 1 FROM agents WHERE tenant = $1 AND agent_id = $2 FOR KEY SHARE", tenant, agent_id
+    )
+    await _lock_session_row(conn, tenant, agent_id, session_id)
     if run_id and not await conn.fetchval(
-        "SELECT 1 FROM runs WHERE tenant = $1 AND run_id = $2 AND status = 'running'",
+        f"SELECT p.expire_time > {DB_NOW} FROM runs r JOIN replicas p "
+        "ON p.replica_id = r.replica_id WHERE r.tenant = $1 AND r.run_id = $2 "
+        "AND r.status = 'running' FOR SHARE OF r",
         tenant,
         run_id,
     ):
         return
-    await _lock_session_row(conn, tenant, agent_id, session_id)
     await append_messages(conn, tenant, agent_id, session_id, messages, now)
 
 
@@ -192,7 +199,9 @@ async def delete_session(conn: Conn, tenant: str, agent_id: str, session_id: str
             reason=Reason.SESSION_BUSY,
             metadata={"session_id": session_id, "active_run_id": active},
         )
-    await forget_rows(conn, tenant, "agent_id = $2 AND session_id = $3", agent_id, session_id)
+    stored = await stored_bytes(
+        conn, tenant, "agent_id = $2 AND session_id = $3", agent_id, session_id
+    )
     deleted = await conn.execute(
         "DELETE FROM messages WHERE tenant = $1 AND agent_id = $2 AND session_id = $3", *key
     )
@@ -202,6 +211,7 @@ async def delete_session(conn: Conn, tenant: str, agent_id: str, session_id: str
     await conn.execute(
         "DELETE FROM sessions WHERE tenant = $1 AND agent_id = $2 AND session_id = $3", *key
     )
+    await add_usage(conn, tenant, "message_bytes", -stored)  # the shard last, as everywhere
     return int(deleted.rsplit(" ", 1)[-1])
 
 
@@ -247,11 +257,10 @@ async def begin_run(
             USAGE_SHARDS,
         )  # fmt: skip
     except asyncpg.UniqueViolationError as error:
-        # Another replica stored the same key, or a turn of a session no row locks (its
-        # agent is being created), between the function's checks and its insert.
-        if error.constraint_name == "runs_by_request":
-            raise DuplicateRequestError(run) from None
-        raise SessionBusyError("") from None
+        # Another replica stored the same key, or started a turn of a session whose agent
+        # does not exist (no row to lock), between the function's checks and its insert.
+        await _raise_conflict(conn, tenant, run, error.constraint_name or "")
+        raise
     assert row is not None, "begin_run returns one row"
     outcome, detail, status = row
     if outcome == "duplicate":
@@ -270,6 +279,22 @@ async def begin_run(
     return run
 
 
+async def _raise_conflict(conn: Conn, tenant: str, run: Run, constraint: str) -> None:
+    """The Store port's error for a unique index a concurrent start filled first."""
+    if constraint == "runs_by_request":
+        existing = await conn.fetchrow(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND agent_id = $2 "
+            "AND request_id = $3",
+            tenant,
+            run.agent_id,
+            run.request_id,
+        )
+        raise DuplicateRequestError(run_from_record(existing) if existing else run)
+    if constraint == "runs_one_running":
+        active = await _active_run(conn, tenant, run.agent_id, run.session_id)
+        raise SessionBusyError(active or "")
+
+
 async def claim_queued(
     conn: Conn, tenant: str, run_id: str, start_time: float, user_message: Message
 ) -> bool:
@@ -284,6 +309,10 @@ async def claim_queued(
     if row is None:
         return False
     agent_id, session_id = row
+    if not await conn.fetchval(
+        "SELECT 1 FROM agents WHERE tenant = $1 AND agent_id = $2 FOR KEY SHARE", tenant, agent_id
+    ):
+        return False  # deleted while the run waited (its delete removed the run too)
     await _lock_session_row(conn, tenant, agent_id, session_id)
     if await _active_run(conn, tenant, agent_id, session_id) != run_id:
         return False

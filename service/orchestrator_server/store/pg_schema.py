@@ -120,13 +120,19 @@ BEGIN
         RETURN QUERY SELECT 'quota'::text, v_stored::text, ''::text;
         RETURN;
     END IF;
-    INSERT INTO sessions AS s (tenant, agent_id, session_id, message_count, create_time,
-        update_time, owner) SELECT p_tenant, p_agent_id, p_session_id, 0, p_create_time,
-        p_create_time, p_owner WHERE EXISTS (SELECT 1 FROM agents a
-        WHERE a.tenant = p_tenant AND a.agent_id = p_agent_id) ON CONFLICT DO NOTHING;
-    SELECT s.owner INTO v_found FROM sessions s WHERE s.tenant = p_tenant
-        AND s.agent_id = p_agent_id AND s.session_id = p_session_id FOR UPDATE;
+    -- The agent cannot be deleted until this commits (its delete then removes the run);
+    -- if it was deleted first, the run is stored without a session, as for a missing agent.
+    PERFORM 1 FROM agents a WHERE a.tenant = p_tenant AND a.agent_id = p_agent_id
+        FOR KEY SHARE;
     v_session := FOUND;
+    IF v_session THEN
+        -- Create or lock the session row; DO UPDATE (not DO NOTHING) waits for a delete of
+        -- the session in progress and then inserts it afresh.
+        INSERT INTO sessions AS s (tenant, agent_id, session_id, message_count, create_time,
+            update_time, owner) VALUES (p_tenant, p_agent_id, p_session_id, 0, p_create_time,
+            p_create_time, p_owner) ON CONFLICT (tenant, agent_id, session_id)
+            DO UPDATE SET update_time = s.update_time RETURNING s.owner INTO v_found;
+    END IF;
     IF v_session AND v_found <> p_owner THEN
         RETURN QUERY SELECT 'owner'::text, v_found, ''::text;
         RETURN;
@@ -191,6 +197,8 @@ DECLARE
     v_first bigint := 0;
     v_bytes bigint := 0;
 BEGIN
+    PERFORM 1 FROM agents a WHERE a.tenant = p_tenant AND a.agent_id = p_agent_id
+        FOR KEY SHARE;
     PERFORM 1 FROM sessions s WHERE s.tenant = p_tenant AND s.agent_id = p_agent_id
         AND s.session_id = p_session_id FOR UPDATE;
     SELECT r.status, octet_length(r.output),

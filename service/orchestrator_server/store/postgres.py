@@ -18,13 +18,25 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import asyncpg
 
-from ..core.errors import UnavailableError
+from ..core.errors import Reason, UnavailableError
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
 from ..core.store_port import RunFencedError
-from ..core.types import Agent, AgentSpec, Message, NewAgent, Run, RunQuery, Session, Team, TeamSpec
+from ..core.types import (
+    Agent,
+    AgentSpec,
+    Message,
+    NewAgent,
+    Run,
+    RunQuery,
+    RunStatus,
+    Session,
+    Team,
+    TeamSpec,
+)
 from . import pg_agents, pg_rows, pg_runs
 from .agent_cache import AgentCache
 from .pg_plumbing import PostgresPlumbing, unavailable
@@ -291,12 +303,26 @@ class PostgresStore(PostgresPlumbing):
         return stored
 
     async def flush_unrecorded(self) -> None:
-        """Write the outcomes the database could not take, oldest first (stops at the
-        first that still fails)."""
+        """Write the outcomes the database could not take, oldest first; stop while it is
+        still unreachable. An end that cannot be written as it was (its messages) is
+        written without them, as INTERRUPTED: a run must not stay RUNNING."""
         for key, (run, messages) in list(self._unrecorded.items()):
-            # Fenced: a peer's reaper recorded it INTERRUPTED meanwhile.
-            with contextlib.suppress(RunFencedError):
+            try:
                 await self.call(pg_runs.finish_run, key[0], run, messages)
+            except RunFencedError:
+                pass  # a peer's reaper recorded it INTERRUPTED meanwhile
+            except UnavailableError:
+                return  # next heartbeat
+            except Exception as error:
+                log.error("the end of run %s could not be written (%r)", run.run_id, error)
+                bare = replace(
+                    run,
+                    status=RunStatus.INTERRUPTED,
+                    error_reason=Reason.RUN_INTERRUPTED,
+                    error_message="its end could not be recorded",
+                )
+                with contextlib.suppress(Exception):
+                    await self.call(pg_runs.finish_run, key[0], bare, ())
             self._unrecorded.pop(key, None)
 
     async def get_run(self, tenant: str, run_id: str) -> Run | None:
