@@ -99,7 +99,9 @@ def runs_cases(
 ) -> list[Case]:
     """The Run cases (the agent `AGENT_ID` must exist); the CPU of the orchestrator and of
     the model server is charged to them."""
-    procs = {"orchestrator": orchestrator, "devmodel": model}
+    # Keyed by the servers' own names: the CPU meter also counts every other live server
+    # under its name, which must not overwrite the one measured.
+    procs = {orchestrator.name: orchestrator, model.name: model}
     cases = []
     for key, label, concurrency, sessions in variants:
         # Each case collects its own server-side figures.
