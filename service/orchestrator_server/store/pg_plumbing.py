@@ -41,18 +41,13 @@ class PostgresPlumbing:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> R:
-        """fn(conn, ...) in a transaction, retried on deadlock or serialisation failure;
-        STORE_UNAVAILABLE when the database cannot be reached."""
-        for attempt in range(_RETRIES):
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    return await fn(conn, *args, **kwargs)
-            except asyncpg.TransactionRollbackError:
-                if attempt == _RETRIES - 1:
-                    raise unavailable() from None
-            except UNREACHABLE:
-                raise unavailable() from None
-        raise AssertionError("unreachable")
+        """fn(conn, ...) in a transaction (retried: see _retried)."""
+
+        async def attempt() -> R:
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await fn(conn, *args, **kwargs)
+
+        return await _retried(attempt)
 
     async def call(
         self,
@@ -60,20 +55,14 @@ class PostgresPlumbing:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> R:
-        """fn(conn, ...) outside a transaction (for one statement, which is atomic by
-        itself: a round trip less than BEGIN ... COMMIT), retried like a transaction on
-        deadlock or serialisation failure; STORE_UNAVAILABLE when the database cannot be
-        reached."""
-        for attempt in range(_RETRIES):
-            try:
-                async with self.pool.acquire() as conn:
-                    return await fn(conn, *args, **kwargs)
-            except asyncpg.TransactionRollbackError:
-                if attempt == _RETRIES - 1:
-                    raise unavailable() from None
-            except UNREACHABLE:
-                raise unavailable() from None
-        raise AssertionError("unreachable")
+        """fn(conn, ...) outside a transaction, for one statement, which is atomic by
+        itself: a round trip less than BEGIN ... COMMIT (retried: see _retried)."""
+
+        async def attempt() -> R:
+            async with self.pool.acquire() as conn:
+                return await fn(conn, *args, **kwargs)
+
+        return await _retried(attempt)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """A read outside a transaction."""
@@ -96,3 +85,17 @@ class PostgresPlumbing:
         except (*UNREACHABLE, asyncpg.PostgresError):  # type: ignore[misc]
             return False
         return True
+
+
+async def _retried(attempt: Callable[[], Awaitable[R]]) -> R:
+    """attempt(), again when PostgreSQL aborted it for a deadlock or a serialisation
+    conflict; STORE_UNAVAILABLE when the database cannot be reached (or keeps aborting)."""
+    for number in range(_RETRIES):
+        try:
+            return await attempt()
+        except asyncpg.TransactionRollbackError:
+            if number == _RETRIES - 1:
+                raise unavailable() from None
+        except UNREACHABLE:
+            raise unavailable() from None
+    raise AssertionError("unreachable")

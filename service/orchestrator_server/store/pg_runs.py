@@ -152,6 +152,17 @@ async def append_messages(
     return [replace(m, sequence=first + i, create_time=now) for i, m in enumerate(messages)]
 
 
+async def lock_agent(conn: Conn, tenant: str, agent_id: str) -> bool:
+    """Keep the agent from being deleted until the transaction ends (every write of a run
+    takes this first); False if it does not exist."""
+    found = await conn.fetchval(
+        "SELECT true FROM agents WHERE tenant = $1 AND agent_id = $2 FOR KEY SHARE",
+        tenant,
+        agent_id,
+    )
+    return bool(found)
+
+
 async def append_turn_messages(
     conn: Conn,
     tenant: str,
@@ -164,9 +175,7 @@ async def append_turn_messages(
     and its replica's lease is live (locks in the order every run write takes them:
     agent, session, run, usage shard)."""
     run_id = messages[0].run_id if messages else ""
-    await conn.execute(
-        "SELECT 1 FROM agents WHERE tenant = $1 AND agent_id = $2 FOR KEY SHARE", tenant, agent_id
-    )
+    await lock_agent(conn, tenant, agent_id)
     await _lock_session_row(conn, tenant, agent_id, session_id)
     if run_id and not await conn.fetchval(
         f"SELECT p.expire_time > {DB_NOW} FROM runs r JOIN replicas p "
@@ -309,9 +318,7 @@ async def claim_queued(
     if row is None:
         return False
     agent_id, session_id = row
-    if not await conn.fetchval(
-        "SELECT 1 FROM agents WHERE tenant = $1 AND agent_id = $2 FOR KEY SHARE", tenant, agent_id
-    ):
+    if not await lock_agent(conn, tenant, agent_id):
         return False  # deleted while the run waited (its delete removed the run too)
     await _lock_session_row(conn, tenant, agent_id, session_id)
     if await _active_run(conn, tenant, agent_id, session_id) != run_id:

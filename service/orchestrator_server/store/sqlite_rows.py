@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -85,21 +85,27 @@ def agent_from_row(row: Row) -> Agent:
     )
 
 
-def run_from_row(row: Row) -> Run:
-    """A run from a row of RUN_COLUMNS."""
+def _same(value: Any) -> str:
+    text: str = value  # SQLite returns the text as stored
+    return text
+
+
+def run_from_row(row: Row, text: Callable[[Any], str] = _same) -> Run:
+    """A run from a row of RUN_COLUMNS (free text read with `text`: the PostgreSQL store
+    keeps it as bytes)."""
     return Run(
         run_id=row[0],
         agent_id=row[1],
         session_id=row[2],
         status=RunStatus(row[3]),
-        input=row[4],
+        input=text(row[4]),
         create_time=row[5],
         request_id=row[6],
         parent_run_id=row[7],
-        output=row[8],
+        output=text(row[8]),
         usage=Usage(row[9], row[10]),
         error_reason=row[11],
-        error_message=row[12],
+        error_message=text(row[12]),
         start_time=row[13],
         end_time=row[14],
         owner=row[15],
@@ -109,8 +115,8 @@ def run_from_row(row: Row) -> Run:
 _ROLES = {role.value: role for role in Role}
 
 
-def message_from_row(row: Row) -> Message:
-    """A message from a row of MESSAGE_COLUMNS."""
+def message_from_row(row: Row, text: Callable[[Any], str] = _same) -> Message:
+    """A message from a row of MESSAGE_COLUMNS (content read with `text`)."""
     seq, role, content, tool_calls, tool_call_id, run_id, create_time = row
     # Most messages call no tool: skip decoding their empty list (history loads read up to
     # the memory window's worth of rows on every turn).
@@ -121,7 +127,7 @@ def message_from_row(row: Row) -> Message:
     )
     return Message(
         role=_ROLES[role],
-        content=content,
+        content=text(content),
         tool_calls=calls,
         tool_call_id=tool_call_id,
         run_id=run_id,
