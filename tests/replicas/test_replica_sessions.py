@@ -6,6 +6,7 @@ import asyncio
 import itertools
 
 import grpc
+import pytest
 from replica_helpers import Replicas, create_agent
 
 from helpers import drain, error_info, final_of, requests_of, run_turn, start
@@ -94,3 +95,26 @@ async def test_thirty_enqueued_starts_run_one_at_a_time_in_arrival_order(
         assert [m.content for m in messages.messages] == [
             text for i in range(30) for text in (f"q{i}", f"Echo: q{i}")
         ]
+
+
+async def test_a_request_id_repeated_on_another_replica_follows_then_replays_the_run(
+    replicas: Replicas, admin: DevModelAdmin
+) -> None:
+    await admin.set_rules([{"match": {"contains": "slow"}, "reply": {"latency_ms": 600}}])
+    async with replicas.channels() as stubs:
+        await create_agent(stubs[0])
+        first = stubs[0].Run(requests_of(start("slow answer", request_id="key-1")))
+        started = await first.read()
+        # While it runs on replica 0, the same start on replica 1 follows it to its end.
+        followed = await run_turn(stubs[1], "slow answer", request_id="key-1")
+        assert followed[0].run_id == started.run_id and followed[0].run_started.replayed
+        assert final_of(followed).output == "Echo: slow answer"
+        assert final_of(await drain(first)).output == "Echo: slow answer"
+        # Once it ended, replica 2 replays it; a different message with the key is refused.
+        replayed = await run_turn(stubs[2], "slow answer", request_id="key-1")
+        assert replayed[0].run_id == started.run_id and replayed[0].run_started.replayed
+        with pytest.raises(grpc.aio.AioRpcError) as conflict:
+            await run_turn(stubs[2], "another message", request_id="key-1")
+        assert error_info(conflict.value).reason == "REQUEST_ID_CONFLICT"
+        runs = await stubs[0].ListRuns(pb.ListRunsRequest(agent_id="shared"))
+        assert [r.run_id for r in runs.runs] == [started.run_id]
