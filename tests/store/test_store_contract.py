@@ -34,7 +34,8 @@ from orchestrator_server.core.types import (
 )
 from orchestrator_server.store.memory import InMemoryStore
 from orchestrator_server.store.postgres import PostgresStore
-from orchestrator_server.store.sqlite import STEP_BYTES, SQLiteStore
+from orchestrator_server.store.sqlite import SQLiteStore
+from orchestrator_server.store.sqlite_loop_writer import STEP_BYTES
 from scripts.pg_cluster import create_database
 
 

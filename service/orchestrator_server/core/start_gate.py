@@ -60,6 +60,8 @@ class StartGate:
         at once rather than when the model's first token arrives (which may be never):
         see take_interruption."""
         self._watched = watched
+        if self._write is None and self._write_at_once():
+            return
         if self._write is None:
 
             def begin() -> Awaitable[Run]:
@@ -84,6 +86,29 @@ class StartGate:
         if refused and watched is not None and not watched.done():
             self._interrupted = True
             watched.cancel()
+
+    def _write_at_once(self) -> bool:
+        """The write made without waiting, where the store can: the run is announced
+        before the model request is even built, so RunStarted's send is long done when
+        the first delta comes. False when the store cannot (the write then goes the
+        usual way)."""
+        write: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+        try:
+            stored = self._store.begin_run_at_once(self._tenant, self._run, self.user_message)
+        except Exception as error:
+            write.set_exception(error)  # raised, mapped, by wait()
+        else:
+            if stored is None:
+                return False
+            write.set_result(stored)
+        self._write = write
+        self._on_written(write)
+        return True
+
+    @property
+    def written(self) -> bool:
+        """Whether the write has ended (stored, or failed: wait() raises why)."""
+        return self._write is not None and self._write.done()
 
     def take_interruption(self) -> bool:
         """In the watched task, handling a CancelledError: whether it was this gate's

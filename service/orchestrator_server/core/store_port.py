@@ -139,6 +139,12 @@ class Store(Protocol):
         rely on the engine's own locks and store the run as given).
         """
 
+    def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
+        """begin_run made without waiting, where the store can (an embedded store whose
+        write lock is free and the write small), with begin_run's result and errors;
+        None when it cannot (then begin_run). A run's first write is on the path to its
+        first delta."""
+
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message
     ) -> bool:

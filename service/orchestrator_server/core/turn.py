@@ -140,6 +140,8 @@ class Turn:
             # The run's first write goes to the store while the model request is prepared
             # and sent; the gate is waited for before the first event.
             gate.submit(asyncio.current_task())
+            if gate.written:
+                await gate.wait()  # made at once: a refusal is raised before the model call
         else:
             await gate.wait()
         async with reservation.hold(self._active.run.run_id):

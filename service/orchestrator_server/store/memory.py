@@ -261,6 +261,10 @@ class InMemoryStore:
             self._append(key, [user_message], run.create_time)
         return run
 
+    def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
+        """Not here: the in-memory store's writes are awaited like a database's."""
+        return None
+
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message
     ) -> bool:

@@ -18,13 +18,10 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 
 import asyncpg
 
-from ..core.errors import Reason, UnavailableError
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
-from ..core.store_port import RunFencedError
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -32,13 +29,13 @@ from ..core.types import (
     NewAgent,
     Run,
     RunQuery,
-    RunStatus,
     Session,
     Team,
     TeamSpec,
 )
 from . import pg_agents, pg_rows, pg_runs
 from .agent_cache import AgentCache
+from .pg_outcomes import UnrecordedEnds
 from .pg_plumbing import PostgresPlumbing, unavailable
 from .pg_replicas import DEFAULT_LEASE_SECONDS, PostgresCoordination
 from .pg_runs import UNREACHABLE, Conn
@@ -46,8 +43,6 @@ from .pg_schema import migrate
 from .sqlite_rows import spec_from_json
 from .sqlite_teams import TEAM_COLUMNS, team_from_row
 
-# Outcomes kept while the database is unreachable (each is a run that was in flight).
-MAX_UNRECORDED = 10_000
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +67,7 @@ class PostgresStore(PostgresPlumbing):
         self._command_timeout = command_timeout
         self._agents = AgentCache(max_entries=agent_cache_size)
         self._replica = replica  # False: a tool (create-api-key) that runs no turns
-        self._unrecorded: dict[tuple[str, str], tuple[Run, tuple[Message, ...]]] = {}
+        self._ends = UnrecordedEnds(self._finish)
         self._pool: asyncpg.Pool | None = None
         self.coordination: PostgresCoordination | None = None
 
@@ -95,7 +90,7 @@ class PostgresStore(PostgresPlumbing):
         if not self._replica:
             return
         self.coordination = PostgresCoordination(self._url, self._pool, self._lease_seconds)
-        self.coordination.after_heartbeat(self.flush_unrecorded)
+        self.coordination.after_heartbeat(self._ends.flush)
         await self.coordination.start()
 
     async def close(self) -> None:
@@ -279,6 +274,10 @@ class PostgresStore(PostgresPlumbing):
             queue_if_busy,
         )
 
+    def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
+        """Never: every write is a round trip."""
+        return None
+
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message
     ) -> bool:
@@ -286,44 +285,12 @@ class PostgresStore(PostgresPlumbing):
         return await self.transact(pg_runs.claim_queued, tenant, run_id, start_time, user_message)
 
     async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
-        """Record the outcome (fenced) and ring the session's doorbell. An outcome the
-        database could not take is kept and written when it is back (the heartbeat
-        flushes it: the run is still covered by this replica's lease meanwhile); a later
-        outcome of the same run replaces it. STORE_UNAVAILABLE is still raised."""
-        try:
-            stored = await self.call(pg_runs.finish_run, tenant, run, messages)
-        except UnavailableError:
-            self._unrecorded.pop((tenant, run.run_id), None)
-            if len(self._unrecorded) >= MAX_UNRECORDED:
-                log.error("dropping the unrecorded end of run %s: too many", run.run_id)
-            else:
-                self._unrecorded[(tenant, run.run_id)] = (run, tuple(messages))
-            raise
-        self._unrecorded.pop((tenant, run.run_id), None)
-        return stored
+        """Record the outcome (fenced) and ring the session's doorbell; an outcome the
+        database could not take is kept and written when it is back (pg_outcomes)."""
+        return await self._ends.write(tenant, run, messages)
 
-    async def flush_unrecorded(self) -> None:
-        """Write the outcomes the database could not take, oldest first; stop while it is
-        still unreachable. An end that cannot be written as it was (its messages) is
-        written without them, as INTERRUPTED: a run must not stay RUNNING."""
-        for key, (run, messages) in list(self._unrecorded.items()):
-            try:
-                await self.call(pg_runs.finish_run, key[0], run, messages)
-            except RunFencedError:
-                pass  # a peer's reaper recorded it INTERRUPTED meanwhile
-            except UnavailableError:
-                return  # next heartbeat
-            except Exception as error:
-                log.error("the end of run %s could not be written (%r)", run.run_id, error)
-                bare = replace(
-                    run,
-                    status=RunStatus.INTERRUPTED,
-                    error_reason=Reason.RUN_INTERRUPTED,
-                    error_message="its end could not be recorded",
-                )
-                with contextlib.suppress(Exception):
-                    await self.call(pg_runs.finish_run, key[0], bare, ())
-            self._unrecorded.pop(key, None)
+    async def _finish(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
+        return await self.call(pg_runs.finish_run, tenant, run, messages)
 
     async def get_run(self, tenant: str, run_id: str) -> Run | None:
         """One run, or None."""

@@ -39,6 +39,7 @@ from ..core.types import (
 from . import sqlite_access, sqlite_agents, sqlite_runs, sqlite_teams, sqlite_usage
 from .agent_cache import AgentCache
 from .migrations import migrate
+from .sqlite_loop_writer import LOOP_WRITE_CHARS, Busy, LoopWriter, read_in_steps
 from .sqlite_rows import (
     MESSAGE_COLUMNS,
     RUN_COLUMNS,
@@ -49,8 +50,6 @@ from .sqlite_rows import (
 from .sqlite_writer import SQLiteWriter
 
 R = TypeVar("R")
-# How much row data a stepped read takes from SQLite before giving the loop back.
-STEP_BYTES = 512 * 1024
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -100,6 +99,7 @@ class SQLiteStore:
         await self._writer.call(self._open_writer)
         self._read_conn = _connect(self._path, self._synchronous)
         self._read_conn.execute("PRAGMA query_only = ON")
+        self._loop_writer = LoopWriter(_connect(self._path, self._synchronous))
 
     def _open_writer(self) -> None:
         conn = _connect(self._path, self._synchronous)
@@ -119,6 +119,7 @@ class SQLiteStore:
         if self._read_conn is not None:
             self._read_conn.close()
             self._read_conn = None
+            self._loop_writer.close()
         if self._writer.conn is not None:
             await self._writer.call(self._close_writer)
         self._writer.stop()
@@ -161,22 +162,8 @@ class SQLiteStore:
         return conn.execute(sql, params).fetchall()
 
     async def _read_in_steps(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """A read whose rows may be megabytes each (messages, run outputs): on the loop,
-        as the common small result costs less there than a hop to a thread (a queue of
-        hops waits for the GIL in turn), but giving the loop back every STEP_BYTES so that
-        a history of large turns does not stall every other call."""
-        conn = self._read_conn
-        assert conn is not None, "store is not open"
-        cursor = conn.execute(sql, params)
-        rows: list[Any] = []
-        budget = STEP_BYTES
-        while (row := cursor.fetchone()) is not None:
-            rows.append(row)
-            budget -= sum(len(v) for v in row if isinstance(v, str | bytes))
-            if budget <= 0:
-                budget = STEP_BYTES
-                await asyncio.sleep(0)
-        return rows
+        assert self._read_conn is not None, "store is not open"
+        return await read_in_steps(self._read_conn, sql, params)
 
     async def page_token_secret(self) -> bytes:
         """The installation's page-token secret, created on first use."""
@@ -317,6 +304,16 @@ class SQLiteStore:
         """Insert the run and its user message together (one process: the engine's locks
         keep one turn per session)."""
         return await self._write(sqlite_runs.begin_run, tenant, run, user_message, self._quotas)
+
+    def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
+        """begin_run on the event loop when that is safe (see sqlite_loop_writer)."""
+        if len(run.input) > LOOP_WRITE_CHARS:
+            return None
+        args = (tenant, run, user_message, self._quotas)
+        try:
+            return self._loop_writer.transact(sqlite_runs.begin_run, *args)
+        except Busy:
+            return None
 
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message
