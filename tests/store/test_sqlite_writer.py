@@ -1,4 +1,5 @@
-"""Group commit: operations that share a transaction still succeed or fail alone."""
+"""Group commit: operations that share a transaction still succeed or fail alone; and
+the first write of a run made at once on the event loop, only where that is safe."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator_server.core.store_port import DuplicateRequestError
+from orchestrator_server.core.types import AgentSpec, Message, NewAgent, Role, Run, RunStatus
+from orchestrator_server.store.sqlite import SQLiteStore
+from orchestrator_server.store.sqlite_loop_writer import LOOP_WRITE_CHARS
 from orchestrator_server.store.sqlite_writer import SQLiteWriter
 
 
@@ -47,3 +52,34 @@ async def test_group_commit_isolates_failures(tmp_path: Path) -> None:
         await writer.transact(insert, 1003)
     await writer.call(writer.conn.close)  # type: ignore[union-attr]
     writer.stop()
+
+
+async def test_a_first_write_is_made_at_once_only_while_the_write_lock_is_free(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "at_once.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.create_agent("t", NewAgent("a1", AgentSpec(), True, False))
+
+        def run(run_id: str, text: str = "hi", **fields: object) -> Run:
+            return Run(run_id, "a1", run_id, RunStatus.RUNNING, text, 1.0, **fields)  # type: ignore[arg-type]
+
+        first = run("r1", request_id="k")
+        assert store.begin_run_at_once("t", first, Message(Role.USER, "hi", run_id="r1")) == first
+        assert [m.run_id for m in await store.load_history("t", "a1", "r1", 5)] == ["r1"]
+        with pytest.raises(DuplicateRequestError):  # the same errors as begin_run
+            store.begin_run_at_once("t", run("r2", request_id="k"), None)
+        # Another connection holds the write lock: not at once (the writer thread waits).
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            assert store.begin_run_at_once("t", run("r3"), None) is None
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert store.begin_run_at_once("t", run("r4", "x" * (LOOP_WRITE_CHARS + 1)), None) is None
+        assert await store.get_run("t", "r3") is None
+    finally:
+        await store.close()
