@@ -83,3 +83,14 @@ async def test_a_first_write_is_made_at_once_only_while_the_write_lock_is_free(
         assert await store.get_run("t", "r3") is None
     finally:
         await store.close()
+    durable = SQLiteStore(path, synchronous="FULL")  # commits wait for the disk: never
+    await durable.open()
+    try:
+        assert (
+            durable.begin_run_at_once(
+                "t", Run("r5", "a1", "r5", RunStatus.RUNNING, "hi", 1.0), None
+            )
+            is None
+        )
+    finally:
+        await durable.close()

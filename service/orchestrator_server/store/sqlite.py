@@ -306,8 +306,9 @@ class SQLiteStore:
         return await self._write(sqlite_runs.begin_run, tenant, run, user_message, self._quotas)
 
     def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
-        """begin_run on the event loop when that is safe (see sqlite_loop_writer)."""
-        if len(run.input) > LOOP_WRITE_CHARS:
+        """begin_run on the event loop when that is safe (see sqlite_loop_writer); never
+        with synchronous=FULL, whose commits wait for the disk."""
+        if len(run.input) > LOOP_WRITE_CHARS or self._synchronous == "FULL":
             return None
         args = (tenant, run, user_message, self._quotas)
         try:

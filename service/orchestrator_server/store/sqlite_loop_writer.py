@@ -13,9 +13,12 @@ which is after the model request was built and sent: RunStarted then goes out ju
 before the first delta, which waits behind its send. Made here, on a connection of its
 own, it takes ~0.1 ms. It is done only where that is safe for the loop:
 
-- the write is small (the caller checks: a run's input of at most LOOP_WRITE_CHARS);
+- the write is small (the caller checks: a run's input of at most LOOP_WRITE_CHARS), and
+  commits do not wait for the disk (synchronous=NORMAL: a WAL append, no fsync);
 - the write lock is free now: `busy_timeout = 0`, so BEGIN IMMEDIATE fails at once
-  (Busy) while the writer thread holds it, and the caller hands the write to the thread;
+  (Busy) while the writer thread holds it, and the caller hands the write to the thread
+  (a write here holds the lock ~0.1 ms; the writer thread's BEGIN IMMEDIATE waits for
+  it in SQLite's busy handler, off the loop);
 - this connection never checkpoints the WAL (`wal_autocheckpoint = 0`): checkpoints stay
   with the writer thread, so a commit here never copies pages into the database file.
 """
