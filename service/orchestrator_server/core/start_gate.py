@@ -105,6 +105,13 @@ class StartGate:
         self._on_written(write)
         return True
 
+    def announce_if_stored(self) -> None:
+        """Announce the run now if its write has completed: its done-callback would run
+        only after the model request is built and sent, and RunStarted would then go out
+        just before the first delta, which would wait for RunStarted's send."""
+        if self._write is not None and self._write.done():
+            self._on_written(self._write)
+
     @property
     def written(self) -> bool:
         """Whether the write has ended (stored, or failed: wait() raises why)."""

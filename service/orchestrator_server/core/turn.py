@@ -182,6 +182,7 @@ class Turn:
             services.tokens,
         )
         messages = await loop.history(services.store, self._active.tenant)
+        gate.announce_if_stored()  # a write that overlapped the history read
         ask = services.ask_agent(self._agent, self._active, self._context, emit)
         output = await loop.run(messages, self._max_model_calls(), ask)
         final = Message(Role.ASSISTANT, output, run_id=self._active.run.run_id)
