@@ -121,4 +121,5 @@ def make_core(store: InMemoryStore | None = None, **engine_options: Any) -> Core
     tokens = PageTokens(b"unit-test-secret")
     agents = AgentRegistry(store, tokens)
     engine = RunEngine(store, agents, model, **engine_options)
-    return Core(store, model, agents, engine, RunRecords(store, tokens, engine.active))
+    records = RunRecords(store, tokens, engine.active, engine_options.get("coordination"))
+    return Core(store, model, agents, engine, records)
