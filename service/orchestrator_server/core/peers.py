@@ -34,17 +34,16 @@ class Follower:
         self._coordination = coordination
         self._tenant = tenant
 
-    async def __call__(self, run: Run, at_most: float | None = None) -> Run:
-        """The run's record once it ended (TimeoutError after `at_most` seconds)."""
+    async def __call__(self, run: Run) -> Run:
+        """The run's record once it ended (the caller's deadline bounds the wait)."""
         key = run_key(self._tenant, run.run_id)
         with self._coordination.bell(key) as bell:
-            async with asyncio.timeout(at_most):
-                while unfinished(run) and self._coordination.shared:
-                    await bell.wait(POLL_SECONDS)
-                    current = await self._store.get_run(self._tenant, run.run_id)
-                    if current is None:
-                        return run
-                    run = current
+            while unfinished(run) and self._coordination.shared:
+                await bell.wait(POLL_SECONDS)
+                current = await self._store.get_run(self._tenant, run.run_id)
+                if current is None:
+                    return run
+                run = current
         return run
 
 

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any, TypeVar, cast
 
@@ -143,7 +143,7 @@ class RunEngine:
         session_id = check_turn_request(request)
         # With a shared store every read is a round trip: the quota's is made meanwhile
         # (its refusal still comes after the admission's, and after a replay).
-        fits = self._read_early(self._store.check_turn_fits(tenant, request.message))
+        fits = self._read_early(lambda: self._store.check_turn_fits(tenant, request.message))
         agent, owner = await self._admit(tenant, request, session_id)
         tools = await self._turn_tools(tenant, agent, request, bridge)
         if request.request_id:
@@ -214,7 +214,9 @@ class RunEngine:
         """The agent of a turn the current caller may start (with the tenant's allowlist
         applied) and the owner of its session; a refusal is recorded in the audit trail."""
         owner_read = (
-            self._read_early(self._store.session_owner(tenant, request.agent_id, session_id))
+            self._read_early(
+                lambda: self._store.session_owner(tenant, request.agent_id, session_id)
+            )
             if request.agent_id
             else None
         )
@@ -231,14 +233,13 @@ class RunEngine:
             raise
         return dataclasses.replace(agent, spec=spec) if spec is not agent.spec else agent, owner
 
-    def _read_early(self, read: Coroutine[Any, Any, R]) -> asyncio.Future[R] | None:
-        """With a shared store, start `read` now, concurrently with the reads before it is
-        needed (None otherwise: a local read costs microseconds, a task more). A read
+    def _read_early(self, read: Callable[[], Coroutine[Any, Any, R]]) -> asyncio.Future[R] | None:
+        """With a shared store, start `read()` now, concurrently with the reads before it
+        is needed (None otherwise: a local read costs microseconds, a task more). A read
         whose answer is not awaited (an earlier refusal) is not reported as lost."""
         if not self._coordination.shared:
-            read.close()
             return None
-        future = asyncio.ensure_future(read)
+        future = asyncio.ensure_future(read())
         future.add_done_callback(lambda done: done.cancelled() or done.exception())
         return future
 

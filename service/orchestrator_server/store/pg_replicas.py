@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from ..core.coordination_port import run_key, session_key
-from ..core.errors import Reason, UnavailableError
+from ..core.errors import UnavailableError
+from .pg_plumbing import unavailable
 from .pg_runs import CHANNEL, DB_NOW, UNREACHABLE, doorbell
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class PostgresCoordination:
 
     def __init__(self, url: str, pool: asyncpg.Pool, lease_seconds: float) -> None:
         self._url = url
-        self._pool = pool  # the store's: cancel requests ride on it
+        self._pool = pool  # the store's: cancel requests and the reaper use it
         # Heartbeat and reaper have a connection of their own: behind a thousand turns
         # queued for the store's pool, a heartbeat would wait past its own lease.
         self._lease_pool: asyncpg.Pool | None = None
@@ -106,10 +107,7 @@ class PostgresCoordination:
                 "SELECT pg_notify($1, $2)", CHANNEL, f"cancel\x1f{tenant}\x1f{run_id}"
             )
         except UNREACHABLE:
-            raise UnavailableError(
-                "the database cannot be reached; retry with backoff",
-                reason=Reason.STORE_UNAVAILABLE,
-            ) from None
+            raise unavailable() from None
 
     def on_cancel(self, handler: Callable[[str, str], None]) -> None:
         """Register a handler of cancel requests from peers."""

@@ -254,10 +254,8 @@ class PostgresStore(PostgresPlumbing):
 
     async def check_turn_fits(self, tenant: str, text: str) -> None:
         """QUOTA_EXCEEDED if the turn's input would take the tenant past its bytes."""
-        row = await self.fetchrow(
-            "SELECT coalesce(sum(message_bytes), 0) FROM usage WHERE tenant = $1", tenant
-        )
-        self._quotas.check_turn(tenant, int(row[0]) if row else 0, text)
+        stored = await self.call(pg_runs.usage, tenant, "message_bytes")
+        self._quotas.check_turn(tenant, stored, text)
 
     async def begin_run(
         self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
