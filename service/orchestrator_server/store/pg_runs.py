@@ -75,7 +75,7 @@ async def add_usage(conn: Conn, tenant: str, counter: str, delta: int) -> None:
         )
 
 
-async def usage(conn: Conn | asyncpg.Pool, tenant: str, counter: str) -> int:
+async def usage(conn: Conn, tenant: str, counter: str) -> int:
     """One of the tenant's counters (the sum of its shards)."""
     value = await conn.fetchval(
         f"SELECT coalesce(sum({counter}), 0) FROM usage WHERE tenant = $1", tenant
