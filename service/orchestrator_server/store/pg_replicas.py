@@ -31,7 +31,7 @@ import asyncpg
 
 from ..core.coordination_port import run_key, session_key
 from ..core.errors import UnavailableError
-from .pg_plumbing import unavailable
+from .pg_plumbing import keep_session, unavailable
 from .pg_runs import CHANNEL, DB_NOW, UNREACHABLE, doorbell
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,12 @@ class PostgresCoordination:
     async def start(self) -> None:
         """Take a lease, start listening, and start the heartbeat and reaper."""
         self._lease_pool = await asyncpg.create_pool(
-            self._url, min_size=0, max_size=1, timeout=5, command_timeout=self.lease_seconds
+            self._url,
+            min_size=0,
+            max_size=1,
+            timeout=5,
+            command_timeout=self.lease_seconds,
+            reset=keep_session,
         )
         await self._register(self.replica_id)
         await self._listen()

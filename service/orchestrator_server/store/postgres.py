@@ -36,7 +36,7 @@ from ..core.types import (
 from . import pg_agents, pg_rows, pg_runs
 from .agent_cache import AgentCache
 from .pg_outcomes import UnrecordedEnds
-from .pg_plumbing import PostgresPlumbing, unavailable
+from .pg_plumbing import PostgresPlumbing, keep_session, unavailable
 from .pg_replicas import DEFAULT_LEASE_SECONDS, PostgresCoordination
 from .pg_runs import UNREACHABLE, Conn
 from .pg_schema import migrate
@@ -84,6 +84,7 @@ class PostgresStore(PostgresPlumbing):
             timeout=5,  # connecting
             command_timeout=self._command_timeout,
             max_inactive_connection_lifetime=120,
+            reset=keep_session,
         )
         async with self._pool.acquire() as conn:
             await migrate(conn)
