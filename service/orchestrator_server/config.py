@@ -117,6 +117,11 @@ class Settings:
     # on the orchestrator.audit logger).
     audit_retention_days: float = 90.0
     audit_log: bool = False
+    # The journal of run events (FollowRun): how long chunks are kept, how large the
+    # journal may grow (the oldest chunks go first), and how often events are written.
+    journal_retention_hours: float = 168.0
+    journal_max_mb: int = 1024
+    journal_flush_ms: int = 50
 
     def with_providers(self, providers: list[ProviderConfig], default: str) -> Settings:
         """A copy with another provider list (used when the dev model is started)."""
@@ -152,12 +157,17 @@ _ENV_SETTINGS = {
     "ORCHESTRATOR_ALLOW_UNAUTHENTICATED": "allow_unauthenticated",
     "ORCHESTRATOR_AUDIT_RETENTION_DAYS": "audit_retention_days",
     "ORCHESTRATOR_AUDIT_LOG": "audit_log",
+    "ORCHESTRATOR_JOURNAL_RETENTION_HOURS": "journal_retention_hours",
+    "ORCHESTRATOR_JOURNAL_MAX_MB": "journal_max_mb",
+    "ORCHESTRATOR_JOURNAL_FLUSH_MS": "journal_flush_ms",
     **{f"ORCHESTRATOR_{name.upper()}": name for name in QUOTAS},
 }
 
 # Integer settings that must be at least 1.
 _LIMITS = (
     "pg_pool_size",
+    "journal_max_mb",
+    "journal_flush_ms",
     "workers",
     "max_pending_turns",
     "max_output_chars",
@@ -221,7 +231,12 @@ def load_settings(
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-    for name in ("grace_seconds", "audit_retention_days", "lease_seconds"):
+    for name in (
+        "grace_seconds",
+        "audit_retention_days",
+        "lease_seconds",
+        "journal_retention_hours",
+    ):
         if name in values:
             values[name] = float(values[name])
     for name in ("allow_unauthenticated", "audit_log"):
@@ -234,6 +249,10 @@ def load_settings(
             values[limit] = int(values[limit])
             if values[limit] < 1:
                 raise ValueError(f"{limit} must be at least 1")
+    if values.get("journal_retention_hours", 1.0) <= 0:
+        raise ValueError("journal_retention_hours must be positive")
+    if values.get("journal_flush_ms", 50) > 10_000:
+        raise ValueError("journal_flush_ms must be at most 10000")
     if not 1.0 <= values.get("lease_seconds", 10.0) <= 300.0:
         raise ValueError("lease_seconds must be between 1 and 300")
     if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):

@@ -35,6 +35,8 @@ from .core.active_runs import RunLimits
 from .core.agents import AgentRegistry
 from .core.collaboration import Collaborations
 from .core.conversations import Conversations
+from .core.follow import RunFollowing
+from .core.journal import Journal
 from .core.pagination import PageTokens
 from .core.pipelines import PipelineRunner
 from .core.run_records import RunRecords
@@ -74,6 +76,7 @@ class OrchestratorServicer(
             self,
             app.runs,
             app.run_records,
+            app.following,
             app.conversations,
             app.tools,
             app.settings.max_pending_turns,
@@ -92,6 +95,8 @@ class App:
     agents: AgentRegistry
     runs: RunEngine
     run_records: RunRecords
+    journal: Journal
+    following: RunFollowing
     conversations: Conversations
     tools: ToolRegistry
     teams: TeamRegistry
@@ -105,6 +110,7 @@ class App:
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
         await self.runs.active.shutdown()
+        await self.journal.close()  # the ends of the runs just stopped
         await self.access.audit.close()
         await self.loop_monitor.stop()
         self.metrics.close()
@@ -161,6 +167,13 @@ async def create_app(settings: Settings) -> App:
     mcp = await start_mcp(settings, tools) if settings.mcp_servers else None
     access = await build_access(settings, stores.access, tokens, catalog)
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown, policy=access.policies)
+    journal = Journal(
+        stores.journal,
+        flush_seconds=settings.journal_flush_ms / 1000,
+        retention_seconds=settings.journal_retention_hours * 3600,
+        max_bytes=settings.journal_max_mb << 20,
+    )
+    journal.start()
     runs = RunEngine(
         store,
         agents,
@@ -176,19 +189,23 @@ async def create_app(settings: Settings) -> App:
         policy=access.policies,
         audit=access.audit,
         coordination=stores.coordination,
+        journal=journal,
     )
     conversations = Conversations(store, agents, runs, tokens)
     teams = TeamRegistry(store, tokens)
     collaborations = Collaborations(store, runs)
     pipelines = PipelineRunner(agents, collaborations)
     team_runs = TeamRunner(teams, collaborations)
+    records = RunRecords(store, tokens, runs.active, stores.coordination)
     return App(
         settings,
         stores,
         catalog,
         agents,
         runs,
-        RunRecords(store, tokens, runs.active, stores.coordination),
+        records,
+        journal,
+        RunFollowing(journal, records, stores.coordination),
         conversations,
         tools,
         teams,

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from .config import Settings
 from .core.access_port import AccessStore
 from .core.coordination_port import Coordination, LocalCoordination
+from .core.journal_port import JournalStore
 from .core.quotas import StorageQuotas
 from .core.store_port import Store
 from .store.sqlite import SQLiteStore
 from .store.sqlite_access import SQLiteAccessStore
+from .store.sqlite_journal import SQLiteJournalStore
 
 log = logging.getLogger("orchestrator")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -45,6 +47,7 @@ class Stores:
 
     store: Store
     access: AccessStore
+    journal: JournalStore
     coordination: Coordination
     close: Callable[[], Awaitable[None]]
     # Called with False/True when the database becomes unreachable/reachable again.
@@ -76,13 +79,19 @@ async def open_stores(settings: Settings) -> Stores:
             "marked %d runs left unfinished by a previous process as interrupted", interrupted
         )
     return Stores(
-        store, SQLiteAccessStore(store), LocalCoordination(), store.close, lambda handler: None
+        store,
+        SQLiteAccessStore(store),
+        SQLiteJournalStore(store),
+        LocalCoordination(),
+        store.close,
+        lambda handler: None,
     )
 
 
 async def _open_postgres(settings: Settings) -> Stores:
     # asyncpg is imported only by servers that use PostgreSQL.
     from .store.pg_access import PostgresAccessStore
+    from .store.pg_journal import PostgresJournalStore
     from .store.postgres import PostgresStore
 
     store = PostgresStore(
@@ -102,6 +111,7 @@ async def _open_postgres(settings: Settings) -> Stores:
     return Stores(
         store,
         PostgresAccessStore(store),
+        PostgresJournalStore(store),
         coordination,
         store.close,
         coordination.on_availability,

@@ -57,6 +57,10 @@ CALLS: dict[str, Call] = {
         pb.ListRunsRequest(agent_id=i["agent"], session_id=i["session"]), **w.kw()
     ),
     "CancelRun": lambda w, i: w.stub.CancelRun(pb.CancelRunRequest(run_id=i["run"]), **w.kw()),
+    "FollowRun": lambda w, i: w.stub.FollowRun(
+        requests_of(pb.FollowRunRequest(start=pb.FollowStart(run_id=i["run"]))),
+        **w.kw(timeout=10),
+    ),
     "ListSessions": lambda w, i: w.stub.ListSessions(
         pb.ListSessionsRequest(agent_id=i["agent"]), **w.kw()
     ),

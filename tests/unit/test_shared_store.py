@@ -27,7 +27,7 @@ class Hub:
     """The doorbells and cancel requests every replica's coordination shares."""
 
     bells: dict[str, set[asyncio.Event]] = field(default_factory=lambda: defaultdict(set))
-    cancel_handlers: list[Callable[[str, str], None]] = field(default_factory=list)
+    cancel_handlers: list[Callable[[str, str, str], None]] = field(default_factory=list)
 
     def ring(self, key: str) -> None:
         for bell in self.bells.get(key, ()):
@@ -63,11 +63,11 @@ class HubCoordination:
         finally:
             self.hub.bells[key].discard(bell.rang)
 
-    async def request_cancel(self, tenant: str, run_id: str) -> None:
+    async def request_cancel(self, tenant: str, run_id: str, superseded_by: str = "") -> None:
         for handler in self.hub.cancel_handlers:
-            handler(tenant, run_id)
+            handler(tenant, run_id, superseded_by)
 
-    def on_cancel(self, handler: Callable[[str, str], None]) -> None:
+    def on_cancel(self, handler: Callable[[str, str, str], None]) -> None:
         self.hub.cancel_handlers.append(handler)
 
     def on_lease_lost(self, handler: Callable[[], None]) -> None:

@@ -22,7 +22,7 @@ server learns new reasons.
     │   └── Aborted                   ABORTED
     │       └── EtagMismatch · SessionBusy
     ├── FailedPrecondition            FAILED_PRECONDITION
-    │   ├── NoDefaultAgent · AgentDeleted · AgentInUse
+    │   ├── NoDefaultAgent · AgentDeleted · AgentInUse · RunEventsUnavailable
     │   └── ModelAuthFailed · ModelNotFound · ProviderNotConfigured
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   └── ModelRateLimited · RequestTooLarge · ModelCallLimit · TooManyPendingTurns
@@ -32,6 +32,7 @@ server learns new reasons.
     ├── DeadlineExceeded              DEADLINE_EXCEEDED (also: the client's own deadline)
     │   └── ModelTimeout · ClientToolTimeout
     ├── RunCancelledError             CANCELLED (also: a RunCancelled event ended `run`)
+    │   └── RunSuperseded
     ├── Unauthenticated               UNAUTHENTICATED
     │   └── TokenExpired
     ├── PermissionDenied              PERMISSION_DENIED
@@ -249,6 +250,10 @@ class QuotaExceeded(ResourceExhausted):
     """An operator's quota is used up (`metadata["quota"]`); retry once runs have ended."""
 
 
+class RunEventsUnavailable(FailedPrecondition):
+    """The run's events are no longer kept (journal retention); `get_run` has its outcome."""
+
+
 class Unavailable(OrchestratorError):
     """The service, or the model behind it, is unavailable; retrying later may succeed."""
 
@@ -283,6 +288,10 @@ class ClientToolTimeout(DeadlineExceeded):
 
 class RunCancelledError(OrchestratorError):
     """The run was cancelled (a cancel message, `cancel_run`, or the server stopping)."""
+
+
+class RunSuperseded(RunCancelledError):
+    """The run was cancelled by a newer turn of its session (BusyPolicy.INTERRUPT)."""
 
 
 class Unauthenticated(OrchestratorError):
@@ -327,6 +336,8 @@ ERROR_BY_REASON: dict[str, type[OrchestratorError]] = {
     "RUN_NOT_FOUND": RunNotFound,
     "SESSION_NOT_FOUND": SessionNotFound,
     "RUN_CANCELLED": RunCancelledError,
+    "RUN_SUPERSEDED": RunSuperseded,
+    "RUN_EVENTS_UNAVAILABLE": RunEventsUnavailable,
     "RUN_INTERRUPTED": RunInterrupted,
     "SERVER_STOPPING": ServerStopping,
     "STORE_UNAVAILABLE": StoreUnavailable,

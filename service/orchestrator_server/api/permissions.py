@@ -23,6 +23,7 @@ RPC_PERMISSIONS: dict[str, Permission] = {
     "GetRun": Permission.READ,
     "ListRuns": Permission.READ,
     "CancelRun": Permission.RUN,
+    "FollowRun": Permission.READ,
     "ListSessions": Permission.READ,
     "ListMessages": Permission.READ,
     "DeleteSession": Permission.RUN,

@@ -3,6 +3,7 @@ convert (errors are mapped by the method handlers, `handlers.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -13,12 +14,14 @@ from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import run_pb2
 
 from ..core.conversations import Conversations
+from ..core.follow import RunFollowing
+from ..core.follow_stream import FollowStream
 from ..core.run_records import RunRecords
 from ..core.run_stream import RunStream
 from ..core.runs import RunEngine
 from ..core.tool_port import ToolCatalog
 from .call_context import deadline_of, tenant_of
-from .convert.runs import commands_from_pb, event_to_pb, run_to_pb
+from .convert.runs import commands_from_pb, event_to_pb, follow_commands_from_pb, run_to_pb
 from .convert.sessions import message_to_pb, session_to_pb
 from .convert.tools import tool_to_pb
 
@@ -32,12 +35,14 @@ class RunRpcs:
         self,
         runs: RunEngine,
         records: RunRecords,
+        following: RunFollowing,
         conversations: Conversations,
         tools: ToolCatalog,
         max_pending_starts: int,
     ) -> None:
         self._runs = runs
         self._records = records
+        self._following = following
         self._conversations = conversations
         self._tools = tools
         self._max_pending_starts = max_pending_starts
@@ -55,6 +60,22 @@ class RunRpcs:
         async with aclosing(stream.run(commands_from_pb(request_iterator))) as items:
             async for event in items:
                 yield event_to_pb(event)
+
+    async def FollowRun(
+        self, request_iterator: AsyncIterator[pb.FollowRunRequest], context: Context
+    ) -> AsyncGenerator[run_pb2.RunEvent, None]:
+        """Stream a run's events after a sequence number, from any replica."""
+        stream = FollowStream(self._following, self._records, tenant_of(context))
+        try:
+            async with aclosing(stream.run(follow_commands_from_pb(request_iterator))) as items:
+                async for event in items:
+                    yield event_to_pb(event)
+        except asyncio.CancelledError:
+            # A refused command cancels the stream; this may come while an event is sent.
+            error = stream.refusal()
+            if error is None:
+                raise
+            raise error from None
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: Context

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import QuotaExceededError, Reason, UnavailableError
+from .run_feed import RunFeed
 from .task_stream import TaskStream
 from .types import Run
 
@@ -60,6 +61,7 @@ class ActiveRun:
     run: Run
     tenant: str
     stream: TaskStream[object] | None = None
+    feed: RunFeed | None = None  # its numbered events, for followers
     queued: bool = False  # counted among the queued runs until it gets its session
     cancel_reason: Reason = Reason.RUN_CANCELLED
     cancel_message: str = "the run was cancelled"
@@ -98,6 +100,8 @@ class ActiveRuns:
         self._on_stop: set[Callable[[], None]] = set()  # open streams, told at shutdown
         self._idle = asyncio.Event()
         self._idle.set()
+        # Tasks draining detached runs (their callers went away): held until they end.
+        self._detached: set[asyncio.Task[None]] = set()
 
     def add(self, active: ActiveRun) -> None:
         """Track a turn that is about to start."""
@@ -158,6 +162,27 @@ class ActiveRuns:
         self._on_stop.add(callback)
         return lambda: self._on_stop.discard(callback)
 
+    def keep_detached(self, task: asyncio.Task[None]) -> None:
+        """Hold the task draining a detached run until it ends."""
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    def in_session(self, tenant: str, agent_id: str, session_id: str) -> list[ActiveRun]:
+        """The runs of a session in flight here (running or queued)."""
+        return [
+            a
+            for a in self._by_id.values()
+            if a.tenant == tenant
+            and a.run.agent_id == agent_id
+            and a.run.session_id == session_id
+            and not a.done.done()
+        ]
+
+    def get(self, tenant: str, run_id: str) -> ActiveRun | None:
+        """A run of `tenant` in flight here."""
+        active = self._by_id.get(run_id)
+        return active if active is not None and active.tenant == tenant else None
+
     def by_request(self, tenant: str, agent_id: str, request_id: str) -> ActiveRun | None:
         """The turn in flight that a request id started, if any."""
         return self._by_request.get((tenant, agent_id, request_id))
@@ -181,7 +206,13 @@ class ActiveRuns:
         """Wait until no run is in flight (a graceful stop lets runs finish first)."""
         await self._idle.wait()
 
-    async def cancel(self, tenant: str, run_id: str) -> bool:
+    async def cancel(
+        self,
+        tenant: str,
+        run_id: str,
+        reason: Reason = Reason.RUN_CANCELLED,
+        message: str = "the run was cancelled by CancelRun",
+    ) -> bool:
         """Cancel a run of `tenant` in flight and wait for its outcome; False if none."""
         external = self._external.get(run_id)
         if external is not None and external[0] == tenant:
@@ -194,7 +225,7 @@ class ActiveRuns:
         active = self._by_id.get(run_id)
         if active is None or active.tenant != tenant or active.stream is None:
             return False
-        active.cancel(Reason.RUN_CANCELLED, "the run was cancelled by CancelRun")
+        active.cancel(reason, message)
         await asyncio.shield(active.done)
         return True
 
@@ -241,6 +272,8 @@ class ActiveRuns:
             stream.cancel()
         tasks = [a.stream.task for a in actives if a.stream is not None]
         await asyncio.gather(*tasks, *(c.task for c in collaborations), return_exceptions=True)
+        # Detached runs' drains end once their runs have: their feeds then hold the end.
+        await asyncio.gather(*list(self._detached), return_exceptions=True)
 
 
 class _Slots:

@@ -47,11 +47,13 @@ class Coordination(Protocol):
     def bell(self, key: str) -> AbstractContextManager[Bell]:
         """Register for a doorbell (session_key, run_key) for the `with` block."""
 
-    async def request_cancel(self, tenant: str, run_id: str) -> None:
-        """Ask the replica executing a run to cancel it."""
+    async def request_cancel(self, tenant: str, run_id: str, superseded_by: str = "") -> None:
+        """Ask the replica executing a run to cancel it (because run `superseded_by` of
+        its session interrupts it, if given)."""
 
-    def on_cancel(self, handler: Callable[[str, str], None]) -> None:
-        """Call handler(tenant, run_id) when a peer asks this replica to cancel a run."""
+    def on_cancel(self, handler: Callable[[str, str, str], None]) -> None:
+        """Call handler(tenant, run_id, superseded_by) when a peer asks this replica to
+        cancel a run."""
 
     def on_lease_lost(self, handler: Callable[[], None]) -> None:
         """Call handler() when this replica's lease expired: its runs are fenced off and
@@ -78,10 +80,10 @@ class LocalCoordination:
         """A bell that never rings (nothing waits for one in a single process)."""
         return _Silent()
 
-    async def request_cancel(self, tenant: str, run_id: str) -> None:
+    async def request_cancel(self, tenant: str, run_id: str, superseded_by: str = "") -> None:
         """Nobody else executes runs."""
 
-    def on_cancel(self, handler: Callable[[str, str], None]) -> None:
+    def on_cancel(self, handler: Callable[[str, str, str], None]) -> None:
         """No peer will ask."""
 
     def on_lease_lost(self, handler: Callable[[], None]) -> None:

@@ -18,7 +18,8 @@ escapes becomes INTERNAL there.
     │   └── QuotaExceededError    QUOTA_EXCEEDED (an operator's quota; QuotaFailure detail)
     ├── UnavailableError          MODEL_UNAVAILABLE, RUN_INTERRUPTED, STORE_UNAVAILABLE
     ├── DeadlineExceededError     MODEL_TIMEOUT, DEADLINE_EXCEEDED
-    └── RunCancelledError         RUN_CANCELLED (a recorded outcome, not asyncio.CancelledError)
+    └── RunCancelledError         RUN_CANCELLED, RUN_SUPERSEDED (recorded outcomes, not
+                                  asyncio.CancelledError)
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class Reason(enum.StrEnum):
     POLICY_DENIED = "POLICY_DENIED"
     API_KEY_NOT_FOUND = "API_KEY_NOT_FOUND"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    RUN_SUPERSEDED = "RUN_SUPERSEDED"
+    RUN_EVENTS_UNAVAILABLE = "RUN_EVENTS_UNAVAILABLE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,7 @@ _CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
     Reason.PROVIDER_NOT_CONFIGURED: FailedPreconditionError,
     Reason.AGENT_DELETED: FailedPreconditionError,
     Reason.AGENT_IN_USE: FailedPreconditionError,
+    Reason.RUN_EVENTS_UNAVAILABLE: FailedPreconditionError,
     Reason.ETAG_MISMATCH: AbortedError,
     Reason.SESSION_BUSY: AbortedError,
     Reason.MODEL_RATE_LIMITED: ResourceExhaustedError,
@@ -229,6 +233,7 @@ _CLASS_BY_REASON: dict[Reason, type[OrchestratorError]] = {
     Reason.CLIENT_TOOL_TIMEOUT: DeadlineExceededError,
     Reason.MEMBER_TIMEOUT: DeadlineExceededError,
     Reason.RUN_CANCELLED: RunCancelledError,
+    Reason.RUN_SUPERSEDED: RunCancelledError,
     Reason.INVALID_AGENT_ID: InvalidArgumentError,
     Reason.INVALID_ARGUMENT: InvalidArgumentError,
     Reason.INVALID_PAGE_SIZE: InvalidArgumentError,

@@ -20,6 +20,14 @@ _UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 CANCEL_WAIT_SECONDS = 15.0
 
 
+def superseded(by_run_id: str) -> tuple[Reason, str]:
+    """The reason and message a run is cancelled with: RUN_SUPERSEDED naming the run that
+    interrupts it, or a plain CancelRun."""
+    if by_run_id:
+        return Reason.RUN_SUPERSEDED, f"interrupted by run {by_run_id}"
+    return Reason.RUN_CANCELLED, "the run was cancelled by CancelRun"
+
+
 def unfinished(run: Run) -> bool:
     """Whether a run is still queued or running."""
     return run.status in _UNFINISHED
@@ -57,8 +65,9 @@ class PeerCancels:
         coordination.on_cancel(self._cancel)
         coordination.on_lease_lost(self._lease_lost)
 
-    def _cancel(self, tenant: str, run_id: str) -> None:
-        task = asyncio.ensure_future(self._active.cancel(tenant, run_id))
+    def _cancel(self, tenant: str, run_id: str, superseded_by: str) -> None:
+        reason, message = superseded(superseded_by)
+        task = asyncio.ensure_future(self._active.cancel(tenant, run_id, reason, message))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -66,7 +75,9 @@ class PeerCancels:
         self._active.interrupt_all(Reason.RUN_INTERRUPTED, "the replica running it lost its lease")
 
 
-async def cancel_elsewhere(store: Store, coordination: Coordination, tenant: str, run: Run) -> Run:
+async def cancel_elsewhere(
+    store: Store, coordination: Coordination, tenant: str, run: Run, *, superseded_by: str = ""
+) -> Run:
     """Ask the replica executing `run` to cancel it and wait (bounded) for its end. The
     request is sent again while the run goes on: a doorbell rung while that replica's
     listening connection was being re-established is lost."""
@@ -75,7 +86,7 @@ async def cancel_elsewhere(store: Store, coordination: Coordination, tenant: str
     with coordination.bell(run_key(tenant, run.run_id)) as bell, contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CANCEL_WAIT_SECONDS):
             while unfinished(run):
-                await coordination.request_cancel(tenant, run.run_id)
+                await coordination.request_cancel(tenant, run.run_id, superseded_by)
                 await bell.wait(POLL_SECONDS)
                 current = await store.get_run(tenant, run.run_id)
                 if current is None:

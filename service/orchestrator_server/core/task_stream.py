@@ -48,6 +48,10 @@ class EventChannel(Generic[T]):
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
+        return self.take_now()
+
+    def take_now(self) -> list[T | _End | _Failure]:
+        """Return and remove every pending item, without waiting."""
         items = list(self._items)
         self._items.clear()
         return items
@@ -75,6 +79,9 @@ class TaskStream(Generic[T]):
         merge: Callable[[list[T | _End | _Failure]], list[T | _End | _Failure]] = _keep_all,
     ) -> None:
         self._channel: EventChannel[T] = EventChannel()
+        # Items taken from the channel and not yet handed over: a consumer that leaves
+        # mid-burst leaves the rest here for the next one (a detached run's drain).
+        self._backlog: deque[T | _End | _Failure] = deque()
         self._cancelled_error = cancelled_error
         self._merge = merge
         self._started = False
@@ -106,22 +113,44 @@ class TaskStream(Generic[T]):
         finally:
             put(_End())
 
-    async def events(self, on_abandon: Callable[[], None] | None = None) -> AsyncGenerator[T, None]:
-        """The work's items in order; if the consumer stops first, `on_abandon()` runs,
-        then the work is cancelled and waited for."""
+    async def events(
+        self, on_abandon: Callable[[], bool | None] | None = None
+    ) -> AsyncGenerator[T, None]:
+        """The work's items in order. If the consumer stops first, `on_abandon()` runs:
+        unless it returns True (someone else will drain the stream: call `events()`
+        again), the work is then cancelled and waited for."""
+        backlog = self._backlog
         try:
             while True:
-                for item in self._merge(await self._channel.take_all()):
-                    if isinstance(item, _End):
-                        return
-                    if isinstance(item, _Failure):
-                        raise item.error
-                    yield item
+                if not backlog:
+                    backlog.extend(self._merge(await self._channel.take_all()))
+                item = backlog.popleft()
+                if isinstance(item, _End):
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
         finally:
             if not self.task.done():
-                if on_abandon is not None:
-                    on_abandon()
-                await self.stop()
+                keep_running = on_abandon() if on_abandon is not None else False
+                if not keep_running:
+                    await self.stop()
+
+    def leftovers(self) -> tuple[list[T], BaseException | None]:
+        """After the work ended: the items nobody took, and its error (None: it ended
+        normally or by cancellation)."""
+        self._backlog.extend(self._channel.take_now())
+        items: list[T] = []
+        error: BaseException | None = None
+        while self._backlog:
+            item = self._backlog.popleft()
+            if isinstance(item, _End):
+                break
+            if isinstance(item, _Failure):
+                error = item.error
+            else:
+                items.append(item)
+        return items, error
 
     async def stop(self) -> None:
         """Cancel the work and wait until it has finished (its outcome recorded)."""

@@ -53,6 +53,10 @@ class ClientToolBridge:
         self._pending[call_id] = future
         return future
 
+    def waiting(self) -> list[str]:
+        """The calls that still wait for a result."""
+        return [call_id for call_id, future in self._pending.items() if not future.done()]
+
     def forget(self, call_id: str) -> None:
         """Stop waiting for a call (answered, timed out or cancelled)."""
         if self._pending.pop(call_id, None) is not None:

@@ -266,6 +266,11 @@ class TurnRequest:
     session_id: str = ""
     request_id: str = ""
     wait_if_busy: bool = False
+    # BusyPolicy INTERRUPT: cancel the session's runs in flight first (then wait as
+    # wait_if_busy, which is set too, for the session to be free).
+    interrupt_if_busy: bool = False
+    # DisconnectPolicy CONTINUE: the run goes on when its caller's stream goes away.
+    continue_on_disconnect: bool = False
     parent_run_id: str = ""
     # (name, description, JSON schema text) of tools the client executes itself.
     client_tools: tuple[tuple[str, str, str], ...] = ()

@@ -34,6 +34,7 @@ from ..core.types import (
     Team,
     TeamSpec,
 )
+from .memory_journal import InMemoryJournalStore
 
 SessionKey = tuple[str, str, str]  # tenant, agent_id, session_id
 
@@ -56,6 +57,10 @@ class InMemoryStore:
         self._messages: dict[SessionKey, list[Message]] = {}
         self._sessions: dict[SessionKey, Session] = {}
         self._secret = secrets.token_bytes(32)
+        # Its run events (FollowRun); deleted with their runs.
+        self.journal = InMemoryJournalStore(
+            lambda tenant, run_id: run_id in self._tenant(tenant).runs
+        )
 
     def _tenant(self, tenant: str) -> _Tenant:
         return self._tenants.setdefault(tenant, _Tenant())
@@ -200,6 +205,7 @@ class InMemoryStore:
         state.message_bytes -= sum(_run_bytes(r) for r in gone)
         for run in gone:
             del state.runs[run.run_id]
+        self.journal.forget(tenant, lambda run_id: run_id in state.runs)
 
     def _drop_session(self, key: SessionKey) -> int:
         self._sessions.pop(key, None)

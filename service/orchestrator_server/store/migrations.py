@@ -171,12 +171,28 @@ def _v5_access(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX audit_by_time ON audit_events(time)")
 
 
+def _v6_run_events(db: sqlite_utils.Database) -> None:
+    # The journal of run events (FollowRun): chunks of consecutive events of one run,
+    # with the run's agent and session so that deleting those deletes the chunks too.
+    db.execute(
+        "CREATE TABLE run_events (tenant TEXT NOT NULL, run_id TEXT NOT NULL, "
+        "agent_id TEXT NOT NULL, session_id TEXT NOT NULL, first_seq INTEGER NOT NULL, "
+        "last_seq INTEGER NOT NULL, data BLOB NOT NULL, create_time REAL NOT NULL, "
+        "PRIMARY KEY (tenant, run_id, first_seq))"
+    )
+    db.execute("CREATE INDEX run_events_by_session ON run_events(tenant, agent_id, session_id)")
+    db.execute("CREATE INDEX run_events_by_time ON run_events(create_time)")
+    db.execute("CREATE TABLE journal_usage (bytes INTEGER NOT NULL)")
+    db.execute("INSERT INTO journal_usage(bytes) VALUES (0)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_teams,
     _v3_usage,
     _v4_run_bytes,
     _v5_access,
+    _v6_run_events,
 ]
 
 

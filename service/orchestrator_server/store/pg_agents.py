@@ -124,6 +124,7 @@ async def delete_agent(conn: Conn, tenant: str, agent_id: str, expected: int | N
         )
     # The usage shard is locked last, as every write of a run does (no lock cycle).
     stored = await pg_runs.stored_bytes(conn, tenant, "agent_id = $2", agent_id)
+    await pg_runs.forget_events(conn, tenant, "agent_id = $2", agent_id)
     for table in ("messages", "sessions", "runs", "agents"):
         await conn.execute(
             f"DELETE FROM {table} WHERE tenant = $1 AND agent_id = $2", tenant, agent_id

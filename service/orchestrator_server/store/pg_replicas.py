@@ -76,7 +76,7 @@ class PostgresCoordination:
         self.replica_id = new_replica_id()
         self.available = True  # the last heartbeat reached the database
         self._bells: dict[str, set[_Bell]] = {}
-        self._cancel_handlers: list[Callable[[str, str], None]] = []
+        self._cancel_handlers: list[Callable[[str, str, str], None]] = []
         self._lost_handlers: list[Callable[[], None]] = []
         self._availability_handlers: list[Callable[[bool], None]] = []
         self._after_beat: list[Callable[[], Awaitable[None]]] = []
@@ -100,16 +100,18 @@ class PostgresCoordination:
                 if not waiting:
                     del self._bells[key]
 
-    async def request_cancel(self, tenant: str, run_id: str) -> None:
+    async def request_cancel(self, tenant: str, run_id: str, superseded_by: str = "") -> None:
         """Ring the cancel doorbell; the replica executing the run cancels it."""
         try:
             await self._pool.execute(
-                "SELECT pg_notify($1, $2)", CHANNEL, f"cancel\x1f{tenant}\x1f{run_id}"
+                "SELECT pg_notify($1, $2)",
+                CHANNEL,
+                f"cancel\x1f{tenant}\x1f{run_id}\x1f{superseded_by}",
             )
         except UNREACHABLE:
             raise unavailable() from None
 
-    def on_cancel(self, handler: Callable[[str, str], None]) -> None:
+    def on_cancel(self, handler: Callable[[str, str, str], None]) -> None:
         """Register a handler of cancel requests from peers."""
         self._cancel_handlers.append(handler)
 
@@ -202,9 +204,12 @@ class PostgresCoordination:
             _, tenant, agent_id, session_id, run_id = parts
             self._ring(session_key(tenant, agent_id, session_id))
             self._ring(run_key(tenant, run_id))
-        elif parts[0] == "cancel" and len(parts) == 3:
+        elif parts[0] == "events" and len(parts) == 3:
+            self._ring(run_key(parts[1], parts[2]))
+        elif parts[0] == "cancel" and len(parts) in (3, 4):
+            superseded_by = parts[3] if len(parts) == 4 else ""
             for handler in self._cancel_handlers:
-                handler(parts[1], parts[2])
+                handler(parts[1], parts[2], superseded_by)
 
     # -- heartbeat and reaper -----------------------------------------------------------
 

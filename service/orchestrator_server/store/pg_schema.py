@@ -12,6 +12,7 @@ may legitimately send. JSON columns escape NUL themselves and stay TEXT.
 
 from __future__ import annotations
 
+from .pg_journal import V2_RUN_EVENTS
 from .pg_runs import Conn
 
 # Any 64-bit number unlikely to be used by another application on the same database.
@@ -249,7 +250,7 @@ END
 $$;
 """
 
-MIGRATIONS: list[str] = [_V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN]
+MIGRATIONS: list[str] = [_V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN, V2_RUN_EVENTS]
 
 
 async def migrate(conn: Conn) -> int:

@@ -11,7 +11,7 @@ from ..core.errors import FailedPreconditionError, Reason
 from ..core.quotas import StorageQuotas
 from ..core.store_port import already_exists, require
 from ..core.types import Agent, AgentSpec, NewAgent
-from . import sqlite_teams, sqlite_usage
+from . import sqlite_journal, sqlite_teams, sqlite_usage
 from .sqlite_rows import AGENT_COLUMNS, agent_from_row, spec_to_json
 
 _SELECT = f"SELECT {AGENT_COLUMNS} FROM agents a LEFT JOIN tenants t ON t.tenant = a.tenant "
@@ -97,6 +97,7 @@ def delete_agent(
         )
     key = (tenant, agent_id)
     sqlite_usage.forget_rows(conn, tenant, "agent_id = ?", (agent_id,))
+    sqlite_journal.forget(conn, tenant, "agent_id = ?", (agent_id,))
     for table in ("messages", "sessions", "runs", "agents"):
         conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND agent_id = ?", key)
     sqlite_usage.add(conn, tenant, "agents", -1)

@@ -13,7 +13,7 @@ from ..core.pagination import text_bytes
 from ..core.quotas import StorageQuotas
 from ..core.store_port import DuplicateRequestError, SessionOwnerError
 from ..core.types import Message, Run, RunQuery, RunStatus
-from . import sqlite_usage
+from . import sqlite_journal, sqlite_usage
 from .sqlite_rows import RUN_COLUMNS, run_from_row, tool_calls_json
 
 
@@ -21,6 +21,7 @@ def delete_session(conn: sqlite3.Connection, tenant: str, agent_id: str, session
     """Delete a session's messages, runs and row; how many messages went."""
     key = (tenant, agent_id, session_id)
     sqlite_usage.forget_rows(conn, tenant, "agent_id = ? AND session_id = ?", key[1:])
+    sqlite_journal.forget(conn, tenant, "agent_id = ? AND session_id = ?", key[1:])
     deleted = conn.execute(
         "DELETE FROM messages WHERE tenant = ? AND agent_id = ? AND session_id = ?", key
     ).rowcount

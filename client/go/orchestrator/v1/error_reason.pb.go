@@ -156,6 +156,13 @@ const (
 	// unreachable); nothing was changed unless the call's own record says otherwise. Retry
 	// with backoff; the server recovers by itself when the database returns.
 	ErrorReason_STORE_UNAVAILABLE ErrorReason = 51
+	// (A run's outcome, not a call's status.) The run was cancelled because a newer turn of
+	// its session was started with BUSY_POLICY_INTERRUPT; its error_message names that run.
+	ErrorReason_RUN_SUPERSEDED ErrorReason = 52
+	// FAILED_PRECONDITION: the run's events are no longer kept (the journal's retention
+	// removed them) or were not all recorded; its outcome is still in GetRun
+	// (metadata: run_id, after_sequence).
+	ErrorReason_RUN_EVENTS_UNAVAILABLE ErrorReason = 53
 )
 
 // Enum value maps for ErrorReason.
@@ -213,6 +220,8 @@ var (
 		49: "POLICY_DENIED",
 		50: "API_KEY_NOT_FOUND",
 		51: "STORE_UNAVAILABLE",
+		52: "RUN_SUPERSEDED",
+		53: "RUN_EVENTS_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -267,6 +276,8 @@ var (
 		"POLICY_DENIED":             49,
 		"API_KEY_NOT_FOUND":         50,
 		"STORE_UNAVAILABLE":         51,
+		"RUN_SUPERSEDED":            52,
+		"RUN_EVENTS_UNAVAILABLE":    53,
 	}
 )
 
@@ -301,7 +312,7 @@ var File_orchestrator_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xae\t\n" +
+	"\"orchestrator/v1/error_reason.proto\x12\x0forchestrator.v1*\xde\t\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAGENT_NOT_FOUND\x10\x01\x12\x18\n" +
@@ -355,7 +366,9 @@ const file_orchestrator_v1_error_reason_proto_rawDesc = "" +
 	"\x14TENANT_ACCESS_DENIED\x100\x12\x11\n" +
 	"\rPOLICY_DENIED\x101\x12\x15\n" +
 	"\x11API_KEY_NOT_FOUND\x102\x12\x15\n" +
-	"\x11STORE_UNAVAILABLE\x103B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x11STORE_UNAVAILABLE\x103\x12\x12\n" +
+	"\x0eRUN_SUPERSEDED\x104\x12\x1a\n" +
+	"\x16RUN_EVENTS_UNAVAILABLE\x105B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_error_reason_proto_rawDescOnce sync.Once

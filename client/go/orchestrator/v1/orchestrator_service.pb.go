@@ -992,6 +992,165 @@ func (x *CancelRunRequest) GetRunId() string {
 	return ""
 }
 
+// A message of the FollowRun stream: `start` first, then tool results or a cancel.
+type FollowRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the client sends.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*FollowRunRequest_Start
+	//	*FollowRunRequest_ToolResult
+	//	*FollowRunRequest_Cancel
+	Kind          isFollowRunRequest_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowRunRequest) Reset() {
+	*x = FollowRunRequest{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowRunRequest) ProtoMessage() {}
+
+func (x *FollowRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowRunRequest.ProtoReflect.Descriptor instead.
+func (*FollowRunRequest) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FollowRunRequest) GetKind() isFollowRunRequest_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *FollowRunRequest) GetStart() *FollowStart {
+	if x != nil {
+		if x, ok := x.Kind.(*FollowRunRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *FollowRunRequest) GetToolResult() *ToolResult {
+	if x != nil {
+		if x, ok := x.Kind.(*FollowRunRequest_ToolResult); ok {
+			return x.ToolResult
+		}
+	}
+	return nil
+}
+
+func (x *FollowRunRequest) GetCancel() *CancelTurn {
+	if x != nil {
+		if x, ok := x.Kind.(*FollowRunRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+type isFollowRunRequest_Kind interface {
+	isFollowRunRequest_Kind()
+}
+
+type FollowRunRequest_Start struct {
+	// Which run to follow, from where.
+	Start *FollowStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type FollowRunRequest_ToolResult struct {
+	// The result of a client-tool call the run waits for.
+	ToolResult *ToolResult `protobuf:"bytes,2,opt,name=tool_result,json=toolResult,proto3,oneof"`
+}
+
+type FollowRunRequest_Cancel struct {
+	// Cancel the followed run (its `run_id` may be empty).
+	Cancel *CancelTurn `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
+}
+
+func (*FollowRunRequest_Start) isFollowRunRequest_Kind() {}
+
+func (*FollowRunRequest_ToolResult) isFollowRunRequest_Kind() {}
+
+func (*FollowRunRequest_Cancel) isFollowRunRequest_Kind() {}
+
+// The first message of a FollowRun stream.
+type FollowStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run to follow.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The last sequence number already seen (0: from the run's first event).
+	AfterSequence int64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowStart) Reset() {
+	*x = FollowStart{}
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowStart) ProtoMessage() {}
+
+func (x *FollowStart) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowStart.ProtoReflect.Descriptor instead.
+func (*FollowStart) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *FollowStart) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *FollowStart) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
 // Response of CancelRun.
 type CancelRunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1003,7 +1162,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[19]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1174,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[19]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1187,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{19}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelRunResponse) GetRun() *Run {
@@ -1053,7 +1212,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[20]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1224,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[20]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1237,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{20}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListSessionsRequest) GetAgentId() string {
@@ -1115,7 +1274,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[21]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1286,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[21]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1299,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{21}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1174,7 +1333,7 @@ type ListMessagesRequest struct {
 
 func (x *ListMessagesRequest) Reset() {
 	*x = ListMessagesRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[22]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1345,7 @@ func (x *ListMessagesRequest) String() string {
 func (*ListMessagesRequest) ProtoMessage() {}
 
 func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[22]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1358,7 @@ func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{22}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListMessagesRequest) GetAgentId() string {
@@ -1243,7 +1402,7 @@ type ListMessagesResponse struct {
 
 func (x *ListMessagesResponse) Reset() {
 	*x = ListMessagesResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[23]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1414,7 @@ func (x *ListMessagesResponse) String() string {
 func (*ListMessagesResponse) ProtoMessage() {}
 
 func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[23]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1427,7 @@ func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{23}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListMessagesResponse) GetMessages() []*Message {
@@ -1298,7 +1457,7 @@ type DeleteSessionRequest struct {
 
 func (x *DeleteSessionRequest) Reset() {
 	*x = DeleteSessionRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[24]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1469,7 @@ func (x *DeleteSessionRequest) String() string {
 func (*DeleteSessionRequest) ProtoMessage() {}
 
 func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[24]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1482,7 @@ func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSessionRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{24}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteSessionRequest) GetAgentId() string {
@@ -1351,7 +1510,7 @@ type DeleteSessionResponse struct {
 
 func (x *DeleteSessionResponse) Reset() {
 	*x = DeleteSessionResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[25]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1522,7 @@ func (x *DeleteSessionResponse) String() string {
 func (*DeleteSessionResponse) ProtoMessage() {}
 
 func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[25]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1535,7 @@ func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{25}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteSessionResponse) GetDeletedMessages() int64 {
@@ -1395,7 +1554,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[26]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1566,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[26]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1579,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{26}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{28}
 }
 
 // Response of ListTools.
@@ -1434,7 +1593,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[27]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1605,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[27]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1618,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{27}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -1482,7 +1641,7 @@ type CreateTeamRequest struct {
 
 func (x *CreateTeamRequest) Reset() {
 	*x = CreateTeamRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[28]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1653,7 @@ func (x *CreateTeamRequest) String() string {
 func (*CreateTeamRequest) ProtoMessage() {}
 
 func (x *CreateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[28]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1666,7 @@ func (x *CreateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTeamRequest.ProtoReflect.Descriptor instead.
 func (*CreateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{28}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateTeamRequest) GetTeam() *Team {
@@ -1537,7 +1696,7 @@ type CreateTeamResponse struct {
 
 func (x *CreateTeamResponse) Reset() {
 	*x = CreateTeamResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[29]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1708,7 @@ func (x *CreateTeamResponse) String() string {
 func (*CreateTeamResponse) ProtoMessage() {}
 
 func (x *CreateTeamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[29]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1721,7 @@ func (x *CreateTeamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTeamResponse.ProtoReflect.Descriptor instead.
 func (*CreateTeamResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{29}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateTeamResponse) GetTeam() *Team {
@@ -1590,7 +1749,7 @@ type GetTeamRequest struct {
 
 func (x *GetTeamRequest) Reset() {
 	*x = GetTeamRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[30]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1761,7 @@ func (x *GetTeamRequest) String() string {
 func (*GetTeamRequest) ProtoMessage() {}
 
 func (x *GetTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[30]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1774,7 @@ func (x *GetTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTeamRequest.ProtoReflect.Descriptor instead.
 func (*GetTeamRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{30}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetTeamRequest) GetTeamId() string {
@@ -1636,7 +1795,7 @@ type GetTeamResponse struct {
 
 func (x *GetTeamResponse) Reset() {
 	*x = GetTeamResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[31]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1807,7 @@ func (x *GetTeamResponse) String() string {
 func (*GetTeamResponse) ProtoMessage() {}
 
 func (x *GetTeamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[31]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1820,7 @@ func (x *GetTeamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTeamResponse.ProtoReflect.Descriptor instead.
 func (*GetTeamResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{31}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetTeamResponse) GetTeam() *Team {
@@ -1684,7 +1843,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[32]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1855,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[32]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1868,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{32}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListTeamsRequest) GetPageSize() int32 {
@@ -1739,7 +1898,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[33]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1910,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[33]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1923,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{33}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -1797,7 +1956,7 @@ type UpdateTeamRequest struct {
 
 func (x *UpdateTeamRequest) Reset() {
 	*x = UpdateTeamRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[34]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1968,7 @@ func (x *UpdateTeamRequest) String() string {
 func (*UpdateTeamRequest) ProtoMessage() {}
 
 func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[34]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1981,7 @@ func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{34}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateTeamRequest) GetTeam() *Team {
@@ -1850,7 +2009,7 @@ type UpdateTeamResponse struct {
 
 func (x *UpdateTeamResponse) Reset() {
 	*x = UpdateTeamResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[35]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2021,7 @@ func (x *UpdateTeamResponse) String() string {
 func (*UpdateTeamResponse) ProtoMessage() {}
 
 func (x *UpdateTeamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[35]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2034,7 @@ func (x *UpdateTeamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTeamResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{35}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateTeamResponse) GetTeam() *Team {
@@ -1898,7 +2057,7 @@ type DeleteTeamRequest struct {
 
 func (x *DeleteTeamRequest) Reset() {
 	*x = DeleteTeamRequest{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[36]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2069,7 @@ func (x *DeleteTeamRequest) String() string {
 func (*DeleteTeamRequest) ProtoMessage() {}
 
 func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[36]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2082,7 @@ func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTeamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTeamRequest) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{36}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteTeamRequest) GetTeamId() string {
@@ -1949,7 +2108,7 @@ type DeleteTeamResponse struct {
 
 func (x *DeleteTeamResponse) Reset() {
 	*x = DeleteTeamResponse{}
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[37]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2120,7 @@ func (x *DeleteTeamResponse) String() string {
 func (*DeleteTeamResponse) ProtoMessage() {}
 
 func (x *DeleteTeamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[37]
+	mi := &file_orchestrator_v1_orchestrator_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2133,7 @@ func (x *DeleteTeamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTeamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTeamResponse) Descriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{37}
+	return file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP(), []int{39}
 }
 
 var File_orchestrator_v1_orchestrator_service_proto protoreflect.FileDescriptor
@@ -2036,7 +2195,16 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\x04runs\x18\x01 \x03(\v2\x14.orchestrator.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
 	"\x10CancelRunRequest\x12\x1b\n" +
-	"\x06run_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05runId\";\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05runId\"\xc7\x01\n" +
+	"\x10FollowRunRequest\x124\n" +
+	"\x05start\x18\x01 \x01(\v2\x1c.orchestrator.v1.FollowStartH\x00R\x05start\x12>\n" +
+	"\vtool_result\x18\x02 \x01(\v2\x1b.orchestrator.v1.ToolResultH\x00R\n" +
+	"toolResult\x125\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x1b.orchestrator.v1.CancelTurnH\x00R\x06cancelB\x06\n" +
+	"\x04kind\"Q\n" +
+	"\vFollowStart\x12\x1b\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05runId\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\";\n" +
 	"\x11CancelRunResponse\x12&\n" +
 	"\x03run\x18\x01 \x01(\v2\x14.orchestrator.v1.RunR\x03run\"r\n" +
 	"\x13ListSessionsRequest\x12\x1f\n" +
@@ -2092,7 +2260,7 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\x11DeleteTeamRequest\x12\x1d\n" +
 	"\ateam_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06teamId\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x14\n" +
-	"\x12DeleteTeamResponse2\x87\x12\n" +
+	"\x12DeleteTeamResponse2\xd6\x12\n" +
 	"\x13OrchestratorService\x12X\n" +
 	"\vCreateAgent\x12#.orchestrator.v1.CreateAgentRequest\x1a$.orchestrator.v1.CreateAgentResponse\x12O\n" +
 	"\bGetAgent\x12 .orchestrator.v1.GetAgentRequest\x1a!.orchestrator.v1.GetAgentResponse\x12U\n" +
@@ -2105,7 +2273,8 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\x03Run\x12\x1b.orchestrator.v1.RunRequest\x1a\x19.orchestrator.v1.RunEvent(\x010\x01\x12I\n" +
 	"\x06GetRun\x12\x1e.orchestrator.v1.GetRunRequest\x1a\x1f.orchestrator.v1.GetRunResponse\x12O\n" +
 	"\bListRuns\x12 .orchestrator.v1.ListRunsRequest\x1a!.orchestrator.v1.ListRunsResponse\x12R\n" +
-	"\tCancelRun\x12!.orchestrator.v1.CancelRunRequest\x1a\".orchestrator.v1.CancelRunResponse\x12[\n" +
+	"\tCancelRun\x12!.orchestrator.v1.CancelRunRequest\x1a\".orchestrator.v1.CancelRunResponse\x12M\n" +
+	"\tFollowRun\x12!.orchestrator.v1.FollowRunRequest\x1a\x19.orchestrator.v1.RunEvent(\x010\x01\x12[\n" +
 	"\fListSessions\x12$.orchestrator.v1.ListSessionsRequest\x1a%.orchestrator.v1.ListSessionsResponse\x12[\n" +
 	"\fListMessages\x12$.orchestrator.v1.ListMessagesRequest\x1a%.orchestrator.v1.ListMessagesResponse\x12^\n" +
 	"\rDeleteSession\x12%.orchestrator.v1.DeleteSessionRequest\x1a&.orchestrator.v1.DeleteSessionResponse\x12R\n" +
@@ -2137,7 +2306,7 @@ func file_orchestrator_v1_orchestrator_service_proto_rawDescGZIP() []byte {
 	return file_orchestrator_v1_orchestrator_service_proto_rawDescData
 }
 
-var file_orchestrator_v1_orchestrator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_orchestrator_v1_orchestrator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_orchestrator_v1_orchestrator_service_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),      // 0: orchestrator.v1.CreateAgentRequest
 	(*CreateAgentResponse)(nil),     // 1: orchestrator.v1.CreateAgentResponse
@@ -2158,128 +2327,137 @@ var file_orchestrator_v1_orchestrator_service_proto_goTypes = []any{
 	(*ListRunsRequest)(nil),         // 16: orchestrator.v1.ListRunsRequest
 	(*ListRunsResponse)(nil),        // 17: orchestrator.v1.ListRunsResponse
 	(*CancelRunRequest)(nil),        // 18: orchestrator.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),       // 19: orchestrator.v1.CancelRunResponse
-	(*ListSessionsRequest)(nil),     // 20: orchestrator.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),    // 21: orchestrator.v1.ListSessionsResponse
-	(*ListMessagesRequest)(nil),     // 22: orchestrator.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),    // 23: orchestrator.v1.ListMessagesResponse
-	(*DeleteSessionRequest)(nil),    // 24: orchestrator.v1.DeleteSessionRequest
-	(*DeleteSessionResponse)(nil),   // 25: orchestrator.v1.DeleteSessionResponse
-	(*ListToolsRequest)(nil),        // 26: orchestrator.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),       // 27: orchestrator.v1.ListToolsResponse
-	(*CreateTeamRequest)(nil),       // 28: orchestrator.v1.CreateTeamRequest
-	(*CreateTeamResponse)(nil),      // 29: orchestrator.v1.CreateTeamResponse
-	(*GetTeamRequest)(nil),          // 30: orchestrator.v1.GetTeamRequest
-	(*GetTeamResponse)(nil),         // 31: orchestrator.v1.GetTeamResponse
-	(*ListTeamsRequest)(nil),        // 32: orchestrator.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),       // 33: orchestrator.v1.ListTeamsResponse
-	(*UpdateTeamRequest)(nil),       // 34: orchestrator.v1.UpdateTeamRequest
-	(*UpdateTeamResponse)(nil),      // 35: orchestrator.v1.UpdateTeamResponse
-	(*DeleteTeamRequest)(nil),       // 36: orchestrator.v1.DeleteTeamRequest
-	(*DeleteTeamResponse)(nil),      // 37: orchestrator.v1.DeleteTeamResponse
-	nil,                             // 38: orchestrator.v1.ListAgentsRequest.LabelFilterEntry
-	(*Agent)(nil),                   // 39: orchestrator.v1.Agent
-	(*fieldmaskpb.FieldMask)(nil),   // 40: google.protobuf.FieldMask
-	(*Run)(nil),                     // 41: orchestrator.v1.Run
-	(*Session)(nil),                 // 42: orchestrator.v1.Session
-	(*Message)(nil),                 // 43: orchestrator.v1.Message
-	(*Tool)(nil),                    // 44: orchestrator.v1.Tool
-	(*Team)(nil),                    // 45: orchestrator.v1.Team
-	(*RunRequest)(nil),              // 46: orchestrator.v1.RunRequest
-	(*RunPipelineRequest)(nil),      // 47: orchestrator.v1.RunPipelineRequest
-	(*RunTeamRequest)(nil),          // 48: orchestrator.v1.RunTeamRequest
-	(*CreateApiKeyRequest)(nil),     // 49: orchestrator.v1.CreateApiKeyRequest
-	(*ListApiKeysRequest)(nil),      // 50: orchestrator.v1.ListApiKeysRequest
-	(*RevokeApiKeyRequest)(nil),     // 51: orchestrator.v1.RevokeApiKeyRequest
-	(*ListAuditEventsRequest)(nil),  // 52: orchestrator.v1.ListAuditEventsRequest
-	(*RunEvent)(nil),                // 53: orchestrator.v1.RunEvent
-	(*CollaborationEvent)(nil),      // 54: orchestrator.v1.CollaborationEvent
-	(*CreateApiKeyResponse)(nil),    // 55: orchestrator.v1.CreateApiKeyResponse
-	(*ListApiKeysResponse)(nil),     // 56: orchestrator.v1.ListApiKeysResponse
-	(*RevokeApiKeyResponse)(nil),    // 57: orchestrator.v1.RevokeApiKeyResponse
-	(*ListAuditEventsResponse)(nil), // 58: orchestrator.v1.ListAuditEventsResponse
+	(*FollowRunRequest)(nil),        // 19: orchestrator.v1.FollowRunRequest
+	(*FollowStart)(nil),             // 20: orchestrator.v1.FollowStart
+	(*CancelRunResponse)(nil),       // 21: orchestrator.v1.CancelRunResponse
+	(*ListSessionsRequest)(nil),     // 22: orchestrator.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),    // 23: orchestrator.v1.ListSessionsResponse
+	(*ListMessagesRequest)(nil),     // 24: orchestrator.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),    // 25: orchestrator.v1.ListMessagesResponse
+	(*DeleteSessionRequest)(nil),    // 26: orchestrator.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),   // 27: orchestrator.v1.DeleteSessionResponse
+	(*ListToolsRequest)(nil),        // 28: orchestrator.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),       // 29: orchestrator.v1.ListToolsResponse
+	(*CreateTeamRequest)(nil),       // 30: orchestrator.v1.CreateTeamRequest
+	(*CreateTeamResponse)(nil),      // 31: orchestrator.v1.CreateTeamResponse
+	(*GetTeamRequest)(nil),          // 32: orchestrator.v1.GetTeamRequest
+	(*GetTeamResponse)(nil),         // 33: orchestrator.v1.GetTeamResponse
+	(*ListTeamsRequest)(nil),        // 34: orchestrator.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),       // 35: orchestrator.v1.ListTeamsResponse
+	(*UpdateTeamRequest)(nil),       // 36: orchestrator.v1.UpdateTeamRequest
+	(*UpdateTeamResponse)(nil),      // 37: orchestrator.v1.UpdateTeamResponse
+	(*DeleteTeamRequest)(nil),       // 38: orchestrator.v1.DeleteTeamRequest
+	(*DeleteTeamResponse)(nil),      // 39: orchestrator.v1.DeleteTeamResponse
+	nil,                             // 40: orchestrator.v1.ListAgentsRequest.LabelFilterEntry
+	(*Agent)(nil),                   // 41: orchestrator.v1.Agent
+	(*fieldmaskpb.FieldMask)(nil),   // 42: google.protobuf.FieldMask
+	(*Run)(nil),                     // 43: orchestrator.v1.Run
+	(*ToolResult)(nil),              // 44: orchestrator.v1.ToolResult
+	(*CancelTurn)(nil),              // 45: orchestrator.v1.CancelTurn
+	(*Session)(nil),                 // 46: orchestrator.v1.Session
+	(*Message)(nil),                 // 47: orchestrator.v1.Message
+	(*Tool)(nil),                    // 48: orchestrator.v1.Tool
+	(*Team)(nil),                    // 49: orchestrator.v1.Team
+	(*RunRequest)(nil),              // 50: orchestrator.v1.RunRequest
+	(*RunPipelineRequest)(nil),      // 51: orchestrator.v1.RunPipelineRequest
+	(*RunTeamRequest)(nil),          // 52: orchestrator.v1.RunTeamRequest
+	(*CreateApiKeyRequest)(nil),     // 53: orchestrator.v1.CreateApiKeyRequest
+	(*ListApiKeysRequest)(nil),      // 54: orchestrator.v1.ListApiKeysRequest
+	(*RevokeApiKeyRequest)(nil),     // 55: orchestrator.v1.RevokeApiKeyRequest
+	(*ListAuditEventsRequest)(nil),  // 56: orchestrator.v1.ListAuditEventsRequest
+	(*RunEvent)(nil),                // 57: orchestrator.v1.RunEvent
+	(*CollaborationEvent)(nil),      // 58: orchestrator.v1.CollaborationEvent
+	(*CreateApiKeyResponse)(nil),    // 59: orchestrator.v1.CreateApiKeyResponse
+	(*ListApiKeysResponse)(nil),     // 60: orchestrator.v1.ListApiKeysResponse
+	(*RevokeApiKeyResponse)(nil),    // 61: orchestrator.v1.RevokeApiKeyResponse
+	(*ListAuditEventsResponse)(nil), // 62: orchestrator.v1.ListAuditEventsResponse
 }
 var file_orchestrator_v1_orchestrator_service_proto_depIdxs = []int32{
-	39, // 0: orchestrator.v1.CreateAgentRequest.agent:type_name -> orchestrator.v1.Agent
-	39, // 1: orchestrator.v1.CreateAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	39, // 2: orchestrator.v1.GetAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	38, // 3: orchestrator.v1.ListAgentsRequest.label_filter:type_name -> orchestrator.v1.ListAgentsRequest.LabelFilterEntry
-	39, // 4: orchestrator.v1.ListAgentsResponse.agents:type_name -> orchestrator.v1.Agent
-	39, // 5: orchestrator.v1.UpdateAgentRequest.agent:type_name -> orchestrator.v1.Agent
-	40, // 6: orchestrator.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	39, // 7: orchestrator.v1.UpdateAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	39, // 8: orchestrator.v1.SetDefaultAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	39, // 9: orchestrator.v1.GetDefaultAgentResponse.agent:type_name -> orchestrator.v1.Agent
-	41, // 10: orchestrator.v1.GetRunResponse.run:type_name -> orchestrator.v1.Run
-	41, // 11: orchestrator.v1.ListRunsResponse.runs:type_name -> orchestrator.v1.Run
-	41, // 12: orchestrator.v1.CancelRunResponse.run:type_name -> orchestrator.v1.Run
-	42, // 13: orchestrator.v1.ListSessionsResponse.sessions:type_name -> orchestrator.v1.Session
-	43, // 14: orchestrator.v1.ListMessagesResponse.messages:type_name -> orchestrator.v1.Message
-	44, // 15: orchestrator.v1.ListToolsResponse.tools:type_name -> orchestrator.v1.Tool
-	45, // 16: orchestrator.v1.CreateTeamRequest.team:type_name -> orchestrator.v1.Team
-	45, // 17: orchestrator.v1.CreateTeamResponse.team:type_name -> orchestrator.v1.Team
-	45, // 18: orchestrator.v1.GetTeamResponse.team:type_name -> orchestrator.v1.Team
-	45, // 19: orchestrator.v1.ListTeamsResponse.teams:type_name -> orchestrator.v1.Team
-	45, // 20: orchestrator.v1.UpdateTeamRequest.team:type_name -> orchestrator.v1.Team
-	40, // 21: orchestrator.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
-	45, // 22: orchestrator.v1.UpdateTeamResponse.team:type_name -> orchestrator.v1.Team
-	0,  // 23: orchestrator.v1.OrchestratorService.CreateAgent:input_type -> orchestrator.v1.CreateAgentRequest
-	2,  // 24: orchestrator.v1.OrchestratorService.GetAgent:input_type -> orchestrator.v1.GetAgentRequest
-	4,  // 25: orchestrator.v1.OrchestratorService.ListAgents:input_type -> orchestrator.v1.ListAgentsRequest
-	6,  // 26: orchestrator.v1.OrchestratorService.UpdateAgent:input_type -> orchestrator.v1.UpdateAgentRequest
-	8,  // 27: orchestrator.v1.OrchestratorService.DeleteAgent:input_type -> orchestrator.v1.DeleteAgentRequest
-	10, // 28: orchestrator.v1.OrchestratorService.SetDefaultAgent:input_type -> orchestrator.v1.SetDefaultAgentRequest
-	12, // 29: orchestrator.v1.OrchestratorService.GetDefaultAgent:input_type -> orchestrator.v1.GetDefaultAgentRequest
-	46, // 30: orchestrator.v1.OrchestratorService.Run:input_type -> orchestrator.v1.RunRequest
-	14, // 31: orchestrator.v1.OrchestratorService.GetRun:input_type -> orchestrator.v1.GetRunRequest
-	16, // 32: orchestrator.v1.OrchestratorService.ListRuns:input_type -> orchestrator.v1.ListRunsRequest
-	18, // 33: orchestrator.v1.OrchestratorService.CancelRun:input_type -> orchestrator.v1.CancelRunRequest
-	20, // 34: orchestrator.v1.OrchestratorService.ListSessions:input_type -> orchestrator.v1.ListSessionsRequest
-	22, // 35: orchestrator.v1.OrchestratorService.ListMessages:input_type -> orchestrator.v1.ListMessagesRequest
-	24, // 36: orchestrator.v1.OrchestratorService.DeleteSession:input_type -> orchestrator.v1.DeleteSessionRequest
-	26, // 37: orchestrator.v1.OrchestratorService.ListTools:input_type -> orchestrator.v1.ListToolsRequest
-	28, // 38: orchestrator.v1.OrchestratorService.CreateTeam:input_type -> orchestrator.v1.CreateTeamRequest
-	30, // 39: orchestrator.v1.OrchestratorService.GetTeam:input_type -> orchestrator.v1.GetTeamRequest
-	32, // 40: orchestrator.v1.OrchestratorService.ListTeams:input_type -> orchestrator.v1.ListTeamsRequest
-	34, // 41: orchestrator.v1.OrchestratorService.UpdateTeam:input_type -> orchestrator.v1.UpdateTeamRequest
-	36, // 42: orchestrator.v1.OrchestratorService.DeleteTeam:input_type -> orchestrator.v1.DeleteTeamRequest
-	47, // 43: orchestrator.v1.OrchestratorService.RunPipeline:input_type -> orchestrator.v1.RunPipelineRequest
-	48, // 44: orchestrator.v1.OrchestratorService.RunTeam:input_type -> orchestrator.v1.RunTeamRequest
-	49, // 45: orchestrator.v1.OrchestratorService.CreateApiKey:input_type -> orchestrator.v1.CreateApiKeyRequest
-	50, // 46: orchestrator.v1.OrchestratorService.ListApiKeys:input_type -> orchestrator.v1.ListApiKeysRequest
-	51, // 47: orchestrator.v1.OrchestratorService.RevokeApiKey:input_type -> orchestrator.v1.RevokeApiKeyRequest
-	52, // 48: orchestrator.v1.OrchestratorService.ListAuditEvents:input_type -> orchestrator.v1.ListAuditEventsRequest
-	1,  // 49: orchestrator.v1.OrchestratorService.CreateAgent:output_type -> orchestrator.v1.CreateAgentResponse
-	3,  // 50: orchestrator.v1.OrchestratorService.GetAgent:output_type -> orchestrator.v1.GetAgentResponse
-	5,  // 51: orchestrator.v1.OrchestratorService.ListAgents:output_type -> orchestrator.v1.ListAgentsResponse
-	7,  // 52: orchestrator.v1.OrchestratorService.UpdateAgent:output_type -> orchestrator.v1.UpdateAgentResponse
-	9,  // 53: orchestrator.v1.OrchestratorService.DeleteAgent:output_type -> orchestrator.v1.DeleteAgentResponse
-	11, // 54: orchestrator.v1.OrchestratorService.SetDefaultAgent:output_type -> orchestrator.v1.SetDefaultAgentResponse
-	13, // 55: orchestrator.v1.OrchestratorService.GetDefaultAgent:output_type -> orchestrator.v1.GetDefaultAgentResponse
-	53, // 56: orchestrator.v1.OrchestratorService.Run:output_type -> orchestrator.v1.RunEvent
-	15, // 57: orchestrator.v1.OrchestratorService.GetRun:output_type -> orchestrator.v1.GetRunResponse
-	17, // 58: orchestrator.v1.OrchestratorService.ListRuns:output_type -> orchestrator.v1.ListRunsResponse
-	19, // 59: orchestrator.v1.OrchestratorService.CancelRun:output_type -> orchestrator.v1.CancelRunResponse
-	21, // 60: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
-	23, // 61: orchestrator.v1.OrchestratorService.ListMessages:output_type -> orchestrator.v1.ListMessagesResponse
-	25, // 62: orchestrator.v1.OrchestratorService.DeleteSession:output_type -> orchestrator.v1.DeleteSessionResponse
-	27, // 63: orchestrator.v1.OrchestratorService.ListTools:output_type -> orchestrator.v1.ListToolsResponse
-	29, // 64: orchestrator.v1.OrchestratorService.CreateTeam:output_type -> orchestrator.v1.CreateTeamResponse
-	31, // 65: orchestrator.v1.OrchestratorService.GetTeam:output_type -> orchestrator.v1.GetTeamResponse
-	33, // 66: orchestrator.v1.OrchestratorService.ListTeams:output_type -> orchestrator.v1.ListTeamsResponse
-	35, // 67: orchestrator.v1.OrchestratorService.UpdateTeam:output_type -> orchestrator.v1.UpdateTeamResponse
-	37, // 68: orchestrator.v1.OrchestratorService.DeleteTeam:output_type -> orchestrator.v1.DeleteTeamResponse
-	54, // 69: orchestrator.v1.OrchestratorService.RunPipeline:output_type -> orchestrator.v1.CollaborationEvent
-	54, // 70: orchestrator.v1.OrchestratorService.RunTeam:output_type -> orchestrator.v1.CollaborationEvent
-	55, // 71: orchestrator.v1.OrchestratorService.CreateApiKey:output_type -> orchestrator.v1.CreateApiKeyResponse
-	56, // 72: orchestrator.v1.OrchestratorService.ListApiKeys:output_type -> orchestrator.v1.ListApiKeysResponse
-	57, // 73: orchestrator.v1.OrchestratorService.RevokeApiKey:output_type -> orchestrator.v1.RevokeApiKeyResponse
-	58, // 74: orchestrator.v1.OrchestratorService.ListAuditEvents:output_type -> orchestrator.v1.ListAuditEventsResponse
-	49, // [49:75] is the sub-list for method output_type
-	23, // [23:49] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	41, // 0: orchestrator.v1.CreateAgentRequest.agent:type_name -> orchestrator.v1.Agent
+	41, // 1: orchestrator.v1.CreateAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	41, // 2: orchestrator.v1.GetAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	40, // 3: orchestrator.v1.ListAgentsRequest.label_filter:type_name -> orchestrator.v1.ListAgentsRequest.LabelFilterEntry
+	41, // 4: orchestrator.v1.ListAgentsResponse.agents:type_name -> orchestrator.v1.Agent
+	41, // 5: orchestrator.v1.UpdateAgentRequest.agent:type_name -> orchestrator.v1.Agent
+	42, // 6: orchestrator.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	41, // 7: orchestrator.v1.UpdateAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	41, // 8: orchestrator.v1.SetDefaultAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	41, // 9: orchestrator.v1.GetDefaultAgentResponse.agent:type_name -> orchestrator.v1.Agent
+	43, // 10: orchestrator.v1.GetRunResponse.run:type_name -> orchestrator.v1.Run
+	43, // 11: orchestrator.v1.ListRunsResponse.runs:type_name -> orchestrator.v1.Run
+	20, // 12: orchestrator.v1.FollowRunRequest.start:type_name -> orchestrator.v1.FollowStart
+	44, // 13: orchestrator.v1.FollowRunRequest.tool_result:type_name -> orchestrator.v1.ToolResult
+	45, // 14: orchestrator.v1.FollowRunRequest.cancel:type_name -> orchestrator.v1.CancelTurn
+	43, // 15: orchestrator.v1.CancelRunResponse.run:type_name -> orchestrator.v1.Run
+	46, // 16: orchestrator.v1.ListSessionsResponse.sessions:type_name -> orchestrator.v1.Session
+	47, // 17: orchestrator.v1.ListMessagesResponse.messages:type_name -> orchestrator.v1.Message
+	48, // 18: orchestrator.v1.ListToolsResponse.tools:type_name -> orchestrator.v1.Tool
+	49, // 19: orchestrator.v1.CreateTeamRequest.team:type_name -> orchestrator.v1.Team
+	49, // 20: orchestrator.v1.CreateTeamResponse.team:type_name -> orchestrator.v1.Team
+	49, // 21: orchestrator.v1.GetTeamResponse.team:type_name -> orchestrator.v1.Team
+	49, // 22: orchestrator.v1.ListTeamsResponse.teams:type_name -> orchestrator.v1.Team
+	49, // 23: orchestrator.v1.UpdateTeamRequest.team:type_name -> orchestrator.v1.Team
+	42, // 24: orchestrator.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	49, // 25: orchestrator.v1.UpdateTeamResponse.team:type_name -> orchestrator.v1.Team
+	0,  // 26: orchestrator.v1.OrchestratorService.CreateAgent:input_type -> orchestrator.v1.CreateAgentRequest
+	2,  // 27: orchestrator.v1.OrchestratorService.GetAgent:input_type -> orchestrator.v1.GetAgentRequest
+	4,  // 28: orchestrator.v1.OrchestratorService.ListAgents:input_type -> orchestrator.v1.ListAgentsRequest
+	6,  // 29: orchestrator.v1.OrchestratorService.UpdateAgent:input_type -> orchestrator.v1.UpdateAgentRequest
+	8,  // 30: orchestrator.v1.OrchestratorService.DeleteAgent:input_type -> orchestrator.v1.DeleteAgentRequest
+	10, // 31: orchestrator.v1.OrchestratorService.SetDefaultAgent:input_type -> orchestrator.v1.SetDefaultAgentRequest
+	12, // 32: orchestrator.v1.OrchestratorService.GetDefaultAgent:input_type -> orchestrator.v1.GetDefaultAgentRequest
+	50, // 33: orchestrator.v1.OrchestratorService.Run:input_type -> orchestrator.v1.RunRequest
+	14, // 34: orchestrator.v1.OrchestratorService.GetRun:input_type -> orchestrator.v1.GetRunRequest
+	16, // 35: orchestrator.v1.OrchestratorService.ListRuns:input_type -> orchestrator.v1.ListRunsRequest
+	18, // 36: orchestrator.v1.OrchestratorService.CancelRun:input_type -> orchestrator.v1.CancelRunRequest
+	19, // 37: orchestrator.v1.OrchestratorService.FollowRun:input_type -> orchestrator.v1.FollowRunRequest
+	22, // 38: orchestrator.v1.OrchestratorService.ListSessions:input_type -> orchestrator.v1.ListSessionsRequest
+	24, // 39: orchestrator.v1.OrchestratorService.ListMessages:input_type -> orchestrator.v1.ListMessagesRequest
+	26, // 40: orchestrator.v1.OrchestratorService.DeleteSession:input_type -> orchestrator.v1.DeleteSessionRequest
+	28, // 41: orchestrator.v1.OrchestratorService.ListTools:input_type -> orchestrator.v1.ListToolsRequest
+	30, // 42: orchestrator.v1.OrchestratorService.CreateTeam:input_type -> orchestrator.v1.CreateTeamRequest
+	32, // 43: orchestrator.v1.OrchestratorService.GetTeam:input_type -> orchestrator.v1.GetTeamRequest
+	34, // 44: orchestrator.v1.OrchestratorService.ListTeams:input_type -> orchestrator.v1.ListTeamsRequest
+	36, // 45: orchestrator.v1.OrchestratorService.UpdateTeam:input_type -> orchestrator.v1.UpdateTeamRequest
+	38, // 46: orchestrator.v1.OrchestratorService.DeleteTeam:input_type -> orchestrator.v1.DeleteTeamRequest
+	51, // 47: orchestrator.v1.OrchestratorService.RunPipeline:input_type -> orchestrator.v1.RunPipelineRequest
+	52, // 48: orchestrator.v1.OrchestratorService.RunTeam:input_type -> orchestrator.v1.RunTeamRequest
+	53, // 49: orchestrator.v1.OrchestratorService.CreateApiKey:input_type -> orchestrator.v1.CreateApiKeyRequest
+	54, // 50: orchestrator.v1.OrchestratorService.ListApiKeys:input_type -> orchestrator.v1.ListApiKeysRequest
+	55, // 51: orchestrator.v1.OrchestratorService.RevokeApiKey:input_type -> orchestrator.v1.RevokeApiKeyRequest
+	56, // 52: orchestrator.v1.OrchestratorService.ListAuditEvents:input_type -> orchestrator.v1.ListAuditEventsRequest
+	1,  // 53: orchestrator.v1.OrchestratorService.CreateAgent:output_type -> orchestrator.v1.CreateAgentResponse
+	3,  // 54: orchestrator.v1.OrchestratorService.GetAgent:output_type -> orchestrator.v1.GetAgentResponse
+	5,  // 55: orchestrator.v1.OrchestratorService.ListAgents:output_type -> orchestrator.v1.ListAgentsResponse
+	7,  // 56: orchestrator.v1.OrchestratorService.UpdateAgent:output_type -> orchestrator.v1.UpdateAgentResponse
+	9,  // 57: orchestrator.v1.OrchestratorService.DeleteAgent:output_type -> orchestrator.v1.DeleteAgentResponse
+	11, // 58: orchestrator.v1.OrchestratorService.SetDefaultAgent:output_type -> orchestrator.v1.SetDefaultAgentResponse
+	13, // 59: orchestrator.v1.OrchestratorService.GetDefaultAgent:output_type -> orchestrator.v1.GetDefaultAgentResponse
+	57, // 60: orchestrator.v1.OrchestratorService.Run:output_type -> orchestrator.v1.RunEvent
+	15, // 61: orchestrator.v1.OrchestratorService.GetRun:output_type -> orchestrator.v1.GetRunResponse
+	17, // 62: orchestrator.v1.OrchestratorService.ListRuns:output_type -> orchestrator.v1.ListRunsResponse
+	21, // 63: orchestrator.v1.OrchestratorService.CancelRun:output_type -> orchestrator.v1.CancelRunResponse
+	57, // 64: orchestrator.v1.OrchestratorService.FollowRun:output_type -> orchestrator.v1.RunEvent
+	23, // 65: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
+	25, // 66: orchestrator.v1.OrchestratorService.ListMessages:output_type -> orchestrator.v1.ListMessagesResponse
+	27, // 67: orchestrator.v1.OrchestratorService.DeleteSession:output_type -> orchestrator.v1.DeleteSessionResponse
+	29, // 68: orchestrator.v1.OrchestratorService.ListTools:output_type -> orchestrator.v1.ListToolsResponse
+	31, // 69: orchestrator.v1.OrchestratorService.CreateTeam:output_type -> orchestrator.v1.CreateTeamResponse
+	33, // 70: orchestrator.v1.OrchestratorService.GetTeam:output_type -> orchestrator.v1.GetTeamResponse
+	35, // 71: orchestrator.v1.OrchestratorService.ListTeams:output_type -> orchestrator.v1.ListTeamsResponse
+	37, // 72: orchestrator.v1.OrchestratorService.UpdateTeam:output_type -> orchestrator.v1.UpdateTeamResponse
+	39, // 73: orchestrator.v1.OrchestratorService.DeleteTeam:output_type -> orchestrator.v1.DeleteTeamResponse
+	58, // 74: orchestrator.v1.OrchestratorService.RunPipeline:output_type -> orchestrator.v1.CollaborationEvent
+	58, // 75: orchestrator.v1.OrchestratorService.RunTeam:output_type -> orchestrator.v1.CollaborationEvent
+	59, // 76: orchestrator.v1.OrchestratorService.CreateApiKey:output_type -> orchestrator.v1.CreateApiKeyResponse
+	60, // 77: orchestrator.v1.OrchestratorService.ListApiKeys:output_type -> orchestrator.v1.ListApiKeysResponse
+	61, // 78: orchestrator.v1.OrchestratorService.RevokeApiKey:output_type -> orchestrator.v1.RevokeApiKeyResponse
+	62, // 79: orchestrator.v1.OrchestratorService.ListAuditEvents:output_type -> orchestrator.v1.ListAuditEventsResponse
+	53, // [53:80] is the sub-list for method output_type
+	26, // [26:53] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_orchestrator_v1_orchestrator_service_proto_init() }
@@ -2293,13 +2471,18 @@ func file_orchestrator_v1_orchestrator_service_proto_init() {
 	file_orchestrator_v1_run_proto_init()
 	file_orchestrator_v1_session_proto_init()
 	file_orchestrator_v1_tool_proto_init()
+	file_orchestrator_v1_orchestrator_service_proto_msgTypes[19].OneofWrappers = []any{
+		(*FollowRunRequest_Start)(nil),
+		(*FollowRunRequest_ToolResult)(nil),
+		(*FollowRunRequest_Cancel)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchestrator_v1_orchestrator_service_proto_rawDesc), len(file_orchestrator_v1_orchestrator_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

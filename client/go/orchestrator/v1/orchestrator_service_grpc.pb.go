@@ -30,6 +30,7 @@ const (
 	OrchestratorService_GetRun_FullMethodName          = "/orchestrator.v1.OrchestratorService/GetRun"
 	OrchestratorService_ListRuns_FullMethodName        = "/orchestrator.v1.OrchestratorService/ListRuns"
 	OrchestratorService_CancelRun_FullMethodName       = "/orchestrator.v1.OrchestratorService/CancelRun"
+	OrchestratorService_FollowRun_FullMethodName       = "/orchestrator.v1.OrchestratorService/FollowRun"
 	OrchestratorService_ListSessions_FullMethodName    = "/orchestrator.v1.OrchestratorService/ListSessions"
 	OrchestratorService_ListMessages_FullMethodName    = "/orchestrator.v1.OrchestratorService/ListMessages"
 	OrchestratorService_DeleteSession_FullMethodName   = "/orchestrator.v1.OrchestratorService/DeleteSession"
@@ -88,8 +89,9 @@ type OrchestratorServiceClient interface {
 	// and cancels on the same stream; the server streams the run's events. A failed turn
 	// ends the stream with its status; the client half-closing ends it after the turns in
 	// flight.
-	// The responses are named for what they are, events of a run.
+	// The responses are named for what they are, events of a run; FollowRun sends the same.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Run(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RunRequest, RunEvent], error)
 	// Returns one run.
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
@@ -98,6 +100,18 @@ type OrchestratorServiceClient interface {
 	// Cancels a queued or running run from any connection. Cancelling a run that already
 	// ended is not an error: the run is returned as it is.
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// Follows a run from any replica: the first message (`start`) names the run and the
+	// last sequence number the caller has seen; the server sends the run's events after it
+	// (stored ones first, then live ones) until the run ends, then closes the stream; a
+	// failed run ends it with the run's status. A finished run can be followed until the
+	// event journal's retention removes its events (FAILED_PRECONDITION, reason
+	// RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+	// by its id). A client-tool call the run waits for is sent to every new follower (again,
+	// if it was sent before), who may answer it with `tool_result`, or cancel the run with
+	// `cancel`; both need the permission to run. Visibility is that of GetRun.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	FollowRun(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FollowRunRequest, RunEvent], error)
 	// Lists an agent's sessions (conversations).
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
 	// Lists the messages of a session in order, a page at a time.
@@ -276,6 +290,19 @@ func (c *orchestratorServiceClient) CancelRun(ctx context.Context, in *CancelRun
 	return out, nil
 }
 
+func (c *orchestratorServiceClient) FollowRun(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FollowRunRequest, RunEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrchestratorService_ServiceDesc.Streams[1], OrchestratorService_FollowRun_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FollowRunRequest, RunEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrchestratorService_FollowRunClient = grpc.BidiStreamingClient[FollowRunRequest, RunEvent]
+
 func (c *orchestratorServiceClient) ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSessionsResponse)
@@ -368,7 +395,7 @@ func (c *orchestratorServiceClient) DeleteTeam(ctx context.Context, in *DeleteTe
 
 func (c *orchestratorServiceClient) RunPipeline(ctx context.Context, in *RunPipelineRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollaborationEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &OrchestratorService_ServiceDesc.Streams[1], OrchestratorService_RunPipeline_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &OrchestratorService_ServiceDesc.Streams[2], OrchestratorService_RunPipeline_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +414,7 @@ type OrchestratorService_RunPipelineClient = grpc.ServerStreamingClient[Collabor
 
 func (c *orchestratorServiceClient) RunTeam(ctx context.Context, in *RunTeamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollaborationEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &OrchestratorService_ServiceDesc.Streams[2], OrchestratorService_RunTeam_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &OrchestratorService_ServiceDesc.Streams[3], OrchestratorService_RunTeam_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -485,8 +512,9 @@ type OrchestratorServiceServer interface {
 	// and cancels on the same stream; the server streams the run's events. A failed turn
 	// ends the stream with its status; the client half-closing ends it after the turns in
 	// flight.
-	// The responses are named for what they are, events of a run.
+	// The responses are named for what they are, events of a run; FollowRun sends the same.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Run(grpc.BidiStreamingServer[RunRequest, RunEvent]) error
 	// Returns one run.
 	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
@@ -495,6 +523,18 @@ type OrchestratorServiceServer interface {
 	// Cancels a queued or running run from any connection. Cancelling a run that already
 	// ended is not an error: the run is returned as it is.
 	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// Follows a run from any replica: the first message (`start`) names the run and the
+	// last sequence number the caller has seen; the server sends the run's events after it
+	// (stored ones first, then live ones) until the run ends, then closes the stream; a
+	// failed run ends it with the run's status. A finished run can be followed until the
+	// event journal's retention removes its events (FAILED_PRECONDITION, reason
+	// RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+	// by its id). A client-tool call the run waits for is sent to every new follower (again,
+	// if it was sent before), who may answer it with `tool_result`, or cancel the run with
+	// `cancel`; both need the permission to run. Visibility is that of GetRun.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	FollowRun(grpc.BidiStreamingServer[FollowRunRequest, RunEvent]) error
 	// Lists an agent's sessions (conversations).
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
 	// Lists the messages of a session in order, a page at a time.
@@ -592,6 +632,9 @@ func (UnimplementedOrchestratorServiceServer) ListRuns(context.Context, *ListRun
 }
 func (UnimplementedOrchestratorServiceServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) FollowRun(grpc.BidiStreamingServer[FollowRunRequest, RunEvent]) error {
+	return status.Error(codes.Unimplemented, "method FollowRun not implemented")
 }
 func (UnimplementedOrchestratorServiceServer) ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSessions not implemented")
@@ -845,6 +888,13 @@ func _OrchestratorService_CancelRun_Handler(srv interface{}, ctx context.Context
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _OrchestratorService_FollowRun_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(OrchestratorServiceServer).FollowRun(&grpc.GenericServerStream[FollowRunRequest, RunEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrchestratorService_FollowRunServer = grpc.BidiStreamingServer[FollowRunRequest, RunEvent]
 
 func _OrchestratorService_ListSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListSessionsRequest)
@@ -1206,6 +1256,12 @@ var OrchestratorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Run",
 			Handler:       _OrchestratorService_Run_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "FollowRun",
+			Handler:       _OrchestratorService_FollowRun_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

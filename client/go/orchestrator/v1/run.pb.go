@@ -102,6 +102,10 @@ const (
 	BusyPolicy_BUSY_POLICY_REJECT BusyPolicy = 1
 	// Wait, in arrival order, until the session is free. The wait can be cancelled.
 	BusyPolicy_BUSY_POLICY_ENQUEUE BusyPolicy = 2
+	// Cancel the session's running turn and every turn queued behind it (each ends
+	// CANCELLED, reason RUN_SUPERSEDED, its message naming this run), then start at once.
+	// The cancelled turns keep their partial output in their records, as for any cancel.
+	BusyPolicy_BUSY_POLICY_INTERRUPT BusyPolicy = 3
 )
 
 // Enum value maps for BusyPolicy.
@@ -110,11 +114,13 @@ var (
 		0: "BUSY_POLICY_UNSPECIFIED",
 		1: "BUSY_POLICY_REJECT",
 		2: "BUSY_POLICY_ENQUEUE",
+		3: "BUSY_POLICY_INTERRUPT",
 	}
 	BusyPolicy_value = map[string]int32{
 		"BUSY_POLICY_UNSPECIFIED": 0,
 		"BUSY_POLICY_REJECT":      1,
 		"BUSY_POLICY_ENQUEUE":     2,
+		"BUSY_POLICY_INTERRUPT":   3,
 	}
 )
 
@@ -143,6 +149,61 @@ func (x BusyPolicy) Number() protoreflect.EnumNumber {
 // Deprecated: Use BusyPolicy.Descriptor instead.
 func (BusyPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{1}
+}
+
+// What a turn does when the stream that started it goes away (a dropped connection, a
+// client that exits) before the turn ends.
+type DisconnectPolicy int32
+
+const (
+	// Same as DISCONNECT_POLICY_CANCEL.
+	DisconnectPolicy_DISCONNECT_POLICY_UNSPECIFIED DisconnectPolicy = 0
+	// Cancel the run (reason RUN_CANCELLED, "the client went away").
+	DisconnectPolicy_DISCONNECT_POLICY_CANCEL DisconnectPolicy = 1
+	// Let the run continue to its end: follow it with FollowRun (from any replica), cancel
+	// it with CancelRun, read its outcome with GetRun. A caller's deadline still applies.
+	DisconnectPolicy_DISCONNECT_POLICY_CONTINUE DisconnectPolicy = 2
+)
+
+// Enum value maps for DisconnectPolicy.
+var (
+	DisconnectPolicy_name = map[int32]string{
+		0: "DISCONNECT_POLICY_UNSPECIFIED",
+		1: "DISCONNECT_POLICY_CANCEL",
+		2: "DISCONNECT_POLICY_CONTINUE",
+	}
+	DisconnectPolicy_value = map[string]int32{
+		"DISCONNECT_POLICY_UNSPECIFIED": 0,
+		"DISCONNECT_POLICY_CANCEL":      1,
+		"DISCONNECT_POLICY_CONTINUE":    2,
+	}
+)
+
+func (x DisconnectPolicy) Enum() *DisconnectPolicy {
+	p := new(DisconnectPolicy)
+	*p = x
+	return p
+}
+
+func (x DisconnectPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DisconnectPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_orchestrator_v1_run_proto_enumTypes[2].Descriptor()
+}
+
+func (DisconnectPolicy) Type() protoreflect.EnumType {
+	return &file_orchestrator_v1_run_proto_enumTypes[2]
+}
+
+func (x DisconnectPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DisconnectPolicy.Descriptor instead.
+func (DisconnectPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{2}
 }
 
 // Where a tool call executes.
@@ -190,11 +251,11 @@ func (x ToolLocation) String() string {
 }
 
 func (ToolLocation) Descriptor() protoreflect.EnumDescriptor {
-	return file_orchestrator_v1_run_proto_enumTypes[2].Descriptor()
+	return file_orchestrator_v1_run_proto_enumTypes[3].Descriptor()
 }
 
 func (ToolLocation) Type() protoreflect.EnumType {
-	return &file_orchestrator_v1_run_proto_enumTypes[2]
+	return &file_orchestrator_v1_run_proto_enumTypes[3]
 }
 
 func (x ToolLocation) Number() protoreflect.EnumNumber {
@@ -203,7 +264,7 @@ func (x ToolLocation) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ToolLocation.Descriptor instead.
 func (ToolLocation) EnumDescriptor() ([]byte, []int) {
-	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{2}
+	return file_orchestrator_v1_run_proto_rawDescGZIP(), []int{3}
 }
 
 // Token counts reported by the model provider, summed over a run's model calls.
@@ -575,8 +636,10 @@ type StartTurn struct {
 	// Seconds the server waits for each client tool result (0 = the default, 60 s). A call
 	// left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
 	ClientToolTimeoutSeconds float64 `protobuf:"fixed64,8,opt,name=client_tool_timeout_seconds,json=clientToolTimeoutSeconds,proto3" json:"client_tool_timeout_seconds,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// What a disconnect of this stream means for the run (default: cancel it).
+	OnDisconnect  DisconnectPolicy `protobuf:"varint,9,opt,name=on_disconnect,json=onDisconnect,proto3,enum=orchestrator.v1.DisconnectPolicy" json:"on_disconnect,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StartTurn) Reset() {
@@ -663,6 +726,13 @@ func (x *StartTurn) GetClientToolTimeoutSeconds() float64 {
 		return x.ClientToolTimeoutSeconds
 	}
 	return 0
+}
+
+func (x *StartTurn) GetOnDisconnect() DisconnectPolicy {
+	if x != nil {
+		return x.OnDisconnect
+	}
+	return DisconnectPolicy_DISCONNECT_POLICY_UNSPECIFIED
 }
 
 // A tool the client declares and executes.
@@ -1509,7 +1579,7 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"\x06cancel\x18\x02 \x01(\v2\x1b.orchestrator.v1.CancelTurnH\x00R\x06cancel\x12>\n" +
 	"\vtool_result\x18\x03 \x01(\v2\x1b.orchestrator.v1.ToolResultH\x00R\n" +
 	"toolResultB\x06\n" +
-	"\x04kind\"\xed\x02\n" +
+	"\x04kind\"\xb5\x03\n" +
 	"\tStartTurn\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -1521,7 +1591,8 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"busyPolicy\x12B\n" +
 	"\fclient_tools\x18\x06 \x03(\v2\x1f.orchestrator.v1.ToolDefinitionR\vclientTools\x12&\n" +
 	"\x0fmax_model_calls\x18\a \x01(\x05R\rmaxModelCalls\x12=\n" +
-	"\x1bclient_tool_timeout_seconds\x18\b \x01(\x01R\x18clientToolTimeoutSeconds\"\x82\x01\n" +
+	"\x1bclient_tool_timeout_seconds\x18\b \x01(\x01R\x18clientToolTimeoutSeconds\x12F\n" +
+	"\ron_disconnect\x18\t \x01(\x0e2!.orchestrator.v1.DisconnectPolicyR\fonDisconnect\"\x82\x01\n" +
 	"\x0eToolDefinition\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x124\n" +
@@ -1587,12 +1658,17 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"\x14RUN_STATUS_COMPLETED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x1a\n" +
-	"\x16RUN_STATUS_INTERRUPTED\x10\x06*Z\n" +
+	"\x16RUN_STATUS_INTERRUPTED\x10\x06*u\n" +
 	"\n" +
 	"BusyPolicy\x12\x1b\n" +
 	"\x17BUSY_POLICY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12BUSY_POLICY_REJECT\x10\x01\x12\x17\n" +
-	"\x13BUSY_POLICY_ENQUEUE\x10\x02*\x91\x01\n" +
+	"\x13BUSY_POLICY_ENQUEUE\x10\x02\x12\x19\n" +
+	"\x15BUSY_POLICY_INTERRUPT\x10\x03*s\n" +
+	"\x10DisconnectPolicy\x12!\n" +
+	"\x1dDISCONNECT_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18DISCONNECT_POLICY_CANCEL\x10\x01\x12\x1e\n" +
+	"\x1aDISCONNECT_POLICY_CONTINUE\x10\x02*\x91\x01\n" +
 	"\fToolLocation\x12\x1d\n" +
 	"\x19TOOL_LOCATION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TOOL_LOCATION_SERVER\x10\x01\x12\x15\n" +
@@ -1612,59 +1688,61 @@ func file_orchestrator_v1_run_proto_rawDescGZIP() []byte {
 	return file_orchestrator_v1_run_proto_rawDescData
 }
 
-var file_orchestrator_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_orchestrator_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_orchestrator_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_orchestrator_v1_run_proto_goTypes = []any{
 	(RunStatus)(0),                // 0: orchestrator.v1.RunStatus
 	(BusyPolicy)(0),               // 1: orchestrator.v1.BusyPolicy
-	(ToolLocation)(0),             // 2: orchestrator.v1.ToolLocation
-	(*Usage)(nil),                 // 3: orchestrator.v1.Usage
-	(*Run)(nil),                   // 4: orchestrator.v1.Run
-	(*RunRequest)(nil),            // 5: orchestrator.v1.RunRequest
-	(*StartTurn)(nil),             // 6: orchestrator.v1.StartTurn
-	(*ToolDefinition)(nil),        // 7: orchestrator.v1.ToolDefinition
-	(*ToolResult)(nil),            // 8: orchestrator.v1.ToolResult
-	(*CancelTurn)(nil),            // 9: orchestrator.v1.CancelTurn
-	(*RunEvent)(nil),              // 10: orchestrator.v1.RunEvent
-	(*RunStarted)(nil),            // 11: orchestrator.v1.RunStarted
-	(*TextDelta)(nil),             // 12: orchestrator.v1.TextDelta
-	(*MessageCompleted)(nil),      // 13: orchestrator.v1.MessageCompleted
-	(*RunCompleted)(nil),          // 14: orchestrator.v1.RunCompleted
-	(*RunCancelled)(nil),          // 15: orchestrator.v1.RunCancelled
-	(*ToolCallStarted)(nil),       // 16: orchestrator.v1.ToolCallStarted
-	(*ToolCallFinished)(nil),      // 17: orchestrator.v1.ToolCallFinished
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*Message)(nil),               // 19: orchestrator.v1.Message
-	(*ToolCall)(nil),              // 20: orchestrator.v1.ToolCall
+	(DisconnectPolicy)(0),         // 2: orchestrator.v1.DisconnectPolicy
+	(ToolLocation)(0),             // 3: orchestrator.v1.ToolLocation
+	(*Usage)(nil),                 // 4: orchestrator.v1.Usage
+	(*Run)(nil),                   // 5: orchestrator.v1.Run
+	(*RunRequest)(nil),            // 6: orchestrator.v1.RunRequest
+	(*StartTurn)(nil),             // 7: orchestrator.v1.StartTurn
+	(*ToolDefinition)(nil),        // 8: orchestrator.v1.ToolDefinition
+	(*ToolResult)(nil),            // 9: orchestrator.v1.ToolResult
+	(*CancelTurn)(nil),            // 10: orchestrator.v1.CancelTurn
+	(*RunEvent)(nil),              // 11: orchestrator.v1.RunEvent
+	(*RunStarted)(nil),            // 12: orchestrator.v1.RunStarted
+	(*TextDelta)(nil),             // 13: orchestrator.v1.TextDelta
+	(*MessageCompleted)(nil),      // 14: orchestrator.v1.MessageCompleted
+	(*RunCompleted)(nil),          // 15: orchestrator.v1.RunCompleted
+	(*RunCancelled)(nil),          // 16: orchestrator.v1.RunCancelled
+	(*ToolCallStarted)(nil),       // 17: orchestrator.v1.ToolCallStarted
+	(*ToolCallFinished)(nil),      // 18: orchestrator.v1.ToolCallFinished
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Message)(nil),               // 20: orchestrator.v1.Message
+	(*ToolCall)(nil),              // 21: orchestrator.v1.ToolCall
 }
 var file_orchestrator_v1_run_proto_depIdxs = []int32{
 	0,  // 0: orchestrator.v1.Run.status:type_name -> orchestrator.v1.RunStatus
-	3,  // 1: orchestrator.v1.Run.usage:type_name -> orchestrator.v1.Usage
-	18, // 2: orchestrator.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	18, // 3: orchestrator.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	18, // 4: orchestrator.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	6,  // 5: orchestrator.v1.RunRequest.start:type_name -> orchestrator.v1.StartTurn
-	9,  // 6: orchestrator.v1.RunRequest.cancel:type_name -> orchestrator.v1.CancelTurn
-	8,  // 7: orchestrator.v1.RunRequest.tool_result:type_name -> orchestrator.v1.ToolResult
+	4,  // 1: orchestrator.v1.Run.usage:type_name -> orchestrator.v1.Usage
+	19, // 2: orchestrator.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	19, // 3: orchestrator.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	19, // 4: orchestrator.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	7,  // 5: orchestrator.v1.RunRequest.start:type_name -> orchestrator.v1.StartTurn
+	10, // 6: orchestrator.v1.RunRequest.cancel:type_name -> orchestrator.v1.CancelTurn
+	9,  // 7: orchestrator.v1.RunRequest.tool_result:type_name -> orchestrator.v1.ToolResult
 	1,  // 8: orchestrator.v1.StartTurn.busy_policy:type_name -> orchestrator.v1.BusyPolicy
-	7,  // 9: orchestrator.v1.StartTurn.client_tools:type_name -> orchestrator.v1.ToolDefinition
-	11, // 10: orchestrator.v1.RunEvent.run_started:type_name -> orchestrator.v1.RunStarted
-	12, // 11: orchestrator.v1.RunEvent.text_delta:type_name -> orchestrator.v1.TextDelta
-	13, // 12: orchestrator.v1.RunEvent.message_completed:type_name -> orchestrator.v1.MessageCompleted
-	14, // 13: orchestrator.v1.RunEvent.run_completed:type_name -> orchestrator.v1.RunCompleted
-	15, // 14: orchestrator.v1.RunEvent.run_cancelled:type_name -> orchestrator.v1.RunCancelled
-	16, // 15: orchestrator.v1.RunEvent.tool_call:type_name -> orchestrator.v1.ToolCallStarted
-	17, // 16: orchestrator.v1.RunEvent.tool_result:type_name -> orchestrator.v1.ToolCallFinished
-	0,  // 17: orchestrator.v1.RunStarted.status:type_name -> orchestrator.v1.RunStatus
-	19, // 18: orchestrator.v1.MessageCompleted.message:type_name -> orchestrator.v1.Message
-	3,  // 19: orchestrator.v1.RunCompleted.usage:type_name -> orchestrator.v1.Usage
-	20, // 20: orchestrator.v1.ToolCallStarted.call:type_name -> orchestrator.v1.ToolCall
-	2,  // 21: orchestrator.v1.ToolCallStarted.location:type_name -> orchestrator.v1.ToolLocation
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	8,  // 9: orchestrator.v1.StartTurn.client_tools:type_name -> orchestrator.v1.ToolDefinition
+	2,  // 10: orchestrator.v1.StartTurn.on_disconnect:type_name -> orchestrator.v1.DisconnectPolicy
+	12, // 11: orchestrator.v1.RunEvent.run_started:type_name -> orchestrator.v1.RunStarted
+	13, // 12: orchestrator.v1.RunEvent.text_delta:type_name -> orchestrator.v1.TextDelta
+	14, // 13: orchestrator.v1.RunEvent.message_completed:type_name -> orchestrator.v1.MessageCompleted
+	15, // 14: orchestrator.v1.RunEvent.run_completed:type_name -> orchestrator.v1.RunCompleted
+	16, // 15: orchestrator.v1.RunEvent.run_cancelled:type_name -> orchestrator.v1.RunCancelled
+	17, // 16: orchestrator.v1.RunEvent.tool_call:type_name -> orchestrator.v1.ToolCallStarted
+	18, // 17: orchestrator.v1.RunEvent.tool_result:type_name -> orchestrator.v1.ToolCallFinished
+	0,  // 18: orchestrator.v1.RunStarted.status:type_name -> orchestrator.v1.RunStatus
+	20, // 19: orchestrator.v1.MessageCompleted.message:type_name -> orchestrator.v1.Message
+	4,  // 20: orchestrator.v1.RunCompleted.usage:type_name -> orchestrator.v1.Usage
+	21, // 21: orchestrator.v1.ToolCallStarted.call:type_name -> orchestrator.v1.ToolCall
+	3,  // 22: orchestrator.v1.ToolCallStarted.location:type_name -> orchestrator.v1.ToolLocation
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_orchestrator_v1_run_proto_init() }
@@ -1692,7 +1770,7 @@ func file_orchestrator_v1_run_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchestrator_v1_run_proto_rawDesc), len(file_orchestrator_v1_run_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -170,6 +170,15 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     unreachable); nothing was changed unless the call's own record says otherwise. Retry
     with backoff; the server recovers by itself when the database returns.
     """
+    RUN_SUPERSEDED: _ErrorReason.ValueType  # 52
+    """(A run's outcome, not a call's status.) The run was cancelled because a newer turn of
+    its session was started with BUSY_POLICY_INTERRUPT; its error_message names that run.
+    """
+    RUN_EVENTS_UNAVAILABLE: _ErrorReason.ValueType  # 53
+    """FAILED_PRECONDITION: the run's events are no longer kept (the journal's retention
+    removed them) or were not all recorded; its outcome is still in GetRun
+    (metadata: run_id, after_sequence).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The machine-readable reasons the service puts in `google.rpc.ErrorInfo.reason` of every
@@ -325,5 +334,14 @@ STORE_UNAVAILABLE: ErrorReason.ValueType  # 51
 """UNAVAILABLE: the server's database cannot be reached (restarting, failing over,
 unreachable); nothing was changed unless the call's own record says otherwise. Retry
 with backoff; the server recovers by itself when the database returns.
+"""
+RUN_SUPERSEDED: ErrorReason.ValueType  # 52
+"""(A run's outcome, not a call's status.) The run was cancelled because a newer turn of
+its session was started with BUSY_POLICY_INTERRUPT; its error_message names that run.
+"""
+RUN_EVENTS_UNAVAILABLE: ErrorReason.ValueType  # 53
+"""FAILED_PRECONDITION: the run's events are no longer kept (the journal's retention
+removed them) or were not all recorded; its outcome is still in GetRun
+(metadata: run_id, after_sequence).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -533,6 +533,70 @@ class CancelRunRequest(_message.Message):
 Global___CancelRunRequest: _TypeAlias = CancelRunRequest  # noqa: Y015
 
 @_typing.final
+class FollowRunRequest(_message.Message):
+    """A message of the FollowRun stream: `start` first, then tool results or a cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def start(self) -> Global___FollowStart:
+        """Which run to follow, from where."""
+
+    @_builtins.property
+    def tool_result(self) -> _run_pb2.ToolResult:
+        """The result of a client-tool call the run waits for."""
+
+    @_builtins.property
+    def cancel(self) -> _run_pb2.CancelTurn:
+        """Cancel the followed run (its `run_id` may be empty)."""
+
+    def __init__(
+        self,
+        *,
+        start: Global___FollowStart | None = ...,
+        tool_result: _run_pb2.ToolResult | None = ...,
+        cancel: _run_pb2.CancelTurn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "kind", b"kind", "start", b"start", "tool_result", b"tool_result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "kind", b"kind", "start", b"start", "tool_result", b"tool_result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "tool_result", "cancel"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___FollowRunRequest: _TypeAlias = FollowRunRequest  # noqa: Y015
+
+@_typing.final
+class FollowStart(_message.Message):
+    """The first message of a FollowRun stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run to follow."""
+    after_sequence: _builtins.int
+    """The last sequence number already seen (0: from the run's first event)."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowStart: _TypeAlias = FollowStart  # noqa: Y015
+
+@_typing.final
 class CancelRunResponse(_message.Message):
     """Response of CancelRun."""
 

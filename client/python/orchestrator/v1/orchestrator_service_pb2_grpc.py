@@ -107,6 +107,11 @@ class OrchestratorServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.FollowRun = channel.stream_stream(
+                '/orchestrator.v1.OrchestratorService/FollowRun',
+                request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.FollowRunRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_run__pb2.RunEvent.FromString,
+                _registered_method=True)
         self.ListSessions = channel.unary_unary(
                 '/orchestrator.v1.OrchestratorService/ListSessions',
                 request_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.ListSessionsRequest.SerializeToString,
@@ -259,8 +264,9 @@ class OrchestratorServiceServicer:
         and cancels on the same stream; the server streams the run's events. A failed turn
         ends the stream with its status; the client half-closing ends it after the turns in
         flight.
-        The responses are named for what they are, events of a run.
+        The responses are named for what they are, events of a run; FollowRun sends the same.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -283,6 +289,23 @@ class OrchestratorServiceServicer:
     def CancelRun(self, request, context):
         """Cancels a queued or running run from any connection. Cancelling a run that already
         ended is not an error: the run is returned as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowRun(self, request_iterator, context):
+        """Follows a run from any replica: the first message (`start`) names the run and the
+        last sequence number the caller has seen; the server sends the run's events after it
+        (stored ones first, then live ones) until the run ends, then closes the stream; a
+        failed run ends it with the run's status. A finished run can be followed until the
+        event journal's retention removes its events (FAILED_PRECONDITION, reason
+        RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+        by its id). A client-tool call the run waits for is sent to every new follower (again,
+        if it was sent before), who may answer it with `tool_result`, or cancel the run with
+        `cancel`; both need the permission to run. Visibility is that of GetRun.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -475,6 +498,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelRunRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'FollowRun': grpc.stream_stream_rpc_method_handler(
+                    servicer.FollowRun,
+                    request_deserializer=orchestrator_dot_v1_dot_orchestrator__service__pb2.FollowRunRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_run__pb2.RunEvent.SerializeToString,
             ),
             'ListSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSessions,
@@ -864,6 +892,33 @@ class OrchestratorService:
             '/orchestrator.v1.OrchestratorService/CancelRun',
             orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelRunRequest.SerializeToString,
             orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowRun(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orchestrator.v1.OrchestratorService/FollowRun',
+            orchestrator_dot_v1_dot_orchestrator__service__pb2.FollowRunRequest.SerializeToString,
+            orchestrator_dot_v1_dot_run__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,

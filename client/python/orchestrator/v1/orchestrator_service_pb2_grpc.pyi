@@ -75,8 +75,9 @@ class OrchestratorServiceStub:
     and cancels on the same stream; the server streams the run's events. A failed turn
     ends the stream with its status; the client half-closing ends it after the turns in
     flight.
-    The responses are named for what they are, events of a run.
+    The responses are named for what they are, events of a run; FollowRun sends the same.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.GetRunRequest, _orchestrator_service_pb2.GetRunResponse]
     """Returns one run."""
@@ -85,6 +86,19 @@ class OrchestratorServiceStub:
     CancelRun: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.CancelRunRequest, _orchestrator_service_pb2.CancelRunResponse]
     """Cancels a queued or running run from any connection. Cancelling a run that already
     ended is not an error: the run is returned as it is.
+    """
+    FollowRun: _grpc.StreamStreamMultiCallable[_orchestrator_service_pb2.FollowRunRequest, _run_pb2.RunEvent]
+    """Follows a run from any replica: the first message (`start`) names the run and the
+    last sequence number the caller has seen; the server sends the run's events after it
+    (stored ones first, then live ones) until the run ends, then closes the stream; a
+    failed run ends it with the run's status. A finished run can be followed until the
+    event journal's retention removes its events (FAILED_PRECONDITION, reason
+    RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+    by its id). A client-tool call the run waits for is sent to every new follower (again,
+    if it was sent before), who may answer it with `tool_result`, or cancel the run with
+    `cancel`; both need the permission to run. Visibility is that of GetRun.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListSessionsRequest, _orchestrator_service_pb2.ListSessionsResponse]
     """Lists an agent's sessions (conversations)."""
@@ -192,8 +206,9 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     and cancels on the same stream; the server streams the run's events. A failed turn
     ends the stream with its status; the client half-closing ends it after the turns in
     flight.
-    The responses are named for what they are, events of a run.
+    The responses are named for what they are, events of a run; FollowRun sends the same.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.GetRunRequest, _orchestrator_service_pb2.GetRunResponse]  # type: ignore[assignment]
     """Returns one run."""
@@ -202,6 +217,19 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     CancelRun: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.CancelRunRequest, _orchestrator_service_pb2.CancelRunResponse]  # type: ignore[assignment]
     """Cancels a queued or running run from any connection. Cancelling a run that already
     ended is not an error: the run is returned as it is.
+    """
+    FollowRun: _aio.StreamStreamMultiCallable[_orchestrator_service_pb2.FollowRunRequest, _run_pb2.RunEvent]  # type: ignore[assignment]
+    """Follows a run from any replica: the first message (`start`) names the run and the
+    last sequence number the caller has seen; the server sends the run's events after it
+    (stored ones first, then live ones) until the run ends, then closes the stream; a
+    failed run ends it with the run's status. A finished run can be followed until the
+    event journal's retention removes its events (FAILED_PRECONDITION, reason
+    RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+    by its id). A client-tool call the run waits for is sent to every new follower (again,
+    if it was sent before), who may answer it with `tool_result`, or cancel the run with
+    `cancel`; both need the permission to run. Visibility is that of GetRun.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     ListSessions: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListSessionsRequest, _orchestrator_service_pb2.ListSessionsResponse]  # type: ignore[assignment]
     """Lists an agent's sessions (conversations)."""
@@ -354,8 +382,9 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         and cancels on the same stream; the server streams the run's events. A failed turn
         ends the stream with its status; the client half-closing ends it after the turns in
         flight.
-        The responses are named for what they are, events of a run.
+        The responses are named for what they are, events of a run; FollowRun sends the same.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -382,6 +411,25 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_service_pb2.CancelRunResponse, _abc.Awaitable[_orchestrator_service_pb2.CancelRunResponse]]:
         """Cancels a queued or running run from any connection. Cancelling a run that already
         ended is not an error: the run is returned as it is.
+        """
+
+    @_abc_1.abstractmethod
+    def FollowRun(
+        self,
+        request_iterator: _MaybeAsyncIterator[_orchestrator_service_pb2.FollowRunRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_run_pb2.RunEvent], _abc.AsyncIterator[_run_pb2.RunEvent]]:
+        """Follows a run from any replica: the first message (`start`) names the run and the
+        last sequence number the caller has seen; the server sends the run's events after it
+        (stored ones first, then live ones) until the run ends, then closes the stream; a
+        failed run ends it with the run's status. A finished run can be followed until the
+        event journal's retention removes its events (FAILED_PRECONDITION, reason
+        RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+        by its id). A client-tool call the run waits for is sent to every new follower (again,
+        if it was sent before), who may answer it with `tool_result`, or cancel the run with
+        `cancel`; both need the permission to run. Visibility is that of GetRun.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod

@@ -73,6 +73,11 @@ class _BusyPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BusyPolicy
     """Fail at once with ABORTED, reason SESSION_BUSY."""
     BUSY_POLICY_ENQUEUE: _BusyPolicy.ValueType  # 2
     """Wait, in arrival order, until the session is free. The wait can be cancelled."""
+    BUSY_POLICY_INTERRUPT: _BusyPolicy.ValueType  # 3
+    """Cancel the session's running turn and every turn queued behind it (each ends
+    CANCELLED, reason RUN_SUPERSEDED, its message naming this run), then start at once.
+    The cancelled turns keep their partial output in their records, as for any cancel.
+    """
 
 class BusyPolicy(_BusyPolicy, metaclass=_BusyPolicyEnumTypeWrapper):
     """What to do when a turn is started on a session that is already running a turn."""
@@ -83,7 +88,42 @@ BUSY_POLICY_REJECT: BusyPolicy.ValueType  # 1
 """Fail at once with ABORTED, reason SESSION_BUSY."""
 BUSY_POLICY_ENQUEUE: BusyPolicy.ValueType  # 2
 """Wait, in arrival order, until the session is free. The wait can be cancelled."""
+BUSY_POLICY_INTERRUPT: BusyPolicy.ValueType  # 3
+"""Cancel the session's running turn and every turn queued behind it (each ends
+CANCELLED, reason RUN_SUPERSEDED, its message naming this run), then start at once.
+The cancelled turns keep their partial output in their records, as for any cancel.
+"""
 Global___BusyPolicy: _TypeAlias = BusyPolicy  # noqa: Y015
+
+class _DisconnectPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DisconnectPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DisconnectPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DISCONNECT_POLICY_UNSPECIFIED: _DisconnectPolicy.ValueType  # 0
+    """Same as DISCONNECT_POLICY_CANCEL."""
+    DISCONNECT_POLICY_CANCEL: _DisconnectPolicy.ValueType  # 1
+    """Cancel the run (reason RUN_CANCELLED, "the client went away")."""
+    DISCONNECT_POLICY_CONTINUE: _DisconnectPolicy.ValueType  # 2
+    """Let the run continue to its end: follow it with FollowRun (from any replica), cancel
+    it with CancelRun, read its outcome with GetRun. A caller's deadline still applies.
+    """
+
+class DisconnectPolicy(_DisconnectPolicy, metaclass=_DisconnectPolicyEnumTypeWrapper):
+    """What a turn does when the stream that started it goes away (a dropped connection, a
+    client that exits) before the turn ends.
+    """
+
+DISCONNECT_POLICY_UNSPECIFIED: DisconnectPolicy.ValueType  # 0
+"""Same as DISCONNECT_POLICY_CANCEL."""
+DISCONNECT_POLICY_CANCEL: DisconnectPolicy.ValueType  # 1
+"""Cancel the run (reason RUN_CANCELLED, "the client went away")."""
+DISCONNECT_POLICY_CONTINUE: DisconnectPolicy.ValueType  # 2
+"""Let the run continue to its end: follow it with FollowRun (from any replica), cancel
+it with CancelRun, read its outcome with GetRun. A caller's deadline still applies.
+"""
+Global___DisconnectPolicy: _TypeAlias = DisconnectPolicy  # noqa: Y015
 
 class _ToolLocation:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -291,6 +331,7 @@ class StartTurn(_message.Message):
     CLIENT_TOOLS_FIELD_NUMBER: _builtins.int
     MAX_MODEL_CALLS_FIELD_NUMBER: _builtins.int
     CLIENT_TOOL_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    ON_DISCONNECT_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """The agent to run. Empty means the default agent; with no default agent the stream
     fails with FAILED_PRECONDITION, reason NO_DEFAULT_AGENT.
@@ -314,6 +355,8 @@ class StartTurn(_message.Message):
     """Seconds the server waits for each client tool result (0 = the default, 60 s). A call
     left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
     """
+    on_disconnect: Global___DisconnectPolicy.ValueType
+    """What a disconnect of this stream means for the run (default: cancel it)."""
     @_builtins.property
     def client_tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolDefinition]:
         """Tools the client executes itself, in its own process, for this turn. When the model
@@ -332,10 +375,11 @@ class StartTurn(_message.Message):
         client_tools: _abc.Iterable[Global___ToolDefinition] | None = ...,
         max_model_calls: _builtins.int = ...,
         client_tool_timeout_seconds: _builtins.float = ...,
+        on_disconnect: Global___DisconnectPolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "busy_policy", b"busy_policy", "client_tool_timeout_seconds", b"client_tool_timeout_seconds", "client_tools", b"client_tools", "max_model_calls", b"max_model_calls", "message", b"message", "request_id", b"request_id", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "busy_policy", b"busy_policy", "client_tool_timeout_seconds", b"client_tool_timeout_seconds", "client_tools", b"client_tools", "max_model_calls", b"max_model_calls", "message", b"message", "on_disconnect", b"on_disconnect", "request_id", b"request_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import run_pb2, session_pb2
 
 from ...core import events as ev
 from ...core import types
+from ...core.errors import InvalidArgumentError
+from ...core.follow_stream import FollowCommand, FollowStart
 from ...core.run_stream import CancelTurn, StreamCommand, ToolResult, protocol_violation
 from .common import run_status_to_pb, timestamp, usage_to_pb
 from .sessions import message_to_pb
@@ -43,14 +46,40 @@ def run_to_pb(run: types.Run) -> run_pb2.Run:
     )
 
 
+_BUSY_POLICIES = {
+    run_pb2.BUSY_POLICY_UNSPECIFIED: (False, False),
+    run_pb2.BUSY_POLICY_REJECT: (False, False),
+    run_pb2.BUSY_POLICY_ENQUEUE: (True, False),
+    run_pb2.BUSY_POLICY_INTERRUPT: (True, True),
+}
+_DISCONNECT_POLICIES = {
+    run_pb2.DISCONNECT_POLICY_UNSPECIFIED: False,
+    run_pb2.DISCONNECT_POLICY_CANCEL: False,
+    run_pb2.DISCONNECT_POLICY_CONTINUE: True,
+}
+
+
+def _known(value: int, known: dict[Any, Any], field: str) -> Any:
+    """The meaning of an enum value; INVALID_ARGUMENT for a number the contract does not
+    define (proto3 keeps unknown numbers)."""
+    if value not in known:
+        raise InvalidArgumentError.for_field(field, f"unknown value {value}")
+    return known[value]
+
+
 def turn_request_from_pb(start: run_pb2.StartTurn) -> types.TurnRequest:
     """A StartTurn message as the core's TurnRequest."""
+    wait, interrupt = _known(start.busy_policy, _BUSY_POLICIES, "start.busy_policy")
     return types.TurnRequest(
         agent_id=start.agent_id,
         message=start.message,
         session_id=start.session_id,
         request_id=start.request_id,
-        wait_if_busy=start.busy_policy == run_pb2.BUSY_POLICY_ENQUEUE,
+        wait_if_busy=wait,
+        interrupt_if_busy=interrupt,
+        continue_on_disconnect=_known(
+            start.on_disconnect, _DISCONNECT_POLICIES, "start.on_disconnect"
+        ),
         client_tools=tuple(
             (t.name, t.description, t.parameters_json_schema) for t in start.client_tools
         ),
@@ -78,6 +107,27 @@ async def commands_from_pb(
     """The client messages of a Run stream as stream commands."""
     async for request in requests:
         yield command_from_pb(request)
+
+
+def follow_command_from_pb(request: pb.FollowRunRequest) -> FollowCommand:
+    """One client message of a FollowRun stream as a follow command."""
+    kind = request.WhichOneof("kind")
+    if kind == "start":
+        return FollowStart(request.start.run_id, request.start.after_sequence)
+    if kind == "cancel":
+        return CancelTurn(request.cancel.run_id)
+    if kind == "tool_result":
+        result = request.tool_result
+        return ToolResult(result.call_id, result.output, result.error)
+    raise protocol_violation("the message sets no known kind")
+
+
+async def follow_commands_from_pb(
+    requests: AsyncIterator[pb.FollowRunRequest],
+) -> AsyncIterator[FollowCommand]:
+    """The client messages of a FollowRun stream as follow commands."""
+    async for request in requests:
+        yield follow_command_from_pb(request)
 
 
 def _run_started(pb: run_pb2.RunEvent, body: ev.RunStarted) -> None:

@@ -185,6 +185,17 @@ export enum ErrorReason {
    * with backoff; the server recovers by itself when the database returns.
    */
   STORE_UNAVAILABLE = 51,
+  /**
+   * RUN_SUPERSEDED - (A run's outcome, not a call's status.) The run was cancelled because a newer turn of
+   * its session was started with BUSY_POLICY_INTERRUPT; its error_message names that run.
+   */
+  RUN_SUPERSEDED = 52,
+  /**
+   * RUN_EVENTS_UNAVAILABLE - FAILED_PRECONDITION: the run's events are no longer kept (the journal's retention
+   * removed them) or were not all recorded; its outcome is still in GetRun
+   * (metadata: run_id, after_sequence).
+   */
+  RUN_EVENTS_UNAVAILABLE = 53,
   UNRECOGNIZED = -1,
 }
 
@@ -346,6 +357,12 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 51:
     case "STORE_UNAVAILABLE":
       return ErrorReason.STORE_UNAVAILABLE;
+    case 52:
+    case "RUN_SUPERSEDED":
+      return ErrorReason.RUN_SUPERSEDED;
+    case 53:
+    case "RUN_EVENTS_UNAVAILABLE":
+      return ErrorReason.RUN_EVENTS_UNAVAILABLE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -459,6 +476,10 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "API_KEY_NOT_FOUND";
     case ErrorReason.STORE_UNAVAILABLE:
       return "STORE_UNAVAILABLE";
+    case ErrorReason.RUN_SUPERSEDED:
+      return "RUN_SUPERSEDED";
+    case ErrorReason.RUN_EVENTS_UNAVAILABLE:
+      return "RUN_EVENTS_UNAVAILABLE";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

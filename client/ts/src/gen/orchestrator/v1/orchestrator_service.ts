@@ -35,7 +35,7 @@ import {
 } from "./access";
 import { Agent } from "./agent";
 import { CollaborationEvent, RunPipelineRequest, RunTeamRequest, Team } from "./collaboration";
-import { Run, RunEvent, RunRequest } from "./run";
+import { CancelTurn, Run, RunEvent, RunRequest, ToolResult } from "./run";
 import { Message, Session } from "./session";
 import { Tool } from "./tool";
 
@@ -197,6 +197,30 @@ export interface ListRunsResponse {
 export interface CancelRunRequest {
   /** The run to cancel. */
   runId: string;
+}
+
+/** A message of the FollowRun stream: `start` first, then tool results or a cancel. */
+export interface FollowRunRequest {
+  /** What the client sends. */
+  kind?:
+    | //
+    /** Which run to follow, from where. */
+    { $case: "start"; start: FollowStart }
+    | //
+    /** The result of a client-tool call the run waits for. */
+    { $case: "toolResult"; toolResult: ToolResult }
+    | //
+    /** Cancel the followed run (its `run_id` may be empty). */
+    { $case: "cancel"; cancel: CancelTurn }
+    | undefined;
+}
+
+/** The first message of a FollowRun stream. */
+export interface FollowStart {
+  /** The run to follow. */
+  runId: string;
+  /** The last sequence number already seen (0: from the run's first event). */
+  afterSequence: number;
 }
 
 /** Response of CancelRun. */
@@ -2005,6 +2029,223 @@ export const CancelRunRequest: MessageFns<CancelRunRequest> = {
   },
 };
 
+function createBaseFollowRunRequest(): FollowRunRequest {
+  return { kind: undefined };
+}
+
+export const FollowRunRequest: MessageFns<FollowRunRequest> = {
+  encode(message: FollowRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.kind?.$case) {
+      case "start":
+        FollowStart.encode(message.kind.start, writer.uint32(10).fork()).join();
+        break;
+      case "toolResult":
+        ToolResult.encode(message.kind.toolResult, writer.uint32(18).fork()).join();
+        break;
+      case "cancel":
+        CancelTurn.encode(message.kind.cancel, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowRunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = { $case: "start", start: FollowStart.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "toolResult", toolResult: ToolResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = { $case: "cancel", cancel: CancelTurn.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowRunRequest {
+    return {
+      kind: isSet(object.start)
+        ? { $case: "start", start: FollowStart.fromJSON(object.start) }
+        : isSet(object.toolResult)
+        ? { $case: "toolResult", toolResult: ToolResult.fromJSON(object.toolResult) }
+        : isSet(object.tool_result)
+        ? { $case: "toolResult", toolResult: ToolResult.fromJSON(object.tool_result) }
+        : isSet(object.cancel)
+        ? { $case: "cancel", cancel: CancelTurn.fromJSON(object.cancel) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: FollowRunRequest): unknown {
+    const obj: any = {};
+    if (message.kind?.$case === "start") {
+      obj.start = FollowStart.toJSON(message.kind.start);
+    } else if (message.kind?.$case === "toolResult") {
+      obj.toolResult = ToolResult.toJSON(message.kind.toolResult);
+    } else if (message.kind?.$case === "cancel") {
+      obj.cancel = CancelTurn.toJSON(message.kind.cancel);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowRunRequest>, I>>(base?: I): FollowRunRequest {
+    return FollowRunRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowRunRequest>, I>>(object: I): FollowRunRequest {
+    const message = createBaseFollowRunRequest();
+    switch (object.kind?.$case) {
+      case "start": {
+        if (object.kind?.start !== undefined && object.kind?.start !== null) {
+          message.kind = { $case: "start", start: FollowStart.fromPartial(object.kind.start) };
+        }
+        break;
+      }
+      case "toolResult": {
+        if (object.kind?.toolResult !== undefined && object.kind?.toolResult !== null) {
+          message.kind = { $case: "toolResult", toolResult: ToolResult.fromPartial(object.kind.toolResult) };
+        }
+        break;
+      }
+      case "cancel": {
+        if (object.kind?.cancel !== undefined && object.kind?.cancel !== null) {
+          message.kind = { $case: "cancel", cancel: CancelTurn.fromPartial(object.kind.cancel) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseFollowStart(): FollowStart {
+  return { runId: "", afterSequence: 0 };
+}
+
+export const FollowStart: MessageFns<FollowStart> = {
+  encode(message: FollowStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.afterSequence !== 0) {
+      writer.uint32(16).int64(message.afterSequence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.afterSequence = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowStart {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      afterSequence: isSet(object.afterSequence)
+        ? globalThis.Number(object.afterSequence)
+        : isSet(object.after_sequence)
+        ? globalThis.Number(object.after_sequence)
+        : 0,
+    };
+  },
+
+  toJSON(message: FollowStart): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.afterSequence !== 0) {
+      obj.afterSequence = Math.round(message.afterSequence);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowStart>, I>>(base?: I): FollowStart {
+    return FollowStart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowStart>, I>>(object: I): FollowStart {
+    const message = createBaseFollowStart();
+    message.runId = object.runId ?? "";
+    message.afterSequence = object.afterSequence ?? 0;
+    return message;
+  },
+};
+
 function createBaseCancelRunResponse(): CancelRunResponse {
   return { run: undefined };
 }
@@ -3679,8 +3920,9 @@ export const OrchestratorServiceService = {
    * and cancels on the same stream; the server streams the run's events. A failed turn
    * ends the stream with its status; the client half-closing ends it after the turns in
    * flight.
-   * The responses are named for what they are, events of a run.
+   * The responses are named for what they are, events of a run; FollowRun sends the same.
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    */
   run: {
     path: "/orchestrator.v1.OrchestratorService/Run" as const,
@@ -3723,6 +3965,28 @@ export const OrchestratorServiceService = {
     requestDeserialize: (value: Buffer): CancelRunRequest => CancelRunRequest.decode(value),
     responseSerialize: (value: CancelRunResponse): Buffer => Buffer.from(CancelRunResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelRunResponse => CancelRunResponse.decode(value),
+  },
+  /**
+   * Follows a run from any replica: the first message (`start`) names the run and the
+   * last sequence number the caller has seen; the server sends the run's events after it
+   * (stored ones first, then live ones) until the run ends, then closes the stream; a
+   * failed run ends it with the run's status. A finished run can be followed until the
+   * event journal's retention removes its events (FAILED_PRECONDITION, reason
+   * RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+   * by its id). A client-tool call the run waits for is sent to every new follower (again,
+   * if it was sent before), who may answer it with `tool_result`, or cancel the run with
+   * `cancel`; both need the permission to run. Visibility is that of GetRun.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  followRun: {
+    path: "/orchestrator.v1.OrchestratorService/FollowRun" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: FollowRunRequest): Buffer => Buffer.from(FollowRunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FollowRunRequest => FollowRunRequest.decode(value),
+    responseSerialize: (value: RunEvent): Buffer => Buffer.from(RunEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RunEvent => RunEvent.decode(value),
   },
   /** Lists an agent's sessions (conversations). */
   listSessions: {
@@ -3947,8 +4211,9 @@ export interface OrchestratorServiceServer extends UntypedServiceImplementation 
    * and cancels on the same stream; the server streams the run's events. A failed turn
    * ends the stream with its status; the client half-closing ends it after the turns in
    * flight.
-   * The responses are named for what they are, events of a run.
+   * The responses are named for what they are, events of a run; FollowRun sends the same.
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    */
   run: handleBidiStreamingCall<RunRequest, RunEvent>;
   /** Returns one run. */
@@ -3960,6 +4225,20 @@ export interface OrchestratorServiceServer extends UntypedServiceImplementation 
    * ended is not an error: the run is returned as it is.
    */
   cancelRun: handleUnaryCall<CancelRunRequest, CancelRunResponse>;
+  /**
+   * Follows a run from any replica: the first message (`start`) names the run and the
+   * last sequence number the caller has seen; the server sends the run's events after it
+   * (stored ones first, then live ones) until the run ends, then closes the stream; a
+   * failed run ends it with the run's status. A finished run can be followed until the
+   * event journal's retention removes its events (FAILED_PRECONDITION, reason
+   * RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+   * by its id). A client-tool call the run waits for is sent to every new follower (again,
+   * if it was sent before), who may answer it with `tool_result`, or cancel the run with
+   * `cancel`; both need the permission to run. Visibility is that of GetRun.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  followRun: handleBidiStreamingCall<FollowRunRequest, RunEvent>;
   /** Lists an agent's sessions (conversations). */
   listSessions: handleUnaryCall<ListSessionsRequest, ListSessionsResponse>;
   /** Lists the messages of a session in order, a page at a time. */
@@ -4154,8 +4433,9 @@ export interface OrchestratorServiceClient extends Client {
    * and cancels on the same stream; the server streams the run's events. A failed turn
    * ends the stream with its status; the client half-closing ends it after the turns in
    * flight.
-   * The responses are named for what they are, events of a run.
+   * The responses are named for what they are, events of a run; FollowRun sends the same.
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    */
   run(): ClientDuplexStream<RunRequest, RunEvent>;
   run(options: Partial<CallOptions>): ClientDuplexStream<RunRequest, RunEvent>;
@@ -4211,6 +4491,22 @@ export interface OrchestratorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelRunResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Follows a run from any replica: the first message (`start`) names the run and the
+   * last sequence number the caller has seen; the server sends the run's events after it
+   * (stored ones first, then live ones) until the run ends, then closes the stream; a
+   * failed run ends it with the run's status. A finished run can be followed until the
+   * event journal's retention removes its events (FAILED_PRECONDITION, reason
+   * RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
+   * by its id). A client-tool call the run waits for is sent to every new follower (again,
+   * if it was sent before), who may answer it with `tool_result`, or cancel the run with
+   * `cancel`; both need the permission to run. Visibility is that of GetRun.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  followRun(): ClientDuplexStream<FollowRunRequest, RunEvent>;
+  followRun(options: Partial<CallOptions>): ClientDuplexStream<FollowRunRequest, RunEvent>;
+  followRun(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<FollowRunRequest, RunEvent>;
   /** Lists an agent's sessions (conversations). */
   listSessions(
     request: ListSessionsRequest,

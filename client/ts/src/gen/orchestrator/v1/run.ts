@@ -92,6 +92,12 @@ export enum BusyPolicy {
   BUSY_POLICY_REJECT = 1,
   /** BUSY_POLICY_ENQUEUE - Wait, in arrival order, until the session is free. The wait can be cancelled. */
   BUSY_POLICY_ENQUEUE = 2,
+  /**
+   * BUSY_POLICY_INTERRUPT - Cancel the session's running turn and every turn queued behind it (each ends
+   * CANCELLED, reason RUN_SUPERSEDED, its message naming this run), then start at once.
+   * The cancelled turns keep their partial output in their records, as for any cancel.
+   */
+  BUSY_POLICY_INTERRUPT = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -106,6 +112,9 @@ export function busyPolicyFromJSON(object: any): BusyPolicy {
     case 2:
     case "BUSY_POLICY_ENQUEUE":
       return BusyPolicy.BUSY_POLICY_ENQUEUE;
+    case 3:
+    case "BUSY_POLICY_INTERRUPT":
+      return BusyPolicy.BUSY_POLICY_INTERRUPT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -121,7 +130,58 @@ export function busyPolicyToJSON(object: BusyPolicy): string {
       return "BUSY_POLICY_REJECT";
     case BusyPolicy.BUSY_POLICY_ENQUEUE:
       return "BUSY_POLICY_ENQUEUE";
+    case BusyPolicy.BUSY_POLICY_INTERRUPT:
+      return "BUSY_POLICY_INTERRUPT";
     case BusyPolicy.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
+ * What a turn does when the stream that started it goes away (a dropped connection, a
+ * client that exits) before the turn ends.
+ */
+export enum DisconnectPolicy {
+  /** DISCONNECT_POLICY_UNSPECIFIED - Same as DISCONNECT_POLICY_CANCEL. */
+  DISCONNECT_POLICY_UNSPECIFIED = 0,
+  /** DISCONNECT_POLICY_CANCEL - Cancel the run (reason RUN_CANCELLED, "the client went away"). */
+  DISCONNECT_POLICY_CANCEL = 1,
+  /**
+   * DISCONNECT_POLICY_CONTINUE - Let the run continue to its end: follow it with FollowRun (from any replica), cancel
+   * it with CancelRun, read its outcome with GetRun. A caller's deadline still applies.
+   */
+  DISCONNECT_POLICY_CONTINUE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function disconnectPolicyFromJSON(object: any): DisconnectPolicy {
+  switch (object) {
+    case 0:
+    case "DISCONNECT_POLICY_UNSPECIFIED":
+      return DisconnectPolicy.DISCONNECT_POLICY_UNSPECIFIED;
+    case 1:
+    case "DISCONNECT_POLICY_CANCEL":
+      return DisconnectPolicy.DISCONNECT_POLICY_CANCEL;
+    case 2:
+    case "DISCONNECT_POLICY_CONTINUE":
+      return DisconnectPolicy.DISCONNECT_POLICY_CONTINUE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DisconnectPolicy.UNRECOGNIZED;
+  }
+}
+
+export function disconnectPolicyToJSON(object: DisconnectPolicy): string {
+  switch (object) {
+    case DisconnectPolicy.DISCONNECT_POLICY_UNSPECIFIED:
+      return "DISCONNECT_POLICY_UNSPECIFIED";
+    case DisconnectPolicy.DISCONNECT_POLICY_CANCEL:
+      return "DISCONNECT_POLICY_CANCEL";
+    case DisconnectPolicy.DISCONNECT_POLICY_CONTINUE:
+      return "DISCONNECT_POLICY_CONTINUE";
+    case DisconnectPolicy.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -296,6 +356,8 @@ export interface StartTurn {
    * left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
    */
   clientToolTimeoutSeconds: number;
+  /** What a disconnect of this stream means for the run (default: cancel it). */
+  onDisconnect: DisconnectPolicy;
 }
 
 /** A tool the client declares and executes. */
@@ -1039,6 +1101,7 @@ function createBaseStartTurn(): StartTurn {
     clientTools: [],
     maxModelCalls: 0,
     clientToolTimeoutSeconds: 0,
+    onDisconnect: 0,
   };
 }
 
@@ -1067,6 +1130,9 @@ export const StartTurn: MessageFns<StartTurn> = {
     }
     if (message.clientToolTimeoutSeconds !== 0) {
       writer.uint32(65).double(message.clientToolTimeoutSeconds);
+    }
+    if (message.onDisconnect !== 0) {
+      writer.uint32(72).int32(message.onDisconnect);
     }
     return writer;
   },
@@ -1148,6 +1214,14 @@ export const StartTurn: MessageFns<StartTurn> = {
             message.clientToolTimeoutSeconds = reader.double();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.onDisconnect = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1198,6 +1272,11 @@ export const StartTurn: MessageFns<StartTurn> = {
         : isSet(object.client_tool_timeout_seconds)
         ? globalThis.Number(object.client_tool_timeout_seconds)
         : 0,
+      onDisconnect: isSet(object.onDisconnect)
+        ? disconnectPolicyFromJSON(object.onDisconnect)
+        : isSet(object.on_disconnect)
+        ? disconnectPolicyFromJSON(object.on_disconnect)
+        : 0,
     };
   },
 
@@ -1227,6 +1306,9 @@ export const StartTurn: MessageFns<StartTurn> = {
     if (message.clientToolTimeoutSeconds !== 0) {
       obj.clientToolTimeoutSeconds = floatToJson(message.clientToolTimeoutSeconds);
     }
+    if (message.onDisconnect !== 0) {
+      obj.onDisconnect = disconnectPolicyToJSON(message.onDisconnect);
+    }
     return obj;
   },
 
@@ -1243,6 +1325,7 @@ export const StartTurn: MessageFns<StartTurn> = {
     message.clientTools = object.clientTools?.map((e) => ToolDefinition.fromPartial(e)) || [];
     message.maxModelCalls = object.maxModelCalls ?? 0;
     message.clientToolTimeoutSeconds = object.clientToolTimeoutSeconds ?? 0;
+    message.onDisconnect = object.onDisconnect ?? 0;
     return message;
   },
 };

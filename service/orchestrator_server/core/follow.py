@@ -1,0 +1,137 @@
+"""FollowRun: a run's events after a given sequence number, from any replica.
+
+A run this replica executes (or ended moments ago and is still writing its journal) is
+followed in memory, from its feed. Any other run is followed from the journal in the
+store: stored chunks first, then new ones as the executing replica writes them (its
+store's doorbell rings for each write; the follower also looks every POLL_SECONDS), until
+the chunk that records the run's end. Visibility is GetRun's: a run the caller may not
+see is RUN_NOT_FOUND.
+
+A run whose journal does not reach the position asked for (retention removed it, or the
+replica executing it died before writing it) ends the follow with RUN_EVENTS_UNAVAILABLE,
+or RUN_INTERRUPTED for a run that was interrupted: its record (GetRun) has the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+
+from . import events as ev
+from .coordination_port import POLL_SECONDS, Coordination, run_key
+from .errors import FailedPreconditionError, InvalidArgumentError, Reason, UnavailableError
+from .journal import READ_BATCH, Journal
+from .journal_codec import RunEnd, decode_chunk
+from .journal_port import EventChunk
+from .run_feed import RunFeed
+from .run_records import RunRecords
+from .types import Run, RunStatus
+
+# A run that ended this long ago has written its journal (its replica writes within
+# milliseconds; a dead replica never will).
+END_GRACE_SECONDS = 5.0
+
+
+def events_unavailable(run_id: str, after: int) -> FailedPreconditionError:
+    """The error of a follow whose events are not (or no longer) in the journal."""
+    return FailedPreconditionError(
+        f"the events of run '{run_id}' after sequence {after} are no longer kept; "
+        "GetRun has its outcome",
+        reason=Reason.RUN_EVENTS_UNAVAILABLE,
+        metadata={"run_id": run_id, "after_sequence": str(after)},
+    )
+
+
+class RunFollowing:
+    """Streams the events of runs to followers."""
+
+    def __init__(self, journal: Journal, records: RunRecords, coordination: Coordination) -> None:
+        self._journal = journal
+        self._records = records
+        self._coordination = coordination
+
+    async def open(self, tenant: str, run_id: str, after: int) -> tuple[Run, RunFeed | None]:
+        """The run to follow (RUN_NOT_FOUND unless the caller may see it) and its feed if
+        this replica has it."""
+        if after < 0:
+            raise InvalidArgumentError.for_field("start.after_sequence", "must not be negative")
+        if not run_id:
+            raise InvalidArgumentError.for_field("start.run_id", "is required")
+        run = await self._records.get(tenant, run_id)
+        return run, self._journal.feed(tenant, run_id)
+
+    async def follow(
+        self, tenant: str, run: Run, feed: RunFeed | None, after: int
+    ) -> AsyncGenerator[ev.RunEvent, None]:
+        """The run's events after sequence `after` until its end (raising its error)."""
+        if feed is not None:
+            async for event in feed.follow(after):
+                yield event
+            return
+        if not run.agent_id:
+            raise FailedPreconditionError(
+                f"run '{run.run_id}' is a pipeline or team run: follow its steps' and "
+                "members' runs",
+                reason=Reason.RUN_EVENTS_UNAVAILABLE,
+                metadata={"run_id": run.run_id, "after_sequence": str(after)},
+            )
+        async for event in self._from_store(tenant, run, after):
+            yield event
+
+    async def _from_store(
+        self, tenant: str, run: Run, after: int
+    ) -> AsyncGenerator[ev.RunEvent, None]:
+        position = after
+        with self._coordination.bell(run_key(tenant, run.run_id)) as bell:
+            while True:
+                chunks = await self._journal.store.run_events(
+                    tenant, run.run_id, position, READ_BATCH
+                )
+                for chunk in chunks:
+                    events, end = _read_chunk(chunk, position)
+                    for event in events:
+                        yield event
+                    position = max(position, chunk.last_sequence)
+                    if end is not None:
+                        _raise_end(end)
+                        return
+                if len(chunks) == READ_BATCH:
+                    continue  # more stored already
+                # Nothing more stored yet: the run goes on elsewhere, or ended without
+                # its journal's end (the record says which).
+                current = await self._records.get(tenant, run.run_id)
+                if _journal_will_not_end(current):
+                    _raise_missing(current, position)
+                await bell.wait(POLL_SECONDS)
+
+
+def _read_chunk(chunk: EventChunk, position: int) -> tuple[list[ev.RunEvent], RunEnd | None]:
+    """The chunk's events after `position`; RUN_EVENTS_UNAVAILABLE if the journal has a
+    gap before it (pruned, or given up while the store was down)."""
+    if chunk.first_sequence > position + 1:
+        raise events_unavailable(chunk.run_id, position)
+    events, end = decode_chunk(chunk.run_id, chunk.data)
+    return [e for e in events if e.sequence > position], end
+
+
+def _raise_end(end: RunEnd) -> None:
+    error = end.error()
+    if error is not None:
+        raise error
+
+
+def _journal_will_not_end(run: Run) -> bool:
+    """Whether a run's journal will get no more chunks: it ended long enough ago."""
+    if not run.status.is_final:
+        return False
+    return run.end_time is None or time.time() - run.end_time > END_GRACE_SECONDS
+
+
+def _raise_missing(run: Run, position: int) -> None:
+    if run.status is RunStatus.INTERRUPTED:
+        raise UnavailableError(
+            f"run '{run.run_id}' was interrupted: {run.error_message}",
+            reason=Reason.RUN_INTERRUPTED,
+            metadata={"run_id": run.run_id},
+        )
+    raise events_unavailable(run.run_id, position)

@@ -1,0 +1,132 @@
+"""The stored form of a run's events: a chunk of consecutive events of one run, as JSON.
+
+A chunk holds the run's agent and parent once and each event as a short list (kind,
+sequence, fields), so a flush of a run's events is one `json.dumps` of plain lists
+(~1 µs an event) instead of a message per event. A chunk may also mark the run's end:
+"ok" (its last event was its last), or the reason and message of its failure, which a
+follower is given as the run's error. The format is the journal's own (the core's
+events, not the API's messages); `decode_chunk` reads every version ever written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import events as ev
+from .errors import OrchestratorError, error_for_reason
+from .types import Message, Role, RunStatus, ToolCall, Usage
+
+FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended, as its journal records it: `reason` is empty for a run whose
+    events end the stream themselves (RunCompleted, RunCancelled)."""
+
+    reason: str = ""
+    message: str = ""
+
+    def error(self) -> OrchestratorError | None:
+        """The error a follower's stream ends with (None: a plain end)."""
+        return error_for_reason(self.reason, self.message) if self.reason else None
+
+
+def _message(message: Message) -> list[Any]:
+    calls = [[c.call_id, c.name, c.arguments_json] for c in message.tool_calls]
+    return [
+        message.role.value,
+        message.content,
+        calls,
+        message.tool_call_id,
+        message.run_id,
+        message.sequence,
+        message.create_time,
+    ]
+
+
+def _message_from(fields: list[Any]) -> Message:
+    role, content, calls, tool_call_id, run_id, sequence, create_time = fields
+    return Message(
+        Role(role),
+        content,
+        tuple(ToolCall(*c) for c in calls),
+        tool_call_id,
+        run_id,
+        sequence,
+        create_time,
+    )
+
+
+def _body(body: ev.EventBody) -> list[Any]:
+    """The event's kind letter and fields."""
+    if isinstance(body, ev.TextDelta):
+        return ["d", body.text]
+    if isinstance(body, ev.RunStarted):
+        return ["s", body.session_id, body.status.value, body.replayed]
+    if isinstance(body, ev.MessageCompleted):
+        return ["m", _message(body.message)]
+    if isinstance(body, ev.RunCompleted):
+        usage = body.usage
+        return [
+            "c",
+            body.output,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            body.time_to_first_delta_ms,
+            body.duration_ms,
+        ]
+    if isinstance(body, ev.RunCancelled):
+        return ["x", body.reason, body.message]
+    if isinstance(body, ev.ToolCallStarted):
+        call = body.call
+        return ["t", [call.call_id, call.name, call.arguments_json], body.location]
+    return ["f", body.call_id, body.name, body.output, body.error, body.duration_ms]
+
+
+def _body_from(kind: str, fields: list[Any]) -> ev.EventBody:
+    if kind == "d":
+        return ev.TextDelta(fields[0])
+    if kind == "s":
+        return ev.RunStarted(fields[0], RunStatus(fields[1]), fields[2])
+    if kind == "m":
+        return ev.MessageCompleted(_message_from(fields[0]))
+    if kind == "c":
+        output, prompt, completion, first, duration = fields
+        return ev.RunCompleted(output, Usage(prompt, completion), first, duration)
+    if kind == "x":
+        return ev.RunCancelled(fields[0], fields[1])
+    if kind == "t":
+        return ev.ToolCallStarted(ToolCall(*fields[0]), fields[1])
+    if kind == "f":
+        return ev.ToolCallFinished(*fields)
+    raise ValueError(f"unknown journal event kind {kind!r}")
+
+
+def encode_chunk(events: Sequence[ev.RunEvent], end: RunEnd | None) -> bytes:
+    """Consecutive events of one run (possibly none, with an end) as one chunk."""
+    first = events[0] if events else None
+    document: dict[str, Any] = {
+        "v": FORMAT,
+        "a": first.agent_id if first else "",
+        "p": first.parent_run_id if first else "",
+        "e": [[e.sequence, *_body(e.body)] for e in events],
+    }
+    if end is not None:
+        document["end"] = [end.reason, end.message]
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_chunk(run_id: str, data: bytes) -> tuple[list[ev.RunEvent], RunEnd | None]:
+    """The events of a stored chunk and the run's end, if the chunk records it."""
+    document = json.loads(data)
+    agent_id, parent = document["a"], document["p"]
+    events = [
+        ev.RunEvent(run_id, agent_id, item[0], _body_from(item[1], item[2:]), parent)
+        for item in document["e"]
+    ]
+    end = document.get("end")
+    return events, (RunEnd(end[0], end[1]) if end is not None else None)

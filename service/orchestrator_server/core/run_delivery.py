@@ -1,0 +1,123 @@
+"""How a run's events reach its caller and its followers, and what the caller leaving
+means.
+
+The caller's stream drains the run's task stream itself (no extra task on the hot path)
+and every event it takes is numbered into the run's feed first, so followers see exactly
+the sequence the caller saw. When the caller goes away:
+- a run started with "continue on disconnect" is detached: a task of its own goes on
+  draining the run into its feed (and so into the journal) until the run ends; the
+  caller's deadline, if it had one, still ends the run;
+- any other run is cancelled, as before; what it emits while it stops (its RunCancelled)
+  is still put into its feed, so its journal ends as the run did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from typing import cast
+
+from . import events as ev
+from .active_runs import ActiveRun
+from .errors import OrchestratorError, Reason
+from .run_feed import RunFeed
+from .task_stream import TaskStream
+
+log = logging.getLogger(__name__)
+
+
+class Delivery:
+    """The events of one run for its caller, numbered into its feed."""
+
+    def __init__(
+        self,
+        active: ActiveRun,
+        feed: RunFeed,
+        *,
+        detachable: Callable[[], bool],
+        on_abandon: Callable[[], None],
+        keep: Callable[[asyncio.Task[None]], None],
+        deadline: float | None = None,
+    ) -> None:
+        assert active.stream is not None
+        self._active = active
+        self._stream: TaskStream[object] = active.stream
+        self._feed = feed
+        self._detachable = detachable
+        self._on_abandon = on_abandon
+        self._keep = keep
+        self._deadline = deadline
+        self.detached = False
+
+    async def events(self) -> AsyncGenerator[ev.RunEvent, None]:
+        """The run's events (and its child runs'), until it ends; raises its error."""
+        try:
+            async with aclosing(self._stream.events(on_abandon=self._abandon)) as items:
+                async for item in items:
+                    if isinstance(item, ev.RunEvent):  # a child run's event, already numbered
+                        yield item
+                        continue
+                    yield self._feed.publish(cast(ev.EventBody, item))
+        except (GeneratorExit, asyncio.CancelledError):
+            if not self.detached:
+                self._publish_leftovers()
+            raise
+        except BaseException as error:
+            self._feed.finish(error)
+            raise
+        self._feed.finish()
+
+    def _abandon(self) -> bool:
+        """The caller went away while the run goes on: detach it (True) or let it be
+        cancelled (False)."""
+        if not self._detachable():
+            self._on_abandon()
+            return False
+        self.detached = True
+        task = asyncio.create_task(self._drain(), name=f"detached {self._feed.run_id}")
+        self._keep(task)
+        if self._deadline is not None:
+            handle = asyncio.get_running_loop().call_at(
+                _loop_time_of(self._deadline), self._deadline_passed
+            )
+            task.add_done_callback(lambda _: handle.cancel())
+        return True
+
+    def _deadline_passed(self) -> None:
+        self._active.cancel(Reason.DEADLINE_EXCEEDED, "the caller's deadline passed")
+
+    async def _drain(self) -> None:
+        """Take the detached run's events into its feed until it ends."""
+        try:
+            async with aclosing(self._stream.events()) as items:
+                async for item in items:
+                    if not isinstance(item, ev.RunEvent):  # child runs have feeds of their own
+                        self._feed.publish(cast(ev.EventBody, item))
+        except asyncio.CancelledError:
+            self._publish_leftovers()
+            raise
+        except OrchestratorError as error:
+            self._feed.finish(error)
+        except Exception as error:
+            log.exception("detached run %s failed", self._feed.run_id)
+            self._feed.finish(error)
+        else:
+            self._feed.finish()
+
+    def _publish_leftovers(self) -> None:
+        """The run was stopped without its caller: what it emitted while it stopped."""
+        items, error = self._stream.leftovers()
+        for item in items:
+            if not isinstance(item, ev.RunEvent):
+                self._feed.publish(cast(ev.EventBody, item))
+        self._feed.finish(error)
+
+
+def _loop_time_of(deadline: float) -> float:
+    """A time.monotonic() instant on the event loop's clock (the same clock in asyncio's
+    default loops and uvloop; converted anyway in case a loop differs)."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())

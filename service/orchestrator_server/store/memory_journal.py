@@ -1,0 +1,53 @@
+"""A JournalStore in memory (tests and the in-memory store)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..core.journal_port import EventChunk
+
+
+class InMemoryJournalStore:
+    """Run event chunks in a dict; `run_exists(tenant, run_id)` says which runs may get
+    chunks (as the database's check that the run was not deleted)."""
+
+    def __init__(self, run_exists: Callable[[str, str], bool] | None = None) -> None:
+        self._chunks: dict[tuple[str, str], dict[int, EventChunk]] = {}
+        self._run_exists = run_exists or (lambda tenant, run_id: True)
+
+    async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
+        """Store chunks of existing runs, once each."""
+        for chunk in chunks:
+            if self._run_exists(chunk.tenant, chunk.run_id):
+                stored = self._chunks.setdefault((chunk.tenant, chunk.run_id), {})
+                stored.setdefault(chunk.first_sequence, chunk)
+
+    async def run_events(
+        self, tenant: str, run_id: str, after: int, limit: int
+    ) -> list[EventChunk]:
+        """A run's chunks after `after`, in order."""
+        chunks = sorted(
+            self._chunks.get((tenant, run_id), {}).values(), key=lambda c: c.first_sequence
+        )
+        return [c for c in chunks if c.last_sequence >= after or c is chunks[-1]][:limit]
+
+    async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
+        """Delete a batch of chunks stored before `before`, then the oldest over size."""
+        every = sorted(
+            (c for run in self._chunks.values() for c in run.values()),
+            key=lambda c: c.create_time,
+        )
+        doomed = [c for c in every if c.create_time < before][:limit]
+        if not doomed:
+            size = sum(len(c.data) for c in every)
+            while every and size > max_bytes and len(doomed) < limit:
+                doomed.append(every.pop(0))
+                size -= len(doomed[-1].data)
+        for chunk in doomed:
+            del self._chunks[(chunk.tenant, chunk.run_id)][chunk.first_sequence]
+        return len(doomed)
+
+    def forget(self, tenant: str, keep: Callable[[str], bool]) -> None:
+        """Delete the tenant's chunks of runs `keep(run_id)` is False for."""
+        for key in [k for k in self._chunks if k[0] == tenant and not keep(k[1])]:
+            del self._chunks[key]

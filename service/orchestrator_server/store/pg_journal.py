@@ -1,0 +1,106 @@
+"""The JournalStore on PostgreSQL: chunks of run events in `run_events`, their total size
+in `journal_usage`. A flush of any number of runs' chunks is one statement, which also
+rings each run's doorbell (NOTIFY at commit) so that followers on other replicas read the
+new chunks at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..core.journal_port import EventChunk
+from .pg_plumbing import PostgresPlumbing
+from .pg_runs import CHANNEL, Conn
+
+# Schema version 2 (pg_schema.MIGRATIONS).
+V2_RUN_EVENTS = """
+CREATE TABLE run_events (tenant TEXT NOT NULL, run_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    session_id TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
+    data BYTEA NOT NULL, create_time DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (tenant, run_id, first_seq));
+CREATE INDEX run_events_by_session ON run_events(tenant, agent_id, session_id);
+CREATE INDEX run_events_by_time ON run_events(create_time);
+CREATE TABLE journal_usage (bytes BIGINT NOT NULL);
+INSERT INTO journal_usage(bytes) VALUES (0);
+"""
+
+_COLUMNS = "tenant, run_id, agent_id, session_id, first_seq, last_seq, data, create_time"
+
+_APPEND = f"""
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+        $6::bigint[], $7::bytea[], $8::float8[])
+        AS g({_COLUMNS})),
+added AS (
+    INSERT INTO run_events ({_COLUMNS}) SELECT g.* FROM given g
+        WHERE EXISTS (SELECT 1 FROM runs r WHERE r.tenant = g.tenant AND r.run_id = g.run_id)
+        ON CONFLICT DO NOTHING RETURNING tenant, run_id, octet_length(data) AS size),
+counted AS (
+    UPDATE journal_usage SET bytes = bytes + (SELECT coalesce(sum(size), 0) FROM added))
+SELECT pg_notify($9, 'events' || chr(31) || tenant || chr(31) || run_id)
+    FROM (SELECT DISTINCT tenant, run_id FROM added) d
+"""
+
+_DELETE_OLD = (
+    "DELETE FROM run_events WHERE (tenant, run_id, first_seq) IN (SELECT tenant, run_id, "
+    "first_seq FROM run_events WHERE create_time < $1 ORDER BY create_time LIMIT $2) "
+    "RETURNING octet_length(data)"
+)
+_DELETE_OLDEST = (
+    "DELETE FROM run_events WHERE (tenant, run_id, first_seq) IN (SELECT tenant, run_id, "
+    "first_seq FROM run_events ORDER BY create_time LIMIT $1) RETURNING octet_length(data)"
+)
+
+
+async def _prune(conn: Conn, before: float, max_bytes: int, limit: int) -> int:
+    rows = await conn.fetch(_DELETE_OLD, before, limit)
+    if not rows:
+        size = await conn.fetchval("SELECT bytes FROM journal_usage")
+        if size <= max_bytes:
+            return 0
+        rows = await conn.fetch(_DELETE_OLDEST, limit)
+    await conn.execute("UPDATE journal_usage SET bytes = bytes - $1", sum(r[0] for r in rows))
+    return len(rows)
+
+
+class PostgresJournalStore:
+    """Run event chunks on a PostgresStore's database."""
+
+    def __init__(self, store: PostgresPlumbing) -> None:
+        self._store = store
+
+    async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
+        """Store chunks (one statement) and ring their runs' doorbells."""
+        columns = list(zip(*[_row(c) for c in chunks], strict=True))
+        await self._store.fetch(_APPEND, *columns, CHANNEL)
+
+    async def run_events(
+        self, tenant: str, run_id: str, after: int, limit: int
+    ) -> list[EventChunk]:
+        """A run's chunks after `after`, in order."""
+        rows = await self._store.fetch(
+            f"SELECT {_COLUMNS} FROM run_events WHERE tenant = $1 AND run_id = $2 "
+            "AND (last_seq >= $3 OR first_seq = (SELECT max(first_seq) FROM run_events "
+            "WHERE tenant = $1 AND run_id = $2)) ORDER BY first_seq LIMIT $4",
+            tenant,
+            run_id,
+            after,
+            limit,
+        )
+        return [EventChunk(*row) for row in rows]
+
+    async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
+        """Delete a batch of chunks past the retention."""
+        return await self._store.transact(_prune, before, max_bytes, limit)
+
+
+def _row(chunk: EventChunk) -> tuple[object, ...]:
+    return (
+        chunk.tenant,
+        chunk.run_id,
+        chunk.agent_id,
+        chunk.session_id,
+        chunk.first_sequence,
+        chunk.last_sequence,
+        chunk.data,
+        chunk.create_time,
+    )

@@ -1,0 +1,99 @@
+"""The JournalStore on a SQLiteStore's file: chunks of run events in `run_events`, their
+total size in `journal_usage` (kept with every write, so that pruning by size never
+sums the table). Writes go through the store's writer thread; a follower's read is a
+short range read of one run's chunks on the loop."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..core.journal_port import EventChunk
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
+
+_COLUMNS = "tenant, run_id, agent_id, session_id, first_seq, last_seq, data, create_time"
+
+
+def _append(conn: sqlite3.Connection, chunks: Sequence[EventChunk]) -> None:
+    added = 0
+    for c in chunks:
+        inserted = conn.execute(
+            f"INSERT OR IGNORE INTO run_events ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM runs WHERE tenant = ? AND run_id = ?)",
+            (
+                c.tenant,
+                c.run_id,
+                c.agent_id,
+                c.session_id,
+                c.first_sequence,
+                c.last_sequence,
+                c.data,
+                c.create_time,
+                c.tenant,
+                c.run_id,
+            ),
+        ).rowcount
+        if inserted:
+            added += len(c.data)
+    if added:
+        conn.execute("UPDATE journal_usage SET bytes = bytes + ?", (added,))
+
+
+def forget(conn: sqlite3.Connection, tenant: str, where: str, params: Sequence[Any]) -> None:
+    """Delete the chunks of the tenant's runs matching `where` (deleted with their agent
+    or session), keeping the journal's size right."""
+    size = conn.execute(
+        f"SELECT coalesce(sum(length(data)), 0) FROM run_events WHERE tenant = ? AND {where}",
+        (tenant, *params),
+    ).fetchone()[0]
+    if size:
+        conn.execute(f"DELETE FROM run_events WHERE tenant = ? AND {where}", (tenant, *params))
+        conn.execute("UPDATE journal_usage SET bytes = bytes - ?", (size,))
+
+
+def _prune(conn: sqlite3.Connection, before: float, max_bytes: int, limit: int) -> int:
+    rows = conn.execute(
+        "SELECT rowid, length(data) FROM run_events WHERE create_time < ? "
+        "ORDER BY create_time LIMIT ?",
+        (before, limit),
+    ).fetchall()
+    if not rows:
+        (size,) = conn.execute("SELECT bytes FROM journal_usage").fetchone()
+        if size <= max_bytes:
+            return 0
+        rows = conn.execute(
+            "SELECT rowid, length(data) FROM run_events ORDER BY create_time LIMIT ?", (limit,)
+        ).fetchall()
+    conn.executemany("DELETE FROM run_events WHERE rowid = ?", [(r[0],) for r in rows])
+    conn.execute("UPDATE journal_usage SET bytes = bytes - ?", (sum(r[1] for r in rows),))
+    return len(rows)
+
+
+class SQLiteJournalStore:
+    """Run event chunks on a SQLiteStore."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
+        """Store chunks of live runs in one transaction."""
+        await self._store.write(_append, list(chunks))
+
+    async def run_events(
+        self, tenant: str, run_id: str, after: int, limit: int
+    ) -> list[EventChunk]:
+        """A run's chunks after `after`, in order."""
+        rows = self._store.read(
+            f"SELECT {_COLUMNS} FROM run_events WHERE tenant = ? AND run_id = ? "
+            "AND (last_seq >= ? OR first_seq = (SELECT max(first_seq) FROM run_events "
+            "WHERE tenant = ? AND run_id = ?)) ORDER BY first_seq LIMIT ?",
+            (tenant, run_id, after, tenant, run_id, limit),
+        )
+        return [EventChunk(*row) for row in rows]
+
+    async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
+        """Delete a batch of chunks past the retention."""
+        return await self._store.write(_prune, before, max_bytes, limit)
