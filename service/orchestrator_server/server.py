@@ -110,6 +110,7 @@ class App:
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
         await self.runs.active.shutdown()
+        await self.following.close()
         await self.journal.close()  # the ends of the runs just stopped
         await self.access.audit.close()
         await self.loop_monitor.stop()

@@ -358,3 +358,45 @@ async def test_pruned_journal_answers_run_events_unavailable(
         assert record.status == run_pb2.RUN_STATUS_COMPLETED
     finally:
         await live.stop()
+
+
+async def test_a_run_waits_its_resume_window_for_a_follower(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    await admin.set_rules([SLOW])
+    await make_agent(live)
+    call = live.stub.Run(sent(start("slow story", "fa", resume_window_seconds=1)), timeout=30)
+    seen = await read_until(call, 2)
+    call.cancel()  # a dropped connection; the caller comes back within the window
+    rest = await follow(live.new_stub(), seen[0].run_id, seen[-1].sequence)
+    assert text_of(seen + rest) == final_of(rest).output == WORDS
+    record = (await live.stub.GetRun(pb.GetRunRequest(run_id=seen[0].run_id))).run
+    assert record.status == run_pb2.RUN_STATUS_COMPLETED
+
+
+async def test_a_run_nobody_comes_back_for_is_cancelled_after_its_window(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    slower = {"match": {"contains": "slow"}, "reply": {"tokens_per_second": 5, "text": WORDS}}
+    await admin.set_rules([slower])
+    await make_agent(live)
+    call = live.stub.Run(sent(start("slow story", "fa", resume_window_seconds=1)), timeout=30)
+    [started] = await read_until(call, 1)
+    active = live.app.runs.active.get("default", started.run_id)
+    assert active is not None
+    call.cancel()  # the caller died
+    # Waited for here, in the server, not by following (a follower keeps the run).
+    await asyncio.wait_for(asyncio.shield(active.done), 20)
+    record = (await live.stub.GetRun(pb.GetRunRequest(run_id=started.run_id))).run
+    assert record.status == run_pb2.RUN_STATUS_CANCELLED
+    assert record.error_message == "the client went away"
+    assert WORDS.startswith(record.output) and record.output != WORDS
+
+
+async def test_resume_windows_outside_their_range_are_refused(live: LiveServer) -> None:
+    await make_agent(live)
+    for window in (0.5, 301.0, float("nan"), -1.0):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await run_turn(live.stub, "hi", "fa", resume_window_seconds=window)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "start.resume_window_seconds" in caught.value.details()

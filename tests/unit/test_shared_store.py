@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -71,6 +71,12 @@ class HubCoordination:
         self.hub.cancel_handlers.append(handler)
 
     def on_lease_lost(self, handler: Callable[[], None]) -> None:
+        pass
+
+    async def announce_followers(self, runs: Sequence[tuple[str, str]]) -> None:
+        pass
+
+    def on_follower(self, handler: Callable[[str, str], None]) -> None:
         pass
 
 

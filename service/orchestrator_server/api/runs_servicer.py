@@ -3,7 +3,6 @@ convert (errors are mapped by the method handlers, `handlers.py`)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -66,16 +65,9 @@ class RunRpcs:
     ) -> AsyncGenerator[run_pb2.RunEvent, None]:
         """Stream a run's events after a sequence number, from any replica."""
         stream = FollowStream(self._following, self._records, tenant_of(context))
-        try:
-            async with aclosing(stream.run(follow_commands_from_pb(request_iterator))) as items:
-                async for event in items:
-                    yield event_to_pb(event)
-        except asyncio.CancelledError:
-            # A refused command cancels the stream; this may come while an event is sent.
-            error = stream.refusal()
-            if error is None:
-                raise
-            raise error from None
+        async with aclosing(stream.run(follow_commands_from_pb(request_iterator))) as items:
+            async for event in items:
+                yield event_to_pb(event)
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: Context

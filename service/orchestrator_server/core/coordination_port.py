@@ -9,7 +9,7 @@ replica that executes a run, and tells a replica that lost its lease.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -59,6 +59,13 @@ class Coordination(Protocol):
         """Call handler() when this replica's lease expired: its runs are fenced off and
         (being marked INTERRUPTED by a peer) must stop."""
 
+    async def announce_followers(self, runs: Sequence[tuple[str, str]]) -> None:
+        """Tell the replicas executing these (tenant, run_id) runs that they are followed
+        from here (a run whose caller dropped is kept while it is)."""
+
+    def on_follower(self, handler: Callable[[str, str], None]) -> None:
+        """Call handler(tenant, run_id) when a peer follows a run."""
+
 
 class _Silent:
     async def wait(self, at_most: float) -> None:
@@ -88,3 +95,9 @@ class LocalCoordination:
 
     def on_lease_lost(self, handler: Callable[[], None]) -> None:
         """There is no lease."""
+
+    async def announce_followers(self, runs: Sequence[tuple[str, str]]) -> None:
+        """Followers are all here."""
+
+    def on_follower(self, handler: Callable[[str, str], None]) -> None:
+        """No peer follows."""

@@ -14,8 +14,11 @@ or RUN_INTERRUPTED for a run that was interrupted: its record (GetRun) has the o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections import Counter
+from collections.abc import AsyncGenerator, Iterator
 
 from . import events as ev
 from .coordination_port import POLL_SECONDS, Coordination, run_key
@@ -23,7 +26,7 @@ from .errors import FailedPreconditionError, InvalidArgumentError, Reason, Unava
 from .journal import READ_BATCH, Journal
 from .journal_codec import RunEnd, decode_chunk
 from .journal_port import EventChunk
-from .run_feed import RunFeed
+from .run_feed import Interruption, RunFeed
 from .run_records import RunRecords
 from .types import Run, RunStatus
 
@@ -42,6 +45,10 @@ def events_unavailable(run_id: str, after: int) -> FailedPreconditionError:
     )
 
 
+# How often a replica tells the replicas executing runs it follows that it still does.
+ANNOUNCE_SECONDS = 0.25
+
+
 class RunFollowing:
     """Streams the events of runs to followers."""
 
@@ -49,6 +56,42 @@ class RunFollowing:
         self._journal = journal
         self._records = records
         self._coordination = coordination
+        # Runs executed elsewhere that followers here follow (counted), announced to
+        # their replicas every ANNOUNCE_SECONDS while any is.
+        self._remote: Counter[tuple[str, str]] = Counter()
+        self._announcer: asyncio.Task[None] | None = None
+        coordination.on_follower(self._followed_elsewhere)
+
+    async def close(self) -> None:
+        """Stop announcing (the server is stopping)."""
+        if self._announcer is not None:
+            self._announcer.cancel()
+            await asyncio.gather(self._announcer, return_exceptions=True)
+
+    def _followed_elsewhere(self, tenant: str, run_id: str) -> None:
+        feed = self._journal.feed(tenant, run_id)
+        if feed is not None:
+            feed.touched()
+
+    async def _announce(self) -> None:
+        while self._remote:
+            with contextlib.suppress(UnavailableError):
+                await self._coordination.announce_followers(list(self._remote))
+            await asyncio.sleep(ANNOUNCE_SECONDS)
+        self._announcer = None
+
+    @contextlib.contextmanager
+    def _remote_follower(self, tenant: str, run_id: str) -> Iterator[None]:
+        key = (tenant, run_id)
+        self._remote[key] += 1
+        if self._announcer is None and self._coordination.shared:
+            self._announcer = asyncio.create_task(self._announce(), name="follower announcer")
+        try:
+            yield
+        finally:
+            self._remote[key] -= 1
+            if not self._remote[key]:
+                del self._remote[key]
 
     async def open(self, tenant: str, run_id: str, after: int) -> tuple[Run, RunFeed | None]:
         """The run to follow (RUN_NOT_FOUND unless the caller may see it) and its feed if
@@ -61,11 +104,17 @@ class RunFollowing:
         return run, self._journal.feed(tenant, run_id)
 
     async def follow(
-        self, tenant: str, run: Run, feed: RunFeed | None, after: int
+        self,
+        tenant: str,
+        run: Run,
+        feed: RunFeed | None,
+        after: int,
+        interruption: Interruption | None = None,
     ) -> AsyncGenerator[ev.RunEvent, None]:
         """The run's events after sequence `after` until its end (raising its error)."""
+        interruption = interruption or Interruption()
         if feed is not None:
-            async for event in feed.follow(after):
+            async for event in feed.follow(after, interruption):
                 yield event
             return
         if not run.agent_id:
@@ -75,15 +124,19 @@ class RunFollowing:
                 reason=Reason.RUN_EVENTS_UNAVAILABLE,
                 metadata={"run_id": run.run_id, "after_sequence": str(after)},
             )
-        async for event in self._from_store(tenant, run, after):
+        async for event in self._from_store(tenant, run, after, interruption):
             yield event
 
     async def _from_store(
-        self, tenant: str, run: Run, after: int
+        self, tenant: str, run: Run, after: int, interruption: Interruption
     ) -> AsyncGenerator[ev.RunEvent, None]:
         position = after
-        with self._coordination.bell(run_key(tenant, run.run_id)) as bell:
+        with (
+            self._coordination.bell(run_key(tenant, run.run_id)) as bell,
+            self._remote_follower(tenant, run.run_id),
+        ):
             while True:
+                interruption.check()
                 chunks = await self._journal.store.run_events(
                     tenant, run.run_id, position, READ_BATCH
                 )
@@ -102,7 +155,7 @@ class RunFollowing:
                 current = await self._records.get(tenant, run.run_id)
                 if _journal_will_not_end(current):
                     _raise_missing(current, position)
-                await bell.wait(POLL_SECONDS)
+                await interruption.wait(bell.wait(POLL_SECONDS))
 
 
 def _read_chunk(chunk: EventChunk, position: int) -> tuple[list[ev.RunEvent], RunEnd | None]:

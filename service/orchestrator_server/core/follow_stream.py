@@ -19,7 +19,7 @@ from . import events as ev
 from .access import Permission, current_caller
 from .errors import InvalidArgumentError, OrchestratorError, Reason
 from .follow import RunFollowing
-from .run_feed import RunFeed
+from .run_feed import Interruption, RunFeed
 from .run_records import RunRecords
 from .run_stream import CancelTurn, ToolResult, protocol_violation
 
@@ -42,13 +42,13 @@ class FollowStream:
         self._following = following
         self._records = records
         self._tenant = tenant
-        self._error: OrchestratorError | None = None
-        self._streaming: asyncio.Task[object] | None = None
+        self._interruption = Interruption()
 
     async def run(
         self, commands: AsyncIterator[FollowCommand]
     ) -> AsyncGenerator[ev.RunEvent, None]:
-        """The followed run's events; ends when the run does (with its error)."""
+        """The followed run's events; ends when the run does (with its error), or with the
+        error of a refused command."""
         try:
             first = await anext(aiter(commands))
         except StopAsyncIteration:
@@ -56,18 +56,14 @@ class FollowStream:
         if not isinstance(first, FollowStart):
             raise protocol_violation("the first message must be a start")
         run, feed = await self._following.open(self._tenant, first.run_id, first.after_sequence)
-        self._streaming = asyncio.current_task()
         reader = asyncio.create_task(self._read(commands, run.run_id, feed), name="follow reader")
         try:
-            events = self._following.follow(self._tenant, run, feed, first.after_sequence)
+            events = self._following.follow(
+                self._tenant, run, feed, first.after_sequence, self._interruption
+            )
             async with aclosing(events) as items:
                 async for event in items:
                     yield event
-        except asyncio.CancelledError:
-            error = self.refusal()
-            if error is None:
-                raise
-            raise error from None
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -80,7 +76,7 @@ class FollowStream:
             async for command in commands:
                 await self._apply(command, run_id, feed)
         except OrchestratorError as error:
-            self._fail(error)
+            self._interruption.interrupt(error)
 
     async def _apply(self, command: FollowCommand, run_id: str, feed: RunFeed | None) -> None:
         if isinstance(command, FollowStart):
@@ -101,19 +97,3 @@ class FollowStream:
                 metadata={"call_id": command.call_id[:100]},
             )
         feed.deliver(command.call_id, command.output, command.error)
-
-    def refusal(self) -> OrchestratorError | None:
-        """In the streaming task, handling a CancelledError: the refused command's error
-        if the cancel was this stream's own doing (then undone), else None. The caller
-        of `run()` asks too: the cancel may come while it sends an event."""
-        error, task = self._error, asyncio.current_task()
-        if error is None or task is None or task.uncancel() > 0:
-            return None
-        self._error = None
-        return error
-
-    def _fail(self, error: OrchestratorError) -> None:
-        """End the follow with `error` (the events loop is interrupted)."""
-        self._error = error
-        if self._streaming is not None and not self._streaming.done():
-            self._streaming.cancel()

@@ -33,8 +33,9 @@ class JournalStore(Protocol):
 
     async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
         """Store chunks (of any runs) in one write, skipping those of runs that no longer
-        exist (deleted with their session) and those already stored (a retried write);
-        on a store shared by replicas, ring each run's doorbell (run_key)."""
+        exist (deleted with their session). A chunk written again (a write whose outcome
+        was unknown) replaces the stored one with the same first sequence, which it
+        contains. On a store shared by replicas, ring each run's doorbell (run_key)."""
 
     async def run_events(
         self, tenant: str, run_id: str, after: int, limit: int

@@ -7,6 +7,9 @@ the sequence the caller saw. When the caller goes away:
 - a run started with "continue on disconnect" is detached: a task of its own goes on
   draining the run into its feed (and so into the journal) until the run ends; the
   caller's deadline, if it had one, still ends the run;
+- a run started with a resume window is detached the same way, but cancelled ("the
+  client went away") once nobody has followed it for the window: the caller is expected
+  back (FollowRun) after a dropped connection, a caller that died is not;
 - any other run is cancelled, as before; what it emits while it stops (its RunCancelled)
   is still put into its feed, so its journal ends as the run did.
 """
@@ -38,6 +41,7 @@ class Delivery:
         feed: RunFeed,
         *,
         detachable: Callable[[], bool],
+        resume_window: float,
         on_abandon: Callable[[], None],
         keep: Callable[[asyncio.Task[None]], None],
         deadline: float | None = None,
@@ -47,6 +51,7 @@ class Delivery:
         self._stream: TaskStream[object] = active.stream
         self._feed = feed
         self._detachable = detachable
+        self._resume_window = resume_window
         self._on_abandon = on_abandon
         self._keep = keep
         self._deadline = deadline
@@ -79,12 +84,26 @@ class Delivery:
         self.detached = True
         task = asyncio.create_task(self._drain(), name=f"detached {self._feed.run_id}")
         self._keep(task)
+        if self._resume_window:
+            self._feed.touched()  # the window starts now
+            watch = asyncio.create_task(self._cancel_unless_followed(self._resume_window))
+            task.add_done_callback(lambda _: watch.cancel())
         if self._deadline is not None:
             handle = asyncio.get_running_loop().call_at(
                 _loop_time_of(self._deadline), self._deadline_passed
             )
             task.add_done_callback(lambda _: handle.cancel())
         return True
+
+    async def _cancel_unless_followed(self, window: float) -> None:
+        """Cancel the detached run once nobody has followed it for `window` seconds."""
+        feed = self._feed
+        while not feed.ended:
+            idle = 0.0 if feed.followers else time.monotonic() - feed.last_followed
+            if idle >= window:
+                self._active.cancel(Reason.RUN_CANCELLED, "the client went away")
+                return
+            await asyncio.sleep(min(window - idle, 1.0))
 
     def _deadline_passed(self) -> None:
         self._active.cancel(Reason.DEADLINE_EXCEEDED, "the caller's deadline passed")

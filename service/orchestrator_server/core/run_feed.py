@@ -10,11 +10,51 @@ wait (one shared future per change, not one per follower).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from . import events as ev
 from .errors import OrchestratorError
 from .journal_codec import RunEnd
+
+T = TypeVar("T")
+
+
+class Interruption:
+    """Lets a follower's own stream end its waits with an error (a refused command): the
+    wait in progress is cancelled and raises the error in the follower's frame (not in
+    the transport's, where a cancel would be taken for the caller leaving)."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self._waiting: asyncio.Future[Any] | None = None
+
+    def check(self) -> None:
+        """Raise the error, if the stream was interrupted."""
+        if self.error is not None:
+            raise self.error
+
+    async def wait(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable` unless (until) the stream is interrupted."""
+        self.check()
+        waiting: asyncio.Future[T] = asyncio.ensure_future(awaitable)
+        self._waiting = waiting
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.error is None or (task is not None and task.cancelling()):
+                raise
+            raise self.error from None
+        finally:
+            self._waiting = None
+
+    def interrupt(self, error: BaseException) -> None:
+        """End the stream's waits with `error`."""
+        self.error = error
+        if self._waiting is not None:
+            self._waiting.cancel()
 
 
 class RunFeed:
@@ -45,6 +85,10 @@ class RunFeed:
         self.deliver: Callable[[str, str, str], None] | None = None
         self._on_change = on_change
         self._changed: asyncio.Future[None] | None = None
+        # Who follows the run (a run whose caller dropped waits for one to come back):
+        # followers here, and the last time one here or on another replica followed.
+        self.followers = 0
+        self.last_followed = time.monotonic()
 
     @property
     def last_sequence(self) -> int:
@@ -84,11 +128,12 @@ class RunFeed:
         if self._on_change is not None:
             self._on_change(self)
 
-    async def changed(self) -> None:
-        """Wait for the next event or the end."""
+    def changed(self) -> asyncio.Future[None]:
+        """A future done at the next event or the end (made now: a follower that looked
+        and found nothing new cannot miss an event published before it awaits this)."""
         if self._changed is None:
             self._changed = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._changed)
+        return asyncio.shield(self._changed)
 
     def pending_tool_calls(self, after: int) -> list[ev.RunEvent]:
         """The ToolCallStarted events at or before `after` of client-tool calls that
@@ -102,13 +147,31 @@ class RunFeed:
             if isinstance(e.body, ev.ToolCallStarted) and e.body.call.call_id in waiting
         ]
 
-    async def follow(self, after: int) -> AsyncGenerator[ev.RunEvent, None]:
+    def touched(self) -> None:
+        """A follower elsewhere still follows the run."""
+        self.last_followed = time.monotonic()
+
+    async def follow(
+        self, after: int, interruption: Interruption | None = None
+    ) -> AsyncGenerator[ev.RunEvent, None]:
         """The events after sequence `after`, then each new one, until the run's end;
         raises the run's error if it failed."""
+        self.followers += 1
+        try:
+            async for event in self._events_after(after, interruption or Interruption()):
+                yield event
+        finally:
+            self.followers -= 1
+            self.touched()
+
+    async def _events_after(
+        self, after: int, interruption: Interruption
+    ) -> AsyncGenerator[ev.RunEvent, None]:
         for event in self.pending_tool_calls(after):
             yield event
         position = max(after, 0)
         while True:
+            interruption.check()
             if position < len(self.events):
                 batch = self.events[position:]
                 position += len(batch)
@@ -120,4 +183,4 @@ class RunFeed:
                 if error is not None:
                     raise error
                 return
-            await self.changed()
+            await interruption.wait(self.changed())

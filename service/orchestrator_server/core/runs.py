@@ -202,7 +202,7 @@ class RunEngine:
 
         def detachable() -> bool:
             return (
-                request.continue_on_disconnect
+                (request.continue_on_disconnect or request.resume_window > 0)
                 and not self.active.stopping
                 and not deadline_passed(deadline)
             )
@@ -214,6 +214,7 @@ class RunEngine:
             active,
             feed,
             detachable=detachable,
+            resume_window=0.0 if request.continue_on_disconnect else request.resume_window,
             on_abandon=abandoned,
             keep=self.active.keep_detached,
             deadline=deadline,

@@ -271,6 +271,9 @@ class TurnRequest:
     interrupt_if_busy: bool = False
     # DisconnectPolicy CONTINUE: the run goes on when its caller's stream goes away.
     continue_on_disconnect: bool = False
+    # Otherwise: seconds the run goes on after its caller dropped, waiting to be followed
+    # again before it is cancelled (0: cancelled at once).
+    resume_window: float = 0.0
     parent_run_id: str = ""
     # (name, description, JSON schema text) of tools the client executes itself.
     client_tools: tuple[tuple[str, str, str], ...] = ()

@@ -23,6 +23,8 @@ MAX_TOOLS = 128
 MAX_CALLABLE_AGENTS = 32
 MAX_STOP_SEQUENCES = 4
 MAX_MESSAGE_CHARS = 1_000_000
+# The longest a run waits, after its caller dropped, for the caller to follow it again.
+MAX_RESUME_WINDOW_SECONDS = 300
 
 
 def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
@@ -107,6 +109,11 @@ def check_turn_request(request: TurnRequest) -> str:
     if not math.isfinite(timeout) or timeout < 0:
         raise InvalidArgumentError.for_field(
             "start.client_tool_timeout_seconds", "must be a finite, non-negative number"
+        )
+    window = request.resume_window
+    if window != 0 and not (math.isfinite(window) and 1 <= window <= MAX_RESUME_WINDOW_SECONDS):
+        raise InvalidArgumentError.for_field(
+            "start.resume_window_seconds", f"must be 0 or 1 to {MAX_RESUME_WINDOW_SECONDS}"
         )
     return session_id
 

@@ -20,7 +20,9 @@ class InMemoryJournalStore:
         for chunk in chunks:
             if self._run_exists(chunk.tenant, chunk.run_id):
                 stored = self._chunks.setdefault((chunk.tenant, chunk.run_id), {})
-                stored.setdefault(chunk.first_sequence, chunk)
+                before = stored.get(chunk.first_sequence)
+                if before is None or before.last_sequence <= chunk.last_sequence:
+                    stored[chunk.first_sequence] = chunk
 
     async def run_events(
         self, tenant: str, run_id: str, after: int, limit: int

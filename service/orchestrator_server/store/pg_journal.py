@@ -1,7 +1,8 @@
 """The JournalStore on PostgreSQL: chunks of run events in `run_events`, their total size
 in `journal_usage`. A flush of any number of runs' chunks is one statement, which also
 rings each run's doorbell (NOTIFY at commit) so that followers on other replicas read the
-new chunks at once."""
+new chunks at once. A chunk written again (the first write's outcome unknown) replaces
+the stored one, which it contains."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from ..core.journal_port import EventChunk
 from .pg_plumbing import PostgresPlumbing
 from .pg_runs import CHANNEL, Conn
+from .sqlite_journal import enough_to_free
 
 # Schema version 2 (pg_schema.MIGRATIONS).
 V2_RUN_EVENTS = """
@@ -30,12 +32,19 @@ WITH given AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
         $6::bigint[], $7::bytea[], $8::float8[])
         AS g({_COLUMNS})),
+replaced AS (
+    SELECT octet_length(e.data) AS size FROM run_events e JOIN given g
+        USING (tenant, run_id, first_seq) WHERE e.last_seq <= g.last_seq),
 added AS (
-    INSERT INTO run_events ({_COLUMNS}) SELECT g.* FROM given g
+    INSERT INTO run_events AS e ({_COLUMNS}) SELECT g.* FROM given g
         WHERE EXISTS (SELECT 1 FROM runs r WHERE r.tenant = g.tenant AND r.run_id = g.run_id)
-        ON CONFLICT DO NOTHING RETURNING tenant, run_id, octet_length(data) AS size),
+        ON CONFLICT (tenant, run_id, first_seq) DO UPDATE
+            SET last_seq = excluded.last_seq, data = excluded.data
+            WHERE e.last_seq <= excluded.last_seq
+        RETURNING tenant, run_id, octet_length(data) AS size),
 counted AS (
-    UPDATE journal_usage SET bytes = bytes + (SELECT coalesce(sum(size), 0) FROM added))
+    UPDATE journal_usage SET bytes = bytes + (SELECT coalesce(sum(size), 0) FROM added)
+        - (SELECT coalesce(sum(size), 0) FROM replaced))
 SELECT pg_notify($9, 'events' || chr(31) || tenant || chr(31) || run_id)
     FROM (SELECT DISTINCT tenant, run_id FROM added) d
 """
@@ -45,9 +54,13 @@ _DELETE_OLD = (
     "first_seq FROM run_events WHERE create_time < $1 ORDER BY create_time LIMIT $2) "
     "RETURNING octet_length(data)"
 )
-_DELETE_OLDEST = (
-    "DELETE FROM run_events WHERE (tenant, run_id, first_seq) IN (SELECT tenant, run_id, "
-    "first_seq FROM run_events ORDER BY create_time LIMIT $1) RETURNING octet_length(data)"
+_OLDEST = (
+    "SELECT tenant, run_id, first_seq, octet_length(data) FROM run_events "
+    "ORDER BY create_time LIMIT $1"
+)
+_DELETE_CHOSEN = (
+    "DELETE FROM run_events WHERE (tenant, run_id, first_seq) IN (SELECT * FROM "
+    "unnest($1::text[], $2::text[], $3::bigint[])) RETURNING octet_length(data)"
 )
 
 
@@ -57,7 +70,10 @@ async def _prune(conn: Conn, before: float, max_bytes: int, limit: int) -> int:
         size = await conn.fetchval("SELECT bytes FROM journal_usage")
         if size <= max_bytes:
             return 0
-        rows = await conn.fetch(_DELETE_OLDEST, limit)
+        oldest = [tuple(row) for row in await conn.fetch(_OLDEST, limit)]
+        chosen = enough_to_free(oldest, size - max_bytes)
+        keys = list(zip(*[row[:3] for row in chosen], strict=True))
+        rows = await conn.fetch(_DELETE_CHOSEN, *keys) if keys else []
     await conn.execute("UPDATE journal_usage SET bytes = bytes - $1", sum(r[0] for r in rows))
     return len(rows)
 

@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -77,6 +77,7 @@ class PostgresCoordination:
         self.available = True  # the last heartbeat reached the database
         self._bells: dict[str, set[_Bell]] = {}
         self._cancel_handlers: list[Callable[[str, str, str], None]] = []
+        self._follower_handlers: list[Callable[[str, str], None]] = []
         self._lost_handlers: list[Callable[[], None]] = []
         self._availability_handlers: list[Callable[[bool], None]] = []
         self._after_beat: list[Callable[[], Awaitable[None]]] = []
@@ -114,6 +115,21 @@ class PostgresCoordination:
     def on_cancel(self, handler: Callable[[str, str, str], None]) -> None:
         """Register a handler of cancel requests from peers."""
         self._cancel_handlers.append(handler)
+
+    async def announce_followers(self, runs: Sequence[tuple[str, str]]) -> None:
+        """Ring the follower doorbell of each run (one statement)."""
+        try:
+            await self._pool.execute(
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) p",
+                CHANNEL,
+                [f"follow\x1f{tenant}\x1f{run_id}" for tenant, run_id in runs],
+            )
+        except UNREACHABLE:
+            raise unavailable() from None
+
+    def on_follower(self, handler: Callable[[str, str], None]) -> None:
+        """Register a handler of peers' followers."""
+        self._follower_handlers.append(handler)
 
     def on_lease_lost(self, handler: Callable[[], None]) -> None:
         """Register a handler of this replica's lost lease."""
@@ -206,6 +222,9 @@ class PostgresCoordination:
             self._ring(run_key(tenant, run_id))
         elif parts[0] == "events" and len(parts) == 3:
             self._ring(run_key(parts[1], parts[2]))
+        elif parts[0] == "follow" and len(parts) == 3:
+            for follower_handler in self._follower_handlers:
+                follower_handler(parts[1], parts[2])
         elif parts[0] == "cancel" and len(parts) in (3, 4):
             superseded_by = parts[3] if len(parts) == 4 else ""
             for handler in self._cancel_handlers:

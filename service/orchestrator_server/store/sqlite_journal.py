@@ -20,6 +20,21 @@ _COLUMNS = "tenant, run_id, agent_id, session_id, first_seq, last_seq, data, cre
 def _append(conn: sqlite3.Connection, chunks: Sequence[EventChunk]) -> None:
     added = 0
     for c in chunks:
+        # A chunk written again (its first write's outcome was unknown: cancelled, or the
+        # connection lost) holds at least what the first held: it replaces it.
+        before = conn.execute(
+            "SELECT length(data) FROM run_events WHERE tenant = ? AND run_id = ? "
+            "AND first_seq = ? AND last_seq <= ?",
+            (c.tenant, c.run_id, c.first_sequence, c.last_sequence),
+        ).fetchone()
+        if before is not None:
+            conn.execute(
+                "UPDATE run_events SET last_seq = ?, data = ? WHERE tenant = ? AND run_id = ? "
+                "AND first_seq = ?",
+                (c.last_sequence, c.data, c.tenant, c.run_id, c.first_sequence),
+            )
+            added += len(c.data) - before[0]
+            continue
         inserted = conn.execute(
             f"INSERT OR IGNORE INTO run_events ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
             "WHERE EXISTS (SELECT 1 FROM runs WHERE tenant = ? AND run_id = ?)",
@@ -64,12 +79,24 @@ def _prune(conn: sqlite3.Connection, before: float, max_bytes: int, limit: int) 
         (size,) = conn.execute("SELECT bytes FROM journal_usage").fetchone()
         if size <= max_bytes:
             return 0
-        rows = conn.execute(
+        oldest = conn.execute(
             "SELECT rowid, length(data) FROM run_events ORDER BY create_time LIMIT ?", (limit,)
         ).fetchall()
+        rows = enough_to_free(oldest, size - max_bytes)
     conn.executemany("DELETE FROM run_events WHERE rowid = ?", [(r[0],) for r in rows])
     conn.execute("UPDATE journal_usage SET bytes = bytes - ?", (sum(r[1] for r in rows),))
     return len(rows)
+
+
+def enough_to_free(oldest: Sequence[Sequence[Any]], excess: int) -> list[Sequence[Any]]:
+    """The first of `oldest` (rows ending with their size) that free `excess` bytes."""
+    chosen: list[Sequence[Any]] = []
+    for row in oldest:
+        if excess <= 0:
+            break
+        chosen.append(row)
+        excess -= row[-1]
+    return chosen
 
 
 class SQLiteJournalStore:

@@ -637,9 +637,15 @@ type StartTurn struct {
 	// left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
 	ClientToolTimeoutSeconds float64 `protobuf:"fixed64,8,opt,name=client_tool_timeout_seconds,json=clientToolTimeoutSeconds,proto3" json:"client_tool_timeout_seconds,omitempty"`
 	// What a disconnect of this stream means for the run (default: cancel it).
-	OnDisconnect  DisconnectPolicy `protobuf:"varint,9,opt,name=on_disconnect,json=onDisconnect,proto3,enum=orchestrator.v1.DisconnectPolicy" json:"on_disconnect,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OnDisconnect DisconnectPolicy `protobuf:"varint,9,opt,name=on_disconnect,json=onDisconnect,proto3,enum=orchestrator.v1.DisconnectPolicy" json:"on_disconnect,omitempty"`
+	// With DISCONNECT_POLICY_CANCEL: how long the run goes on after this stream drops,
+	// waiting for its caller to follow it again (FollowRun, on any replica) before it is
+	// cancelled; a follower keeps it going while it follows. 0 (the default) cancels at
+	// once; otherwise 1 to 300 seconds. Clients that resume after a dropped connection set
+	// it (the Python client: 30 s).
+	ResumeWindowSeconds float64 `protobuf:"fixed64,10,opt,name=resume_window_seconds,json=resumeWindowSeconds,proto3" json:"resume_window_seconds,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *StartTurn) Reset() {
@@ -733,6 +739,13 @@ func (x *StartTurn) GetOnDisconnect() DisconnectPolicy {
 		return x.OnDisconnect
 	}
 	return DisconnectPolicy_DISCONNECT_POLICY_UNSPECIFIED
+}
+
+func (x *StartTurn) GetResumeWindowSeconds() float64 {
+	if x != nil {
+		return x.ResumeWindowSeconds
+	}
+	return 0
 }
 
 // A tool the client declares and executes.
@@ -1579,7 +1592,7 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"\x06cancel\x18\x02 \x01(\v2\x1b.orchestrator.v1.CancelTurnH\x00R\x06cancel\x12>\n" +
 	"\vtool_result\x18\x03 \x01(\v2\x1b.orchestrator.v1.ToolResultH\x00R\n" +
 	"toolResultB\x06\n" +
-	"\x04kind\"\xb5\x03\n" +
+	"\x04kind\"\xe9\x03\n" +
 	"\tStartTurn\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -1592,7 +1605,9 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"\fclient_tools\x18\x06 \x03(\v2\x1f.orchestrator.v1.ToolDefinitionR\vclientTools\x12&\n" +
 	"\x0fmax_model_calls\x18\a \x01(\x05R\rmaxModelCalls\x12=\n" +
 	"\x1bclient_tool_timeout_seconds\x18\b \x01(\x01R\x18clientToolTimeoutSeconds\x12F\n" +
-	"\ron_disconnect\x18\t \x01(\x0e2!.orchestrator.v1.DisconnectPolicyR\fonDisconnect\"\x82\x01\n" +
+	"\ron_disconnect\x18\t \x01(\x0e2!.orchestrator.v1.DisconnectPolicyR\fonDisconnect\x122\n" +
+	"\x15resume_window_seconds\x18\n" +
+	" \x01(\x01R\x13resumeWindowSeconds\"\x82\x01\n" +
 	"\x0eToolDefinition\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x124\n" +

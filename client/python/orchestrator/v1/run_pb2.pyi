@@ -332,6 +332,7 @@ class StartTurn(_message.Message):
     MAX_MODEL_CALLS_FIELD_NUMBER: _builtins.int
     CLIENT_TOOL_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     ON_DISCONNECT_FIELD_NUMBER: _builtins.int
+    RESUME_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """The agent to run. Empty means the default agent; with no default agent the stream
     fails with FAILED_PRECONDITION, reason NO_DEFAULT_AGENT.
@@ -357,6 +358,13 @@ class StartTurn(_message.Message):
     """
     on_disconnect: Global___DisconnectPolicy.ValueType
     """What a disconnect of this stream means for the run (default: cancel it)."""
+    resume_window_seconds: _builtins.float
+    """With DISCONNECT_POLICY_CANCEL: how long the run goes on after this stream drops,
+    waiting for its caller to follow it again (FollowRun, on any replica) before it is
+    cancelled; a follower keeps it going while it follows. 0 (the default) cancels at
+    once; otherwise 1 to 300 seconds. Clients that resume after a dropped connection set
+    it (the Python client: 30 s).
+    """
     @_builtins.property
     def client_tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolDefinition]:
         """Tools the client executes itself, in its own process, for this turn. When the model
@@ -376,10 +384,11 @@ class StartTurn(_message.Message):
         max_model_calls: _builtins.int = ...,
         client_tool_timeout_seconds: _builtins.float = ...,
         on_disconnect: Global___DisconnectPolicy.ValueType = ...,
+        resume_window_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "busy_policy", b"busy_policy", "client_tool_timeout_seconds", b"client_tool_timeout_seconds", "client_tools", b"client_tools", "max_model_calls", b"max_model_calls", "message", b"message", "on_disconnect", b"on_disconnect", "request_id", b"request_id", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "busy_policy", b"busy_policy", "client_tool_timeout_seconds", b"client_tool_timeout_seconds", "client_tools", b"client_tools", "max_model_calls", b"max_model_calls", "message", b"message", "on_disconnect", b"on_disconnect", "request_id", b"request_id", "resume_window_seconds", b"resume_window_seconds", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

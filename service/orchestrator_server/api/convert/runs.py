@@ -80,6 +80,7 @@ def turn_request_from_pb(start: run_pb2.StartTurn) -> types.TurnRequest:
         continue_on_disconnect=_known(
             start.on_disconnect, _DISCONNECT_POLICIES, "start.on_disconnect"
         ),
+        resume_window=start.resume_window_seconds,
         client_tools=tuple(
             (t.name, t.description, t.parameters_json_schema) for t in start.client_tools
         ),

@@ -358,6 +358,14 @@ export interface StartTurn {
   clientToolTimeoutSeconds: number;
   /** What a disconnect of this stream means for the run (default: cancel it). */
   onDisconnect: DisconnectPolicy;
+  /**
+   * With DISCONNECT_POLICY_CANCEL: how long the run goes on after this stream drops,
+   * waiting for its caller to follow it again (FollowRun, on any replica) before it is
+   * cancelled; a follower keeps it going while it follows. 0 (the default) cancels at
+   * once; otherwise 1 to 300 seconds. Clients that resume after a dropped connection set
+   * it (the Python client: 30 s).
+   */
+  resumeWindowSeconds: number;
 }
 
 /** A tool the client declares and executes. */
@@ -1102,6 +1110,7 @@ function createBaseStartTurn(): StartTurn {
     maxModelCalls: 0,
     clientToolTimeoutSeconds: 0,
     onDisconnect: 0,
+    resumeWindowSeconds: 0,
   };
 }
 
@@ -1133,6 +1142,9 @@ export const StartTurn: MessageFns<StartTurn> = {
     }
     if (message.onDisconnect !== 0) {
       writer.uint32(72).int32(message.onDisconnect);
+    }
+    if (message.resumeWindowSeconds !== 0) {
+      writer.uint32(81).double(message.resumeWindowSeconds);
     }
     return writer;
   },
@@ -1222,6 +1234,14 @@ export const StartTurn: MessageFns<StartTurn> = {
             message.onDisconnect = reader.int32() as any;
             continue;
           }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.resumeWindowSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1277,6 +1297,11 @@ export const StartTurn: MessageFns<StartTurn> = {
         : isSet(object.on_disconnect)
         ? disconnectPolicyFromJSON(object.on_disconnect)
         : 0,
+      resumeWindowSeconds: isSet(object.resumeWindowSeconds)
+        ? globalThis.Number(object.resumeWindowSeconds)
+        : isSet(object.resume_window_seconds)
+        ? globalThis.Number(object.resume_window_seconds)
+        : 0,
     };
   },
 
@@ -1309,6 +1334,9 @@ export const StartTurn: MessageFns<StartTurn> = {
     if (message.onDisconnect !== 0) {
       obj.onDisconnect = disconnectPolicyToJSON(message.onDisconnect);
     }
+    if (message.resumeWindowSeconds !== 0) {
+      obj.resumeWindowSeconds = floatToJson(message.resumeWindowSeconds);
+    }
     return obj;
   },
 
@@ -1326,6 +1354,7 @@ export const StartTurn: MessageFns<StartTurn> = {
     message.maxModelCalls = object.maxModelCalls ?? 0;
     message.clientToolTimeoutSeconds = object.clientToolTimeoutSeconds ?? 0;
     message.onDisconnect = object.onDisconnect ?? 0;
+    message.resumeWindowSeconds = object.resumeWindowSeconds ?? 0;
     return message;
   },
 };
