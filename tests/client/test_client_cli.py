@@ -255,3 +255,25 @@ async def test_sessions_and_runs_commands(live: LiveServer) -> None:
     assert deleted.json() == {"deleted_messages": 2}
     assert missing.code == 3 and missing.err.startswith("error: SESSION_NOT_FOUND: ")
     assert no_default.code == 6 and no_default.err.startswith("error: NO_DEFAULT_AGENT: ")
+
+
+async def test_run_detach_then_runs_follow_from_another_process(
+    live: LiveServer, slow_admin: DevModelAdmin
+) -> None:
+    async with AsyncOrchestrator(live.address) as client:
+        await client.create_agent("echo")
+        started = await cli(live.address, "run", "echo", "answer slowly", "--detach")
+        assert started.code == 0, started.err
+        run_id = started.out.strip()
+        assert run_id.startswith("run_")
+        # The first process is gone; the run goes on and is followed from a second.
+        followed = await cli(live.address, "runs", "follow", run_id)
+        assert followed.code == 0, followed.err
+        run = await client.get_run(run_id)
+        assert run.status is RunStatus.COMPLETED
+        assert followed.out == run.output + "\n"
+        tail = await cli(live.address, "runs", "follow", run_id, "--after", "3", "--json")
+        sequences = [int(str(e["sequence"])) for e in tail.json_lines()]
+        assert sequences[0] == 4 and sequences == list(range(4, 4 + len(sequences)))
+        missing = await cli(live.address, "runs", "follow", "run_nope")
+        assert missing.code != 0 and "RUN_NOT_FOUND" in missing.err

@@ -42,6 +42,7 @@ PUBLIC = sorted(
 # What a blocking method returns where it is not what the coroutine returns.
 BLOCKING_RETURNS: dict[str, object] = {
     "stream": SyncRunStream,
+    "follow": SyncRunStream,
     "chat": SyncChat,
     "stream_team": SyncCollaborationStream,
     "stream_pipeline": SyncCollaborationStream,

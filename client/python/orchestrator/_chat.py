@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from . import _convert
 from . import types as t
+from ._resume import RESUME_WINDOW_SECONDS, Resumption
 from ._stream import AsyncClosing, OpenCall, RunStream, _RunCall
 from ._tools import ClientTool
 from .v1 import run_pb2
@@ -26,8 +27,10 @@ class ChatSession(AsyncClosing):
         wait_if_busy: bool,
         tools: Mapping[str, ClientTool] | None = None,
         tool_timeout: float | None = None,
+        resumption: Resumption | None = None,
     ) -> None:
         self._open_call = open_call
+        self._resumption = resumption
         self._tools = dict(tools or {})
         self._tool_timeout = tool_timeout
         self.agent_id = agent_id
@@ -51,6 +54,7 @@ class ChatSession(AsyncClosing):
             wait_if_busy=self._wait_if_busy,
             tools=self._tools,
             tool_timeout=self._tool_timeout,
+            resume_window=RESUME_WINDOW_SECONDS if self._resumption else 0.0,
         )
         turn = _ChatTurn(self, start, self._turn)
         self._turn = turn
@@ -76,6 +80,7 @@ class ChatSession(AsyncClosing):
         self._closed = True
         if self._call is not None and not self._call.ended:
             if self._turn is not None and not self._turn._done:
+                await self._turn.cancel_resumable()
                 self._call.abort()
             else:
                 await self._call.finish()
@@ -87,7 +92,7 @@ class _ChatTurn(RunStream):
     def __init__(
         self, chat: ChatSession, start: run_pb2.StartTurn, previous: RunStream | None
     ) -> None:
-        super().__init__(chat._shared_call, start, chat._tools)
+        super().__init__(chat._shared_call, start, chat._tools, chat._resumption)
         self._chat = chat
         self._previous = previous
 

@@ -15,8 +15,10 @@ import grpc
 
 from . import _channel
 from ._collaboration import CollaborationStream
-from ._stream import OpenCall, _RunCall
+from ._resume import Resumption
+from ._stream import OpenCall, _FollowCall, _RunCall
 from .errors import Unavailable, from_rpc_error
+from .v1 import orchestrator_service_pb2 as pb
 from .v1 import orchestrator_service_pb2_grpc as pb_grpc
 
 R = TypeVar("R")
@@ -115,6 +117,17 @@ class Connection:
 
     def _open_run_call(self, timeout: float | None) -> OpenCall:
         return lambda: _RunCall(self._stub, self._metadata, timeout)
+
+    def _resumption(self, timeout: float | None) -> Resumption:
+        """How a turn resumes after a dropped connection (FollowRun; CancelRun)."""
+        return Resumption(
+            follow=lambda run_id, after: _FollowCall(
+                self._stub, self._metadata, timeout, run_id, after
+            ),
+            cancel_run=lambda run_id: self._stub.CancelRun(
+                pb.CancelRunRequest(run_id=run_id), metadata=self._metadata, timeout=5.0
+            ),
+        )
 
     def _collaboration(
         self, method: Callable[..., Any], request: Any, timeout: float | None

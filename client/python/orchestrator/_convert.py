@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
@@ -183,6 +184,11 @@ def run_from_pb(pb: run_pb2.Run) -> t.Run:
     )
 
 
+def new_request_id() -> str:
+    """A request id for a start that may be sent again (a resumable turn)."""
+    return f"resume-{uuid.uuid4().hex}"
+
+
 def start_turn(
     message: str,
     *,
@@ -192,8 +198,14 @@ def start_turn(
     wait_if_busy: bool,
     tools: Mapping[str, ClientTool],
     tool_timeout: float | None,
+    resume_window: float = 0.0,
+    detach: bool = False,
 ) -> run_pb2.StartTurn:
-    """The StartTurn of one turn, for `stream`/`run` and for every turn of a chat."""
+    """The StartTurn of one turn, for `stream`/`run` and for every turn of a chat. A
+    resumable turn (`resume_window` > 0) always carries a request id: sent again after
+    a dropped connection, it is run once."""
+    if resume_window and not request_id:
+        request_id = new_request_id()
     return run_pb2.StartTurn(
         agent_id=agent_id,
         session_id=session_id,
@@ -202,6 +214,10 @@ def start_turn(
         busy_policy=run_pb2.BUSY_POLICY_ENQUEUE if wait_if_busy else run_pb2.BUSY_POLICY_REJECT,
         client_tools=[tool.definition() for tool in tools.values()],
         client_tool_timeout_seconds=tool_timeout or 0,
+        resume_window_seconds=0.0 if detach else resume_window,
+        on_disconnect=(
+            run_pb2.DISCONNECT_POLICY_CONTINUE if detach else run_pb2.DISCONNECT_POLICY_CANCEL
+        ),
     )
 
 

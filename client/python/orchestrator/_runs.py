@@ -11,8 +11,9 @@ from . import _convert, _tools
 from . import types as t
 from ._chat import ChatSession
 from ._connection import Connection
+from ._resume import RESUME_WINDOW_SECONDS
 from ._signatures import same_parameters
-from ._stream import RunStream
+from ._stream import FollowedRun, RunStream
 from .errors import InternalError, OrchestratorError, error_class
 from .v1 import orchestrator_service_pb2 as pb
 
@@ -47,6 +48,8 @@ class RunCalls(Connection):
         timeout: float | None = None,
         tools: Iterable[_tools.ToolLike] | None = None,
         tool_timeout: float | None = None,
+        resume: bool = True,
+        detach: bool = False,
     ) -> RunStream:
         """Run one turn and stream its typed events (`async for`; blocking client: `for`).
 
@@ -64,6 +67,17 @@ class RunCalls(Connection):
         the exception's text as the error the model sees; the ToolCallStarted and
         ToolCallFinished events still arrive. `tool_timeout` is how long the server waits
         for each result (default 60 s).
+
+        `resume` (default True): when the connection drops (UNAVAILABLE from the
+        transport: a balancer restart, a flaky network), the stream carries on over a new
+        connection (FollowRun from the last event seen), so every event still arrives
+        exactly once and the run completes once; the server keeps the run 30 s for it.
+        Closing the stream early still cancels the run. `resume=False` cancels the run
+        on the server as soon as the connection drops.
+
+        `detach=True`: the run goes on when this stream is closed or this process exits
+        (DisconnectPolicy CONTINUE): follow it with `follow(run_id)` from anywhere, stop
+        it with `cancel_run`.
         """
         by_name = _tools.client_tools(tools)
         start = _convert.start_turn(
@@ -74,8 +88,17 @@ class RunCalls(Connection):
             wait_if_busy=wait_if_busy,
             tools=by_name,
             tool_timeout=tool_timeout,
+            resume_window=RESUME_WINDOW_SECONDS if resume else 0.0,
+            detach=detach,
         )
-        return RunStream(self._open_run_call(timeout or self._timeout), start, by_name)
+        deadline = timeout or self._timeout
+        return RunStream(
+            self._open_run_call(deadline),
+            start,
+            by_name,
+            self._resumption(deadline) if resume or detach else None,
+            detached=detach,
+        )
 
     @same_parameters(stream)
     async def run(self, *args: Any, **kwargs: Any) -> str:
@@ -104,12 +127,14 @@ class RunCalls(Connection):
         wait_if_busy: bool = False,
         tools: Iterable[_tools.ToolLike] | None = None,
         tool_timeout: float | None = None,
+        resume: bool = True,
     ) -> ChatSession:
         """A multi-turn conversation on one Run stream: `[async] with client.chat(...) as chat`.
 
         `chat.send(message)` starts a turn and returns its events; `chat.cancel()` cancels
         the turn in progress. Chats have no default deadline: they stay open while idle.
-        `tools` are client-side tools offered in every turn (see `stream`).
+        `tools` are client-side tools offered in every turn, and `resume` applies to every
+        turn (see `stream`).
         """
         return ChatSession(
             self._open_run_call(None),
@@ -118,6 +143,28 @@ class RunCalls(Connection):
             wait_if_busy,
             _tools.client_tools(tools),
             tool_timeout,
+            self._resumption(None) if resume else None,
+        )
+
+    def follow(
+        self,
+        run_id: str,
+        *,
+        after_sequence: int = 0,
+        tools: Iterable[_tools.ToolLike] | None = None,
+        timeout: float | None = None,
+    ) -> FollowedRun:
+        """Follow a run from any connection or process: its events after
+        `after_sequence` (stored ones first, then live ones) until it ends; a failed run
+        raises its typed error. Works for runs started elsewhere (a detached run, a
+        caller that went away) and for finished runs until the server's journal drops
+        their events (RunEventsUnavailable). `tools` answer the run's client-tool calls
+        (a call it still waits for is sent to each new follower). Resumes across dropped
+        connections; leaving early leaves the run alone (`cancel()` cancels it).
+        """
+        deadline = timeout or self._timeout
+        return FollowedRun(
+            run_id, after_sequence, self._resumption(deadline), _tools.client_tools(tools)
         )
 
     async def get_run(self, run_id: str) -> t.Run:

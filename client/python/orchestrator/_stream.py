@@ -3,86 +3,24 @@
 The request side of a Run stream is fed from a queue and stays open until the turn's
 final event, so that the client can still send on it while a turn runs: a cancel now,
 and later the results of client-side tools. A turn that fails ends the whole stream with
-its status (see the Run RPC), so a chat opens a new stream for the next turn.
+its status (see the Run RPC), so a chat opens a new stream for the next turn. A turn
+whose connection drops resumes on a new one (`_resume.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Mapping
 from typing import Self
 
-import grpc
-
-from . import _convert
 from . import types as t
+from ._calls import _FollowCall, _RunCall
+from ._resume import Resumption, transient
 from ._tools import ClientTool
-from .errors import from_rpc_error
-from .v1 import orchestrator_service_pb2_grpc as pb_grpc
 from .v1 import run_pb2
 
-
-class _RunCall:
-    """One open Run RPC: requests go through a queue, events come back typed."""
-
-    def __init__(
-        self,
-        stub: pb_grpc.OrchestratorServiceAsyncStub,
-        metadata: Sequence[tuple[str, str]],
-        timeout: float | None,
-    ) -> None:
-        self._requests: asyncio.Queue[run_pb2.RunRequest | None] = asyncio.Queue()
-        self._call: grpc.aio.StreamStreamCall[run_pb2.RunRequest, run_pb2.RunEvent] = stub.Run(
-            self._request_stream(), metadata=metadata, timeout=timeout
-        )
-        self.ended = False
-
-    async def _request_stream(self) -> AsyncIterator[run_pb2.RunRequest]:
-        while True:
-            request = await self._requests.get()
-            if request is None:
-                return
-            yield request
-
-    def send(self, request: run_pb2.RunRequest) -> None:
-        """Queue a message for the server (never blocks)."""
-        self._requests.put_nowait(request)
-
-    def half_close(self) -> None:
-        """End the request side: the server finishes the turns in flight, then the stream."""
-        self._requests.put_nowait(None)
-
-    async def next_event(self) -> t.RunEvent | None:
-        """The next event, None at the end of the stream; a failed stream raises typed."""
-        while not self.ended:
-            try:
-                message = await self._call.read()
-            except grpc.RpcError as error:
-                self.ended = True
-                raise from_rpc_error(error) from None
-            if message is grpc.aio.EOF:
-                self.ended = True
-                return None
-            assert isinstance(message, run_pb2.RunEvent)
-            event = _convert.event_from_pb(message)
-            if event is not None:
-                return event
-        return None
-
-    async def finish(self) -> None:
-        """Half-close and read to the end, so the call ends with its status, not a cancel."""
-        self.half_close()
-        try:
-            while await self.next_event() is not None:
-                pass
-        except Exception:
-            # The turn this call was opened for is over; a late error has nobody to go to.
-            self.abort()
-
-    def abort(self) -> None:
-        """Cancel the RPC (the server cancels a turn still running)."""
-        self.ended = True
-        self._call.cancel()
+__all__ = ["AsyncClosing", "FollowedRun", "OpenCall", "RunStream", "_FollowCall", "_RunCall"]
 
 
 OpenCall = Callable[[], _RunCall]
@@ -114,15 +52,25 @@ class RunStream(AsyncClosing):
         open_call: OpenCall,
         start: run_pb2.StartTurn,
         tools: Mapping[str, ClientTool] | None = None,
+        resumption: Resumption | None = None,
+        *,
+        detached: bool = False,
     ) -> None:
         self._open_call = open_call
+        self._detached = detached  # the run goes on when this stream is left
         self._start = start
         self._call: _RunCall | None = None
         self._done = False
         self._cancel_requested = False
         self._tools = dict(tools or {})
         self._tool_tasks: set[asyncio.Task[None]] = set()
+        # Client-tool calls started here, and the results already computed (a call the
+        # server sends again after a reconnect is answered from these).
+        self._tool_calls: set[str] = set()
+        self._answers: dict[str, tuple[str, str]] = {}
         self._replayed = False
+        self._resumption = resumption
+        self._last_sequence = 0  # of this turn's own events
         self.run_id = ""
         """The run's id, known once its RunStarted event arrived."""
         self.session_id = start.session_id
@@ -136,13 +84,7 @@ class RunStream(AsyncClosing):
         if self._call is None:
             self._call = await self._open()
             self._call.send(run_pb2.RunRequest(start=self._start))
-        try:
-            event = await self._call.next_event()
-        except BaseException:
-            self._done = True
-            self._stop_tools()
-            self._after_failure(self._call)
-            raise
+        event = await self._next_new_event()
         if event is None:
             self._done = True
             self._stop_tools()
@@ -153,10 +95,56 @@ class RunStream(AsyncClosing):
         elif self.is_own_end(event):
             self._done = True
             self._stop_tools()
-            await self._after_own_end(self._call)
+            await self._end_of_own_call(self._call)
         else:
             self._maybe_run_tool(event)
         return event
+
+    async def _next_new_event(self) -> t.RunEvent | None:
+        """The next event not seen before, resuming on a new connection when the
+        connection drops (see _resume.py)."""
+        while True:
+            assert self._call is not None
+            try:
+                event = await self._call.next_event()
+            except BaseException as error:
+                if self._resumption is None or self._done or not transient(error):
+                    self._done = True
+                    self._stop_tools()
+                    if not isinstance(error, Exception):
+                        # The reader was cancelled (Ctrl-C, a timeout around the loop):
+                        # the run must not wait out its resume window.
+                        await self.cancel_resumable()
+                    self._after_failure(self._call)
+                    raise
+                await self._reconnect(error)
+                continue
+            if self._resumption is not None and event is not None:
+                self._resumption.succeeded()
+            if event is None or not self._seen(event):
+                return event
+
+    async def _reconnect(self, error: BaseException) -> None:
+        assert self._resumption is not None
+        assert self._call is not None
+        self._after_failure(self._call)
+        await self._resumption.pause(error)
+        if self.run_id:
+            self._call = self._resumption.follow(self.run_id, self._last_sequence)
+        else:  # the same start again: its request id makes the server run it once
+            self._call = await self._open()
+            self._call.send(run_pb2.RunRequest(start=self._start))
+
+    def _seen(self, event: t.RunEvent) -> bool:
+        """Whether this turn's own event arrived before a reconnect (a client-tool call
+        the run still waits for is answered again)."""
+        if not self.run_id or event.run_id != self.run_id:
+            return False
+        if event.sequence > self._last_sequence:
+            self._last_sequence = event.sequence
+            return False
+        self._maybe_run_tool(event)
+        return True
 
     async def _open(self) -> _RunCall:
         """The call this turn runs on (a chat's turns share theirs)."""
@@ -169,6 +157,13 @@ class RunStream(AsyncClosing):
     async def _after_own_end(self, call: _RunCall) -> None:
         await call.finish()
 
+    async def _end_of_own_call(self, call: _RunCall) -> None:
+        """After the turn's last event: a call opened to resume it is finished here."""
+        if isinstance(call, _FollowCall):
+            await call.finish()
+        else:
+            await self._after_own_end(call)
+
     def _maybe_run_tool(self, event: t.RunEvent) -> None:
         """Start a client tool call the server asked this stream for (runs concurrently)."""
         if not (
@@ -178,23 +173,33 @@ class RunStream(AsyncClosing):
             and self._call is not None
         ):
             return
-        task = asyncio.create_task(self._run_tool(self._call, event.call))
+        call_id = event.call.call_id
+        if call_id in self._answers:  # computed before the connection dropped
+            self._send_result(call_id, *self._answers[call_id])
+            return
+        if call_id in self._tool_calls:
+            return  # still running: it answers on the connection open when it ends
+        self._tool_calls.add(call_id)
+        task = asyncio.create_task(self._run_tool(event.call))
         self._tool_tasks.add(task)
         task.add_done_callback(self._tool_tasks.discard)
 
-    async def _run_tool(self, call: _RunCall, tool_call: t.ToolCall) -> None:
+    async def _run_tool(self, tool_call: t.ToolCall) -> None:
         tool = self._tools.get(tool_call.name)
         if tool is None:
             output, error = "", f"this client has no tool named {tool_call.name!r}"
         else:
             output, error = await tool.invoke(tool_call.arguments_json)
+        self._answers[tool_call.call_id] = (output, error)
+        self._send_result(tool_call.call_id, output, error)
+
+    def _send_result(self, call_id: str, output: str, error: str) -> None:
+        call = self._call
         # After a cancel the server no longer waits for it (a late result is a stream error).
-        if not call.ended and not self._cancel_requested and not self._done:
+        if call is not None and not call.ended and not self._cancel_requested and not self._done:
             call.send(
                 run_pb2.RunRequest(
-                    tool_result=run_pb2.ToolResult(
-                        call_id=tool_call.call_id, output=output, error=error
-                    )
+                    tool_result=run_pb2.ToolResult(call_id=call_id, output=output, error=error)
                 )
             )
 
@@ -209,6 +214,7 @@ class RunStream(AsyncClosing):
         if self.run_id or not isinstance(event, t.RunStarted) or event.parent_run_id:
             return False
         self.run_id = event.run_id
+        self._last_sequence = event.sequence
         self.session_id = event.session_id
         # A replayed run's tool calls were answered by the stream that started it.
         self._replayed = event.replayed
@@ -236,6 +242,49 @@ class RunStream(AsyncClosing):
 
     async def aclose(self) -> None:
         """Stop reading; a turn still running is cancelled on the server."""
+        self._stop_tools()
+        if not self._done:
+            self._done = True
+            await self.cancel_resumable()
+            if self._call is not None:
+                self._call.abort()
+
+    async def cancel_resumable(self) -> None:
+        """Cancel a resumable run that is still going (CancelRun): dropping its stream
+        would leave it waiting out its resume window for a follower."""
+        if self._resumption is not None and self.run_id and not self._detached:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._resumption.cancel_run(self.run_id), 5.0)
+
+
+class FollowedRun(RunStream):
+    """The events of a run started elsewhere (`AsyncOrchestrator.follow`): iterate it
+    like a turn's stream. It answers only the client-tool calls it has tools for (a
+    call the run waits for is sent to each new follower) and `cancel()` cancels the run;
+    leaving it early leaves the run alone. A dropped connection is resumed."""
+
+    def __init__(
+        self,
+        run_id: str,
+        after_sequence: int,
+        resumption: Resumption,
+        tools: Mapping[str, ClientTool] | None = None,
+    ) -> None:
+        super().__init__(
+            lambda: resumption.follow(run_id, after_sequence),
+            run_pb2.StartTurn(),
+            tools,
+            resumption,
+        )
+        self.run_id = run_id
+        self._last_sequence = after_sequence
+
+    def _maybe_run_tool(self, event: t.RunEvent) -> None:
+        if isinstance(event, t.ToolCallStarted) and event.call.name in self._tools:
+            super()._maybe_run_tool(event)
+
+    async def aclose(self) -> None:
+        """Stop following (the run goes on)."""
         self._stop_tools()
         if not self._done:
             self._done = True

@@ -101,6 +101,7 @@ class Orchestrator(Blocking):
     iter_runs = blocking(AsyncOrchestrator.iter_runs)
     list_runs = blocking(AsyncOrchestrator.list_runs)
     cancel_run = blocking(AsyncOrchestrator.cancel_run)
+    follow = blocking(AsyncOrchestrator.follow)
     list_sessions = blocking(AsyncOrchestrator.list_sessions)
     list_messages = blocking(AsyncOrchestrator.list_messages)
     delete_session = blocking(AsyncOrchestrator.delete_session)

@@ -1,10 +1,20 @@
-"""`runs list|get|cancel`: run records."""
+"""`runs list|get|cancel|follow`: run records, and following a run's events."""
 
 from __future__ import annotations
 
+import argparse
+
 from .. import types as t
+from .._client import AsyncOrchestrator
 from .output import Output, when
 from .tree import CommandTree, showing
+from .turns import print_events
+
+
+async def follow_command(client: AsyncOrchestrator, args: argparse.Namespace, out: Output) -> int:
+    """`runs follow RUN`: print a run's answer (or events) from `--after` on until it ends."""
+    async with client.follow(args.run_id, after_sequence=args.after) as events:
+        return await print_events(events, out)
 
 
 def print_run(out: Output, run: t.Run) -> None:
@@ -50,4 +60,11 @@ def register(tree: CommandTree) -> None:
     cancel = showing(lambda client, args: client.cancel_run(args.run_id), print_run)
     tree.leaf(runs, "cancel", cancel, "cancel a queued or running run").add_argument(
         "run_id", metavar="RUN"
+    )
+    p = tree.leaf(
+        runs, "follow", follow_command, "stream a run's events (from another terminal or host)"
+    )
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument(
+        "--after", type=int, default=0, help="the last sequence number already seen (default 0)"
     )

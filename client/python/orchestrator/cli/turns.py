@@ -46,8 +46,23 @@ async def run_command(client: AsyncOrchestrator, args: argparse.Namespace, out: 
         session_id=args.session,
         request_id=args.request_id,
         wait_if_busy=args.wait,
+        detach=args.detach,
     ) as stream:
+        if args.detach:
+            return await print_run_id(stream, out)
         return await print_events(stream, out)
+
+
+async def print_run_id(stream: RunStream, out: Output) -> int:
+    """`run --detach`: the run's id once it is stored (it goes on without this process)."""
+    async for event in stream:
+        if isinstance(event, t.RunStarted) and event.run_id == stream.run_id:
+            if out.json:
+                out.json_line(event)
+            else:
+                out.text(f"{event.run_id}\n")
+            return EXIT_OK
+    return EXIT_OK
 
 
 async def _read_message(out: Output, prompt: bool) -> str | None:
@@ -110,6 +125,11 @@ def register(tree: CommandTree) -> None:
     p.add_argument("--request-id", help="idempotency key: repeating it replays the run")
     p.add_argument(
         "--wait", action="store_true", help="queue behind a busy session instead of failing"
+    )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="print the run id once it is stored and exit; the run goes on (`runs follow`)",
     )
 
     p = tree.leaf(
