@@ -7,11 +7,14 @@ import asyncio
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from .chart import chart
 from .config import FULL, QUICK, RESULTS, ROOT, SECTIONS, Mode
 from .fairness import fairness_section
+from .follow import follow_section
 from .replicas import replicas_section
 from .report import print_report, write_json
 from .results import Results
@@ -99,6 +102,10 @@ async def main_async(args: argparse.Namespace) -> int:
     if "replicas" in selected:
         print("[replicas]", flush=True)
         await replicas_section(mode, results, args.provider_concurrency)
+    if "follow" in selected:
+        print("[follow]", flush=True)
+        with tempfile.TemporaryDirectory() as work_dir:
+            await follow_section(mode, results, Path(work_dir))
     if "team" in selected:
         print("[team]", flush=True)
         await team_section(mode, results)

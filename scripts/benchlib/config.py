@@ -14,7 +14,17 @@ LOGS = RESULTS / "logs"
 WORK = RESULTS / "work"  # databases of this run, recreated by every run
 PY = sys.executable
 ECHO_SERVER = ROOT / "scripts" / "bench_echo_server.py"
-SECTIONS = ("limits", "runs", "peer", "agents", "scale", "replicas", "team", "fairness")
+SECTIONS = (
+    "limits",
+    "runs",
+    "peer",
+    "agents",
+    "scale",
+    "replicas",
+    "follow",
+    "team",
+    "fairness",
+)
 
 TOKENS = 20  # tokens per model answer, and messages per bare gRPC stream
 SYSTEM = "You are a benchmark agent."

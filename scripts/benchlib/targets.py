@@ -153,11 +153,44 @@ def store_targets(results: Results) -> list[Target]:
     ]
 
 
+def follow_targets(results: Results) -> list[Target]:
+    """Every one of 1,000 followers gets every event; INTERRUPT starts the new run within
+    100 ms (p50 and p99)."""
+    interrupt = "follow.interrupt_ms"
+    return [
+        Target(
+            "followers of one run with every event (of 1,000)",
+            results.value("follow.complete"),
+            1000.0,
+            True,
+            "followers",
+            "follow.complete",
+        ),
+        Target(
+            "INTERRUPT: new run started, p50",
+            results.value(interrupt),
+            100.0,
+            False,
+            "ms",
+            interrupt,
+        ),
+        Target(
+            "INTERRUPT: new run started, p99",
+            results.extra(interrupt, "p99_ms"),
+            100.0,
+            False,
+            "ms",
+            f"{interrupt} p99_ms",
+        ),
+    ]
+
+
 def targets(results: Results) -> list[Target]:
     """The issue's targets, as ratios measured in this run."""
     return [
         *ratio_targets(results),
         *store_targets(results),
         *bound_targets(results),
+        *follow_targets(results),
         fairness_target(results),
     ]

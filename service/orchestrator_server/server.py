@@ -206,7 +206,7 @@ async def create_app(settings: Settings) -> App:
         runs,
         records,
         journal,
-        RunFollowing(journal, records, stores.coordination),
+        RunFollowing(journal, records, stores.coordination, runs.active),
         conversations,
         tools,
         teams,

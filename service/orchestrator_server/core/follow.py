@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Iterator
 
 from . import events as ev
+from .active_runs import ActiveRuns
 from .coordination_port import POLL_SECONDS, Coordination, run_key
 from .errors import FailedPreconditionError, InvalidArgumentError, Reason, UnavailableError
 from .journal import READ_BATCH, Journal
@@ -52,10 +53,18 @@ ANNOUNCE_SECONDS = 0.25
 class RunFollowing:
     """Streams the events of runs to followers."""
 
-    def __init__(self, journal: Journal, records: RunRecords, coordination: Coordination) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        records: RunRecords,
+        coordination: Coordination,
+        active: ActiveRuns | None = None,
+    ) -> None:
         self._journal = journal
         self._records = records
         self._coordination = coordination
+        # Follow streams count among the open streams (server-wide and per tenant).
+        self.active = active or ActiveRuns()
         # Runs executed elsewhere that followers here follow (counted), announced to
         # their replicas every ANNOUNCE_SECONDS while any is.
         self._remote: Counter[tuple[str, str]] = Counter()

@@ -5,7 +5,8 @@ stream then carries the run's events after it until the run ends. Later commands
 a client-tool call the run waits for, or cancel the run; both need the permission to run
 (PERMISSION_DENIED otherwise). A tool result reaches the run when this replica executes
 it; one nobody here waits for ends the stream with UNEXPECTED_TOOL_RESULT. Nothing is
-buffered: commands are applied as they arrive.
+buffered: commands are applied as they arrive. A follow stream counts among the open
+streams of its tenant and of the server (QUOTA_EXCEEDED past `max_streams*`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class FollowStream:
         if not isinstance(first, FollowStart):
             raise protocol_violation("the first message must be a start")
         run, feed = await self._following.open(self._tenant, first.run_id, first.after_sequence)
+        self._following.active.open_stream(self._tenant)  # QUOTA_EXCEEDED past the limits
         reader = asyncio.create_task(self._read(commands, run.run_id, feed), name="follow reader")
         try:
             events = self._following.follow(
@@ -65,6 +67,7 @@ class FollowStream:
                 async for event in items:
                     yield event
         finally:
+            self._following.active.close_stream(self._tenant)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
