@@ -200,6 +200,25 @@ def _provider(data: dict[str, Any]) -> ProviderConfig:
     return ProviderConfig(**data)
 
 
+def _check_ranges(values: dict[str, Any]) -> None:
+    """Integer limits (made ints), bounded durations and TLS file pairs; ValueError."""
+    for limit in _LIMITS:
+        if limit in values:
+            values[limit] = int(values[limit])
+            if values[limit] < 1:
+                raise ValueError(f"{limit} must be at least 1")
+    if values.get("journal_retention_hours", 1.0) <= 0:
+        raise ValueError("journal_retention_hours must be positive")
+    if values.get("journal_flush_ms", 50) > 10_000:
+        raise ValueError("journal_flush_ms must be at most 10000")
+    if not 1.0 <= values.get("lease_seconds", 10.0) <= 300.0:
+        raise ValueError("lease_seconds must be between 1 and 300")
+    if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):
+        raise ValueError("TLS needs both a certificate and a key file")
+    if values.get("tls_client_ca_file") and not values.get("tls_cert_file"):
+        raise ValueError("a TLS client CA (mutual TLS) needs the server's certificate and key")
+
+
 def load_settings(
     config_path: str | None = None, overrides: dict[str, Any] | None = None
 ) -> Settings:
@@ -244,21 +263,7 @@ def load_settings(
             values[name] = _flag(values[name], name)
     auth_env = os.environ.get("ORCHESTRATOR_AUTH", "")
     values["auth"] = parse_auth(auth_table, enabled_by_env=_flag(auth_env or "off", "auth"))
-    for limit in _LIMITS:
-        if limit in values:
-            values[limit] = int(values[limit])
-            if values[limit] < 1:
-                raise ValueError(f"{limit} must be at least 1")
-    if values.get("journal_retention_hours", 1.0) <= 0:
-        raise ValueError("journal_retention_hours must be positive")
-    if values.get("journal_flush_ms", 50) > 10_000:
-        raise ValueError("journal_flush_ms must be at most 10000")
-    if not 1.0 <= values.get("lease_seconds", 10.0) <= 300.0:
-        raise ValueError("lease_seconds must be between 1 and 300")
-    if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):
-        raise ValueError("TLS needs both a certificate and a key file")
-    if values.get("tls_client_ca_file") and not values.get("tls_cert_file"):
-        raise ValueError("a TLS client CA (mutual TLS) needs the server's certificate and key")
+    _check_ranges(values)
     values["providers"] = tuple(providers)
     if not values.get("default_provider") and providers:
         values["default_provider"] = providers[0].name

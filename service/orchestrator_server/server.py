@@ -11,7 +11,6 @@ import contextlib
 import gc
 import importlib
 import logging
-import secrets
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from .api.agents_servicer import AgentRpcs
 from .api.collaboration_servicer import CollaborationRpcs
 from .api.handlers import generic_handler
 from .api.runs_servicer import RunRpcs
-from .config import DEV_PROVIDER, Settings
+from .config import Settings
 from .core.active_runs import RunLimits
 from .core.agents import AgentRegistry
 from .core.collaboration import Collaborations
@@ -43,11 +42,10 @@ from .core.run_records import RunRecords
 from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
 from .core.teams import TeamRegistry
+from .dev_model_setup import start_dev_model
 from .loop_monitor import LoopLagMonitor
 from .metrics import ServerMetrics
 from .models.catalog import ProviderCatalog
-from .models.provider_config import ProviderConfig
-from .server_checks import listens_on_loopback
 from .store_setup import Stores, open_stores
 from .tools.builtins import builtin_tools
 from .tools.plugins import plugin_tools
@@ -152,6 +150,18 @@ def run_limits(settings: Settings) -> RunLimits:
     )
 
 
+def start_journal(settings: Settings, stores: Stores) -> Journal:
+    """The journal of run events on the store, as configured, with its writer running."""
+    journal = Journal(
+        stores.journal,
+        flush_seconds=settings.journal_flush_ms / 1000,
+        retention_seconds=settings.journal_retention_hours * 3600,
+        max_bytes=settings.journal_max_mb << 20,
+    )
+    journal.start()
+    return journal
+
+
 async def create_app(settings: Settings) -> App:
     """Open the store and build the core around it."""
     stores = await open_stores(settings)
@@ -168,13 +178,7 @@ async def create_app(settings: Settings) -> App:
     mcp = await start_mcp(settings, tools) if settings.mcp_servers else None
     access = await build_access(settings, stores.access, tokens, catalog)
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown, policy=access.policies)
-    journal = Journal(
-        stores.journal,
-        flush_seconds=settings.journal_flush_ms / 1000,
-        retention_seconds=settings.journal_retention_hours * 3600,
-        max_bytes=settings.journal_max_mb << 20,
-    )
-    journal.start()
+    journal = start_journal(settings, stores)
     runs = RunEngine(
         store,
         agents,
@@ -275,41 +279,6 @@ def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.a
     if port == 0:
         raise OSError(f"could not bind {app.settings.address}")
     return server, port
-
-
-async def start_dev_model(settings: Settings) -> tuple[Settings, Any]:
-    """Start the bundled development model server if no provider is configured, and only
-    for a server that listens on loopback (`--dev-model on` forces it). Its `/_dev/` API,
-    which returns every prompt it recorded, answers only with a token nobody else has."""
-    wanted = settings.dev_model.lower()
-    if wanted == "off" or (wanted == "auto" and settings.providers):
-        return settings, None
-    if wanted == "auto" and not listens_on_loopback(settings.address):
-        log.warning(
-            "no model provider is configured and the server listens on %s, beyond this "
-            "machine: the development model server is not started (configure providers, "
-            "or pass --dev-model on); turns fail with PROVIDER_NOT_CONFIGURED",
-            settings.address,
-        )
-        return settings, None
-    from orchestrator_devmodel import DevModelConfig, DevModelProcess
-
-    process = DevModelProcess(
-        DevModelConfig(
-            latency_ms=settings.dev_model_latency_ms,
-            tokens_per_second=settings.dev_model_tokens_per_second,
-            admin_token=secrets.token_urlsafe(32),
-        )
-    )
-    await process.astart()
-    log.warning(
-        "no model provider is configured: using the bundled development model server at %s "
-        "(deterministic echo answers; configure providers for real models)",
-        process.base_url,
-    )
-    dev = ProviderConfig(name=DEV_PROVIDER, base_url=process.base_url, default_model="dev-echo")
-    providers = [*settings.providers, dev]
-    return settings.with_providers(providers, settings.default_provider or DEV_PROVIDER), process
 
 
 async def _warm_up(app: App) -> None:

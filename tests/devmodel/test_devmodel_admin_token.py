@@ -8,7 +8,8 @@ import pytest
 
 from orchestrator_devmodel import DevModelAdmin, DevModelConfig, DevModelProcess, DevModelServer
 from orchestrator_server.config import Settings
-from orchestrator_server.server import listens_on_loopback, start_dev_model
+from orchestrator_server.dev_model_setup import start_dev_model
+from orchestrator_server.server_checks import listens_on_loopback
 
 
 async def test_the_admin_api_answers_only_with_the_token() -> None:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .errors import UnavailableError
 from .journal_codec import encode_chunk
@@ -207,3 +207,21 @@ class Journal:
         ) > 0:
             total += deleted
         return total
+
+
+class NoJournalStore:
+    """A journal store that keeps nothing (an engine built without one: feeds live in
+    memory only)."""
+
+    async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
+        """Keep nothing."""
+
+    async def run_events(
+        self, tenant: str, run_id: str, after: int, limit: int
+    ) -> list[EventChunk]:
+        """Nothing is kept."""
+        return []
+
+    async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
+        """Nothing to prune."""
+        return 0

@@ -24,10 +24,13 @@ from contextlib import aclosing
 from typing import cast
 
 from . import events as ev
-from .active_runs import ActiveRun
+from .active_runs import ActiveRun, ActiveRuns, deadline_passed
 from .errors import OrchestratorError, Reason
+from .journal import Journal
 from .run_feed import RunFeed
 from .task_stream import TaskStream
+from .tool_calls import ClientToolBridge
+from .types import TurnRequest
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +143,42 @@ def _loop_time_of(deadline: float) -> float:
     default loops and uvloop; converted anyway in case a loop differs)."""
     loop = asyncio.get_running_loop()
     return loop.time() + (deadline - time.monotonic())
+
+
+def open_delivery(
+    journal: Journal,
+    runs: ActiveRuns,
+    active: ActiveRun,
+    request: TurnRequest,
+    deadline: float | None,
+    bridge: ClientToolBridge | None,
+) -> Delivery:
+    """The run's feed (for followers and the journal) and its delivery to the caller,
+    with what the caller leaving means for it (the request's disconnect policy)."""
+    run = active.run
+    feed = journal.open_feed(
+        active.tenant, run.run_id, run.agent_id, run.session_id, run.parent_run_id
+    )
+    if bridge is not None:
+        feed.waiting_calls, feed.deliver = bridge.waiting, bridge.deliver
+    active.feed = feed
+
+    def detachable() -> bool:
+        return (
+            (request.continue_on_disconnect or request.resume_window > 0)
+            and not runs.stopping
+            and not deadline_passed(deadline)
+        )
+
+    def abandoned() -> None:
+        runs.abandoned(active, deadline_passed(deadline))
+
+    return Delivery(
+        active,
+        feed,
+        detachable=detachable,
+        resume_window=0.0 if request.continue_on_disconnect else request.resume_window,
+        on_abandon=abandoned,
+        keep=runs.keep_detached,
+        deadline=deadline,
+    )

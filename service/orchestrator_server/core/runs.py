@@ -16,7 +16,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -32,7 +32,6 @@ from .active_runs import (
     ActiveRun,
     ActiveRuns,
     RunLimits,
-    deadline_passed,
 )
 from .agents import AgentRegistry
 from .argument_validation import in_validation_thread
@@ -40,8 +39,7 @@ from .audit import AuditTrail
 from .client_tools import ToolError, parse_client_tools
 from .coordination_port import Coordination, LocalCoordination
 from .errors import InvalidArgumentError, OrchestratorError, Reason
-from .journal import Journal
-from .journal_port import EventChunk, JournalStore
+from .journal import Journal, NoJournalStore
 from .model_loop import (
     DEFAULT_MAX_AGENT_CALLS_PER_TURN,
     DEFAULT_MAX_OUTPUT_CHARS,
@@ -51,18 +49,19 @@ from .model_loop import (
 )
 from .model_port import ModelCatalog
 from .observer import RunObserver
-from .peers import Follower, PeerCancels, cancel_elsewhere
+from .peers import Follower, PeerCancels
 from .policy import TenantPolicies
 from .replay import find_previous, replay
-from .run_delivery import Delivery
+from .run_delivery import open_delivery
 from .session_locks import Reservation, SessionLocks
 from .store_port import Store
+from .supersede import supersede
 from .task_stream import Emit, TaskStream
 from .token_window import DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT, TokenWindow
 from .tool_calls import ClientToolBridge, TurnTools
 from .tool_port import ServerTool, ToolCatalog
 from .turn import Turn, TurnServices
-from .types import Agent, Run, RunQuery, RunStatus, TurnRequest
+from .types import Agent, Run, RunStatus, TurnRequest
 from .validation import check_turn_request
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ class RunEngine:
     ) -> None:
         self._audit = audit
         # Without a journal store (unit tests of other parts), feeds live in memory only.
-        self._journal = journal or Journal(_NoJournal())
+        self._journal = journal or Journal(NoJournalStore())
         self._store = store
         self._policy = policy or TenantPolicies({})
         self._agents = agents
@@ -165,7 +164,13 @@ class RunEngine:
         key = (tenant, agent.agent_id, session_id)
         run_id = new_run_id()
         if request.interrupt_if_busy:
-            await self._supersede(tenant, agent.agent_id, session_id, run_id)
+            await supersede(
+                self.active,
+                self._store,
+                self._coordination,
+                (tenant, agent.agent_id, session_id),
+                run_id,
+            )
         self.active.admit(tenant, queued=request.wait_if_busy and self._locks.taken(key))
         self._services.tokens.check(tenant)
         # Before the run's first write, which goes out together with the model request:
@@ -179,71 +184,10 @@ class RunEngine:
         budget = agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
         active, _ = self._launch(run, agent, reservation, context)
-        delivery = self._delivery(active, request, deadline, bridge)
+        delivery = open_delivery(self._journal, self.active, active, request, deadline, bridge)
         async with aclosing(delivery.events()) as events:
             async for event in events:
                 yield event
-
-    def _delivery(
-        self,
-        active: ActiveRun,
-        request: TurnRequest,
-        deadline: float | None,
-        bridge: ClientToolBridge | None,
-    ) -> Delivery:
-        """The run's feed (for followers and the journal) and its delivery to the caller."""
-        run = active.run
-        feed = self._journal.open_feed(
-            active.tenant, run.run_id, run.agent_id, run.session_id, run.parent_run_id
-        )
-        if bridge is not None:
-            feed.waiting_calls, feed.deliver = bridge.waiting, bridge.deliver
-        active.feed = feed
-
-        def detachable() -> bool:
-            return (
-                (request.continue_on_disconnect or request.resume_window > 0)
-                and not self.active.stopping
-                and not deadline_passed(deadline)
-            )
-
-        def abandoned() -> None:
-            self.active.abandoned(active, deadline_passed(deadline))
-
-        return Delivery(
-            active,
-            feed,
-            detachable=detachable,
-            resume_window=0.0 if request.continue_on_disconnect else request.resume_window,
-            on_abandon=abandoned,
-            keep=self.active.keep_detached,
-            deadline=deadline,
-        )
-
-    async def _supersede(self, tenant: str, agent_id: str, session_id: str, run_id: str) -> None:
-        """BusyPolicy INTERRUPT: cancel the session's runs in flight (here and on other
-        replicas), each with reason RUN_SUPERSEDED naming `run_id`, and wait for their
-        outcomes."""
-        message = f"interrupted by run {run_id}"
-        local = self.active.in_session(tenant, agent_id, session_id)
-        for active in local:
-            active.cancel(Reason.RUN_SUPERSEDED, message)
-        elsewhere: list[Run] = []
-        if self._coordination.shared:
-            known = {a.run.run_id for a in local}
-            query = RunQuery(100, agent_id, session_id)
-            elsewhere = [
-                r
-                for r in await self._store.list_runs(tenant, query)
-                if not r.status.is_final and r.run_id not in known
-            ]
-        await asyncio.gather(
-            *(asyncio.shield(a.done) for a in local),
-            *(
-                cancel_elsewhere(self._store, self._coordination, tenant, r, superseded_by=run_id)
-                for r in elsewhere
-            ),
-        )
 
     def _launch(
         self, run: Run, agent: Agent, reservation: Reservation, context: TurnContext
@@ -414,21 +358,6 @@ def _new_run(
         start_time=now if immediate else None,
         owner=owner,
     )
-
-
-class _NoJournal(JournalStore):
-    """A journal store that keeps nothing."""
-
-    async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
-        return None
-
-    async def run_events(
-        self, tenant: str, run_id: str, after: int, limit: int
-    ) -> list[EventChunk]:
-        return []
-
-    async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
-        return 0
 
 
 class _NoTools:

@@ -57,10 +57,7 @@ class InMemoryStore:
         self._messages: dict[SessionKey, list[Message]] = {}
         self._sessions: dict[SessionKey, Session] = {}
         self._secret = secrets.token_bytes(32)
-        # Its run events (FollowRun); deleted with their runs.
-        self.journal = InMemoryJournalStore(
-            lambda tenant, run_id: run_id in self._tenant(tenant).runs
-        )
+        self.journal = InMemoryJournalStore(lambda t, run_id: run_id in self._tenant(t).runs)
 
     def _tenant(self, tenant: str) -> _Tenant:
         return self._tenants.setdefault(tenant, _Tenant())

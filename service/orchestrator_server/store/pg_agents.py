@@ -10,7 +10,7 @@ from ..core.errors import FailedPreconditionError, Reason
 from ..core.quotas import StorageQuotas
 from ..core.store_port import MissingAgentsError, already_exists, require
 from ..core.types import Agent, AgentSpec, NewAgent, Team, TeamSpec
-from . import pg_runs
+from . import pg_journal, pg_runs
 from .pg_runs import Conn
 from .sqlite_rows import Row, spec_from_json, spec_to_json
 from .sqlite_teams import TEAM_COLUMNS, team_from_row, team_spec_to_json
@@ -124,7 +124,7 @@ async def delete_agent(conn: Conn, tenant: str, agent_id: str, expected: int | N
         )
     # The usage shard is locked last, as every write of a run does (no lock cycle).
     stored = await pg_runs.stored_bytes(conn, tenant, "agent_id = $2", agent_id)
-    await pg_runs.forget_events(conn, tenant, "agent_id = $2", agent_id)
+    await pg_journal.forget_events(conn, tenant, "agent_id = $2", agent_id)
     for table in ("messages", "sessions", "runs", "agents"):
         await conn.execute(
             f"DELETE FROM {table} WHERE tenant = $1 AND agent_id = $2", tenant, agent_id

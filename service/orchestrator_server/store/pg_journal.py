@@ -64,6 +64,18 @@ _DELETE_CHOSEN = (
 )
 
 
+async def forget_events(conn: Conn, tenant: str, where: str, *params: str) -> None:
+    """Delete the chunks of the tenant's runs matching `where` ($2, ...), deleted with
+    their agent or session."""
+    rows = await conn.fetch(
+        f"DELETE FROM run_events WHERE tenant = $1 AND {where} RETURNING octet_length(data)",
+        tenant,
+        *params,
+    )
+    if rows:
+        await conn.execute("UPDATE journal_usage SET bytes = bytes - $1", sum(r[0] for r in rows))
+
+
 async def _prune(conn: Conn, before: float, max_bytes: int, limit: int) -> int:
     rows = await conn.fetch(_DELETE_OLD, before, limit)
     if not rows:

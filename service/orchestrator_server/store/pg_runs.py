@@ -197,18 +197,6 @@ async def _lock_session_row(conn: Conn, tenant: str, agent_id: str, session_id: 
     )
 
 
-async def forget_events(conn: Conn, tenant: str, where: str, *params: str) -> None:
-    """Delete the chunks of the tenant's runs matching `where` ($2, ...), deleted with
-    their agent or session."""
-    rows = await conn.fetch(
-        f"DELETE FROM run_events WHERE tenant = $1 AND {where} RETURNING octet_length(data)",
-        tenant,
-        *params,
-    )
-    if rows:
-        await conn.execute("UPDATE journal_usage SET bytes = bytes - $1", sum(r[0] for r in rows))
-
-
 async def delete_session(conn: Conn, tenant: str, agent_id: str, session_id: str) -> int:
     """Delete a session's messages, runs and row; SESSION_BUSY while it has a turn."""
     key = (tenant, agent_id, session_id)
@@ -223,7 +211,6 @@ async def delete_session(conn: Conn, tenant: str, agent_id: str, session_id: str
     stored = await stored_bytes(
         conn, tenant, "agent_id = $2 AND session_id = $3", agent_id, session_id
     )
-    await forget_events(conn, tenant, "agent_id = $2 AND session_id = $3", *key[1:])
     deleted = await conn.execute(
         "DELETE FROM messages WHERE tenant = $1 AND agent_id = $2 AND session_id = $3", *key
     )

@@ -33,7 +33,7 @@ from ..core.types import (
     Team,
     TeamSpec,
 )
-from . import pg_agents, pg_rows, pg_runs
+from . import pg_agents, pg_journal, pg_rows, pg_runs
 from .agent_cache import AgentCache
 from .pg_outcomes import UnrecordedEnds
 from .pg_plumbing import PostgresPlumbing, keep_session, unavailable
@@ -241,7 +241,7 @@ class PostgresStore(PostgresPlumbing):
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session; SESSION_BUSY while any replica runs a turn in it."""
-        return await self.transact(pg_runs.delete_session, tenant, agent_id, session_id)
+        return await self.transact(_delete_session, tenant, agent_id, session_id)
 
     async def append_messages(
         self, tenant: str, agent_id: str, session_id: str, messages: Sequence[Message]
@@ -365,3 +365,11 @@ class PostgresStore(PostgresPlumbing):
     ) -> None:
         """Delete a team."""
         await self.transact(pg_agents.delete_team, tenant, team_id, expected_revision)
+
+
+async def _delete_session(conn: Conn, tenant: str, agent_id: str, session_id: str) -> int:
+    """The session's rows, and its runs' events in the journal (one transaction)."""
+    deleted = await pg_runs.delete_session(conn, tenant, agent_id, session_id)
+    where = "agent_id = $2 AND session_id = $3"
+    await pg_journal.forget_events(conn, tenant, where, agent_id, session_id)
+    return deleted
