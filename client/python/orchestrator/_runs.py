@@ -68,16 +68,12 @@ class RunCalls(Connection):
         ToolCallFinished events still arrive. `tool_timeout` is how long the server waits
         for each result (default 60 s).
 
-        `resume` (default True): when the connection drops (UNAVAILABLE from the
-        transport: a balancer restart, a flaky network), the stream carries on over a new
-        connection (FollowRun from the last event seen), so every event still arrives
-        exactly once and the run completes once; the server keeps the run 30 s for it.
-        Closing the stream early still cancels the run. `resume=False` cancels the run
-        on the server as soon as the connection drops.
-
-        `detach=True`: the run goes on when this stream is closed or this process exits
-        (DisconnectPolicy CONTINUE): follow it with `follow(run_id)` from anywhere, stop
-        it with `cancel_run`.
+        `resume` (default): a dropped connection is resumed over a new one (FollowRun
+        from the last event seen): every event arrives once, the run completes once (the
+        server keeps it 30 s). Leaving the stream early still cancels the run;
+        `resume=False` lets the server cancel it when the connection drops. `detach`: the
+        run goes on when this stream is left or this process exits (`follow(run_id)`
+        from anywhere, `cancel_run` to stop it).
         """
         by_name = _tools.client_tools(tools)
         start = _convert.start_turn(
@@ -92,13 +88,8 @@ class RunCalls(Connection):
             detach=detach,
         )
         deadline = timeout or self._timeout
-        return RunStream(
-            self._open_run_call(deadline),
-            start,
-            by_name,
-            self._resumption(deadline) if resume or detach else None,
-            detached=detach,
-        )
+        resumption = self._resumption(deadline) if resume or detach else None
+        return RunStream(self._open_run_call(deadline), start, by_name, resumption, detached=detach)
 
     @same_parameters(stream)
     async def run(self, *args: Any, **kwargs: Any) -> str:
