@@ -26,45 +26,8 @@ EXAMPLES = {
 }
 
 
-@pytest.mark.parametrize("language", sorted(EXAMPLES))
-def test_example_prints_the_streamed_answer(servers: Servers, language: str) -> None:
-    command, agent_id = EXAMPLES[language]
-    program = command[-1]
-    if not os.path.exists(program):
-        pytest.fail(f"missing {program}: run `make conformance-build` first")
-    done = subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={
-            **os.environ,
-            "ORCHESTRATOR_ADDRESS": servers.address,
-            "ORCHESTRATOR_TOKEN": servers.tokens["default"],
-        },
-    )
-    print(done.stdout)
-    print(done.stderr)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert f"agent {agent_id}" in out
-    assert f"- {agent_id}:" in out
-    assert "started (RUN_STATUS_RUNNING)" in out
-    # The deltas are printed as they arrive, then the final output on its own line.
-    assert f"{ANSWER}\noutput: {ANSWER}\n" in out
-
-
-FOLLOW_EXAMPLES = {
-    "go": [str(ROOT / "client/go/.bin/follow")],
-    "typescript": ["node", str(ROOT / "client/ts/dist/examples/follow.js")],
-}
-
-
-@pytest.mark.parametrize("language", sorted(FOLLOW_EXAMPLES))
-def test_follow_example_resumes_a_dropped_run(servers: Servers, language: str) -> None:
-    command = FOLLOW_EXAMPLES[language]
+def run_example(servers: Servers, command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run an example program against the test's orchestrator; fail if it is not built."""
     if not os.path.exists(command[-1]):
         pytest.fail(f"missing {command[-1]}: run `make conformance-build` first")
     done = subprocess.run(
@@ -83,7 +46,30 @@ def test_follow_example_resumes_a_dropped_run(servers: Servers, language: str) -
     print(done.stdout)
     print(done.stderr)
     assert done.returncode == 0, done.stderr
-    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
-    assert "dropped the stream after sequence 2" in done.stdout
+    return done
+
+
+@pytest.mark.parametrize("language", sorted(EXAMPLES))
+def test_example_prints_the_streamed_answer(servers: Servers, language: str) -> None:
+    command, agent_id = EXAMPLES[language]
+    out = run_example(servers, command).stdout
+    assert f"agent {agent_id}" in out
+    assert f"- {agent_id}:" in out
+    assert "started (RUN_STATUS_RUNNING)" in out
+    # The deltas are printed as they arrive, then the final output on its own line.
+    assert f"{ANSWER}\noutput: {ANSWER}\n" in out
+
+
+FOLLOW_EXAMPLES = {
+    "go": [str(ROOT / "client/go/.bin/follow")],
+    "typescript": ["node", str(ROOT / "client/ts/dist/examples/follow.js")],
+}
+
+
+@pytest.mark.parametrize("language", sorted(FOLLOW_EXAMPLES))
+def test_follow_example_resumes_a_dropped_run(servers: Servers, language: str) -> None:
+    out = run_example(servers, FOLLOW_EXAMPLES[language]).stdout
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert "dropped the stream after sequence 2" in out
     # Nothing lost and nothing repeated across the drop.
     assert lines["before"] + lines["after"] == lines["output"] == "Echo: Tell me a short story."

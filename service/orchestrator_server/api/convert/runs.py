@@ -89,17 +89,22 @@ def turn_request_from_pb(start: run_pb2.StartTurn) -> types.TurnRequest:
     )
 
 
-def command_from_pb(request: run_pb2.RunRequest) -> StreamCommand:
-    """One client message of a Run stream as a stream command."""
-    kind = request.WhichOneof("kind")
-    if kind == "start":
-        return turn_request_from_pb(request.start)
+def _cancel_or_tool_result(kind: str | None, request: Any) -> CancelTurn | ToolResult:
+    """The commands Run and FollowRun streams share (their `cancel` and `tool_result`)."""
     if kind == "cancel":
         return CancelTurn(request.cancel.run_id)
     if kind == "tool_result":
         result = request.tool_result
         return ToolResult(result.call_id, result.output, result.error)
     raise protocol_violation("the message sets no known kind")
+
+
+def command_from_pb(request: run_pb2.RunRequest) -> StreamCommand:
+    """One client message of a Run stream as a stream command."""
+    kind = request.WhichOneof("kind")
+    if kind == "start":
+        return turn_request_from_pb(request.start)
+    return _cancel_or_tool_result(kind, request)
 
 
 async def commands_from_pb(
@@ -115,12 +120,7 @@ def follow_command_from_pb(request: pb.FollowRunRequest) -> FollowCommand:
     kind = request.WhichOneof("kind")
     if kind == "start":
         return FollowStart(request.start.run_id, request.start.after_sequence)
-    if kind == "cancel":
-        return CancelTurn(request.cancel.run_id)
-    if kind == "tool_result":
-        result = request.tool_result
-        return ToolResult(result.call_id, result.output, result.error)
-    raise protocol_violation("the message sets no known kind")
+    return _cancel_or_tool_result(kind, request)
 
 
 async def follow_commands_from_pb(
