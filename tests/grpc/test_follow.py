@@ -400,3 +400,33 @@ async def test_resume_windows_outside_their_range_are_refused(live: LiveServer) 
             await run_turn(live.stub, "hi", "fa", resume_window_seconds=window)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "start.resume_window_seconds" in caught.value.details()
+
+
+async def test_client_tool_timeouts_are_bounded(live: LiveServer) -> None:
+    # A detached run waiting for a client tool nobody will answer must still end.
+    await make_agent(live)
+    for timeout in (3601.0, float("inf"), -0.5):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await run_turn(live.stub, "hi", "fa", client_tool_timeout_seconds=timeout)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "start.client_tool_timeout_seconds" in caught.value.details()
+
+
+async def test_follow_streams_count_against_the_stream_quota(
+    devmodel: DevModelServer, admin: DevModelAdmin, tmp_path: Path
+) -> None:
+    await admin.set_rules([SLOW])
+    live = await start_live_server(tmp_path / "q.db", devmodel.base_url, max_streams_per_tenant=2)
+    try:
+        await make_agent(live)
+        call = live.stub.Run(sent(start("slow story", "fa")), timeout=30)
+        [started] = await read_until(call, 1)
+        holder = live.new_stub().FollowRun(sent(follow_start(started.run_id)), timeout=30)
+        await holder.read()  # two streams open now: the run's own and this follower
+        refused = await follow_error(live.new_stub(), follow_start(started.run_id))
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_info(refused).reason == "QUOTA_EXCEEDED"
+        call.cancel()
+        holder.cancel()
+    finally:
+        await live.stop()

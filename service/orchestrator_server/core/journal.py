@@ -111,8 +111,9 @@ class Journal:
                     self._give_up_if_over_limit()
                     await asyncio.sleep(1.0)  # the store is down: retry, not spin
                 except Exception:
-                    log.exception("could not write run events")
-                    await asyncio.sleep(1.0)
+                    # Not an outage: writing the same chunks again would fail the same way.
+                    log.exception("could not write run events; their followers elsewhere lose them")
+                    self._give_up(list(self._dirty.values()))
 
     async def flush(self) -> None:
         """Write every feed's unwritten events (and ends) in one store write."""
@@ -167,6 +168,15 @@ class Journal:
         key = (feed.tenant, feed.run_id)
         if self._feeds.get(key) is feed:
             del self._feeds[key]
+
+    def _give_up(self, feeds: list[RunFeed]) -> None:
+        """Stop trying to write these feeds' unwritten events (counted as lost)."""
+        for feed in feeds:
+            self.lost_events += feed.last_sequence - feed.stored
+            self._dirty.pop((feed.tenant, feed.run_id), None)
+            feed.stored = feed.last_sequence
+            if feed.ended:
+                self._forget(feed)
 
     def _give_up_if_over_limit(self) -> None:
         """Past `max_pending_events` unwritten, drop the unwritten events of the runs

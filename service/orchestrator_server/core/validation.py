@@ -25,6 +25,9 @@ MAX_STOP_SEQUENCES = 4
 MAX_MESSAGE_CHARS = 1_000_000
 # The longest a run waits, after its caller dropped, for the caller to follow it again.
 MAX_RESUME_WINDOW_SECONDS = 300
+# The longest a run waits for a client tool's result: a detached run whose caller is gone
+# must still end.
+MAX_CLIENT_TOOL_TIMEOUT_SECONDS = 3600
 
 
 def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
@@ -106,9 +109,10 @@ def check_turn_request(request: TurnRequest) -> str:
     if not 0 <= request.max_model_calls <= 1000:
         raise InvalidArgumentError.for_field("start.max_model_calls", "must be 0 to 1000")
     timeout = request.client_tool_timeout
-    if not math.isfinite(timeout) or timeout < 0:
+    if not math.isfinite(timeout) or not 0 <= timeout <= MAX_CLIENT_TOOL_TIMEOUT_SECONDS:
         raise InvalidArgumentError.for_field(
-            "start.client_tool_timeout_seconds", "must be a finite, non-negative number"
+            "start.client_tool_timeout_seconds",
+            f"must be 0 to {MAX_CLIENT_TOOL_TIMEOUT_SECONDS} seconds",
         )
     window = request.resume_window
     if window != 0 and not (math.isfinite(window) and 1 <= window <= MAX_RESUME_WINDOW_SECONDS):

@@ -633,8 +633,9 @@ type StartTurn struct {
 	ClientTools []*ToolDefinition `protobuf:"bytes,6,rep,name=client_tools,json=clientTools,proto3" json:"client_tools,omitempty"`
 	// Overrides the agent's `max_model_calls` for this turn (0 = keep the agent's).
 	MaxModelCalls int32 `protobuf:"varint,7,opt,name=max_model_calls,json=maxModelCalls,proto3" json:"max_model_calls,omitempty"`
-	// Seconds the server waits for each client tool result (0 = the default, 60 s). A call
-	// left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
+	// Seconds the server waits for each client tool result (0 = the default, 60 s; at most
+	// 3600). A call left unanswered ends the run with DEADLINE_EXCEEDED, reason
+	// CLIENT_TOOL_TIMEOUT.
 	ClientToolTimeoutSeconds float64 `protobuf:"fixed64,8,opt,name=client_tool_timeout_seconds,json=clientToolTimeoutSeconds,proto3" json:"client_tool_timeout_seconds,omitempty"`
 	// What a disconnect of this stream means for the run (default: cancel it).
 	OnDisconnect DisconnectPolicy `protobuf:"varint,9,opt,name=on_disconnect,json=onDisconnect,proto3,enum=orchestrator.v1.DisconnectPolicy" json:"on_disconnect,omitempty"`

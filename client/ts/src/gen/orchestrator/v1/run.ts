@@ -352,8 +352,9 @@ export interface StartTurn {
   /** Overrides the agent's `max_model_calls` for this turn (0 = keep the agent's). */
   maxModelCalls: number;
   /**
-   * Seconds the server waits for each client tool result (0 = the default, 60 s). A call
-   * left unanswered ends the run with DEADLINE_EXCEEDED, reason CLIENT_TOOL_TIMEOUT.
+   * Seconds the server waits for each client tool result (0 = the default, 60 s; at most
+   * 3600). A call left unanswered ends the run with DEADLINE_EXCEEDED, reason
+   * CLIENT_TOOL_TIMEOUT.
    */
   clientToolTimeoutSeconds: number;
   /** What a disconnect of this stream means for the run (default: cancel it). */
