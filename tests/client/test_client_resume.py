@@ -15,6 +15,7 @@ from helpers import LiveServer, settled
 from orchestrator import AsyncOrchestrator, RunStatus, Unavailable
 from orchestrator import types as t
 from orchestrator_devmodel import DevModelAdmin
+from orchestrator_server.core.active_runs import ActiveRun
 
 WORDS = " ".join(f"w{i}" for i in range(60))
 SLOW = {"match": {"contains": "slow"}, "reply": {"tokens_per_second": 40, "text": WORDS}}
@@ -77,13 +78,79 @@ async def test_a_cut_before_the_run_started_runs_it_once(
             return bool(running) and running[0].feed is not None and running[0].feed.events != []
 
         await settled(announced, step_seconds=0.01)
-        proxy.cut()  # the start is sent again, with the same request id
+        proxy.cut()  # the start is sent again, with the same request id: it follows the run
         events = [await first] + [e async for e in stream]
-        assert isinstance(events[0], t.RunStarted)
         [run] = await direct.list_runs("story", "early")
         assert run.status is RunStatus.COMPLETED
-        final = events[-1]
-        assert isinstance(final, t.RunCompleted) and final.output == WORDS
+        assert text_of(events) == run.output == WORDS  # every delta, none twice
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_a_run_that_ended_while_the_client_was_cut_off_is_read_back_whole(
+    live: LiveServer, admin: DevModelAdmin, proxy: TcpProxy
+) -> None:
+    await admin.set_rules([SLOW])
+    async with (
+        AsyncOrchestrator(live.address) as direct,
+        AsyncOrchestrator(proxy.address) as client,
+    ):
+        await direct.create_agent("story")
+        await client.get_agent("story")
+        proxy.hold()
+        stream = client.stream("slow story", "story", session_id="gone")
+        first = asyncio.create_task(anext(stream))
+        [active] = await _in_session(live, "gone")
+        await asyncio.shield(active.done)  # the run ended while nothing reached the client
+        await live.app.journal.flush()
+        proxy.cut()  # the start again: the server replays the outcome; the client follows
+        events = [await first] + [e async for e in stream]
+        assert text_of(events) == WORDS
+        [run] = await direct.list_runs("story", "gone")
+        assert run.status is RunStatus.COMPLETED
+
+
+async def _in_session(live: LiveServer, session: str) -> list[ActiveRun]:
+    await settled(
+        lambda: bool(live.app.runs.active.in_session("default", "story", session)),
+        step_seconds=0.01,
+    )
+    return live.app.runs.active.in_session("default", "story", session)
+
+
+async def test_a_cut_keeps_the_events_of_agents_asked_as_tools(
+    live: LiveServer, admin: DevModelAdmin, proxy: TcpProxy
+) -> None:
+    ask = {"name": "ask_story", "arguments": {"message": "slow story"}}
+    await admin.set_rules(
+        [
+            {"match": {"last_role": "tool"}, "reply": {"echo_tool_results": True}},
+            SLOW,
+            {"match": {"contains": "delegate"}, "reply": {"tool_calls": [ask]}},
+        ]
+    )
+    async with (
+        AsyncOrchestrator(live.address) as direct,
+        AsyncOrchestrator(proxy.address) as client,
+    ):
+        await direct.create_agent("story")
+        await direct.create_agent("boss", callable_agents=["story"])
+        child_text, child_sequences = "", []
+        async with client.stream("delegate", "boss", session_id="d") as events:
+            async for event in events:
+                if event.run_id == events.run_id:
+                    continue
+                child_sequences.append(event.sequence)
+                if isinstance(event, t.TextDelta):
+                    child_text += event.text
+                    if len(child_text) > 20 and not proxy.cuts:
+                        proxy.cut()
+        assert proxy.cuts == 1
+        assert child_text == WORDS  # the child's deltas after the cut came on the follow
+        assert child_sequences == list(range(1, len(child_sequences) + 1))
+
+
+def text_of(events: list[t.RunEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, t.TextDelta))
 
 
 async def test_run_and_chat_resume_too(

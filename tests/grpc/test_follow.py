@@ -430,3 +430,31 @@ async def test_follow_streams_count_against_the_stream_quota(
         holder.cancel()
     finally:
         await live.stop()
+
+
+async def test_a_refused_interrupt_cancels_nothing(
+    devmodel: DevModelServer, admin: DevModelAdmin, tmp_path: Path
+) -> None:
+    await admin.set_rules([SLOW])
+    live = await start_live_server(
+        tmp_path / "i.db", devmodel.base_url, max_stored_bytes_per_tenant=4000
+    )
+    try:
+        await make_agent(live)
+        call = live.stub.Run(sent(start("slow story", "fa", session_id="s")), timeout=30)
+        [started] = await read_until(call, 1)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await run_turn(
+                live.new_stub(),
+                "x" * 6000,  # past the tenant's stored bytes: refused at admission
+                "fa",
+                session_id="s",
+                busy_policy=run_pb2.BUSY_POLICY_INTERRUPT,
+            )
+        assert error_info(caught.value).reason == "QUOTA_EXCEEDED"
+        rest = await drain(call)
+        assert isinstance(final_of(rest), run_pb2.RunCompleted)  # the running turn went on
+        record = (await live.stub.GetRun(pb.GetRunRequest(run_id=started.run_id))).run
+        assert record.status == run_pb2.RUN_STATUS_COMPLETED
+    finally:
+        await live.stop()

@@ -65,7 +65,8 @@ async def stored_run(store: Store, run_id: str, session_id: str = "s1") -> None:
 
 
 def chunk(run_id: str, first: int, last: int, data: bytes = b"x", at: float = 1.0) -> EventChunk:
-    return EventChunk("t", run_id, "a1", "s1", first, last, data, at)
+    """A chunk of the run's own events `first`..`last` (positions first-1 .. last)."""
+    return EventChunk("t", run_id, "a1", "s1", first - 1, last, first, last, data, at)
 
 
 async def test_chunks_of_existing_runs_are_kept_once_and_read_in_order(stores: Stores) -> None:
@@ -90,6 +91,10 @@ async def test_chunks_of_existing_runs_are_kept_once_and_read_in_order(stores: S
     # Far past the end: the newest chunk still comes (it would record the run's end).
     assert [c.first_sequence for c in await journal.run_events("t", "run_a", 99, 10)] == [4]
     assert len(await journal.run_events("t", "run_a", 0, 1)) == 1
+    # From a position on (a follower that read the first chunk asks for what follows).
+    later = await journal.run_events("t", "run_a", 0, 10, from_position=3)
+    assert [c.position for c in later] == [3]
+    assert await journal.run_events("t", "run_a", 0, 10, from_position=5) == []
 
 
 async def test_chunks_go_with_their_session_and_agent(stores: Stores) -> None:
@@ -97,7 +102,7 @@ async def test_chunks_go_with_their_session_and_agent(stores: Stores) -> None:
     await stored_run(store, "run_a", "s1")
     await stored_run(store, "run_b", "s2")
     await journal.append_run_events(
-        [chunk("run_a", 1, 1), EventChunk("t", "run_b", "a1", "s2", 1, 1, b"y", 1.0)]
+        [chunk("run_a", 1, 1), EventChunk("t", "run_b", "a1", "s2", 0, 1, 1, 1, b"y", 1.0)]
     )
     await store.finish_run("t", Run("run_a", "a1", "s1", RunStatus.COMPLETED, "hi", 1.0), [])
     await store.delete_session("t", "a1", "s1")
@@ -141,9 +146,12 @@ def every_kind(run_id: str) -> list[ev.RunEvent]:
 
 def test_the_codec_reads_back_every_kind_of_event() -> None:
     events = every_kind("run_x")
-    decoded, end = decode_chunk("run_x", encode_chunk(events, None))
+    child = ev.RunEvent("run_child", "helper", 2, ev.TextDelta("from below"), "run_x")
+    surrogate = ev.RunEvent("run_x", "a1", 8, ev.TextDelta("half an emoji \ud83d"), "parent")
+    events = [*events, child, surrogate]
+    decoded, end = decode_chunk("run_x", encode_chunk(("run_x", "a1", "parent"), events, None))
     assert decoded == events and end is None
-    _, only_end = decode_chunk("run_x", encode_chunk([], None))
+    _, only_end = decode_chunk("run_x", encode_chunk(("run_x", "a1", "parent"), [], None))
     assert only_end is None
 
 
@@ -160,6 +168,7 @@ async def test_the_journal_writes_what_followers_read_back(stores: Stores) -> No
     assert journal.feed("t", "run_j") is None  # its end is stored: out of the index
     chunks = await journal_store.run_events("t", "run_j", 0, 10)
     assert [(c.first_sequence, c.last_sequence) for c in chunks] == [(1, 3), (4, 7)]
+    assert [(c.position, c.end_position) for c in chunks] == [(0, 3), (3, 7)]
     read: list[ev.RunEvent] = []
     ends = []
     for stored in chunks:

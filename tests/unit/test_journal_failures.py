@@ -9,6 +9,7 @@ import pytest
 
 from helpers import settled
 from orchestrator_server.core import events as ev
+from orchestrator_server.core import journal as journal_module
 from orchestrator_server.core.errors import UnavailableError
 from orchestrator_server.core.journal import Journal
 from orchestrator_server.core.journal_port import EventChunk
@@ -64,3 +65,31 @@ async def test_an_outage_keeps_the_events_for_the_next_write() -> None:
     assert store.attempts == 2
     assert journal.lost_events == 0
     assert journal.feed("t", "run_1") is feed
+
+
+async def test_a_run_whose_events_cannot_be_encoded_does_not_hold_up_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: list[EventChunk] = []
+
+    class Store(FailingStore):
+        async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
+            written.extend(chunks)
+
+    original = journal_module.encode_chunk
+
+    def encode(run: tuple[str, str, str], events: Sequence[ev.RunEvent], end: object) -> bytes:
+        if run[0] == "run_bad":
+            raise ValueError("cannot encode")
+        return original(run, events, end)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal_module, "encode_chunk", encode)
+    journal = Journal(Store(ValueError("unused")))
+    for run_id in ("run_bad", "run_good"):
+        feed = journal.open_feed("t", run_id, "a", "s")
+        feed.publish(ev.RunStarted("s", RunStatus.RUNNING))
+        feed.finish()
+    await journal.flush()
+    assert [c.run_id for c in written] == ["run_good"]
+    assert journal.lost_events == 1
+    assert journal.feed("t", "run_bad") is None and journal.feed("t", "run_good") is None

@@ -82,10 +82,13 @@ async def test_a_second_cancel_while_the_first_write_is_pending_still_records_an
     await store.entered.wait()
     retry = Client(core)  # the client retries with the same request id on a new stream
     retry.send(TurnRequest("alpha", "hi", request_id="req-1"))
-    run_id = (await retry.until(ev.RunStarted)).run_id
+    # The retry follows the run in flight, which is announced only once it is stored.
+    active = core.engine.active.by_request("t", "alpha", "req-1")
+    assert active is not None
+    run_id = active.run.run_id
     first.cancel()  # the first connection goes away ...
     await settling.wait()
-    retry.stream._route(CancelTurn(run_id))  # ... and the retry cancels while it settles
+    retry.stream._route(CancelTurn())  # ... and the retry cancels while it settles
     store.gate.set()
     await asyncio.gather(first, return_exceptions=True)
     retry.close()

@@ -71,6 +71,8 @@ class RunStream(AsyncClosing):
         self._replayed = False
         self._resumption = resumption
         self._last_sequence = 0  # of this turn's own events
+        self._child_sequences: dict[str, int] = {}  # the last of each child run's events
+        self._restarted = False  # the start was sent again after a dropped connection
         self.run_id = ""
         """The run's id, known once its RunStarted event arrived."""
         self.session_id = start.session_id
@@ -122,7 +124,18 @@ class RunStream(AsyncClosing):
             if self._resumption is not None and event is not None:
                 self._resumption.succeeded()
             if event is None or not self._seen(event):
+                if event is not None and self._restarted and _replay_of_own_start(event):
+                    self._follow_instead(event)
                 return event
+
+    def _follow_instead(self, started: t.RunEvent) -> None:
+        """The start sent again after a dropped connection found its run already stored
+        (finished, or running on another replica): the server replays only its outcome,
+        so the run's events are followed instead, every delta included."""
+        assert self._resumption is not None
+        assert self._call is not None
+        self._call.abort()
+        self._call = self._resumption.follow(started.run_id, started.sequence)
 
     async def _reconnect(self, error: BaseException) -> None:
         assert self._resumption is not None
@@ -132,14 +145,22 @@ class RunStream(AsyncClosing):
         if self.run_id:
             self._call = self._resumption.follow(self.run_id, self._last_sequence)
         else:  # the same start again: its request id makes the server run it once
+            self._restarted = True
             self._call = await self._open()
             self._call.send(run_pb2.RunRequest(start=self._start))
 
     def _seen(self, event: t.RunEvent) -> bool:
-        """Whether this turn's own event arrived before a reconnect (a client-tool call
-        the run still waits for is answered again)."""
-        if not self.run_id or event.run_id != self.run_id:
+        """Whether an event arrived before a reconnect: this turn's own (a client-tool
+        call the run still waits for is answered again), or a child run's (agents asked
+        by this turn's agent, numbered by their own runs)."""
+        if not self.run_id:
             return False
+        if event.run_id != self.run_id:
+            last = self._child_sequences.get(event.run_id, 0)
+            if event.sequence > last:
+                self._child_sequences[event.run_id] = event.sequence
+                return False
+            return True
         if event.sequence > self._last_sequence:
             self._last_sequence = event.sequence
             return False
@@ -216,8 +237,9 @@ class RunStream(AsyncClosing):
         self.run_id = event.run_id
         self._last_sequence = event.sequence
         self.session_id = event.session_id
-        # A replayed run's tool calls were answered by the stream that started it.
-        self._replayed = event.replayed
+        # A replayed run's tool calls were answered by the stream that started it (unless
+        # that stream was this one, before its connection dropped).
+        self._replayed = event.replayed and not self._restarted
         return True
 
     def is_own_end(self, event: t.RunEvent) -> bool:
@@ -255,6 +277,10 @@ class RunStream(AsyncClosing):
         if self._resumption is not None and self.run_id and not self._detached:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._resumption.cancel_run(self.run_id), 5.0)
+
+
+def _replay_of_own_start(event: t.RunEvent) -> bool:
+    return isinstance(event, t.RunStarted) and event.replayed and not event.parent_run_id
 
 
 class FollowedRun(RunStream):

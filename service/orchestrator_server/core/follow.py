@@ -139,7 +139,7 @@ class RunFollowing:
     async def _from_store(
         self, tenant: str, run: Run, after: int, interruption: Interruption
     ) -> AsyncGenerator[ev.RunEvent, None]:
-        position = after
+        reader = JournalReader(run.run_id, after)
         with (
             self._coordination.bell(run_key(tenant, run.run_id)) as bell,
             self._remote_follower(tenant, run.run_id),
@@ -147,13 +147,12 @@ class RunFollowing:
             while True:
                 interruption.check()
                 chunks = await self._journal.store.run_events(
-                    tenant, run.run_id, position, READ_BATCH
+                    tenant, run.run_id, after, READ_BATCH, reader.next_position
                 )
                 for chunk in chunks:
-                    events, end = _read_chunk(chunk, position)
+                    events, end = reader.read(chunk)
                     for event in events:
                         yield event
-                    position = max(position, chunk.last_sequence)
                     if end is not None:
                         _raise_end(end)
                         return
@@ -163,17 +162,47 @@ class RunFollowing:
                 # its journal's end (the record says which).
                 current = await self._records.get(tenant, run.run_id)
                 if _journal_will_not_end(current):
-                    _raise_missing(current, position)
+                    _raise_missing(current, after)
                 await interruption.wait(bell.wait(POLL_SECONDS))
 
 
-def _read_chunk(chunk: EventChunk, position: int) -> tuple[list[ev.RunEvent], RunEnd | None]:
-    """The chunk's events after `position`; RUN_EVENTS_UNAVAILABLE if the journal has a
-    gap before it (pruned, or given up while the store was down)."""
-    if chunk.first_sequence > position + 1:
-        raise events_unavailable(chunk.run_id, position)
-    events, end = decode_chunk(chunk.run_id, chunk.data)
-    return [e for e in events if e.sequence > position], end
+class JournalReader:
+    """Reads a run's stored chunks in order from what came after its own event `after`;
+    RUN_EVENTS_UNAVAILABLE where the journal has a gap (pruned, or given up while the
+    store was down)."""
+
+    def __init__(self, run_id: str, after: int) -> None:
+        self.run_id = run_id
+        self.after = after
+        self.next_position = 0  # known once a chunk was read: the next must start there
+        self._started = after <= 0
+
+    def read(self, chunk: EventChunk) -> tuple[list[ev.RunEvent], RunEnd | None]:
+        """The chunk's events not yet delivered, and the run's end if it records it."""
+        if self._gap_before(chunk):
+            raise events_unavailable(chunk.run_id, self.after)
+        if chunk.position < self.next_position:
+            return [], None  # read before (the newest chunk, asked for again)
+        self.next_position = chunk.end_position
+        if chunk.first_sequence > self.after:
+            self._started = True  # none of its own events was delivered before
+        events, end = decode_chunk(chunk.run_id, chunk.data)
+        if self._started:
+            return events, end
+        fresh: list[ev.RunEvent] = []
+        for event in events:
+            if self._started:
+                fresh.append(event)
+            elif event.run_id == self.run_id and event.sequence >= self.after:
+                self._started = True  # what follows its own event `after` is new
+        return fresh, end
+
+    def _gap_before(self, chunk: EventChunk) -> bool:
+        if self.next_position:
+            return chunk.position > self.next_position
+        if self.after <= 0:
+            return chunk.position > 0
+        return chunk.first_sequence > self.after + 1
 
 
 def _raise_end(end: RunEnd) -> None:

@@ -55,9 +55,19 @@ class FollowStream:
         except StopAsyncIteration:
             return
         if not isinstance(first, FollowStart):
-            raise protocol_violation("the first message must be a start")
-        run, feed = await self._following.open(self._tenant, first.run_id, first.after_sequence)
+            raise _violation("the first message must be a start")
         self._following.active.open_stream(self._tenant)  # QUOTA_EXCEEDED past the limits
+        try:
+            async with aclosing(self._follow(commands, first)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self._following.active.close_stream(self._tenant)
+
+    async def _follow(
+        self, commands: AsyncIterator[FollowCommand], first: FollowStart
+    ) -> AsyncGenerator[ev.RunEvent, None]:
+        run, feed = await self._following.open(self._tenant, first.run_id, first.after_sequence)
         reader = asyncio.create_task(self._read(commands, run.run_id, feed), name="follow reader")
         try:
             events = self._following.follow(
@@ -67,7 +77,6 @@ class FollowStream:
                 async for event in items:
                     yield event
         finally:
-            self._following.active.close_stream(self._tenant)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
@@ -83,7 +92,7 @@ class FollowStream:
 
     async def _apply(self, command: FollowCommand, run_id: str, feed: RunFeed | None) -> None:
         if isinstance(command, FollowStart):
-            raise protocol_violation("only the first message may be a start")
+            raise _violation("only the first message may be a start")
         current_caller().require(Permission.RUN)
         if isinstance(command, CancelTurn):
             if command.run_id not in ("", run_id):
@@ -92,11 +101,24 @@ class FollowStream:
                 )
             await self._records.cancel(self._tenant, run_id)
             return
-        if feed is None or feed.deliver is None or feed.ended:
+        waiting = feed.pending_tool_calls(feed.last_sequence) if feed is not None else []
+        if feed is None or feed.deliver is None or not _calls(waiting, command.call_id):
             raise InvalidArgumentError.for_field(
                 "tool_result.call_id",
-                "no client tool call of the run waits for a result on this replica",
+                "no client tool call of the followed run waits for this result on this replica",
                 reason=Reason.UNEXPECTED_TOOL_RESULT,
                 metadata={"call_id": command.call_id[:100]},
             )
         feed.deliver(command.call_id, command.output, command.error)
+
+
+def _violation(description: str) -> InvalidArgumentError:
+    return protocol_violation(description, "FollowRunRequest.kind")
+
+
+def _calls(waiting: list[ev.RunEvent], call_id: str) -> bool:
+    """Whether `call_id` is one of these ToolCallStarted events' calls (a result for a
+    call of another run, even one started on the same Run stream, is not this run's)."""
+    return any(
+        isinstance(e.body, ev.ToolCallStarted) and e.body.call.call_id == call_id for e in waiting
+    )

@@ -35,8 +35,10 @@ DEFAULT_MAX_BYTES = 1 << 30
 DEFAULT_MAX_PENDING_EVENTS = 200_000
 PRUNE_INTERVAL = 60.0
 PRUNE_BATCH = 500
-# Chunks a follower reads from the store at once.
-READ_BATCH = 64
+# Chunks a follower reads from the store at once (a chunk may hold a whole answer).
+READ_BATCH = 8
+# After encoding a chunk this large, the writer lets the loop serve others.
+YIELD_BYTES = 256 * 1024
 
 
 class Journal:
@@ -123,46 +125,60 @@ class Journal:
         self._dirty.clear()
         chunks: list[EventChunk] = []
         marks: list[tuple[RunFeed, int, bool]] = []
-        now = self._clock()
-        for feed in feeds:
-            events = feed.events[feed.stored :]
-            end = feed.end if not feed.end_stored else None
-            if not events and end is None:
-                continue
-            if not feed.events:
-                # Refused before its first event (nothing was stored of the run).
-                self._forget(feed)
-                continue
-            first = events[0].sequence if events else feed.last_sequence + 1
-            data = encode_chunk(events, end)
-            chunks.append(
-                EventChunk(
-                    feed.tenant,
-                    feed.run_id,
-                    feed.agent_id,
-                    feed.session_id,
-                    first,
-                    feed.last_sequence,
-                    data,
-                    now,
-                )
-            )
-            marks.append((feed, feed.last_sequence, end is not None))
-        if not chunks:
-            return
         try:
-            await self.store.append_run_events(chunks)
+            for feed in feeds:
+                chunk = await self._chunk_of(feed)
+                if chunk is not None:
+                    chunks.append(chunk)
+                    marks.append((feed, chunk.end_position, feed.end is not None))
+            if chunks:
+                await self.store.append_run_events(chunks)
         except BaseException:
-            for feed, _, _ in marks:  # written by the next flush
-                self._dirty.setdefault((feed.tenant, feed.run_id), feed)
+            for feed in feeds:  # written by the next flush
+                if feed.stored < len(feed.events) or not feed.end_stored:
+                    self._dirty.setdefault((feed.tenant, feed.run_id), feed)
             raise
         for feed, written, with_end in marks:
             feed.stored = max(feed.stored, written)
-            if with_end:
+            if with_end and feed.stored == len(feed.events):
                 feed.end_stored = True
                 self._forget(feed)
-            elif feed.stored < feed.last_sequence or (feed.ended and not feed.end_stored):
+            elif feed.stored < len(feed.events) or (feed.ended and not feed.end_stored):
                 self._dirty[(feed.tenant, feed.run_id)] = feed
+
+    async def _chunk_of(self, feed: RunFeed) -> EventChunk | None:
+        """The feed's unwritten events (and end) as a chunk; None when there is nothing
+        to write. A feed whose events cannot be encoded is given up (and logged)."""
+        start, stop = feed.stored, len(feed.events)
+        end = feed.end if not feed.end_stored else None
+        if start == stop and end is None:
+            return None
+        if not feed.events:  # refused before its first event: nothing of the run is stored
+            self._forget(feed)
+            return None
+        try:
+            data = encode_chunk(
+                (feed.run_id, feed.agent_id, feed.parent_run_id), feed.events[start:stop], end
+            )
+        except Exception:
+            log.exception("could not encode the events of run %s", feed.run_id)
+            self._give_up([feed])
+            return None
+        if len(data) > YIELD_BYTES:
+            await asyncio.sleep(0)  # a large chunk was encoded: let the loop serve others
+        first, last = feed.own_sequences(start, stop)
+        return EventChunk(
+            feed.tenant,
+            feed.run_id,
+            feed.agent_id,
+            feed.session_id,
+            start,
+            stop,
+            first,
+            last,
+            data,
+            self._clock(),
+        )
 
     def _forget(self, feed: RunFeed) -> None:
         key = (feed.tenant, feed.run_id)
@@ -172,16 +188,17 @@ class Journal:
     def _give_up(self, feeds: list[RunFeed]) -> None:
         """Stop trying to write these feeds' unwritten events (counted as lost)."""
         for feed in feeds:
-            self.lost_events += feed.last_sequence - feed.stored
+            self.lost_events += len(feed.events) - feed.stored
             self._dirty.pop((feed.tenant, feed.run_id), None)
-            feed.stored = feed.last_sequence
+            feed.stored = len(feed.events)
             if feed.ended:
+                feed.end_stored = True
                 self._forget(feed)
 
     def _give_up_if_over_limit(self) -> None:
         """Past `max_pending_events` unwritten, drop the unwritten events of the runs
         that ended longest ago (their followers elsewhere see where the gap begins)."""
-        pending = sum(f.last_sequence - f.stored for f in self._dirty.values())
+        pending = sum(len(f.events) - f.stored for f in self._dirty.values())
         if pending <= self._max_pending:
             return
         for key, feed in list(self._dirty.items()):
@@ -189,7 +206,7 @@ class Journal:
                 break
             if not feed.ended:
                 continue
-            lost = feed.last_sequence - feed.stored
+            lost = len(feed.events) - feed.stored
             pending -= lost
             self.lost_events += lost
             log.error(
@@ -227,7 +244,7 @@ class NoJournalStore:
         """Keep nothing."""
 
     async def run_events(
-        self, tenant: str, run_id: str, after: int, limit: int
+        self, tenant: str, run_id: str, after: int, limit: int, from_position: int = 0
     ) -> list[EventChunk]:
         """Nothing is kept."""
         return []

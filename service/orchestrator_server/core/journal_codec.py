@@ -1,8 +1,11 @@
 """The stored form of a run's events: a chunk of consecutive events of one run, as JSON.
 
-A chunk holds the run's agent and parent once and each event as a short list (kind,
-sequence, fields), so a flush of a run's events is one `json.dumps` of plain lists
-(~1 µs an event) instead of a message per event. A chunk may also mark the run's end:
+A chunk holds the run's agent and parent once and each event as a short list (sequence,
+kind, fields), so a flush of a run's events is one `json.dumps` of plain lists (~1 µs an
+event) instead of a message per event; an event of a child run its stream carried is
+`["@", run_id, agent_id, parent_run_id, sequence, kind, fields...]`. Text that UTF-8
+cannot encode (a lone surrogate from a model) is kept as JSON escapes. A chunk may also
+mark the run's end:
 "ok" (its last event was its last), or the reason and message of its failure, which a
 follower is given as the run's error. The format is the journal's own (the core's
 events, not the API's messages); `decode_chunk` reads every version ever written.
@@ -106,27 +109,66 @@ def _body_from(kind: str, fields: list[Any]) -> ev.EventBody:
     raise ValueError(f"unknown journal event kind {kind!r}")
 
 
-def encode_chunk(events: Sequence[ev.RunEvent], end: RunEnd | None) -> bytes:
-    """Consecutive events of one run (possibly none, with an end) as one chunk."""
-    first = events[0] if events else None
+def _item(run_id: str, event: ev.RunEvent) -> list[Any]:
+    if event.run_id == run_id:
+        return [event.sequence, *_body(event.body)]
+    child = [event.run_id, event.agent_id, event.parent_run_id, event.sequence]
+    return ["@", *child, *_body(event.body)]
+
+
+def _items(run_id: str, events: Sequence[ev.RunEvent]) -> list[list[Any]]:
+    """The chunk's events; a run's final output, the same text as the message completed
+    just before it, is stored once (null in RunCompleted)."""
+    items = []
+    answer: str | None = None
+    for event in events:
+        item = _item(run_id, event)
+        own = event.run_id == run_id
+        if own and isinstance(event.body, ev.MessageCompleted):
+            answer = event.body.message.content
+        elif own and isinstance(event.body, ev.RunCompleted) and event.body.output == answer:
+            item[2] = None
+        items.append(item)
+    return items
+
+
+def encode_chunk(
+    run: tuple[str, str, str], events: Sequence[ev.RunEvent], end: RunEnd | None
+) -> bytes:
+    """Consecutive events carried by one run's stream (run: its id, agent and parent;
+    possibly no event, with an end) as one chunk."""
+    run_id, agent_id, parent_run_id = run
     document: dict[str, Any] = {
         "v": FORMAT,
-        "a": first.agent_id if first else "",
-        "p": first.parent_run_id if first else "",
-        "e": [[e.sequence, *_body(e.body)] for e in events],
+        "a": agent_id,
+        "p": parent_run_id,
+        "e": _items(run_id, events),
     }
     if end is not None:
         document["end"] = [end.reason, end.message]
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(document, separators=(",", ":")).encode()
 
 
 def decode_chunk(run_id: str, data: bytes) -> tuple[list[ev.RunEvent], RunEnd | None]:
     """The events of a stored chunk and the run's end, if the chunk records it."""
     document = json.loads(data)
     agent_id, parent = document["a"], document["p"]
-    events = [
-        ev.RunEvent(run_id, agent_id, item[0], _body_from(item[1], item[2:]), parent)
-        for item in document["e"]
-    ]
+    events = []
+    answer = ""
+    for item in document["e"]:
+        if item[0] == "@":
+            child, child_agent, child_parent, sequence, kind, *fields = item[1:]
+            body = _body_from(kind, fields)
+            events.append(ev.RunEvent(child, child_agent, sequence, body, child_parent))
+            continue
+        if item[1] == "c" and item[2] is None:
+            item[2] = answer  # stored once, with the message completed before it
+        body = _body_from(item[1], item[2:])
+        if isinstance(body, ev.MessageCompleted):
+            answer = body.message.content
+        events.append(ev.RunEvent(run_id, agent_id, item[0], body, parent))
     end = document.get("end")
     return events, (RunEnd(end[0], end[1]) if end is not None else None)

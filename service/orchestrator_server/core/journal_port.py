@@ -1,10 +1,12 @@
 """The journal port: where the events of runs are kept for followers (FollowRun).
 
-A run's events are stored as chunks of consecutive events (see journal_codec); the
-sequence numbers of one run's chunks are gap-free unless retention removed the oldest
-chunks or the server could not record some (a follower then gets
-RUN_EVENTS_UNAVAILABLE). A chunk that holds only the run's end has `first_sequence` one
-past `last_sequence`.
+A run's events are stored as chunks of consecutive events (see journal_codec): chunk
+`position` holds the events from that index of the run's feed up to `end_position`, so
+one run's chunks follow each other without a gap unless retention removed the oldest
+or the server could not record some (a follower then gets RUN_EVENTS_UNAVAILABLE).
+`first_sequence`/`last_sequence` are the run's own first and last sequence numbers in
+the chunk: a chunk with none of its own events (only a child run's, or only the run's
+end) has `first_sequence` one past `last_sequence`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class EventChunk:
     run_id: str
     agent_id: str
     session_id: str
+    position: int
+    end_position: int
     first_sequence: int
     last_sequence: int
     data: bytes
@@ -34,15 +38,16 @@ class JournalStore(Protocol):
     async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
         """Store chunks (of any runs) in one write, skipping those of runs that no longer
         exist (deleted with their session). A chunk written again (a write whose outcome
-        was unknown) replaces the stored one with the same first sequence, which it
-        contains. On a store shared by replicas, ring each run's doorbell (run_key)."""
+        was unknown) replaces the stored one at its position, which it contains (its
+        end_position is not smaller). On a store shared by replicas, ring each run's
+        doorbell (run_key)."""
 
     async def run_events(
-        self, tenant: str, run_id: str, after: int, limit: int
+        self, tenant: str, run_id: str, after: int, limit: int, from_position: int = 0
     ) -> list[EventChunk]:
-        """At most `limit` chunks of a run, in order: those that may hold events after
-        sequence `after` (last_sequence >= after), and its newest chunk in any case (the
-        one that records the run's end, once it has ended)."""
+        """At most `limit` chunks of a run from `from_position` on, in order: those that
+        may hold what came after its own event `after` (last_sequence >= after), and its
+        newest chunk in any case (the one that records the run's end, once it ended)."""
 
     async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
         """Delete at most `limit` chunks: those stored before `before`, then the oldest

@@ -65,10 +65,7 @@ class Delivery:
         try:
             async with aclosing(self._stream.events(on_abandon=self._abandon)) as items:
                 async for item in items:
-                    if isinstance(item, ev.RunEvent):  # a child run's event, already numbered
-                        yield item
-                        continue
-                    yield self._feed.publish(cast(ev.EventBody, item))
+                    yield self._take(item)
         except (GeneratorExit, asyncio.CancelledError):
             if not self.detached:
                 self._publish_leftovers()
@@ -77,6 +74,18 @@ class Delivery:
             self._feed.finish(error)
             raise
         self._feed.finish()
+
+    def _take(self, item: object) -> ev.RunEvent:
+        """An item of the run's stream into its feed: its own event, numbered now, or a
+        child run's (already numbered by its own run)."""
+        if isinstance(item, ev.RunEvent):
+            self._feed.publish_child(item)
+            return item
+        return self._feed.publish(cast(ev.EventBody, item))
+
+    async def _leftovers_once_stopped(self) -> None:
+        await asyncio.gather(asyncio.shield(self._stream.task), return_exceptions=True)
+        self._publish_leftovers()
 
     def _abandon(self) -> bool:
         """The caller went away while the run goes on: detach it (True) or let it be
@@ -116,8 +125,7 @@ class Delivery:
         try:
             async with aclosing(self._stream.events()) as items:
                 async for item in items:
-                    if not isinstance(item, ev.RunEvent):  # child runs have feeds of their own
-                        self._feed.publish(cast(ev.EventBody, item))
+                    self._take(item)
         except asyncio.CancelledError:
             self._publish_leftovers()
             raise
@@ -131,10 +139,13 @@ class Delivery:
 
     def _publish_leftovers(self) -> None:
         """The run was stopped without its caller: what it emitted while it stopped."""
+        if not self._stream.task.done():
+            # Cancelled again while it was stopping: its feed ends once it has stopped.
+            self._keep(asyncio.create_task(self._leftovers_once_stopped()))
+            return
         items, error = self._stream.leftovers()
         for item in items:
-            if not isinstance(item, ev.RunEvent):
-                self._feed.publish(cast(ev.EventBody, item))
+            self._take(item)
         self._feed.finish(error)
 
 

@@ -5,11 +5,16 @@ memory while the run lives: the run's own stream and every follower read the sam
 each at its own position, so a thousand followers cost a thousand positions, not a
 thousand queues, and a slow follower holds up nobody. Appending wakes the followers that
 wait (one shared future per change, not one per follower).
+
+The list also holds the events of the run's child runs (agents asked by its agent) where
+its stream carried them, with their own run ids and numbers: a follower resuming after
+the run's event N gets every event its stream carried after that one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -74,7 +79,8 @@ class RunFeed:
         self.agent_id = agent_id
         self.session_id = session_id
         self.parent_run_id = parent_run_id
-        self.events: list[ev.RunEvent] = []
+        self.events: list[ev.RunEvent] = []  # its own and its child runs', in order
+        self._own: list[int] = []  # the index in `events` of its own event N at [N - 1]
         self.end: RunEnd | None = None
         # Events before this index are in the journal (the journal's bookkeeping).
         self.stored = 0
@@ -92,8 +98,23 @@ class RunFeed:
 
     @property
     def last_sequence(self) -> int:
-        """The sequence number of the newest event (0: none yet)."""
-        return len(self.events)
+        """The sequence number of the run's newest own event (0: none yet)."""
+        return len(self._own)
+
+    def own_sequences(self, start: int, stop: int) -> tuple[int, int]:
+        """The first and last own sequence numbers among events[start:stop] (the first is
+        one past the last when there is none)."""
+        before = bisect.bisect_left(self._own, start)
+        upto = bisect.bisect_left(self._own, stop)
+        return (before + 1, upto) if upto > before else (upto + 1, upto)
+
+    def index_after(self, sequence: int) -> int:
+        """The index in `events` of what came after the run's own event `sequence`."""
+        if sequence <= 0:
+            return 0
+        if sequence > len(self._own):
+            return len(self.events)
+        return self._own[sequence - 1] + 1
 
     @property
     def ended(self) -> bool:
@@ -103,11 +124,17 @@ class RunFeed:
     def publish(self, body: ev.EventBody) -> ev.RunEvent:
         """Number an event of the run and keep it."""
         event = ev.RunEvent(
-            self.run_id, self.agent_id, len(self.events) + 1, body, self.parent_run_id
+            self.run_id, self.agent_id, len(self._own) + 1, body, self.parent_run_id
         )
+        self._own.append(len(self.events))
         self.events.append(event)
         self._wake()
         return event
+
+    def publish_child(self, event: ev.RunEvent) -> None:
+        """Keep an event of a child run (already numbered by its own run)."""
+        self.events.append(event)
+        self._wake()
 
     def finish(self, error: BaseException | None = None) -> None:
         """The run ended: plainly (its events say how), or with `error`."""
@@ -143,8 +170,10 @@ class RunFeed:
             return []
         return [
             e
-            for e in self.events[:after]
-            if isinstance(e.body, ev.ToolCallStarted) and e.body.call.call_id in waiting
+            for e in self.events[: self.index_after(after)]
+            if e.run_id == self.run_id
+            and isinstance(e.body, ev.ToolCallStarted)
+            and e.body.call.call_id in waiting
         ]
 
     def touched(self) -> None:
@@ -169,7 +198,7 @@ class RunFeed:
     ) -> AsyncGenerator[ev.RunEvent, None]:
         for event in self.pending_tool_calls(after):
             yield event
-        position = max(after, 0)
+        position = self.index_after(after)
         while True:
             interruption.check()
             if position < len(self.events):

@@ -69,10 +69,10 @@ def _interrupted(event: ev.RunEvent) -> bool:
     )
 
 
-def protocol_violation(description: str) -> InvalidArgumentError:
+def protocol_violation(description: str, field: str = "RunRequest.kind") -> InvalidArgumentError:
     """The error for a command that breaks the stream protocol."""
     return InvalidArgumentError.for_field(
-        "RunRequest.kind", description, reason=Reason.STREAM_PROTOCOL_VIOLATION
+        field, description, reason=Reason.STREAM_PROTOCOL_VIOLATION
     )
 
 

@@ -156,26 +156,20 @@ class RunEngine:
                 self._store, self.active, tenant, agent.agent_id, session_id, request
             )
             if previous is not None:
-                follow = Follower(self._store, self._coordination, tenant)
-                async with aclosing(replay(previous, follow)) as replayed:
-                    async for event in replayed:
+                async with aclosing(self._repeat(tenant, previous)) as repeated:
+                    async for event in repeated:
                         yield event
                 return
         key = (tenant, agent.agent_id, session_id)
-        run_id = new_run_id()
-        if request.interrupt_if_busy:
-            await supersede(
-                self.active,
-                self._store,
-                self._coordination,
-                (tenant, agent.agent_id, session_id),
-                run_id,
-            )
         self.active.admit(tenant, queued=request.wait_if_busy and self._locks.taken(key))
         self._services.tokens.check(tenant)
         # Before the run's first write, which goes out together with the model request:
         # a tenant already at its stored bytes is refused before the model is asked.
         await (fits or self._store.check_turn_fits(tenant, request.message))
+        run_id = new_run_id()
+        if request.interrupt_if_busy:  # admitted: only now may it cancel anything
+            session = (tenant, agent.agent_id, session_id)
+            await supersede(self.active, self._store, self._coordination, session, owner, run_id)
         # Reject at once when busy, before anything is written; an enqueued run is recorded
         # as QUEUED so that it can be seen and cancelled while it waits.
         reservation = self._locks.reserve(key, wait=request.wait_if_busy)
@@ -188,6 +182,14 @@ class RunEngine:
         async with aclosing(delivery.events()) as events:
             async for event in events:
                 yield event
+
+    def _repeat(self, tenant: str, previous: Run | ActiveRun) -> AsyncGenerator[ev.RunEvent, None]:
+        """A start repeating a request id: the run in flight here as its own stream saw
+        it (from its feed: every event, with its numbers; this caller follows it), or
+        the replay of a stored run's outcome (followed to its end if it runs elsewhere)."""
+        if isinstance(previous, ActiveRun) and previous.feed is not None:
+            return previous.feed.follow(0)
+        return replay(previous, Follower(self._store, self._coordination, tenant))
 
     def _launch(
         self, run: Run, agent: Agent, reservation: Reservation, context: TurnContext

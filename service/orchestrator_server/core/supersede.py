@@ -26,20 +26,27 @@ async def supersede(
     store: Store,
     coordination: Coordination,
     session: tuple[str, str, str],
+    owner: str,
     by_run_id: str,
 ) -> None:
-    """Cancel the runs in flight of `session` (tenant, agent, session id) for run
-    `by_run_id`, and wait for their outcomes."""
+    """Cancel the runs in flight of `session` (tenant, agent, session id) that belong to
+    `owner` (the session's owner as the new turn's admission read it: a run of another
+    principal, who claimed a new session a moment earlier, is not this caller's to
+    cancel) for run `by_run_id`, and wait for their outcomes."""
     tenant, agent_id, session_id = session
     message = f"interrupted by run {by_run_id}"
-    local = active.in_session(tenant, agent_id, session_id)
+    local = [a for a in active.in_session(tenant, agent_id, session_id) if a.run.owner == owner]
     for run in local:
         run.cancel(Reason.RUN_SUPERSEDED, message)
     elsewhere: list[Run] = []
     if coordination.shared:
         known = {a.run.run_id for a in local}
         stored = await store.list_runs(tenant, RunQuery(_SCAN, agent_id, session_id))
-        elsewhere = [r for r in stored if not r.status.is_final and r.run_id not in known]
+        elsewhere = [
+            r
+            for r in stored
+            if not r.status.is_final and r.run_id not in known and r.owner == owner
+        ]
     await asyncio.gather(
         *(asyncio.shield(a.done) for a in local),
         *(

@@ -20,18 +20,20 @@ class InMemoryJournalStore:
         for chunk in chunks:
             if self._run_exists(chunk.tenant, chunk.run_id):
                 stored = self._chunks.setdefault((chunk.tenant, chunk.run_id), {})
-                before = stored.get(chunk.first_sequence)
-                if before is None or before.last_sequence <= chunk.last_sequence:
-                    stored[chunk.first_sequence] = chunk
+                before = stored.get(chunk.position)
+                if before is None or before.end_position <= chunk.end_position:
+                    stored[chunk.position] = chunk
 
     async def run_events(
-        self, tenant: str, run_id: str, after: int, limit: int
+        self, tenant: str, run_id: str, after: int, limit: int, from_position: int = 0
     ) -> list[EventChunk]:
         """A run's chunks after `after`, in order."""
-        chunks = sorted(
-            self._chunks.get((tenant, run_id), {}).values(), key=lambda c: c.first_sequence
-        )
-        return [c for c in chunks if c.last_sequence >= after or c is chunks[-1]][:limit]
+        chunks = sorted(self._chunks.get((tenant, run_id), {}).values(), key=lambda c: c.position)
+        return [
+            c
+            for c in chunks
+            if c.position >= from_position and (c.last_sequence >= after or c is chunks[-1])
+        ][:limit]
 
     async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
         """Delete a batch of chunks stored before `before`, then the oldest over size."""
@@ -46,7 +48,7 @@ class InMemoryJournalStore:
                 doomed.append(every.pop(0))
                 size -= len(doomed[-1].data)
         for chunk in doomed:
-            del self._chunks[(chunk.tenant, chunk.run_id)][chunk.first_sequence]
+            del self._chunks[(chunk.tenant, chunk.run_id)][chunk.position]
         return len(doomed)
 
     def forget(self, tenant: str, keep: Callable[[str], bool]) -> None:

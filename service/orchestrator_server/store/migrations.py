@@ -176,9 +176,10 @@ def _v6_run_events(db: sqlite_utils.Database) -> None:
     # with the run's agent and session so that deleting those deletes the chunks too.
     db.execute(
         "CREATE TABLE run_events (tenant TEXT NOT NULL, run_id TEXT NOT NULL, "
-        "agent_id TEXT NOT NULL, session_id TEXT NOT NULL, first_seq INTEGER NOT NULL, "
+        "agent_id TEXT NOT NULL, session_id TEXT NOT NULL, position INTEGER NOT NULL, "
+        "end_position INTEGER NOT NULL, first_seq INTEGER NOT NULL, "
         "last_seq INTEGER NOT NULL, data BLOB NOT NULL, create_time REAL NOT NULL, "
-        "PRIMARY KEY (tenant, run_id, first_seq))"
+        "PRIMARY KEY (tenant, run_id, position))"
     )
     db.execute("CREATE INDEX run_events_by_session ON run_events(tenant, agent_id, session_id)")
     db.execute("CREATE INDEX run_events_by_time ON run_events(create_time)")

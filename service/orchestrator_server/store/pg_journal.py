@@ -16,50 +16,54 @@ from .sqlite_journal import enough_to_free
 # Schema version 2 (pg_schema.MIGRATIONS).
 V2_RUN_EVENTS = """
 CREATE TABLE run_events (tenant TEXT NOT NULL, run_id TEXT NOT NULL, agent_id TEXT NOT NULL,
-    session_id TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
-    data BYTEA NOT NULL, create_time DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (tenant, run_id, first_seq));
+    session_id TEXT NOT NULL, position BIGINT NOT NULL, end_position BIGINT NOT NULL,
+    first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, data BYTEA NOT NULL,
+    create_time DOUBLE PRECISION NOT NULL, PRIMARY KEY (tenant, run_id, position));
 CREATE INDEX run_events_by_session ON run_events(tenant, agent_id, session_id);
 CREATE INDEX run_events_by_time ON run_events(create_time);
 CREATE TABLE journal_usage (bytes BIGINT NOT NULL);
 INSERT INTO journal_usage(bytes) VALUES (0);
 """
 
-_COLUMNS = "tenant, run_id, agent_id, session_id, first_seq, last_seq, data, create_time"
+_COLUMNS = (
+    "tenant, run_id, agent_id, session_id, position, end_position, first_seq, last_seq, "
+    "data, create_time"
+)
 
 _APPEND = f"""
 WITH given AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-        $6::bigint[], $7::bytea[], $8::float8[])
+        $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[], $10::float8[])
         AS g({_COLUMNS})),
 replaced AS (
     SELECT octet_length(e.data) AS size FROM run_events e JOIN given g
-        USING (tenant, run_id, first_seq) WHERE e.last_seq <= g.last_seq),
+        USING (tenant, run_id, position) WHERE e.end_position <= g.end_position),
 added AS (
     INSERT INTO run_events AS e ({_COLUMNS}) SELECT g.* FROM given g
         WHERE EXISTS (SELECT 1 FROM runs r WHERE r.tenant = g.tenant AND r.run_id = g.run_id)
-        ON CONFLICT (tenant, run_id, first_seq) DO UPDATE
-            SET last_seq = excluded.last_seq, data = excluded.data
-            WHERE e.last_seq <= excluded.last_seq
+        ON CONFLICT (tenant, run_id, position) DO UPDATE
+            SET end_position = excluded.end_position, first_seq = excluded.first_seq,
+                last_seq = excluded.last_seq, data = excluded.data
+            WHERE e.end_position <= excluded.end_position
         RETURNING tenant, run_id, octet_length(data) AS size),
 counted AS (
     UPDATE journal_usage SET bytes = bytes + (SELECT coalesce(sum(size), 0) FROM added)
         - (SELECT coalesce(sum(size), 0) FROM replaced))
-SELECT pg_notify($9, 'events' || chr(31) || tenant || chr(31) || run_id)
+SELECT pg_notify($11, 'events' || chr(31) || tenant || chr(31) || run_id)
     FROM (SELECT DISTINCT tenant, run_id FROM added) d
 """
 
 _DELETE_OLD = (
-    "DELETE FROM run_events WHERE (tenant, run_id, first_seq) IN (SELECT tenant, run_id, "
-    "first_seq FROM run_events WHERE create_time < $1 ORDER BY create_time LIMIT $2) "
+    "DELETE FROM run_events WHERE (tenant, run_id, position) IN (SELECT tenant, run_id, "
+    "position FROM run_events WHERE create_time < $1 ORDER BY create_time LIMIT $2) "
     "RETURNING octet_length(data)"
 )
 _OLDEST = (
-    "SELECT tenant, run_id, first_seq, octet_length(data) FROM run_events "
+    "SELECT tenant, run_id, position, octet_length(data) FROM run_events "
     "ORDER BY create_time LIMIT $1"
 )
 _DELETE_CHOSEN = (
-    "DELETE FROM run_events WHERE (tenant, run_id, first_seq) IN (SELECT * FROM "
+    "DELETE FROM run_events WHERE (tenant, run_id, position) IN (SELECT * FROM "
     "unnest($1::text[], $2::text[], $3::bigint[])) RETURNING octet_length(data)"
 )
 
@@ -102,15 +106,16 @@ class PostgresJournalStore:
         await self._store.fetch(_APPEND, *columns, CHANNEL)
 
     async def run_events(
-        self, tenant: str, run_id: str, after: int, limit: int
+        self, tenant: str, run_id: str, after: int, limit: int, from_position: int = 0
     ) -> list[EventChunk]:
         """A run's chunks after `after`, in order."""
         rows = await self._store.fetch(
             f"SELECT {_COLUMNS} FROM run_events WHERE tenant = $1 AND run_id = $2 "
-            "AND (last_seq >= $3 OR first_seq = (SELECT max(first_seq) FROM run_events "
-            "WHERE tenant = $1 AND run_id = $2)) ORDER BY first_seq LIMIT $4",
+            "AND position >= $3 AND (last_seq >= $4 OR position = (SELECT max(position) "
+            "FROM run_events WHERE tenant = $1 AND run_id = $2)) ORDER BY position LIMIT $5",
             tenant,
             run_id,
+            from_position,
             after,
             limit,
         )
@@ -127,6 +132,8 @@ def _row(chunk: EventChunk) -> tuple[object, ...]:
         chunk.run_id,
         chunk.agent_id,
         chunk.session_id,
+        chunk.position,
+        chunk.end_position,
         chunk.first_sequence,
         chunk.last_sequence,
         chunk.data,

@@ -390,7 +390,7 @@ class SQLiteStore:
         await self._write(sqlite_teams.delete_team, tenant, team_id, expected_revision)
 
     # Writes, point reads and scans for the other tables of the file (sqlite_access).
-    write, read, scan = _write, _read, _scan
+    write, read, scan, read_in_steps = _write, _read, _scan, _read_in_steps
 
     async def integrity_check(self) -> str:
         """SQLite's own verdict on the file ('ok' when healthy)."""

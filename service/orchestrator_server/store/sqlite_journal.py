@@ -14,7 +14,10 @@ from ..core.journal_port import EventChunk
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
-_COLUMNS = "tenant, run_id, agent_id, session_id, first_seq, last_seq, data, create_time"
+_COLUMNS = (
+    "tenant, run_id, agent_id, session_id, position, end_position, first_seq, last_seq, "
+    "data, create_time"
+)
 
 
 def _append(conn: sqlite3.Connection, chunks: Sequence[EventChunk]) -> None:
@@ -22,39 +25,45 @@ def _append(conn: sqlite3.Connection, chunks: Sequence[EventChunk]) -> None:
     for c in chunks:
         # A chunk written again (its first write's outcome was unknown: cancelled, or the
         # connection lost) holds at least what the first held: it replaces it.
+        key = (c.tenant, c.run_id, c.position)
         before = conn.execute(
-            "SELECT length(data) FROM run_events WHERE tenant = ? AND run_id = ? "
-            "AND first_seq = ? AND last_seq <= ?",
-            (c.tenant, c.run_id, c.first_sequence, c.last_sequence),
+            "SELECT length(data), end_position FROM run_events WHERE tenant = ? AND "
+            "run_id = ? AND position = ?",
+            key,
         ).fetchone()
         if before is not None:
-            conn.execute(
-                "UPDATE run_events SET last_seq = ?, data = ? WHERE tenant = ? AND run_id = ? "
-                "AND first_seq = ?",
-                (c.last_sequence, c.data, c.tenant, c.run_id, c.first_sequence),
-            )
-            added += len(c.data) - before[0]
+            if before[1] <= c.end_position:
+                conn.execute(
+                    "UPDATE run_events SET end_position = ?, first_seq = ?, last_seq = ?, "
+                    "data = ? WHERE tenant = ? AND run_id = ? AND position = ?",
+                    (c.end_position, c.first_sequence, c.last_sequence, c.data, *key),
+                )
+                added += len(c.data) - before[0]
             continue
         inserted = conn.execute(
-            f"INSERT OR IGNORE INTO run_events ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+            f"INSERT INTO run_events ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
             "WHERE EXISTS (SELECT 1 FROM runs WHERE tenant = ? AND run_id = ?)",
-            (
-                c.tenant,
-                c.run_id,
-                c.agent_id,
-                c.session_id,
-                c.first_sequence,
-                c.last_sequence,
-                c.data,
-                c.create_time,
-                c.tenant,
-                c.run_id,
-            ),
+            (*_row(c), c.tenant, c.run_id),
         ).rowcount
         if inserted:
             added += len(c.data)
     if added:
         conn.execute("UPDATE journal_usage SET bytes = bytes + ?", (added,))
+
+
+def _row(c: EventChunk) -> tuple[Any, ...]:
+    return (
+        c.tenant,
+        c.run_id,
+        c.agent_id,
+        c.session_id,
+        c.position,
+        c.end_position,
+        c.first_sequence,
+        c.last_sequence,
+        c.data,
+        c.create_time,
+    )
 
 
 def forget(conn: sqlite3.Connection, tenant: str, where: str, params: Sequence[Any]) -> None:
@@ -110,14 +119,14 @@ class SQLiteJournalStore:
         await self._store.write(_append, list(chunks))
 
     async def run_events(
-        self, tenant: str, run_id: str, after: int, limit: int
+        self, tenant: str, run_id: str, after: int, limit: int, from_position: int = 0
     ) -> list[EventChunk]:
-        """A run's chunks after `after`, in order."""
-        rows = self._store.read(
+        """A run's chunks after `after`, in order (read in steps: a chunk may be large)."""
+        rows = await self._store.read_in_steps(
             f"SELECT {_COLUMNS} FROM run_events WHERE tenant = ? AND run_id = ? "
-            "AND (last_seq >= ? OR first_seq = (SELECT max(first_seq) FROM run_events "
-            "WHERE tenant = ? AND run_id = ?)) ORDER BY first_seq LIMIT ?",
-            (tenant, run_id, after, tenant, run_id, limit),
+            "AND position >= ? AND (last_seq >= ? OR position = (SELECT max(position) "
+            "FROM run_events WHERE tenant = ? AND run_id = ?)) ORDER BY position LIMIT ?",
+            (tenant, run_id, from_position, after, tenant, run_id, limit),
         )
         return [EventChunk(*row) for row in rows]
 

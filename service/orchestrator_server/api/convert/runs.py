@@ -96,7 +96,8 @@ def _cancel_or_tool_result(kind: str | None, request: Any) -> CancelTurn | ToolR
     if kind == "tool_result":
         result = request.tool_result
         return ToolResult(result.call_id, result.output, result.error)
-    raise protocol_violation("the message sets no known kind")
+    field = f"{type(request).__name__}.kind"
+    raise protocol_violation("the message sets no known kind", field)
 
 
 def command_from_pb(request: run_pb2.RunRequest) -> StreamCommand:
