@@ -93,10 +93,12 @@ class OrchestratorServiceStub:
     (stored ones first, then live ones) until the run ends, then closes the stream; a
     failed run ends it with the run's status. A finished run can be followed until the
     event journal's retention removes its events (FAILED_PRECONDITION, reason
-    RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
-    by its id). A client-tool call the run waits for is sent to every new follower (again,
-    if it was sent before), who may answer it with `tool_result`, or cancel the run with
-    `cancel`; both need the permission to run. Visibility is that of GetRun.
+    RUN_EVENTS_UNAVAILABLE). The stream carries what the run's own stream did: its events
+    and those of the agents it asked as tools (child runs, with their own run ids and
+    numbers); `after_sequence` is one of the run's own numbers. A client-tool call the run
+    waits for is sent to every new follower (again, if it was sent before), who may answer
+    it with `tool_result`, or cancel the run with `cancel`; both need the permission to
+    run. Visibility is that of GetRun.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
@@ -224,10 +226,12 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     (stored ones first, then live ones) until the run ends, then closes the stream; a
     failed run ends it with the run's status. A finished run can be followed until the
     event journal's retention removes its events (FAILED_PRECONDITION, reason
-    RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
-    by its id). A client-tool call the run waits for is sent to every new follower (again,
-    if it was sent before), who may answer it with `tool_result`, or cancel the run with
-    `cancel`; both need the permission to run. Visibility is that of GetRun.
+    RUN_EVENTS_UNAVAILABLE). The stream carries what the run's own stream did: its events
+    and those of the agents it asked as tools (child runs, with their own run ids and
+    numbers); `after_sequence` is one of the run's own numbers. A client-tool call the run
+    waits for is sent to every new follower (again, if it was sent before), who may answer
+    it with `tool_result`, or cancel the run with `cancel`; both need the permission to
+    run. Visibility is that of GetRun.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
@@ -424,10 +428,12 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         (stored ones first, then live ones) until the run ends, then closes the stream; a
         failed run ends it with the run's status. A finished run can be followed until the
         event journal's retention removes its events (FAILED_PRECONDITION, reason
-        RUN_EVENTS_UNAVAILABLE). The stream carries the run's own events (follow a child run
-        by its id). A client-tool call the run waits for is sent to every new follower (again,
-        if it was sent before), who may answer it with `tool_result`, or cancel the run with
-        `cancel`; both need the permission to run. Visibility is that of GetRun.
+        RUN_EVENTS_UNAVAILABLE). The stream carries what the run's own stream did: its events
+        and those of the agents it asked as tools (child runs, with their own run ids and
+        numbers); `after_sequence` is one of the run's own numbers. A client-tool call the run
+        waits for is sent to every new follower (again, if it was sent before), who may answer
+        it with `tool_result`, or cancel the run with `cancel`; both need the permission to
+        run. Visibility is that of GetRun.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
