@@ -11,6 +11,17 @@ import sys
 from collections.abc import Sequence
 
 from .bootstrap import add_bootstrap_parser
+from .log_format import configure_logging
+
+
+def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ... (ORCHESTRATOR_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text (default) or json: a JSON object per line with the call's tenant and "
+        "principal, the run's id and the caller's trace id (ORCHESTRATOR_LOG_FORMAT)",
+    )
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,7 +72,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--metrics-address",
         help="host:port for Prometheus /metrics (ORCHESTRATOR_METRICS_ADDRESS; off when unset)",
     )
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ... (ORCHESTRATOR_LOG_LEVEL)")
+    _add_logging_arguments(parser)
     parser.add_argument(
         "--allow-unauthenticated",
         action="store_const",
@@ -105,6 +116,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 "dev_model": args.dev_model,
                 "grace_seconds": args.grace_seconds,
                 "log_level": args.log_level,
+                "log_format": args.log_format,
                 "metrics_address": args.metrics_address,
                 "tls_cert_file": args.tls_cert_file,
                 "tls_key_file": args.tls_key_file,
@@ -119,12 +131,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"orchestrator: invalid configuration: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    # The HTTP client logs every model request at INFO; that is noise at our INFO level.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1:
         return supervise(settings, sys.argv[1:])
     try:

@@ -106,6 +106,7 @@ class Settings:
     # host:port of the Prometheus /metrics endpoint; empty = not served.
     metrics_address: str = ""
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json" (log_format.py)
     # Authentication ([auth], see api/auth/config.py; ORCHESTRATOR_AUTH=on turns it on with
     # API keys). Without it the server must listen on loopback, unless this insecure flag
     # says the operator knows better (a mesh that authenticates in front of it).
@@ -142,6 +143,7 @@ _ENV_SETTINGS = {
     "ORCHESTRATOR_LEASE_SECONDS": "lease_seconds",
     "ORCHESTRATOR_WORKERS": "workers",
     "ORCHESTRATOR_LOG_LEVEL": "log_level",
+    "ORCHESTRATOR_LOG_FORMAT": "log_format",
     "ORCHESTRATOR_METRICS_ADDRESS": "metrics_address",
     "ORCHESTRATOR_TLS_CERT": "tls_cert_file",
     "ORCHESTRATOR_TLS_KEY": "tls_key_file",
@@ -207,6 +209,8 @@ def _check_ranges(values: dict[str, Any]) -> None:
             values[limit] = int(values[limit])
             if values[limit] < 1:
                 raise ValueError(f"{limit} must be at least 1")
+    if values.get("log_format", "text") not in ("text", "json"):
+        raise ValueError("log_format must be text or json")
     if values.get("journal_retention_hours", 1.0) <= 0:
         raise ValueError("journal_retention_hours must be positive")
     if values.get("journal_flush_ms", 50) > 10_000:

@@ -17,9 +17,10 @@ import grpc
 from ..core.access import Caller, bind_caller
 from ..core.audit import AuditTrail
 from ..core.errors import OrchestratorError, PermissionDeniedError, UnauthenticatedError
+from ..core.log_context import bind_trace
 from ..core.types import DEFAULT_TENANT
 from .auth.authenticator import Authenticator
-from .call_context import named_tenant
+from .call_context import named_tenant, trace_of
 from .error_mapping import status_code_for
 from .permissions import AUDITED_RPCS, RPC_PERMISSIONS, resource_of
 
@@ -77,6 +78,7 @@ class AccessGate:
             await self._audit.record_call(method, resource_of(request), error, outsider)
             raise
         bind_caller(caller)
+        bind_trace(trace_of(metadata))
         try:
             caller.require(RPC_PERMISSIONS[method])
         except PermissionDeniedError as error:

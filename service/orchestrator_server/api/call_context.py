@@ -16,9 +16,13 @@ import grpc
 
 from ..core.access import current_caller
 from ..core.errors import InvalidArgumentError, Reason
+from ..core.log_context import TraceContext
 
 TENANT_HEADER = "x-tenant-id"
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+# W3C Trace Context: version-traceid-parentid-flags, lowercase hex (version ff is invalid).
+_TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
 def tenant_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -46,6 +50,19 @@ def named_tenant(metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
             reason=Reason.INVALID_TENANT,
         )
     return tenant
+
+
+def trace_of(metadata: Sequence[tuple[str, str | bytes]]) -> TraceContext | None:
+    """The caller's W3C trace (`traceparent`), if it sent a valid one; anything else is
+    ignored, as the specification asks (the call is not refused for it)."""
+    for key, value in metadata:
+        if key != "traceparent" or not isinstance(value, str):
+            continue
+        match = _TRACEPARENT.match(value)
+        if match and match[1] != _ZERO_TRACE and match[2] != _ZERO_SPAN:
+            return TraceContext(match[1], match[2])
+        return None
+    return None
 
 
 def deadline_of(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:

@@ -11,6 +11,7 @@ kept in the run record's `output` for inspection.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from . import events as ev
 from .active_runs import ActiveRun, ActiveRuns, deadline_passed
 from .coordination_port import POLL_SECONDS, Coordination, session_key
 from .errors import DeadlineExceededError, FailedPreconditionError, Reason, UnavailableError
+from .log_context import bind_run
 from .model_loop import AskAgent, ModelLoop, TurnContext
 from .model_port import ModelCatalog
 from .observer import RunObserver, RunReport
@@ -29,6 +31,8 @@ from .store_port import Store
 from .task_stream import Emit
 from .token_window import TokenWindow
 from .types import Agent, Message, Role, RunStatus
+
+log = logging.getLogger(__name__)
 
 # Builds the agent-as-tool callback of a turn from its agent, run and event sink.
 AgentCaller = Callable[[Agent, ActiveRun, TurnContext, Emit[object]], AskAgent]
@@ -75,6 +79,7 @@ class Turn:
         """The turn's task: every exit records an outcome, and a cancelled turn emits
         RunCancelled (the caller's stream stays open for further turns)."""
         services, active = self._services, self._active
+        bind_run(active.run.run_id, active.run.agent_id)  # this task's log lines
         immediate = self._reservation.immediate
         gate = StartGate(
             services.store,
@@ -262,15 +267,23 @@ class Turn:
         run = self._outcome.run
         loop = self._loop
         first_delta = loop.first_delta if loop and loop.first_delta else None
-        services.observer.run_finished(
-            RunReport(
-                run.status,
-                run.error_reason,
-                time.monotonic() - self._started,
-                first_delta - self._started if first_delta else None,
-                run.usage,
-            )
+        report = RunReport(
+            run.status,
+            run.error_reason,
+            time.monotonic() - self._started,
+            first_delta - self._started if first_delta else None,
+            run.usage,
         )
+        services.observer.run_finished(report)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "run ended: %s%s in %.0f ms, %d input and %d output tokens",
+                run.status.value,
+                f" ({run.error_reason})" if run.error_reason else "",
+                report.duration_s * 1000,
+                run.usage.prompt_tokens,
+                run.usage.completion_tokens,
+            )
         self._reservation.release()
         services.runs.remove(active)
         active.finished(run)
