@@ -112,7 +112,9 @@ class DevModelApp:
             if path == "/v1/chat/completions":
                 _require(method, "POST")
                 received_at = time.time()
-                exchange = Exchange(f"{self._id_prefix}{next(self._ids):06d}", received_at)
+                exchange = Exchange(
+                    f"{self._id_prefix}{next(self._ids):06d}", received_at, _traceparent(scope)
+                )
                 body = await read_body(receive)
                 await self._chat.handle(body, exchange, receive, send)
             elif path == "/v1/models":
@@ -237,3 +239,11 @@ def _parse_rules_body(raw: bytes) -> list[Rule]:
         return parse_rules(data)
     except RuleError as err:
         raise ApiError(400, str(err), code="invalid_rules") from None
+
+
+def _traceparent(scope: Scope) -> str | None:
+    """The request's W3C `traceparent` header, if any (recorded with the request)."""
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            return bytes(value).decode("latin-1")
+    return None

@@ -35,6 +35,7 @@ class Exchange:
 
     request_id: str
     started_at: float
+    traceparent: str | None = None  # the W3C trace context the client sent, if any
     outcome: str = "error"
     status: int = 200
     rule: str | None = None
@@ -105,6 +106,7 @@ class ChatHandler:
                 {
                     "request_id": exchange.request_id,
                     "received_at": exchange.started_at,
+                    "traceparent": exchange.traceparent,
                     "body": decoded,
                 }
             )

@@ -1,6 +1,6 @@
 """`--log-format json` (issue 16, structured logs): every line is a JSON object, and the
 lines of a run carry its run id, its agent, the call's tenant and principal, and the
-trace id of the caller's W3C `traceparent`."""
+trace id of the caller's W3C `traceparent`, which the model request carries on."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from helpers import LiveServer, ServerProcess, free_port, requests_of, start
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
-from orchestrator_devmodel import DevModelServer
+from orchestrator_devmodel import DevModelAdmin, DevModelServer
 from orchestrator_server.config import load_settings
 from orchestrator_server.log_format import JsonFormatter
 
@@ -124,3 +124,16 @@ async def test_serve_log_format_json_writes_json_lines(
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]  # all JSON
     [ended] = [line for line in lines if line.get("run_id") == events[0].run_id]
     assert ended["trace_id"] == TRACE and ended["logger"] == "orchestrator_server.core.turn"
+
+
+async def test_the_model_request_carries_the_callers_trace(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    await live.stub.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(agent_id="logged")))
+    await run_turn(live, "traced", (("traceparent", f"00-{TRACE}-{PARENT}-01"),))
+    await run_turn(live, "untraced")
+    traced, untraced = await admin.requests()
+    version, trace_id, parent_id, flags = traced["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACE, "01")
+    assert len(parent_id) == 16 and parent_id != PARENT  # a new parent: the model call
+    assert untraced["traceparent"] is None

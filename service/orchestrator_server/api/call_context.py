@@ -21,7 +21,7 @@ from ..core.log_context import TraceContext
 TENANT_HEADER = "x-tenant-id"
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 # W3C Trace Context: version-traceid-parentid-flags, lowercase hex (version ff is invalid).
-_TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
@@ -60,7 +60,7 @@ def trace_of(metadata: Sequence[tuple[str, str | bytes]]) -> TraceContext | None
             continue
         match = _TRACEPARENT.match(value)
         if match and match[1] != _ZERO_TRACE and match[2] != _ZERO_SPAN:
-            return TraceContext(match[1], match[2])
+            return TraceContext(match[1], match[2], match[3])
         return None
     return None
 

@@ -4,6 +4,7 @@ tasks it starts inherit them). The core only sets them; the log formatter reads 
 
 from __future__ import annotations
 
+import secrets
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -22,6 +23,13 @@ class TraceContext:
 
     trace_id: str
     parent_span_id: str
+    flags: str = "01"
+
+    def child_traceparent(self) -> str:
+        """A `traceparent` for a request this service makes within the trace: the same
+        trace id, a new parent id (the service records no spans of its own yet), the
+        caller's flags."""
+        return f"00-{self.trace_id}-{secrets.token_hex(8)}-{self.flags}"
 
 
 CURRENT_RUN: ContextVar[RunContext | None] = ContextVar("orchestrator_run", default=None)

@@ -20,6 +20,7 @@ import openai
 from ..core import errors
 from ..core.errors import Reason
 from ..core.fair_limiter import FairLimiter
+from ..core.log_context import CURRENT_TRACE
 from ..core.model_port import ChatRequest, ModelTurnEnd
 from ..core.types import ModelSpec, ToolCall, Usage
 from .provider_config import ProviderConfig
@@ -234,7 +235,11 @@ class OpenAIChatModel:
         return await encode_chat_body(params, request.messages)
 
     def _options(self, request: ChatRequest) -> dict[str, Any]:
-        options: dict[str, Any] = {"headers": {"Content-Type": "application/json"}}
+        headers = {"Content-Type": "application/json"}
+        trace = CURRENT_TRACE.get()
+        if trace is not None:  # the provider's logs can be joined to the caller's trace
+            headers["traceparent"] = trace.child_traceparent()
+        options: dict[str, Any] = {"headers": headers}
         timeout = request.timeout
         if timeout is not None:
             options["timeout"] = httpx2.Timeout(
