@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from tcp_proxy import TcpProxy
@@ -32,14 +33,24 @@ async def proxy(live: LiveServer) -> AsyncIterator[TcpProxy]:
         await proxy.stop()
 
 
-async def test_a_stream_cut_mid_answer_resumes_without_gap_or_repeat(
-    live: LiveServer, admin: DevModelAdmin, proxy: TcpProxy
-) -> None:
-    await admin.set_rules([SLOW])
+@asynccontextmanager
+async def clients(
+    live: LiveServer, proxy: TcpProxy
+) -> AsyncIterator[tuple[AsyncOrchestrator, AsyncOrchestrator]]:
+    """A client straight to the server (to check what it stored) and one through the
+    proxy (whose connections the test cuts)."""
     async with (
         AsyncOrchestrator(live.address) as direct,
         AsyncOrchestrator(proxy.address) as client,
     ):
+        yield direct, client
+
+
+async def test_a_stream_cut_mid_answer_resumes_without_gap_or_repeat(
+    live: LiveServer, admin: DevModelAdmin, proxy: TcpProxy
+) -> None:
+    await admin.set_rules([SLOW])
+    async with clients(live, proxy) as (direct, client):
         await direct.create_agent("story")
         text, sequences, deltas = "", [], 0
         async with client.stream("slow story", "story", session_id="cut") as events:
@@ -63,10 +74,7 @@ async def test_a_cut_before_the_run_started_runs_it_once(
     live: LiveServer, admin: DevModelAdmin, proxy: TcpProxy
 ) -> None:
     await admin.set_rules([SLOW])
-    async with (
-        AsyncOrchestrator(live.address) as direct,
-        AsyncOrchestrator(proxy.address) as client,
-    ):
+    async with clients(live, proxy) as (direct, client):
         await direct.create_agent("story")
         await client.get_agent("story")  # connected through the proxy
         proxy.hold()  # the server's RunStarted never reaches the client...
@@ -90,10 +98,7 @@ async def test_a_run_that_ended_while_the_client_was_cut_off_is_read_back_whole(
     live: LiveServer, admin: DevModelAdmin, proxy: TcpProxy
 ) -> None:
     await admin.set_rules([SLOW])
-    async with (
-        AsyncOrchestrator(live.address) as direct,
-        AsyncOrchestrator(proxy.address) as client,
-    ):
+    async with clients(live, proxy) as (direct, client):
         await direct.create_agent("story")
         await client.get_agent("story")
         proxy.hold()
@@ -128,10 +133,7 @@ async def test_a_cut_keeps_the_events_of_agents_asked_as_tools(
             {"match": {"contains": "delegate"}, "reply": {"tool_calls": [ask]}},
         ]
     )
-    async with (
-        AsyncOrchestrator(live.address) as direct,
-        AsyncOrchestrator(proxy.address) as client,
-    ):
+    async with clients(live, proxy) as (direct, client):
         await direct.create_agent("story")
         await direct.create_agent("boss", callable_agents=["story"])
         child_text, child_sequences = "", []
@@ -157,10 +159,7 @@ async def test_run_and_chat_resume_too(
     live: LiveServer, admin: DevModelAdmin, proxy: TcpProxy
 ) -> None:
     await admin.set_rules([SLOW])
-    async with (
-        AsyncOrchestrator(live.address) as direct,
-        AsyncOrchestrator(proxy.address) as client,
-    ):
+    async with clients(live, proxy) as (direct, client):
         await direct.create_agent("story")
 
         def answering(session: str) -> bool:
@@ -208,10 +207,7 @@ async def test_a_client_tool_answers_once_across_a_cut(
         await release.wait()
         return f"value of {key}"
 
-    async with (
-        AsyncOrchestrator(live.address) as direct,
-        AsyncOrchestrator(proxy.address) as client,
-    ):
+    async with clients(live, proxy) as (direct, client):
         await direct.create_agent("tooly")
         task = asyncio.create_task(client.run("look", "tooly", tools=[lookup]))
         await settled(lambda: bool(calls), step_seconds=0.01)  # the tool runs
@@ -224,10 +220,7 @@ async def test_without_resume_a_cut_cancels_the_run(
     live: LiveServer, admin: DevModelAdmin, proxy: TcpProxy
 ) -> None:
     await admin.set_rules([SLOW])
-    async with (
-        AsyncOrchestrator(live.address) as direct,
-        AsyncOrchestrator(proxy.address) as client,
-    ):
+    async with clients(live, proxy) as (direct, client):
         await direct.create_agent("story")
         with pytest.raises(Unavailable):
             async with client.stream("slow story", "story", resume=False) as events:
