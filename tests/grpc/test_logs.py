@@ -137,3 +137,13 @@ async def test_the_model_request_carries_the_callers_trace(
     assert (version, trace_id, flags) == ("00", TRACE, "01")
     assert len(parent_id) == 16 and parent_id != PARENT  # a new parent: the model call
     assert untraced["traceparent"] is None
+
+
+async def test_get_run_shows_the_trace_id_of_the_call_that_started_it(live: LiveServer) -> None:
+    await live.stub.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(agent_id="logged")))
+    traced = await run_turn(live, "traced", (("traceparent", f"00-{TRACE}-{PARENT}-01"),))
+    plain = await run_turn(live, "plain")
+    record = (await live.stub.GetRun(pb.GetRunRequest(run_id=traced[0].run_id))).run
+    assert record.trace_id == TRACE
+    untraced = (await live.stub.GetRun(pb.GetRunRequest(run_id=plain[0].run_id))).run
+    assert untraced.trace_id == ""

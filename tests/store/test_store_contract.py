@@ -174,6 +174,17 @@ async def test_a_run_moves_from_begin_to_its_recorded_outcome(store: Store) -> N
     assert await store.get_run("t2", "r1") is None
 
 
+async def test_a_run_keeps_the_trace_id_of_its_call(store: Store) -> None:
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    await store.begin_run("t", a_run("r1", trace_id=trace), None)
+    await store.begin_run("t", a_run("r2", session_id="s2"), None)
+    assert (await store.get_run("t", "r1")).trace_id == trace  # type: ignore[union-attr]
+    assert (await store.get_run("t", "r2")).trace_id == ""  # type: ignore[union-attr]
+    [listed] = [r for r in await store.list_runs("t", RunQuery(10)) if r.run_id == "r1"]
+    assert listed.trace_id == trace
+
+
 async def test_a_request_id_is_used_once_per_agent(store: Store) -> None:
     await store.create_agent("t", NewAgent("a1", spec(), False, False))
     await store.begin_run("t", a_run("r1", request_id="k"), None)

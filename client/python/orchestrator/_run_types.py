@@ -178,6 +178,8 @@ class Run:
     create_time: datetime | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
+    trace_id: str = ""
+    """The W3C trace id of the call that started the run ("" without one)."""
 
 
 # -- events of a run ----------------------------------------------------------------------

@@ -40,6 +40,7 @@ from .client_tools import ToolError, parse_client_tools
 from .coordination_port import Coordination, LocalCoordination
 from .errors import InvalidArgumentError, OrchestratorError, Reason
 from .journal import Journal, NoJournalStore
+from .log_context import CURRENT_TRACE
 from .model_loop import (
     DEFAULT_MAX_AGENT_CALLS_PER_TURN,
     DEFAULT_MAX_OUTPUT_CHARS,
@@ -359,6 +360,7 @@ def _new_run(
         parent_run_id=request.parent_run_id,
         start_time=now if immediate else None,
         owner=owner,
+        trace_id=trace.trace_id if (trace := CURRENT_TRACE.get()) else "",
     )
 
 

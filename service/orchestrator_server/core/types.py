@@ -196,6 +196,8 @@ class Run:
     end_time: float | None = None
     # The principal owning the run's session.
     owner: str = ""
+    # The W3C trace id of the call that started it ("": none).
+    trace_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

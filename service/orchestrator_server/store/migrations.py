@@ -187,6 +187,11 @@ def _v6_run_events(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO journal_usage(bytes) VALUES (0)")
 
 
+def _v7_trace_ids(db: sqlite_utils.Database) -> None:
+    # The W3C trace id of the call that started a run (GetRun shows it).
+    db.execute("ALTER TABLE runs ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_teams,
@@ -194,6 +199,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v4_run_bytes,
     _v5_access,
     _v6_run_events,
+    _v7_trace_ids,
 ]
 
 

@@ -256,14 +256,14 @@ async def begin_run(
     try:
         row = await conn.fetchrow(
             "SELECT * FROM begin_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-            "$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+            "$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
             tenant, run.run_id, run.agent_id, run.session_id, run.status.value,
             encode(run.input), run.create_time, run.request_id, run.parent_run_id,
             encode(run.output), run.usage.prompt_tokens, run.usage.completion_tokens,
             run.error_reason, encode(run.error_message), run.start_time, run.end_time,
             run.owner, replica_id, queue_if_busy, threshold, text_bytes(run.input, run.output),
             message, text_bytes(user_message.content, "[]") if user_message else 0,
-            USAGE_SHARDS,
+            USAGE_SHARDS, run.trace_id,
         )  # fmt: skip
     except asyncpg.UniqueViolationError as error:
         # Another replica stored the same key, or started a turn of a session whose agent

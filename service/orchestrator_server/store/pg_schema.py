@@ -250,7 +250,27 @@ END
 $$;
 """
 
-MIGRATIONS: list[str] = [_V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN, V2_RUN_EVENTS]
+
+def _with_trace_id(begin_run: str) -> str:
+    """Version 1's begin_run with one more parameter, the run's trace id, stored with it
+    (a new overload: replicas not yet upgraded go on calling the old one)."""
+    steps = (
+        ("p_shards integer)", "p_shards integer, p_trace_id text)"),
+        ("owner, replica_id)\n    VALUES (", "owner, replica_id, trace_id)\n    VALUES ("),
+        ("p_owner, p_replica_id);", "p_owner, p_replica_id, p_trace_id);"),
+    )
+    for old, new in steps:
+        assert begin_run.count(old) == 1, old
+        begin_run = begin_run.replace(old, new)
+    return begin_run
+
+
+# Version 3: runs keep the trace id of the call that started them.
+_V3_TRACE_IDS = "ALTER TABLE runs ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';\n" + _with_trace_id(
+    _V1_BEGIN_RUN
+)
+
+MIGRATIONS: list[str] = [_V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN, V2_RUN_EVENTS, _V3_TRACE_IDS]
 
 
 async def migrate(conn: Conn) -> int:

@@ -34,7 +34,7 @@ AGENT_COLUMNS = "a.agent_id, a.spec, a.create_time, a.update_time, a.revision, t
 RUN_COLUMNS = (
     "run_id, agent_id, session_id, status, input, create_time, request_id, parent_run_id, "
     "output, prompt_tokens, completion_tokens, error_reason, error_message, start_time, "
-    "end_time, owner"
+    "end_time, owner, trace_id"
 )
 MESSAGE_COLUMNS = "seq, role, content, tool_calls, tool_call_id, run_id, create_time"
 
@@ -109,6 +109,7 @@ def run_from_row(row: Row, text: Callable[[Any], str] = _same) -> Run:
         start_time=row[13],
         end_time=row[14],
         owner=row[15],
+        trace_id=row[16],
     )
 
 

@@ -131,7 +131,7 @@ def begin_run(
     sqlite_usage.add(conn, tenant, "message_bytes", text_bytes(run.input, run.output))
     conn.execute(
         f"INSERT INTO runs(tenant, {RUN_COLUMNS}) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             tenant,
             run.run_id,
@@ -150,6 +150,7 @@ def begin_run(
             run.start_time,
             run.end_time,
             run.owner,
+            run.trace_id,
         ),
     )
     claim_session(conn, tenant, run)

@@ -364,7 +364,10 @@ type Run struct {
 	// When it ended.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// The principal owning the run's session (see Session.owner).
-	Owner         string `protobuf:"bytes,15,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owner string `protobuf:"bytes,15,opt,name=owner,proto3" json:"owner,omitempty"`
+	// The W3C trace id of the call that started the run (its `traceparent`), empty
+	// without one: the run's log lines and model requests carry it too.
+	TraceId       string `protobuf:"bytes,16,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -500,6 +503,13 @@ func (x *Run) GetEndTime() *timestamppb.Timestamp {
 func (x *Run) GetOwner() string {
 	if x != nil {
 		return x.Owner
+	}
+	return ""
+}
+
+func (x *Run) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
 	}
 	return ""
 }
@@ -1565,7 +1575,7 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12!\n" +
-	"\ftotal_tokens\x18\x03 \x01(\x03R\vtotalTokens\"\x90\x05\n" +
+	"\ftotal_tokens\x18\x03 \x01(\x03R\vtotalTokens\"\xb1\x05\n" +
 	"\x03Run\x12\x1b\n" +
 	"\x06run_id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x05runId\x12\x1f\n" +
 	"\bagent_id\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\aagentId\x12#\n" +
@@ -1586,7 +1596,8 @@ const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tstartTime\x12;\n" +
 	"\bend_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\aendTime\x12\x1a\n" +
-	"\x05owner\x18\x0f \x01(\tB\x04\xe2A\x01\x03R\x05owner\"\xbf\x01\n" +
+	"\x05owner\x18\x0f \x01(\tB\x04\xe2A\x01\x03R\x05owner\x12\x1f\n" +
+	"\btrace_id\x18\x10 \x01(\tB\x04\xe2A\x01\x03R\atraceId\"\xbf\x01\n" +
 	"\n" +
 	"RunRequest\x122\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.orchestrator.v1.StartTurnH\x00R\x05start\x125\n" +

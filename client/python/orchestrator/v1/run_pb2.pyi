@@ -208,6 +208,7 @@ class Run(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run's identifier, assigned by the server."""
     agent_id: _builtins.str
@@ -232,6 +233,10 @@ class Run(_message.Message):
     """A human-readable error message."""
     owner: _builtins.str
     """The principal owning the run's session (see Session.owner)."""
+    trace_id: _builtins.str
+    """The W3C trace id of the call that started the run (its `traceparent`), empty
+    without one: the run's log lines and model requests carry it too.
+    """
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Token usage."""
@@ -266,10 +271,11 @@ class Run(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         owner: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "error_reason", b"error_reason", "input", b"input", "output", b"output", "owner", b"owner", "parent_run_id", b"parent_run_id", "request_id", b"request_id", "run_id", b"run_id", "session_id", b"session_id", "start_time", b"start_time", "status", b"status", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "error_reason", b"error_reason", "input", b"input", "output", b"output", "owner", b"owner", "parent_run_id", b"parent_run_id", "request_id", b"request_id", "run_id", b"run_id", "session_id", b"session_id", "start_time", b"start_time", "status", b"status", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -43,6 +43,7 @@ def run_to_pb(run: types.Run) -> run_pb2.Run:
         start_time=timestamp(run.start_time),
         end_time=timestamp(run.end_time),
         owner=run.owner,
+        trace_id=run.trace_id,
     )
 
 

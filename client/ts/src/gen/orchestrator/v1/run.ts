@@ -297,6 +297,11 @@ export interface Run {
     | undefined;
   /** The principal owning the run's session (see Session.owner). */
   owner: string;
+  /**
+   * The W3C trace id of the call that started the run (its `traceparent`), empty
+   * without one: the run's log lines and model requests carry it too.
+   */
+  traceId: string;
 }
 
 /** A message from the client on the `Run` stream. */
@@ -644,6 +649,7 @@ function createBaseRun(): Run {
     startTime: undefined,
     endTime: undefined,
     owner: "",
+    traceId: "",
   };
 }
 
@@ -693,6 +699,9 @@ export const Run: MessageFns<Run> = {
     }
     if (message.owner !== "") {
       writer.uint32(122).string(message.owner);
+    }
+    if (message.traceId !== "") {
+      writer.uint32(130).string(message.traceId);
     }
     return writer;
   },
@@ -830,6 +839,14 @@ export const Run: MessageFns<Run> = {
             message.owner = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -899,6 +916,11 @@ export const Run: MessageFns<Run> = {
         ? fromJsonTimestamp(object.end_time)
         : undefined,
       owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
     };
   },
 
@@ -949,6 +971,9 @@ export const Run: MessageFns<Run> = {
     if (message.owner !== "") {
       obj.owner = message.owner;
     }
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
     return obj;
   },
 
@@ -972,6 +997,7 @@ export const Run: MessageFns<Run> = {
     message.startTime = object.startTime ?? undefined;
     message.endTime = object.endTime ?? undefined;
     message.owner = object.owner ?? "";
+    message.traceId = object.traceId ?? "";
     return message;
   },
 };
