@@ -268,3 +268,26 @@ async def test_a_detached_run_is_followed_from_another_client(
         assert run.status is RunStatus.COMPLETED
         assert text == run.output == WORDS
         assert [e.sequence for e in seen + rest] == list(range(1, len(seen) + len(rest) + 1))
+
+
+async def test_a_follower_cancelled_mid_follow_leaves_the_run_alone(
+    live: LiveServer, admin: DevModelAdmin
+) -> None:
+    await admin.set_rules([SLOW])
+    async with AsyncOrchestrator(live.address) as first, AsyncOrchestrator(live.address) as second:
+        await first.create_agent("story")
+        async with first.stream("slow story", "story", detach=True) as events:
+            run_id = (await anext(events)).run_id
+        seen = asyncio.Event()
+
+        async def follow() -> None:
+            async for _ in second.follow(run_id):
+                seen.set()
+
+        follower = asyncio.create_task(follow())
+        await seen.wait()
+        follower.cancel()  # the follower's reader is cancelled (Ctrl-C, a timeout)
+        await asyncio.gather(follower, return_exceptions=True)
+        rest = [e async for e in second.follow(run_id, after_sequence=1)]
+        assert text_of(rest) == WORDS  # the run went on to its end
+        assert (await second.get_run(run_id)).status is RunStatus.COMPLETED

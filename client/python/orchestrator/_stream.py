@@ -301,6 +301,7 @@ class FollowedRun(RunStream):
             run_pb2.StartTurn(),
             tools,
             resumption,
+            detached=True,  # leaving (or Ctrl-C) stops following; the run goes on
         )
         self.run_id = run_id
         self._last_sequence = after_sequence
@@ -308,11 +309,3 @@ class FollowedRun(RunStream):
     def _maybe_run_tool(self, event: t.RunEvent) -> None:
         if isinstance(event, t.ToolCallStarted) and event.call.name in self._tools:
             super()._maybe_run_tool(event)
-
-    async def aclose(self) -> None:
-        """Stop following (the run goes on)."""
-        self._stop_tools()
-        if not self._done:
-            self._done = True
-            if self._call is not None:
-                self._call.abort()
