@@ -101,8 +101,7 @@ class FollowStream:
                 )
             await self._records.cancel(self._tenant, run_id)
             return
-        waiting = feed.pending_tool_calls(feed.last_sequence) if feed is not None else []
-        if feed is None or feed.deliver is None or not _calls(waiting, command.call_id):
+        if feed is None or feed.deliver is None or not feed.waits_for(command.call_id):
             raise InvalidArgumentError.for_field(
                 "tool_result.call_id",
                 "no client tool call of the followed run waits for this result on this replica",
@@ -114,11 +113,3 @@ class FollowStream:
 
 def _violation(description: str) -> InvalidArgumentError:
     return protocol_violation(description, "FollowRunRequest.kind")
-
-
-def _calls(waiting: list[ev.RunEvent], call_id: str) -> bool:
-    """Whether `call_id` is one of these ToolCallStarted events' calls (a result for a
-    call of another run, even one started on the same Run stream, is not this run's)."""
-    return any(
-        isinstance(e.body, ev.ToolCallStarted) and e.body.call.call_id == call_id for e in waiting
-    )

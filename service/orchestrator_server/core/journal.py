@@ -201,19 +201,17 @@ class Journal:
         pending = sum(len(f.events) - f.stored for f in self._dirty.values())
         if pending <= self._max_pending:
             return
-        for key, feed in list(self._dirty.items()):
+        for feed in list(self._dirty.values()):
             if pending <= self._max_pending:
                 break
             if not feed.ended:
                 continue
             lost = len(feed.events) - feed.stored
             pending -= lost
-            self.lost_events += lost
             log.error(
                 "gave up %d events of run %s: the store stayed unavailable", lost, feed.run_id
             )
-            del self._dirty[key]
-            self._forget(feed)
+            self._give_up([feed])
 
     async def _prune_periodically(self) -> None:
         while True:

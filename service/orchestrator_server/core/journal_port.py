@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,15 @@ class JournalStore(Protocol):
     async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
         """Delete at most `limit` chunks: those stored before `before`, then the oldest
         while the journal holds more than `max_bytes`; the number deleted."""
+
+
+def enough_to_free(oldest: Sequence[Sequence[Any]], excess: int) -> list[Sequence[Any]]:
+    """The first of `oldest` (rows ending with their size) that free `excess` bytes: what
+    pruning by size deletes, oldest first, in every implementation."""
+    chosen: list[Sequence[Any]] = []
+    for row in oldest:
+        if excess <= 0:
+            break
+        chosen.append(row)
+        excess -= row[-1]
+    return chosen

@@ -101,9 +101,8 @@ class Delivery:
             watch = asyncio.create_task(self._cancel_unless_followed(self._resume_window))
             task.add_done_callback(lambda _: watch.cancel())
         if self._deadline is not None:
-            handle = asyncio.get_running_loop().call_at(
-                _loop_time_of(self._deadline), self._deadline_passed
-            )
+            left = max(self._deadline - time.monotonic(), 0.0)
+            handle = asyncio.get_running_loop().call_later(left, self._deadline_passed)
             task.add_done_callback(lambda _: handle.cancel())
         return True
 
@@ -147,13 +146,6 @@ class Delivery:
         for item in items:
             self._take(item)
         self._feed.finish(error)
-
-
-def _loop_time_of(deadline: float) -> float:
-    """A time.monotonic() instant on the event loop's clock (the same clock in asyncio's
-    default loops and uvloop; converted anyway in case a loop differs)."""
-    loop = asyncio.get_running_loop()
-    return loop.time() + (deadline - time.monotonic())
 
 
 def open_delivery(

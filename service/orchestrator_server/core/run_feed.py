@@ -176,6 +176,14 @@ class RunFeed:
             and e.body.call.call_id in waiting
         ]
 
+    def waits_for(self, call_id: str) -> bool:
+        """Whether a client-tool call of this run itself (not of another run started on
+        the same Run stream) waits for `call_id`'s result."""
+        return any(
+            isinstance(e.body, ev.ToolCallStarted) and e.body.call.call_id == call_id
+            for e in self.pending_tool_calls(self.last_sequence)
+        )
+
     def touched(self) -> None:
         """A follower elsewhere still follows the run."""
         self.last_followed = time.monotonic()

@@ -11,8 +11,7 @@ import asyncio
 
 from .active_runs import ActiveRuns
 from .coordination_port import Coordination
-from .errors import Reason
-from .peers import cancel_elsewhere
+from .peers import cancel_elsewhere, superseded
 from .store_port import Store
 from .types import Run, RunQuery
 
@@ -34,10 +33,10 @@ async def supersede(
     principal, who claimed a new session a moment earlier, is not this caller's to
     cancel) for run `by_run_id`, and wait for their outcomes."""
     tenant, agent_id, session_id = session
-    message = f"interrupted by run {by_run_id}"
+    reason, message = superseded(by_run_id)
     local = [a for a in active.in_session(tenant, agent_id, session_id) if a.run.owner == owner]
     for run in local:
-        run.cancel(Reason.RUN_SUPERSEDED, message)
+        run.cancel(reason, message)
     elsewhere: list[Run] = []
     if coordination.shared:
         known = {a.run.run_id for a in local}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..core.journal_port import EventChunk
+from ..core.journal_port import EventChunk, enough_to_free
 
 
 class InMemoryJournalStore:
@@ -43,10 +43,9 @@ class InMemoryJournalStore:
         )
         doomed = [c for c in every if c.create_time < before][:limit]
         if not doomed:
-            size = sum(len(c.data) for c in every)
-            while every and size > max_bytes and len(doomed) < limit:
-                doomed.append(every.pop(0))
-                size -= len(doomed[-1].data)
+            excess = sum(len(c.data) for c in every) - max_bytes
+            oldest = [(c, len(c.data)) for c in every[:limit]]
+            doomed = [row[0] for row in enough_to_free(oldest, excess)]
         for chunk in doomed:
             del self._chunks[(chunk.tenant, chunk.run_id)][chunk.position]
         return len(doomed)

@@ -7,11 +7,11 @@ the stored one, which it contains."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import astuple
 
-from ..core.journal_port import EventChunk
+from ..core.journal_port import EventChunk, enough_to_free
 from .pg_plumbing import PostgresPlumbing
 from .pg_runs import CHANNEL, Conn
-from .sqlite_journal import enough_to_free
 
 # Schema version 2 (pg_schema.MIGRATIONS).
 V2_RUN_EVENTS = """
@@ -25,6 +25,8 @@ CREATE TABLE journal_usage (bytes BIGINT NOT NULL);
 INSERT INTO journal_usage(bytes) VALUES (0);
 """
 
+# EventChunk's fields, in order: rows are written with astuple(chunk) and read back
+# with EventChunk(*row).
 _COLUMNS = (
     "tenant, run_id, agent_id, session_id, position, end_position, first_seq, last_seq, "
     "data, create_time"
@@ -102,7 +104,7 @@ class PostgresJournalStore:
 
     async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
         """Store chunks (one statement) and ring their runs' doorbells."""
-        columns = list(zip(*[_row(c) for c in chunks], strict=True))
+        columns = list(zip(*[astuple(c) for c in chunks], strict=True))
         await self._store.fetch(_APPEND, *columns, CHANNEL)
 
     async def run_events(
@@ -124,18 +126,3 @@ class PostgresJournalStore:
     async def prune_run_events(self, before: float, max_bytes: int, limit: int) -> int:
         """Delete a batch of chunks past the retention."""
         return await self._store.transact(_prune, before, max_bytes, limit)
-
-
-def _row(chunk: EventChunk) -> tuple[object, ...]:
-    return (
-        chunk.tenant,
-        chunk.run_id,
-        chunk.agent_id,
-        chunk.session_id,
-        chunk.position,
-        chunk.end_position,
-        chunk.first_sequence,
-        chunk.last_sequence,
-        chunk.data,
-        chunk.create_time,
-    )

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import astuple
 from typing import TYPE_CHECKING, Any
 
-from ..core.journal_port import EventChunk
+from ..core.journal_port import EventChunk, enough_to_free
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
+# EventChunk's fields, in order: rows are written with astuple(chunk) and read back
+# with EventChunk(*row).
 _COLUMNS = (
     "tenant, run_id, agent_id, session_id, position, end_position, first_seq, last_seq, "
     "data, create_time"
@@ -43,27 +46,12 @@ def _append(conn: sqlite3.Connection, chunks: Sequence[EventChunk]) -> None:
         inserted = conn.execute(
             f"INSERT INTO run_events ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
             "WHERE EXISTS (SELECT 1 FROM runs WHERE tenant = ? AND run_id = ?)",
-            (*_row(c), c.tenant, c.run_id),
+            (*astuple(c), c.tenant, c.run_id),
         ).rowcount
         if inserted:
             added += len(c.data)
     if added:
         conn.execute("UPDATE journal_usage SET bytes = bytes + ?", (added,))
-
-
-def _row(c: EventChunk) -> tuple[Any, ...]:
-    return (
-        c.tenant,
-        c.run_id,
-        c.agent_id,
-        c.session_id,
-        c.position,
-        c.end_position,
-        c.first_sequence,
-        c.last_sequence,
-        c.data,
-        c.create_time,
-    )
 
 
 def forget(conn: sqlite3.Connection, tenant: str, where: str, params: Sequence[Any]) -> None:
@@ -95,17 +83,6 @@ def _prune(conn: sqlite3.Connection, before: float, max_bytes: int, limit: int) 
     conn.executemany("DELETE FROM run_events WHERE rowid = ?", [(r[0],) for r in rows])
     conn.execute("UPDATE journal_usage SET bytes = bytes - ?", (sum(r[1] for r in rows),))
     return len(rows)
-
-
-def enough_to_free(oldest: Sequence[Sequence[Any]], excess: int) -> list[Sequence[Any]]:
-    """The first of `oldest` (rows ending with their size) that free `excess` bytes."""
-    chosen: list[Sequence[Any]] = []
-    for row in oldest:
-        if excess <= 0:
-            break
-        chosen.append(row)
-        excess -= row[-1]
-    return chosen
 
 
 class SQLiteJournalStore:
