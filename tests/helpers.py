@@ -25,6 +25,7 @@ from orchestrator_devmodel.net import free_port as free_port  # re-exported for 
 from orchestrator_server.config import Settings
 from orchestrator_server.models.openai_chat import ProviderConfig
 from orchestrator_server.server import App, build_server, create_app
+from orchestrator_server.tracing import Tracing
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -71,9 +72,11 @@ def dev_settings(db: Path, model_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-async def start_live_server(db: Path, model_url: str, **overrides: Any) -> LiveServer:
+async def start_live_server(
+    db: Path, model_url: str, tracing: Tracing | None = None, **overrides: Any
+) -> LiveServer:
     """Start an orchestrator server in this process on an ephemeral port."""
-    app = await create_app(dev_settings(db, model_url, **overrides))
+    app = await create_app(dev_settings(db, model_url, **overrides), tracing)
     server, port = build_server(app)
     await server.start()
     address = f"127.0.0.1:{port}"

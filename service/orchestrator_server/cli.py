@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from .bootstrap import add_bootstrap_parser
 from .log_format import configure_logging
+from .tracing import check_tracing_env
 
 
 def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +129,7 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         check_db(settings.db)
         check_workers(settings)
+        check_tracing_env(os.environ)
     except (OSError, ValueError) as error:
         print(f"orchestrator: invalid configuration: {error}", file=sys.stderr)
         return 2

@@ -3,8 +3,10 @@
 Each line has `time` (UTC, ISO 8601 with milliseconds), `level`, `logger` and `message`,
 and what the line is about when it is known: `tenant` and `principal` of the call,
 `run_id` and `agent_id` of the run, `trace_id` and `parent_span_id` from the caller's
-W3C `traceparent`. An exception's traceback is in `exception`. Secrets and message
-contents are never logged by the service (log calls pass ids, counts and reasons).
+W3C `traceparent` (with tracing on: the RPC's server span), and `span_id` of the span
+the line was written in when tracing is on. An exception's traceback is in
+`exception`. Secrets and message contents are never logged by the service (log calls
+pass ids, counts and reasons).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace as otel_trace
 
 from .core.access import SYSTEM, current_caller
 from .core.log_context import CURRENT_RUN, CURRENT_TRACE
@@ -40,6 +44,9 @@ class JsonFormatter(logging.Formatter):
         trace = CURRENT_TRACE.get()
         if trace is not None:
             line["trace_id"], line["parent_span_id"] = trace.trace_id, trace.parent_span_id
+        span = otel_trace.get_current_span().get_span_context()
+        if span.is_valid:
+            line["span_id"] = otel_trace.format_span_id(span.span_id)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

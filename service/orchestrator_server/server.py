@@ -50,6 +50,7 @@ from .store_setup import Stores, open_stores
 from .tools.builtins import builtin_tools
 from .tools.plugins import plugin_tools
 from .tools.registry import ToolRegistry
+from .tracing import Tracing, tracing_from_env
 
 if TYPE_CHECKING:
     from .tools.mcp_tools import McpToolHub
@@ -104,6 +105,7 @@ class App:
     metrics: ServerMetrics
     loop_monitor: LoopLagMonitor
     access: Access
+    tracing: Tracing | None = None
 
     async def close(self) -> None:
         """Stop runs in flight, then release the model clients and the store."""
@@ -117,6 +119,8 @@ class App:
             await self.mcp.close()
         await self.catalog.close()
         await self.stores.close()
+        if self.tracing is not None:
+            await self.tracing.close()
 
 
 async def start_mcp(settings: Settings, tools: ToolRegistry) -> McpToolHub:
@@ -162,8 +166,8 @@ def start_journal(settings: Settings, stores: Stores) -> Journal:
     return journal
 
 
-async def create_app(settings: Settings) -> App:
-    """Open the store and build the core around it."""
+async def create_app(settings: Settings, tracing: Tracing | None = None) -> App:
+    """Open the store and build the core around it (traced when `tracing` is given)."""
     stores = await open_stores(settings)
     store = stores.store
     tokens = PageTokens(await store.page_token_secret(), settings.max_page_bytes)
@@ -195,6 +199,7 @@ async def create_app(settings: Settings) -> App:
         audit=access.audit,
         coordination=stores.coordination,
         journal=journal,
+        tracer=tracing.tracer if tracing else None,
     )
     conversations = Conversations(store, agents, runs, tokens)
     teams = TeamRegistry(store, tokens)
@@ -220,6 +225,7 @@ async def create_app(settings: Settings) -> App:
         metrics,
         monitor,
         access,
+        tracing,
     )
 
 
@@ -259,7 +265,15 @@ def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.a
     servicer = OrchestratorServicer(app)
     max_response = app.settings.max_response_bytes
     server.add_generic_rpc_handlers(
-        (generic_handler(SERVICE_DESCRIPTOR, servicer, app.access.gate, max_response),)
+        (
+            generic_handler(
+                SERVICE_DESCRIPTOR,
+                servicer,
+                app.access.gate,
+                max_response,
+                app.tracing.tracer if app.tracing else None,
+            ),
+        )
     )
     health = health or HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -331,7 +345,7 @@ def watch_store(app: App, health: HealthServicer) -> None:
 async def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT, then stop gracefully."""
     settings, dev_process = await start_dev_model(settings)
-    app = await create_app(settings)
+    app = await create_app(settings, tracing_from_env())
     health = HealthServicer()
     server, port = build_server(app, health)
     await server.start()

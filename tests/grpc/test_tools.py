@@ -45,9 +45,11 @@ def of_kind(events: list[run_pb2.RunEvent], kind: str) -> list[run_pb2.RunEvent]
 class Conversation:
     """A Run stream the test writes to as events arrive (for client tools)."""
 
-    def __init__(self, live: LiveServer, timeout: float = 30) -> None:
+    def __init__(
+        self, live: LiveServer, timeout: float = 30, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self._queue: asyncio.Queue[run_pb2.RunRequest | None] = asyncio.Queue()
-        self.call = live.stub.Run(self._requests(), timeout=timeout)
+        self.call = live.stub.Run(self._requests(), timeout=timeout, metadata=metadata)
 
     async def _requests(self) -> AsyncIterator[run_pb2.RunRequest]:
         while (item := await self._queue.get()) is not None:

@@ -39,6 +39,7 @@ class ScriptedModel:
     stalled: asyncio.Event = field(default_factory=asyncio.Event)
     unstall: asyncio.Event = field(default_factory=asyncio.Event)
     name: str = "scripted"
+    default_model: str = "scripted-model"
 
     def script(self, *replies: Reply) -> None:
         """Queue replies for the next model calls."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from opentelemetry.propagate import inject
 
 SERVICE = "orchestrator.v1.OrchestratorService"
 TENANT_HEADER = "x-tenant-id"
@@ -100,6 +101,17 @@ def call_metadata(
         pairs = [(k, v) for k, v in pairs if k.lower() != "authorization"]
         pairs.append(("authorization", f"Bearer {token}"))
     return tuple(pairs)
+
+
+def with_trace_context(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """`metadata` plus the active OpenTelemetry context as the process's propagators
+    write it (by default W3C `traceparent`, `tracestate`, `baggage`); unchanged outside
+    a span. A `traceparent` the caller set itself is kept."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    if not carrier or any(key == "traceparent" for key, _ in metadata):
+        return metadata
+    return (*metadata, *carrier.items())
 
 
 def tls_credentials(

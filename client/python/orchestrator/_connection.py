@@ -52,9 +52,15 @@ class Connection:
         self._timeout = timeout
         self._retry = retry_unavailable
         token = token if token is not None else os.environ.get(_channel.TOKEN_ENV)
-        self._metadata = _channel.call_metadata(tenant, metadata, token)
+        self._fixed_metadata = _channel.call_metadata(tenant, metadata, token)
         self._channel = _channel.open_channel(address, credentials, retry_unavailable)
         self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
+
+    @property
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        """A call's metadata: the fixed pairs, and the active OpenTelemetry trace context
+        (W3C `traceparent`), so that the call joins the caller's trace."""
+        return _channel.with_trace_context(self._fixed_metadata)
 
     async def close(self) -> None:
         """Close the channel (calls in flight are cancelled)."""

@@ -17,7 +17,7 @@ import grpc
 from ..core.access import Caller, bind_caller
 from ..core.audit import AuditTrail
 from ..core.errors import OrchestratorError, PermissionDeniedError, UnauthenticatedError
-from ..core.log_context import bind_trace
+from ..core.log_context import CURRENT_TRACE, bind_trace
 from ..core.types import DEFAULT_TENANT
 from .auth.authenticator import Authenticator
 from .call_context import named_tenant, trace_of
@@ -78,7 +78,8 @@ class AccessGate:
             await self._audit.record_call(method, resource_of(request), error, outsider)
             raise
         bind_caller(caller)
-        bind_trace(trace_of(metadata))
+        if CURRENT_TRACE.get() is None:  # else the server span (tracing on) has bound it
+            bind_trace(trace_of(metadata))
         try:
             caller.require(RPC_PERMISSIONS[method])
         except PermissionDeniedError as error:

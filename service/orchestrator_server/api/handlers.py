@@ -12,7 +12,7 @@ other bad input. The same wrappers map every exception a servicer raises to a ri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -22,12 +22,10 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from ..core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
+from ..tracing import OtelTracer
 from .access_gate import AccessGate
 from .error_mapping import abort
-
-Context = grpc.aio.ServicerContext[Any, Any]
-UnaryBehaviour = Callable[[Any, Context], Awaitable[Any]]
-StreamBehaviour = Callable[[Any, Context], AsyncGenerator[Any, None]]
+from .rpc_tracing import Context, StreamBehaviour, UnaryBehaviour, traced_stream, traced_unary
 
 
 class MalformedRequest:
@@ -140,17 +138,26 @@ _FACTORIES = {
 
 
 def _method_handler(
-    method: MethodDescriptor, servicer: object, gate: AccessGate, max_bytes: int
+    method: MethodDescriptor,
+    servicer: object,
+    gate: AccessGate,
+    max_bytes: int,
+    tracer: OtelTracer | None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     request_cls = message_factory.GetMessageClass(method.input_type)
     response_cls = message_factory.GetMessageClass(method.output_type)
     behaviour = getattr(servicer, method.name)
     streaming = (method.client_streaming, method.server_streaming)
-    handle = (
-        stream_response(behaviour, method.name, method.client_streaming, gate)
-        if method.server_streaming
-        else unary_response(behaviour, method.name, method.client_streaming, gate, max_bytes)
-    )
+    full_method = f"{method.containing_service.full_name}/{method.name}"
+    handle: UnaryBehaviour | StreamBehaviour
+    if method.server_streaming:
+        handle = stream_response(behaviour, method.name, method.client_streaming, gate)
+        if tracer is not None:
+            handle = traced_stream(handle, full_method, tracer)
+    else:
+        handle = unary_response(behaviour, method.name, method.client_streaming, gate, max_bytes)
+        if tracer is not None:
+            handle = traced_unary(handle, full_method, tracer)
     factory: Callable[..., grpc.RpcMethodHandler[Any, Any]] = _FACTORIES[streaming]
     return factory(
         handle,
@@ -160,12 +167,16 @@ def _method_handler(
 
 
 def generic_handler(
-    service: ServiceDescriptor, servicer: object, gate: AccessGate, max_response_bytes: int
+    service: ServiceDescriptor,
+    servicer: object,
+    gate: AccessGate,
+    max_response_bytes: int,
+    tracer: OtelTracer | None = None,
 ) -> grpc.GenericRpcHandler:
     """A handler for every method of `service`, served by the same-named servicer method
-    once the access gate admits the call."""
+    once the access gate admits the call (inside a server span when tracing is on)."""
     handlers = {
-        method.name: _method_handler(method, servicer, gate, max_response_bytes)
+        method.name: _method_handler(method, servicer, gate, max_response_bytes, tracer)
         for method in service.methods
     }
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

@@ -41,6 +41,7 @@ from .outcome import OutcomeRecorder, despite_cancels, failure_of
 from .runs import RunEngine
 from .store_port import Store
 from .task_stream import TaskStream
+from .telemetry_spans import run_ended, workflow_span
 from .types import Run, RunStatus, TurnRequest, Usage
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,11 @@ class Collaborations:
         task_input: str,
         body: Body,
         deadline: float | None,
+        workflow: tuple[str, str],
     ) -> AsyncGenerator[CollaborationEvent, None]:
         """Record the parent run, run `body` in a task and yield what it emits; the final
-        `completed` event is emitted here once the parent run is recorded as completed."""
+        `completed` event is emitted here once the parent run is recorded as completed.
+        `workflow` is the (kind, name) its span shows: ("pipeline", ...) or ("team", ...)."""
         now = time.time()
         parent = Run(
             run_id=run_id,
@@ -133,7 +136,12 @@ class Collaborations:
 
             outcome = OutcomeRecorder(self._store, tenant, parent)
             stage = Stage(tenant, run_id, session_id, emit, deadline)
-            emit(None, await self._recorded(outcome, stage, body))
+            kind, name = workflow
+            tracer = self._runs.tracer
+            with workflow_span(tracer, kind, name, tenant, run_id, session_id) as span:
+                completed = await self._recorded(outcome, stage, body)
+                run_ended(span, outcome.run)
+            emit(None, completed)
 
         stream: TaskStream[CollaborationEvent] = TaskStream(
             work,

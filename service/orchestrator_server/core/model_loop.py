@@ -17,6 +17,8 @@ from .model_port import ChatMessage, ChatModel, ChatRequest, ModelTurnEnd
 from .start_gate import StartGate
 from .store_port import Store
 from .task_stream import Emit
+from .telemetry import NoTracer, Tracer
+from .telemetry_spans import chat_ended, chat_span
 from .token_window import TokenWindow
 from .tool_calls import TurnTools
 from .types import Agent, Message, Role, Run, TurnRequest, Usage
@@ -94,8 +96,10 @@ class ModelLoop:
         emit: Emit[object],
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         tokens: TokenWindow | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._model = model
+        self._tracer = tracer or NoTracer()
         self._tokens = tokens or TokenWindow()
         self._agent = agent
         self._run = run
@@ -154,6 +158,17 @@ class ModelLoop:
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _call_model(self, messages: list[ChatMessage]) -> ModelTurnEnd:
+        """Stream one model response in its span; the response's end."""
+        tracer, spec = self._tracer, self._agent.spec.model
+        model = spec.model or self._model.default_model
+        with chat_span(tracer, self._model.name, model, messages) as span:
+            end = await self._stream_answer(messages, tracer.traceparent())
+            chat_ended(span, end, "".join(self.parts), tracer.record_content)
+            return end
+
+    async def _stream_answer(
+        self, messages: list[ChatMessage], traceparent: str | None
+    ) -> ModelTurnEnd:
         """Stream one model response, emitting its text; the response's end."""
         self.parts.clear()
         end: ModelTurnEnd | None = None
@@ -164,6 +179,7 @@ class ModelLoop:
             self._schemas,
             remaining(context.deadline),
             context.tenant,
+            traceparent,
         )
         stream = self._model.stream(request)
         async with aclosing(stream):  # a refused answer closes its upstream request now

@@ -22,6 +22,7 @@ class ModelTurnEnd:
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = field(default_factory=Usage)
     finish_reason: str = ""
+    model: str = ""  # the model that answered, as the provider names it
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +36,15 @@ class ChatRequest:
     timeout: float | None = None
     # Whose call this is: a provider's concurrent calls are shared fairly among tenants.
     tenant: str = ""
+    # The W3C trace context the request carries (the model call's span, or the caller's).
+    traceparent: str | None = None
 
 
 class ChatModel(Protocol):
     """A provider that streams chat completions."""
 
     name: str
+    default_model: str  # the model of a request whose spec names none
 
     def stream(self, request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
         """Yield text deltas (str) as they arrive, then exactly one ModelTurnEnd.

@@ -106,7 +106,9 @@ class PipelineRunner:
             results = tuple(o.result for o in outcomes)
             return CollaborationCompleted(previous, results, total_usage(results))
 
-        events = self._collaborations.stream(tenant, run_id, session, task_input, body, deadline)
+        events = self._collaborations.stream(
+            tenant, run_id, session, task_input, body, deadline, ("pipeline", "pipeline")
+        )
         async with aclosing(events):
             async for event in events:
                 yield event

@@ -58,6 +58,7 @@ from .session_locks import Reservation, SessionLocks
 from .store_port import Store
 from .supersede import supersede
 from .task_stream import Emit, TaskStream
+from .telemetry import NoTracer, Tracer
 from .token_window import DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT, TokenWindow
 from .tool_calls import ClientToolBridge, TurnTools
 from .tool_port import ServerTool, ToolCatalog
@@ -105,6 +106,7 @@ class RunEngine:
         audit: AuditTrail | None = None,
         coordination: Coordination | None = None,
         journal: Journal | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._audit = audit
         # Without a journal store (unit tests of other parts), feeds live in memory only.
@@ -119,6 +121,7 @@ class RunEngine:
         self._max_agent_depth = max_agent_depth
         self._max_agent_calls = max_agent_calls
         self._tools: ToolCatalog = tools or _NoTools()
+        self.tracer: Tracer = tracer or NoTracer()
         self._services = TurnServices(
             store=store,
             models=models,
@@ -129,6 +132,7 @@ class RunEngine:
             max_output_chars=max_output_chars,
             tokens=TokenWindow(model_tokens_per_minute),
             coordination=self._coordination,
+            tracer=self.tracer,
         )
 
     async def execute(
@@ -259,7 +263,7 @@ class RunEngine:
     ) -> TurnTools:
         """The tools of one turn: the agent's server tools and callable agents, plus the
         client's tools for this turn."""
-        tools = TurnTools(bridge=bridge, tenant=tenant)
+        tools = TurnTools(bridge=bridge, tenant=tenant, tracer=self.tracer)
         for name in agent.spec.tools:
             tool = self._tools.get(name)
             if tool is None:

@@ -105,7 +105,9 @@ class TeamRunner:
         async def body(stage: Stage) -> CollaborationCompleted:
             return await self._run(stage, work)
 
-        events = self._collaborations.stream(tenant, run_id, run_id, task, body, deadline)
+        events = self._collaborations.stream(
+            tenant, run_id, run_id, task, body, deadline, ("team", team_id)
+        )
         async with aclosing(events):
             async for event in events:
                 yield event

@@ -22,6 +22,8 @@ from . import events as ev
 from .argument_validation import checked_arguments
 from .client_tools import ClientTool, ToolError
 from .errors import DeadlineExceededError, InvalidArgumentError, Reason
+from .telemetry import NoTracer, Tracer
+from .telemetry_spans import tool_ended, tool_span
 from .tool_port import ServerTool
 from .types import Message, Role, ToolCall
 
@@ -93,6 +95,7 @@ class TurnTools:
     bridge: ClientToolBridge | None = None
     client_timeout: float = DEFAULT_CLIENT_TOOL_TIMEOUT
     tenant: str = ""  # whose turn: argument checks are shared fairly among tenants
+    tracer: Tracer = field(default_factory=NoTracer)
 
     def schemas(self) -> list[dict[str, Any]]:
         """The OpenAI `tools` parameter for the model call."""
@@ -162,14 +165,16 @@ class TurnTools:
     async def _one(self, call: ToolCall, emit: Emit, ask_agent: AskAgent) -> str:
         began = time.monotonic()
         output, error = "", ""
-        try:
-            output = _truncate(await self._dispatch(call, ask_agent))
-        except DeadlineExceededError:
-            raise
-        except ToolError as failure:
-            error = str(failure)
-        except Exception as failure:
-            error = f"{type(failure).__name__}: {failure}"[:2000]
+        with tool_span(self.tracer, call, self.location(call.name)) as span:
+            try:
+                output = _truncate(await self._dispatch(call, ask_agent))
+            except DeadlineExceededError:
+                raise
+            except ToolError as failure:
+                error = str(failure)
+            except Exception as failure:
+                error = f"{type(failure).__name__}: {failure}"[:2000]
+            tool_ended(span, output, error, self.tracer.record_content)
         emit(
             ev.ToolCallFinished(
                 call.call_id, call.name, output, error, (time.monotonic() - began) * 1000

@@ -29,6 +29,8 @@ from .session_locks import Reservation
 from .start_gate import QueuedBehindPeer, StartGate
 from .store_port import Store
 from .task_stream import Emit
+from .telemetry import Span, Tracer
+from .telemetry_spans import agent_span, run_ended
 from .token_window import TokenWindow
 from .types import Agent, Message, Role, RunStatus
 
@@ -51,6 +53,7 @@ class TurnServices:
     max_output_chars: int
     tokens: TokenWindow
     coordination: Coordination
+    tracer: Tracer
 
 
 class Turn:
@@ -74,6 +77,7 @@ class Turn:
         self._user_message = Message(Role.USER, run.input, run_id=run.run_id)
         self._started = time.monotonic()
         self._loop: ModelLoop | None = None
+        self._span: Span | None = None
 
     async def run(self, emit: Emit[object]) -> None:
         """The turn's task: every exit records an outcome, and a cancelled turn emits
@@ -91,18 +95,20 @@ class Turn:
             sequence=self._reservation.sequenced,
         )
         services.observer.run_started()
-        try:
-            await self._execute(gate, emit)
-        except asyncio.CancelledError:
-            # The ending is written and announced however often the task is cancelled
-            # meanwhile (a second cancel, the caller going away while it is written).
-            await despite_cancels(self._cancelled(gate, emit))
-            raise
-        except Exception as error:
-            await despite_cancels(self._failed(gate, error))
-            raise
-        finally:
-            self._finished()
+        with agent_span(services.tracer, active.tenant, self._agent, active.run) as span:
+            self._span = span
+            try:
+                await self._execute(gate, emit)
+            except asyncio.CancelledError:
+                # The ending is written and announced however often the task is cancelled
+                # meanwhile (a second cancel, the caller going away while it is written).
+                await despite_cancels(self._cancelled(gate, emit))
+                raise
+            except Exception as error:
+                await despite_cancels(self._failed(gate, error))
+                raise
+            finally:
+                self._finished()
 
     async def _cancelled(self, gate: StartGate, emit: Emit[object]) -> None:
         active = self._active
@@ -185,6 +191,7 @@ class Turn:
             emit,
             services.max_output_chars,
             services.tokens,
+            services.tracer,
         )
         messages = await loop.history(services.store, self._active.tenant)
         gate.announce_if_stored()  # a write that overlapped the history read
@@ -275,6 +282,8 @@ class Turn:
             run.usage,
         )
         services.observer.run_finished(report)
+        if self._span is not None:
+            run_ended(self._span, run)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "run ended: %s%s in %.0f ms, %d input and %d output tokens",

@@ -20,7 +20,6 @@ import openai
 from ..core import errors
 from ..core.errors import Reason
 from ..core.fair_limiter import FairLimiter
-from ..core.log_context import CURRENT_TRACE
 from ..core.model_port import ChatRequest, ModelTurnEnd
 from ..core.types import ModelSpec, ToolCall, Usage
 from .provider_config import ProviderConfig
@@ -157,13 +156,14 @@ class _ChunkReader:
     """The state of one streamed response: usage, finish reason and tool-call fragments,
     fed one SSE line at a time."""
 
-    __slots__ = ("assembler", "finish_reason", "provider", "usage")
+    __slots__ = ("assembler", "finish_reason", "model", "provider", "usage")
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self.assembler = _ToolCallAssembler(provider)
         self.usage = Usage()
         self.finish_reason = ""
+        self.model = ""
 
     def text_of(self, line: str) -> str | None:
         """The text delta one SSE line carries (None when it carries none)."""
@@ -181,6 +181,8 @@ class _ChunkReader:
             self.usage = Usage(
                 _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
             )
+        if not self.model:
+            self.model = str(chunk.get("model") or "")[:200]
         choices = chunk.get("choices")
         if not choices:
             return None
@@ -197,7 +199,7 @@ class _ChunkReader:
         """The response's end; a stream without a finish reason was cut by the provider."""
         if not self.finish_reason:
             raise _unavailable(self.provider, "ended the stream before the answer was complete")
-        return ModelTurnEnd(self.assembler.calls(), self.usage, self.finish_reason)
+        return ModelTurnEnd(self.assembler.calls(), self.usage, self.finish_reason, self.model)
 
 
 class OpenAIChatModel:
@@ -205,6 +207,7 @@ class OpenAIChatModel:
 
     def __init__(self, config: ProviderConfig) -> None:
         self.name = config.name
+        self.default_model = config.default_model
         self.config = config
         self._client = openai.AsyncOpenAI(
             base_url=config.base_url,
@@ -225,7 +228,7 @@ class OpenAIChatModel:
         # `messages` costs ~7 ms for fifty messages (json.dumps: ~30 µs), and its single
         # json.dumps of a large history would hold the loop (see request_body).
         params: dict[str, Any] = {
-            "model": request.spec.model or self.config.default_model,
+            "model": request.spec.model or self.default_model,
             "stream": True,
             "stream_options": {"include_usage": True},
             **_request_params(request.spec),
@@ -236,9 +239,8 @@ class OpenAIChatModel:
 
     def _options(self, request: ChatRequest) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
-        trace = CURRENT_TRACE.get()
-        if trace is not None:  # the provider's logs can be joined to the caller's trace
-            headers["traceparent"] = trace.child_traceparent()
+        if request.traceparent:  # the provider's logs can be joined to the caller's trace
+            headers["traceparent"] = request.traceparent
         options: dict[str, Any] = {"headers": headers}
         timeout = request.timeout
         if timeout is not None:
