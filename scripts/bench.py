@@ -23,7 +23,9 @@ Sections (`--only a,b`):
   fairness  tenant B's time to first delta (p50, p99) alone and while tenant A holds 5,000
           Run streams on the same provider (its default max_concurrency; A's model calls
           2.5-7.5 s, `--fair-latency-ms` sets their mean; B's immediate); A's streams
-          come from a subprocess.
+          come from a subprocess;
+  tracing the previous build, this build with tracing off and with tracing on (OTLP to a
+          local collector): Run c=32 with memory, GetAgent c=16.
 
     .venv/bin/python scripts/bench.py [--quick] [--only runs,peer] [--profile]
         [--fair-latency-ms 5000]

@@ -15,6 +15,7 @@ scale       start-up, list latency, memory and 1,000 streams on that database
 team        RunTeam fan-out
 fairness    a tenant's first delta while another holds 5,000 streams on the provider
 fair_load   that other tenant's streams, run as a subprocess
+tracing     tracing off vs the previous build, tracing on vs off
 targets     the performance targets, as ratios measured in the same run
 report      the printed table and results.json
 chart       bench.png

@@ -21,6 +21,7 @@ from .results import Results
 from .scale import scale_section
 from .team import team_section
 from .throughput import throughput_sections
+from .tracing import tracing_section
 
 # Above this load average before the start, the figures will be noisy: say so.
 BUSY_LOAD = 0.5
@@ -112,6 +113,10 @@ async def main_async(args: argparse.Namespace) -> int:
     if "fairness" in selected:
         print("[fairness]", flush=True)
         await fairness_section(mode, results, args)
+    if "tracing" in selected:
+        print("[tracing]", flush=True)
+        with tempfile.TemporaryDirectory() as work_dir:
+            await tracing_section(mode, results, Path(work_dir))
     print_report(results)
     write_json(results, mode, args, RESULTS / "results.json")
     chart(results, RESULTS / "bench.png")

@@ -24,6 +24,7 @@ SECTIONS = (
     "follow",
     "team",
     "fairness",
+    "tracing",
 )
 
 TOKENS = 20  # tokens per model answer, and messages per bare gRPC stream

@@ -185,6 +185,38 @@ def follow_targets(results: Results) -> list[Target]:
     ]
 
 
+def tracing_targets(results: Results) -> list[Target]:
+    """This build against the previous one with tracing off (within noise), and tracing
+    on against off."""
+    off_runs = results.value("tracing.off_memory_c32")
+    return [
+        Target(
+            "Run/s c=32, tracing off, vs the previous build",
+            off_runs / results.value("tracing.previous_memory_c32"),
+            0.95,
+            True,
+            "x",
+            "tracing.off_memory_c32 / tracing.previous_memory_c32",
+        ),
+        Target(
+            "GetAgent QPS, tracing off, vs the previous build",
+            results.value("tracing.off_get_c16") / results.value("tracing.previous_get_c16"),
+            0.95,
+            True,
+            "x",
+            "tracing.off_get_c16 / tracing.previous_get_c16",
+        ),
+        Target(
+            "Run/s c=32, tracing on (OTLP export) vs off",
+            results.value("tracing.on_memory_c32") / off_runs,
+            0.85,
+            True,
+            "x",
+            "tracing.on_memory_c32 / tracing.off_memory_c32",
+        ),
+    ]
+
+
 def targets(results: Results) -> list[Target]:
     """The issue's targets, as ratios measured in this run."""
     return [
@@ -193,4 +225,5 @@ def targets(results: Results) -> list[Target]:
         *bound_targets(results),
         *follow_targets(results),
         fairness_target(results),
+        *tracing_targets(results),
     ]

@@ -29,6 +29,7 @@ from .api.agents_servicer import AgentRpcs
 from .api.collaboration_servicer import CollaborationRpcs
 from .api.handlers import generic_handler
 from .api.runs_servicer import RunRpcs
+from .api.usage_servicer import UsageRpcs
 from .config import Settings
 from .core.active_runs import RunLimits
 from .core.agents import AgentRegistry
@@ -42,6 +43,7 @@ from .core.run_records import RunRecords
 from .core.runs import RunEngine
 from .core.team_runs import TeamRunner
 from .core.teams import TeamRegistry
+from .core.usage import UsageReports
 from .dev_model_setup import start_dev_model
 from .loop_monitor import LoopLagMonitor
 from .metrics import ServerMetrics
@@ -65,6 +67,7 @@ class OrchestratorServicer(
     RunRpcs,
     CollaborationRpcs,
     AccessRpcs,
+    UsageRpcs,
     orchestrator_service_pb2_grpc.OrchestratorServiceServicer,
 ):
     """Every RPC of orchestrator.v1.OrchestratorService."""
@@ -82,6 +85,7 @@ class OrchestratorServicer(
         )
         CollaborationRpcs.__init__(self, app.teams, app.pipelines, app.team_runs)
         AccessRpcs.__init__(self, app.access.api_keys, app.access.audit)
+        UsageRpcs.__init__(self, app.usage)
 
 
 @dataclass
@@ -105,6 +109,7 @@ class App:
     metrics: ServerMetrics
     loop_monitor: LoopLagMonitor
     access: Access
+    usage: UsageReports
     tracing: Tracing | None = None
 
     async def close(self) -> None:
@@ -121,6 +126,15 @@ class App:
         await self.stores.close()
         if self.tracing is not None:
             await self.tracing.close()
+
+
+async def start_tools(settings: Settings) -> tuple[ToolRegistry, McpToolHub | None]:
+    """The server's tools: built-ins, plugins and those of the configured MCP servers."""
+    tools = ToolRegistry()
+    tools.register_all(builtin_tools())
+    # Scanning installed distributions' entry points reads hundreds of files: off the loop.
+    tools.register_all(await asyncio.to_thread(plugin_tools))
+    return tools, await start_mcp(settings, tools) if settings.mcp_servers else None
 
 
 async def start_mcp(settings: Settings, tools: ToolRegistry) -> McpToolHub:
@@ -175,11 +189,7 @@ async def create_app(settings: Settings, tracing: Tracing | None = None) -> App:
     metrics = ServerMetrics()
     monitor = LoopLagMonitor(metrics.loop_lag.observe)
     monitor.start()
-    tools = ToolRegistry()
-    tools.register_all(builtin_tools())
-    # Scanning installed distributions' entry points reads hundreds of files: off the loop.
-    tools.register_all(await asyncio.to_thread(plugin_tools))
-    mcp = await start_mcp(settings, tools) if settings.mcp_servers else None
+    tools, mcp = await start_tools(settings)
     access = await build_access(settings, stores.access, tokens, catalog)
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown, policy=access.policies)
     journal = start_journal(settings, stores)
@@ -225,6 +235,7 @@ async def create_app(settings: Settings, tracing: Tracing | None = None) -> App:
         metrics,
         monitor,
         access,
+        UsageReports(store, tokens),
         tracing,
     )
 

@@ -14,7 +14,7 @@ import grpc
 from access_helpers import Identity, auth_server, code_of, key_identity
 
 from helpers import final_of, requests_of, start
-from orchestrator.v1 import access_pb2, agent_pb2, collaboration_pb2
+from orchestrator.v1 import access_pb2, agent_pb2, collaboration_pb2, usage_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator_devmodel import DevModelServer
 from orchestrator_server.server import SERVICE_DESCRIPTOR
@@ -108,6 +108,9 @@ CALLS: dict[str, Call] = {
     ),
     "ListAuditEvents": lambda w, i: w.stub.ListAuditEvents(
         access_pb2.ListAuditEventsRequest(), **w.kw()
+    ),
+    "ListUsage": lambda w, i: w.stub.ListUsage(
+        usage_pb2.ListUsageRequest(agent_id=i["agent"]), **w.kw()
     ),
 }
 FAKE: Ids = {

@@ -277,3 +277,27 @@ async def test_run_detach_then_runs_follow_from_another_process(
         assert sequences[0] == 4 and sequences == list(range(4, 4 + len(sequences)))
         missing = await cli(live.address, "runs", "follow", "run_nope")
         assert missing.code != 0 and "RUN_NOT_FOUND" in missing.err
+
+
+async def test_usage_command_and_client_agree_with_the_runs(live: LiveServer) -> None:
+    async with AsyncOrchestrator(live.address) as client:
+        await client.create_agent("echo")
+        await client.create_agent("other")
+        for message in ("one", "two"):
+            await client.run(message, "echo")
+        await client.run("three", "other")
+        records = [record async for record in client.iter_usage(page_size=1)]
+        runs = await client.list_runs()
+    assert [(r.agent_id, r.runs) for r in records] == [("echo", 2), ("other", 1)]
+    assert sum(r.total_tokens for r in records) == sum(run.usage.total_tokens for run in runs)
+    assert sum(r.model_calls for r in records) == sum(run.usage.model_calls for run in runs) == 3
+    table, hourly, only = await asyncio.gather(
+        cli(live.address, "usage", "list"),
+        cli(live.address, "usage", "list", "--hourly", "--json"),
+        cli(live.address, "usage", "list", "--agent", "other", "--json"),
+    )
+    lines = [line.split() for line in table.out.splitlines()]
+    assert lines[0][:3] == ["PERIOD", "AGENT", "RUNS"]
+    assert [line[-6:-4] for line in lines[1:]] == [["echo", "2"], ["other", "1"], ["TOTAL", "3"]]
+    assert [r["runs"] for r in hourly.json()] == [2, 1, 3]  # type: ignore[index, union-attr]
+    assert [r["agent_id"] for r in only.json()] == ["other", "TOTAL"]  # type: ignore[index, union-attr]

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import grpc
-from otlp_collector import OtlpCollector
 
 from helpers import ServerProcess, free_port, requests_of, start
 from orchestrator.v1 import agent_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
 from orchestrator_devmodel import DevModelAdmin, DevModelServer
+from scripts.otlp_sink import OtlpCollector
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"

@@ -80,10 +80,9 @@ async def make_agent(live: LiveServer, agent_id: str, **kwargs: Any) -> None:
     )
 
 
-async def test_a_turn_with_every_kind_of_tool_makes_one_span_tree(
-    traced: Traced, admin: DevModelAdmin
-) -> None:
-    live = traced.live
+async def turn_with_every_kind_of_tool(live: LiveServer, admin: DevModelAdmin) -> str:
+    """A traced turn of "lead" calling a server tool, a client tool and the agent
+    "helper"; its run id, once its stream (and so its server span) has ended."""
     await admin.set_rules(
         [
             ANSWER_WITH_TOOL_RESULTS,
@@ -117,7 +116,13 @@ async def test_a_turn_with_every_kind_of_tool_makes_one_span_tree(
     assert await talk.call.read() is grpc.aio.EOF  # the server span has ended
     own = [e for e in events if e.run_id == run_id]
     assert final_of(own).output == "42\nfrom-client\nEcho: sub question"
+    return run_id
 
+
+async def test_a_turn_with_every_kind_of_tool_makes_one_span_tree(
+    traced: Traced, admin: DevModelAdmin
+) -> None:
+    run_id = await turn_with_every_kind_of_tool(traced.live, admin)
     spans = traced.spans()
     # Every span but the two CreateAgent calls' is in the caller's trace.
     other_traces = {s.context.trace_id for s in traced.named(f"{SERVICE}/CreateAgent")}

@@ -27,6 +27,7 @@ from ._sync import (
     connect,
 )
 from ._tools import ClientTool, json_schema, tool
+from ._usage import UsageRecord
 from .errors import (
     Aborted,
     AgentAlreadyExists,
@@ -163,6 +164,7 @@ __all__ = [
     "Unavailable",
     "UnexpectedToolResult",
     "UnknownTool",
+    "UsageRecord",
     "connect",
     "json_schema",
     "tls_credentials",

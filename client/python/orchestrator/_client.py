@@ -14,6 +14,7 @@ from ._connection import Metadata
 from ._runs import RunCalls, cancelled_error
 from ._teams import TeamCalls
 from ._updates import UNSET, _Unset
+from ._usage import UsageCalls
 
 __all__ = [
     "UNSET",
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 
-class AsyncOrchestrator(AgentCalls, RunCalls, TeamCalls, AccessCalls):
+class AsyncOrchestrator(AgentCalls, RunCalls, TeamCalls, AccessCalls, UsageCalls):
     """An asyncio client of orchestrator.v1.OrchestratorService.
 
     `tenant` is sent as `x-tenant-id` with every call, `metadata` too; `token` (an API

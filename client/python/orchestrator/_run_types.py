@@ -158,6 +158,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    model_calls: int = 0  # requests sent to the model, answered or not
 
 
 @dataclass(frozen=True, slots=True)

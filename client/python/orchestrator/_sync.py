@@ -115,6 +115,7 @@ class Orchestrator(Blocking):
     iter_api_keys = blocking(AsyncOrchestrator.iter_api_keys)
     revoke_api_key = blocking(AsyncOrchestrator.revoke_api_key)
     iter_audit_events = blocking(AsyncOrchestrator.iter_audit_events)
+    iter_usage = blocking(AsyncOrchestrator.iter_usage)
     update_team = blocking(AsyncOrchestrator.update_team)
     delete_team = blocking(AsyncOrchestrator.delete_team)
     stream_team = blocking(AsyncOrchestrator.stream_team)

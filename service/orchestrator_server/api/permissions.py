@@ -39,6 +39,7 @@ RPC_PERMISSIONS: dict[str, Permission] = {
     "ListApiKeys": Permission.ADMINISTER,
     "RevokeApiKey": Permission.ADMINISTER,
     "ListAuditEvents": Permission.ADMINISTER,
+    "ListUsage": Permission.ADMINISTER,
 }
 
 # Calls recorded in the audit trail whatever their outcome (the turns of a Run stream are

@@ -81,6 +81,7 @@ def _body(body: ev.EventBody) -> list[Any]:
             usage.completion_tokens,
             body.time_to_first_delta_ms,
             body.duration_ms,
+            usage.model_calls,
         ]
     if isinstance(body, ev.RunCancelled):
         return ["x", body.reason, body.message]
@@ -98,8 +99,10 @@ def _body_from(kind: str, fields: list[Any]) -> ev.EventBody:
     if kind == "m":
         return ev.MessageCompleted(_message_from(fields[0]))
     if kind == "c":
-        output, prompt, completion, first, duration = fields
-        return ev.RunCompleted(output, Usage(prompt, completion), first, duration)
+        # Chunks written before model calls were counted have five fields.
+        output, prompt, completion, first, duration, *calls = fields
+        usage = Usage(prompt, completion, calls[0] if calls else 0)
+        return ev.RunCompleted(output, usage, first, duration)
     if kind == "x":
         return ev.RunCancelled(fields[0], fields[1])
     if kind == "t":

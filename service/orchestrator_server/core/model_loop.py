@@ -134,6 +134,7 @@ class ModelLoop:
             self._tokens.check(tenant)
             estimate = estimated_prompt_tokens(messages, self._schema_chars)
             charged_at = self._tokens.charge(tenant, estimate)  # even if the call never ends
+            self.usage = self.usage + Usage(model_calls=1)  # counted once sent, answered or not
             end = await self._call_model(messages)
             self.usage = self.usage + end.usage
             used = end.usage.prompt_tokens + end.usage.completion_tokens

@@ -12,6 +12,7 @@ from typing import Protocol, TypeVar
 
 from .errors import AbortedError, AlreadyExistsError, NotFoundError, Reason
 from .types import Agent, AgentSpec, Message, NewAgent, Run, RunQuery, Session, Team, TeamSpec
+from .usage import UsageQuery, UsageRow
 
 
 class DuplicateRequestError(Exception):
@@ -171,6 +172,10 @@ class Store(Protocol):
 
     async def list_runs(self, tenant: str, query: RunQuery) -> list[Run]:
         """Runs newest first, optionally of one agent and session."""
+
+    async def list_usage(self, tenant: str, query: UsageQuery) -> list[UsageRow]:
+        """Usage per agent and period (see usage.py), newest period first, then by agent
+        id, at most `query.limit` rows."""
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
         """Mark runs left queued or running by a previous process as interrupted (a

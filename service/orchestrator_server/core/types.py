@@ -163,6 +163,7 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    model_calls: int = 0  # requests sent to the model, answered or not
 
     @property
     def total_tokens(self) -> int:
@@ -173,6 +174,7 @@ class Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
+            self.model_calls + other.model_calls,
         )
 
 

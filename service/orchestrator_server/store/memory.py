@@ -35,6 +35,7 @@ from ..core.types import (
     TeamSpec,
 )
 from .memory_journal import InMemoryJournalStore
+from .memory_usage import UsageLedger
 
 SessionKey = tuple[str, str, str]  # tenant, agent_id, session_id
 
@@ -48,10 +49,11 @@ class _Tenant:
     message_bytes: int = 0
 
 
-class InMemoryStore:
+class InMemoryStore(UsageLedger):
     """The store port without persistence."""
 
     def __init__(self, quotas: StorageQuotas = DEFAULT_QUOTAS) -> None:
+        UsageLedger.__init__(self)
         self._quotas = quotas
         self._tenants: dict[str, _Tenant] = {}
         self._messages: dict[SessionKey, list[Message]] = {}
@@ -291,6 +293,7 @@ class InMemoryStore:
             self._tenant(tenant).message_bytes += _run_bytes(run) - _run_bytes(before)
             start = before.start_time if before.start_time is not None else run.end_time
             runs[run.run_id] = replace(run, start_time=start)
+            self.record_usage(tenant, run, run.end_time or time.time())
         return stored
 
     async def get_run(self, tenant: str, run_id: str) -> Run | None:

@@ -192,6 +192,18 @@ def _v7_trace_ids(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''")
 
 
+def _v8_usage_accounting(db: sqlite_utils.Database) -> None:
+    # Model calls per run, and usage per tenant, agent and hour (UTC), kept by the
+    # transaction that records a run's end (ListUsage sums hours into days).
+    db.execute("ALTER TABLE runs ADD COLUMN model_calls INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE TABLE usage_hourly (tenant TEXT NOT NULL, agent_id TEXT NOT NULL, "
+        "hour INTEGER NOT NULL, runs INTEGER NOT NULL, model_calls INTEGER NOT NULL, "
+        "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, "
+        "PRIMARY KEY (tenant, hour, agent_id))"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_teams,
@@ -200,6 +212,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v5_access,
     _v6_run_events,
     _v7_trace_ids,
+    _v8_usage_accounting,
 ]
 
 

@@ -8,7 +8,7 @@ from .sqlite_rows import Row, message_from_row, run_from_row
 RUN_COLUMNS = (
     "run_id, agent_id, session_id, status, input, create_time, request_id, parent_run_id, "
     "output, prompt_tokens, completion_tokens, error_reason, error_message, start_time, "
-    "end_time, owner, trace_id"
+    "end_time, owner, trace_id, model_calls"
 )
 MESSAGE_COLUMNS = "seq, role, content, tool_calls, tool_call_id, run_id, create_time"
 

@@ -346,7 +346,7 @@ async def finish_run(
     calls = [tool_calls_json(m.tool_calls) for m in messages]
     row = await conn.fetchrow(
         "SELECT * FROM finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-        "$15, $16, $17, $18, $19, $20)",
+        "$15, $16, $17, $18, $19, $20, $21)",
         tenant, run.run_id, run.agent_id, run.session_id, run.status.value,
         encode(run.output), run.usage.prompt_tokens, run.usage.completion_tokens,
         run.error_reason, encode(run.error_message), end,
@@ -354,6 +354,7 @@ async def finish_run(
         [m.tool_call_id for m in messages], [m.run_id for m in messages],
         sum(text_bytes(m.content, c) for m, c in zip(messages, calls, strict=True)),
         CHANNEL, doorbell(tenant, run.agent_id, run.session_id, run.run_id), USAGE_SHARDS,
+        run.usage.model_calls,
     )  # fmt: skip
     assert row is not None, "finish_run returns one row"
     outcome, first = row

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .pg_journal import V2_RUN_EVENTS
 from .pg_runs import Conn
+from .pg_usage import RECORD_USAGE, V4_USAGE_TABLES
 
 # Any 64-bit number unlikely to be used by another application on the same database.
 MIGRATION_LOCK = 0x6F72636865737472
@@ -270,7 +271,37 @@ _V3_TRACE_IDS = "ALTER TABLE runs ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';\
     _V1_BEGIN_RUN
 )
 
-MIGRATIONS: list[str] = [_V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN, V2_RUN_EVENTS, _V3_TRACE_IDS]
+
+def _with_usage(finish_run: str) -> str:
+    """Version 1's finish_run with one more parameter, the run's model calls, stored with
+    it and added to usage accounting with its tokens (a new overload: replicas not yet
+    upgraded go on calling the old one, and their runs are not counted)."""
+    steps = (
+        ("p_shards integer)", "p_shards integer, p_model_calls bigint)"),
+        (
+            "completion_tokens = p_completion_tokens,",
+            "completion_tokens = p_completion_tokens, model_calls = p_model_calls,",
+        ),
+        (
+            "    PERFORM pg_notify(p_channel, p_doorbell);",
+            RECORD_USAGE + "    PERFORM pg_notify(p_channel, p_doorbell);",
+        ),
+    )
+    for old, new in steps:
+        assert finish_run.count(old) == 1, old
+        finish_run = finish_run.replace(old, new)
+    return finish_run
+
+
+# Version 4: usage accounting (runs, model calls and tokens per tenant, agent and hour).
+_V4_USAGE = V4_USAGE_TABLES + _with_usage(_V1_FINISH_RUN)
+
+MIGRATIONS: list[str] = [
+    _V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN,
+    V2_RUN_EVENTS,
+    _V3_TRACE_IDS,
+    _V4_USAGE,
+]
 
 
 async def migrate(conn: Conn) -> int:

@@ -33,7 +33,8 @@ from ..core.types import (
     Team,
     TeamSpec,
 )
-from . import pg_agents, pg_journal, pg_rows, pg_runs
+from ..core.usage import UsageQuery, UsageRow
+from . import pg_agents, pg_journal, pg_rows, pg_runs, pg_usage
 from .agent_cache import AgentCache
 from .pg_outcomes import UnrecordedEnds
 from .pg_plumbing import PostgresPlumbing, keep_session, unavailable
@@ -310,6 +311,11 @@ class PostgresStore(PostgresPlumbing):
             request_id,
         )
         return None if row is None else pg_rows.run_from_record(row)
+
+    async def list_usage(self, tenant: str, query: UsageQuery) -> list[UsageRow]:
+        """Usage rows, newest period first (see core/usage.py)."""
+        sql, params = pg_usage.list_usage_query(tenant, query)
+        return [UsageRow(*row) for row in await self.fetch(sql, *params)]
 
     async def list_runs(self, tenant: str, query: RunQuery) -> list[Run]:
         """Runs newest first."""

@@ -36,6 +36,7 @@ from ..core.types import (
     Team,
     TeamSpec,
 )
+from ..core.usage import UsageQuery, UsageRow
 from . import sqlite_access, sqlite_agents, sqlite_runs, sqlite_teams, sqlite_usage
 from .agent_cache import AgentCache
 from .migrations import migrate
@@ -345,6 +346,11 @@ class SQLiteStore:
         """Runs newest first (create_time, run_id descending)."""
         sql, params = sqlite_runs.list_runs_query(tenant, query)
         return [run_from_row(r) for r in await self._read_in_steps(sql, params)]
+
+    async def list_usage(self, tenant: str, query: UsageQuery) -> list[UsageRow]:
+        """Usage rows, newest period first (see core/usage.py)."""
+        rows = await self._read_in_steps(*sqlite_usage.list_usage_query(tenant, query))
+        return [UsageRow(*row) for row in rows]
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
         """Runs a dead process left queued or running become interrupted."""

@@ -34,7 +34,7 @@ AGENT_COLUMNS = "a.agent_id, a.spec, a.create_time, a.update_time, a.revision, t
 RUN_COLUMNS = (
     "run_id, agent_id, session_id, status, input, create_time, request_id, parent_run_id, "
     "output, prompt_tokens, completion_tokens, error_reason, error_message, start_time, "
-    "end_time, owner, trace_id"
+    "end_time, owner, trace_id, model_calls"
 )
 MESSAGE_COLUMNS = "seq, role, content, tool_calls, tool_call_id, run_id, create_time"
 
@@ -103,7 +103,7 @@ def run_from_row(row: Row, text: Callable[[Any], str] = _same) -> Run:
         request_id=row[6],
         parent_run_id=row[7],
         output=text(row[8]),
-        usage=Usage(row[9], row[10]),
+        usage=Usage(row[9], row[10], row[17]),
         error_reason=row[11],
         error_message=text(row[12]),
         start_time=row[13],

@@ -131,7 +131,7 @@ def begin_run(
     sqlite_usage.add(conn, tenant, "message_bytes", text_bytes(run.input, run.output))
     conn.execute(
         f"INSERT INTO runs(tenant, {RUN_COLUMNS}) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             tenant,
             run.run_id,
@@ -151,6 +151,7 @@ def begin_run(
             run.end_time,
             run.owner,
             run.trace_id,
+            run.usage.model_calls,
         ),
     )
     claim_session(conn, tenant, run)
@@ -193,13 +194,14 @@ def finish_run(
         sqlite_usage.add(conn, tenant, "message_bytes", grown)
     conn.execute(
         "UPDATE runs SET status = ?, output = ?, prompt_tokens = ?, completion_tokens = ?, "
-        "error_reason = ?, error_message = ?, end_time = ?, "
+        "model_calls = ?, error_reason = ?, error_message = ?, end_time = ?, "
         "start_time = COALESCE(start_time, ?) WHERE tenant = ? AND run_id = ?",
         (
             run.status.value,
             run.output,
             run.usage.prompt_tokens,
             run.usage.completion_tokens,
+            run.usage.model_calls,
             run.error_reason,
             run.error_message,
             end,
@@ -208,6 +210,8 @@ def finish_run(
             run.run_id,
         ),
     )
+    if previous is not None:  # not deleted (with its agent or session) meanwhile
+        sqlite_usage.record_run(conn, tenant, run, end)
     return stored
 
 

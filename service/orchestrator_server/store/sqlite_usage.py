@@ -1,6 +1,7 @@
 """Per-tenant usage counters of the SQLite store (stored bytes, agents, teams), kept
 inside the writes that change them: functions of a connection in the writer's
-transaction, so that concurrent writes cannot overshoot a quota."""
+transaction, so that concurrent writes cannot overshoot a quota. And usage accounting:
+runs, model calls and tokens per tenant, agent and hour (`core/usage.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Literal
 
 from ..core.pagination import text_bytes
 from ..core.quotas import StorageQuotas
+from ..core.types import Run
+from ..core.usage import UsageQuery, hour_of, run_counts
 
 Counter = Literal["message_bytes", "agents", "teams"]
 # The bytes a row stores, in SQL: the UTF-8 length of its text columns.
@@ -64,3 +67,48 @@ def take_one(
     """Count one more agent or team of the tenant, or QUOTA_EXCEEDED at its limit."""
     quotas.check_count(tenant, kind, usage(conn, tenant, kind))
     add(conn, tenant, kind, 1)
+
+
+def record_run(conn: sqlite3.Connection, tenant: str, run: Run, end: float) -> None:
+    """Add an ended run's usage to its agent's hour (in the run's end transaction)."""
+    if not run_counts(run):
+        return
+    usage = run.usage
+    conn.execute(
+        "INSERT INTO usage_hourly(tenant, agent_id, hour, runs, model_calls, prompt_tokens, "
+        "completion_tokens) VALUES (?, ?, ?, 1, ?, ?, ?) "
+        "ON CONFLICT(tenant, hour, agent_id) DO UPDATE SET runs = runs + 1, "
+        "model_calls = model_calls + excluded.model_calls, "
+        "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+        "completion_tokens = completion_tokens + excluded.completion_tokens",
+        (
+            tenant,
+            run.agent_id,
+            hour_of(end),
+            usage.model_calls,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        ),
+    )
+
+
+def list_usage_query(tenant: str, query: UsageQuery) -> tuple[str, list[object]]:
+    """The SELECT of a page of usage rows: hours summed into the query's periods, newest
+    first, then by agent id (UsageRow's fields)."""
+    where = "tenant = ? AND hour >= ? AND hour < ?"
+    params: list[object] = [tenant, query.start, query.end]
+    if query.agent_id:
+        where += " AND agent_id = ?"
+        params.append(query.agent_id)
+    having = ""
+    if query.after is not None:
+        having = "HAVING period < ? OR (period = ? AND agent_id > ?)"
+        params += [query.after[0], query.after[0], query.after[1]]
+    period = int(query.period)
+    sql = (
+        f"SELECT agent_id, (hour / {period}) * {period} AS period, sum(runs), "
+        "sum(model_calls), sum(prompt_tokens), sum(completion_tokens) "
+        f"FROM usage_hourly WHERE {where} GROUP BY period, agent_id {having} "
+        "ORDER BY period DESC, agent_id LIMIT ?"
+    )
+    return sql, [*params, query.limit]

@@ -2140,7 +2140,7 @@ var File_orchestrator_v1_orchestrator_service_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\n" +
-	"*orchestrator/v1/orchestrator_service.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1corchestrator/v1/access.proto\x1a\x1borchestrator/v1/agent.proto\x1a#orchestrator/v1/collaboration.proto\x1a\x19orchestrator/v1/run.proto\x1a\x1dorchestrator/v1/session.proto\x1a\x1aorchestrator/v1/tool.proto\"\x92\x01\n" +
+	"*orchestrator/v1/orchestrator_service.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1corchestrator/v1/access.proto\x1a\x1borchestrator/v1/agent.proto\x1a#orchestrator/v1/collaboration.proto\x1a\x19orchestrator/v1/run.proto\x1a\x1dorchestrator/v1/session.proto\x1a\x1aorchestrator/v1/tool.proto\x1a\x1borchestrator/v1/usage.proto\"\x92\x01\n" +
 	"\x12CreateAgentRequest\x122\n" +
 	"\x05agent\x18\x01 \x01(\v2\x16.orchestrator.v1.AgentB\x04\xe2A\x01\x02R\x05agent\x12$\n" +
 	"\x0eset_as_default\x18\x02 \x01(\bR\fsetAsDefault\x12\"\n" +
@@ -2260,7 +2260,7 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\x11DeleteTeamRequest\x12\x1d\n" +
 	"\ateam_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06teamId\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\"\x14\n" +
-	"\x12DeleteTeamResponse2\xd6\x12\n" +
+	"\x12DeleteTeamResponse2\xaa\x13\n" +
 	"\x13OrchestratorService\x12X\n" +
 	"\vCreateAgent\x12#.orchestrator.v1.CreateAgentRequest\x1a$.orchestrator.v1.CreateAgentResponse\x12O\n" +
 	"\bGetAgent\x12 .orchestrator.v1.GetAgentRequest\x1a!.orchestrator.v1.GetAgentResponse\x12U\n" +
@@ -2292,7 +2292,8 @@ const file_orchestrator_v1_orchestrator_service_proto_rawDesc = "" +
 	"\fCreateApiKey\x12$.orchestrator.v1.CreateApiKeyRequest\x1a%.orchestrator.v1.CreateApiKeyResponse\x12X\n" +
 	"\vListApiKeys\x12#.orchestrator.v1.ListApiKeysRequest\x1a$.orchestrator.v1.ListApiKeysResponse\x12[\n" +
 	"\fRevokeApiKey\x12$.orchestrator.v1.RevokeApiKeyRequest\x1a%.orchestrator.v1.RevokeApiKeyResponse\x12d\n" +
-	"\x0fListAuditEvents\x12'.orchestrator.v1.ListAuditEventsRequest\x1a(.orchestrator.v1.ListAuditEventsResponseB[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x0fListAuditEvents\x12'.orchestrator.v1.ListAuditEventsRequest\x1a(.orchestrator.v1.ListAuditEventsResponse\x12R\n" +
+	"\tListUsage\x12!.orchestrator.v1.ListUsageRequest\x1a\".orchestrator.v1.ListUsageResponseB[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_orchestrator_service_proto_rawDescOnce sync.Once
@@ -2365,12 +2366,14 @@ var file_orchestrator_v1_orchestrator_service_proto_goTypes = []any{
 	(*ListApiKeysRequest)(nil),      // 54: orchestrator.v1.ListApiKeysRequest
 	(*RevokeApiKeyRequest)(nil),     // 55: orchestrator.v1.RevokeApiKeyRequest
 	(*ListAuditEventsRequest)(nil),  // 56: orchestrator.v1.ListAuditEventsRequest
-	(*RunEvent)(nil),                // 57: orchestrator.v1.RunEvent
-	(*CollaborationEvent)(nil),      // 58: orchestrator.v1.CollaborationEvent
-	(*CreateApiKeyResponse)(nil),    // 59: orchestrator.v1.CreateApiKeyResponse
-	(*ListApiKeysResponse)(nil),     // 60: orchestrator.v1.ListApiKeysResponse
-	(*RevokeApiKeyResponse)(nil),    // 61: orchestrator.v1.RevokeApiKeyResponse
-	(*ListAuditEventsResponse)(nil), // 62: orchestrator.v1.ListAuditEventsResponse
+	(*ListUsageRequest)(nil),        // 57: orchestrator.v1.ListUsageRequest
+	(*RunEvent)(nil),                // 58: orchestrator.v1.RunEvent
+	(*CollaborationEvent)(nil),      // 59: orchestrator.v1.CollaborationEvent
+	(*CreateApiKeyResponse)(nil),    // 60: orchestrator.v1.CreateApiKeyResponse
+	(*ListApiKeysResponse)(nil),     // 61: orchestrator.v1.ListApiKeysResponse
+	(*RevokeApiKeyResponse)(nil),    // 62: orchestrator.v1.RevokeApiKeyResponse
+	(*ListAuditEventsResponse)(nil), // 63: orchestrator.v1.ListAuditEventsResponse
+	(*ListUsageResponse)(nil),       // 64: orchestrator.v1.ListUsageResponse
 }
 var file_orchestrator_v1_orchestrator_service_proto_depIdxs = []int32{
 	41, // 0: orchestrator.v1.CreateAgentRequest.agent:type_name -> orchestrator.v1.Agent
@@ -2426,35 +2429,37 @@ var file_orchestrator_v1_orchestrator_service_proto_depIdxs = []int32{
 	54, // 50: orchestrator.v1.OrchestratorService.ListApiKeys:input_type -> orchestrator.v1.ListApiKeysRequest
 	55, // 51: orchestrator.v1.OrchestratorService.RevokeApiKey:input_type -> orchestrator.v1.RevokeApiKeyRequest
 	56, // 52: orchestrator.v1.OrchestratorService.ListAuditEvents:input_type -> orchestrator.v1.ListAuditEventsRequest
-	1,  // 53: orchestrator.v1.OrchestratorService.CreateAgent:output_type -> orchestrator.v1.CreateAgentResponse
-	3,  // 54: orchestrator.v1.OrchestratorService.GetAgent:output_type -> orchestrator.v1.GetAgentResponse
-	5,  // 55: orchestrator.v1.OrchestratorService.ListAgents:output_type -> orchestrator.v1.ListAgentsResponse
-	7,  // 56: orchestrator.v1.OrchestratorService.UpdateAgent:output_type -> orchestrator.v1.UpdateAgentResponse
-	9,  // 57: orchestrator.v1.OrchestratorService.DeleteAgent:output_type -> orchestrator.v1.DeleteAgentResponse
-	11, // 58: orchestrator.v1.OrchestratorService.SetDefaultAgent:output_type -> orchestrator.v1.SetDefaultAgentResponse
-	13, // 59: orchestrator.v1.OrchestratorService.GetDefaultAgent:output_type -> orchestrator.v1.GetDefaultAgentResponse
-	57, // 60: orchestrator.v1.OrchestratorService.Run:output_type -> orchestrator.v1.RunEvent
-	15, // 61: orchestrator.v1.OrchestratorService.GetRun:output_type -> orchestrator.v1.GetRunResponse
-	17, // 62: orchestrator.v1.OrchestratorService.ListRuns:output_type -> orchestrator.v1.ListRunsResponse
-	21, // 63: orchestrator.v1.OrchestratorService.CancelRun:output_type -> orchestrator.v1.CancelRunResponse
-	57, // 64: orchestrator.v1.OrchestratorService.FollowRun:output_type -> orchestrator.v1.RunEvent
-	23, // 65: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
-	25, // 66: orchestrator.v1.OrchestratorService.ListMessages:output_type -> orchestrator.v1.ListMessagesResponse
-	27, // 67: orchestrator.v1.OrchestratorService.DeleteSession:output_type -> orchestrator.v1.DeleteSessionResponse
-	29, // 68: orchestrator.v1.OrchestratorService.ListTools:output_type -> orchestrator.v1.ListToolsResponse
-	31, // 69: orchestrator.v1.OrchestratorService.CreateTeam:output_type -> orchestrator.v1.CreateTeamResponse
-	33, // 70: orchestrator.v1.OrchestratorService.GetTeam:output_type -> orchestrator.v1.GetTeamResponse
-	35, // 71: orchestrator.v1.OrchestratorService.ListTeams:output_type -> orchestrator.v1.ListTeamsResponse
-	37, // 72: orchestrator.v1.OrchestratorService.UpdateTeam:output_type -> orchestrator.v1.UpdateTeamResponse
-	39, // 73: orchestrator.v1.OrchestratorService.DeleteTeam:output_type -> orchestrator.v1.DeleteTeamResponse
-	58, // 74: orchestrator.v1.OrchestratorService.RunPipeline:output_type -> orchestrator.v1.CollaborationEvent
-	58, // 75: orchestrator.v1.OrchestratorService.RunTeam:output_type -> orchestrator.v1.CollaborationEvent
-	59, // 76: orchestrator.v1.OrchestratorService.CreateApiKey:output_type -> orchestrator.v1.CreateApiKeyResponse
-	60, // 77: orchestrator.v1.OrchestratorService.ListApiKeys:output_type -> orchestrator.v1.ListApiKeysResponse
-	61, // 78: orchestrator.v1.OrchestratorService.RevokeApiKey:output_type -> orchestrator.v1.RevokeApiKeyResponse
-	62, // 79: orchestrator.v1.OrchestratorService.ListAuditEvents:output_type -> orchestrator.v1.ListAuditEventsResponse
-	53, // [53:80] is the sub-list for method output_type
-	26, // [26:53] is the sub-list for method input_type
+	57, // 53: orchestrator.v1.OrchestratorService.ListUsage:input_type -> orchestrator.v1.ListUsageRequest
+	1,  // 54: orchestrator.v1.OrchestratorService.CreateAgent:output_type -> orchestrator.v1.CreateAgentResponse
+	3,  // 55: orchestrator.v1.OrchestratorService.GetAgent:output_type -> orchestrator.v1.GetAgentResponse
+	5,  // 56: orchestrator.v1.OrchestratorService.ListAgents:output_type -> orchestrator.v1.ListAgentsResponse
+	7,  // 57: orchestrator.v1.OrchestratorService.UpdateAgent:output_type -> orchestrator.v1.UpdateAgentResponse
+	9,  // 58: orchestrator.v1.OrchestratorService.DeleteAgent:output_type -> orchestrator.v1.DeleteAgentResponse
+	11, // 59: orchestrator.v1.OrchestratorService.SetDefaultAgent:output_type -> orchestrator.v1.SetDefaultAgentResponse
+	13, // 60: orchestrator.v1.OrchestratorService.GetDefaultAgent:output_type -> orchestrator.v1.GetDefaultAgentResponse
+	58, // 61: orchestrator.v1.OrchestratorService.Run:output_type -> orchestrator.v1.RunEvent
+	15, // 62: orchestrator.v1.OrchestratorService.GetRun:output_type -> orchestrator.v1.GetRunResponse
+	17, // 63: orchestrator.v1.OrchestratorService.ListRuns:output_type -> orchestrator.v1.ListRunsResponse
+	21, // 64: orchestrator.v1.OrchestratorService.CancelRun:output_type -> orchestrator.v1.CancelRunResponse
+	58, // 65: orchestrator.v1.OrchestratorService.FollowRun:output_type -> orchestrator.v1.RunEvent
+	23, // 66: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
+	25, // 67: orchestrator.v1.OrchestratorService.ListMessages:output_type -> orchestrator.v1.ListMessagesResponse
+	27, // 68: orchestrator.v1.OrchestratorService.DeleteSession:output_type -> orchestrator.v1.DeleteSessionResponse
+	29, // 69: orchestrator.v1.OrchestratorService.ListTools:output_type -> orchestrator.v1.ListToolsResponse
+	31, // 70: orchestrator.v1.OrchestratorService.CreateTeam:output_type -> orchestrator.v1.CreateTeamResponse
+	33, // 71: orchestrator.v1.OrchestratorService.GetTeam:output_type -> orchestrator.v1.GetTeamResponse
+	35, // 72: orchestrator.v1.OrchestratorService.ListTeams:output_type -> orchestrator.v1.ListTeamsResponse
+	37, // 73: orchestrator.v1.OrchestratorService.UpdateTeam:output_type -> orchestrator.v1.UpdateTeamResponse
+	39, // 74: orchestrator.v1.OrchestratorService.DeleteTeam:output_type -> orchestrator.v1.DeleteTeamResponse
+	59, // 75: orchestrator.v1.OrchestratorService.RunPipeline:output_type -> orchestrator.v1.CollaborationEvent
+	59, // 76: orchestrator.v1.OrchestratorService.RunTeam:output_type -> orchestrator.v1.CollaborationEvent
+	60, // 77: orchestrator.v1.OrchestratorService.CreateApiKey:output_type -> orchestrator.v1.CreateApiKeyResponse
+	61, // 78: orchestrator.v1.OrchestratorService.ListApiKeys:output_type -> orchestrator.v1.ListApiKeysResponse
+	62, // 79: orchestrator.v1.OrchestratorService.RevokeApiKey:output_type -> orchestrator.v1.RevokeApiKeyResponse
+	63, // 80: orchestrator.v1.OrchestratorService.ListAuditEvents:output_type -> orchestrator.v1.ListAuditEventsResponse
+	64, // 81: orchestrator.v1.OrchestratorService.ListUsage:output_type -> orchestrator.v1.ListUsageResponse
+	54, // [54:82] is the sub-list for method output_type
+	26, // [26:54] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2471,6 +2476,7 @@ func file_orchestrator_v1_orchestrator_service_proto_init() {
 	file_orchestrator_v1_run_proto_init()
 	file_orchestrator_v1_session_proto_init()
 	file_orchestrator_v1_tool_proto_init()
+	file_orchestrator_v1_usage_proto_init()
 	file_orchestrator_v1_orchestrator_service_proto_msgTypes[19].OneofWrappers = []any{
 		(*FollowRunRequest_Start)(nil),
 		(*FollowRunRequest_ToolResult)(nil),

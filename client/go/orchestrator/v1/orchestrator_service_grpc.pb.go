@@ -46,6 +46,7 @@ const (
 	OrchestratorService_ListApiKeys_FullMethodName     = "/orchestrator.v1.OrchestratorService/ListApiKeys"
 	OrchestratorService_RevokeApiKey_FullMethodName    = "/orchestrator.v1.OrchestratorService/RevokeApiKey"
 	OrchestratorService_ListAuditEvents_FullMethodName = "/orchestrator.v1.OrchestratorService/ListAuditEvents"
+	OrchestratorService_ListUsage_FullMethodName       = "/orchestrator.v1.OrchestratorService/ListUsage"
 )
 
 // OrchestratorServiceClient is the client API for OrchestratorService service.
@@ -169,6 +170,9 @@ type OrchestratorServiceClient interface {
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
 	// Lists the tenant's audit trail, newest first (admins only).
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+	// for charging usage back (admins only).
+	ListUsage(ctx context.Context, in *ListUsageRequest, opts ...grpc.CallOption) (*ListUsageResponse, error)
 }
 
 type orchestratorServiceClient struct {
@@ -473,6 +477,16 @@ func (c *orchestratorServiceClient) ListAuditEvents(ctx context.Context, in *Lis
 	return out, nil
 }
 
+func (c *orchestratorServiceClient) ListUsage(ctx context.Context, in *ListUsageRequest, opts ...grpc.CallOption) (*ListUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsageResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_ListUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrchestratorServiceServer is the server API for OrchestratorService service.
 // All implementations must embed UnimplementedOrchestratorServiceServer
 // for forward compatibility.
@@ -594,6 +608,9 @@ type OrchestratorServiceServer interface {
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
 	// Lists the tenant's audit trail, newest first (admins only).
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+	// for charging usage back (admins only).
+	ListUsage(context.Context, *ListUsageRequest) (*ListUsageResponse, error)
 	mustEmbedUnimplementedOrchestratorServiceServer()
 }
 
@@ -684,6 +701,9 @@ func (UnimplementedOrchestratorServiceServer) RevokeApiKey(context.Context, *Rev
 }
 func (UnimplementedOrchestratorServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) ListUsage(context.Context, *ListUsageRequest) (*ListUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsage not implemented")
 }
 func (UnimplementedOrchestratorServiceServer) mustEmbedUnimplementedOrchestratorServiceServer() {}
 func (UnimplementedOrchestratorServiceServer) testEmbeddedByValue()                             {}
@@ -1156,6 +1176,24 @@ func _OrchestratorService_ListAuditEvents_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrchestratorService_ListUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).ListUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_ListUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).ListUsage(ctx, req.(*ListUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrchestratorService_ServiceDesc is the grpc.ServiceDesc for OrchestratorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1254,6 +1292,10 @@ var OrchestratorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _OrchestratorService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "ListUsage",
+			Handler:    _OrchestratorService_ListUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -275,7 +275,9 @@ type Usage struct {
 	// Tokens the model generated.
 	CompletionTokens int64 `protobuf:"varint,2,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
 	// The sum of both.
-	TotalTokens   int64 `protobuf:"varint,3,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
+	TotalTokens int64 `protobuf:"varint,3,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
+	// Requests sent to the model (answered or not).
+	ModelCalls    int64 `protobuf:"varint,4,opt,name=model_calls,json=modelCalls,proto3" json:"model_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +329,13 @@ func (x *Usage) GetCompletionTokens() int64 {
 func (x *Usage) GetTotalTokens() int64 {
 	if x != nil {
 		return x.TotalTokens
+	}
+	return 0
+}
+
+func (x *Usage) GetModelCalls() int64 {
+	if x != nil {
+		return x.ModelCalls
 	}
 	return 0
 }
@@ -1571,11 +1580,13 @@ var File_orchestrator_v1_run_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_run_proto_rawDesc = "" +
 	"\n" +
-	"\x19orchestrator/v1/run.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dorchestrator/v1/session.proto\"|\n" +
+	"\x19orchestrator/v1/run.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dorchestrator/v1/session.proto\"\x9d\x01\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12!\n" +
-	"\ftotal_tokens\x18\x03 \x01(\x03R\vtotalTokens\"\xb1\x05\n" +
+	"\ftotal_tokens\x18\x03 \x01(\x03R\vtotalTokens\x12\x1f\n" +
+	"\vmodel_calls\x18\x04 \x01(\x03R\n" +
+	"modelCalls\"\xb1\x05\n" +
 	"\x03Run\x12\x1b\n" +
 	"\x06run_id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x05runId\x12\x1f\n" +
 	"\bagent_id\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\aagentId\x12#\n" +

@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 
 def add_client_commands(subparsers: SubParsers) -> None:
-    """Register agents, run, chat, sessions, runs, team, pipeline, keys and audit on the
-    console script's subparsers."""
+    """Register agents, run, chat, sessions, runs, team, pipeline, keys, audit and usage
+    on the console script's subparsers."""
     tree = CommandTree(subparsers)
     for resource in (agents, turns, sessions, runs, teams, access):
         resource.register(tree)
+    access.register_usage(tree)
 
 
 __all__ = ["EXIT_CODES", "add_client_commands", "exit_code_for", "run_client_command"]

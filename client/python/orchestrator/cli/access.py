@@ -1,4 +1,5 @@
-"""`keys create|list|revoke` and `audit`: a tenant admin's API keys and audit trail."""
+"""`keys create|list|revoke`, `audit` and `usage`: a tenant admin's API keys, audit trail
+and usage."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from .._access import ApiKey, AuditEvent
 from .._client import AsyncOrchestrator
+from .._usage import UsageRecord
 from .exit_codes import EXIT_OK
 from .output import Output, when
 from .tree import CommandTree, showing
@@ -113,3 +115,54 @@ async def _events(client: AsyncOrchestrator, args: argparse.Namespace) -> list[A
         if len(events) >= args.limit:
             break
     return events
+
+
+def print_usage(out: Output, records: list[UsageRecord]) -> None:
+    """Usage records as a table (or as JSON), newest period first, with a total line."""
+    total = UsageRecord(
+        "TOTAL",
+        None,
+        None,
+        *(sum(getattr(r, name) for r in records) for name in _COUNTS),
+    )
+    out.table(
+        [*records, total] if records else [],
+        ("PERIOD", "AGENT", "RUNS", "MODEL CALLS", "PROMPT", "COMPLETION", "TOTAL"),
+        lambda r: (
+            when(r.period_start) if r.period_start else "",
+            r.agent_id,
+            *(str(getattr(r, name)) for name in _COUNTS),
+        ),
+    )
+
+
+_COUNTS = ("runs", "model_calls", "prompt_tokens", "completion_tokens", "total_tokens")
+
+
+async def _usage(client: AsyncOrchestrator, args: argparse.Namespace) -> list[UsageRecord]:
+    records: list[UsageRecord] = []
+    async for record in client.iter_usage(
+        granularity="hour" if args.hourly else "day",
+        start_time=args.since,
+        end_time=args.until,
+        agent_id=args.agent,
+    ):
+        records.append(record)
+        if len(records) >= args.limit:
+            break
+    return records
+
+
+def register_usage(tree: CommandTree) -> None:
+    """Add `usage`."""
+    usage = tree.leaf(
+        tree.group("usage", "read the tenant's usage: runs, model calls, tokens (admins)"),
+        "list",
+        showing(_usage, print_usage),
+        "usage per agent and day (or hour), newest first, with a total",
+    )
+    usage.add_argument("--hourly", action="store_true", help="per hour instead of per day")
+    usage.add_argument("--since", type=_since, default=None, help="ISO 8601 time")
+    usage.add_argument("--until", type=_since, default=None, help="ISO 8601 time")
+    usage.add_argument("--agent", default="", help="only this agent")
+    usage.add_argument("--limit", type=int, default=1000, help="at most this many records")

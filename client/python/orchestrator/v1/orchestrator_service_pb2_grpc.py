@@ -7,6 +7,7 @@ from orchestrator.v1 import access_pb2 as orchestrator_dot_v1_dot_access__pb2
 from orchestrator.v1 import collaboration_pb2 as orchestrator_dot_v1_dot_collaboration__pb2
 from orchestrator.v1 import orchestrator_service_pb2 as orchestrator_dot_v1_dot_orchestrator__service__pb2
 from orchestrator.v1 import run_pb2 as orchestrator_dot_v1_dot_run__pb2
+from orchestrator.v1 import usage_pb2 as orchestrator_dot_v1_dot_usage__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -186,6 +187,11 @@ class OrchestratorServiceStub:
                 '/orchestrator.v1.OrchestratorService/ListAuditEvents',
                 request_serializer=orchestrator_dot_v1_dot_access__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_access__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.ListUsage = channel.unary_unary(
+                '/orchestrator.v1.OrchestratorService/ListUsage',
+                request_serializer=orchestrator_dot_v1_dot_usage__pb2.ListUsageRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_usage__pb2.ListUsageResponse.FromString,
                 _registered_method=True)
 
 
@@ -443,6 +449,14 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsage(self, request, context):
+        """Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+        for charging usage back (admins only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -580,6 +594,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=orchestrator_dot_v1_dot_access__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_access__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'ListUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsage,
+                    request_deserializer=orchestrator_dot_v1_dot_usage__pb2.ListUsageRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_usage__pb2.ListUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1326,6 +1345,33 @@ class OrchestratorService:
             '/orchestrator.v1.OrchestratorService/ListAuditEvents',
             orchestrator_dot_v1_dot_access__pb2.ListAuditEventsRequest.SerializeToString,
             orchestrator_dot_v1_dot_access__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.OrchestratorService/ListUsage',
+            orchestrator_dot_v1_dot_usage__pb2.ListUsageRequest.SerializeToString,
+            orchestrator_dot_v1_dot_usage__pb2.ListUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,7 @@ from orchestrator.v1 import access_pb2 as _access_pb2
 from orchestrator.v1 import collaboration_pb2 as _collaboration_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as _orchestrator_service_pb2
 from orchestrator.v1 import run_pb2 as _run_pb2
+from orchestrator.v1 import usage_pb2 as _usage_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -163,6 +164,10 @@ class OrchestratorServiceStub:
     """
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_access_pb2.ListAuditEventsRequest, _access_pb2.ListAuditEventsResponse]
     """Lists the tenant's audit trail, newest first (admins only)."""
+    ListUsage: _grpc.UnaryUnaryMultiCallable[_usage_pb2.ListUsageRequest, _usage_pb2.ListUsageResponse]
+    """Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+    for charging usage back (admins only).
+    """
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
@@ -296,6 +301,10 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     """
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_access_pb2.ListAuditEventsRequest, _access_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """Lists the tenant's audit trail, newest first (admins only)."""
+    ListUsage: _aio.UnaryUnaryMultiCallable[_usage_pb2.ListUsageRequest, _usage_pb2.ListUsageResponse]  # type: ignore[assignment]
+    """Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+    for charging usage back (admins only).
+    """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The agent orchestration service: creates, stores and runs LLM agents, routes messages
@@ -588,5 +597,15 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_access_pb2.ListAuditEventsResponse, _abc.Awaitable[_access_pb2.ListAuditEventsResponse]]:
         """Lists the tenant's audit trail, newest first (admins only)."""
+
+    @_abc_1.abstractmethod
+    def ListUsage(
+        self,
+        request: _usage_pb2.ListUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_pb2.ListUsageResponse, _abc.Awaitable[_usage_pb2.ListUsageResponse]]:
+        """Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+        for charging usage back (admins only).
+        """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

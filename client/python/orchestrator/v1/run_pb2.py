@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from orchestrator.v1 import session_pb2 as orchestrator_dot_v1_dot_session__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19orchestrator/v1/run.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dorchestrator/v1/session.proto\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"\x95\x04\n\x03Run\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61gent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsession_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\x06status\x18\x04 \x01(\x0e\x32\x1a.orchestrator.v1.RunStatusB\x04\xe2\x41\x01\x03\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rparent_run_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05input\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06output\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12+\n\x05usage\x18\t \x01(\x0b\x32\x16.orchestrator.v1.UsageB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x65rror_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rerror_message\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x13\n\x05owner\x18\x0f \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08trace_id\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\"\xa4\x01\n\nRunRequest\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.orchestrator.v1.StartTurnH\x00\x12-\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1b.orchestrator.v1.CancelTurnH\x00\x12\x32\n\x0btool_result\x18\x03 \x01(\x0b\x32\x1b.orchestrator.v1.ToolResultH\x00\x42\x06\n\x04kind\"\xdc\x02\n\tStartTurn\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\x07message\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x30\n\x0b\x62usy_policy\x18\x05 \x01(\x0e\x32\x1b.orchestrator.v1.BusyPolicy\x12\x35\n\x0c\x63lient_tools\x18\x06 \x03(\x0b\x32\x1f.orchestrator.v1.ToolDefinition\x12\x17\n\x0fmax_model_calls\x18\x07 \x01(\x05\x12#\n\x1b\x63lient_tool_timeout_seconds\x18\x08 \x01(\x01\x12\x38\n\ron_disconnect\x18\t \x01(\x0e\x32!.orchestrator.v1.DisconnectPolicy\x12\x1d\n\x15resume_window_seconds\x18\n \x01(\x01\"Y\n\x0eToolDefinition\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1e\n\x16parameters_json_schema\x18\x03 \x01(\t\"B\n\nToolResult\x12\x15\n\x07\x63\x61ll_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x1c\n\nCancelTurn\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xe5\x03\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x15\n\rparent_run_id\x18\x04 \x01(\t\x12\x32\n\x0brun_started\x18\n \x01(\x0b\x32\x1b.orchestrator.v1.RunStartedH\x00\x12\x30\n\ntext_delta\x18\x0b \x01(\x0b\x32\x1a.orchestrator.v1.TextDeltaH\x00\x12>\n\x11message_completed\x18\x0c \x01(\x0b\x32!.orchestrator.v1.MessageCompletedH\x00\x12\x36\n\rrun_completed\x18\r \x01(\x0b\x32\x1d.orchestrator.v1.RunCompletedH\x00\x12\x36\n\rrun_cancelled\x18\x0e \x01(\x0b\x32\x1d.orchestrator.v1.RunCancelledH\x00\x12\x35\n\ttool_call\x18\x0f \x01(\x0b\x32 .orchestrator.v1.ToolCallStartedH\x00\x12\x38\n\x0btool_result\x18\x10 \x01(\x0b\x32!.orchestrator.v1.ToolCallFinishedH\x00\x42\x07\n\x05\x65vent\"^\n\nRunStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.orchestrator.v1.RunStatus\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"=\n\x10MessageCompleted\x12)\n\x07message\x18\x01 \x01(\x0b\x32\x18.orchestrator.v1.Message\"z\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\t\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.orchestrator.v1.Usage\x12\x1e\n\x16time_to_first_delta_ms\x18\x03 \x01(\x01\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\"/\n\x0cRunCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"k\n\x0fToolCallStarted\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.orchestrator.v1.ToolCall\x12/\n\x08location\x18\x02 \x01(\x0e\x32\x1d.orchestrator.v1.ToolLocation\"e\n\x10ToolCallFinished\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01*\xbd\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x05\x12\x1a\n\x16RUN_STATUS_INTERRUPTED\x10\x06*u\n\nBusyPolicy\x12\x1b\n\x17\x42USY_POLICY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42USY_POLICY_REJECT\x10\x01\x12\x17\n\x13\x42USY_POLICY_ENQUEUE\x10\x02\x12\x19\n\x15\x42USY_POLICY_INTERRUPT\x10\x03*s\n\x10\x44isconnectPolicy\x12!\n\x1d\x44ISCONNECT_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44ISCONNECT_POLICY_CANCEL\x10\x01\x12\x1e\n\x1a\x44ISCONNECT_POLICY_CONTINUE\x10\x02*\x91\x01\n\x0cToolLocation\x12\x1d\n\x19TOOL_LOCATION_UNSPECIFIED\x10\x00\x12\x18\n\x14TOOL_LOCATION_SERVER\x10\x01\x12\x15\n\x11TOOL_LOCATION_MCP\x10\x02\x12\x18\n\x14TOOL_LOCATION_CLIENT\x10\x03\x12\x17\n\x13TOOL_LOCATION_AGENT\x10\x04\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19orchestrator/v1/run.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dorchestrator/v1/session.proto\"d\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x13\n\x0bmodel_calls\x18\x04 \x01(\x03\"\x95\x04\n\x03Run\x12\x14\n\x06run_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61gent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsession_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\x06status\x18\x04 \x01(\x0e\x32\x1a.orchestrator.v1.RunStatusB\x04\xe2\x41\x01\x03\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rparent_run_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05input\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06output\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12+\n\x05usage\x18\t \x01(\x0b\x32\x16.orchestrator.v1.UsageB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x65rror_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rerror_message\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x13\n\x05owner\x18\x0f \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08trace_id\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\"\xa4\x01\n\nRunRequest\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.orchestrator.v1.StartTurnH\x00\x12-\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1b.orchestrator.v1.CancelTurnH\x00\x12\x32\n\x0btool_result\x18\x03 \x01(\x0b\x32\x1b.orchestrator.v1.ToolResultH\x00\x42\x06\n\x04kind\"\xdc\x02\n\tStartTurn\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\x07message\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x30\n\x0b\x62usy_policy\x18\x05 \x01(\x0e\x32\x1b.orchestrator.v1.BusyPolicy\x12\x35\n\x0c\x63lient_tools\x18\x06 \x03(\x0b\x32\x1f.orchestrator.v1.ToolDefinition\x12\x17\n\x0fmax_model_calls\x18\x07 \x01(\x05\x12#\n\x1b\x63lient_tool_timeout_seconds\x18\x08 \x01(\x01\x12\x38\n\ron_disconnect\x18\t \x01(\x0e\x32!.orchestrator.v1.DisconnectPolicy\x12\x1d\n\x15resume_window_seconds\x18\n \x01(\x01\"Y\n\x0eToolDefinition\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1e\n\x16parameters_json_schema\x18\x03 \x01(\t\"B\n\nToolResult\x12\x15\n\x07\x63\x61ll_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x1c\n\nCancelTurn\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xe5\x03\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x15\n\rparent_run_id\x18\x04 \x01(\t\x12\x32\n\x0brun_started\x18\n \x01(\x0b\x32\x1b.orchestrator.v1.RunStartedH\x00\x12\x30\n\ntext_delta\x18\x0b \x01(\x0b\x32\x1a.orchestrator.v1.TextDeltaH\x00\x12>\n\x11message_completed\x18\x0c \x01(\x0b\x32!.orchestrator.v1.MessageCompletedH\x00\x12\x36\n\rrun_completed\x18\r \x01(\x0b\x32\x1d.orchestrator.v1.RunCompletedH\x00\x12\x36\n\rrun_cancelled\x18\x0e \x01(\x0b\x32\x1d.orchestrator.v1.RunCancelledH\x00\x12\x35\n\ttool_call\x18\x0f \x01(\x0b\x32 .orchestrator.v1.ToolCallStartedH\x00\x12\x38\n\x0btool_result\x18\x10 \x01(\x0b\x32!.orchestrator.v1.ToolCallFinishedH\x00\x42\x07\n\x05\x65vent\"^\n\nRunStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.orchestrator.v1.RunStatus\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"=\n\x10MessageCompleted\x12)\n\x07message\x18\x01 \x01(\x0b\x32\x18.orchestrator.v1.Message\"z\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\t\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.orchestrator.v1.Usage\x12\x1e\n\x16time_to_first_delta_ms\x18\x03 \x01(\x01\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\"/\n\x0cRunCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"k\n\x0fToolCallStarted\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.orchestrator.v1.ToolCall\x12/\n\x08location\x18\x02 \x01(\x0e\x32\x1d.orchestrator.v1.ToolLocation\"e\n\x10ToolCallFinished\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01*\xbd\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x05\x12\x1a\n\x16RUN_STATUS_INTERRUPTED\x10\x06*u\n\nBusyPolicy\x12\x1b\n\x17\x42USY_POLICY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42USY_POLICY_REJECT\x10\x01\x12\x17\n\x13\x42USY_POLICY_ENQUEUE\x10\x02\x12\x19\n\x15\x42USY_POLICY_INTERRUPT\x10\x03*s\n\x10\x44isconnectPolicy\x12!\n\x1d\x44ISCONNECT_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44ISCONNECT_POLICY_CANCEL\x10\x01\x12\x1e\n\x1a\x44ISCONNECT_POLICY_CONTINUE\x10\x02*\x91\x01\n\x0cToolLocation\x12\x1d\n\x19TOOL_LOCATION_UNSPECIFIED\x10\x00\x12\x18\n\x14TOOL_LOCATION_SERVER\x10\x01\x12\x15\n\x11TOOL_LOCATION_MCP\x10\x02\x12\x18\n\x14TOOL_LOCATION_CLIENT\x10\x03\x12\x17\n\x13TOOL_LOCATION_AGENT\x10\x04\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -73,42 +73,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOLDEFINITION'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_TOOLRESULT'].fields_by_name['call_id']._loaded_options = None
   _globals['_TOOLRESULT'].fields_by_name['call_id']._serialized_options = b'\342A\001\002'
-  _globals['_RUNSTATUS']._serialized_start=2527
-  _globals['_RUNSTATUS']._serialized_end=2716
-  _globals['_BUSYPOLICY']._serialized_start=2718
-  _globals['_BUSYPOLICY']._serialized_end=2835
-  _globals['_DISCONNECTPOLICY']._serialized_start=2837
-  _globals['_DISCONNECTPOLICY']._serialized_end=2952
-  _globals['_TOOLLOCATION']._serialized_start=2955
-  _globals['_TOOLLOCATION']._serialized_end=3100
+  _globals['_RUNSTATUS']._serialized_start=2548
+  _globals['_RUNSTATUS']._serialized_end=2737
+  _globals['_BUSYPOLICY']._serialized_start=2739
+  _globals['_BUSYPOLICY']._serialized_end=2856
+  _globals['_DISCONNECTPOLICY']._serialized_start=2858
+  _globals['_DISCONNECTPOLICY']._serialized_end=2973
+  _globals['_TOOLLOCATION']._serialized_start=2976
+  _globals['_TOOLLOCATION']._serialized_end=3121
   _globals['_USAGE']._serialized_start=143
-  _globals['_USAGE']._serialized_end=222
-  _globals['_RUN']._serialized_start=225
-  _globals['_RUN']._serialized_end=758
-  _globals['_RUNREQUEST']._serialized_start=761
-  _globals['_RUNREQUEST']._serialized_end=925
-  _globals['_STARTTURN']._serialized_start=928
-  _globals['_STARTTURN']._serialized_end=1276
-  _globals['_TOOLDEFINITION']._serialized_start=1278
-  _globals['_TOOLDEFINITION']._serialized_end=1367
-  _globals['_TOOLRESULT']._serialized_start=1369
-  _globals['_TOOLRESULT']._serialized_end=1435
-  _globals['_CANCELTURN']._serialized_start=1437
-  _globals['_CANCELTURN']._serialized_end=1465
-  _globals['_RUNEVENT']._serialized_start=1468
-  _globals['_RUNEVENT']._serialized_end=1953
-  _globals['_RUNSTARTED']._serialized_start=1955
-  _globals['_RUNSTARTED']._serialized_end=2049
-  _globals['_TEXTDELTA']._serialized_start=2051
-  _globals['_TEXTDELTA']._serialized_end=2076
-  _globals['_MESSAGECOMPLETED']._serialized_start=2078
-  _globals['_MESSAGECOMPLETED']._serialized_end=2139
-  _globals['_RUNCOMPLETED']._serialized_start=2141
-  _globals['_RUNCOMPLETED']._serialized_end=2263
-  _globals['_RUNCANCELLED']._serialized_start=2265
-  _globals['_RUNCANCELLED']._serialized_end=2312
-  _globals['_TOOLCALLSTARTED']._serialized_start=2314
-  _globals['_TOOLCALLSTARTED']._serialized_end=2421
-  _globals['_TOOLCALLFINISHED']._serialized_start=2423
-  _globals['_TOOLCALLFINISHED']._serialized_end=2524
+  _globals['_USAGE']._serialized_end=243
+  _globals['_RUN']._serialized_start=246
+  _globals['_RUN']._serialized_end=779
+  _globals['_RUNREQUEST']._serialized_start=782
+  _globals['_RUNREQUEST']._serialized_end=946
+  _globals['_STARTTURN']._serialized_start=949
+  _globals['_STARTTURN']._serialized_end=1297
+  _globals['_TOOLDEFINITION']._serialized_start=1299
+  _globals['_TOOLDEFINITION']._serialized_end=1388
+  _globals['_TOOLRESULT']._serialized_start=1390
+  _globals['_TOOLRESULT']._serialized_end=1456
+  _globals['_CANCELTURN']._serialized_start=1458
+  _globals['_CANCELTURN']._serialized_end=1486
+  _globals['_RUNEVENT']._serialized_start=1489
+  _globals['_RUNEVENT']._serialized_end=1974
+  _globals['_RUNSTARTED']._serialized_start=1976
+  _globals['_RUNSTARTED']._serialized_end=2070
+  _globals['_TEXTDELTA']._serialized_start=2072
+  _globals['_TEXTDELTA']._serialized_end=2097
+  _globals['_MESSAGECOMPLETED']._serialized_start=2099
+  _globals['_MESSAGECOMPLETED']._serialized_end=2160
+  _globals['_RUNCOMPLETED']._serialized_start=2162
+  _globals['_RUNCOMPLETED']._serialized_end=2284
+  _globals['_RUNCANCELLED']._serialized_start=2286
+  _globals['_RUNCANCELLED']._serialized_end=2333
+  _globals['_TOOLCALLSTARTED']._serialized_start=2335
+  _globals['_TOOLCALLSTARTED']._serialized_end=2442
+  _globals['_TOOLCALLFINISHED']._serialized_start=2444
+  _globals['_TOOLCALLFINISHED']._serialized_end=2545
 # @@protoc_insertion_point(module_scope)

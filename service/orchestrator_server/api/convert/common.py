@@ -33,6 +33,7 @@ def usage_to_pb(usage: types.Usage) -> run_pb2.Usage:
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
+        model_calls=usage.model_calls,
     )
 
 

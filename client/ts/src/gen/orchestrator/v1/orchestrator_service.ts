@@ -38,6 +38,7 @@ import { CollaborationEvent, RunPipelineRequest, RunTeamRequest, Team } from "./
 import { CancelTurn, Run, RunEvent, RunRequest, ToolResult } from "./run";
 import { Message, Session } from "./session";
 import { Tool } from "./tool";
+import { ListUsageRequest, ListUsageResponse } from "./usage";
 
 export const protobufPackage = "orchestrator.v1";
 
@@ -4184,6 +4185,19 @@ export const OrchestratorServiceService = {
       Buffer.from(ListAuditEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
   },
+  /**
+   * Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+   * for charging usage back (admins only).
+   */
+  listUsage: {
+    path: "/orchestrator.v1.OrchestratorService/ListUsage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListUsageRequest): Buffer => Buffer.from(ListUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListUsageRequest => ListUsageRequest.decode(value),
+    responseSerialize: (value: ListUsageResponse): Buffer => Buffer.from(ListUsageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListUsageResponse => ListUsageResponse.decode(value),
+  },
 } as const;
 
 export interface OrchestratorServiceServer extends UntypedServiceImplementation {
@@ -4310,6 +4324,11 @@ export interface OrchestratorServiceServer extends UntypedServiceImplementation 
   revokeApiKey: handleUnaryCall<RevokeApiKeyRequest, RevokeApiKeyResponse>;
   /** Lists the tenant's audit trail, newest first (admins only). */
   listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
+  /**
+   * Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+   * for charging usage back (admins only).
+   */
+  listUsage: handleUnaryCall<ListUsageRequest, ListUsageResponse>;
 }
 
 export interface OrchestratorServiceClient extends Client {
@@ -4771,6 +4790,25 @@ export interface OrchestratorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists the tenant's usage per agent and hour or day: runs, model calls and tokens,
+   * for charging usage back (admins only).
+   */
+  listUsage(
+    request: ListUsageRequest,
+    callback: (error: ServiceError | null, response: ListUsageResponse) => void,
+  ): ClientUnaryCall;
+  listUsage(
+    request: ListUsageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListUsageResponse) => void,
+  ): ClientUnaryCall;
+  listUsage(
+    request: ListUsageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListUsageResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -252,6 +252,8 @@ export interface Usage {
   completionTokens: number;
   /** The sum of both. */
   totalTokens: number;
+  /** Requests sent to the model (answered or not). */
+  modelCalls: number;
 }
 
 /** A run: one turn of one agent in one session, from the user message to the final answer. */
@@ -520,7 +522,7 @@ export interface ToolCallFinished {
 }
 
 function createBaseUsage(): Usage {
-  return { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
+  return { promptTokens: 0, completionTokens: 0, totalTokens: 0, modelCalls: 0 };
 }
 
 export const Usage: MessageFns<Usage> = {
@@ -533,6 +535,9 @@ export const Usage: MessageFns<Usage> = {
     }
     if (message.totalTokens !== 0) {
       writer.uint32(24).int64(message.totalTokens);
+    }
+    if (message.modelCalls !== 0) {
+      writer.uint32(32).int64(message.modelCalls);
     }
     return writer;
   },
@@ -574,6 +579,14 @@ export const Usage: MessageFns<Usage> = {
             message.totalTokens = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.modelCalls = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -603,6 +616,11 @@ export const Usage: MessageFns<Usage> = {
         : isSet(object.total_tokens)
         ? globalThis.Number(object.total_tokens)
         : 0,
+      modelCalls: isSet(object.modelCalls)
+        ? globalThis.Number(object.modelCalls)
+        : isSet(object.model_calls)
+        ? globalThis.Number(object.model_calls)
+        : 0,
     };
   },
 
@@ -617,6 +635,9 @@ export const Usage: MessageFns<Usage> = {
     if (message.totalTokens !== 0) {
       obj.totalTokens = Math.round(message.totalTokens);
     }
+    if (message.modelCalls !== 0) {
+      obj.modelCalls = Math.round(message.modelCalls);
+    }
     return obj;
   },
 
@@ -628,6 +649,7 @@ export const Usage: MessageFns<Usage> = {
     message.promptTokens = object.promptTokens ?? 0;
     message.completionTokens = object.completionTokens ?? 0;
     message.totalTokens = object.totalTokens ?? 0;
+    message.modelCalls = object.modelCalls ?? 0;
     return message;
   },
 };
