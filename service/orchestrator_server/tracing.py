@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -35,6 +35,9 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _INSTRUMENTATION = "orchestrator_server"
 DEFAULT_SERVICE_NAME = "agent-orchestrator"
 CONTENT_OPT_IN = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# An attribute's characters unless OTEL_(SPAN_)ATTRIBUTE_VALUE_LENGTH_LIMIT says otherwise.
+MAX_ATTRIBUTE_CHARS = 64 * 1024
+_LENGTH_SETTINGS = ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")
 
 
 class TracingConfigError(ValueError):
@@ -149,6 +152,7 @@ def check_tracing_env(environ: Mapping[str, str]) -> str:
     off); TracingConfigError for one this build does not have."""
     if not tracing_enabled(environ):
         return ""
+    _attribute_length(environ)
     exporter = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if exporter == "console":
         return exporter
@@ -187,7 +191,8 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> TracerProvide
         "OTEL_RESOURCE_ATTRIBUTES", ""
     )
     defaults = {} if named else {SERVICE_NAME: DEFAULT_SERVICE_NAME}
-    provider = TracerProvider(resource=Resource.create(defaults))
+    limits = SpanLimits(max_attribute_length=_attribute_length(environ))
+    provider = TracerProvider(resource=Resource.create(defaults), span_limits=limits)
     provider.add_span_processor(BatchSpanProcessor(_exporter(environ)))
     return provider
 
@@ -215,6 +220,17 @@ def tracing_from_env(environ: Mapping[str, str] | None = None) -> Tracing | None
         return None
     trace.set_tracer_provider(provider)
     return Tracing(provider, content_opt_in(environ))
+
+
+def _attribute_length(environ: Mapping[str, str]) -> int:
+    """The characters an attribute keeps: as configured, else MAX_ATTRIBUTE_CHARS (with
+    recorded contents, a whole history would make spans too large to export)."""
+    for name in _LENGTH_SETTINGS:
+        if value := environ.get(name, "").strip():
+            if not value.isdigit() or int(value) < 1:
+                raise TracingConfigError(f"{name}={value!r} must be a positive integer")
+            return int(value)
+    return MAX_ATTRIBUTE_CHARS
 
 
 def content_opt_in(environ: Mapping[str, str] | None = None) -> bool:

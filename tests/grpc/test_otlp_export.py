@@ -91,4 +91,27 @@ def test_tracing_settings_this_build_cannot_honour_stop_start_up(tmp_path: Path)
     done = serve_exit(tmp_path, {"OTEL_TRACES_EXPORTER": "zipkin"})
     assert done.returncode == 2
     assert "OTEL_TRACES_EXPORTER='zipkin' is not supported" in done.stderr
+    done = serve_exit(
+        tmp_path, {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "-5"}
+    )
+    assert done.returncode == 2
+    assert "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT='-5' must be a positive integer" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_recorded_contents_are_bounded_unless_the_operator_says_otherwise() -> None:
+    from orchestrator_server.tracing import MAX_ATTRIBUTE_CHARS, provider_from_env
+
+    on = {"OTEL_TRACES_EXPORTER": "console"}
+    assert provider_from_env({}) is None
+    assert provider_from_env({**on, "OTEL_SDK_DISABLED": "true"}) is None
+    default = provider_from_env(on)
+    assert default is not None
+    span = default.get_tracer("t").start_span("s", attributes={"big": "x" * 10**6})
+    assert len(span.attributes["big"]) == MAX_ATTRIBUTE_CHARS  # type: ignore[index, arg-type]
+    chosen = provider_from_env({**on, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10"})
+    assert chosen is not None
+    span = chosen.get_tracer("t").start_span("s", attributes={"big": "x" * 100})
+    assert span.attributes["big"] == "x" * 10  # type: ignore[index]
+    default.shutdown()
+    chosen.shutdown()
