@@ -54,11 +54,11 @@ def error_type_of(error: BaseException) -> str:
 class OtelSpan:
     """The core's view of an SDK span."""
 
-    __slots__ = ("_span", "failed")
+    __slots__ = ("_span", "settled")
 
     def __init__(self, span: trace.Span) -> None:
         self._span = span
-        self.failed = False
+        self.settled = False  # failed, or its outcome recorded
 
     def set(self, attributes: Attributes) -> None:
         """Add or replace attributes."""
@@ -66,9 +66,13 @@ class OtelSpan:
 
     def fail(self, error_type: str, description: str = "") -> None:
         """`error.type` and an error status."""
-        self.failed = True
+        self.settled = True
         self._span.set_attribute(ERROR_TYPE, error_type)
         self._span.set_status(Status(StatusCode.ERROR, description or None))
+
+    def settle(self) -> None:
+        """Its outcome is recorded: later exceptions leave it as it is."""
+        self.settled = True
 
 
 class OtelTracer:
@@ -93,7 +97,7 @@ class OtelTracer:
             try:
                 yield handle
             except BaseException as error:
-                if not handle.failed:  # the core may have said why already
+                if not handle.settled:  # the core may have said how it ended already
                     handle.fail(error_type_of(error))
                 raise
 

@@ -309,3 +309,22 @@ async def test_an_mcp_call_over_http_carries_the_tool_calls_context(
     assert attrs(tool)["orchestrator.tool.kind"] == "mcp"
     assert attrs(tool)["gen_ai.tool.type"] == "extension"
     assert received == f"00-{TRACE}-{format(tool.context.span_id, '016x')}-01"
+
+
+async def test_a_made_up_tool_name_stays_out_of_span_names(
+    traced: Traced, admin: DevModelAdmin
+) -> None:
+    invented = "x" * 5000
+    await admin.set_rules(
+        [
+            ANSWER_WITH_TOOL_RESULTS,
+            {"reply": {"tool_calls": [{"name": invented, "arguments": {}}]}},
+        ]
+    )
+    await make_agent(traced.live, "dreamer")
+    call = traced.live.stub.Run(requests_of(start("go", "dreamer")), timeout=30)
+    _ = [event async for event in call]
+    [tool] = [s for s in traced.spans() if s.name.startswith("execute_tool")]
+    assert tool.name == "execute_tool unknown"
+    assert attrs(tool)["gen_ai.tool.name"] == invented[:256]
+    assert attrs(tool)["error.type"] == "tool_error"

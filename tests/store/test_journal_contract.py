@@ -6,6 +6,7 @@ published, including a failure)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def every_kind(run_id: str) -> list[ev.RunEvent]:
         ev.ToolCallFinished("c1", "lookup", "out", "", 1.5),
         ev.MessageCompleted(Message(Role.ASSISTANT, "done", (call,), "", run_id, 4, 2.0)),
         ev.RunCancelled("RUN_CANCELLED", "why"),
-        ev.RunCompleted("done", Usage(3, 4), 1.25, 9.5),
+        ev.RunCompleted("done", Usage(3, 4, 2), 1.25, 9.5),
     ]
     return [ev.RunEvent(run_id, "a1", n, b, "parent") for n, b in enumerate(bodies, start=1)]
 
@@ -153,6 +154,19 @@ def test_the_codec_reads_back_every_kind_of_event() -> None:
     assert decoded == events and end is None
     _, only_end = decode_chunk("run_x", encode_chunk(("run_x", "a1", "parent"), [], None))
     assert only_end is None
+
+
+def test_a_chunk_stays_readable_by_the_previous_version() -> None:
+    """During a rolling upgrade an older server reads chunks this one wrote: every event
+    keeps its previous form (model calls ride in a key older versions ignore), and
+    chunks written before model calls were counted read back with none."""
+    completed = ev.RunEvent("run_x", "a1", 1, ev.RunCompleted("ok", Usage(3, 4, 2), 1.0, 2.0))
+    document = json.loads(encode_chunk(("run_x", "a1", ""), [completed], None))
+    assert document["e"] == [[1, "c", "ok", 3, 4, 1.0, 2.0]]  # the five fields of version 1
+    assert document["mc"] == {"run_x": 2}
+    del document["mc"]
+    [old] = decode_chunk("run_x", json.dumps(document).encode())[0]
+    assert old.body == ev.RunCompleted("ok", Usage(3, 4), 1.0, 2.0)
 
 
 async def test_the_journal_writes_what_followers_read_back(stores: Stores) -> None:

@@ -103,3 +103,17 @@ async def test_parent_records_are_not_counted_and_failed_runs_are(store: Store) 
     assert await store.list_usage("t", UsageQuery(T0, T0 + DAY, DAY, 10)) == [
         UsageRow("a1", T0, 1, 0, 7, 7)
     ]
+
+
+async def test_a_run_deleted_before_its_end_is_still_counted(store: Store) -> None:  # noqa: F811
+    """Deleting an agent while its run goes on must not make the run's usage vanish."""
+    await store.create_agent("t", NewAgent("short-lived", spec(), False, False))
+    run = a_run("r1", "short-lived", "s1", create_time=T0)
+    await store.begin_run("t", run, Message(Role.USER, "hi", run_id="r1"))
+    await store.delete_agent("t", "short-lived", expected_revision=None)
+    ended = dataclasses.replace(run, status=RunStatus.CANCELLED, usage=Usage(9, 9, 1), end_time=T0)
+    await store.finish_run("t", ended, [])
+    assert await store.get_run("t", "r1") is None
+    assert await store.list_usage("t", UsageQuery(T0, T0 + DAY, DAY, 10)) == [
+        UsageRow("short-lived", T0, 1, 1, 9, 9)
+    ]

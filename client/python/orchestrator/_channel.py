@@ -106,10 +106,10 @@ def call_metadata(
 def with_trace_context(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     """`metadata` plus the active OpenTelemetry context as the process's propagators
     write it (by default W3C `traceparent`, `tracestate`, `baggage`); unchanged outside
-    a span. A `traceparent` the caller set itself is kept."""
+    a span. Context the caller set itself (any of those keys) is kept as it is."""
     carrier: dict[str, str] = {}
     inject(carrier)
-    if not carrier or any(key == "traceparent" for key, _ in metadata):
+    if not carrier or any(key.lower() in carrier for key, _ in metadata):
         return metadata
     return (*metadata, *carrier.items())
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import events as ev
@@ -81,7 +81,6 @@ def _body(body: ev.EventBody) -> list[Any]:
             usage.completion_tokens,
             body.time_to_first_delta_ms,
             body.duration_ms,
-            usage.model_calls,
         ]
     if isinstance(body, ev.RunCancelled):
         return ["x", body.reason, body.message]
@@ -99,10 +98,9 @@ def _body_from(kind: str, fields: list[Any]) -> ev.EventBody:
     if kind == "m":
         return ev.MessageCompleted(_message_from(fields[0]))
     if kind == "c":
-        # Chunks written before model calls were counted have five fields.
-        output, prompt, completion, first, duration, *calls = fields
-        usage = Usage(prompt, completion, calls[0] if calls else 0)
-        return ev.RunCompleted(output, usage, first, duration)
+        # Fields a later version may append are ignored.
+        output, prompt, completion, first, duration, *_ = fields
+        return ev.RunCompleted(output, Usage(prompt, completion), first, duration)
     if kind == "x":
         return ev.RunCancelled(fields[0], fields[1])
     if kind == "t":
@@ -149,6 +147,16 @@ def encode_chunk(
     }
     if end is not None:
         document["end"] = [end.reason, end.message]
+    # Model calls of the runs that completed in the chunk, by run id: a key of the chunk
+    # rather than a sixth field of "c", which servers of the previous version (during a
+    # rolling upgrade) could not unpack; they ignore keys they do not know.
+    calls = {
+        e.run_id: e.body.usage.model_calls
+        for e in events
+        if isinstance(e.body, ev.RunCompleted) and e.body.usage.model_calls
+    }
+    if calls:
+        document["mc"] = calls
     try:
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
     except UnicodeEncodeError:
@@ -173,5 +181,16 @@ def decode_chunk(run_id: str, data: bytes) -> tuple[list[ev.RunEvent], RunEnd | 
         if isinstance(body, ev.MessageCompleted):
             answer = body.message.content
         events.append(ev.RunEvent(run_id, agent_id, item[0], body, parent))
+    calls = document.get("mc")
+    if calls:
+        events = [_with_model_calls(event, calls) for event in events]
     end = document.get("end")
     return events, (RunEnd(end[0], end[1]) if end is not None else None)
+
+
+def _with_model_calls(event: ev.RunEvent, calls: dict[str, int]) -> ev.RunEvent:
+    body = event.body
+    if not isinstance(body, ev.RunCompleted) or event.run_id not in calls:
+        return event
+    usage = replace(body.usage, model_calls=int(calls[event.run_id]))
+    return replace(event, body=replace(body, usage=usage))

@@ -63,6 +63,10 @@ class Span(Protocol):
     def fail(self, error_type: str, description: str = "") -> None:
         """Mark the span failed: `error.type` and an error status."""
 
+    def settle(self) -> None:
+        """The outcome is recorded: an exception leaving the block later (a cancel that
+        came while a success was being written) does not change it."""
+
 
 class Tracer(Protocol):
     """Opens spans nested under the current one (the caller's, for the first)."""
@@ -86,6 +90,9 @@ class _NoSpan:
         """Nothing is recorded."""
 
     def fail(self, error_type: str, description: str = "") -> None:
+        """Nothing is recorded."""
+
+    def settle(self) -> None:
         """Nothing is recorded."""
 
     def __enter__(self) -> _NoSpan:

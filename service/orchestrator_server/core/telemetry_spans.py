@@ -11,6 +11,9 @@ from . import telemetry as t
 from .model_port import ChatMessage, ModelTurnEnd
 from .types import Agent, Run, RunStatus, ToolCall
 
+# The characters of a model-chosen name an attribute keeps.
+MAX_NAME_CHARS = 256
+
 
 def agent_span(
     tracer: t.Tracer, tenant: str, agent: Agent, run: Run
@@ -43,6 +46,7 @@ def run_ended(span: t.Span, run: Run) -> None:
     )
     if run.status is not RunStatus.COMPLETED:
         span.fail(str(run.error_reason or run.status.value), run.error_message)
+    span.settle()
 
 
 def chat_span(
@@ -76,17 +80,19 @@ def chat_ended(span: t.Span, end: ModelTurnEnd, text: str, record_content: bool)
 
 def tool_span(tracer: t.Tracer, call: ToolCall, kind: str) -> AbstractContextManager[t.Span]:
     """`execute_tool {tool}`: one tool call, wherever it runs (kind: server, mcp,
-    client, agent)."""
+    client, agent, or unknown: a name the model made up, which can be long and is not
+    put in the span's name)."""
+    name = call.name if kind != "unknown" else "unknown"
     attributes: dict[str, t.AttributeValue] = {
         t.OPERATION: "execute_tool",
-        t.TOOL_NAME: call.name,
+        t.TOOL_NAME: call.name[:MAX_NAME_CHARS],
         t.TOOL_TYPE: t.tool_type(kind),
         t.TOOL_KIND: kind,
         t.TOOL_CALL_ID: call.call_id,
     }
     if tracer.record_content:
         attributes[t.TOOL_ARGUMENTS] = call.arguments_json
-    return tracer.span(f"execute_tool {call.name}", attributes)
+    return tracer.span(f"execute_tool {name}", attributes)
 
 
 def tool_ended(span: t.Span, output: str, error: str, record_content: bool) -> None:

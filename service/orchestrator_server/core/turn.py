@@ -182,6 +182,7 @@ class Turn:
         """The model loop of the turn, and its recorded completion."""
         services = self._services
         model = await services.models.resolve(self._agent.spec.model.provider)
+        previous = self._loop
         loop = self._loop = ModelLoop(
             model,
             self._agent,
@@ -193,6 +194,8 @@ class Turn:
             services.tokens,
             services.tracer,
         )
+        if previous is not None:  # a request dropped unread (queued behind a peer) was sent
+            loop.usage = previous.usage
         messages = await loop.history(services.store, self._active.tenant)
         gate.announce_if_stored()  # a write that overlapped the history read
         ask = services.ask_agent(self._agent, self._active, self._context, emit)

@@ -95,16 +95,22 @@ class UsageReports:
         range: the last 30 days (days) or 48 hours (hours), up to now."""
         if agent_id:
             check_agent_id(agent_id)
-        first, last = _range(period, start, end)
+        # The range is resolved (against the clock) for the first page; later pages keep
+        # it, from their token, so that a listing crossing an hour goes on where it was.
+        window = _range(period, start, end)
 
         def fetch(after: list[str | int | float] | None, limit: int) -> Awaitable[list[UsageRow]]:
-            key = (int(after[0]), str(after[1])) if after else None
-            query = UsageQuery(first, last, period, limit, agent_id, key)
+            nonlocal window
+            key = None
+            if after:
+                window = (int(after[0]), int(after[1]))
+                key = (int(after[2]), str(after[3]))
+            query = UsageQuery(*window, period, limit, agent_id, key)
             return self._store.list_usage(tenant, query)
 
-        scope = scope_of("usage", tenant, period, first, last, agent_id)
+        scope = scope_of("usage", tenant, period, start, end, agent_id)
         return await self._tokens.fetch_page(
-            scope, page_size, page_token, fetch, lambda r: [r.period_start, r.agent_id]
+            scope, page_size, page_token, fetch, lambda r: [*window, r.period_start, r.agent_id]
         )
 
 

@@ -293,7 +293,7 @@ class InMemoryStore(UsageLedger):
             self._tenant(tenant).message_bytes += _run_bytes(run) - _run_bytes(before)
             start = before.start_time if before.start_time is not None else run.end_time
             runs[run.run_id] = replace(run, start_time=start)
-            self.record_usage(tenant, run, run.end_time or time.time())
+        self.record_usage(tenant, run, run.end_time or time.time())
         return stored
 
     async def get_run(self, tenant: str, run_id: str) -> Run | None:

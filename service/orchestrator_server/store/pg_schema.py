@@ -286,6 +286,12 @@ def _with_usage(finish_run: str) -> str:
             "    PERFORM pg_notify(p_channel, p_doorbell);",
             RECORD_USAGE + "    PERFORM pg_notify(p_channel, p_doorbell);",
         ),
+        # A run deleted meanwhile (with its agent or session) is counted too: what it
+        # used was used.
+        (
+            "    IF NOT FOUND THEN\n        RETURN QUERY SELECT 'gone'",
+            "    IF NOT FOUND THEN\n" + RECORD_USAGE + "        RETURN QUERY SELECT 'gone'",
+        ),
     )
     for old, new in steps:
         assert finish_run.count(old) == 1, old

@@ -40,23 +40,23 @@ RECORD_USAGE = """
 
 def list_usage_query(tenant: str, query: UsageQuery) -> tuple[str, list[Any]]:
     """The SELECT of a page of usage rows: hours (and shards) summed into the query's
-    periods, newest first, then by agent id (UsageRow's fields)."""
+    periods, newest first, then by agent id (UsageRow's fields). The page's start is a
+    condition on the hours read, so a later page reads only the hours not served yet."""
     params: list[Any] = [tenant, query.start, query.end, query.period]
     where = "tenant = $1 AND hour >= $2 AND hour < $3"
     if query.agent_id:
         params.append(query.agent_id)
         where += f" AND agent_id = ${len(params)}"
-    after = ""
     if query.after is not None:
-        params += [query.after[0], query.after[1]]
-        period, agent = f"${len(params) - 1}", f"${len(params)}"
-        after = f"WHERE period < {period} OR (period = {period} AND agent_id > {agent})"
+        last, agent = query.after
+        params += [last, last + query.period, agent]
+        n = len(params)
+        where += f" AND (hour < ${n - 2} OR (hour < ${n - 1} AND agent_id > ${n}))"
     params.append(query.limit)
     sql = (
-        "SELECT agent_id, period, sum(runs)::bigint, sum(model_calls)::bigint, "
-        "sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint FROM ("
-        "SELECT agent_id, (hour / $4) * $4 AS period, runs, model_calls, prompt_tokens, "
-        f"completion_tokens FROM usage_hourly WHERE {where}) u {after} "
-        f"GROUP BY period, agent_id ORDER BY period DESC, agent_id LIMIT ${len(params)}"
+        "SELECT agent_id, (hour / $4) * $4 AS period, sum(runs)::bigint, "
+        "sum(model_calls)::bigint, sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint "
+        f"FROM usage_hourly WHERE {where} GROUP BY 2, agent_id "
+        f"ORDER BY 2 DESC, agent_id LIMIT ${len(params)}"
     )
     return sql, params

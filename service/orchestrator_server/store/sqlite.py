@@ -348,9 +348,8 @@ class SQLiteStore:
         return [run_from_row(r) for r in await self._read_in_steps(sql, params)]
 
     async def list_usage(self, tenant: str, query: UsageQuery) -> list[UsageRow]:
-        """Usage rows, newest period first (see core/usage.py)."""
-        rows = await self._read_in_steps(*sqlite_usage.list_usage_query(tenant, query))
-        return [UsageRow(*row) for row in rows]
+        """Usage rows, newest period first (see core/usage.py), grouped off the loop."""
+        return await sqlite_usage.list_usage(self._path, self._read, tenant, query)
 
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
         """Runs a dead process left queued or running become interrupted."""

@@ -210,8 +210,9 @@ def finish_run(
             run.run_id,
         ),
     )
-    if previous is not None:  # not deleted (with its agent or session) meanwhile
-        sqlite_usage.record_run(conn, tenant, run, end)
+    # Counted even when the run was deleted meanwhile (with its agent or session): what
+    # it used was used.
+    sqlite_usage.record_run(conn, tenant, run, end)
     return stored
 
 

@@ -5,14 +5,15 @@ runs, model calls and tokens per tenant, agent and hour (`core/usage.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from ..core.pagination import text_bytes
 from ..core.quotas import StorageQuotas
 from ..core.types import Run
-from ..core.usage import UsageQuery, hour_of, run_counts
+from ..core.usage import UsageQuery, UsageRow, hour_of, run_counts
 
 Counter = Literal["message_bytes", "agents", "teams"]
 # The bytes a row stores, in SQL: the UTF-8 length of its text columns.
@@ -94,21 +95,45 @@ def record_run(conn: sqlite3.Connection, tenant: str, run: Run, end: float) -> N
 
 def list_usage_query(tenant: str, query: UsageQuery) -> tuple[str, list[object]]:
     """The SELECT of a page of usage rows: hours summed into the query's periods, newest
-    first, then by agent id (UsageRow's fields)."""
+    first, then by agent id (UsageRow's fields). The page's start is a condition on the
+    hours read, so a later page reads only the hours not served yet."""
+    period = int(query.period)
     where = "tenant = ? AND hour >= ? AND hour < ?"
     params: list[object] = [tenant, query.start, query.end]
     if query.agent_id:
         where += " AND agent_id = ?"
         params.append(query.agent_id)
-    having = ""
     if query.after is not None:
-        having = "HAVING period < ? OR (period = ? AND agent_id > ?)"
-        params += [query.after[0], query.after[0], query.after[1]]
-    period = int(query.period)
+        last, agent = query.after
+        where += " AND (hour < ? OR (hour < ? AND agent_id > ?))"
+        params += [last, last + period, agent]
     sql = (
         f"SELECT agent_id, (hour / {period}) * {period} AS period, sum(runs), "
         "sum(model_calls), sum(prompt_tokens), sum(completion_tokens) "
-        f"FROM usage_hourly WHERE {where} GROUP BY period, agent_id {having} "
+        f"FROM usage_hourly WHERE {where} GROUP BY period, agent_id "
         "ORDER BY period DESC, agent_id LIMIT ?"
     )
     return sql, [*params, query.limit]
+
+
+def read_apart(path: str, sql: str, params: Sequence[object]) -> list[Any]:
+    """A read on a connection of its own, for a thread: a grouping returns its first row
+    only once it has read every row it groups, which must not hold the event loop."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+async def list_usage(
+    path: str, read_here: Callable[[str, list[object]], list[Any]], tenant: str, query: UsageQuery
+) -> list[UsageRow]:
+    """A page of usage rows, grouped in a thread (`read_here`, the event loop's
+    connection, only for an in-memory database, which no other connection sees)."""
+    sql, params = list_usage_query(tenant, query)
+    if path == ":memory:":
+        rows = read_here(sql, params)
+    else:
+        rows = await asyncio.to_thread(read_apart, path, sql, params)
+    return [UsageRow(*row) for row in rows]
