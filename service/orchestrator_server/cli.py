@@ -25,6 +25,19 @@ def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The HTTP endpoints besides the gRPC port."""
+    parser.add_argument(
+        "--metrics-address",
+        help="host:port for Prometheus /metrics (ORCHESTRATOR_METRICS_ADDRESS; off when unset)",
+    )
+    parser.add_argument(
+        "--a2a-address",
+        help="host:port serving the agents' A2A cards over HTTP (ORCHESTRATOR_A2A_ADDRESS; "
+        "off when unset)",
+    )
+
+
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `serve` and its flags (each also settable by an ORCHESTRATOR_* variable)."""
     # No abbreviations: a worker's command line is the supervisor's minus --workers, which
@@ -69,10 +82,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="PEM CA that client certificates must chain to: mutual TLS "
         "(ORCHESTRATOR_TLS_CLIENT_CA)",
     )
-    parser.add_argument(
-        "--metrics-address",
-        help="host:port for Prometheus /metrics (ORCHESTRATOR_METRICS_ADDRESS; off when unset)",
-    )
+    _add_endpoint_arguments(parser)
     _add_logging_arguments(parser)
     parser.add_argument(
         "--allow-unauthenticated",
@@ -119,6 +129,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 "log_level": args.log_level,
                 "log_format": args.log_format,
                 "metrics_address": args.metrics_address,
+                "a2a_address": args.a2a_address,
                 "tls_cert_file": args.tls_cert_file,
                 "tls_key_file": args.tls_key_file,
                 "tls_client_ca_file": args.tls_client_ca_file,

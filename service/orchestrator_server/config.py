@@ -105,6 +105,11 @@ class Settings:
     tls_client_ca_file: str = ""
     # host:port of the Prometheus /metrics endpoint; empty = not served.
     metrics_address: str = ""
+    # host:port of the HTTP endpoint serving A2A agent cards; empty = not served (the
+    # A2A gRPC service is on the gRPC port either way). The gRPC address the cards
+    # advertise: a2a_grpc_url, by default the listen address (with its actual port).
+    a2a_address: str = ""
+    a2a_grpc_url: str = ""
     log_level: str = "INFO"
     log_format: str = "text"  # or "json" (log_format.py)
     # Authentication ([auth], see api/auth/config.py; ORCHESTRATOR_AUTH=on turns it on with
@@ -145,6 +150,8 @@ _ENV_SETTINGS = {
     "ORCHESTRATOR_LOG_LEVEL": "log_level",
     "ORCHESTRATOR_LOG_FORMAT": "log_format",
     "ORCHESTRATOR_METRICS_ADDRESS": "metrics_address",
+    "ORCHESTRATOR_A2A_ADDRESS": "a2a_address",
+    "ORCHESTRATOR_A2A_GRPC_URL": "a2a_grpc_url",
     "ORCHESTRATOR_TLS_CERT": "tls_cert_file",
     "ORCHESTRATOR_TLS_KEY": "tls_key_file",
     "ORCHESTRATOR_TLS_CLIENT_CA": "tls_client_ca_file",

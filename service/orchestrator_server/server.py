@@ -7,7 +7,6 @@ signals, graceful stop, the health status and the bundled development model serv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import importlib
 import logging
@@ -23,7 +22,9 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator.v1 import orchestrator_service_pb2, orchestrator_service_pb2_grpc
 
+from .a2a_setup import A2A_SERVICE, a2a_grpc_handler
 from .access_setup import Access, build_access, check_exposure
+from .api.a2a_handler import A2ARequestHandler
 from .api.access_servicer import AccessRpcs
 from .api.agents_servicer import AgentRpcs
 from .api.collaboration_servicer import CollaborationRpcs
@@ -45,6 +46,7 @@ from .core.team_runs import TeamRunner
 from .core.teams import TeamRegistry
 from .core.usage import UsageReports
 from .dev_model_setup import start_dev_model
+from .lifecycle import graceful_stop, serve_cards, watch_store
 from .loop_monitor import LoopLagMonitor
 from .metrics import ServerMetrics
 from .models.catalog import ProviderCatalog
@@ -291,11 +293,15 @@ def build_server(app: App, health: HealthServicer | None = None) -> tuple[grpc.a
     reflection.enable_server_reflection(
         (
             SERVICE_NAME,
+            A2A_SERVICE.full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
         server,
     )
+    a2a = A2ARequestHandler(app.runs, app.run_records, app.following)
+    tracer = app.tracing.tracer if app.tracing else None
+    server.add_generic_rpc_handlers((a2a_grpc_handler(a2a, app.access.gate, max_response, tracer),))
     credentials = server_credentials(app.settings)
     if credentials is None:
         port = server.add_insecure_port(app.settings.address)
@@ -315,44 +321,6 @@ async def _warm_up(app: App) -> None:
     gc.freeze()
 
 
-async def graceful_stop(app: App, server: grpc.aio.Server, grace: float) -> None:
-    """Refuse new calls and new turns, let runs in flight finish within `grace`, then
-    interrupt the rest a moment before the end of grace: their records read INTERRUPTED
-    and their streams end with a RunCancelled event and UNAVAILABLE / RUN_INTERRUPTED,
-    instead of being cut by the transport without a reason."""
-    app.runs.active.begin_shutdown()
-    stopping = asyncio.create_task(server.stop(grace), name="grpc server stop")
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(max(grace - min(1.0, grace * 0.2), 0.0)):
-            await app.runs.active.idle()
-    await app.runs.active.shutdown()
-    await stopping
-
-
-def watch_store(app: App, health: HealthServicer) -> None:
-    """Health follows the store: NOT_SERVING while the database cannot be reached (a
-    balancer sends calls elsewhere), SERVING again when it returns."""
-    pending: set[asyncio.Task[None]] = set()
-
-    async def report(available: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if available
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        if app.runs.active.stopping:
-            return  # a stopping server stays NOT_SERVING
-        await health.set(SERVICE_NAME, status)
-        await health.set("", status)
-
-    def changed(available: bool) -> None:
-        task = asyncio.ensure_future(report(available))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    app.stores.watch_availability(changed)
-
-
 async def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT, then stop gracefully."""
     settings, dev_process = await start_dev_model(settings)
@@ -367,6 +335,7 @@ async def serve(settings: Settings) -> None:
             settings.metrics_address.rpartition(":")[0],
             metrics_port,
         )
+    cards = await serve_cards(app, port)
     await health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     watch_store(app, health)
@@ -393,6 +362,8 @@ async def serve(settings: Settings) -> None:
     )
     await health.enter_graceful_shutdown()
     await graceful_stop(app, server, settings.grace_seconds)
+    if cards is not None:
+        await cards.stop()
     await app.close()
     if dev_process is not None:
         await dev_process.astop()

@@ -17,6 +17,7 @@ from helpers import dev_settings, requests_of, start
 from orchestrator.v1 import access_pb2
 from orchestrator.v1 import orchestrator_service_pb2 as pb
 from orchestrator_devmodel import DevModelServer
+from orchestrator_server.a2a_setup import A2A_SERVICE, CARD_METHOD
 from orchestrator_server.api.permissions import RPC_PERMISSIONS
 from orchestrator_server.core.access import ROLE_PERMISSIONS, AccessRole, Permission
 from orchestrator_server.core.access_port import AuditQuery
@@ -28,7 +29,8 @@ DENIED = (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
 
 
 def test_every_rpc_has_a_permission_and_every_role_its_set() -> None:
-    assert set(RPC_PERMISSIONS) == {m.name for m in SERVICE_DESCRIPTOR.methods}
+    served = {m.name for m in (*SERVICE_DESCRIPTOR.methods, *A2A_SERVICE.methods)}
+    assert set(RPC_PERMISSIONS) == served | {CARD_METHOD}
     assert ROLE_PERMISSIONS[AccessRole.VIEWER] == {Permission.READ}
     assert ROLE_PERMISSIONS[AccessRole.RUNNER] == {Permission.READ, Permission.RUN}
     assert Permission.ADMINISTER not in ROLE_PERMISSIONS[AccessRole.EDITOR]

@@ -40,6 +40,20 @@ RPC_PERMISSIONS: dict[str, Permission] = {
     "RevokeApiKey": Permission.ADMINISTER,
     "ListAuditEvents": Permission.ADMINISTER,
     "ListUsage": Permission.ADMINISTER,
+    # lf.a2a.v1.A2AService (a2a_setup.py): a task is a run, with the run RPCs' permissions.
+    "SendMessage": Permission.RUN,
+    "SendStreamingMessage": Permission.RUN,
+    "GetTask": Permission.READ,
+    "ListTasks": Permission.READ,
+    "CancelTask": Permission.RUN,
+    "SubscribeToTask": Permission.READ,
+    "CreateTaskPushNotificationConfig": Permission.RUN,
+    "GetTaskPushNotificationConfig": Permission.READ,
+    "ListTaskPushNotificationConfigs": Permission.READ,
+    "DeleteTaskPushNotificationConfig": Permission.RUN,
+    "GetExtendedAgentCard": Permission.READ,
+    # The agent cards' HTTP endpoint (a2a_setup.py).
+    "GetAgentCard": Permission.READ,
 }
 
 # Calls recorded in the audit trail whatever their outcome (the turns of a Run stream are
@@ -52,6 +66,7 @@ AUDITED_RPCS = frozenset(
         "DeleteAgent",
         "SetDefaultAgent",
         "CancelRun",
+        "CancelTask",
         "DeleteSession",
         "CreateTeam",
         "UpdateTeam",

@@ -1,0 +1,252 @@
+"""The A2A request handler over the run engine: what `lf.a2a.v1.A2AService` does here.
+
+a2a-sdk's `GrpcHandler` parses and answers the gRPC calls (and maps A2A errors to
+statuses with an ErrorInfo in the `a2a-protocol.org` domain); this handler does the work
+with the same engine, records, journal and access control as the native API, so a task
+is a run wherever it is served from (any replica: no per-process task registry).
+
+- SendMessage / SendStreamingMessage start a turn of the agent the request's `tenant`
+  field names (empty: the caller's default agent) in the session its `context_id` names
+  (empty: a new one). The caller's tenant is the one of the native API (identity,
+  `x-tenant-id`).
+- GetTask / ListTasks read runs; CancelTask is CancelRun; SubscribeToTask follows a run
+  (a snapshot of the task first, then its answer from the start, then its end).
+- Push notifications and the extended card are not offered (the agent card says so).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+from a2a.server.context import ServerCallContext
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.types import a2a_pb2
+from a2a.utils.errors import (
+    ExtendedAgentCardNotConfiguredError,
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+
+from ..core import events as ev
+from ..core.errors import InvalidArgumentError, NotFoundError, OrchestratorError
+from ..core.follow import RunFollowing
+from ..core.run_records import RunRecords
+from ..core.runs import RunEngine
+from ..core.types import Run, RunStatus
+from .call_context import deadline_of, tenant_of
+from .convert.a2a import (
+    TERMINAL,
+    StreamEvent,
+    TaskEvents,
+    state_of,
+    task_of,
+    text_message,
+    turn_request_of,
+)
+
+
+def _grpc(context: ServerCallContext) -> Any:
+    return context.state["grpc_context"]
+
+
+def _a2a_error(error: OrchestratorError) -> Exception:
+    """The A2A error of a refusal the spec names; others keep their own status."""
+    if isinstance(error, NotFoundError) and error.reason.value == "RUN_NOT_FOUND":
+        return TaskNotFoundError(error.message)
+    if isinstance(error, InvalidArgumentError):
+        return InvalidParamsError(error.message)
+    return error
+
+
+class A2ARequestHandler(RequestHandler):
+    """A2A over the run engine (see the module's docstring)."""
+
+    def __init__(self, engine: RunEngine, records: RunRecords, following: RunFollowing) -> None:
+        self._engine = engine
+        self._records = records
+        self._following = following
+
+    async def _run(self, context: ServerCallContext, task_id: str) -> Run:
+        """The run a task id names in the caller's tenant, for the agent the request's
+        `tenant` names (when it names one): else TaskNotFoundError."""
+        try:
+            run = await self._records.get(tenant_of(_grpc(context)), task_id)
+        except NotFoundError:
+            raise TaskNotFoundError(f"task '{task_id[:80]}' not found") from None
+        if context.tenant and run.agent_id != context.tenant:
+            raise TaskNotFoundError(f"task '{task_id[:80]}' not found")
+        return run
+
+    async def on_message_send_stream(
+        self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """A turn, streamed: the task, its answer's chunks, its final status. A task goes
+        on when its stream goes away (its caller's deadline still ends it): SubscribeToTask
+        picks it up again, from any replica."""
+        async with aclosing(self._turn(params, context, continue_on_disconnect=True)) as events:
+            async for event in events:
+                yield event
+
+    async def on_message_send(
+        self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext
+    ) -> a2a_pb2.Task:
+        """A turn, answered once it ends (or, with `return_immediately`, once it has
+        started: it then goes on without the caller)."""
+        immediately = params.configuration.return_immediately
+        task: a2a_pb2.Task | None = None
+        turn = self._turn(params, context, continue_on_disconnect=True)
+        async with aclosing(turn) as events:
+            async for event in events:
+                if isinstance(event, a2a_pb2.Task):
+                    task = event
+                    if immediately:
+                        return task
+        assert task is not None, "a turn's first event is its task"
+        return task_of(await self._run(context, task.id))
+
+    async def _turn(
+        self,
+        params: a2a_pb2.SendMessageRequest,
+        context: ServerCallContext,
+        *,
+        continue_on_disconnect: bool,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        request = turn_request_of(params, continue_on_disconnect)
+        grpc_context = _grpc(context)
+        events = self._engine.execute(
+            tenant_of(grpc_context), request, deadline=deadline_of(grpc_context)
+        )
+        state: TaskEvents | None = None
+        try:
+            async with aclosing(events) as items:
+                async for event in items:
+                    if state is None:
+                        state = TaskEvents(event.run_id, "")
+                    for item in self._converted(state, event, request.message):
+                        yield item
+        except OrchestratorError as error:
+            if state is None or not state.started:
+                raise _a2a_error(error) from None
+            if not state.ended:
+                yield state.failed(str(error.reason), error.message)
+
+    @staticmethod
+    def _converted(state: TaskEvents, event: ev.RunEvent, message: str) -> list[StreamEvent]:
+        body = event.body
+        snapshot = None
+        if isinstance(body, ev.RunStarted) and event.run_id == state.run_id:
+            state.session_id = body.session_id
+            status = RunStatus.QUEUED if body.status is RunStatus.QUEUED else RunStatus.RUNNING
+            snapshot = a2a_pb2.Task(
+                id=event.run_id,
+                context_id=body.session_id,
+                status=a2a_pb2.TaskStatus(state=state_of(status)),
+            )
+            stub = Run(event.run_id, event.agent_id, body.session_id, status, message, 0.0)
+            snapshot.history.append(
+                text_message(a2a_pb2.ROLE_USER, message, stub, f"{event.run_id}-input")
+            )
+        return state.convert(event, snapshot)
+
+    async def on_get_task(
+        self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext
+    ) -> a2a_pb2.Task:
+        """A task as its run's record says."""
+        history = params.history_length if params.HasField("history_length") else None
+        return task_of(await self._run(context, params.id), history_length=history)
+
+    async def on_list_tasks(
+        self, params: a2a_pb2.ListTasksRequest, context: ServerCallContext
+    ) -> a2a_pb2.ListTasksResponse:
+        """The caller's tasks (of the agent `tenant` names, in the session `context_id`
+        names), newest first; a status filter applies within each page."""
+        try:
+            page = await self._records.list(
+                tenant_of(_grpc(context)),
+                agent_id=params.tenant,
+                session_id=params.context_id,
+                page_size=params.page_size,
+                page_token=params.page_token,
+            )
+        except InvalidArgumentError as error:
+            raise InvalidParamsError(error.message) from None
+        history = params.history_length if params.HasField("history_length") else 0
+        tasks = [
+            task_of(run, artifacts=params.include_artifacts, history_length=history)
+            for run in page.items
+            if run.agent_id and (not params.status or state_of(run.status) == params.status)
+        ]
+        return a2a_pb2.ListTasksResponse(
+            tasks=tasks, next_page_token=page.next_page_token, page_size=len(tasks)
+        )
+
+    async def on_cancel_task(
+        self, params: a2a_pb2.CancelTaskRequest, context: ServerCallContext
+    ) -> a2a_pb2.Task:
+        """CancelRun: the task once its end is recorded; a finished task cannot be."""
+        run = await self._run(context, params.id)
+        if run.status in TERMINAL:
+            raise TaskNotCancelableError(f"task '{run.run_id}' has ended ({run.status.value})")
+        return task_of(await self._records.cancel(tenant_of(_grpc(context)), run.run_id))
+
+    async def on_subscribe_to_task(
+        self, params: a2a_pb2.SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The task now, then its answer from the start and its end, from any replica."""
+        run = await self._run(context, params.id)
+        if run.status in TERMINAL:
+            raise UnsupportedOperationError(f"task '{run.run_id}' has ended: read it with GetTask")
+        tenant = tenant_of(_grpc(context))
+        _, feed = await self._following.open(tenant, run.run_id, 0)
+        yield task_of(run, artifacts=False)
+        state = TaskEvents(run.run_id, run.session_id)
+        state.started = True
+        try:
+            async with aclosing(self._following.follow(tenant, run, feed, 0)) as events:
+                async for event in events:
+                    for item in state.convert(event, None):
+                        yield item
+        except OrchestratorError as error:
+            if not state.ended:
+                yield state.failed(str(error.reason), error.message)
+
+    async def on_create_task_push_notification_config(
+        self, params: Any, context: ServerCallContext
+    ) -> Any:
+        """Not offered."""
+        raise PushNotificationNotSupportedError
+
+    async def on_get_task_push_notification_config(
+        self, params: Any, context: ServerCallContext
+    ) -> Any:
+        """Not offered."""
+        raise PushNotificationNotSupportedError
+
+    async def on_list_task_push_notification_configs(
+        self, params: Any, context: ServerCallContext
+    ) -> Any:
+        """Not offered."""
+        raise PushNotificationNotSupportedError
+
+    async def on_delete_task_push_notification_config(
+        self, params: Any, context: ServerCallContext
+    ) -> None:
+        """Not offered."""
+        raise PushNotificationNotSupportedError
+
+    async def on_get_extended_agent_card(
+        self, params: Any, context: ServerCallContext
+    ) -> a2a_pb2.AgentCard:
+        """Not offered: the public card is the whole card."""
+        raise ExtendedAgentCardNotConfiguredError
+
+
+def new_message_id() -> str:
+    """An id for a message this server makes."""
+    return uuid.uuid4().hex

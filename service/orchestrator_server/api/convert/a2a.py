@@ -1,0 +1,173 @@
+"""A2A (`lf.a2a.v1`) messages <-> domain types: a run is an A2A task (its id the run id,
+its context the session), its answer one text artifact, streamed as artifact updates."""
+
+from __future__ import annotations
+
+from a2a.types import a2a_pb2
+from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError
+
+from ...core import events as ev
+from ...core.types import Run, RunStatus, TurnRequest
+from .common import timestamp
+
+StreamEvent = a2a_pb2.Task | a2a_pb2.TaskStatusUpdateEvent | a2a_pb2.TaskArtifactUpdateEvent
+ANSWER_ARTIFACT = "answer"  # the one artifact of a task: the agent's answer
+_STATES = {
+    RunStatus.QUEUED: a2a_pb2.TASK_STATE_SUBMITTED,
+    RunStatus.RUNNING: a2a_pb2.TASK_STATE_WORKING,
+    RunStatus.COMPLETED: a2a_pb2.TASK_STATE_COMPLETED,
+    RunStatus.FAILED: a2a_pb2.TASK_STATE_FAILED,
+    RunStatus.CANCELLED: a2a_pb2.TASK_STATE_CANCELED,
+    RunStatus.INTERRUPTED: a2a_pb2.TASK_STATE_FAILED,
+}
+TERMINAL = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
+)
+
+
+def state_of(status: RunStatus) -> a2a_pb2.TaskState:
+    """The A2A task state of a run status (INTERRUPTED, cut by a server stop or crash,
+    is FAILED)."""
+    return _STATES[status]
+
+
+def turn_request_of(
+    params: a2a_pb2.SendMessageRequest, continue_on_disconnect: bool
+) -> TurnRequest:
+    """The turn a SendMessage starts: the agent named by the request's `tenant` (empty:
+    the tenant's default agent), the session named by the message's `context_id`, the
+    message's text parts joined by newlines."""
+    message = params.message
+    if message.task_id:
+        raise InvalidParamsError(
+            "a task here is one turn and ends with it: continue the conversation with a new "
+            "message in the same context_id"
+        )
+    texts: list[str] = []
+    for part in message.parts:
+        if part.WhichOneof("content") != "text":
+            raise ContentTypeNotSupportedError("only text parts are accepted")
+        texts.append(part.text)
+    if not texts:
+        raise InvalidParamsError("the message has no text part")
+    return TurnRequest(
+        agent_id=params.tenant,
+        message="\n".join(texts),
+        session_id=message.context_id,
+        continue_on_disconnect=continue_on_disconnect,
+    )
+
+
+def text_message(role: a2a_pb2.Role, text: str, run: Run, message_id: str) -> a2a_pb2.Message:
+    """A one-part text message of the run's task."""
+    return a2a_pb2.Message(
+        message_id=message_id,
+        context_id=run.session_id,
+        task_id=run.run_id,
+        role=role,
+        parts=[a2a_pb2.Part(text=text)],
+    )
+
+
+def task_of(run: Run, *, artifacts: bool = True, history_length: int | None = None) -> a2a_pb2.Task:
+    """A run as an A2A task: its state (with the error message of a failed or cancelled
+    run), its answer as an artifact, its history (the user message and the answer)."""
+    status = a2a_pb2.TaskStatus(
+        state=state_of(run.status),
+        timestamp=timestamp(run.end_time or run.start_time or run.create_time),
+    )
+    if run.error_message:
+        status.message.CopyFrom(
+            text_message(
+                a2a_pb2.ROLE_AGENT,
+                f"{run.error_reason}: {run.error_message}",
+                run,
+                f"{run.run_id}-status",
+            )
+        )
+    task = a2a_pb2.Task(id=run.run_id, context_id=run.session_id, status=status)
+    if artifacts and run.output:
+        task.artifacts.append(answer_artifact(run.output))
+    history = [text_message(a2a_pb2.ROLE_USER, run.input, run, f"{run.run_id}-input")]
+    if run.status is RunStatus.COMPLETED:
+        history.append(text_message(a2a_pb2.ROLE_AGENT, run.output, run, f"{run.run_id}-output"))
+    if history_length is not None:
+        history = history[-history_length:] if history_length else []
+    task.history.extend(history)
+    return task
+
+
+def answer_artifact(text: str) -> a2a_pb2.Artifact:
+    """The answer (or a piece of it) as the task's artifact."""
+    return a2a_pb2.Artifact(
+        artifact_id=ANSWER_ARTIFACT, name="answer", parts=[a2a_pb2.Part(text=text)]
+    )
+
+
+class TaskEvents:
+    """Turns the events of one run into A2A stream events: the task first (with the
+    user message), its answer as artifact updates (the first chunk creates the artifact,
+    the next ones append, the last says so), then its final status."""
+
+    def __init__(self, run_id: str, session_id: str) -> None:
+        self.run_id = run_id
+        self.session_id = session_id
+        self.started = False
+        self.ended = False
+        self._streamed = False
+
+    def status(self, state: a2a_pb2.TaskState, text: str = "") -> a2a_pb2.TaskStatusUpdateEvent:
+        """A status update of the task (with an agent message when `text`)."""
+        status = a2a_pb2.TaskStatus(state=state)
+        if text:
+            status.message.CopyFrom(
+                a2a_pb2.Message(
+                    message_id=f"{self.run_id}-status",
+                    context_id=self.session_id,
+                    task_id=self.run_id,
+                    role=a2a_pb2.ROLE_AGENT,
+                    parts=[a2a_pb2.Part(text=text)],
+                )
+            )
+        return a2a_pb2.TaskStatusUpdateEvent(
+            task_id=self.run_id, context_id=self.session_id, status=status
+        )
+
+    def chunk(self, text: str, last: bool) -> a2a_pb2.TaskArtifactUpdateEvent:
+        """A piece of the answer."""
+        update = a2a_pb2.TaskArtifactUpdateEvent(
+            task_id=self.run_id,
+            context_id=self.session_id,
+            artifact=answer_artifact(text),
+            append=self._streamed,
+            last_chunk=last,
+        )
+        self._streamed = True
+        return update
+
+    def convert(
+        self, event: ev.RunEvent, task: a2a_pb2.Task | None
+    ) -> list[a2a_pb2.Task | a2a_pb2.TaskStatusUpdateEvent | a2a_pb2.TaskArtifactUpdateEvent]:
+        """The A2A events of one of the run's events (none for child runs' events, tool
+        calls and intermediate messages); `task` is the snapshot a RunStarted stands for."""
+        if event.run_id != self.run_id:
+            return []
+        body = event.body
+        if isinstance(body, ev.RunStarted):
+            self.started = True
+            return [task] if task is not None else []
+        if isinstance(body, ev.TextDelta):
+            return [self.chunk(body.text, last=False)] if body.text else []
+        if isinstance(body, ev.RunCompleted):
+            self.ended = True
+            last = self.chunk("" if self._streamed else body.output, last=True)
+            return [last, self.status(a2a_pb2.TASK_STATE_COMPLETED)]
+        if isinstance(body, ev.RunCancelled):
+            self.ended = True
+            return [self.status(a2a_pb2.TASK_STATE_CANCELED, f"{body.reason}: {body.message}")]
+        return []
+
+    def failed(self, reason: str, message: str) -> a2a_pb2.TaskStatusUpdateEvent:
+        """The final status of a run that failed after it started."""
+        self.ended = True
+        return self.status(a2a_pb2.TASK_STATE_FAILED, f"{reason}: {message}")
