@@ -180,7 +180,9 @@ class CardServer:
     """uvicorn serving AgentCards on a pre-bound socket (port 0 works; no signal
     handlers or logging setup of its own)."""
 
-    def __init__(self, app: AgentCards, address: str) -> None:
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], address: str
+    ) -> None:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

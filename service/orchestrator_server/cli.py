@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .api.a2a_remote import parse_remote_agents
 from .bootstrap import add_bootstrap_parser
 from .log_format import configure_logging
 from .tracing import check_tracing_env
@@ -141,6 +142,7 @@ def run_serve(args: argparse.Namespace) -> int:
         check_db(settings.db)
         check_workers(settings)
         check_tracing_env(os.environ)
+        parse_remote_agents(settings.a2a_agents)
     except (OSError, ValueError) as error:
         print(f"orchestrator: invalid configuration: {error}", file=sys.stderr)
         return 2

@@ -98,6 +98,9 @@ class Settings:
     # MCP servers as [[mcp_servers]] tables (see tools/mcp_config.py for the keys). Only
     # this operator configuration can make the server start a process or reach a URL.
     mcp_servers: tuple[dict[str, Any], ...] = ()
+    # Remote A2A agents as [[a2a_agents]] tables (see api/a2a_remote.py for the keys), or
+    # ORCHESTRATOR_A2A_AGENTS as a JSON list: agents may ask them as tools a2a__<name>.
+    a2a_agents: tuple[dict[str, Any], ...] = ()
     # TLS: PEM files of the server's certificate chain and key; with a client CA, clients
     # must present a certificate it signed (mutual TLS). Without them the port is plaintext.
     tls_cert_file: str = ""
@@ -242,12 +245,15 @@ def load_settings(
         data = tomllib.loads(Path(path).read_text())
         providers = [_provider(p) for p in data.pop("providers", [])]
         values["mcp_servers"] = tuple(data.pop("mcp_servers", []))
+        values["a2a_agents"] = tuple(data.pop("a2a_agents", []))
         auth_table = data.pop("auth", {})
         values["policies"] = parse_policies(data.pop("policies", {}))
         values.update(data)
     for env, key in _ENV_SETTINGS.items():
         if env in os.environ:
             values[key] = os.environ[env]
+    if "ORCHESTRATOR_A2A_AGENTS" in os.environ:
+        values["a2a_agents"] = tuple(json.loads(os.environ["ORCHESTRATOR_A2A_AGENTS"]))
     if "ORCHESTRATOR_PROVIDERS" in os.environ:
         providers = [_provider(p) for p in json.loads(os.environ["ORCHESTRATOR_PROVIDERS"])]
     if not providers and os.environ.get("OPENAI_API_KEY"):

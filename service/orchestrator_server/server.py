@@ -25,6 +25,7 @@ from orchestrator.v1 import orchestrator_service_pb2, orchestrator_service_pb2_g
 from .a2a_setup import A2A_SERVICE, a2a_grpc_handler
 from .access_setup import Access, build_access, check_exposure
 from .api.a2a_handler import A2ARequestHandler
+from .api.a2a_remote import RemoteAgents, parse_remote_agents
 from .api.access_servicer import AccessRpcs
 from .api.agents_servicer import AgentRpcs
 from .api.collaboration_servicer import CollaborationRpcs
@@ -112,6 +113,7 @@ class App:
     loop_monitor: LoopLagMonitor
     access: Access
     usage: UsageReports
+    remote_agents: RemoteAgents
     tracing: Tracing | None = None
 
     async def close(self) -> None:
@@ -124,19 +126,23 @@ class App:
         self.metrics.close()
         if self.mcp is not None:
             await self.mcp.close()
+        await self.remote_agents.close()
         await self.catalog.close()
         await self.stores.close()
         if self.tracing is not None:
             await self.tracing.close()
 
 
-async def start_tools(settings: Settings) -> tuple[ToolRegistry, McpToolHub | None]:
-    """The server's tools: built-ins, plugins and those of the configured MCP servers."""
+async def start_tools(settings: Settings) -> tuple[ToolRegistry, McpToolHub | None, RemoteAgents]:
+    """The server's tools: built-ins, plugins, those of the configured MCP servers and
+    the configured remote A2A agents."""
     tools = ToolRegistry()
     tools.register_all(builtin_tools())
     # Scanning installed distributions' entry points reads hundreds of files: off the loop.
     tools.register_all(await asyncio.to_thread(plugin_tools))
-    return tools, await start_mcp(settings, tools) if settings.mcp_servers else None
+    remote = RemoteAgents(parse_remote_agents(settings.a2a_agents))
+    tools.register_all(remote.tools())
+    return tools, await start_mcp(settings, tools) if settings.mcp_servers else None, remote
 
 
 async def start_mcp(settings: Settings, tools: ToolRegistry) -> McpToolHub:
@@ -191,7 +197,7 @@ async def create_app(settings: Settings, tracing: Tracing | None = None) -> App:
     metrics = ServerMetrics()
     monitor = LoopLagMonitor(metrics.loop_lag.observe)
     monitor.start()
-    tools, mcp = await start_tools(settings)
+    tools, mcp, remote_agents = await start_tools(settings)
     access = await build_access(settings, stores.access, tokens, catalog)
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown, policy=access.policies)
     journal = start_journal(settings, stores)
@@ -238,6 +244,7 @@ async def create_app(settings: Settings, tracing: Tracing | None = None) -> App:
         monitor,
         access,
         UsageReports(store, tokens),
+        remote_agents,
         tracing,
     )
 

@@ -130,6 +130,7 @@ async def test_stream_get_and_list_a_task(a2a: A2AServer, admin: DevModelAdmin) 
     assert first.HasField("task")
     task = first.task
     assert task.status.state == a2a_pb2.TASK_STATE_WORKING
+    assert task.context_id.startswith("ctx-")  # a new context for a message without one
     assert task.history[0].parts[0].text == "hello there"
     assert answer_of(events) == "Echo: hello there"
     updates = [e.artifact_update for e in events if e.HasField("artifact_update")]
@@ -204,6 +205,7 @@ async def test_errors_are_in_the_a2a_domain(a2a: A2AServer) -> None:
     )
     bad = [
         a2a_pb2.SendMessageRequest(tenant="helper", message=file_part),
+        message("hi", context_id="9f8e-Not-A-Session", tenant="helper"),
         a2a_pb2.SendMessageRequest(tenant="helper", message=a2a_pb2.Message(message_id="m")),
         message("hi", tenant="no_such_agent"),
     ]
@@ -214,6 +216,7 @@ async def test_errors_are_in_the_a2a_domain(a2a: A2AServer) -> None:
         found.append(error_of(caught.value))
     assert found == [
         (grpc.StatusCode.INVALID_ARGUMENT, "a2a-protocol.org", "CONTENT_TYPE_NOT_SUPPORTED"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "a2a-protocol.org", "INVALID_PARAMS"),
         (grpc.StatusCode.INVALID_ARGUMENT, "a2a-protocol.org", "INVALID_PARAMS"),
         (grpc.StatusCode.NOT_FOUND, "orchestrator.v1", "AGENT_NOT_FOUND"),
     ]

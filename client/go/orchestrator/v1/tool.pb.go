@@ -34,6 +34,9 @@ const (
 	ToolSource_TOOL_SOURCE_PLUGIN ToolSource = 2
 	// A tool of an MCP server declared in the server's configuration.
 	ToolSource_TOOL_SOURCE_MCP ToolSource = 3
+	// A remote A2A agent the operator configured (`[[a2a_agents]]`); its name is
+	// `a2a__<name>` and `source_name` the configured name.
+	ToolSource_TOOL_SOURCE_A2A ToolSource = 4
 )
 
 // Enum value maps for ToolSource.
@@ -43,12 +46,14 @@ var (
 		1: "TOOL_SOURCE_BUILTIN",
 		2: "TOOL_SOURCE_PLUGIN",
 		3: "TOOL_SOURCE_MCP",
+		4: "TOOL_SOURCE_A2A",
 	}
 	ToolSource_value = map[string]int32{
 		"TOOL_SOURCE_UNSPECIFIED": 0,
 		"TOOL_SOURCE_BUILTIN":     1,
 		"TOOL_SOURCE_PLUGIN":      2,
 		"TOOL_SOURCE_MCP":         3,
+		"TOOL_SOURCE_A2A":         4,
 	}
 )
 
@@ -183,13 +188,14 @@ const file_orchestrator_v1_tool_proto_rawDesc = "" +
 	"\x06source\x18\x04 \x01(\x0e2\x1b.orchestrator.v1.ToolSourceB\x04\xe2A\x01\x03R\x06source\x12%\n" +
 	"\vsource_name\x18\x05 \x01(\tB\x04\xe2A\x01\x03R\n" +
 	"sourceName\x12\"\n" +
-	"\tavailable\x18\x06 \x01(\bB\x04\xe2A\x01\x03R\tavailable*o\n" +
+	"\tavailable\x18\x06 \x01(\bB\x04\xe2A\x01\x03R\tavailable*\x84\x01\n" +
 	"\n" +
 	"ToolSource\x12\x1b\n" +
 	"\x17TOOL_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TOOL_SOURCE_BUILTIN\x10\x01\x12\x16\n" +
 	"\x12TOOL_SOURCE_PLUGIN\x10\x02\x12\x13\n" +
-	"\x0fTOOL_SOURCE_MCP\x10\x03B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
+	"\x0fTOOL_SOURCE_MCP\x10\x03\x12\x13\n" +
+	"\x0fTOOL_SOURCE_A2A\x10\x04B[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3"
 
 var (
 	file_orchestrator_v1_tool_proto_rawDescOnce sync.Once

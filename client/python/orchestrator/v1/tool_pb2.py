@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aorchestrator/v1/tool.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\"\xc2\x01\n\x04Tool\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16parameters_json_schema\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x31\n\x06source\x18\x04 \x01(\x0e\x32\x1b.orchestrator.v1.ToolSourceB\x04\xe2\x41\x01\x03\x12\x19\n\x0bsource_name\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tavailable\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03*o\n\nToolSource\x12\x1b\n\x17TOOL_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13TOOL_SOURCE_BUILTIN\x10\x01\x12\x16\n\x12TOOL_SOURCE_PLUGIN\x10\x02\x12\x13\n\x0fTOOL_SOURCE_MCP\x10\x03\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aorchestrator/v1/tool.proto\x12\x0forchestrator.v1\x1a\x1fgoogle/api/field_behavior.proto\"\xc2\x01\n\x04Tool\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16parameters_json_schema\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x31\n\x06source\x18\x04 \x01(\x0e\x32\x1b.orchestrator.v1.ToolSourceB\x04\xe2\x41\x01\x03\x12\x19\n\x0bsource_name\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tavailable\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03*\x84\x01\n\nToolSource\x12\x1b\n\x17TOOL_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13TOOL_SOURCE_BUILTIN\x10\x01\x12\x16\n\x12TOOL_SOURCE_PLUGIN\x10\x02\x12\x13\n\x0fTOOL_SOURCE_MCP\x10\x03\x12\x13\n\x0fTOOL_SOURCE_A2A\x10\x04\x42[ZYgithub.com/agent-orchestrator/agent-orchestrator/client/go/orchestrator/v1;orchestratorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,8 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOL'].fields_by_name['source_name']._serialized_options = b'\342A\001\003'
   _globals['_TOOL'].fields_by_name['available']._loaded_options = None
   _globals['_TOOL'].fields_by_name['available']._serialized_options = b'\342A\001\003'
-  _globals['_TOOLSOURCE']._serialized_start=277
-  _globals['_TOOLSOURCE']._serialized_end=388
+  _globals['_TOOLSOURCE']._serialized_start=278
+  _globals['_TOOLSOURCE']._serialized_end=410
   _globals['_TOOL']._serialized_start=81
   _globals['_TOOL']._serialized_end=275
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,10 @@ class _ToolSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolSource
     """An operator's plugin, installed as a Python entry point (group `orchestrator.tools`)."""
     TOOL_SOURCE_MCP: _ToolSource.ValueType  # 3
     """A tool of an MCP server declared in the server's configuration."""
+    TOOL_SOURCE_A2A: _ToolSource.ValueType  # 4
+    """A remote A2A agent the operator configured (`[[a2a_agents]]`); its name is
+    `a2a__<name>` and `source_name` the configured name.
+    """
 
 class ToolSource(_ToolSource, metaclass=_ToolSourceEnumTypeWrapper):
     """Where a server tool comes from."""
@@ -43,6 +47,10 @@ TOOL_SOURCE_PLUGIN: ToolSource.ValueType  # 2
 """An operator's plugin, installed as a Python entry point (group `orchestrator.tools`)."""
 TOOL_SOURCE_MCP: ToolSource.ValueType  # 3
 """A tool of an MCP server declared in the server's configuration."""
+TOOL_SOURCE_A2A: ToolSource.ValueType  # 4
+"""A remote A2A agent the operator configured (`[[a2a_agents]]`); its name is
+`a2a__<name>` and `source_name` the configured name.
+"""
 Global___ToolSource: _TypeAlias = ToolSource  # noqa: Y015
 
 @_typing.final

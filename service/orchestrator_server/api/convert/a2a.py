@@ -3,11 +3,15 @@ its context the session), its answer one text artifact, streamed as artifact upd
 
 from __future__ import annotations
 
+import uuid
+
 from a2a.types import a2a_pb2
 from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError
 
 from ...core import events as ev
+from ...core.errors import InvalidArgumentError
 from ...core.types import Run, RunStatus, TurnRequest
+from ...core.validation import check_session_id
 from .common import timestamp
 
 StreamEvent = a2a_pb2.Task | a2a_pb2.TaskStatusUpdateEvent | a2a_pb2.TaskArtifactUpdateEvent
@@ -53,9 +57,23 @@ def turn_request_of(
     return TurnRequest(
         agent_id=params.tenant,
         message="\n".join(texts),
-        session_id=message.context_id,
+        session_id=_context_of(message.context_id),
         continue_on_disconnect=continue_on_disconnect,
     )
+
+
+def _context_of(context_id: str) -> str:
+    """The session of a context: a new one for a message without a context (as A2A
+    asks), else the one named, which must be a valid session id."""
+    if not context_id:
+        return f"ctx-{uuid.uuid4().hex}"
+    try:
+        return check_session_id(context_id, "message.context_id")
+    except InvalidArgumentError as error:
+        raise InvalidParamsError(
+            "context_id must be 1-63 lowercase letters, digits, '_' or '-', starting with a "
+            "letter (leave it empty to start a new context)"
+        ) from error
 
 
 def text_message(role: a2a_pb2.Role, text: str, run: Run, message_id: str) -> a2a_pb2.Message:

@@ -12,6 +12,7 @@ _SOURCES = {
     "builtin": tool_pb2.TOOL_SOURCE_BUILTIN,
     "plugin": tool_pb2.TOOL_SOURCE_PLUGIN,
     "mcp": tool_pb2.TOOL_SOURCE_MCP,
+    "a2a": tool_pb2.TOOL_SOURCE_A2A,
 }
 
 

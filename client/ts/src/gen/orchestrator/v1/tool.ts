@@ -21,6 +21,11 @@ export enum ToolSource {
   TOOL_SOURCE_PLUGIN = 2,
   /** TOOL_SOURCE_MCP - A tool of an MCP server declared in the server's configuration. */
   TOOL_SOURCE_MCP = 3,
+  /**
+   * TOOL_SOURCE_A2A - A remote A2A agent the operator configured (`[[a2a_agents]]`); its name is
+   * `a2a__<name>` and `source_name` the configured name.
+   */
+  TOOL_SOURCE_A2A = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -38,6 +43,9 @@ export function toolSourceFromJSON(object: any): ToolSource {
     case 3:
     case "TOOL_SOURCE_MCP":
       return ToolSource.TOOL_SOURCE_MCP;
+    case 4:
+    case "TOOL_SOURCE_A2A":
+      return ToolSource.TOOL_SOURCE_A2A;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -55,6 +63,8 @@ export function toolSourceToJSON(object: ToolSource): string {
       return "TOOL_SOURCE_PLUGIN";
     case ToolSource.TOOL_SOURCE_MCP:
       return "TOOL_SOURCE_MCP";
+    case ToolSource.TOOL_SOURCE_A2A:
+      return "TOOL_SOURCE_A2A";
     case ToolSource.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
