@@ -283,3 +283,39 @@ async def test_tenants_and_owners_are_those_of_the_native_api(
     finally:
         await server.cards.stop()
         await live.stop()
+
+
+async def test_send_message_answers_once_done_or_at_once(
+    a2a: A2AServer, admin: DevModelAdmin
+) -> None:
+    await make_agent(a2a.live, "helper")
+    stub = a2a.stub()
+    done = (await stub.SendMessage(message("hi", tenant="helper"))).task
+    assert done.status.state == a2a_pb2.TASK_STATE_COMPLETED
+    assert done.artifacts[0].parts[0].text == "Echo: hi"
+    assert [m.role for m in done.history] == [a2a_pb2.ROLE_USER, a2a_pb2.ROLE_AGENT]
+    await admin.set_rules([{"reply": {"text": "later", "latency_ms": 800}}])
+    config = a2a_pb2.SendMessageConfiguration(return_immediately=True)
+    early = (await stub.SendMessage(message("bg", tenant="helper", configuration=config))).task
+    assert early.status.state == a2a_pb2.TASK_STATE_WORKING
+    # It went on without its caller: follow it to its end.
+    followed = stub.SubscribeToTask(a2a_pb2.SubscribeToTaskRequest(tenant="helper", id=early.id))
+    events = [event async for event in followed]
+    assert events[-1].status_update.status.state == a2a_pb2.TASK_STATE_COMPLETED
+    # A finished task: GetTask, not a subscription.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubscribeToTask(
+            a2a_pb2.SubscribeToTaskRequest(tenant="helper", id=done.id)
+        ).read()
+    assert error_of(caught.value) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        A2A,
+        "UNSUPPORTED_OPERATION",
+    )
+    completed = await stub.ListTasks(
+        a2a_pb2.ListTasksRequest(
+            tenant="helper", status=a2a_pb2.TASK_STATE_COMPLETED, include_artifacts=True
+        )
+    )
+    assert {t.id for t in completed.tasks} == {done.id, early.id}
+    assert all(t.artifacts for t in completed.tasks)
