@@ -35,12 +35,14 @@ from .tracing import OtelTracer
 
 log = logging.getLogger("orchestrator.a2a")
 SERVER_VERSION = "0.1.0"
+CARD_CONNECTIONS = 256
 _HTTP_STATUS = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.FAILED_PRECONDITION: 404,  # no default agent: no card
+    grpc.StatusCode.UNAVAILABLE: 503,
 }
 A2A_SERVICE = a2a_pb2.DESCRIPTOR.services_by_name["A2AService"]
 CARD_METHOD = "GetAgentCard"  # the card's entry in the permission table
@@ -152,6 +154,10 @@ class AgentCards:
             status = _HTTP_STATUS.get(status_code_for(error), 500)
             await _respond(send, status, {"error": error.reason.value, "message": error.message})
             return
+        except Exception:
+            log.exception("could not serve the card of agent '%s'", agent_id[:80])
+            await _respond(send, 500, {"error": "INTERNAL_ERROR", "message": "internal error"})
+            return
         card = agent_card(agent, self._grpc_url, self._authenticated)
         await _respond(send, 200, json_format.MessageToDict(card))
 
@@ -181,7 +187,10 @@ class CardServer:
     handlers or logging setup of its own)."""
 
     def __init__(
-        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], address: str
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        address: str,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
@@ -198,6 +207,13 @@ class CardServer:
             log_level="warning",
             server_header=False,
             timeout_graceful_shutdown=2,
+            # Bounded: past this many connections new requests get 503 (cards are small
+            # and fetched rarely; an exposed endpoint belongs behind a proxy anyway).
+            limit_concurrency=CARD_CONNECTIONS,
+            backlog=CARD_CONNECTIONS,
+            timeout_keep_alive=5,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         )
         config.load()
         self._server = uvicorn.Server(config)
@@ -219,15 +235,18 @@ class CardServer:
 
 
 async def start_card_server(
-    address: str, agents: AgentRegistry, gate: AccessGate, grpc_url: str, authenticated: bool
+    address: str,
+    agents: AgentRegistry,
+    gate: AccessGate,
+    grpc_url: str,
+    authenticated: bool,
+    tls: tuple[str, str] | None = None,
 ) -> CardServer:
-    """The agent cards' HTTP server, listening."""
-    server = CardServer(AgentCards(agents, gate, grpc_url, authenticated), address)
+    """The agent cards' HTTP server (HTTPS with the gRPC port's certificate), listening."""
+    server = CardServer(AgentCards(agents, gate, grpc_url, authenticated), address, tls)
     await server.start()
-    log.info(
-        "A2A agent cards on http://%s:%d/agents/<agent_id>%s",
-        address.rpartition(":")[0],
-        server.port,
-        AGENT_CARD_WELL_KNOWN_PATH,
-    )
+    scheme = "https" if tls else "http"
+    host = address.rpartition(":")[0]
+    path = f"/agents/<agent_id>{AGENT_CARD_WELL_KNOWN_PATH}"
+    log.info("A2A agent cards on %s://%s:%d%s", scheme, host, server.port, path)
     return server

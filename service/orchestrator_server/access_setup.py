@@ -36,9 +36,11 @@ def check_exposure(settings: Settings) -> None:
     said so explicitly; warn when serving without it at all."""
     if settings.auth.enabled:
         return
-    if not listens_on_loopback(settings.address) and not settings.allow_unauthenticated:
+    exposed = [a for a in (settings.address, settings.a2a_address) if a]
+    outside = [a for a in exposed if not listens_on_loopback(a)]
+    if outside and not settings.allow_unauthenticated:
         raise ValueError(
-            f"the server would listen on {settings.address} without authentication: turn "
+            f"the server would listen on {outside[0]} without authentication: turn "
             "authentication on ([auth] enabled = true, or ORCHESTRATOR_AUTH=on), listen on "
             "loopback, or set allow_unauthenticated = true when a proxy in front of the "
             "server authenticates every call"

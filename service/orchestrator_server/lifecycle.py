@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 from typing import TYPE_CHECKING
 
 import grpc
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from .server import App
 
 SERVICE_NAME = "orchestrator.v1.OrchestratorService"
+log = logging.getLogger("orchestrator")
+_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - recognised, not bound
 
 
 async def graceful_stop(app: App, server: grpc.aio.Server, grace: float) -> None:
@@ -60,8 +64,18 @@ def watch_store(app: App, health: HealthServicer) -> None:
 async def serve_cards(app: App, port: int) -> CardServer | None:
     """The A2A agent cards' HTTP server, if configured."""
     settings = app.settings
-    if not settings.a2a_address:
+    # Every worker binds the gRPC port (SO_REUSEPORT); the cards are served by the first.
+    if not settings.a2a_address or os.environ.get("ORCHESTRATOR_WORKER_INDEX", "0") != "0":
         return None
-    grpc_url = settings.a2a_grpc_url or f"{settings.address.rpartition(':')[0]}:{port}"
+    host = settings.address.rpartition(":")[0]
+    if not settings.a2a_grpc_url and host.strip("[]") in _WILDCARDS:
+        log.warning(
+            "the A2A cards name %s:%d as the gRPC address: set ORCHESTRATOR_A2A_GRPC_URL to "
+            "the address callers reach",
+            host,
+            port,
+        )
+    grpc_url = settings.a2a_grpc_url or f"{host}:{port}"
     gate, auth = app.access.gate, app.settings.auth.enabled
-    return await start_card_server(settings.a2a_address, app.agents, gate, grpc_url, auth)
+    tls = (settings.tls_cert_file, settings.tls_key_file) if settings.tls_cert_file else None
+    return await start_card_server(settings.a2a_address, app.agents, gate, grpc_url, auth, tls)

@@ -136,8 +136,9 @@ async def test_an_agent_asks_a_remote_a2a_agent_as_a_tool(
         )
         events = await run_turn(live.stub, "ask the shouter", "asker")
         [finished] = [e.tool_result for e in events if e.HasField("tool_result")]
-        assert finished.output.startswith("HELLO\n[A2A task ") and not finished.error
-        assert final_of(events).output.startswith("HELLO")
+        assert finished.output.startswith("[A2A task ") and not finished.error
+        assert finished.output.endswith("]\nHELLO")
+        assert final_of(events).output.endswith("HELLO")
         assert remote.tokens and set(remote.tokens) == {f"Bearer {TOKEN}"}
         # A remote failure is a tool error the model sees.
         await admin.set_rules(
@@ -173,3 +174,28 @@ def test_bad_remote_agent_configuration_is_refused(entry: dict[str, Any], messag
         parse_remote_agents([entry])
     with pytest.raises(ValueError, match="unique"):
         parse_remote_agents([{"name": "a", "card_url": "http://x"}] * 2)
+
+
+async def test_an_unreachable_remote_agent_is_a_tool_error(
+    devmodel: DevModelServer, admin: DevModelAdmin, tmp_path: Path
+) -> None:
+    from helpers import free_port
+
+    entry = {"name": "gone", "card_url": f"http://127.0.0.1:{free_port()}"}
+    live = await start_live_server(tmp_path / "gone.db", devmodel.base_url, a2a_agents=(entry,))
+    try:
+        await admin.set_rules(
+            [
+                {"match": {"last_role": "tool"}, "reply": {"echo_tool_results": True}},
+                {"reply": {"tool_calls": [{"name": "a2a__gone", "arguments": {"message": "x"}}]}},
+            ]
+        )
+        await live.stub.CreateAgent(
+            pb.CreateAgentRequest(agent=agent_pb2.Agent(agent_id="asker", tools=["a2a__gone"]))
+        )
+        events = await run_turn(live.stub, "ask", "asker")
+        [finished] = [e.tool_result for e in events if e.HasField("tool_result")]
+        assert finished.error.startswith("the remote agent 'gone' cannot be reached: ")
+        assert final_of(events).output  # the turn went on: the model saw the error
+    finally:
+        await live.stop()

@@ -264,6 +264,15 @@ async def test_tenants_and_owners_are_those_of_the_native_api(
         # The owner still sees and cancels it.
         mine = await stub.CancelTask(a2a_pb2.CancelTaskRequest(id=task.id), **owner.kw())
         assert mine.status.state == a2a_pb2.TASK_STATE_CANCELED
+        # The trail has the runner's refused cancel and the owner's, with the task's id.
+        from orchestrator.v1 import access_pb2
+
+        trail = await owner.stub.ListAuditEvents(
+            access_pb2.ListAuditEventsRequest(method="CancelTask"), **owner.kw()
+        )
+        seen = {(e.principal, e.resource, e.outcome) for e in trail.events}
+        assert (runner.principal, f"runs/{task.id}", "NOT_FOUND") in seen
+        assert (owner.principal, f"runs/{task.id}", "OK") in seen
         stream.cancel()
         card_url = f"{server.card_base}/agents/helper/.well-known/agent-card.json"
         async with httpx.AsyncClient() as http:
@@ -296,7 +305,10 @@ async def test_send_message_answers_once_done_or_at_once(
     assert [m.role for m in done.history] == [a2a_pb2.ROLE_USER, a2a_pb2.ROLE_AGENT]
     await admin.set_rules([{"reply": {"text": "later", "latency_ms": 800}}])
     config = a2a_pb2.SendMessageConfiguration(return_immediately=True)
-    early = (await stub.SendMessage(message("bg", tenant="helper", configuration=config))).task
+    # The caller's deadline ends the call, not the task it left running.
+    early = (
+        await stub.SendMessage(message("bg", tenant="helper", configuration=config), timeout=0.5)
+    ).task
     assert early.status.state == a2a_pb2.TASK_STATE_WORKING
     # It went on without its caller: follow it to its end.
     followed = stub.SubscribeToTask(a2a_pb2.SubscribeToTaskRequest(tenant="helper", id=early.id))
@@ -319,3 +331,18 @@ async def test_send_message_answers_once_done_or_at_once(
     )
     assert {t.id for t in completed.tasks} == {done.id, early.id}
     assert all(t.artifacts for t in completed.tasks)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetTask(a2a_pb2.GetTaskRequest(tenant="helper", id=done.id, history_length=-1))
+    assert error_of(caught.value) == (grpc.StatusCode.INVALID_ARGUMENT, A2A, "INVALID_PARAMS")
+
+
+def test_cards_are_not_served_beyond_loopback_without_authentication(tmp_path: Path) -> None:
+    from helpers import dev_settings
+    from orchestrator_server.access_setup import check_exposure
+
+    settings = dev_settings(tmp_path / "x.db", "http://127.0.0.1:9/v1", a2a_address="0.0.0.0:8080")
+    with pytest.raises(ValueError, match=r"would listen on 0\.0\.0\.0:8080 without authentication"):
+        check_exposure(settings)
+    check_exposure(
+        dev_settings(tmp_path / "x.db", "http://127.0.0.1:9/v1", a2a_address="127.0.0.1:0")
+    )

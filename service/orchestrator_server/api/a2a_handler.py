@@ -16,7 +16,6 @@ is a run wherever it is served from (any replica: no per-process task registry).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
@@ -36,6 +35,7 @@ from a2a.utils.errors import (
 from ..core import events as ev
 from ..core.errors import InvalidArgumentError, NotFoundError, OrchestratorError
 from ..core.follow import RunFollowing
+from ..core.run_feed import RunFeed
 from ..core.run_records import RunRecords
 from ..core.runs import RunEngine
 from ..core.types import Run, RunStatus
@@ -89,9 +89,15 @@ class A2ARequestHandler(RequestHandler):
         """A turn, streamed: the task, its answer's chunks, its final status. A task goes
         on when its stream goes away (its caller's deadline still ends it): SubscribeToTask
         picks it up again, from any replica."""
-        async with aclosing(self._turn(params, context, continue_on_disconnect=True)) as events:
-            async for event in events:
-                yield event
+        tenant = tenant_of(_grpc(context))
+        active = self._following.active
+        active.open_stream(tenant)  # the stream limits of Run and FollowRun apply
+        try:
+            async with aclosing(self._turn(params, context)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            active.close_stream(tenant)
 
     async def on_message_send(
         self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext
@@ -100,7 +106,7 @@ class A2ARequestHandler(RequestHandler):
         started: it then goes on without the caller)."""
         immediately = params.configuration.return_immediately
         task: a2a_pb2.Task | None = None
-        turn = self._turn(params, context, continue_on_disconnect=True)
+        turn = self._turn(params, context, keep_deadline=not immediately)
         async with aclosing(turn) as events:
             async for event in events:
                 if isinstance(event, a2a_pb2.Task):
@@ -115,13 +121,14 @@ class A2ARequestHandler(RequestHandler):
         params: a2a_pb2.SendMessageRequest,
         context: ServerCallContext,
         *,
-        continue_on_disconnect: bool,
+        keep_deadline: bool = True,
     ) -> AsyncGenerator[StreamEvent, None]:
-        request = turn_request_of(params, continue_on_disconnect)
+        """A task goes on when its caller goes away (the caller's deadline still ends it,
+        unless it asked for an answer at once: then the task is on its own)."""
+        request = turn_request_of(params, continue_on_disconnect=True)
         grpc_context = _grpc(context)
-        events = self._engine.execute(
-            tenant_of(grpc_context), request, deadline=deadline_of(grpc_context)
-        )
+        deadline = deadline_of(grpc_context) if keep_deadline else None
+        events = self._engine.execute(tenant_of(grpc_context), request, deadline=deadline)
         state: TaskEvents | None = None
         try:
             async with aclosing(events) as items:
@@ -158,7 +165,7 @@ class A2ARequestHandler(RequestHandler):
         self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext
     ) -> a2a_pb2.Task:
         """A task as its run's record says."""
-        history = params.history_length if params.HasField("history_length") else None
+        history = _history_length(params)
         return task_of(await self._run(context, params.id), history_length=history)
 
     async def on_list_tasks(
@@ -175,8 +182,10 @@ class A2ARequestHandler(RequestHandler):
                 page_token=params.page_token,
             )
         except InvalidArgumentError as error:
+            if params.context_id and not params.tenant:
+                raise InvalidParamsError("context_id needs tenant (the agent)") from None
             raise InvalidParamsError(error.message) from None
-        history = params.history_length if params.HasField("history_length") else 0
+        history = _history_length(params) or 0
         tasks = [
             task_of(run, artifacts=params.include_artifacts, history_length=history)
             for run in page.items
@@ -204,6 +213,17 @@ class A2ARequestHandler(RequestHandler):
             raise UnsupportedOperationError(f"task '{run.run_id}' has ended: read it with GetTask")
         tenant = tenant_of(_grpc(context))
         _, feed = await self._following.open(tenant, run.run_id, 0)
+        self._following.active.open_stream(tenant)
+        try:
+            async with aclosing(self._subscribed(tenant, run, feed)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self._following.active.close_stream(tenant)
+
+    async def _subscribed(
+        self, tenant: str, run: Run, feed: RunFeed | None
+    ) -> AsyncGenerator[StreamEvent, None]:
         yield task_of(run, artifacts=False)
         state = TaskEvents(run.run_id, run.session_id)
         state.started = True
@@ -247,6 +267,10 @@ class A2ARequestHandler(RequestHandler):
         raise ExtendedAgentCardNotConfiguredError
 
 
-def new_message_id() -> str:
-    """An id for a message this server makes."""
-    return uuid.uuid4().hex
+def _history_length(params: a2a_pb2.GetTaskRequest | a2a_pb2.ListTasksRequest) -> int | None:
+    """The request's history_length (None: unset); a negative one is INVALID_PARAMS."""
+    if not params.HasField("history_length"):
+        return None
+    if params.history_length < 0:
+        raise InvalidParamsError("history_length must not be negative")
+    return params.history_length

@@ -18,18 +18,22 @@ or a timeout is a tool error the model sees. The remote task id ends the result.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import grpc
 import httpx
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.client import Client
+from a2a.client.errors import A2AClientError
 from a2a.types import a2a_pb2
 
 from ..core.client_tools import ToolError
@@ -37,7 +41,17 @@ from ..core.tool_port import ServerTool
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 DEFAULT_TIMEOUT_SECONDS = 120.0
+# What is kept of a remote answer (a tool's result is cut to 64 Ki characters later): a
+# remote agent that streams without end cannot fill the server's memory.
+MAX_ANSWER_CHARS = 128 * 1024
 _KEYS = frozenset({"name", "card_url", "token_env", "timeout_seconds", "description"})
+CANCEL_SECONDS = 5.0
+_ENDED = {
+    a2a_pb2.TASK_STATE_COMPLETED,
+    a2a_pb2.TASK_STATE_FAILED,
+    a2a_pb2.TASK_STATE_CANCELED,
+    a2a_pb2.TASK_STATE_REJECTED,
+}
 _FAILED = {
     a2a_pb2.TASK_STATE_FAILED: "failed",
     a2a_pb2.TASK_STATE_REJECTED: "rejected the task",
@@ -123,25 +137,42 @@ class _StreamBearer(grpc.aio.UnaryStreamClientInterceptor):
 
 class RemoteAgent:
     """One remote agent: its A2A client (made from its card on first use) and the tool
-    that asks it."""
+    that asks it. The token goes only to the card's own host: a card naming other hosts
+    does not get them the operator's credential."""
 
     def __init__(self, config: RemoteAgentConfig) -> None:
         self.config = config
-        token = config.token()
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(headers=headers, timeout=config.timeout_seconds)
-        interceptors: list[grpc.aio.ClientInterceptor] = (
-            [_UnaryBearer(token), _StreamBearer(token)] if token else []
-        )
+        self._token = config.token()
+        card = urlsplit(config.card_url)
+        self._host, self._secure = card.hostname or "", card.scheme == "https"
+        hooks = {"request": [self._authorize]} if self._token else {}
+        self._http = httpx.AsyncClient(timeout=config.timeout_seconds, event_hooks=hooks)
         self._client_config = ClientConfig(
             streaming=True,
             httpx_client=self._http,
-            grpc_channel_factory=lambda url: grpc.aio.insecure_channel(
-                url, interceptors=interceptors
-            ),
+            grpc_channel_factory=self._channel,
             supported_protocol_bindings=["GRPC", "JSONRPC", "HTTP+JSON"],
         )
         self._client: Client | None = None
+        self._connecting = asyncio.Lock()
+
+    async def _authorize(self, request: httpx.Request) -> None:
+        if request.url.host == self._host:
+            request.headers["authorization"] = f"Bearer {self._token}"
+
+    def _channel(self, url: str) -> grpc.aio.Channel:
+        """A channel to the card's gRPC interface: TLS when the card came over HTTPS, the
+        token only for the card's host."""
+        same_host = urlsplit(f"//{url}").hostname == self._host
+        interceptors: list[grpc.aio.ClientInterceptor] = (
+            [_UnaryBearer(self._token), _StreamBearer(self._token)]
+            if self._token and same_host
+            else []
+        )
+        if self._secure:
+            credentials = grpc.ssl_channel_credentials()
+            return grpc.aio.secure_channel(url, credentials, interceptors=interceptors)
+        return grpc.aio.insecure_channel(url, interceptors=interceptors)
 
     def tool(self) -> ServerTool:
         """The tool `a2a__<name>`."""
@@ -157,16 +188,26 @@ class RemoteAgent:
         )
 
     async def _connect(self) -> Client:
-        if self._client is None:
-            try:
-                factory = ClientFactory(self._client_config)
-                self._client = await factory.create_from_url(self.config.card_url)
-            except Exception as error:
-                raise ToolError(
-                    f"the remote agent '{self.config.name}' cannot be reached: "
-                    f"{type(error).__name__}"
-                ) from None
-        return self._client
+        async with self._connecting:  # one client, however many calls arrive at once
+            if self._client is None:
+                try:
+                    factory = ClientFactory(self._client_config)
+                    self._client = await factory.create_from_url(self.config.card_url)
+                except Exception as error:
+                    raise ToolError(
+                        f"the remote agent '{self.config.name}' cannot be reached: "
+                        f"{type(error).__name__}"
+                    ) from None
+            return self._client
+
+    async def _forget(self, client: Client) -> None:
+        """Drop a client that failed (made again on the next call: the card may have
+        changed)."""
+        async with self._connecting:
+            if self._client is client:
+                self._client = None
+        with contextlib.suppress(Exception):
+            await client.close()
 
     async def _ask(self, arguments: dict[str, Any]) -> str:
         client = await self._connect()
@@ -177,13 +218,24 @@ class RemoteAgent:
         )
         answer = _Answer()
         try:
-            async for event in client.send_message(a2a_pb2.SendMessageRequest(message=message)):
-                answer.take(event)
-        except (grpc.aio.AioRpcError, httpx.HTTPError) as error:
-            self._client = None  # made again on the next call: the card may have changed
-            raise ToolError(
-                f"the remote agent '{self.config.name}' failed: {error}"[:500]
-            ) from None
+            # An async generator (typed as an iterator): closed at once when left early.
+            events = cast(
+                "AsyncGenerator[a2a_pb2.StreamResponse, None]",
+                client.send_message(a2a_pb2.SendMessageRequest(message=message)),
+            )
+            async with aclosing(events):
+                async for event in events:
+                    answer.take(event)
+                    if answer.chars > MAX_ANSWER_CHARS:
+                        break  # enough: the rest would be cut from the tool's result anyway
+        except (A2AClientError, grpc.aio.AioRpcError, httpx.HTTPError) as error:
+            await self._forget(client)
+            failure = f"the remote agent '{self.config.name}' failed: {error}"
+            raise ToolError(failure[:500]) from None
+        except asyncio.CancelledError:  # the tool's timeout, or the turn cancelled
+            if answer.task_id and answer.state not in _ENDED:
+                await _cancel_remote(client, answer.task_id)
+            raise
         return answer.result(self.config.name)
 
     async def close(self) -> None:
@@ -191,6 +243,13 @@ class RemoteAgent:
         if self._client is not None:
             await self._client.close()
         await self._http.aclose()
+
+
+async def _cancel_remote(client: Client, task_id: str) -> None:
+    """Ask the remote agent to cancel a task left behind (best effort, bounded)."""
+    cancel = asyncio.ensure_future(client.cancel_task(a2a_pb2.CancelTaskRequest(id=task_id)))
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(cancel), CANCEL_SECONDS)
 
 
 class _Answer:
@@ -202,28 +261,41 @@ class _Answer:
         self.task_id = ""
         self.state: a2a_pb2.TaskState = a2a_pb2.TASK_STATE_UNSPECIFIED
         self.status_text = ""
+        self._chars = 0
+
+    @property
+    def chars(self) -> int:
+        """Characters kept so far."""
+        return self._chars
+
+    def _keep(self, texts: list[str]) -> None:
+        self.texts += texts
+        self._chars += sum(len(text) for text in texts)
 
     def take(self, event: a2a_pb2.StreamResponse) -> None:
         if event.HasField("task"):
             task = event.task
             self.task_id, self.state = task.id, task.status.state
             for artifact in task.artifacts:
-                self.texts += [p.text for p in artifact.parts if p.text]
+                self._keep([p.text for p in artifact.parts if p.text])
         elif event.HasField("artifact_update"):
-            self.texts += [p.text for p in event.artifact_update.artifact.parts if p.text]
+            self._keep([p.text for p in event.artifact_update.artifact.parts if p.text])
         elif event.HasField("status_update"):
             status = event.status_update.status
             self.state = status.state
-            self.status_text = " ".join(p.text for p in status.message.parts if p.text)
+            self.status_text = " ".join(p.text for p in status.message.parts if p.text)[:2000]
         elif event.HasField("message"):
-            self.message = " ".join(p.text for p in event.message.parts if p.text)
+            self.message = " ".join(p.text for p in event.message.parts if p.text)[
+                :MAX_ANSWER_CHARS
+            ]
 
     def result(self, name: str) -> str:
         if self.state in _FAILED:
             detail = f": {self.status_text}" if self.status_text else ""
             raise ToolError(f"the remote agent '{name}' {_FAILED[self.state]}{detail}")
         text = "".join(self.texts) or self.message
-        return f"{text}\n[A2A task {self.task_id}]" if self.task_id else text
+        # The task id first: the tool's result is cut to 64 Ki characters at its end.
+        return f"[A2A task {self.task_id}]\n{text}" if self.task_id else text
 
 
 class RemoteAgents:

@@ -32,10 +32,21 @@ Context = grpc.aio.ServicerContext[Any, Any]
 UNAUTHENTICATED_RECORDS_PER_SECOND = 100
 
 
+class CallAborted(Exception):
+    """A call a servicer ended itself with context.abort() (a2a-sdk's handler does, with
+    the A2A error's status): what the audit trail records of it."""
+
+    def __init__(self, code: grpc.StatusCode | None) -> None:
+        super().__init__(code)
+        self.code = code or grpc.StatusCode.UNKNOWN
+
+
 def outcome_of(error: BaseException | None) -> tuple[str, str]:
     """The status code name and reason of a call's end."""
     if error is None:
         return "OK", ""
+    if isinstance(error, CallAborted):
+        return error.code.name, ""
     if isinstance(error, asyncio.CancelledError):
         return "CANCELLED", ""
     if isinstance(error, OrchestratorError):

@@ -23,7 +23,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from ..core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
 from ..tracing import OtelTracer
-from .access_gate import AccessGate
+from .access_gate import AccessGate, CallAborted
 from .error_mapping import abort
 from .rpc_tracing import Context, StreamBehaviour, UnaryBehaviour, traced_stream, traced_unary
 
@@ -88,7 +88,10 @@ def unary_response(
                     metadata={"size": str(size), "limit": str(max_bytes)},
                 )
         except grpc.aio.AbortError:
-            raise  # context.abort() raises this on purpose; it carries the status
+            # context.abort() raises this on purpose; it carries the status.
+            if admitted:
+                await gate.audit(method, request, CallAborted(context.code()))
+            raise
         except Exception as error:
             if admitted:
                 await gate.audit(method, request, error)
@@ -115,6 +118,8 @@ def stream_response(
                 async for response in items:
                     yield response
         except grpc.aio.AbortError:
+            if admitted:
+                await gate.audit(method, request, CallAborted(context.code()))
             raise
         except asyncio.CancelledError as cancelled:
             if admitted:

@@ -80,6 +80,7 @@ AUDITED_RPCS = frozenset(
 
 _RESOURCE_FIELDS = (
     ("run_id", "runs"),
+    ("id", "runs"),  # an A2A task id is a run id
     ("key_id", "apikeys"),
     ("team_id", "teams"),
     ("agent_id", "agents"),

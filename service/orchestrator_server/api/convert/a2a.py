@@ -9,7 +9,7 @@ from a2a.types import a2a_pb2
 from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError
 
 from ...core import events as ev
-from ...core.errors import InvalidArgumentError
+from ...core.errors import InvalidArgumentError, Reason
 from ...core.types import Run, RunStatus, TurnRequest
 from ...core.validation import check_session_id
 from .common import timestamp
@@ -182,7 +182,10 @@ class TaskEvents:
             return [last, self.status(a2a_pb2.TASK_STATE_COMPLETED)]
         if isinstance(body, ev.RunCancelled):
             self.ended = True
-            return [self.status(a2a_pb2.TASK_STATE_CANCELED, f"{body.reason}: {body.message}")]
+            # Cut by a server stop: recorded INTERRUPTED, which a task shows as FAILED.
+            interrupted = body.reason == Reason.RUN_INTERRUPTED
+            state = a2a_pb2.TASK_STATE_FAILED if interrupted else a2a_pb2.TASK_STATE_CANCELED
+            return [self.status(state, f"{body.reason}: {body.message}")]
         return []
 
     def failed(self, reason: str, message: str) -> a2a_pb2.TaskStatusUpdateEvent:
