@@ -7,10 +7,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from ._connection import Connection
-from ._convert import from_fields
+from ._convert import from_fields, timestamp_of
 from .v1 import access_pb2
 
 
@@ -52,14 +50,6 @@ def _event(pb: access_pb2.AuditEvent) -> AuditEvent:
     return from_fields(pb, AuditEvent)
 
 
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 class AccessCalls(Connection):
     """API keys and the audit trail (see AsyncOrchestrator); the caller must be an admin
     of its tenant."""
@@ -74,7 +64,7 @@ class AccessCalls(Connection):
         """Create an API key of the caller's tenant; returns it and its secret, which the
         server shows this once (send it as `token=` or ORCHESTRATOR_TOKEN)."""
         spec = access_pb2.ApiKey(
-            display_name=display_name, roles=list(roles), expire_time=_timestamp(expire_time)
+            display_name=display_name, roles=list(roles), expire_time=timestamp_of(expire_time)
         )
         response = await self._unary(
             self._stub.CreateApiKey, access_pb2.CreateApiKeyRequest(api_key=spec)
@@ -108,8 +98,8 @@ class AccessCalls(Connection):
         """The tenant's audit trail, newest first, filtered."""
         request = access_pb2.ListAuditEventsRequest(
             page_size=page_size,
-            start_time=_timestamp(start_time),
-            end_time=_timestamp(end_time),
+            start_time=timestamp_of(start_time),
+            end_time=timestamp_of(end_time),
             principal=principal,
             method=method,
         )

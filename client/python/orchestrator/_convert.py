@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
@@ -81,6 +81,15 @@ def from_fields(pb: ProtoMessage, cls: type[D], **given: Any) -> D:
         if name not in given and name in fields:
             given[name] = _field_value(pb, name, fields[name].has_presence)
     return cls(**given)
+
+
+def timestamp_of(value: datetime | None) -> Timestamp | None:
+    """A Timestamp field's value (None: unset)."""
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
 
 
 def model_from_pb(pb: agent_pb2.ModelSpec) -> t.Model:

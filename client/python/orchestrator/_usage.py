@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from ._connection import Connection
-from ._convert import from_fields
+from ._convert import from_fields, timestamp_of
 from .v1 import usage_pb2
 
 _GRANULARITY = {
@@ -35,14 +33,6 @@ class UsageRecord:
     total_tokens: int
 
 
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 class UsageCalls(Connection):
     """Usage accounting (see AsyncOrchestrator); the caller must be an admin of its
     tenant."""
@@ -60,8 +50,8 @@ class UsageCalls(Connection):
         id. Without times: the last 30 days (or 48 hours) up to now."""
         request = usage_pb2.ListUsageRequest(
             granularity=_GRANULARITY[granularity],
-            start_time=_timestamp(start_time),
-            end_time=_timestamp(end_time),
+            start_time=timestamp_of(start_time),
+            end_time=timestamp_of(end_time),
             agent_id=agent_id,
             page_size=page_size,
         )
