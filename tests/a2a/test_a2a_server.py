@@ -200,6 +200,10 @@ async def test_errors_are_in_the_a2a_domain(a2a: A2AServer) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
         assert error_of(caught.value) == expected
+    old = (("a2a-version", "0.3"),)  # a version this server does not speak
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SendMessage(message("hi", tenant="helper"), metadata=old)
+    assert error_of(caught.value) == (unsupported, A2A, "VERSION_NOT_SUPPORTED")
     file_part = a2a_pb2.Message(
         message_id="m", role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(raw=b"\x00")]
     )

@@ -23,6 +23,7 @@ from typing import Any
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import a2a_pb2
+from a2a.utils.constants import VERSION_HEADER
 from a2a.utils.errors import (
     ExtendedAgentCardNotConfiguredError,
     InvalidParamsError,
@@ -30,6 +31,7 @@ from a2a.utils.errors import (
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
+    VersionNotSupportedError,
 )
 
 from ..core import events as ev
@@ -52,7 +54,16 @@ from .convert.a2a import (
 
 
 def _grpc(context: ServerCallContext) -> Any:
-    return context.state["grpc_context"]
+    """The call's gRPC context; a version of the protocol other than 1.x, named in the
+    `a2a-version` metadata, is VERSION_NOT_SUPPORTED (without one, 1.0 is assumed: a
+    plain grpcurl call works)."""
+    grpc_context = context.state["grpc_context"]
+    for key, value in grpc_context.invocation_metadata() or ():
+        if key == VERSION_HEADER.lower() and not str(value).strip().startswith("1."):
+            raise VersionNotSupportedError(
+                f"A2A version {str(value)[:20]!r} is not supported: this server speaks 1.0"
+            )
+    return grpc_context
 
 
 def _a2a_error(error: OrchestratorError) -> Exception:
