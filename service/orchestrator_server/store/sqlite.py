@@ -39,6 +39,7 @@ from ..core.types import (
 from ..core.usage import UsageQuery, UsageRow
 from . import sqlite_access, sqlite_agents, sqlite_runs, sqlite_teams, sqlite_usage
 from .agent_cache import AgentCache
+from .history_cache import HistoryCache, read_window
 from .migrations import migrate
 from .sqlite_loop_writer import LOOP_WRITE_CHARS, Busy, LoopWriter, read_in_steps
 from .sqlite_rows import (
@@ -83,6 +84,7 @@ class SQLiteStore:
         # this store and drops the entries it changes (several replicas will need their
         # own invalidation, e.g. by revision).
         self._agents = AgentCache(max_entries=agent_cache_size)
+        self._history = HistoryCache()
         self._read_conn: sqlite3.Connection | None = None
         # Reads that scan (a label filter evaluates JSON in every agent row of a tenant)
         # run on a thread of their own with its own connection: on the event loop they
@@ -224,6 +226,7 @@ class SQLiteStore:
             await self._write(sqlite_agents.delete_agent, tenant, agent_id, expected_revision)
         finally:
             self._agents.forget((tenant, agent_id))
+            self._history.forget(tenant, agent_id)
 
     async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
         """Make the agent the default of its tenant."""
@@ -242,13 +245,9 @@ class SQLiteStore:
     async def load_history(
         self, tenant: str, agent_id: str, session_id: str, limit: int
     ) -> list[Message]:
-        """The last `limit` messages of the session, oldest first."""
-        rows = await self._read_in_steps(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = ? AND agent_id = ? "
-            "AND session_id = ? ORDER BY seq DESC LIMIT ?",
-            (tenant, agent_id, session_id, limit),
-        )
-        return [message_from_row(r) for r in reversed(rows)]
+        """The last `limit` messages of the session, oldest first (see history_cache)."""
+        key = (tenant, agent_id, session_id)
+        return await read_window(self._history, key, limit, self._read, self._read_in_steps)
 
     async def list_messages(
         self, tenant: str, agent_id: str, session_id: str, *, after: int, limit: int
@@ -281,6 +280,7 @@ class SQLiteStore:
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete the session's messages, runs and row; how many messages went."""
+        self._history.forget(tenant, agent_id, session_id)
         return await self._write(sqlite_runs.delete_session, tenant, agent_id, session_id)
 
     async def append_messages(

@@ -1,0 +1,92 @@
+"""The SQLite store's kept history windows (store/history_cache.py): whatever happens to a
+session between turns (turns of any size, tool steps, a deleted and restarted session, a
+deleted and recreated agent, another window size), `load_history` returns exactly what a
+fresh read of the database returns."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sqlite3
+from pathlib import Path
+
+from orchestrator_server.core.types import (
+    AgentSpec,
+    Message,
+    NewAgent,
+    Role,
+    Run,
+    RunStatus,
+    Usage,
+)
+from orchestrator_server.store.sqlite import SQLiteStore
+from orchestrator_server.store.sqlite_rows import MESSAGE_COLUMNS, message_from_row
+
+
+def fresh_read(db: Path, session: str, limit: int) -> list[Message]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = 't' AND agent_id = 'a' "
+            "AND session_id = ? ORDER BY seq DESC LIMIT ?",
+            (session, limit),
+        ).fetchall()
+    return [message_from_row(row) for row in reversed(rows)]
+
+
+async def turn(store: SQLiteStore, run_id: str, session: str, steps: int, when: float) -> None:
+    run = Run(run_id, "a", session, RunStatus.RUNNING, f"question {run_id}", when)
+    await store.begin_run("t", run, Message(Role.USER, run.input, run_id=run_id))
+    tools = [Message(Role.TOOL, f"step {i} of {run_id}", run_id=run_id) for i in range(steps)]
+    if tools:
+        await store.append_messages("t", "a", session, tools)
+    done = dataclasses.replace(
+        run, status=RunStatus.COMPLETED, output=f"answer {run_id}", usage=Usage(1, 1, 1),
+        end_time=when,
+    )  # fmt: skip
+    await store.finish_run("t", done, [Message(Role.ASSISTANT, done.output, run_id=run_id)])
+
+
+async def test_kept_windows_always_equal_a_fresh_read(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    store = SQLiteStore(str(db))
+    await store.open()
+    chosen = random.Random(16)
+    try:
+        await store.create_agent("t", NewAgent("a", AgentSpec(), False, False))
+        for step in range(300):
+            session = chosen.choice(["s1", "s2", "s3"])
+            action = chosen.random()
+            if action < 0.6:
+                await turn(store, f"r{step}", session, chosen.choice([0, 0, 1, 3]), float(step))
+            elif action < 0.68:
+                await store.delete_session("t", "a", session)
+            elif action < 0.7:
+                await store.delete_agent("t", "a", expected_revision=None)
+                await store.create_agent("t", NewAgent("a", AgentSpec(), False, False))
+            limit = chosen.choice([2, 5, 20, 50])
+            read = await store.load_history("t", "a", session, limit)
+            assert read == fresh_read(db, session, limit), f"step {step}"
+    finally:
+        await store.close()
+
+
+async def test_a_session_started_again_is_not_the_old_one(tmp_path: Path) -> None:
+    db = tmp_path / "again.db"
+    store = SQLiteStore(str(db))
+    await store.open()
+    try:
+        await store.create_agent("t", NewAgent("a", AgentSpec(), False, False))
+        await turn(store, "old", "s", 0, 1.0)
+        assert [m.content for m in await store.load_history("t", "a", "s", 10)] == [
+            "question old",
+            "answer old",
+        ]
+        # The same number of messages again, in a session deleted in between.
+        await store.delete_session("t", "a", "s")
+        await turn(store, "new", "s", 0, 2.0)
+        assert [m.content for m in await store.load_history("t", "a", "s", 10)] == [
+            "question new",
+            "answer new",
+        ]
+    finally:
+        await store.close()
