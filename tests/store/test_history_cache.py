@@ -10,6 +10,7 @@ import random
 import sqlite3
 from pathlib import Path
 
+from orchestrator_server.core.store_port import Store
 from orchestrator_server.core.types import (
     AgentSpec,
     Message,
@@ -19,6 +20,8 @@ from orchestrator_server.core.types import (
     RunStatus,
     Usage,
 )
+from orchestrator_server.store.pg_rows import message_from_record
+from orchestrator_server.store.postgres import PostgresStore
 from orchestrator_server.store.sqlite import SQLiteStore
 from orchestrator_server.store.sqlite_rows import MESSAGE_COLUMNS, message_from_row
 
@@ -33,7 +36,7 @@ def fresh_read(db: Path, session: str, limit: int) -> list[Message]:
     return [message_from_row(row) for row in reversed(rows)]
 
 
-async def turn(store: SQLiteStore, run_id: str, session: str, steps: int, when: float) -> None:
+async def turn(store: Store, run_id: str, session: str, steps: int, when: float) -> None:
     run = Run(run_id, "a", session, RunStatus.RUNNING, f"question {run_id}", when)
     await store.begin_run("t", run, Message(Role.USER, run.input, run_id=run_id))
     tools = [Message(Role.TOOL, f"step {i} of {run_id}", run_id=run_id) for i in range(steps)]
@@ -90,3 +93,35 @@ async def test_a_session_started_again_is_not_the_old_one(tmp_path: Path) -> Non
         ]
     finally:
         await store.close()
+
+
+async def test_postgres_windows_always_equal_a_fresh_read(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    other = PostgresStore(postgres_url)  # another replica, with windows of its own
+    await store.open()
+    await other.open()
+    chosen = random.Random(18)
+    try:
+        await store.create_agent("t", NewAgent("a", AgentSpec(), False, False))
+        for step in range(150):
+            session = chosen.choice(["s1", "s2"])
+            writer = chosen.choice([store, other])
+            action = chosen.random()
+            if action < 0.6:
+                steps = chosen.choice([0, 0, 1, 3])
+                await turn(writer, f"r{step}", session, steps, float(step))
+            elif action < 0.68:
+                await writer.delete_session("t", "a", session)
+            limit = chosen.choice([2, 5, 20, 50])
+            rows = await store.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = 't' AND agent_id = 'a' "
+                "AND session_id = $1 ORDER BY seq DESC LIMIT $2",
+                session,
+                limit,
+            )
+            fresh = [message_from_record(row) for row in reversed(rows)]
+            for reader in (store, other):
+                assert await reader.load_history("t", "a", session, limit) == fresh, step
+    finally:
+        await store.close()
+        await other.close()

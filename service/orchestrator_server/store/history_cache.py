@@ -49,6 +49,10 @@ class HistoryCache:
         self._windows: OrderedDict[SessionKey, Window] = OrderedDict()
         self._max = max_sessions
 
+    def peek(self, key: SessionKey) -> Window | None:
+        """The kept window of a session, unchecked."""
+        return self._windows.get(key)
+
     def usable(self, key: SessionKey, created: float, count: int, limit: int) -> Window | None:
         """The kept window if the session is the same one, has not lost messages, and
         the window is at least `limit` long (else None: read it whole)."""

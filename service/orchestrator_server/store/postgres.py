@@ -34,8 +34,9 @@ from ..core.types import (
     TeamSpec,
 )
 from ..core.usage import UsageQuery, UsageRow
-from . import pg_agents, pg_journal, pg_rows, pg_runs, pg_usage
+from . import pg_agents, pg_history, pg_journal, pg_rows, pg_runs, pg_usage
 from .agent_cache import AgentCache
+from .history_cache import HistoryCache
 from .pg_outcomes import UnrecordedEnds
 from .pg_plumbing import PostgresPlumbing, keep_session, unavailable
 from .pg_replicas import DEFAULT_LEASE_SECONDS, PostgresCoordination
@@ -67,6 +68,7 @@ class PostgresStore(PostgresPlumbing):
         self._quotas = quotas
         self._command_timeout = command_timeout
         self._agents = AgentCache(max_entries=agent_cache_size)
+        self._history = HistoryCache()
         self._replica = replica  # False: a tool (create-api-key) that runs no turns
         self._ends = UnrecordedEnds(self._finish)
         self._pool: asyncpg.Pool | None = None
@@ -172,6 +174,7 @@ class PostgresStore(PostgresPlumbing):
         self, tenant: str, agent_id: str, *, expected_revision: int | None
     ) -> None:
         """Delete the agent with its conversations and runs."""
+        self._history.forget(tenant, agent_id)
         await self.transact(pg_agents.delete_agent, tenant, agent_id, expected_revision)
 
     async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
@@ -188,16 +191,9 @@ class PostgresStore(PostgresPlumbing):
     async def load_history(
         self, tenant: str, agent_id: str, session_id: str, limit: int
     ) -> list[Message]:
-        """The last `limit` messages, oldest first."""
-        rows = await self.fetch(
-            f"SELECT {pg_rows.MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND "
-            "agent_id = $2 AND session_id = $3 ORDER BY seq DESC LIMIT $4",
-            tenant,
-            agent_id,
-            session_id,
-            limit,
-        )
-        return [pg_rows.message_from_record(r) for r in reversed(rows)]
+        """The last `limit` messages, oldest first (see pg_history)."""
+        key = (tenant, agent_id, session_id)
+        return await pg_history.read_window(self.fetch, self._history, key, limit)
 
     async def list_messages(
         self, tenant: str, agent_id: str, session_id: str, *, after: int, limit: int
@@ -242,6 +238,7 @@ class PostgresStore(PostgresPlumbing):
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session; SESSION_BUSY while any replica runs a turn in it."""
+        self._history.forget(tenant, agent_id, session_id)
         return await self.transact(_delete_session, tenant, agent_id, session_id)
 
     async def append_messages(
