@@ -6,7 +6,6 @@ SQLite store.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +16,6 @@ from ..core.pagination import text_bytes
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
 from ..core.store_port import (
     DuplicateRequestError,
-    MissingAgentsError,
     SessionOwnerError,
     already_exists,
     require,
@@ -32,9 +30,9 @@ from ..core.types import (
     RunStatus,
     Session,
     Team,
-    TeamSpec,
 )
 from .memory_journal import InMemoryJournalStore
+from .memory_teams import TeamsInMemory, agents_of
 from .memory_usage import UsageLedger
 
 SessionKey = tuple[str, str, str]  # tenant, agent_id, session_id
@@ -49,7 +47,7 @@ class _Tenant:
     message_bytes: int = 0
 
 
-class InMemoryStore(UsageLedger):
+class InMemoryStore(UsageLedger, TeamsInMemory):
     """The store port without persistence."""
 
     def __init__(self, quotas: StorageQuotas = DEFAULT_QUOTAS) -> None:
@@ -132,7 +130,7 @@ class InMemoryStore(UsageLedger):
         require("agent", agent_id, self._agent(tenant, agent_id), expected_revision)
         state = self._tenant(tenant)
         team_id = next(
-            (t for t in sorted(state.teams) if agent_id in _agents_of(state.teams[t].spec)), None
+            (t for t in sorted(state.teams) if agent_id in agents_of(state.teams[t].spec)), None
         )
         if team_id is not None:
             raise FailedPreconditionError(
@@ -333,63 +331,6 @@ class InMemoryStore(UsageLedger):
                     )
                     count += 1
         return count
-
-    # -- teams --------------------------------------------------------------------------
-
-    def _check_agents_exist(self, tenant: str, spec: TeamSpec) -> None:
-        missing = [a for a in _agents_of(spec) if a not in self._tenant(tenant).agents]
-        if missing:
-            raise MissingAgentsError(missing)
-
-    async def create_team(
-        self, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
-    ) -> tuple[Team, bool]:
-        """Insert a team whose agents exist, or return the existing one."""
-        existing = self._tenant(tenant).teams.get(team_id)
-        if existing is not None:
-            if if_not_exists:
-                return existing, False
-            raise already_exists("team", team_id)
-        self._quotas.check_count(tenant, "teams", len(self._tenant(tenant).teams))
-        self._check_agents_exist(tenant, spec)
-        now = time.time()
-        team = self._tenant(tenant).teams[team_id] = Team(team_id, spec, now, now, 1)
-        return team, True
-
-    async def get_team(self, tenant: str, team_id: str) -> Team | None:
-        """One team, or None."""
-        return self._tenant(tenant).teams.get(team_id)
-
-    async def list_teams(self, tenant: str, *, after: str | None, limit: int) -> list[Team]:
-        """Teams in id order after `after`."""
-        teams = self._tenant(tenant).teams
-        return [teams[t] for t in sorted(teams) if after is None or t > after][:limit]
-
-    async def update_team(
-        self, tenant: str, team_id: str, spec: TeamSpec, *, expected_revision: int | None
-    ) -> Team:
-        """Replace a team's spec (its agents must exist), bumping the revision."""
-        teams = self._tenant(tenant).teams
-        current = require("team", team_id, teams.get(team_id), expected_revision)
-        self._check_agents_exist(tenant, spec)
-        updated = dataclasses.replace(
-            current, spec=spec, update_time=time.time(), revision=current.revision + 1
-        )
-        teams[team_id] = updated
-        return updated
-
-    async def delete_team(
-        self, tenant: str, team_id: str, *, expected_revision: int | None
-    ) -> None:
-        """Delete a team."""
-        teams = self._tenant(tenant).teams
-        require("team", team_id, teams.get(team_id), expected_revision)
-        del teams[team_id]
-
-
-def _agents_of(spec: TeamSpec) -> list[str]:
-    """The members and the coordinator a team names."""
-    return [*spec.members, *([spec.coordinator] if spec.coordinator else [])]
 
 
 def _stored_bytes(messages: Sequence[Message]) -> int:

@@ -33,11 +33,9 @@ from ..core.types import (
     Run,
     RunQuery,
     Session,
-    Team,
-    TeamSpec,
 )
 from ..core.usage import UsageQuery, UsageRow
-from . import sqlite_access, sqlite_agents, sqlite_runs, sqlite_teams, sqlite_usage
+from . import sqlite_access, sqlite_agents, sqlite_runs, sqlite_usage
 from .agent_cache import AgentCache
 from .history_cache import HistoryCache, read_window
 from .migrations import migrate
@@ -49,6 +47,7 @@ from .sqlite_rows import (
     message_from_row,
     run_from_row,
 )
+from .sqlite_teams import SQLiteTeams
 from .sqlite_writer import SQLiteWriter
 
 R = TypeVar("R")
@@ -62,7 +61,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteTeams):
     """The `Store` on one SQLite file: one writer thread, reads on the event loop."""
 
     def __init__(
@@ -354,45 +353,6 @@ class SQLiteStore:
     async def interrupt_unfinished_runs(self, end_time: float) -> int:
         """Runs a dead process left queued or running become interrupted."""
         return await self._write(sqlite_runs.interrupt_unfinished_runs, end_time)
-
-    # -- teams --------------------------------------------------------------------------
-
-    async def create_team(
-        self, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
-    ) -> tuple[Team, bool]:
-        """Insert a team whose agents exist, or return the existing one."""
-        return await self._write(
-            sqlite_teams.create_team, tenant, team_id, spec, if_not_exists, self._quotas
-        )
-
-    async def get_team(self, tenant: str, team_id: str) -> Team | None:
-        """One team, or None."""
-        rows = self._read(
-            f"SELECT {sqlite_teams.TEAM_COLUMNS} FROM teams WHERE tenant = ? AND team_id = ?",
-            (tenant, team_id),
-        )
-        return sqlite_teams.team_from_row(rows[0]) if rows else None
-
-    async def list_teams(self, tenant: str, *, after: str | None, limit: int) -> list[Team]:
-        """A page of teams in id order."""
-        rows = self._read(
-            f"SELECT {sqlite_teams.TEAM_COLUMNS} FROM teams WHERE tenant = ? AND team_id > ? "
-            "ORDER BY team_id LIMIT ?",
-            (tenant, after or "", limit),
-        )
-        return [sqlite_teams.team_from_row(r) for r in rows]
-
-    async def update_team(
-        self, tenant: str, team_id: str, spec: TeamSpec, *, expected_revision: int | None
-    ) -> Team:
-        """Replace a team's spec, bumping the revision."""
-        return await self._write(sqlite_teams.update_team, tenant, team_id, spec, expected_revision)
-
-    async def delete_team(
-        self, tenant: str, team_id: str, *, expected_revision: int | None
-    ) -> None:
-        """Delete a team."""
-        await self._write(sqlite_teams.delete_team, tenant, team_id, expected_revision)
 
     # Writes, point reads and scans for the other tables of the file (sqlite_access).
     write, read, scan, read_in_steps = _write, _read, _scan, _read_in_steps

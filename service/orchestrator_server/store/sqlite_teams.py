@@ -1,7 +1,8 @@
-"""The team tables of the SQLite store: statements run inside the store's transactions.
+"""The team tables of the SQLite store: statements run inside the store's transactions,
+and the store's team methods (`SQLiteTeams`), which run them on its writer connection
+(writes) or read connection (reads).
 
-Kept apart from `sqlite.py` so that each module stays about one kind of row; the store's
-methods call these on its writer connection (writes) or read connection (reads).
+Kept apart from `sqlite.py` so that each module stays about one kind of row.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import Any, Protocol, TypeVar
 
 from ..core.quotas import StorageQuotas
 from ..core.store_port import MissingAgentsError, already_exists, require
@@ -18,6 +21,7 @@ from . import sqlite_usage
 from .sqlite_rows import Row
 
 TEAM_COLUMNS = "team_id, spec, create_time, update_time, revision"
+R = TypeVar("R")
 
 
 def team_spec_to_json(spec: TeamSpec) -> str:
@@ -132,3 +136,52 @@ def team_using(conn: sqlite3.Connection, tenant: str, agent_id: str) -> str | No
         (tenant, agent_id, agent_id),
     ).fetchone()
     return str(row[0]) if row else None
+
+
+class _Host(Protocol):
+    """What the team methods use of the store they are part of."""
+
+    _quotas: StorageQuotas
+
+    async def _write(self, fn: Callable[..., R], *args: Any) -> R: ...
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+
+class SQLiteTeams:
+    """The team methods of SQLiteStore."""
+
+    async def create_team(
+        self: _Host, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
+    ) -> tuple[Team, bool]:
+        """Insert a team whose agents exist, or return the existing one."""
+        return await self._write(create_team, tenant, team_id, spec, if_not_exists, self._quotas)
+
+    async def get_team(self: _Host, tenant: str, team_id: str) -> Team | None:
+        """One team, or None."""
+        rows = self._read(
+            f"SELECT {TEAM_COLUMNS} FROM teams WHERE tenant = ? AND team_id = ?",
+            (tenant, team_id),
+        )
+        return team_from_row(rows[0]) if rows else None
+
+    async def list_teams(self: _Host, tenant: str, *, after: str | None, limit: int) -> list[Team]:
+        """A page of teams in id order."""
+        rows = self._read(
+            f"SELECT {TEAM_COLUMNS} FROM teams WHERE tenant = ? AND team_id > ? "
+            "ORDER BY team_id LIMIT ?",
+            (tenant, after or "", limit),
+        )
+        return [team_from_row(r) for r in rows]
+
+    async def update_team(
+        self: _Host, tenant: str, team_id: str, spec: TeamSpec, *, expected_revision: int | None
+    ) -> Team:
+        """Replace a team's spec, bumping the revision."""
+        return await self._write(update_team, tenant, team_id, spec, expected_revision)
+
+    async def delete_team(
+        self: _Host, tenant: str, team_id: str, *, expected_revision: int | None
+    ) -> None:
+        """Delete a team."""
+        await self._write(delete_team, tenant, team_id, expected_revision)
