@@ -176,8 +176,8 @@ def check_tracing_env(environ: Mapping[str, str]) -> str:
     return exporter
 
 
-def _exporter(environ: Mapping[str, str]) -> SpanExporter:
-    if check_tracing_env(environ) == "console":
+def _exporter(kind: str) -> SpanExporter:
+    if kind == "console":
         return ConsoleSpanExporter()
     # Imported only when used: the gRPC exporter's modules cost start-up time.
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -189,7 +189,8 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> TracerProvide
     """A tracer provider exporting in batches as the environment says, or None when
     tracing is off. Raises TracingConfigError for settings this build cannot honour."""
     environ = os.environ if environ is None else environ
-    if not tracing_enabled(environ):
+    kind = check_tracing_env(environ)
+    if not kind:
         return None
     named = environ.get("OTEL_SERVICE_NAME") or "service.name=" in environ.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""
@@ -197,7 +198,7 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> TracerProvide
     defaults = {} if named else {SERVICE_NAME: DEFAULT_SERVICE_NAME}
     limits = SpanLimits(max_attribute_length=_attribute_length(environ))
     provider = TracerProvider(resource=Resource.create(defaults), span_limits=limits)
-    provider.add_span_processor(BatchSpanProcessor(_exporter(environ)))
+    provider.add_span_processor(BatchSpanProcessor(_exporter(kind)))
     return provider
 
 

@@ -16,8 +16,8 @@ is a run wherever it is served from (any replica: no per-process task registry).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing, contextmanager
 from typing import Any
 
 from a2a.server.context import ServerCallContext
@@ -34,13 +34,12 @@ from a2a.utils.errors import (
     VersionNotSupportedError,
 )
 
-from ..core import events as ev
-from ..core.errors import InvalidArgumentError, NotFoundError, OrchestratorError
+from ..core.errors import InvalidArgumentError, NotFoundError, OrchestratorError, Reason
 from ..core.follow import RunFollowing
 from ..core.run_feed import RunFeed
 from ..core.run_records import RunRecords
 from ..core.runs import RunEngine
-from ..core.types import Run, RunStatus
+from ..core.types import Run
 from .call_context import deadline_of, tenant_of
 from .convert.a2a import (
     TERMINAL,
@@ -48,7 +47,6 @@ from .convert.a2a import (
     TaskEvents,
     state_of,
     task_of,
-    text_message,
     turn_request_of,
 )
 
@@ -68,7 +66,7 @@ def _grpc(context: ServerCallContext) -> Any:
 
 def _a2a_error(error: OrchestratorError) -> Exception:
     """The A2A error of a refusal the spec names; others keep their own status."""
-    if isinstance(error, NotFoundError) and error.reason.value == "RUN_NOT_FOUND":
+    if isinstance(error, NotFoundError) and error.reason is Reason.RUN_NOT_FOUND:
         return TaskNotFoundError(error.message)
     if isinstance(error, InvalidArgumentError):
         return InvalidParamsError(error.message)
@@ -82,6 +80,17 @@ class A2ARequestHandler(RequestHandler):
         self._engine = engine
         self._records = records
         self._following = following
+
+    @contextmanager
+    def _stream_slot(self, tenant: str) -> Iterator[None]:
+        """One of the tenant's open streams while the block runs: the limits of Run and
+        FollowRun streams apply to A2A's (QUOTA_EXCEEDED past them)."""
+        active = self._following.active
+        active.open_stream(tenant)
+        try:
+            yield
+        finally:
+            active.close_stream(tenant)
 
     async def _run(self, context: ServerCallContext, task_id: str) -> Run:
         """The run a task id names in the caller's tenant, for the agent the request's
@@ -100,15 +109,10 @@ class A2ARequestHandler(RequestHandler):
         """A turn, streamed: the task, its answer's chunks, its final status. A task goes
         on when its stream goes away (its caller's deadline still ends it): SubscribeToTask
         picks it up again, from any replica."""
-        tenant = tenant_of(_grpc(context))
-        active = self._following.active
-        active.open_stream(tenant)  # the stream limits of Run and FollowRun apply
-        try:
+        with self._stream_slot(tenant_of(_grpc(context))):
             async with aclosing(self._turn(params, context)) as events:
                 async for event in events:
                     yield event
-        finally:
-            active.close_stream(tenant)
 
     async def on_message_send(
         self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext
@@ -144,33 +148,15 @@ class A2ARequestHandler(RequestHandler):
         try:
             async with aclosing(events) as items:
                 async for event in items:
-                    if state is None:
-                        state = TaskEvents(event.run_id, "")
-                    for item in self._converted(state, event, request.message):
+                    if state is None:  # the first event is the run's own
+                        state = TaskEvents(event.run_id, request.session_id, request.message)
+                    for item in state.convert(event):
                         yield item
         except OrchestratorError as error:
             if state is None or not state.started:
                 raise _a2a_error(error) from None
             if not state.ended:
                 yield state.failed(str(error.reason), error.message)
-
-    @staticmethod
-    def _converted(state: TaskEvents, event: ev.RunEvent, message: str) -> list[StreamEvent]:
-        body = event.body
-        snapshot = None
-        if isinstance(body, ev.RunStarted) and event.run_id == state.run_id:
-            state.session_id = body.session_id
-            status = RunStatus.QUEUED if body.status is RunStatus.QUEUED else RunStatus.RUNNING
-            snapshot = a2a_pb2.Task(
-                id=event.run_id,
-                context_id=body.session_id,
-                status=a2a_pb2.TaskStatus(state=state_of(status)),
-            )
-            stub = Run(event.run_id, event.agent_id, body.session_id, status, message, 0.0)
-            snapshot.history.append(
-                text_message(a2a_pb2.ROLE_USER, message, stub, f"{event.run_id}-input")
-            )
-        return state.convert(event, snapshot)
 
     async def on_get_task(
         self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext
@@ -224,24 +210,20 @@ class A2ARequestHandler(RequestHandler):
             raise UnsupportedOperationError(f"task '{run.run_id}' has ended: read it with GetTask")
         tenant = tenant_of(_grpc(context))
         _, feed = await self._following.open(tenant, run.run_id, 0)
-        self._following.active.open_stream(tenant)
-        try:
+        with self._stream_slot(tenant):
             async with aclosing(self._subscribed(tenant, run, feed)) as events:
                 async for event in events:
                     yield event
-        finally:
-            self._following.active.close_stream(tenant)
 
     async def _subscribed(
         self, tenant: str, run: Run, feed: RunFeed | None
     ) -> AsyncGenerator[StreamEvent, None]:
         yield task_of(run, artifacts=False)
-        state = TaskEvents(run.run_id, run.session_id)
-        state.started = True
+        state = TaskEvents(run.run_id, run.session_id)  # the task was sent just above
         try:
             async with aclosing(self._following.follow(tenant, run, feed, 0)) as events:
                 async for event in events:
-                    for item in state.convert(event, None):
+                    for item in state.convert(event):
                         yield item
         except OrchestratorError as error:
             if not state.ended:

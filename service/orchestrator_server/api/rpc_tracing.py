@@ -30,7 +30,8 @@ def _metadata(context: Context) -> dict[str, str]:
     }
 
 
-def _record_end(span: trace.Span, context: Context, error: BaseException | None) -> None:
+def _end(span: trace.Span, context: Context, error: BaseException | None) -> None:
+    """End the span with the call's status code (and error type when it failed)."""
     if error is None:
         code = grpc.StatusCode.OK
     elif isinstance(error, asyncio.CancelledError | GeneratorExit):  # the caller left
@@ -42,6 +43,7 @@ def _record_end(span: trace.Span, context: Context, error: BaseException | None)
     if code is not grpc.StatusCode.OK:
         span.set_attribute("error.type", code.name if error is None else _cause(error, code))
         span.set_status(Status(StatusCode.ERROR))
+    span.end()
 
 
 def _cause(error: BaseException, code: grpc.StatusCode) -> str:
@@ -54,15 +56,14 @@ def traced_unary(behaviour: UnaryBehaviour, full_method: str, tracer: OtelTracer
     async def handle(request: Any, context: Context) -> Any:
         span = tracer.start_server_span(full_method, _metadata(context))
         bind_trace(trace_context_of(span))
+        error: BaseException | None = None
         try:
-            response = await behaviour(request, context)
-        except BaseException as error:
-            _record_end(span, context, error)
-            span.end()
+            return await behaviour(request, context)
+        except BaseException as raised:
+            error = raised
             raise
-        _record_end(span, context, None)
-        span.end()
-        return response
+        finally:
+            _end(span, context, error)
 
     return handle
 
@@ -75,15 +76,15 @@ def traced_stream(
     async def handle(request: Any, context: Context) -> AsyncGenerator[Any, None]:
         span = tracer.start_server_span(full_method, _metadata(context))
         bind_trace(trace_context_of(span))
+        error: BaseException | None = None
         try:
             async with aclosing(behaviour(request, context)) as responses:
                 async for response in responses:
                     yield response
-        except BaseException as error:
-            _record_end(span, context, error)
-            span.end()
+        except BaseException as raised:
+            error = raised
             raise
-        _record_end(span, context, None)
-        span.end()
+        finally:
+            _end(span, context, error)
 
     return handle

@@ -26,9 +26,9 @@ class TraceContext:
     flags: str = "01"
 
     def child_traceparent(self) -> str:
-        """A `traceparent` for a request this service makes within the trace: the same
-        trace id, a new parent id (the service records no spans of its own yet), the
-        caller's flags."""
+        """A `traceparent` for a request this service makes within the trace when it
+        records no spans (tracing off): the same trace id, a new parent id, the caller's
+        flags."""
         return f"00-{self.trace_id}-{secrets.token_hex(8)}-{self.flags}"
 
 

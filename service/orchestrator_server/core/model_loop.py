@@ -164,7 +164,7 @@ class ModelLoop:
         model = spec.model or self._model.default_model
         with chat_span(tracer, self._model.name, model, messages) as span:
             end = await self._stream_answer(messages, tracer.traceparent())
-            chat_ended(span, end, "".join(self.parts), tracer.record_content)
+            chat_ended(span, end, self.parts, tracer.record_content)
             return end
 
     async def _stream_answer(

@@ -4,6 +4,7 @@ their names and attributes (see `telemetry.py` for the conventions followed)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -63,8 +64,9 @@ def chat_span(
     return tracer.span(f"chat {model}", attributes)
 
 
-def chat_ended(span: t.Span, end: ModelTurnEnd, text: str, record_content: bool) -> None:
-    """What the model answered: its model, finish reason and tokens."""
+def chat_ended(span: t.Span, end: ModelTurnEnd, parts: Sequence[str], record_content: bool) -> None:
+    """What the model answered: its model, finish reason and tokens (and its text, from
+    its `parts`, when contents are recorded)."""
     attributes: dict[str, t.AttributeValue] = {
         t.FINISH_REASONS: (end.finish_reason,),
         t.INPUT_TOKENS: end.usage.prompt_tokens,
@@ -74,7 +76,7 @@ def chat_ended(span: t.Span, end: ModelTurnEnd, text: str, record_content: bool)
         attributes[t.RESPONSE_MODEL] = end.model
     if record_content:
         calls = [{"name": c.name, "arguments": c.arguments_json} for c in end.tool_calls]
-        attributes[t.OUTPUT_MESSAGES] = _json([{"text": text, "tool_calls": calls}])
+        attributes[t.OUTPUT_MESSAGES] = _json([{"text": "".join(parts), "tool_calls": calls}])
     span.set(attributes)
 
 

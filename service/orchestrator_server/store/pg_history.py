@@ -34,19 +34,29 @@ async def read_window(
     after, size = (kept.count, kept.limit) if kept and kept.limit >= limit else (0, limit)
     # With a kept window, up to its size of the newest messages after it: if more came,
     # those are the whole window, with no gap between the kept part and them.
-    rows = await fetch(_WINDOW, *key, after, size)
-    if not rows:
+    read = await _read(fetch, key, after, size)
+    if read is None:
         return []
-    created, count = rows[0]["revision_time"], rows[0]["revision_count"]
-    messages = [message_from_record(row[2:]) for row in reversed(rows) if row["seq"] is not None]
+    created, count, messages = read
     window = cache.usable(key, created, count, limit) if after else None
     if window is not None:
         return cache.advance(key, window, count, messages)[-limit:]
     if after:  # the kept window was another session's, or ahead of it: read it whole
-        rows = await fetch(_WINDOW, *key, 0, limit)
-        if not rows:
+        read = await _read(fetch, key, 0, limit)
+        if read is None:
             return []
-        created, count = rows[0]["revision_time"], rows[0]["revision_count"]
-        messages = [message_from_record(r[2:]) for r in reversed(rows) if r["seq"] is not None]
+        created, count, messages = read
     cache.keep(key, created, count, limit, messages)
     return messages
+
+
+async def _read(
+    fetch: Fetch, key: SessionKey, after: int, size: int
+) -> tuple[float, int, list[Message]] | None:
+    """The session's revision and its newest `size` messages after `after`, oldest
+    first; None without a session."""
+    rows = await fetch(_WINDOW, *key, after, size)
+    if not rows:
+        return None
+    messages = [message_from_record(row[2:]) for row in reversed(rows) if row["seq"] is not None]
+    return rows[0]["revision_time"], rows[0]["revision_count"], messages

@@ -3,6 +3,7 @@ its context the session), its answer one text artifact, streamed as artifact upd
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from a2a.types import a2a_pb2
@@ -76,12 +77,14 @@ def _context_of(context_id: str) -> str:
         ) from error
 
 
-def text_message(role: a2a_pb2.Role, text: str, run: Run, message_id: str) -> a2a_pb2.Message:
-    """A one-part text message of the run's task."""
+def text_message(
+    role: a2a_pb2.Role, text: str, run_id: str, session_id: str, message_id: str
+) -> a2a_pb2.Message:
+    """A one-part text message of a run's task."""
     return a2a_pb2.Message(
         message_id=message_id,
-        context_id=run.session_id,
-        task_id=run.run_id,
+        context_id=session_id,
+        task_id=run_id,
         role=role,
         parts=[a2a_pb2.Part(text=text)],
     )
@@ -94,21 +97,16 @@ def task_of(run: Run, *, artifacts: bool = True, history_length: int | None = No
         state=state_of(run.status),
         timestamp=timestamp(run.end_time or run.start_time or run.create_time),
     )
+    ids = (run.run_id, run.session_id)
     if run.error_message:
-        status.message.CopyFrom(
-            text_message(
-                a2a_pb2.ROLE_AGENT,
-                f"{run.error_reason}: {run.error_message}",
-                run,
-                f"{run.run_id}-status",
-            )
-        )
+        text = f"{run.error_reason}: {run.error_message}"
+        status.message.CopyFrom(text_message(a2a_pb2.ROLE_AGENT, text, *ids, f"{ids[0]}-status"))
     task = a2a_pb2.Task(id=run.run_id, context_id=run.session_id, status=status)
     if artifacts and run.output:
         task.artifacts.append(answer_artifact(run.output))
-    history = [text_message(a2a_pb2.ROLE_USER, run.input, run, f"{run.run_id}-input")]
+    history = [text_message(a2a_pb2.ROLE_USER, run.input, *ids, f"{ids[0]}-input")]
     if run.status is RunStatus.COMPLETED:
-        history.append(text_message(a2a_pb2.ROLE_AGENT, run.output, run, f"{run.run_id}-output"))
+        history.append(text_message(a2a_pb2.ROLE_AGENT, run.output, *ids, f"{ids[0]}-output"))
     if history_length is not None:
         history = history[-history_length:] if history_length else []
     task.history.extend(history)
@@ -124,13 +122,15 @@ def answer_artifact(text: str) -> a2a_pb2.Artifact:
 
 class TaskEvents:
     """Turns the events of one run into A2A stream events: the task first (with the
-    user message), its answer as artifact updates (the first chunk creates the artifact,
-    the next ones append, the last says so), then its final status."""
+    user message `message`; no task when None: a subscriber got it already), its answer
+    as artifact updates (the first chunk creates the artifact, the next ones append, the
+    last says so), then its final status."""
 
-    def __init__(self, run_id: str, session_id: str) -> None:
+    def __init__(self, run_id: str, session_id: str, message: str | None = None) -> None:
         self.run_id = run_id
         self.session_id = session_id
-        self.started = False
+        self._message = message
+        self.started = message is None
         self.ended = False
         self._streamed = False
 
@@ -138,14 +138,10 @@ class TaskEvents:
         """A status update of the task (with an agent message when `text`)."""
         status = a2a_pb2.TaskStatus(state=state)
         if text:
+            message_id = f"{self.run_id}-status"
+            role = a2a_pb2.ROLE_AGENT
             status.message.CopyFrom(
-                a2a_pb2.Message(
-                    message_id=f"{self.run_id}-status",
-                    context_id=self.session_id,
-                    task_id=self.run_id,
-                    role=a2a_pb2.ROLE_AGENT,
-                    parts=[a2a_pb2.Part(text=text)],
-                )
+                text_message(role, text, self.run_id, self.session_id, message_id)
             )
         return a2a_pb2.TaskStatusUpdateEvent(
             task_id=self.run_id, context_id=self.session_id, status=status
@@ -163,17 +159,14 @@ class TaskEvents:
         self._streamed = True
         return update
 
-    def convert(
-        self, event: ev.RunEvent, task: a2a_pb2.Task | None
-    ) -> list[a2a_pb2.Task | a2a_pb2.TaskStatusUpdateEvent | a2a_pb2.TaskArtifactUpdateEvent]:
+    def convert(self, event: ev.RunEvent) -> list[StreamEvent]:
         """The A2A events of one of the run's events (none for child runs' events, tool
-        calls and intermediate messages); `task` is the snapshot a RunStarted stands for."""
+        calls and intermediate messages)."""
         if event.run_id != self.run_id:
             return []
         body = event.body
         if isinstance(body, ev.RunStarted):
-            self.started = True
-            return [task] if task is not None else []
+            return self._started(event.agent_id, body)
         if isinstance(body, ev.TextDelta):
             return [self.chunk(body.text, last=False)] if body.text else []
         if isinstance(body, ev.RunCompleted):
@@ -187,6 +180,15 @@ class TaskEvents:
             state = a2a_pb2.TASK_STATE_FAILED if interrupted else a2a_pb2.TASK_STATE_CANCELED
             return [self.status(state, f"{body.reason}: {body.message}")]
         return []
+
+    def _started(self, agent_id: str, body: ev.RunStarted) -> list[StreamEvent]:
+        """The task as it starts (submitted when queued, else working)."""
+        if self._message is None:
+            return []
+        self.started, self.session_id = True, body.session_id
+        status = RunStatus.QUEUED if body.status is RunStatus.QUEUED else RunStatus.RUNNING
+        run = Run(self.run_id, agent_id, body.session_id, status, self._message, time.time())
+        return [task_of(run, artifacts=False)]
 
     def failed(self, reason: str, message: str) -> a2a_pb2.TaskStatusUpdateEvent:
         """The final status of a run that failed after it started."""
