@@ -144,12 +144,7 @@ class AgentCards:
         call = _HttpCall(headers, f"ipv4:{client[0]}:{client[1]}")
         try:
             caller = await self._gate.admit(CARD_METHOD, None, call)  # type: ignore[arg-type]
-            agents = self._agents
-            agent = await (
-                agents.get(caller.tenant, agent_id)
-                if agent_id
-                else agents.get_default(caller.tenant)
-            )
+            agent = await self._card_agent(caller.tenant, agent_id)
         except OrchestratorError as error:
             status = _HTTP_STATUS.get(status_code_for(error), 500)
             await _respond(send, status, {"error": error.reason.value, "message": error.message})
@@ -162,6 +157,7 @@ class AgentCards:
         await _respond(send, 200, json_format.MessageToDict(card))
 
     async def _card_agent(self, tenant: str, agent_id: str) -> Agent:
+        """The agent a card path names; the default agent for the bare well-known path."""
         if agent_id:
             return await self._agents.get(tenant, agent_id)
         return await self._agents.get_default(tenant)
