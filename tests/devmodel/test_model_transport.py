@@ -1,0 +1,106 @@
+"""The openai adapter on its aiohttp transport, against real sockets: answers stream, and
+each way a connection fails is reported as what it is (the transport reports every lost
+connection as a connect timeout; a refused or dropped connection is not a timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from orchestrator_devmodel import DevModelAdmin, DevModelServer
+from orchestrator_server.core import errors
+from orchestrator_server.core.errors import Reason
+from orchestrator_server.core.model_port import ChatRequest, ModelTurnEnd
+from orchestrator_server.core.types import ModelSpec
+from orchestrator_server.models.openai_chat import OpenAIChatModel
+from orchestrator_server.models.provider_config import ProviderConfig
+
+
+def _model(url: str, **timeouts: float) -> OpenAIChatModel:
+    config = ProviderConfig(
+        name="p", base_url=url, default_model="dev-echo", max_retries=0, **timeouts
+    )
+    return OpenAIChatModel(config)
+
+
+async def _collect(model: OpenAIChatModel, text: str = "hello there") -> list[str | ModelTurnEnd]:
+    request = ChatRequest(ModelSpec(), [{"role": "user", "content": text}])
+    try:
+        return [item async for item in model.stream(request)]
+    finally:
+        await model.close()
+
+
+@asynccontextmanager
+async def _raw_server(handle: object) -> AsyncIterator[int]:
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)  # type: ignore[arg-type]
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_streams_an_answer_and_reuses_the_connection(devmodel: DevModelServer) -> None:
+    model = _model(devmodel.base_url)
+    try:
+        for _ in range(3):
+            request = ChatRequest(ModelSpec(), [{"role": "user", "content": "one two"}])
+            items = [item async for item in model.stream(request)]
+            assert "".join(i for i in items if isinstance(i, str)) == "Echo: one two"
+            end = items[-1]
+            assert isinstance(end, ModelTurnEnd)
+            assert end.finish_reason == "stop"
+            assert end.usage.completion_tokens > 0
+    finally:
+        await model.close()
+
+
+async def test_refused_connection_is_unavailable_not_a_timeout() -> None:
+    with pytest.raises(errors.UnavailableError) as caught:
+        await _collect(_model(f"http://127.0.0.1:{_closed_port()}/v1"))
+    assert caught.value.reason is Reason.MODEL_UNAVAILABLE
+
+
+async def test_connection_dropped_before_the_answer_is_unavailable() -> None:
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    async with _raw_server(drop) as port:
+        with pytest.raises(errors.UnavailableError) as caught:
+            await _collect(_model(f"http://127.0.0.1:{port}/v1"))
+        assert caught.value.reason is Reason.MODEL_UNAVAILABLE
+
+
+async def test_silent_provider_is_a_timeout() -> None:
+    held = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await held.wait()  # never answers; the client's read timeout ends the call
+        writer.close()
+
+    async with _raw_server(hold) as port:
+        try:
+            with pytest.raises(errors.DeadlineExceededError) as caught:
+                await _collect(_model(f"http://127.0.0.1:{port}/v1", read_timeout_s=0.3))
+        finally:
+            held.set()
+        assert caught.value.reason is Reason.MODEL_TIMEOUT
+
+
+async def test_stream_cut_midway_is_unavailable(
+    devmodel: DevModelServer, admin: DevModelAdmin
+) -> None:
+    await admin.set_rules([{"reply": {"cut_after_tokens": 2}}])
+    with pytest.raises(errors.UnavailableError) as caught:
+        await _collect(_model(devmodel.base_url), "one two three four")
+    assert caught.value.reason is Reason.MODEL_UNAVAILABLE
