@@ -49,3 +49,32 @@ async def test_a_large_body_gives_the_loop_back_while_it_is_encoded() -> None:
     assert json.loads(body)["messages"] == messages
     # One step per message of STEP_BYTES: the other task ran between them.
     assert ticks[0] >= len(messages) - 1
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        # Small in all: one call.
+        MESSAGES * 10,
+        # Just past the one-call size, in medium messages and in tool-call arguments.
+        [{"role": "user", "content": "é" * (STEP_BYTES // 64)}] * 9,
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": "x" * (STEP_BYTES // 8)},
+                    }
+                ],
+            }
+        ],
+        # Parts (text and images): encoded message by message.
+        [{"role": "user", "content": [{"type": "text", "text": "hi \ud800"}]}, *MESSAGES],
+    ],
+)
+async def test_every_size_and_shape_encodes_the_same(messages: list[dict[str, Any]]) -> None:
+    body = await encode_chat_body({"model": "m"}, messages)
+    assert json.loads(body) == {"model": "m", "messages": messages}

@@ -31,6 +31,21 @@ class EventChunk:
     data: bytes
     create_time: float
 
+    def row(self) -> tuple[str, str, str, str, int, int, int, int, bytes, float]:
+        """The fields in order, as a store's row (dataclasses.astuple deep-copies each)."""
+        return (
+            self.tenant,
+            self.run_id,
+            self.agent_id,
+            self.session_id,
+            self.position,
+            self.end_position,
+            self.first_sequence,
+            self.last_sequence,
+            self.data,
+            self.create_time,
+        )
+
 
 class JournalStore(Protocol):
     """Chunks of run events, kept until retention removes them."""

@@ -7,7 +7,6 @@ the stored one, which it contains."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple
 
 from ..core.journal_port import EventChunk, enough_to_free
 from .pg_plumbing import PostgresPlumbing
@@ -25,7 +24,7 @@ CREATE TABLE journal_usage (bytes BIGINT NOT NULL);
 INSERT INTO journal_usage(bytes) VALUES (0);
 """
 
-# EventChunk's fields, in order: rows are written with astuple(chunk) and read back
+# EventChunk's fields, in order: rows are written with chunk.row() and read back
 # with EventChunk(*row).
 _COLUMNS = (
     "tenant, run_id, agent_id, session_id, position, end_position, first_seq, last_seq, "
@@ -104,7 +103,7 @@ class PostgresJournalStore:
 
     async def append_run_events(self, chunks: Sequence[EventChunk]) -> None:
         """Store chunks (one statement) and ring their runs' doorbells."""
-        columns = list(zip(*[astuple(c) for c in chunks], strict=True))
+        columns = list(zip(*[c.row() for c in chunks], strict=True))
         await self._store.fetch(_APPEND, *columns, CHANNEL)
 
     async def run_events(

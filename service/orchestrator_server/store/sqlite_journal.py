@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import astuple
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal_port import EventChunk, enough_to_free
@@ -15,7 +14,7 @@ from ..core.journal_port import EventChunk, enough_to_free
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
-# EventChunk's fields, in order: rows are written with astuple(chunk) and read back
+# EventChunk's fields, in order: rows are written with chunk.row() and read back
 # with EventChunk(*row).
 _COLUMNS = (
     "tenant, run_id, agent_id, session_id, position, end_position, first_seq, last_seq, "
@@ -26,30 +25,30 @@ _COLUMNS = (
 def _append(conn: sqlite3.Connection, chunks: Sequence[EventChunk]) -> None:
     added = 0
     for c in chunks:
-        # A chunk written again (its first write's outcome was unknown: cancelled, or the
-        # connection lost) holds at least what the first held: it replaces it.
+        inserted = conn.execute(
+            f"INSERT INTO run_events ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM runs WHERE tenant = ? AND run_id = ?) "
+            "ON CONFLICT (tenant, run_id, position) DO NOTHING",
+            (*c.row(), c.tenant, c.run_id),
+        ).rowcount
+        if inserted:
+            added += len(c.data)
+            continue
+        # Written before (its first write's outcome was unknown: cancelled, or the
+        # connection lost), the chunk holds at least what the first held: it replaces it.
         key = (c.tenant, c.run_id, c.position)
         before = conn.execute(
             "SELECT length(data), end_position FROM run_events WHERE tenant = ? AND "
             "run_id = ? AND position = ?",
             key,
         ).fetchone()
-        if before is not None:
-            if before[1] <= c.end_position:
-                conn.execute(
-                    "UPDATE run_events SET end_position = ?, first_seq = ?, last_seq = ?, "
-                    "data = ? WHERE tenant = ? AND run_id = ? AND position = ?",
-                    (c.end_position, c.first_sequence, c.last_sequence, c.data, *key),
-                )
-                added += len(c.data) - before[0]
-            continue
-        inserted = conn.execute(
-            f"INSERT INTO run_events ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-            "WHERE EXISTS (SELECT 1 FROM runs WHERE tenant = ? AND run_id = ?)",
-            (*astuple(c), c.tenant, c.run_id),
-        ).rowcount
-        if inserted:
-            added += len(c.data)
+        if before is not None and before[1] <= c.end_position:
+            conn.execute(
+                "UPDATE run_events SET end_position = ?, first_seq = ?, last_seq = ?, "
+                "data = ? WHERE tenant = ? AND run_id = ? AND position = ?",
+                (c.end_position, c.first_sequence, c.last_sequence, c.data, *key),
+            )
+            added += len(c.data) - before[0]
     if added:
         conn.execute("UPDATE journal_usage SET bytes = bytes + ?", (added,))
 
