@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceAsyncStub
 
 AGENT_ID = "bench-agent"
+# The server's default memory window (messages of history sent with each turn).
+WINDOW_MESSAGES = 50
 
 
 def start_turn(agent_id: str, session_id: str) -> run_pb2.RunRequest:
@@ -59,17 +61,25 @@ def run_op(
     sessions: str,
     collect: dict[str, list[float]],
 ) -> tuple[Op, Setup]:
-    """A Run turn; `sessions` = "fresh" (a new session per run) or "worker" (one session
-    per worker and repeat, so the history grows and is sent with every call)."""
+    """A Run turn; `sessions` = "fresh" (a new session per run), "worker" (one session
+    per worker and repeat, so the history grows and is sent with every call) or "window"
+    (one session whose memory window is full: every turn sends 50 earlier messages)."""
     ids = Counters()
     state = {"repeat": 0}
 
     async def setup(repeat: int) -> None:
         state["repeat"] = repeat + 1
+        if sessions == "window" and repeat < 0:  # filled once, before the warm-up
+            for _ in range(WINDOW_MESSAGES // 2):
+                await run_turn(stub, agent_id, "window", OP_TIMEOUT)
 
     async def op(worker: int) -> tuple[float, int]:
-        fresh = sessions == "fresh"
-        session = f"f{ids.take()}" if fresh else f"w{worker}-r{state['repeat']}"
+        if sessions == "window":
+            session = "window"
+        elif sessions == "fresh":
+            session = f"f{ids.take()}"
+        else:
+            session = f"w{worker}-r{state['repeat']}"
         return await run_turn(stub, agent_id, session, OP_TIMEOUT, server_ttfd)
 
     server_ttfd = collect.setdefault("server_first_ms", [])
@@ -80,6 +90,7 @@ RUN_VARIANTS = (
     ("runs.fresh_c1", "orchestrated Run, new session each, c=1", 1, "fresh"),
     ("runs.fresh_c32", "orchestrated Run, new session each, c=32", 32, "fresh"),
     ("runs.memory_c32", "orchestrated Run, session per worker (memory), c=32", 32, "worker"),
+    ("runs.window_c1", "orchestrated Run, full 50-message window, c=1", 1, "window"),
 )
 
 
@@ -88,6 +99,8 @@ PG_RUN_VARIANTS = (
     ("runs.pg_fresh_c1", "orchestrated Run on PostgreSQL, new session each, c=1", 1, "fresh"),
     ("runs.pg_memory_c32", "orchestrated Run on PostgreSQL, session per worker, c=32", 32,
      "worker"),
+    ("runs.pg_window_c1", "orchestrated Run on PostgreSQL, full 50-message window, c=1", 1,
+     "window"),
 )  # fmt: skip
 
 

@@ -14,18 +14,8 @@ def ratio_targets(results: Results) -> list[Target]:
     """Throughput, latency and agent management against the bare stack and the peer."""
     runs = results.value("runs.memory_c32")
     echo = results.value("limits.grpc_unary_c16")
-    ttfd_overhead = results.extra("runs.fresh_c1", "first_p50_ms") - results.extra(
-        "limits.openai_c1", "first_p50_ms"
-    )
+    ttfd_overhead = first_delta_overhead(results, "runs.fresh_c1")
     return [
-        Target(
-            "orchestrated runs/s c=32 vs bare openai calls/s c=32",
-            runs / results.value("limits.openai_c32"),
-            0.65,
-            True,
-            "x",
-            "runs.memory_c32 / limits.openai_c32",
-        ),
         Target(
             "orchestrated runs/s c=32 vs Agents SDK + SQLiteSession",
             runs / results.value("peer.sdk_sqlite_c32"),
@@ -112,9 +102,7 @@ def fairness_target(results: Results) -> Target:
 
 def store_targets(results: Results) -> list[Target]:
     """PostgreSQL against SQLite, the first delta on PostgreSQL, cross-replica cancels."""
-    pg_ttfd_overhead = results.extra("runs.pg_fresh_c1", "first_p50_ms") - results.extra(
-        "limits.openai_c1", "first_p50_ms"
-    )
+    pg_ttfd_overhead = first_delta_overhead(results, "runs.pg_fresh_c1")
     cancel = "replicas.cancel_ms"
     return [
         Target(
@@ -217,10 +205,65 @@ def tracing_targets(results: Results) -> list[Target]:
     ]
 
 
+def first_delta_overhead(results: Results, key: str) -> float:
+    """Milliseconds a case's first delta (p50) comes after a bare openai stream's (c=1)."""
+    bare = results.extra("limits.openai_c1", "first_p50_ms")
+    return results.extra(key, "first_p50_ms") - bare
+
+
+def hot_path_targets(results: Results) -> list[Target]:
+    """The orchestrator's own CPU per operation, Run/s against bare calls, and the first
+    delta on a session whose memory window is full."""
+    cpu = "cpu_us_per_op.orchestrator"
+    return [
+        Target(
+            "orchestrator CPU per run, c=32 with memory",
+            results.extra("runs.memory_c32", cpu) / 1000,
+            2.0,
+            False,
+            "ms",
+            f"runs.memory_c32 {cpu}",
+        ),
+        Target(
+            "orchestrator CPU per GetAgent, 16 in flight",
+            results.extra("agents.get_c16", cpu) / 1000,
+            0.15,
+            False,
+            "ms",
+            f"agents.get_c16 {cpu}",
+        ),
+        Target(
+            "orchestrated runs/s c=32 with memory vs bare openai calls/s c=32",
+            results.value("runs.memory_c32") / results.value("limits.openai_c32"),
+            1.0,
+            True,
+            "x",
+            "runs.memory_c32 / limits.openai_c32",
+        ),
+        Target(
+            "time to first delta p50 overhead, full 50-message window (c=1)",
+            first_delta_overhead(results, "runs.window_c1"),
+            1.0,
+            False,
+            "ms",
+            "runs.window_c1 first_p50 - limits.openai_c1 first_p50",
+        ),
+        Target(
+            "time to first delta p50 overhead, full window, PostgreSQL (c=1)",
+            first_delta_overhead(results, "runs.pg_window_c1"),
+            1.0,
+            False,
+            "ms",
+            "runs.pg_window_c1 first_p50 - limits.openai_c1 first_p50",
+        ),
+    ]
+
+
 def targets(results: Results) -> list[Target]:
     """The issue's targets, as ratios measured in this run."""
     return [
         *ratio_targets(results),
+        *hot_path_targets(results),
         *store_targets(results),
         *bound_targets(results),
         *follow_targets(results),
