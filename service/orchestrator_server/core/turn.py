@@ -148,11 +148,9 @@ class Turn:
     async def _execute(self, gate: StartGate, emit: Emit[object]) -> None:
         reservation = self._reservation
         if reservation.immediate:
-            # The run's first write goes to the store while the model request is prepared
-            # and sent; the gate is waited for before the first event.
+            # The run's first write is made while the model request is out; the gate is
+            # waited for before the first event.
             gate.submit(asyncio.current_task())
-            if gate.written:
-                await gate.wait()  # made at once: a refusal is raised before the model call
         else:
             await gate.wait()
         async with reservation.hold(self._active.run.run_id):

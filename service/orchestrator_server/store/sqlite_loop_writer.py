@@ -7,11 +7,12 @@ waits for the GIL in turn), but gives the loop back every STEP_BYTES so that a h
 of large turns does not stall every other call.
 
 Writes:
-A run's first write is on the path to its first delta (the run is announced only once
-stored). Handed to the writer thread it waits for the GIL until the event loop goes idle,
-which is after the model request was built and sent: RunStarted then goes out just
-before the first delta, which waits behind its send. Made here, on a connection of its
-own, it takes ~0.1 ms. It is done only where that is safe for the loop:
+A run's first write must be done before its first delta (the run is announced only
+once stored). Handed to the writer thread it waits for the GIL behind the loop, and
+RunStarted goes out late, just before the first delta, which waits behind its send.
+Made here, on a connection of its own (~0.3 ms), once the model request is out
+(StartGate), it overlaps the model's answer. It is done only where that is safe for
+the loop:
 
 - the write is small (the caller checks: a run's input of at most LOOP_WRITE_CHARS), and
   commits do not wait for the disk (synchronous=NORMAL: a WAL append, no fsync);
