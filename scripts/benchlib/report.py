@@ -26,6 +26,7 @@ RATIO_BASE = {
     "runs.fresh_c1": "limits.openai_c1",
     "runs.fresh_c32": "limits.openai_c32",
     "runs.memory_c32": "limits.openai_c32",
+    "runs.memory_c32_api_key": "runs.memory_c32",
     "runs.window_c1": "limits.openai_c1",
     "runs.pg_fresh_c1": "limits.openai_c1",
     "runs.pg_window_c1": "limits.openai_c1",

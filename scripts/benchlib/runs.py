@@ -35,6 +35,7 @@ async def run_turn(
     session_id: str,
     wait_s: float,
     server_ttfd: list[float] | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> tuple[float, int]:
     """One turn on its own Run stream: (seconds to the first text delta, tokens); the
     server's own time to first delta (RunCompleted) is appended to `server_ttfd`.
@@ -43,7 +44,8 @@ async def run_turn(
     up while the stream was busy as one message."""
     delta = FirstDelta()
     completed = False
-    async for event in stub.Run(one(start_turn(agent_id, session_id)), timeout=wait_s):
+    requests = one(start_turn(agent_id, session_id))
+    async for event in stub.Run(requests, timeout=wait_s, metadata=metadata):
         kind = event.WhichOneof("event")
         if kind == "text_delta":
             delta.add(len(event.text_delta.text.split()))
@@ -60,6 +62,7 @@ def run_op(
     agent_id: str,
     sessions: str,
     collect: dict[str, list[float]],
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> tuple[Op, Setup]:
     """A Run turn; `sessions` = "fresh" (a new session per run), "worker" (one session
     per worker and repeat, so the history grows and is sent with every call) or "window"
@@ -71,7 +74,7 @@ def run_op(
         state["repeat"] = repeat + 1
         if sessions == "window" and repeat < 0:  # filled once, before the warm-up
             for _ in range(WINDOW_MESSAGES // 2):
-                await run_turn(stub, agent_id, "window", OP_TIMEOUT)
+                await run_turn(stub, agent_id, "window", OP_TIMEOUT, metadata=metadata)
 
     async def op(worker: int) -> tuple[float, int]:
         if sessions == "window":
@@ -80,7 +83,7 @@ def run_op(
             session = f"f{ids.take()}"
         else:
             session = f"w{worker}-r{state['repeat']}"
-        return await run_turn(stub, agent_id, session, OP_TIMEOUT, server_ttfd)
+        return await run_turn(stub, agent_id, session, OP_TIMEOUT, server_ttfd, metadata)
 
     server_ttfd = collect.setdefault("server_first_ms", [])
     return op, setup
@@ -122,3 +125,18 @@ def runs_cases(
         op, setup = run_op(stub, AGENT_ID, sessions, collect)
         cases.append(Case(key, "runs", label, "runs/s", concurrency, op, procs, setup, collect))
     return cases
+
+
+async def authenticated_run_case(
+    stub: OrchestratorServiceAsyncStub,
+    orchestrator: Child,
+    model: Child,
+    metadata: tuple[tuple[str, str], ...],
+) -> Case:
+    """Run c=32 with memory on a server with authentication on, each call with an API
+    key (the agent `AGENT_ID` must exist in the key's tenant)."""
+    collect: dict[str, list[float]] = {}
+    op, setup = run_op(stub, AGENT_ID, "worker", collect, metadata)
+    label = "orchestrated Run with an API key, session per worker, c=32"
+    procs = {orchestrator.name: orchestrator, model.name: model}
+    return Case("runs.memory_c32_api_key", "runs", label, "runs/s", 32, op, procs, setup, collect)

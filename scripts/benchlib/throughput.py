@@ -14,14 +14,14 @@ from pathlib import Path
 
 from scripts.pg_cluster import create_database
 
-from .agents import LIST_TENANT, agent_cases, api_key_case, create_agent
+from .agents import LIST_METADATA, LIST_TENANT, agent_cases, api_key_case, create_agent
 from .config import NO_MODEL_URL, WORK, Mode
 from .driver import Case, run_rounds
 from .limits import echo_cases, openai_cases
 from .peer import peer_cases
 from .profiling import profile_case
 from .results import Results
-from .runs import AGENT_ID, PG_RUN_VARIANTS, runs_cases
+from .runs import AGENT_ID, PG_RUN_VARIANTS, authenticated_run_case, runs_cases
 from .servers import (
     Child,
     create_api_key,
@@ -40,6 +40,7 @@ CASE_ORDER = [
     "runs.fresh_c1",
     "runs.fresh_c32",
     "runs.memory_c32",
+    "runs.memory_c32_api_key",
     "runs.window_c1",
     "runs.pg_fresh_c1",
     "runs.pg_memory_c32",
@@ -80,20 +81,36 @@ async def orchestrator_cases(
         pg_orch, pg_stub = await serve_orchestrator(stack, "orchestrator-pg", pg_url, model_url)
         await create_agent(pg_stub, AGENT_ID)
         cases += runs_cases(pg_stub, pg_orch, model, PG_RUN_VARIANTS)
+    if selected & {"runs", "agents"}:
+        cases += await authenticated_cases(stack, selected, work, model, model_url)
     if "agents" in selected:
         cases += await agent_cases(stub, {"orchestrator": orch})
-        cases.append(await authenticated_case(stack, work, model_url or NO_MODEL_URL))
     return cases
 
 
-async def authenticated_case(stack: contextlib.AsyncExitStack, work: Path, model_url: str) -> Case:
-    """GetAgent on a second orchestrator with authentication on (an API key per call)."""
+async def authenticated_cases(
+    stack: contextlib.AsyncExitStack,
+    selected: set[str],
+    work: Path,
+    model: Child | None,
+    model_url: str,
+) -> list[Case]:
+    """GetAgent and Run on a second orchestrator with authentication on (an API key per
+    call)."""
     db = work / "bench-auth.db"
     secret = create_api_key(db, LIST_TENANT)
     orch, stub = await serve_orchestrator(
-        stack, "orchestrator-auth", db, model_url, {"ORCHESTRATOR_AUTH": "on"}
+        stack, "orchestrator-auth", db, model_url or NO_MODEL_URL, {"ORCHESTRATOR_AUTH": "on"}
     )
-    return await api_key_case(stub, secret, {"orchestrator-auth": orch})
+    cases: list[Case] = []
+    if "agents" in selected:
+        cases.append(await api_key_case(stub, secret, {"orchestrator-auth": orch}))
+    if "runs" in selected:
+        assert model is not None
+        key = (("authorization", f"Bearer {secret}"),)
+        await create_agent(stub, AGENT_ID, LIST_TENANT, key)
+        cases.append(await authenticated_run_case(stub, orch, model, (*LIST_METADATA, *key)))
+    return cases
 
 
 async def selected_cases(
