@@ -37,6 +37,9 @@ class AtOnceStore(InMemoryStore):
         self.log = log
         self.refuse = False
 
+    def may_begin_at_once(self, run: Run) -> bool:
+        return True
+
     def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
         self.log.append("write")
         if self.refuse:
@@ -90,4 +93,24 @@ async def test_a_refused_write_ends_a_stalled_model_request_with_the_refusal() -
     store.refuse = False
     core.model.script(Reply("fine"))
     events = await collect(core.engine.execute("t", TurnRequest("alpha", "again")))
+    assert isinstance(events[-1].body, ev.RunCompleted)
+
+
+async def test_a_store_without_writes_on_the_loop_starts_the_write_before_the_request() -> None:
+    log: list[str] = []
+    store, core = await _logged_core(log)
+    store.may_begin_at_once = lambda run: False  # type: ignore[method-assign]
+    written = store.begin_run
+
+    def begin_run(
+        tenant: str, run: Run, message: Message | None, **options: Any
+    ) -> Coroutine[Any, Any, Run]:
+        log.append("write")  # when the write is sent, before its first step runs
+        return written(tenant, run, message, **options)
+
+    store.begin_run = begin_run  # type: ignore[method-assign]
+    core.model.script(Reply("hello"))
+    events = await collect(core.engine.execute("t", TurnRequest("alpha", "hi")))
+    assert log[:2] == ["write", "model request"]
+    assert isinstance(events[0].body, ev.RunStarted)
     assert isinstance(events[-1].body, ev.RunCompleted)

@@ -59,12 +59,15 @@ class StartGate:
         model request) is interrupted at once rather than when the model's first token
         arrives (which may be never): see take_interruption.
 
-        With `watched`, the write is made when the loop is next free, which is once the
-        model request is sent (or waits for its connection): made on the loop where the
-        store can (~0.3 ms of SQLite) it then overlaps the model's answer instead of
-        coming before the request."""
+        With `watched`, a write the store makes on the loop (~0.3 ms of SQLite) is made
+        when the loop is next free, which is once the model request is sent (or waits
+        for its connection): it then overlaps the model's answer instead of coming
+        before the request. A write that is a round trip starts now."""
         self._watched = watched
         if self._write is not None:
+            return
+        if not self._store.may_begin_at_once(self._run):
+            self._write = self._begin_elsewhere()
             return
         loop = asyncio.get_running_loop()
         self._write = loop.create_future()

@@ -140,6 +140,10 @@ class Store(Protocol):
         rely on the engine's own locks and store the run as given).
         """
 
+    def may_begin_at_once(self, run: Run) -> bool:
+        """Whether begin_run_at_once may make this run's first write (it can still find
+        the write lock taken); if not, the write goes to begin_run at once."""
+
     def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
         """begin_run made without waiting, where the store can (an embedded store whose
         write lock is free and the write small), with begin_run's result and errors;

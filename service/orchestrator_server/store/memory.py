@@ -264,6 +264,10 @@ class InMemoryStore(UsageLedger, TeamsInMemory):
             self._append(key, [user_message], run.create_time)
         return run
 
+    def may_begin_at_once(self, run: Run) -> bool:
+        """Never (see begin_run_at_once)."""
+        return False
+
     def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
         """Not here: the in-memory store's writes are awaited like a database's."""
         return None

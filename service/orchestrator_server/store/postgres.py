@@ -271,6 +271,10 @@ class PostgresStore(PostgresPlumbing):
             queue_if_busy,
         )
 
+    def may_begin_at_once(self, run: Run) -> bool:
+        """Never: a write is a round trip, started as early as possible instead."""
+        return False
+
     def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
         """Never: every write is a round trip."""
         return None

@@ -305,10 +305,13 @@ class SQLiteStore(SQLiteTeams):
         keep one turn per session)."""
         return await self._write(sqlite_runs.begin_run, tenant, run, user_message, self._quotas)
 
+    def may_begin_at_once(self, run: Run) -> bool:
+        """A small write, and commits that do not wait for the disk (not synchronous=FULL)."""
+        return len(run.input) <= LOOP_WRITE_CHARS and self._synchronous != "FULL"
+
     def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
-        """begin_run on the event loop when that is safe (see sqlite_loop_writer); never
-        with synchronous=FULL, whose commits wait for the disk."""
-        if len(run.input) > LOOP_WRITE_CHARS or self._synchronous == "FULL":
+        """begin_run on the event loop when that is safe (see sqlite_loop_writer)."""
+        if not self.may_begin_at_once(run):
             return None
         args = (tenant, run, user_message, self._quotas)
         try:
