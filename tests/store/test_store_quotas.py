@@ -22,11 +22,13 @@ from orchestrator_server.core.types import (
     Run,
     RunStatus,
     TeamSpec,
+    ToolCall,
 )
 from orchestrator_server.store.memory import InMemoryStore
 from orchestrator_server.store.migrations import MIGRATIONS, migrate
 from orchestrator_server.store.postgres import PostgresStore
 from orchestrator_server.store.sqlite import SQLiteStore
+from orchestrator_server.store.sqlite_usage import _ROW_BYTES
 from scripts.pg_cluster import create_database
 
 QUOTAS = StorageQuotas(
@@ -163,3 +165,43 @@ async def test_usage_of_data_written_before_the_usage_table_is_counted(tmp_path:
     finally:
         await store.close()
     assert migrate(sqlite3.connect(path)) == len(MIGRATIONS)
+
+
+async def test_the_sqlite_byte_counter_equals_a_recount_of_the_rows(tmp_path: Path) -> None:
+    """Turns started, ended (with tool calls and outputs), ended after their agent was
+    deleted, and deleted sessions: the counter kept inside the writes is the rows' sum."""
+    path = tmp_path / "count.db"
+    store = SQLiteStore(str(path), quotas=StorageQuotas(max_stored_bytes_per_tenant=10**9))
+    await store.open()
+    try:
+        for agent in ("a1", "a2"):
+            await store.create_agent("t", NewAgent(agent, AgentSpec()))
+        for i in range(6):
+            run = replace(a_run(f"r{i}", "é" * (i + 1), f"s{i % 3}"), agent_id=f"a{i % 2 + 1}")
+            message = Message(Role.USER, run.input, run_id=run.run_id)
+            assert store.begin_run_at_once("t", run, message) == run
+            if i == 5:
+                await store.delete_agent("t", "a2", expected_revision=None)
+            done = replace(run, output="ü" * i, status=RunStatus.COMPLETED, end_time=2.0)
+            call = ToolCall("c1", "look", '{"q": "ç"}')
+            await store.finish_run(
+                "t",
+                done,
+                [
+                    Message(Role.ASSISTANT, "", tool_calls=(call,)),
+                    Message(Role.TOOL, "résultat", tool_call_id="c1"),
+                    Message(Role.ASSISTANT, done.output),
+                ],
+            )
+        await store.delete_session("t", "a1", "s0")
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    (counted,) = conn.execute("SELECT message_bytes FROM usage WHERE tenant = 't'").fetchone()
+    recount = sum(
+        conn.execute(f"SELECT coalesce(sum({expr}), 0) FROM {table} WHERE tenant = 't'").fetchone()[
+            0
+        ]
+        for table, expr in _ROW_BYTES.items()
+    )
+    assert counted == recount > 0

@@ -37,43 +37,28 @@ def append_messages(
     session_id: str,
     messages: Sequence[Message],
     now: float,
+    *,
+    more_bytes: int = 0,
 ) -> list[Message]:
     """Append messages to a session, numbering them after its last one; the messages as
-    stored."""
-    if not messages:
-        return []
+    stored. `more_bytes` (the caller's other change to the tenant's stored bytes) goes
+    into the same counter update."""
     # A turn that ends after its agent was deleted must not leave orphan rows behind.
-    if not conn.execute(
-        "SELECT 1 FROM agents WHERE tenant = ? AND agent_id = ?", (tenant, agent_id)
-    ).fetchone():
+    if (
+        not messages
+        or not conn.execute(
+            "SELECT 1 FROM agents WHERE tenant = ? AND agent_id = ?", (tenant, agent_id)
+        ).fetchone()
+    ):
+        sqlite_usage.add(conn, tenant, "message_bytes", more_bytes)
         return []
     row = conn.execute(
         "SELECT message_count FROM sessions WHERE tenant = ? AND agent_id = ? AND session_id = ?",
         (tenant, agent_id, session_id),
     ).fetchone()
     count = row[0] if row else 0
-    calls = [tool_calls_json(m.tool_calls) for m in messages]
-    conn.executemany(
-        "INSERT INTO messages(tenant, agent_id, session_id, seq, role, content, tool_calls, "
-        "tool_call_id, run_id, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                tenant,
-                agent_id,
-                session_id,
-                count + i + 1,
-                m.role.value,
-                m.content,
-                calls[i],
-                m.tool_call_id,
-                m.run_id,
-                now,
-            )
-            for i, m in enumerate(messages)
-        ],
-    )
-    rows = [(m.content, c) for m, c in zip(messages, calls, strict=True)]
-    sqlite_usage.add(conn, tenant, "message_bytes", sqlite_usage.message_bytes(rows))
+    added = _insert_messages(conn, (tenant, agent_id, session_id), messages, count, now)
+    sqlite_usage.add(conn, tenant, "message_bytes", added + more_bytes)
     conn.execute(
         "INSERT INTO sessions(tenant, agent_id, session_id, message_count, create_time, "
         "update_time) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(tenant, agent_id, session_id) "
@@ -84,10 +69,33 @@ def append_messages(
     return [replace(m, sequence=count + i + 1, create_time=now) for i, m in enumerate(messages)]
 
 
-def claim_session(conn: sqlite3.Connection, tenant: str, run: Run) -> None:
+def _insert_messages(
+    conn: sqlite3.Connection,
+    key: tuple[str, str, str],
+    messages: Sequence[Message],
+    after: int,
+    now: float,
+) -> int:
+    """Insert messages numbered after `after`; the bytes they add to the tenant's."""
+    calls = [tool_calls_json(m.tool_calls) for m in messages]
+    conn.executemany(
+        "INSERT INTO messages(tenant, agent_id, session_id, seq, role, content, tool_calls, "
+        "tool_call_id, run_id, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (*key, after + i + 1, m.role.value, m.content, calls[i], m.tool_call_id, m.run_id, now)
+            for i, m in enumerate(messages)
+        ],
+    )
+    return sqlite_usage.message_bytes(
+        [(m.content, c) for m, c in zip(messages, calls, strict=True)]
+    )
+
+
+def claim_session(conn: sqlite3.Connection, tenant: str, run: Run) -> int | None:
     """Create the run's session for its owner, or check that the session is the owner's:
     SessionOwnerError when another principal took it first (between the core's check
-    and this transaction)."""
+    and this transaction). The session's message count; None when it has no row (its
+    agent is gone)."""
     key = (tenant, run.agent_id, run.session_id)
     conn.execute(
         "INSERT INTO sessions(tenant, agent_id, session_id, message_count, create_time, "
@@ -95,9 +103,16 @@ def claim_session(conn: sqlite3.Connection, tenant: str, run: Run) -> None:
         "WHERE tenant = ? AND agent_id = ?) ON CONFLICT(tenant, agent_id, session_id) DO NOTHING",
         (*key, run.create_time, run.create_time, run.owner, tenant, run.agent_id),
     )
-    owner = session_owner(conn, *key)
-    if owner is not None and owner != run.owner:
-        raise SessionOwnerError(owner)
+    row = conn.execute(
+        "SELECT owner, message_count FROM sessions WHERE tenant = ? AND agent_id = ? "
+        "AND session_id = ?",
+        key,
+    ).fetchone()
+    if row is None:
+        return None
+    if row[0] != run.owner:
+        raise SessionOwnerError(str(row[0]))
+    return int(row[1])
 
 
 def session_owner(
@@ -128,7 +143,7 @@ def begin_run(
         if row:
             raise DuplicateRequestError(run_from_row(row))
     sqlite_usage.check_turn(conn, quotas, tenant, run.input)
-    sqlite_usage.add(conn, tenant, "message_bytes", text_bytes(run.input, run.output))
+    added = text_bytes(run.input, run.output)
     conn.execute(
         f"INSERT INTO runs(tenant, {RUN_COLUMNS}) VALUES "
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -154,9 +169,16 @@ def begin_run(
             run.usage.model_calls,
         ),
     )
-    claim_session(conn, tenant, run)
-    if user_message is not None:
-        append_messages(conn, tenant, run.agent_id, run.session_id, [user_message], run.create_time)
+    count = claim_session(conn, tenant, run)
+    if user_message is not None and count is not None:
+        key = (tenant, run.agent_id, run.session_id)
+        added += _insert_messages(conn, key, [user_message], count, run.create_time)
+        conn.execute(
+            "UPDATE sessions SET message_count = ?, update_time = ? WHERE tenant = ? AND "
+            "agent_id = ? AND session_id = ?",
+            (count + 1, run.create_time, *key),
+        )
+    sqlite_usage.add(conn, tenant, "message_bytes", added)
     return run
 
 
@@ -185,13 +207,13 @@ def finish_run(
 ) -> list[Message]:
     """Append the turn's final messages and record the run's outcome."""
     end = run.end_time if run.end_time is not None else run.create_time
-    stored = append_messages(conn, tenant, run.agent_id, run.session_id, messages, end)
     previous = conn.execute(
         "SELECT output FROM runs WHERE tenant = ? AND run_id = ?", (tenant, run.run_id)
     ).fetchone()
-    if previous is not None:
-        grown = text_bytes(run.output) - text_bytes(previous[0] or "")
-        sqlite_usage.add(conn, tenant, "message_bytes", grown)
+    grown = 0 if previous is None else text_bytes(run.output) - text_bytes(previous[0] or "")
+    stored = append_messages(
+        conn, tenant, run.agent_id, run.session_id, messages, end, more_bytes=grown
+    )
     conn.execute(
         "UPDATE runs SET status = ?, output = ?, prompt_tokens = ?, completion_tokens = ?, "
         "model_calls = ?, error_reason = ?, error_message = ?, end_time = ?, "
