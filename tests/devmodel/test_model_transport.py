@@ -97,6 +97,57 @@ async def test_silent_provider_is_a_timeout() -> None:
         assert caught.value.reason is Reason.MODEL_TIMEOUT
 
 
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+_CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+MALFORMED = {
+    "bad status line": b"HELLO\r\n\r\n",
+    "bad chunk size after a delta": _HEAD + b"%x\r\n%s\r\nzz\r\n" % (len(_CHUNK), _CHUNK),
+    "header line too long": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_a_malformed_response_is_unavailable(case: str) -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lengths = [
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ]
+        await reader.readexactly(lengths[0] if lengths else 0)
+        writer.write(MALFORMED[case])
+        await writer.drain()
+        await reader.read()  # until the client closes
+        writer.close()
+
+    async with _raw_server(reply) as port:
+        with pytest.raises(errors.UnavailableError) as caught:
+            await _collect(_model(f"http://127.0.0.1:{port}/v1"))
+    assert caught.value.reason is Reason.MODEL_UNAVAILABLE
+
+
+async def test_a_provider_that_stops_reading_the_body_times_out() -> None:
+    """The transport bounds reads, not writes: a request whose body the provider stops
+    reading (hung, partitioned) is given up all the same."""
+    held = asyncio.Event()
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await held.wait()
+        writer.close()
+
+    async with _raw_server(never_read) as port:
+        model = _model(f"http://127.0.0.1:{port}/v1", connect_timeout_s=0.2, read_timeout_s=0.3)
+        try:
+            with pytest.raises(errors.DeadlineExceededError) as caught:
+                # Past what the sockets' buffers take: the write blocks.
+                await asyncio.wait_for(_collect(model, "y" * 8_000_000), 20)
+        finally:
+            held.set()
+    assert caught.value.reason is Reason.MODEL_TIMEOUT
+
+
 async def test_stream_cut_midway_is_unavailable(
     devmodel: DevModelServer, admin: DevModelAdmin
 ) -> None:

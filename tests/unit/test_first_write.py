@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import Reply, collect, make_core
 
 from orchestrator_server.core import events as ev
-from orchestrator_server.core.errors import NotFoundError
+from orchestrator_server.core.access import AccessRole, Caller, acting_as
+from orchestrator_server.core.errors import NotFoundError, Reason
 from orchestrator_server.core.model_port import ChatRequest, ModelTurnEnd
 from orchestrator_server.core.store_port import SessionOwnerError
-from orchestrator_server.core.types import Message, Run, RunStatus, TurnRequest
+from orchestrator_server.core.types import Message, Run, RunQuery, RunStatus, TurnRequest
 from orchestrator_server.store.memory import InMemoryStore
+from orchestrator_server.store.sqlite import SQLiteStore
 
 
 def _at_once(write: Coroutine[Any, Any, Run]) -> Run:
@@ -114,3 +117,84 @@ async def test_a_store_without_writes_on_the_loop_starts_the_write_before_the_re
     assert log[:2] == ["write", "model request"]
     assert isinstance(events[0].body, ev.RunStarted)
     assert isinstance(events[-1].body, ev.RunCompleted)
+
+
+async def _sqlite_core(tmp_path: Path) -> tuple[SQLiteStore, Any, list[str]]:
+    """The core on a real SQLite store (which makes first writes on the loop), logging
+    when a first write is made."""
+    store = SQLiteStore(str(tmp_path / "o.db"))
+    await store.open()
+    core = make_core(store)
+    await core.agent("alpha")
+    log: list[str] = []
+    at_once = store.begin_run_at_once
+
+    def logged(tenant: str, run: Run, message: Message | None) -> Run | None:
+        log.append("write")
+        return at_once(tenant, run, message)
+
+    store.begin_run_at_once = logged  # type: ignore[method-assign]
+    return store, core, log
+
+
+def _as(principal: str, core: Any, request: TurnRequest) -> asyncio.Future[list[Any]]:
+    with acting_as(Caller(principal, "t", frozenset({AccessRole.RUNNER}))):
+        return asyncio.ensure_future(collect(core.engine.execute("t", request)))
+
+
+async def test_the_first_of_two_principals_starting_a_new_session_gets_it(
+    tmp_path: Path,
+) -> None:
+    """The first turn holds the session and sends its model request; the second, queued
+    behind it, must not have its write made first (it would claim the session, and the
+    first turn would be refused after its request went out)."""
+    store, core, _ = await _sqlite_core(tmp_path)
+    try:
+        core.model.script(Reply("first"), Reply("second"))
+        first = _as("p1", core, TurnRequest("alpha", "hi", session_id="s"))
+        second = _as("p2", core, TurnRequest("alpha", "me too", session_id="s", wait_if_busy=True))
+        owner, other = await asyncio.gather(first, second, return_exceptions=True)
+        assert isinstance(owner, list) and isinstance(owner[-1].body, ev.RunCompleted)
+        assert isinstance(other, NotFoundError)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("how", ["cancel", "stop", "caller gone"])
+async def test_a_turn_cut_off_as_its_request_goes_out_ends_once_and_frees_the_session(
+    tmp_path: Path, how: str
+) -> None:
+    store, core, log = await _sqlite_core(tmp_path)
+    scripted = core.model.stream
+
+    async def stream(request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
+        log.append("model request")  # before the deferred first write
+        (active,) = core.engine.active.in_session("t", "alpha", "default")
+        if how == "cancel":
+            active.cancel(Reason.RUN_CANCELLED, "cancelled")
+        elif how == "stop":
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(core.engine.active.shutdown())
+            )
+        else:
+            events.cancel()
+        async for item in scripted(request):
+            yield item
+
+    core.model.stream = stream  # type: ignore[method-assign]
+    core.model.script(Reply("hello there", stall=True))
+    events = asyncio.ensure_future(collect(core.engine.execute("t", TurnRequest("alpha", "hi"))))
+    (result,) = await asyncio.gather(events, return_exceptions=True)
+    await core.engine.active.idle()
+    try:
+        assert log[:2] == ["model request", "write"]
+        runs = await store.list_runs("t", RunQuery(limit=10, agent_id="alpha"))
+        assert [r.status for r in runs] in (
+            [RunStatus.CANCELLED],
+            [RunStatus.INTERRUPTED],
+        )
+        assert core.engine.busy_run("t", "alpha", "default") == ""
+        if isinstance(result, list):
+            assert isinstance(result[0].body, ev.RunStarted)
+    finally:
+        await store.close()

@@ -31,7 +31,7 @@ class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
     active_run_id: str = ""
-    last_write: asyncio.Future[Any] | None = None  # shared store: the last first-write
+    last_write: asyncio.Future[Any] | None = None  # the session's last first-write
 
 
 @dataclass(slots=True)
@@ -60,12 +60,13 @@ class Reservation:
                 self.slot.active_run_id = ""
 
     def sequenced(self, write: Callable[[], Awaitable[R]]) -> asyncio.Future[R]:
-        """Start a run's first write; with a shared store, only after the previous start
-        of this session in this process has been written (ended either way): the
-        database orders the turns by their writes, which must keep the order of arrival
-        here (tasks and pooled connections would not)."""
+        """Start a run's first write only after the previous start of this session in
+        this process has been written (ended either way): the store orders the turns by
+        their writes (a shared store's queue; who claims a new session; the quota each
+        counts against), which must keep the order of arrival here (tasks, deferred
+        writes and pooled connections would not)."""
         previous = self.slot.last_write
-        if not self.locks.shared or previous is None or previous.done():
+        if previous is None or previous.done():
             future = asyncio.ensure_future(write())
         else:
 
@@ -74,8 +75,7 @@ class Reservation:
                 return await write()
 
             future = asyncio.ensure_future(after_previous())
-        if self.locks.shared:
-            self.slot.last_write = future
+        self.slot.last_write = future
         return future
 
     def release(self) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from . import events as ev
 from .access import session_not_found
@@ -59,52 +60,31 @@ class StartGate:
         model request) is interrupted at once rather than when the model's first token
         arrives (which may be never): see take_interruption.
 
-        With `watched`, a write the store makes on the loop (~0.3 ms of SQLite) is made
-        when the loop is next free, which is once the model request is sent (or waits
-        for its connection): it then overlaps the model's answer instead of coming
-        before the request. A write that is a round trip starts now."""
+        A write the store makes on the loop (~0.3 ms of SQLite) is made two turns of the
+        loop later, which is once the model request is out (or waits for its
+        connection): it then overlaps the model's answer instead of coming before the
+        request. A write that is a round trip starts now. Either way the first writes of
+        a session keep the order of its starts (Reservation.sequenced)."""
         self._watched = watched
         if self._write is not None:
             return
-        if not self._store.may_begin_at_once(self._run):
-            self._write = self._begin_elsewhere()
-            return
-        loop = asyncio.get_running_loop()
-        self._write = loop.create_future()
-        if watched is None:
-            self._write_soon(self._write)  # now: the caller waits for it
-        else:
-            # Two turns of the loop: the HTTP client writes the request's body from a task
-            # of its own, started by the request's first step.
-            loop.call_soon(loop.call_soon, self._write_soon, self._write)
+        begin = self._begin_soon if self._store.may_begin_at_once(self._run) else self._begin
+        self._write = self._sequence(begin) if self._sequence else asyncio.ensure_future(begin())
+        self._write.add_done_callback(self._on_written)
 
-    def _begin_elsewhere(self) -> asyncio.Future[Run]:
-        """The write the usual way (after the session's previous start, if sequenced)."""
+    def _begin(self) -> Coroutine[Any, Any, Run]:
+        return self._store.begin_run(
+            self._tenant, self._run, self.user_message, queue_if_busy=self._queue_if_busy
+        )
 
-        def begin() -> Awaitable[Run]:
-            return self._store.begin_run(
-                self._tenant, self._run, self.user_message, queue_if_busy=self._queue_if_busy
-            )
-
-        write = self._sequence(begin) if self._sequence else asyncio.ensure_future(begin())
-        write.add_done_callback(self._on_written)
-        return write
-
-    def _write_soon(self, write: asyncio.Future[Run]) -> None:
-        """The write made on the loop where the store can, else the usual way; its
-        outcome is `write`'s."""
-        if write.done():
-            return
-        try:
-            stored = self._store.begin_run_at_once(self._tenant, self._run, self.user_message)
-        except Exception as error:
-            write.set_exception(error)  # raised, mapped, by wait()
-        else:
-            if stored is None:
-                _pass_on(self._begin_elsewhere(), write)
-                return
-            write.set_result(stored)
-        self._on_written(write)
+    async def _begin_soon(self) -> Run:
+        """The write on the loop if the store can make it now, else the usual way, in
+        this task's second step: its start is one turn of the loop and the sleep another
+        (the HTTP client writes a request's body from a task of its own, started by the
+        request's first step)."""
+        await asyncio.sleep(0)
+        stored = self._store.begin_run_at_once(self._tenant, self._run, self.user_message)
+        return stored if stored is not None else await self._begin()
 
     def _on_written(self, write: asyncio.Future[Run]) -> None:
         if not self.opened and not write.cancelled() and write.exception() is None:
@@ -182,19 +162,3 @@ class StartGate:
         """Let a write in flight finish: the run's end is recorded after it."""
         if self._write is not None and not self._write.done():
             await asyncio.gather(asyncio.shield(self._write), return_exceptions=True)
-
-
-def _pass_on(source: asyncio.Future[Run], target: asyncio.Future[Run]) -> None:
-    """Complete `target` as `source` completes."""
-
-    def copy(done: asyncio.Future[Run]) -> None:
-        if target.done():
-            return
-        if done.cancelled():
-            target.cancel()
-        elif (error := done.exception()) is not None:
-            target.set_exception(error)
-        else:
-            target.set_result(done.result())
-
-    source.add_done_callback(copy)

@@ -9,6 +9,7 @@ upstream requests, and hands a freed slot to the waiting tenant holding the fewe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, Sequence
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 # many calls (the turn runs at most 32 of them; the rest are reported as not run).
 MAX_TOOL_CALL_CHARS = 1_000_000
 MAX_STREAMED_TOOL_CALLS = 1000
+# The aiohttp transport bounds connecting and each read, not writing the body: a request
+# is also given up when its headers have not come back within the time its attempts may
+# take, counting the body sent at this rate at least and openai's longest retry backoff.
+MIN_UPLOAD_BYTES_PER_S = 4 * 1024 * 1024
+MAX_RETRY_BACKOFF_S = 8.0
 
 
 # How each openai/httpx failure is reported: the first matching row wins; anything else
@@ -72,9 +78,10 @@ _FAILURES: tuple[
 
 
 def _aiohttp_cause(error: BaseException) -> BaseException | None:
-    """The aiohttp failure behind an httpx/openai error, if the transport raised one."""
+    """The aiohttp failure that is (or is behind) an httpx/openai error, if the transport
+    raised one."""
     seen = 0
-    cause = error.__cause__ or error.__context__
+    cause: BaseException | None = error
     while cause is not None and seen < 8:
         if isinstance(cause, aiohttp.ClientError | TimeoutError):
             return cause
@@ -271,12 +278,18 @@ class OpenAIChatModel:
             )
         return options
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
-        """Stream one chat completion: text deltas, then a ModelTurnEnd."""
-        body = await self._body(request)
-        reader = _ChunkReader(self.name)
-        async with self._slots.slot(request.tenant):
-            try:
+    def _headers_within(self, body: bytes, timeout: float | None) -> float:
+        """Seconds the request may take until its response's headers, retries included."""
+        config = self.config
+        attempt = config.connect_timeout_s + config.read_timeout_s
+        attempt += len(body) / MIN_UPLOAD_BYTES_PER_S
+        budget = (config.max_retries + 1) * attempt + config.max_retries * MAX_RETRY_BACKOFF_S
+        return budget if timeout is None else min(budget, max(timeout, 0.001))
+
+    async def _post(self, request: ChatRequest, body: bytes) -> httpx2.Response:
+        """The streaming request, until its response's headers."""
+        try:
+            async with asyncio.timeout(self._headers_within(body, request.timeout)):
                 # The SDK's documented raw call: it still does the request, auth, retries
                 # with backoff and error mapping, and hands back the unread HTTP response;
                 # each SSE chunk is then parsed with json.loads instead of being validated
@@ -289,6 +302,22 @@ class OpenAIChatModel:
                     stream=True,
                     stream_cls=None,
                 )
+        except TimeoutError:
+            log.warning("model call to provider %s: no response in time", self.name)
+            raise errors.DeadlineExceededError(
+                f"provider '{self.name}' did not take the request in time",
+                reason=Reason.MODEL_TIMEOUT,
+                metadata={"provider": self.name},
+            ) from None
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
+        """Stream one chat completion: text deltas, then a ModelTurnEnd."""
+        body = await self._body(request)
+        reader = _ChunkReader(self.name)
+        async with self._slots.slot(request.tenant):
+            try:
+                response = await self._post(request, body)
                 try:
                     # Read to the end of the body (past [DONE]): a response left unread is
                     # closed instead of going back to the connection pool.
@@ -298,7 +327,9 @@ class OpenAIChatModel:
                             yield text
                 finally:
                     await response.aclose()
-            except (openai.APIError, httpx2.HTTPError) as error:
+            # A malformed response (status line, headers, chunk sizes) leaves the transport
+            # as aiohttp's own error, outside httpx's.
+            except (openai.APIError, httpx2.HTTPError, aiohttp.ClientError) as error:
                 log.warning("model call to provider %s failed: %s", self.name, type(error).__name__)
                 raise _translate(error, self.name) from error
             except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
