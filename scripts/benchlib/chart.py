@@ -97,7 +97,7 @@ def targets_panel(ax: Any, results: Results) -> None:
     if not ts:
         ax.set_axis_off()
         return
-    names = [t.name.replace(" vs ", "\nvs ") for t in ts]
+    names = [t.name for t in ts]
     scores = [min(score(t), SCORE_CAP) for t in ts]
     ax.barh(names, scores, color=[GREEN if t.status == "PASS" else RED for t in ts])
     ax.invert_yaxis()
@@ -118,7 +118,8 @@ def chart(results: Results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    # The targets panel is given the height its one-line labels need.
+    fig, axes = plt.subplots(2, 2, figsize=(15, 12), gridspec_kw={"height_ratios": [1, 1.6]})
     bars(
         axes[0][0],
         results,

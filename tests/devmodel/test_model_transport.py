@@ -27,8 +27,10 @@ def _model(url: str, **timeouts: float) -> OpenAIChatModel:
     return OpenAIChatModel(config)
 
 
-async def _collect(model: OpenAIChatModel, text: str = "hello there") -> list[str | ModelTurnEnd]:
-    request = ChatRequest(ModelSpec(), [{"role": "user", "content": text}])
+async def _collect(
+    model: OpenAIChatModel, text: str = "hello there", timeout: float | None = None
+) -> list[str | ModelTurnEnd]:
+    request = ChatRequest(ModelSpec(), [{"role": "user", "content": text}], timeout=timeout)
     try:
         return [item async for item in model.stream(request)]
     finally:
@@ -146,6 +148,37 @@ async def test_a_provider_that_stops_reading_the_body_times_out() -> None:
         finally:
             held.set()
     assert caught.value.reason is Reason.MODEL_TIMEOUT
+
+
+@pytest.mark.parametrize("stall", ["before the headers", "after a delta"])
+async def test_a_call_that_runs_out_of_the_callers_time_reports_the_callers_deadline(
+    stall: str,
+) -> None:
+    """With the caller's remaining time as the call's timeout, running out of it is the
+    caller's deadline (the turn is then CANCELLED/DEADLINE_EXCEEDED, not FAILED), told
+    by which limit fired rather than by the clock, which a busy loop's timers outrun."""
+    held = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if stall == "after a delta":
+            writer.write(_HEAD + b"%x\r\n%s\r\n" % (len(_CHUNK), _CHUNK))
+        await held.wait()
+        writer.close()
+
+    async with _raw_server(silent) as port:
+        try:
+            with pytest.raises(errors.DeadlineExceededError) as caught:
+                await _collect(_model(f"http://127.0.0.1:{port}/v1"), timeout=0.3)
+        finally:
+            held.set()
+    assert caught.value.reason is Reason.DEADLINE_EXCEEDED
+
+
+async def test_a_refused_connection_within_the_callers_time_is_still_unavailable() -> None:
+    with pytest.raises(errors.UnavailableError) as caught:
+        await _collect(_model(f"http://127.0.0.1:{_closed_port()}/v1"), timeout=5.0)
+    assert caught.value.reason is Reason.MODEL_UNAVAILABLE
 
 
 async def test_stream_cut_midway_is_unavailable(

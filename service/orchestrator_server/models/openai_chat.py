@@ -106,6 +106,13 @@ def _translate(error: BaseException, provider: str) -> errors.OrchestratorError:
     return _unavailable(provider, "is unavailable or broke the stream", meta)
 
 
+def _callers_deadline() -> errors.DeadlineExceededError:
+    """The caller's deadline passed (the model call had the time the caller had left)."""
+    return errors.DeadlineExceededError(
+        "the caller's deadline passed", reason=Reason.DEADLINE_EXCEEDED
+    )
+
+
 def _unavailable(
     provider: str, what: str, meta: dict[str, str] | None = None
 ) -> errors.UnavailableError:
@@ -278,18 +285,33 @@ class OpenAIChatModel:
             )
         return options
 
-    def _headers_within(self, body: bytes, timeout: float | None) -> float:
+    def _headers_within(self, body: bytes) -> float:
         """Seconds the request may take until its response's headers, retries included."""
         config = self.config
         attempt = config.connect_timeout_s + config.read_timeout_s
         attempt += len(body) / MIN_UPLOAD_BYTES_PER_S
-        budget = (config.max_retries + 1) * attempt + config.max_retries * MAX_RETRY_BACKOFF_S
-        return budget if timeout is None else min(budget, max(timeout, 0.001))
+        return (config.max_retries + 1) * attempt + config.max_retries * MAX_RETRY_BACKOFF_S
+
+    def _timed_out(self, error: BaseException, timeout: float | None) -> errors.OrchestratorError:
+        """The error for a transport timeout: the caller's deadline when the time that ran
+        out was the caller's (the request's read and pool timeouts are the time the caller
+        had left, and its connect timeout when that is shorter than the provider's), else
+        MODEL_TIMEOUT. Told here, not by the clock: a timer may fire early by a busy
+        turn of the event loop, before the deadline has passed on the wall clock."""
+        cause = _aiohttp_cause(error)
+        if timeout is None or (cause is not None and not isinstance(cause, TimeoutError)):
+            return _translate(error, self.name)  # not a timeout at all (see _translate)
+        connecting = isinstance(cause, aiohttp.ConnectionTimeoutError)
+        if connecting and timeout >= self.config.connect_timeout_s:
+            return _translate(error, self.name)
+        return _callers_deadline()
 
     async def _post(self, request: ChatRequest, body: bytes) -> httpx2.Response:
         """The streaming request, until its response's headers."""
+        budget = self._headers_within(body)
+        callers = request.timeout is not None and request.timeout < budget
         try:
-            async with asyncio.timeout(self._headers_within(body, request.timeout)):
+            async with asyncio.timeout(max(request.timeout or 0, 0.001) if callers else budget):
                 # The SDK's documented raw call: it still does the request, auth, retries
                 # with backoff and error mapping, and hands back the unread HTTP response;
                 # each SSE chunk is then parsed with json.loads instead of being validated
@@ -304,6 +326,8 @@ class OpenAIChatModel:
                 )
         except TimeoutError:
             log.warning("model call to provider %s: no response in time", self.name)
+            if callers:
+                raise _callers_deadline() from None
             raise errors.DeadlineExceededError(
                 f"provider '{self.name}' did not take the request in time",
                 reason=Reason.MODEL_TIMEOUT,
@@ -327,6 +351,9 @@ class OpenAIChatModel:
                             yield text
                 finally:
                     await response.aclose()
+            except (openai.APITimeoutError, httpx2.TimeoutException) as error:
+                log.warning("model call to provider %s: %s", self.name, type(error).__name__)
+                raise self._timed_out(error, request.timeout) from error
             # A malformed response (status line, headers, chunk sizes) leaves the transport
             # as aiohttp's own error, outside httpx's.
             except (openai.APIError, httpx2.HTTPError, aiohttp.ClientError) as error:
