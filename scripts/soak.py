@@ -4,9 +4,10 @@ Phase 1 keeps `--streams` Run streams busy for `--seconds` (each runs turn after
 phase 2 starts `--cancels` turns (at most `--streams` at once) and cancels each at a
 random point: before it starts, after its first event, after a few deltas (a `cancel`
 message or the client leaving), or by a short deadline. Then every run must have ended
-(none left QUEUED or RUNNING), no call may have failed with anything but the
-cancellation it asked for, and the server's RSS may have grown by less than 10 % from
-the end of phase 1's warm-up to the end. Exits non-zero otherwise.
+(none left QUEUED or RUNNING) and none FAILED (the model server never fails: a cancel
+or a deadline recorded as a failure is a misreported outcome), no call may have failed
+with anything but the cancellation it asked for, and the server's RSS may have grown by
+less than 10 % from the end of phase 1's warm-up to the end. Exits non-zero otherwise.
 
     .venv/bin/python scripts/soak.py [--seconds 60] [--streams 200] [--cancels 5000]
 """
@@ -224,11 +225,13 @@ def report(
     print(f"runs by status: {dict(sorted(statuses.items()))}")
     print(f"errors: {sum(errors.values())} {dict(errors.most_common(5))}")
     print(f"runs left unfinished: {unfinished}")
+    print(f"runs FAILED: {statuses['RUN_STATUS_FAILED']}")
     print(
         f"server RSS: {rss_start:.1f} MB after warm-up, {rss_end:.1f} MB at the end "
         f"({growth:+.1%}, limit +{MAX_RSS_GROWTH:.0%})"
     )
-    failed = bool(errors) or unfinished > 0 or growth >= MAX_RSS_GROWTH
+    misreported = statuses["RUN_STATUS_FAILED"]
+    failed = bool(errors) or unfinished > 0 or misreported > 0 or growth >= MAX_RSS_GROWTH
     print("SOAK FAILED" if failed else "SOAK PASSED")
     return 1 if failed else 0
 
