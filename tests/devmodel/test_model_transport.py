@@ -44,6 +44,26 @@ async def _raw_server(handle: object) -> AsyncIterator[int]:
         yield server.sockets[0].getsockname()[1]
 
 
+@asynccontextmanager
+async def _holding_server(first: bytes = b"") -> AsyncIterator[int]:
+    """A provider that reads a request's head (never its body), sends `first`, then
+    holds the connection without a word until the test is over."""
+    over = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if first:
+            writer.write(first)
+        await over.wait()
+        writer.close()
+
+    async with _raw_server(hold) as port:
+        try:
+            yield port
+        finally:
+            over.set()
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,37 +91,17 @@ async def test_refused_connection_is_unavailable_not_a_timeout() -> None:
     assert caught.value.reason is Reason.MODEL_UNAVAILABLE
 
 
-async def test_connection_dropped_before_the_answer_is_unavailable() -> None:
-    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.close()
-
-    async with _raw_server(drop) as port:
-        with pytest.raises(errors.UnavailableError) as caught:
-            await _collect(_model(f"http://127.0.0.1:{port}/v1"))
-        assert caught.value.reason is Reason.MODEL_UNAVAILABLE
-
-
 async def test_silent_provider_is_a_timeout() -> None:
-    held = asyncio.Event()
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        await held.wait()  # never answers; the client's read timeout ends the call
-        writer.close()
-
-    async with _raw_server(hold) as port:
-        try:
-            with pytest.raises(errors.DeadlineExceededError) as caught:
-                await _collect(_model(f"http://127.0.0.1:{port}/v1", read_timeout_s=0.3))
-        finally:
-            held.set()
-        assert caught.value.reason is Reason.MODEL_TIMEOUT
+    async with _holding_server() as port:
+        with pytest.raises(errors.DeadlineExceededError) as caught:
+            await _collect(_model(f"http://127.0.0.1:{port}/v1", read_timeout_s=0.3))
+    assert caught.value.reason is Reason.MODEL_TIMEOUT
 
 
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 _CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 MALFORMED = {
+    "closed before the answer": b"",
     "bad status line": b"HELLO\r\n\r\n",
     "bad chunk size after a delta": _HEAD + b"%x\r\n%s\r\nzz\r\n" % (len(_CHUNK), _CHUNK),
     "header line too long": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
@@ -109,7 +109,7 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
-async def test_a_malformed_response_is_unavailable(case: str) -> None:
+async def test_a_lost_or_malformed_response_is_unavailable(case: str) -> None:
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         lengths = [
@@ -118,9 +118,10 @@ async def test_a_malformed_response_is_unavailable(case: str) -> None:
             if line.lower().startswith(b"content-length:")
         ]
         await reader.readexactly(lengths[0] if lengths else 0)
-        writer.write(MALFORMED[case])
-        await writer.drain()
-        await reader.read()  # until the client closes
+        if MALFORMED[case]:
+            writer.write(MALFORMED[case])
+            await writer.drain()
+            await reader.read()  # until the client closes
         writer.close()
 
     async with _raw_server(reply) as port:
@@ -132,21 +133,11 @@ async def test_a_malformed_response_is_unavailable(case: str) -> None:
 async def test_a_provider_that_stops_reading_the_body_times_out() -> None:
     """The transport bounds reads, not writes: a request whose body the provider stops
     reading (hung, partitioned) is given up all the same."""
-    held = asyncio.Event()
-
-    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        await held.wait()
-        writer.close()
-
-    async with _raw_server(never_read) as port:
+    async with _holding_server() as port:
         model = _model(f"http://127.0.0.1:{port}/v1", connect_timeout_s=0.2, read_timeout_s=0.3)
-        try:
-            with pytest.raises(errors.DeadlineExceededError) as caught:
-                # Past what the sockets' buffers take: the write blocks.
-                await asyncio.wait_for(_collect(model, "y" * 8_000_000), 20)
-        finally:
-            held.set()
+        with pytest.raises(errors.DeadlineExceededError) as caught:
+            # Past what the sockets' buffers take: the write blocks.
+            await asyncio.wait_for(_collect(model, "y" * 8_000_000), 20)
     assert caught.value.reason is Reason.MODEL_TIMEOUT
 
 
@@ -157,21 +148,10 @@ async def test_a_call_that_runs_out_of_the_callers_time_reports_the_callers_dead
     """With the caller's remaining time as the call's timeout, running out of it is the
     caller's deadline (the turn is then CANCELLED/DEADLINE_EXCEEDED, not FAILED), told
     by which limit fired rather than by the clock, which a busy loop's timers outrun."""
-    held = asyncio.Event()
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        if stall == "after a delta":
-            writer.write(_HEAD + b"%x\r\n%s\r\n" % (len(_CHUNK), _CHUNK))
-        await held.wait()
-        writer.close()
-
-    async with _raw_server(silent) as port:
-        try:
-            with pytest.raises(errors.DeadlineExceededError) as caught:
-                await _collect(_model(f"http://127.0.0.1:{port}/v1"), timeout=0.3)
-        finally:
-            held.set()
+    first = _HEAD + b"%x\r\n%s\r\n" % (len(_CHUNK), _CHUNK) if stall == "after a delta" else b""
+    async with _holding_server(first) as port:
+        with pytest.raises(errors.DeadlineExceededError) as caught:
+            await _collect(_model(f"http://127.0.0.1:{port}/v1"), timeout=0.3)
     assert caught.value.reason is Reason.DEADLINE_EXCEEDED
 
 
