@@ -5,7 +5,9 @@ connection as a connect timeout; a refused or dropped connection is not a timeou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -141,6 +143,47 @@ async def test_a_provider_that_stops_reading_the_body_times_out() -> None:
     assert caught.value.reason is Reason.MODEL_TIMEOUT
 
 
+async def test_a_retry_after_wait_is_not_cut_short_by_the_time_to_the_headers() -> None:
+    """openai waits as long as a provider's Retry-After says (up to two minutes) before
+    its retry: that wait counts in the time a request may take to its headers, and the
+    answer stays the provider's (here: still rate limited), not a timeout."""
+    answers: list[float] = []
+    body = b'{"error": {"message": "slow down"}}'
+    limited = b"HTTP/1.1 429 Too Many Requests\r\nretry-after-ms: 8600\r\n"
+    limited += b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+    async def rate_limit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                size = [
+                    int(h.split(b":")[1])
+                    for h in head.split(b"\r\n")
+                    if h.lower().startswith(b"content-length:")
+                ]
+                await reader.readexactly(size[0] if size else 0)
+                answers.append(time.monotonic())
+                writer.write(limited)
+                await writer.drain()
+        writer.close()
+
+    async with _raw_server(rate_limit) as port:
+        # Without the wait counted: (1 + 1) x (0.1 + 0.1) s + 8 s of backoff < 8.6 s.
+        config = {"connect_timeout_s": 0.1, "read_timeout_s": 0.1}
+        model = OpenAIChatModel(
+            ProviderConfig(
+                name="p", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, **config
+            )
+        )
+        with pytest.raises(errors.ResourceExhaustedError) as caught:
+            await _collect(model)
+    assert caught.value.reason is Reason.MODEL_RATE_LIMITED
+    assert len(answers) == 2 and answers[1] - answers[0] >= 8.5
+
+
 @pytest.mark.parametrize("stall", ["before the headers", "after a delta"])
 async def test_a_call_that_runs_out_of_the_callers_time_reports_the_callers_deadline(
     stall: str,
@@ -153,6 +196,18 @@ async def test_a_call_that_runs_out_of_the_callers_time_reports_the_callers_dead
         with pytest.raises(errors.DeadlineExceededError) as caught:
             await _collect(_model(f"http://127.0.0.1:{port}/v1"), timeout=0.3)
     assert caught.value.reason is Reason.DEADLINE_EXCEEDED
+
+
+async def test_the_providers_read_timeout_within_a_longer_caller_deadline_is_its_own() -> None:
+    """The caller's time left caps the provider's read timeout, not replaces it: a
+    provider silent for longer than its read timeout is MODEL_TIMEOUT then, though the
+    caller would have waited longer."""
+    async with _holding_server(_HEAD + b"%x\r\n%s\r\n" % (len(_CHUNK), _CHUNK)) as port:
+        started = time.monotonic()
+        with pytest.raises(errors.DeadlineExceededError) as caught:
+            await _collect(_model(f"http://127.0.0.1:{port}/v1", read_timeout_s=0.3), timeout=30)
+    assert caught.value.reason is Reason.MODEL_TIMEOUT
+    assert time.monotonic() - started < 10
 
 
 async def test_a_refused_connection_within_the_callers_time_is_still_unavailable() -> None:

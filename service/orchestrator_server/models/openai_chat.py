@@ -34,9 +34,10 @@ MAX_TOOL_CALL_CHARS = 1_000_000
 MAX_STREAMED_TOOL_CALLS = 1000
 # The aiohttp transport bounds connecting and each read, not writing the body: a request
 # is also given up when its headers have not come back within the time its attempts may
-# take, counting the body sent at this rate at least and openai's longest retry backoff.
+# take, counting the body sent at this rate at least and the longest wait before a retry
+# (openai honours a provider's Retry-After up to two minutes: its MAX_RETRY_AFTER_DELAY).
 MIN_UPLOAD_BYTES_PER_S = 4 * 1024 * 1024
-MAX_RETRY_BACKOFF_S = 8.0
+MAX_RETRY_WAIT_S = 120.0
 
 
 # How each openai/httpx failure is reported: the first matching row wins; anything else
@@ -279,9 +280,12 @@ class OpenAIChatModel:
             headers["traceparent"] = request.traceparent
         options: dict[str, Any] = {"headers": headers}
         timeout = request.timeout
-        if timeout is not None:
+        if timeout is not None:  # the caller's time left caps the provider's limits
+            timeout = max(timeout, 0.001)
             options["timeout"] = httpx2.Timeout(
-                max(timeout, 0.001), connect=min(self.config.connect_timeout_s, timeout)
+                min(self.config.read_timeout_s, timeout),
+                connect=min(self.config.connect_timeout_s, timeout),
+                pool=timeout,
             )
         return options
 
@@ -290,21 +294,20 @@ class OpenAIChatModel:
         config = self.config
         attempt = config.connect_timeout_s + config.read_timeout_s
         attempt += len(body) / MIN_UPLOAD_BYTES_PER_S
-        return (config.max_retries + 1) * attempt + config.max_retries * MAX_RETRY_BACKOFF_S
+        return (config.max_retries + 1) * attempt + config.max_retries * MAX_RETRY_WAIT_S
 
     def _timed_out(self, error: BaseException, timeout: float | None) -> errors.OrchestratorError:
-        """The error for a transport timeout: the caller's deadline when the time that ran
-        out was the caller's (the request's read and pool timeouts are the time the caller
-        had left, and its connect timeout when that is shorter than the provider's), else
-        MODEL_TIMEOUT. Told here, not by the clock: a timer may fire early by a busy
-        turn of the event loop, before the deadline has passed on the wall clock."""
+        """The error for a transport timeout: the caller's deadline when the limit that
+        ran out was the caller's time left (which caps the provider's connect and read
+        timeouts, see _options), else MODEL_TIMEOUT. Told here, not by the clock: a timer
+        may fire early by a busy turn of the event loop, before the deadline has passed
+        on the wall clock."""
         cause = _aiohttp_cause(error)
         if timeout is None or (cause is not None and not isinstance(cause, TimeoutError)):
             return _translate(error, self.name)  # not a timeout at all (see _translate)
         connecting = isinstance(cause, aiohttp.ConnectionTimeoutError)
-        if connecting and timeout >= self.config.connect_timeout_s:
-            return _translate(error, self.name)
-        return _callers_deadline()
+        limit = self.config.connect_timeout_s if connecting else self.config.read_timeout_s
+        return _callers_deadline() if timeout < limit else _translate(error, self.name)
 
     async def _post(self, request: ChatRequest, body: bytes) -> httpx2.Response:
         """The streaming request, until its response's headers."""
