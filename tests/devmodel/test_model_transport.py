@@ -66,6 +66,17 @@ async def _holding_server(first: bytes = b"") -> AsyncIterator[int]:
             over.set()
 
 
+async def _read_request(reader: asyncio.StreamReader) -> None:
+    """Read one HTTP request, its head and its body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lengths = [
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    ]
+    await reader.readexactly(lengths[0] if lengths else 0)
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -113,13 +124,7 @@ MALFORMED = {
 @pytest.mark.parametrize("case", list(MALFORMED))
 async def test_a_lost_or_malformed_response_is_unavailable(case: str) -> None:
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lengths = [
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        ]
-        await reader.readexactly(lengths[0] if lengths else 0)
+        await _read_request(reader)
         if MALFORMED[case]:
             writer.write(MALFORMED[case])
             await writer.drain()
@@ -158,13 +163,7 @@ async def test_a_retry_after_wait_is_not_cut_short_by_the_time_to_the_headers() 
     async def rate_limit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                size = [
-                    int(h.split(b":")[1])
-                    for h in head.split(b"\r\n")
-                    if h.lower().startswith(b"content-length:")
-                ]
-                await reader.readexactly(size[0] if size else 0)
+                await _read_request(reader)
                 answers.append(time.monotonic())
                 writer.write(limited)
                 await writer.drain()
