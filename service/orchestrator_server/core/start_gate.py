@@ -38,8 +38,8 @@ class StartGate:
         user_message: Message | None,
         emit: Emit,
         *,
+        sequence: Sequencer,
         queue_if_busy: bool = False,
-        sequence: Sequencer | None = None,
     ) -> None:
         self._store = store
         self._sequence = sequence
@@ -69,7 +69,7 @@ class StartGate:
         if self._write is not None:
             return
         begin = self._begin_soon if self._store.may_begin_at_once(self._run) else self._begin
-        self._write = self._sequence(begin) if self._sequence else asyncio.ensure_future(begin())
+        self._write = self._sequence(begin)
         self._write.add_done_callback(self._on_written)
 
     def _begin(self) -> Coroutine[Any, Any, Run]:
@@ -105,11 +105,6 @@ class StartGate:
         just before the first delta, which would wait for RunStarted's send."""
         if self._write is not None and self._write.done():
             self._on_written(self._write)
-
-    @property
-    def written(self) -> bool:
-        """Whether the write has ended (stored, or failed: wait() raises why)."""
-        return self._write is not None and self._write.done()
 
     def take_interruption(self) -> bool:
         """In the watched task, handling a CancelledError: whether it was this gate's

@@ -312,9 +312,9 @@ class OpenAIChatModel:
     async def _post(self, request: ChatRequest, body: bytes) -> httpx2.Response:
         """The streaming request, until its response's headers."""
         budget = self._headers_within(body)
-        callers = request.timeout is not None and request.timeout < budget
+        limit = budget if request.timeout is None else min(budget, max(request.timeout, 0.001))
         try:
-            async with asyncio.timeout(max(request.timeout or 0, 0.001) if callers else budget):
+            async with asyncio.timeout(limit):
                 # The SDK's documented raw call: it still does the request, auth, retries
                 # with backoff and error mapping, and hands back the unread HTTP response;
                 # each SSE chunk is then parsed with json.loads instead of being validated
@@ -329,7 +329,7 @@ class OpenAIChatModel:
                 )
         except TimeoutError:
             log.warning("model call to provider %s: no response in time", self.name)
-            if callers:
+            if limit < budget:  # the caller's time left was the limit
                 raise _callers_deadline() from None
             raise errors.DeadlineExceededError(
                 f"provider '{self.name}' did not take the request in time",
