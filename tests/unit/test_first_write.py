@@ -5,7 +5,7 @@ refused then still ends the turn with the refusal and closes the model request."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from orchestrator_server.core import events as ev
 from orchestrator_server.core.access import AccessRole, Caller, acting_as
 from orchestrator_server.core.errors import NotFoundError, Reason
 from orchestrator_server.core.model_port import ChatRequest, ModelTurnEnd
+from orchestrator_server.core.start_gate import StartGate
 from orchestrator_server.core.store_port import SessionOwnerError
 from orchestrator_server.core.types import Message, Run, RunQuery, RunStatus, TurnRequest
 from orchestrator_server.store.memory import InMemoryStore
@@ -198,3 +199,29 @@ async def test_a_turn_cut_off_as_its_request_goes_out_ends_once_and_frees_the_se
             assert isinstance(result[0].body, ev.RunStarted)
     finally:
         await store.close()
+
+
+async def test_a_write_made_on_the_loop_announces_the_run_before_the_loop_turns() -> None:
+    """RunStarted is emitted as the write returns, not from the write's done-callback a
+    turn of the loop later (after the model's response, by then arrived, is handled):
+    the caller has it well before the first delta."""
+    emitted: list[object] = []
+    at_next_turn: list[list[object]] = []
+    run = Run("run_1", "alpha", "default", RunStatus.RUNNING, "hi", 0.0)
+
+    class Store(InMemoryStore):
+        def may_begin_at_once(self, run: Run) -> bool:
+            return True
+
+        def begin_run_at_once(self, tenant: str, run: Run, message: Message | None) -> Run:
+            asyncio.get_running_loop().call_soon(lambda: at_next_turn.append(list(emitted)))
+            return _at_once(self.begin_run(tenant, run, message))
+
+    def sequence(begin: Callable[[], Awaitable[Run]]) -> asyncio.Future[Run]:
+        return asyncio.ensure_future(begin())
+
+    gate = StartGate(Store(), "t", run, None, emitted.append, sequence=sequence)
+    gate.submit()
+    await gate.wait()
+    assert at_next_turn == [[ev.RunStarted("default", RunStatus.RUNNING)]]
+    assert emitted == [ev.RunStarted("default", RunStatus.RUNNING)]  # once

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 from fakes import Core, Reply, gated_core
 
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
+from orchestrator_server.core.model_port import ChatRequest, ModelTurnEnd
 from orchestrator_server.core.run_stream import (
     CancelTurn,
     RunStream,
@@ -175,3 +176,37 @@ async def test_open_streams_are_capped_per_tenant() -> None:
     third.send(TurnRequest("alpha", "now"))
     third.close()
     assert isinstance((await third.rest())[-1].body, ev.RunCompleted)
+
+
+async def test_the_first_turn_sends_its_model_request_before_the_stream_reads_on(
+    core: Core,
+) -> None:
+    """The reader of further commands starts after the first turn's first step, which
+    sends the model request: a read ahead of it would delay the request."""
+    log: list[str] = []
+    scripted = core.model.stream
+
+    async def stream(request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
+        log.append("model request")
+        async for item in scripted(request):
+            yield item
+
+    core.model.stream = stream  # type: ignore[method-assign]
+    core.model.script(Reply("hello"))
+    commands: asyncio.Queue[StreamCommand | None] = asyncio.Queue()
+    commands.put_nowait(TurnRequest("alpha", "hi"))
+
+    async def feed() -> AsyncIterator[StreamCommand]:
+        while True:
+            log.append("read")
+            command = await commands.get()
+            if command is None:
+                return
+            yield command
+
+    events = RunStream(core.engine, "t").run(feed())
+    completed = await anext(e async for e in events if isinstance(e.body, ev.RunCompleted))
+    assert completed.body.output == "hello"
+    assert log[:3] == ["read", "model request", "read"]
+    commands.put_nowait(None)
+    assert [e async for e in events] == []

@@ -82,6 +82,10 @@ def remaining(deadline: float | None) -> float | None:
     return left
 
 
+async def _next_loop_turn() -> None:
+    await asyncio.sleep(0)
+
+
 class ModelLoop:
     """One turn's model calls and tool calls. `parts` holds the text of the current
     model call and `usage` the tokens so far, so a cancelled turn can record them."""
@@ -97,8 +101,11 @@ class ModelLoop:
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         tokens: TokenWindow | None = None,
         tracer: Tracer | None = None,
+        handed_over: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._model = model
+        # Waits until the caller has taken what was emitted (TaskStream.handed_over).
+        self._handed_over = handed_over or _next_loop_turn
         self._tracer = tracer or NoTracer()
         self._tokens = tokens or TokenWindow()
         self._agent = agent
@@ -193,9 +200,9 @@ class ModelLoop:
                 self._take(item)
                 if not self.first_delta:
                     self.first_delta = time.monotonic()
-                    # Let the caller send the first delta now rather than after the rest
-                    # of what the model sent in the same packet is parsed.
-                    await asyncio.sleep(0)
+                    # The caller sends the first delta before the rest of what the
+                    # model sent in the same packet is parsed (see handed_over).
+                    await self._handed_over()
         assert end is not None, "a model stream ends with a ModelTurnEnd"
         return end
 

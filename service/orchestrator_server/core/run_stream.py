@@ -148,7 +148,13 @@ class RunStream:
         if not isinstance(first, TurnRequest):
             raise protocol_violation("the first message must be a start")
         self._inbox.append(first)
-        reader = asyncio.create_task(self._read(commands), name="run stream reader")
+        readers: list[asyncio.Task[None]] = []
+        # The reader's task is made a turn of the loop later: its first step then comes
+        # after the first turn's, which sends the model request (a reader started now
+        # would go first and delay the request by its read).
+        start_reader = asyncio.get_running_loop().call_soon(
+            lambda: readers.append(asyncio.create_task(self._read(commands), name="run reader"))
+        )
         try:
             while (request := await self._next_start()) is not None:
                 async with aclosing(self._turn(request)) as items:
@@ -157,8 +163,10 @@ class RunStream:
                 if self._error is not None:
                     raise self._error
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            start_reader.cancel()
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
 
     async def _turn(self, request: TurnRequest) -> AsyncGenerator[ev.RunEvent, None]:
         self._starting = True

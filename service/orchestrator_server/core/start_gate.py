@@ -84,15 +84,27 @@ class StartGate:
         request's first step)."""
         await asyncio.sleep(0)
         stored = self._store.begin_run_at_once(self._tenant, self._run, self.user_message)
-        return stored if stored is not None else await self._begin()
+        if stored is None:
+            return await self._begin()
+        # Announced now rather than from the write's done-callback, which runs a turn of
+        # the loop later, after the model's response (already arrived) is handled: the
+        # caller then gets RunStarted well before the first delta instead of just ahead
+        # of it.
+        self._open(stored)
+        return stored
+
+    def _open(self, stored: Run) -> None:
+        """The run is stored: announce it (once)."""
+        if self.opened:
+            return
+        self.opened = True
+        if stored.status is RunStatus.QUEUED and self._run.status is RunStatus.RUNNING:
+            self.queued_by_store = True
+        self._emit(ev.RunStarted(stored.session_id, stored.status))
 
     def _on_written(self, write: asyncio.Future[Run]) -> None:
-        if not self.opened and not write.cancelled() and write.exception() is None:
-            self.opened = True
-            stored = write.result()
-            if stored.status is RunStatus.QUEUED and self._run.status is RunStatus.RUNNING:
-                self.queued_by_store = True
-            self._emit(ev.RunStarted(stored.session_id, stored.status))
+        if not write.cancelled() and write.exception() is None:
+            self._open(write.result())
         refused = write.cancelled() or write.exception() is not None or self.queued_by_store
         watched, self._watched = self._watched, None
         if refused and watched is not None and not watched.done():

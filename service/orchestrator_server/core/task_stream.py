@@ -50,11 +50,20 @@ class EventChannel(Generic[T]):
             await self._ready.wait()
         return self.take_now()
 
+    def empty(self) -> bool:
+        """Whether nothing is pending."""
+        return not self._items
+
     def take_now(self) -> list[T | _End | _Failure]:
         """Return and remove every pending item, without waiting."""
         items = list(self._items)
         self._items.clear()
         return items
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _keep_all(items: list[T | _End | _Failure]) -> list[T | _End | _Failure]:
@@ -86,6 +95,9 @@ class TaskStream(Generic[T]):
         self._merge = merge
         self._started = False
         self._cancel_when_started = False
+        # Resolved when the consumer comes back for more with nothing left (see
+        # handed_over).
+        self._caught_up: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] = asyncio.create_task(self._main(work), name=name)
 
     def cancel(self) -> None:
@@ -96,6 +108,25 @@ class TaskStream(Generic[T]):
             self.task.cancel()
         else:
             self._cancel_when_started = True
+
+    async def handed_over(self, limit: float) -> None:
+        """Wait (at most `limit` seconds) until the consumer has taken every item emitted
+        so far and come back for the next one: a consumer that sends each item before it
+        asks for the next (a gRPC stream) has then sent them.
+
+        For the work to call after its first delta: the rest of a burst the model sent
+        in the same packet is parsed afterwards, so the delta's send does not wait for
+        that (nor for the completion of an earlier send, which the event loop reports
+        only when the work yields). The limit keeps a consumer that stopped reading from
+        holding the work."""
+        loop = asyncio.get_running_loop()
+        caught_up = self._caught_up = loop.create_future()
+        timer = loop.call_later(limit, _resolve, caught_up)
+        try:
+            await caught_up
+        finally:
+            timer.cancel()
+            self._caught_up = None
 
     async def _main(self, work: Callable[[Emit[T]], Awaitable[None]]) -> None:
         put = self._channel.put
@@ -123,6 +154,8 @@ class TaskStream(Generic[T]):
         try:
             while True:
                 if not backlog:
+                    if self._caught_up is not None and self._channel.empty():
+                        _resolve(self._caught_up)
                     backlog.extend(self._merge(await self._channel.take_all()))
                 item = backlog.popleft()
                 if isinstance(item, _End):

@@ -35,6 +35,10 @@ from .token_window import TokenWindow
 from .types import Agent, Message, Role, RunStatus
 
 log = logging.getLogger(__name__)
+# How long a turn waits, after its first delta, for the caller to send it before it
+# parses the rest of the model's answer: far above a send's ~0.1 ms, far below anything
+# a caller would notice from a consumer that stopped reading.
+HAND_OVER_LIMIT_S = 0.02
 
 # Builds the agent-as-tool callback of a turn from its agent, run and event sink.
 AgentCaller = Callable[[Agent, ActiveRun, TurnContext, Emit[object]], AskAgent]
@@ -138,6 +142,12 @@ class Turn:
             RunStatus.FAILED, *failure_of(error, f"run {self._active.run.run_id}")
         )
 
+    async def _handed_over(self) -> None:
+        """Until the caller has sent what the turn emitted (bounded: see TaskStream)."""
+        stream = self._active.stream
+        if stream is not None:
+            await stream.handed_over(HAND_OVER_LIMIT_S)
+
     def _caller_deadline_passed(self, error: Exception) -> bool:
         if not isinstance(error, DeadlineExceededError):
             return False
@@ -191,6 +201,7 @@ class Turn:
             services.max_output_chars,
             services.tokens,
             services.tracer,
+            self._handed_over,
         )
         if previous is not None:  # a request dropped unread (queued behind a peer) was sent
             loop.usage = previous.usage
