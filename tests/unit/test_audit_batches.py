@@ -22,11 +22,13 @@ class FakeAuditStore:
     def __init__(self) -> None:
         self.batches: list[list[AuditEvent]] = []
         self.down = False
+        self.appended = asyncio.Event()
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         if self.down:
             raise UnavailableError("the store is down")
         self.batches.append(list(events))
+        self.appended.set()
 
     async def list_audit(self, tenant: str, query: AuditQuery) -> list[AuditEvent]:
         stored = [e for batch in self.batches for e in batch if e.tenant == tenant]
@@ -99,3 +101,21 @@ async def test_a_listing_while_the_store_is_down_answers_after_its_bounded_wait(
         assert [e.resource for e in (await trail.list("t")).items] == ["runs/1"]
     finally:
         await trail.close()
+
+
+async def test_a_full_batch_goes_out_without_waiting_for_the_window() -> None:
+    store = FakeAuditStore()
+    trail = await _trail(store)
+    try:
+        for number in range(audit.BATCH):
+            await trail.record(_event(number))
+        await asyncio.wait_for(_written(store, audit.BATCH), 30)  # not the hour's window
+        assert [len(batch) for batch in store.batches] == [audit.BATCH]
+    finally:
+        await trail.close()
+
+
+async def _written(store: FakeAuditStore, count: int) -> None:
+    while sum(len(batch) for batch in store.batches) < count:
+        store.appended.clear()
+        await store.appended.wait()

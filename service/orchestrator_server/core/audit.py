@@ -5,8 +5,10 @@ wants, written to the log as JSON lines.
 Records are written in batches by one task: a call does not wait for its record's
 transaction, only for room in a bounded buffer (so a flood of calls slows down rather
 than losing records or growing memory without bound). A batch is stored up to
-BATCH_WINDOW_S after its first record, or at once when someone lists the trail: a
-listing includes every record of the calls that ended before it.
+BATCH_WINDOW_S after its first record (at once when a batch is full, or when someone
+lists the trail: a listing includes every record of the calls that ended before it). As
+before, records still in the buffer when the process is killed are lost: those of the
+last BATCH_WINDOW_S at most, besides any waiting for a store that is down.
 """
 
 from __future__ import annotations
@@ -135,9 +137,10 @@ class AuditTrail:
     async def _write_batches(self) -> None:
         while True:
             batch = [await self._buffer.get()]
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(BATCH_WINDOW_S):
-                    await self._hurry.wait()
+            if self._buffer.qsize() < BATCH - 1:  # a full batch goes out at once
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(BATCH_WINDOW_S):
+                        await self._hurry.wait()
             self._hurry.clear()
             while len(batch) < BATCH and not self._buffer.empty():
                 batch.append(self._buffer.get_nowait())
