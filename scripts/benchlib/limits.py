@@ -8,6 +8,7 @@ server: the ceilings the orchestrated figures are divided by.
 from __future__ import annotations
 
 import contextlib
+import json
 
 import grpc
 from openai import AsyncOpenAI
@@ -26,6 +27,23 @@ def grpc_stream_op(channel: grpc.aio.Channel) -> Op:
     async def op(_: int) -> tuple[float, int]:
         delta = FirstDelta()
         async for _message in method(one(ECHO_REQUEST), timeout=OP_TIMEOUT):
+            delta.add(1)
+        return delta.result(TOKENS)
+
+    return op
+
+
+def grpc_proxy_op(channel: grpc.aio.Channel) -> Op:
+    """A bare gRPC stream passing on one streamed openai call (the floor of a Run)."""
+    method: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+        "/bench.Echo/Proxy"
+    )
+
+    request = json.dumps(MESSAGES).encode()  # the messages of the bare openai calls
+
+    async def op(_: int) -> tuple[float, int]:
+        delta = FirstDelta()
+        async for _message in method(one(request), timeout=OP_TIMEOUT):
             delta.add(1)
         return delta.result(TOKENS)
 
@@ -64,10 +82,13 @@ def openai_op(client: AsyncOpenAI) -> Op:
     return op
 
 
-async def echo_cases(stack: contextlib.AsyncExitStack, selected: set[str]) -> list[Case]:
+async def echo_cases(
+    stack: contextlib.AsyncExitStack, selected: set[str], model_url: str = ""
+) -> list[Case]:
     """The bare gRPC cases. The unary echo is measured for the agents section too: it is
-    the baseline of the agent-management figures."""
-    echo, address = await start_echo(stack)
+    the baseline of the agent-management figures. With a model server, also the bare
+    proxy of a model stream (the floor of the first-delta figures)."""
+    echo, address = await start_echo(stack, model_url)
     channel = grpc.aio.insecure_channel(address)
     stack.push_async_callback(channel.close)
     procs = {"echo": echo}
@@ -78,6 +99,11 @@ async def echo_cases(stack: contextlib.AsyncExitStack, selected: set[str]) -> li
             ("limits.grpc_stream_c32", "bare grpc bidi stream (20 msgs), c=32", 32),
         ]
         cases += cases_of("limits", "streams/s", grpc_stream_op(channel), procs, stream_variants)
+    if "limits" in selected and model_url:
+        proxy_variants = [
+            ("limits.proxy_c1", "bare grpc proxy of an openai stream (20 tokens), c=1", 1)
+        ]
+        cases += cases_of("limits", "streams/s", grpc_proxy_op(channel), procs, proxy_variants)
     unary_variants = [("limits.grpc_unary_c16", "bare grpc unary echo, 16 in flight", 16)]
     cases += cases_of("limits", "QPS", grpc_unary_op(channel), procs, unary_variants)
     return cases

@@ -162,11 +162,13 @@ async def start_devmodel(
     return child, url
 
 
-async def start_echo(stack: contextlib.AsyncExitStack) -> tuple[Child, str]:
-    """The bare generic-handler grpc.aio server; returns it and its address."""
+async def start_echo(stack: contextlib.AsyncExitStack, model_url: str = "") -> tuple[Child, str]:
+    """The bare generic-handler grpc.aio server (with its Proxy to `model_url`, if given);
+    returns it and its address."""
+    proxy = ["--model-url", model_url] if model_url else []
     child, address = await spawn(
         "echo",
-        [PY, str(ECHO_SERVER), "--port", "0", "--messages", str(TOKENS)],
+        [PY, str(ECHO_SERVER), "--port", "0", "--messages", str(TOKENS), *proxy],
         ready_prefix="ECHO_LISTENING",
     )
     stack.push_async_callback(stop, child)

@@ -37,6 +37,7 @@ CASE_ORDER = [
     "limits.grpc_unary_c16",
     "limits.openai_c1",
     "limits.openai_c32",
+    "limits.proxy_c1",
     "runs.fresh_c1",
     "runs.fresh_c32",
     "runs.memory_c32",
@@ -123,7 +124,7 @@ async def selected_cases(
     if selected & {"limits", "runs", "peer"}:
         model, model_url = await start_devmodel(stack, "devmodel", 0)
     if selected & {"limits", "agents"}:
-        cases += await echo_cases(stack, selected)
+        cases += await echo_cases(stack, selected, model_url)
     if "limits" in selected:
         assert model is not None
         cases += openai_cases(stack, model, model_url)
