@@ -52,9 +52,15 @@ def check_exposure(settings: Settings) -> None:
 
 
 async def build_access(
-    settings: Settings, access_store: AccessStore, tokens: PageTokens, catalog: ProviderCatalog
+    settings: Settings,
+    access_store: AccessStore,
+    tokens: PageTokens,
+    catalog: ProviderCatalog,
+    *,
+    shared: bool = False,
 ) -> Access:
-    """API keys, audit trail (started), authenticator, gate and allowlists."""
+    """API keys, audit trail (started), authenticator, gate and allowlists; `shared`: the
+    store is shared with other replicas."""
     api_keys = ApiKeys(access_store, tokens, cache_seconds=settings.auth.api_key_cache_seconds)
     audit = AuditTrail(
         access_store,
@@ -62,6 +68,7 @@ async def build_access(
         retention_days=settings.audit_retention_days,
         to_log=settings.audit_log,
         outcome_of=outcome_of,
+        shared=shared,
     )
     audit.start()
     verifier = None

@@ -198,7 +198,8 @@ async def create_app(settings: Settings, tracing: Tracing | None = None) -> App:
     monitor = LoopLagMonitor(metrics.loop_lag.observe)
     monitor.start()
     tools, mcp, remote_agents = await start_tools(settings)
-    access = await build_access(settings, stores.access, tokens, catalog)
+    shared = stores.coordination.shared
+    access = await build_access(settings, stores.access, tokens, catalog, shared=shared)
     agents = AgentRegistry(store, tokens, unknown_tools=tools.unknown, policy=access.policies)
     journal = start_journal(settings, stores)
     runs = RunEngine(

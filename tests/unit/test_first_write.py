@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,95 @@ async def test_a_write_made_on_the_loop_announces_the_run_before_the_loop_turns(
     await gate.wait()
     assert at_next_turn == [[ev.RunStarted("default", RunStatus.RUNNING)]]
     assert emitted == [ev.RunStarted("default", RunStatus.RUNNING)]  # once
+
+
+class QueuingAtOnceStore(InMemoryStore):
+    """Makes the first write at once and, like a shared store whose session another
+    replica runs, stores a RUNNING run QUEUED (without its user message). `arrived` is
+    set as the write is made: the model's first token arrives in that same loop turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+        self.queue_next = False
+
+    def may_begin_at_once(self, run: Run) -> bool:
+        return True
+
+    def begin_run_at_once(self, tenant: str, run: Run, user_message: Message | None) -> Run | None:
+        if not self.queue_next:
+            return None
+        self.queue_next = False
+        queued = replace(run, status=RunStatus.QUEUED, start_time=None)
+        write = self.begin_run(tenant, queued, None)
+        try:
+            write.send(None)
+        except StopIteration as done:
+            self.arrived.set()  # the model's answer is read in this loop turn
+            return done.value  # type: ignore[no-any-return]
+        raise AssertionError("the write suspended")
+
+
+async def test_no_delta_of_a_request_dropped_because_the_store_queued_the_run() -> None:
+    store = QueuingAtOnceStore()
+    core = make_core(store)
+    await core.agent("alpha")
+    scripted = core.model.stream
+    calls = 0
+
+    async def stream(request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await store.arrived.wait()  # the answer lands as the write is made
+            yield "dropped"
+            yield ModelTurnEnd((), None, "stop")  # type: ignore[arg-type]
+            return
+        async for item in scripted(request):
+            yield item
+
+    core.model.stream = stream  # type: ignore[method-assign]
+    core.model.script(Reply("answer"))
+    store.queue_next = True
+    events = await asyncio.wait_for(
+        collect(core.engine.execute("t", TurnRequest("alpha", "hi"))), 10
+    )
+    deltas = [e.body.text for e in events if isinstance(e.body, ev.TextDelta)]
+    completed = events[-1].body
+    assert isinstance(completed, ev.RunCompleted), events
+    # The caller's deltas must add up to the recorded answer: the dropped request's text
+    # must never reach it.
+    assert "".join(deltas) == completed.output, (deltas, completed.output)
+
+
+@pytest.mark.parametrize("how", ["stop", "caller gone"])
+async def test_no_event_of_a_run_whose_write_was_refused(how: str) -> None:
+    log: list[str] = []
+    store, core = await _logged_core(log)
+    store.refuse = True
+    scripted = core.model.stream
+
+    async def stream(request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
+        if how == "stop":
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(core.engine.active.shutdown())
+            )
+        else:
+            events.cancel()
+        async for item in scripted(request):
+            yield item
+
+    core.model.stream = stream  # type: ignore[method-assign]
+    core.model.script(Reply("hello there", stall=True))
+    seen: list[object] = []
+
+    async def run() -> None:
+        async for e in core.engine.execute("t", TurnRequest("alpha", "hi")):
+            seen.append(e)
+
+    events = asyncio.ensure_future(run())
+    await asyncio.gather(events, return_exceptions=True)
+    await core.engine.active.idle()
+    bodies = [type(e.body).__name__ for e in seen]  # type: ignore[attr-defined]
+    # A run never stored is never shown (nor any event of it before RunStarted).
+    assert not bodies or bodies[0] == "RunStarted", bodies

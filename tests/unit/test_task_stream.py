@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from orchestrator_server.core.task_stream import Emit, TaskStream
 
@@ -72,3 +73,30 @@ async def test_a_cancelled_wait_leaves_the_stream_usable() -> None:
     waits[0].cancel()  # as a CancelRun would, before the consumer came
     seen = [item async for item in stream.events()]
     assert seen == ["a", "after cancel", "done"]
+
+
+async def test_an_ended_wait_does_not_clear_a_later_waiters_slot() -> None:
+    second_waited: list[float] = []
+    started = asyncio.Event()
+
+    async def work(emit: Emit[str]) -> None:
+        emit("a")
+        first = asyncio.ensure_future(stream.handed_over(30))
+        await asyncio.sleep(0)  # the first wait holds the slot
+        emit("b")
+
+        async def second() -> None:
+            t0 = time.monotonic()
+            await stream.handed_over(1.0)
+            second_waited.append(time.monotonic() - t0)
+
+        later = asyncio.ensure_future(second())
+        await asyncio.sleep(0)  # the second wait has replaced the slot
+        first.cancel()  # its finally sets the slot to None: the second's future is lost
+        started.set()
+        await asyncio.gather(first, later, return_exceptions=True)
+
+    stream: TaskStream[str] = TaskStream(work, name="work")
+    await started.wait()
+    assert [item async for item in stream.events()] == ["a", "b"]
+    assert second_waited[0] < 0.5, second_waited

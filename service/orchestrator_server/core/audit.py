@@ -6,9 +6,12 @@ Records are written in batches by one task: a call does not wait for its record'
 transaction, only for room in a bounded buffer (so a flood of calls slows down rather
 than losing records or growing memory without bound). A batch is stored up to
 BATCH_WINDOW_S after its first record (at once when a batch is full, or when someone
-lists the trail: a listing includes every record of the calls that ended before it). As
-before, records still in the buffer when the process is killed are lost: those of the
-last BATCH_WINDOW_S at most, besides any waiting for a store that is down.
+lists the trail here: a listing includes every record of this process's calls that
+ended before it). Other replicas of a shared store cannot be hurried: a listing waits
+OTHER_REPLICAS_WAIT_S, time for their batches of the calls that ended before it to be
+stored (a write slower than that shows in the next listing). As before, records still in
+the buffer when the process is killed are lost: those of the last BATCH_WINDOW_S at
+most, besides any waiting for a store that is down.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ BATCH = 500
 BATCH_WINDOW_S = 0.01
 # How long a listing waits for the records before it to be stored (the store may be down).
 LIST_WAITS_S = 2.0
+# With a store shared by replicas: how long a listing waits for theirs (see above).
+OTHER_REPLICAS_WAIT_S = 3 * BATCH_WINDOW_S
 PRUNE_INTERVAL = 3600.0
 
 
@@ -64,8 +69,10 @@ class AuditTrail:
         max_buffered: int = 10_000,
         clock: Callable[[], float] = time.time,
         outcome_of: Callable[[BaseException | None], tuple[str, str]] = _plain_outcome,
+        shared: bool = False,
     ) -> None:
         self._outcome_of = outcome_of
+        self._shared = shared
         self._store = store
         self._tokens = tokens
         self._retention = retention_days * 86400.0
@@ -156,15 +163,19 @@ class AuditTrail:
                 done.set()
 
     async def _caught_up(self) -> None:
-        """Until every record queued before now is stored (at most LIST_WAITS_S)."""
+        """Until every record queued here before now is stored (at most LIST_WAITS_S),
+        and, with a shared store, other replicas' batches had time to be."""
         target = self._recorded
-        if self._writer is None or self._writer.done():
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(LIST_WAITS_S):
-                while self._written < target:
-                    self._hurry.set()
-                    await self._batch_done.wait()
+        loop = asyncio.get_running_loop()
+        others_stored = loop.time() + (OTHER_REPLICAS_WAIT_S if self._shared else 0.0)
+        if self._writer is not None and not self._writer.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LIST_WAITS_S):
+                    while self._written < target:
+                        self._hurry.set()
+                        await self._batch_done.wait()
+        if (left := others_stored - loop.time()) > 0:
+            await asyncio.sleep(left)
 
     async def _store_batch(self, batch: list[AuditEvent]) -> None:
         """Store a batch, retrying while the store is unavailable (a database restart):

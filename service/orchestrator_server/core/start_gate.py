@@ -86,11 +86,13 @@ class StartGate:
         stored = self._store.begin_run_at_once(self._tenant, self._run, self.user_message)
         if stored is None:
             return await self._begin()
-        # Announced now rather than from the write's done-callback, which runs a turn of
-        # the loop later, after the model's response (already arrived) is handled: the
-        # caller then gets RunStarted well before the first delta instead of just ahead
-        # of it.
-        self._open(stored)
+        if stored.status is RunStatus.RUNNING or self._run.status is not RunStatus.RUNNING:
+            # Announced now rather than from the write's done-callback, which runs a turn
+            # of the loop later, after the model's response (already arrived) is handled:
+            # the caller then gets RunStarted well before the first delta instead of just
+            # ahead of it. A run the store queued is announced by the done-callback, which
+            # interrupts the model request in the same step (no delta of it may go out).
+            self._open(stored)
         return stored
 
     def _open(self, stored: Run) -> None:

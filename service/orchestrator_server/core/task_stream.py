@@ -126,7 +126,8 @@ class TaskStream(Generic[T]):
             await caught_up
         finally:
             timer.cancel()
-            self._caught_up = None
+            if self._caught_up is caught_up:
+                self._caught_up = None
 
     async def _main(self, work: Callable[[Emit[T]], Awaitable[None]]) -> None:
         put = self._channel.put

@@ -117,6 +117,10 @@ class Turn:
     async def _cancelled(self, gate: StartGate, emit: Emit[object]) -> None:
         active = self._active
         await gate.settle()
+        if not gate.opened:
+            # The run's write was refused (or never made): it was never stored nor
+            # announced, so it has no end to record and no event to show.
+            return
         if self._outcome.run.status is RunStatus.COMPLETED:
             # The cancel came while the answer was being recorded, which succeeded: the
             # run completed, and its stream says so.
