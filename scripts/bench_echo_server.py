@@ -8,8 +8,9 @@ serialisation at all), on uvloop like the orchestrator:
   * with `--model-url`, `/bench.Echo/Proxy` (bidi): for every request (the JSON of the
     chat messages), one streamed chat completion through the openai SDK (its aiohttp
     transport, as the orchestrator's), each text chunk sent on as a delta. Nothing else:
-    no agent, store, history or run record, so its first delta is the floor of the stack
-    for a `Run`'s.
+    no agent, store, history or run record: what a minimal gRPC service in front of the
+    model costs, with the SDK's standard call (the orchestrator's lighter raw call and
+    chunk parsing can beat it).
 
     .venv/bin/python scripts/bench_echo_server.py --port 0 [--messages 20] [--model-url URL]
 

@@ -34,7 +34,7 @@ def grpc_stream_op(channel: grpc.aio.Channel) -> Op:
 
 
 def grpc_proxy_op(channel: grpc.aio.Channel) -> Op:
-    """A bare gRPC stream passing on one streamed openai call (the floor of a Run)."""
+    """A bare gRPC stream passing on one streamed openai call (a minimal service)."""
     method: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
         "/bench.Echo/Proxy"
     )
@@ -87,7 +87,7 @@ async def echo_cases(
 ) -> list[Case]:
     """The bare gRPC cases. The unary echo is measured for the agents section too: it is
     the baseline of the agent-management figures. With a model server, also the bare
-    proxy of a model stream (the floor of the first-delta figures)."""
+    proxy of a model stream (what a minimal service adds to the first delta)."""
     echo, address = await start_echo(stack, model_url)
     channel = grpc.aio.insecure_channel(address)
     stack.push_async_callback(channel.close)
