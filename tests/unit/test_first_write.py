@@ -162,30 +162,41 @@ async def test_the_first_of_two_principals_starting_a_new_session_gets_it(
         await store.close()
 
 
-@pytest.mark.parametrize("how", ["cancel", "stop", "caller gone"])
-async def test_a_turn_cut_off_as_its_request_goes_out_ends_once_and_frees_the_session(
-    tmp_path: Path, how: str
+def _cut_off_at_request(
+    core: Any, how: str, caller: list[asyncio.Future[Any]], log: list[str] | None = None
 ) -> None:
-    store, core, log = await _sqlite_core(tmp_path)
+    """As the model request goes out: the run is cancelled ("cancel"), the server stops
+    ("stop") or the caller goes away (anything else: `caller[0]` is cancelled)."""
     scripted = core.model.stream
 
     async def stream(request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
-        log.append("model request")  # before the deferred first write
-        (active,) = core.engine.active.in_session("t", "alpha", "default")
+        if log is not None:
+            log.append("model request")  # before the deferred first write
         if how == "cancel":
+            (active,) = core.engine.active.in_session("t", "alpha", "default")
             active.cancel(Reason.RUN_CANCELLED, "cancelled")
         elif how == "stop":
             asyncio.get_running_loop().call_soon(
                 lambda: asyncio.ensure_future(core.engine.active.shutdown())
             )
         else:
-            events.cancel()
+            caller[0].cancel()
         async for item in scripted(request):
             yield item
 
-    core.model.stream = stream  # type: ignore[method-assign]
+    core.model.stream = stream
+
+
+@pytest.mark.parametrize("how", ["cancel", "stop", "caller gone"])
+async def test_a_turn_cut_off_as_its_request_goes_out_ends_once_and_frees_the_session(
+    tmp_path: Path, how: str
+) -> None:
+    store, core, log = await _sqlite_core(tmp_path)
+    caller: list[asyncio.Future[Any]] = []
+    _cut_off_at_request(core, how, caller, log)
     core.model.script(Reply("hello there", stall=True))
     events = asyncio.ensure_future(collect(core.engine.execute("t", TurnRequest("alpha", "hi"))))
+    caller.append(events)
     (result,) = await asyncio.gather(events, return_exceptions=True)
     await core.engine.active.idle()
     try:
@@ -292,19 +303,8 @@ async def test_no_event_of_a_run_whose_write_was_refused(how: str) -> None:
     log: list[str] = []
     store, core = await _logged_core(log)
     store.refuse = True
-    scripted = core.model.stream
-
-    async def stream(request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
-        if how == "stop":
-            asyncio.get_running_loop().call_soon(
-                lambda: asyncio.ensure_future(core.engine.active.shutdown())
-            )
-        else:
-            events.cancel()
-        async for item in scripted(request):
-            yield item
-
-    core.model.stream = stream  # type: ignore[method-assign]
+    caller: list[asyncio.Future[Any]] = []
+    _cut_off_at_request(core, how, caller)
     core.model.script(Reply("hello there", stall=True))
     seen: list[object] = []
 
@@ -313,6 +313,7 @@ async def test_no_event_of_a_run_whose_write_was_refused(how: str) -> None:
             seen.append(e)
 
     events = asyncio.ensure_future(run())
+    caller.append(events)
     await asyncio.gather(events, return_exceptions=True)
     await core.engine.active.idle()
     bodies = [type(e.body).__name__ for e in seen]  # type: ignore[attr-defined]
