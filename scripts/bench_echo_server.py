@@ -24,7 +24,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -61,7 +61,10 @@ def handlers(messages: int, model_url: str = "") -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
-def proxy(model_url: str) -> Any:
+Bidi = Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext[Any, Any]], AsyncIterator[bytes]]
+
+
+def proxy(model_url: str) -> Bidi:
     """The Proxy method: a model stream passed on, chunk by chunk."""
     import openai
 

@@ -18,28 +18,12 @@ from .driver import Case, FirstDelta, Op, cases_of, one
 from .servers import Child, model_client, start_echo
 
 
-def grpc_stream_op(channel: grpc.aio.Channel) -> Op:
-    """Bare bidi stream: one request, 20 messages back."""
-    method: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
-        "/bench.Echo/Stream"
-    )
-
-    async def op(_: int) -> tuple[float, int]:
-        delta = FirstDelta()
-        async for _message in method(one(ECHO_REQUEST), timeout=OP_TIMEOUT):
-            delta.add(1)
-        return delta.result(TOKENS)
-
-    return op
-
-
-def grpc_proxy_op(channel: grpc.aio.Channel) -> Op:
-    """A bare gRPC stream passing on one streamed openai call (a minimal service)."""
-    method: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
-        "/bench.Echo/Proxy"
-    )
-
-    request = json.dumps(MESSAGES).encode()  # the messages of the bare openai calls
+def grpc_stream_op(
+    channel: grpc.aio.Channel, path: str = "/bench.Echo/Stream", request: bytes = ECHO_REQUEST
+) -> Op:
+    """Bare bidi stream: one request, 20 messages back (from the echo itself, or from the
+    model through its Proxy)."""
+    method: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(path)
 
     async def op(_: int) -> tuple[float, int]:
         delta = FirstDelta()
@@ -103,7 +87,9 @@ async def echo_cases(
         proxy_variants = [
             ("limits.proxy_c1", "bare grpc proxy of an openai stream (20 tokens), c=1", 1)
         ]
-        cases += cases_of("limits", "streams/s", grpc_proxy_op(channel), procs, proxy_variants)
+        # The messages of the bare openai calls, passed on by a minimal service.
+        proxy = grpc_stream_op(channel, "/bench.Echo/Proxy", json.dumps(MESSAGES).encode())
+        cases += cases_of("limits", "streams/s", proxy, procs, proxy_variants)
     unary_variants = [("limits.grpc_unary_c16", "bare grpc unary echo, 16 in flight", 16)]
     cases += cases_of("limits", "QPS", grpc_unary_op(channel), procs, unary_variants)
     return cases

@@ -3,7 +3,6 @@ until it answers (or the call limit is reached)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -82,10 +81,6 @@ def remaining(deadline: float | None) -> float | None:
     return left
 
 
-async def _next_loop_turn() -> None:
-    await asyncio.sleep(0)
-
-
 class ModelLoop:
     """One turn's model calls and tool calls. `parts` holds the text of the current
     model call and `usage` the tokens so far, so a cancelled turn can record them."""
@@ -101,11 +96,12 @@ class ModelLoop:
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         tokens: TokenWindow | None = None,
         tracer: Tracer | None = None,
-        handed_over: Callable[[], Awaitable[None]] | None = None,
+        *,
+        handed_over: Callable[[], Awaitable[None]],
     ) -> None:
         self._model = model
         # Waits until the caller has taken what was emitted (TaskStream.handed_over).
-        self._handed_over = handed_over or _next_loop_turn
+        self._handed_over = handed_over
         self._tracer = tracer or NoTracer()
         self._tokens = tokens or TokenWindow()
         self._agent = agent

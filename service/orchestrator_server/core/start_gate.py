@@ -86,7 +86,7 @@ class StartGate:
         stored = self._store.begin_run_at_once(self._tenant, self._run, self.user_message)
         if stored is None:
             return await self._begin()
-        if stored.status is RunStatus.RUNNING or self._run.status is not RunStatus.RUNNING:
+        if not self._queued_by_store(stored):
             # Announced now rather than from the write's done-callback, which runs a turn
             # of the loop later, after the model's response (already arrived) is handled:
             # the caller then gets RunStarted well before the first delta instead of just
@@ -100,9 +100,13 @@ class StartGate:
         if self.opened:
             return
         self.opened = True
-        if stored.status is RunStatus.QUEUED and self._run.status is RunStatus.RUNNING:
-            self.queued_by_store = True
+        self.queued_by_store = self._queued_by_store(stored)
         self._emit(ev.RunStarted(stored.session_id, stored.status))
+
+    def _queued_by_store(self, stored: Run) -> bool:
+        """Whether the store queued a run meant to start at once (a peer holds its
+        session)."""
+        return stored.status is RunStatus.QUEUED and self._run.status is RunStatus.RUNNING
 
     def _on_written(self, write: asyncio.Future[Run]) -> None:
         if not write.cancelled() and write.exception() is None:

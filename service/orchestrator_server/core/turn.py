@@ -205,7 +205,7 @@ class Turn:
             services.max_output_chars,
             services.tokens,
             services.tracer,
-            self._handed_over,
+            handed_over=self._handed_over,
         )
         if previous is not None:  # a request dropped unread (queued behind a peer) was sent
             loop.usage = previous.usage
