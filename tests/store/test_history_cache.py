@@ -9,10 +9,14 @@ import dataclasses
 import random
 import sqlite3
 from pathlib import Path
+from typing import Any
 
-from orchestrator_server.core.store_port import Store
+import pytest
+
+from orchestrator_server.core.store_port import SessionRevision, Store
 from orchestrator_server.core.types import (
     AgentSpec,
+    MemoryConfig,
     Message,
     NewAgent,
     Role,
@@ -20,6 +24,7 @@ from orchestrator_server.core.types import (
     RunStatus,
     Usage,
 )
+from orchestrator_server.store import pg_turn_start
 from orchestrator_server.store.pg_rows import message_from_record
 from orchestrator_server.store.postgres import PostgresStore
 from orchestrator_server.store.sqlite import SQLiteStore
@@ -122,6 +127,68 @@ async def test_postgres_windows_always_equal_a_fresh_read(postgres_url: str) -> 
             fresh = [message_from_record(row) for row in reversed(rows)]
             for reader in (store, other):
                 assert await reader.load_history("t", "a", session, limit) == fresh, step
+    finally:
+        await store.close()
+        await other.close()
+
+
+async def test_postgres_turn_starts_read_the_window_at_their_revision(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_turn_start's window (kept windows, agents whose memory keeps more or fewer
+    messages than the one cached) always equals a fresh read at the revision it gives."""
+    second_reads: list[int] = []
+    read_again = pg_turn_start.read_window_at
+
+    async def counted(*args: Any) -> Any:
+        second_reads.append(1)
+        return await read_again(*args)
+
+    monkeypatch.setattr(pg_turn_start, "read_window_at", counted)
+    store = PostgresStore(postgres_url)
+    other = PostgresStore(postgres_url)
+    await store.open()
+    await other.open()
+    chosen = random.Random(19)
+    try:
+        await store.create_agent("t", NewAgent("a", AgentSpec(), False, False))
+        for step in range(150):
+            session = chosen.choice(["s1", "s2"])
+            writer = chosen.choice([store, other])
+            action = chosen.random()
+            if action < 0.6:
+                await turn(writer, f"r{step}", session, chosen.choice([0, 0, 1, 3]), float(step))
+            elif action < 0.68:
+                await writer.delete_session("t", "a", session)
+            elif action < 0.8:
+                memory = MemoryConfig(max_messages=chosen.choice([0, 2, 5, 20, 60]))
+                await writer.update_agent(
+                    "t", "a", AgentSpec(memory=memory), expected_revision=None
+                )
+            for reader in (store, other):
+                start = await reader.read_turn_start("t", "a", session)
+                assert start.agent is not None
+                limit = start.agent.spec.memory.max_messages or 50
+                row = await store.fetchrow(
+                    "SELECT create_time, message_count FROM sessions WHERE tenant = 't' "
+                    "AND agent_id = 'a' AND session_id = $1",
+                    session,
+                )
+                rows = await store.fetch(
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = 't' AND "
+                    "agent_id = 'a' AND session_id = $1 ORDER BY seq DESC LIMIT $2",
+                    session,
+                    limit,
+                )
+                assert start.limit == limit, step
+                assert start.messages == [message_from_record(r) for r in reversed(rows)], step
+                if row is None:
+                    assert (start.owner, start.revision) == (None, SessionRevision(0.0, 0))
+                else:
+                    assert start.owner == "" and start.revision == SessionRevision(*row), step
+        # Both ways were taken: one read, and a second one for a window longer than the
+        # cached agent's.
+        assert 0 < len(second_reads) < 100
     finally:
         await store.close()
         await other.close()

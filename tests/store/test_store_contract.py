@@ -20,7 +20,13 @@ from orchestrator_server.core.errors import (
     NotFoundError,
     Reason,
 )
-from orchestrator_server.core.store_port import DuplicateRequestError, MissingAgentsError, Store
+from orchestrator_server.core.store_port import (
+    DuplicateRequestError,
+    MissingAgentsError,
+    SessionRevision,
+    Store,
+    WindowMovedError,
+)
 from orchestrator_server.core.types import (
     AgentSpec,
     Message,
@@ -130,6 +136,50 @@ async def test_messages_are_numbered_per_session_and_windowed(store: Store) -> N
     assert [s.session_id for s in await store.list_sessions("t", "a1", after=None, limit=10)] == [
         "s2"
     ]
+
+
+async def finished_turn(store: Store, run: Run, answer: str) -> None:
+    await store.begin_run("t", run, Message(Role.USER, run.input, run_id=run.run_id))
+    done = dataclasses.replace(run, status=RunStatus.COMPLETED, output=answer, end_time=9.0)
+    await store.finish_run("t", done, [Message(Role.ASSISTANT, answer, run_id=run.run_id)])
+
+
+async def test_a_turn_start_reads_its_window_and_the_write_checks_it_is_current(
+    store: Store,
+) -> None:
+    await store.create_agent("t", NewAgent("a1", spec(), False, False))
+    start = await store.read_turn_start("t", "a1", "s1")
+    if start is None:  # a store whose reads are local: the engine reads one by one
+        assert isinstance(store, SQLiteStore)
+        return
+    assert (start.owner, start.revision, start.messages) == (None, SessionRevision(0.0, 0), [])
+    assert start.agent is not None and start.limit == 50
+    assert (await store.read_turn_start("t", "ghost", "s1")).agent is None  # type: ignore[union-attr]
+    await finished_turn(store, a_run("r1", owner="p", input="hi"), "yo")
+    read = await store.read_turn_start("t", "a1", "s1")
+    assert read is not None and read.owner == "p" and read.revision.count == 2
+    assert [m.content for m in read.messages] == ["hi", "yo"]
+    # Current: stored, no error; then stale (another turn ended since the read).
+    await finished_turn(store, a_run("r2", owner="p", input="more"), "ok")
+    late = a_run("r3", owner="p", input="late")
+    with pytest.raises(WindowMovedError) as moved:
+        await store.begin_run(
+            "t", late, Message(Role.USER, "late", run_id="r3"), window_at=read.revision
+        )
+    assert moved.value.stored.run_id == "r3"
+    stored = await store.get_run("t", "r3")
+    assert stored is not None and stored.status is RunStatus.RUNNING
+    history = await store.load_history("t", "a1", "s1", 10)
+    assert [m.content for m in history] == ["hi", "yo", "more", "ok", "late"]
+    # A session deleted and started again to the same count is another one.
+    await finished_turn(store, a_run("r4", session_id="s2", owner="p", input="x"), "y")
+    at_two = await store.read_turn_start("t", "a1", "s2")
+    assert at_two is not None and at_two.revision.count == 2
+    await store.delete_session("t", "a1", "s2")
+    await finished_turn(store, a_run("r5", session_id="s2", owner="p", create_time=5.0), "z")
+    with pytest.raises(WindowMovedError):
+        run = a_run("r6", session_id="s2", owner="p", create_time=6.0)
+        await store.begin_run("t", run, Message(Role.USER, "hi"), window_at=at_two.revision)
 
 
 async def test_any_text_is_kept_exactly_nul_characters_too(store: Store) -> None:

@@ -75,12 +75,12 @@ class GatedStore(InMemoryStore):
         self._holds = holds
 
     async def begin_run(
-        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+        self, tenant: str, run: Run, user_message: Message | None, **options: Any
     ) -> Run:
         if self._holds(run):
             self.entered.set()
             await self.gate.wait()
-        return await super().begin_run(tenant, run, user_message, queue_if_busy=queue_if_busy)
+        return await super().begin_run(tenant, run, user_message, **options)
 
 
 @dataclass

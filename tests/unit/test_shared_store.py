@@ -17,7 +17,7 @@ from fakes import Core, Reply, collect, make_core
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.coordination_port import run_key, session_key
 from orchestrator_server.core.errors import AbortedError, Reason
-from orchestrator_server.core.store_port import SessionBusyError
+from orchestrator_server.core.store_port import SessionBusyError, SessionRevision
 from orchestrator_server.core.types import Message, Run, RunStatus, TurnRequest
 from orchestrator_server.store.memory import InMemoryStore
 
@@ -90,7 +90,13 @@ class SharedStore(InMemoryStore):
         self.queues: dict[tuple[str, str, str], deque[str]] = defaultdict(deque)
 
     async def begin_run(
-        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+        self,
+        tenant: str,
+        run: Run,
+        user_message: Message | None,
+        *,
+        queue_if_busy: bool = False,
+        window_at: SessionRevision | None = None,
     ) -> Run:
         queue = self.queues[(tenant, run.agent_id, run.session_id)]
         if run.status is RunStatus.RUNNING and queue:
@@ -98,7 +104,7 @@ class SharedStore(InMemoryStore):
                 raise SessionBusyError(queue[0])
             run, user_message = replace(run, status=RunStatus.QUEUED, start_time=None), None
         queue.append(run.run_id)
-        return await super().begin_run(tenant, run, user_message)
+        return await super().begin_run(tenant, run, user_message, window_at=window_at)
 
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message

@@ -128,8 +128,12 @@ class AgentRegistry:
     async def get(self, tenant: str, agent_id: str) -> Agent:
         """One agent, or AGENT_NOT_FOUND (also for one the caller may not read)."""
         check_agent_id(agent_id)
-        found = await self._store.get_agent(tenant, agent_id)
-        return require_visible(require("agent", agent_id, found))
+        return self.found(agent_id, await self._store.get_agent(tenant, agent_id))
+
+    def found(self, agent_id: str, agent: Agent | None) -> Agent:
+        """An agent as read by the store (None: not found): AGENT_NOT_FOUND as `get`
+        answers it, also for one the caller may not read."""
+        return require_visible(require("agent", agent_id, agent))
 
     async def exists(self, tenant: str, agent_id: str) -> bool:
         """Whether the agent exists (for has_agent)."""

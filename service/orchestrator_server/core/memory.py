@@ -6,9 +6,15 @@ import json
 from collections.abc import Sequence
 
 from .model_port import ChatMessage
-from .types import Message, Role
+from .types import AgentSpec, Message, Role
 
 DEFAULT_MAX_MESSAGES = 50
+
+
+def window_limit(spec: AgentSpec | None) -> int:
+    """How many of its session's newest messages a turn of an agent sends (None: an
+    agent not known yet gets the default)."""
+    return (spec.memory.max_messages if spec is not None else 0) or DEFAULT_MAX_MESSAGES
 
 
 def window(history: Sequence[Message], max_messages: int) -> list[Message]:

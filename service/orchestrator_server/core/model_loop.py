@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from . import events as ev
 from .errors import DeadlineExceededError, Reason, ResourceExhaustedError
-from .memory import DEFAULT_MAX_MESSAGES, to_chat_messages, window
+from .memory import to_chat_messages, window, window_limit
 from .model_port import ChatMessage, ChatModel, ChatRequest, ModelTurnEnd
 from .start_gate import StartGate
-from .store_port import Store
+from .store_port import Store, TurnStart
 from .task_stream import Emit
 from .telemetry import NoTracer, Tracer
 from .telemetry_spans import chat_ended, chat_span
@@ -118,12 +118,18 @@ class ModelLoop:
         self.first_delta = 0.0  # time.monotonic() of the first text delta, 0 before
         self.steps: list[Message] = []  # assistant tool calls and tool results
 
-    async def history(self, store: Store, tenant: str) -> list[ChatMessage]:
-        """The system message and the windowed history, ending with the user message."""
+    async def history(
+        self, store: Store, tenant: str, read: TurnStart | None = None
+    ) -> list[ChatMessage]:
+        """The system message and the windowed history, ending with the user message
+        (`read`: the window read with the agent, else read now)."""
         spec = self._agent.spec
-        limit = spec.memory.max_messages or DEFAULT_MAX_MESSAGES
+        limit = window_limit(spec)
         run = self._run
-        history = await store.load_history(tenant, self._agent.agent_id, run.session_id, limit)
+        if read is not None:
+            history = read.messages
+        else:
+            history = await store.load_history(tenant, self._agent.agent_id, run.session_id, limit)
         if self._gate.user_message is not None:
             # The run's own write may or may not be visible yet: take the stored history
             # without it and add the user message here, so the window is the same either way.
@@ -188,7 +194,7 @@ class ModelLoop:
         stream = self._model.stream(request)
         async with aclosing(stream):  # a refused answer closes its upstream request now
             async for item in stream:
-                if not self._gate.opened:
+                if self._gate.blocking:
                     await self._gate.wait()
                 if not isinstance(item, str):
                     end = item

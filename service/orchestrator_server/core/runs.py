@@ -55,7 +55,7 @@ from .policy import TenantPolicies
 from .replay import find_previous, replay
 from .run_delivery import open_delivery
 from .session_locks import Reservation, SessionLocks
-from .store_port import Store
+from .store_port import Store, TurnStart
 from .supersede import supersede
 from .task_stream import Emit, TaskStream
 from .telemetry import NoTracer, Tracer
@@ -64,7 +64,7 @@ from .tool_calls import ClientToolBridge, TurnTools
 from .tool_port import ServerTool, ToolCatalog
 from .turn import Turn, TurnServices
 from .types import Agent, Run, RunStatus, TurnRequest
-from .validation import check_turn_request
+from .validation import check_agent_id, check_turn_request
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -154,7 +154,7 @@ class RunEngine:
         # With a shared store every read is a round trip: the quota's is made meanwhile
         # (its refusal still comes after the admission's, and after a replay).
         fits = self._read_early(lambda: self._store.check_turn_fits(tenant, request.message))
-        agent, owner = await self._admit(tenant, request, session_id)
+        agent, owner, start = await self._admit(tenant, request, session_id)
         tools = await self._turn_tools(tenant, agent, request, bridge)
         if request.request_id:
             previous = await find_previous(
@@ -182,7 +182,7 @@ class RunEngine:
         await self._record_start(run, reservation)
         budget = agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
-        active, _ = self._launch(run, agent, reservation, context)
+        active, _ = self._launch(run, agent, reservation, context, start)
         delivery = open_delivery(self._journal, self.active, active, request, deadline, bridge)
         async with aclosing(delivery.events()) as events:
             async for event in events:
@@ -197,11 +197,16 @@ class RunEngine:
         return replay(previous, Follower(self._store, self._coordination, tenant))
 
     def _launch(
-        self, run: Run, agent: Agent, reservation: Reservation, context: TurnContext
+        self,
+        run: Run,
+        agent: Agent,
+        reservation: Reservation,
+        context: TurnContext,
+        start: TurnStart | None = None,
     ) -> tuple[ActiveRun, TaskStream[object]]:
         """The turn's task stream, registered among the runs in flight."""
         active = ActiveRun(run, context.tenant, queued=not reservation.immediate)
-        turn = Turn(self._services, active, agent, reservation, context)
+        turn = Turn(self._services, active, agent, reservation, context, start)
         stream: TaskStream[object] = TaskStream(
             turn.run, name=f"turn {run.run_id}", merge=ev.coalesce_deltas
         )
@@ -220,28 +225,40 @@ class RunEngine:
             reservation.release()
             raise
 
-    async def _admit(self, tenant: str, request: TurnRequest, session_id: str) -> tuple[Agent, str]:
+    async def _admit(
+        self, tenant: str, request: TurnRequest, session_id: str
+    ) -> tuple[Agent, str, TurnStart | None]:
         """The agent of a turn the current caller may start (with the tenant's allowlist
-        applied) and the owner of its session; a refusal is recorded in the audit trail."""
-        owner_read = (
-            self._read_early(
-                lambda: self._store.session_owner(tenant, request.agent_id, session_id)
-            )
-            if request.agent_id
-            else None
-        )
+        applied), the owner of its session, and, from a shared store, what the turn's
+        start read of them in one round trip (its memory window included); a refusal is
+        recorded in the audit trail."""
         try:
-            agent = require_runnable(await self._resolve_agent(tenant, request.agent_id))
+            start = await self._turn_start(tenant, request, session_id)
+            if start is not None:
+                agent, stored_owner = self._agents.found(request.agent_id, start.agent), start.owner
+            else:
+                agent = await self._resolve_agent(tenant, request.agent_id)
+                stored_owner = await self._store.session_owner(tenant, agent.agent_id, session_id)
+            agent = require_runnable(agent)
             spec = self._policy.check_agent(tenant, agent.spec, "agent")
-            owner = session_owner_for_new_turn(
-                await (owner_read or self._store.session_owner(tenant, agent.agent_id, session_id))
-            )
+            owner = session_owner_for_new_turn(stored_owner)
         except OrchestratorError as error:
             if self._audit is not None:
                 resource = f"agents/{request.agent_id}/sessions/{session_id}"
                 await self._audit.record_call("Run", resource, error)
             raise
-        return dataclasses.replace(agent, spec=spec) if spec is not agent.spec else agent, owner
+        agent = dataclasses.replace(agent, spec=spec) if spec is not agent.spec else agent
+        return agent, owner, start
+
+    async def _turn_start(
+        self, tenant: str, request: TurnRequest, session_id: str
+    ) -> TurnStart | None:
+        """What a shared store reads of a named agent and its session in one round trip
+        (None otherwise: local reads are made one by one)."""
+        if not self._coordination.shared or not request.agent_id:
+            return None
+        check_agent_id(request.agent_id)
+        return await self._store.read_turn_start(tenant, request.agent_id, session_id)
 
     def _read_early(self, read: Callable[[], Coroutine[Any, Any, R]]) -> asyncio.Future[R] | None:
         """With a shared store, start `read()` now, concurrently with the reads before it

@@ -9,7 +9,14 @@ from typing import Any
 from . import events as ev
 from .access import session_not_found
 from .errors import AbortedError, InvalidArgumentError, Reason
-from .store_port import DuplicateRequestError, SessionBusyError, SessionOwnerError, Store
+from .store_port import (
+    DuplicateRequestError,
+    SessionBusyError,
+    SessionOwnerError,
+    SessionRevision,
+    Store,
+    WindowMovedError,
+)
 from .types import Message, Run, RunStatus
 
 Emit = Callable[[ev.EventBody], None]
@@ -20,6 +27,12 @@ Sequencer = Callable[[Callable[[], Awaitable[Run]]], "asyncio.Future[Run]"]
 class QueuedBehindPeer(Exception):
     """A start meant to run at once was stored QUEUED: another replica runs a turn of the
     session (a shared store decides in the run's write). The turn waits for its claim."""
+
+
+class StaleWindow(Exception):
+    """The run was stored RUNNING, but its session moved on after the turn's window was
+    read (a turn elsewhere ended meanwhile): the turn asks again on the session as it
+    is now."""
 
 
 class StartGate:
@@ -40,11 +53,15 @@ class StartGate:
         *,
         sequence: Sequencer,
         queue_if_busy: bool = False,
+        window_at: SessionRevision | None = None,
     ) -> None:
         self._store = store
         self._sequence = sequence
         self._queue_if_busy = queue_if_busy
+        # The revision the turn's window was read at, checked by the write.
+        self._window_at = window_at
         self.queued_by_store = False
+        self.window_moved = False
         self._tenant = tenant
         self._run = run
         self.user_message = user_message
@@ -53,6 +70,7 @@ class StartGate:
         self.opened = False
         self._watched: asyncio.Task[object] | None = None
         self._interrupted = False
+        self._on_loop = False  # the write is made on the loop (see submit)
 
     def submit(self, watched: asyncio.Task[object] | None = None) -> None:
         """Send the write to the store without waiting; RunStarted goes out as soon as it
@@ -68,13 +86,24 @@ class StartGate:
         self._watched = watched
         if self._write is not None:
             return
-        begin = self._begin_soon if self._store.may_begin_at_once(self._run) else self._begin
-        self._write = self._sequence(begin)
+        self._on_loop = self._window_at is None and self._store.may_begin_at_once(self._run)
+        self._write = self._sequence(self._begin_soon if self._on_loop else self._begin)
         self._write.add_done_callback(self._on_written)
+
+    async def sent(self) -> None:
+        """Let a write that is a round trip go out now (its task's first step sends it),
+        before the model request is built: that takes ~0.7 ms of the loop, and the first
+        delta waits for the write. A write made on the loop waits for the request."""
+        if not self._on_loop:
+            await asyncio.sleep(0)
 
     def _begin(self) -> Coroutine[Any, Any, Run]:
         return self._store.begin_run(
-            self._tenant, self._run, self.user_message, queue_if_busy=self._queue_if_busy
+            self._tenant,
+            self._run,
+            self.user_message,
+            queue_if_busy=self._queue_if_busy,
+            window_at=self._window_at,
         )
 
     async def _begin_soon(self) -> Run:
@@ -95,12 +124,13 @@ class StartGate:
             self._open(stored)
         return stored
 
-    def _open(self, stored: Run) -> None:
+    def _open(self, stored: Run, *, window_moved: bool = False) -> None:
         """The run is stored: announce it (once)."""
         if self.opened:
             return
         self.opened = True
         self.queued_by_store = self._queued_by_store(stored)
+        self.window_moved = window_moved
         self._emit(ev.RunStarted(stored.session_id, stored.status))
 
     def _queued_by_store(self, stored: Run) -> bool:
@@ -109,13 +139,30 @@ class StartGate:
         return stored.status is RunStatus.QUEUED and self._run.status is RunStatus.RUNNING
 
     def _on_written(self, write: asyncio.Future[Run]) -> None:
-        if not write.cancelled() and write.exception() is None:
+        error = None if write.cancelled() else write.exception()
+        if isinstance(error, WindowMovedError):  # stored, on a session that moved on
+            self._open(error.stored, window_moved=True)
+        elif not write.cancelled() and error is None:
             self._open(write.result())
-        refused = write.cancelled() or write.exception() is not None or self.queued_by_store
+        failed = write.cancelled() or not (error is None or isinstance(error, WindowMovedError))
+        refused = failed or self.queued_by_store or self.window_moved
         watched, self._watched = self._watched, None
-        if refused and watched is not None and not watched.done():
+        # The turn itself (announce_if_stored) is not interrupted: it checks `refused`.
+        if refused and watched not in (None, asyncio.current_task()) and not watched.done():
             self._interrupted = True
             watched.cancel()
+
+    @property
+    def blocking(self) -> bool:
+        """Whether the turn must wait() before it uses the model's answer: the run is not
+        stored yet, or its write was refused, queued or found the window stale (then
+        wait() raises why)."""
+        return not self.opened or self.queued_by_store or self.window_moved
+
+    @property
+    def refused(self) -> bool:
+        """Whether the write has completed and the model request may not be used."""
+        return self._write is not None and self._write.done() and self.blocking
 
     def announce_if_stored(self) -> None:
         """Announce the run now if its write has completed: its done-callback would run
@@ -142,12 +189,17 @@ class StartGate:
         if self.queued_by_store:
             self.queued_by_store = False  # raised once; the turn then waits for its claim
             raise QueuedBehindPeer
+        if self.window_moved:
+            self.window_moved = False  # raised once; the turn then reads the window again
+            raise StaleWindow
 
     async def _stored(self) -> None:
         self.submit()
         assert self._write is not None
         try:
             await asyncio.shield(self._write)
+        except WindowMovedError:
+            pass  # stored: wait() says so
         except DuplicateRequestError as duplicate:
             # Another replica or a race outside this process used the key first.
             raise InvalidArgumentError.for_field(

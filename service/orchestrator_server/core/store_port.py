@@ -8,6 +8,7 @@ protocol; nothing above the store knows which one runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from .errors import AbortedError, AlreadyExistsError, NotFoundError, Reason
@@ -44,6 +45,40 @@ class SessionOwnerError(Exception):
     def __init__(self, owner: str) -> None:
         super().__init__("session owned by another principal")
         self.owner = owner
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRevision:
+    """A session as it was read: its creation time (0.0: no session yet; a session
+    deleted and started again is another one) and its message count (messages are only
+    ever appended)."""
+
+    create_time: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """What a turn's start reads of a store shared by several replicas, in one read: the
+    agent (None: not found), the session's owner (None: no session yet), and the last
+    `limit` messages of the session at `revision`, oldest first (`limit` covers the
+    agent's memory window as read)."""
+
+    agent: Agent | None
+    owner: str | None
+    revision: SessionRevision
+    messages: list[Message]
+    limit: int
+
+
+class WindowMovedError(Exception):
+    """begin_run stored the run RUNNING, but its session is no longer at the revision
+    the turn's window was read at (a turn elsewhere ended between the read and the
+    write): the window must be read again. Carries the run as stored."""
+
+    def __init__(self, stored: Run) -> None:
+        super().__init__(stored.run_id)
+        self.stored = stored
 
 
 class MissingAgentsError(Exception):
@@ -116,6 +151,14 @@ class Store(Protocol):
     async def session_owner(self, tenant: str, agent_id: str, session_id: str) -> str | None:
         """The principal owning a session, or None when it does not exist."""
 
+    async def read_turn_start(
+        self, tenant: str, agent_id: str, session_id: str
+    ) -> TurnStart | None:
+        """The agent, its session's owner and the session's memory window, in one read
+        of one snapshot: what a turn's start reads from a store where every read is a
+        round trip. None from a store whose reads are local (the engine then makes them
+        one by one, each a few microseconds)."""
+
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session's messages and runs; the number of messages deleted."""
 
@@ -127,7 +170,13 @@ class Store(Protocol):
         ...
 
     async def begin_run(
-        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+        self,
+        tenant: str,
+        run: Run,
+        user_message: Message | None,
+        *,
+        queue_if_busy: bool = False,
+        window_at: SessionRevision | None = None,
     ) -> Run:
         """Insert a run and append its user message in one transaction; create its session
         for `run.owner` if it is new. Returns the run as stored.
@@ -138,6 +187,10 @@ class Store(Protocol):
         for a session with a queued or running run raises SessionBusyError, or, with
         `queue_if_busy`, is stored QUEUED without its user message (single-process stores
         rely on the engine's own locks and store the run as given).
+
+        `window_at` is the revision of a TurnStart this store returned: if the run is
+        stored RUNNING and its session is no longer at that revision, the write is kept
+        and WindowMovedError (carrying the run) is raised once it is committed.
         """
 
     def may_begin_at_once(self, run: Run) -> bool:

@@ -21,13 +21,14 @@ from .active_runs import ActiveRun, ActiveRuns, deadline_passed
 from .coordination_port import POLL_SECONDS, Coordination, session_key
 from .errors import DeadlineExceededError, FailedPreconditionError, Reason, UnavailableError
 from .log_context import bind_run
+from .memory import window_limit
 from .model_loop import AskAgent, ModelLoop, TurnContext
 from .model_port import ModelCatalog
 from .observer import RunObserver, RunReport
 from .outcome import OutcomeRecorder, despite_cancels, failure_of
 from .session_locks import Reservation
-from .start_gate import QueuedBehindPeer, StartGate
-from .store_port import Store
+from .start_gate import QueuedBehindPeer, StaleWindow, StartGate
+from .store_port import Store, TurnStart
 from .task_stream import Emit
 from .telemetry import Span, Tracer
 from .telemetry_spans import agent_span, run_ended
@@ -70,12 +71,17 @@ class Turn:
         agent: Agent,
         reservation: Reservation,
         context: TurnContext,
+        start: TurnStart | None = None,
     ) -> None:
         self._services = services
         self._active = active
         self._agent = agent
         self._reservation = reservation
         self._context = context
+        # The window read with the agent (a shared store's TurnStart): the first model
+        # request is built on it if the run starts at once; its write checks it is current.
+        usable = start is not None and start.limit >= window_limit(agent.spec)
+        self._early = start if usable and reservation.immediate else None
         run = active.run
         self._outcome = OutcomeRecorder(services.store, active.tenant, run)
         self._user_message = Message(Role.USER, run.input, run_id=run.run_id)
@@ -97,6 +103,7 @@ class Turn:
             emit,
             queue_if_busy=self._context.request.wait_if_busy,
             sequence=self._reservation.sequenced,
+            window_at=self._early.revision if self._early else None,
         )
         services.observer.run_started()
         with agent_span(services.tracer, active.tenant, self._agent, active.run) as span:
@@ -165,6 +172,7 @@ class Turn:
             # The run's first write is made while the model request is out; the gate is
             # waited for before the first event.
             gate.submit(asyncio.current_task())
+            await gate.sent()
         else:
             await gate.wait()
         async with reservation.hold(self._active.run.run_id):
@@ -172,12 +180,21 @@ class Turn:
                 await self._begin_queued()
             try:
                 await self._first_answer(gate, emit)
-            except QueuedBehindPeer:
-                # Another replica runs a turn of the session: the model request made in
-                # parallel with the write was dropped unread; wait for this run's turn.
-                self._active.run = replace(self._active.run, status=RunStatus.QUEUED)
-                await self._begin_queued()
-                await self._answer(gate, emit)
+            except (QueuedBehindPeer, StaleWindow) as again:
+                self._early = None  # a window read before the session moved on
+                await self._answer_again(again, gate, emit)
+
+    async def _answer_again(
+        self, why: QueuedBehindPeer | StaleWindow, gate: StartGate, emit: Emit[object]
+    ) -> None:
+        """The turn after its first model request was dropped unread."""
+        if isinstance(why, QueuedBehindPeer):
+            # Another replica runs a turn of the session: wait for this run's turn.
+            self._active.run = replace(self._active.run, status=RunStatus.QUEUED)
+            await self._begin_queued()
+        # Else a turn elsewhere ended between the window's read and this run's write: ask
+        # again on the window as it is now.
+        await self._answer(gate, emit)
 
     async def _first_answer(self, gate: StartGate, emit: Emit[object]) -> None:
         """The answer, unless the run's first write (made in parallel) failed or was
@@ -209,8 +226,11 @@ class Turn:
         )
         if previous is not None:  # a request dropped unread (queued behind a peer) was sent
             loop.usage = previous.usage
-        messages = await loop.history(services.store, self._active.tenant)
+        early, self._early = self._early, None  # good for the first request only
+        messages = await loop.history(services.store, self._active.tenant, early)
         gate.announce_if_stored()  # a write that overlapped the history read
+        if gate.refused:
+            await gate.wait()  # raises why: no request is sent for nothing
         ask = services.ask_agent(self._agent, self._active, self._context, emit)
         output = await loop.run(messages, self._max_model_calls(), ask)
         final = Message(Role.ASSISTANT, output, run_id=self._active.run.run_id)

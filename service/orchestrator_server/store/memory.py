@@ -12,11 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.errors import FailedPreconditionError, Reason
+from ..core.memory import window_limit
 from ..core.pagination import text_bytes
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
 from ..core.store_port import (
     DuplicateRequestError,
     SessionOwnerError,
+    SessionRevision,
+    TurnStart,
+    WindowMovedError,
     already_exists,
     require,
 )
@@ -191,6 +195,26 @@ class InMemoryStore(UsageLedger, TeamsInMemory):
         session = self._sessions.get((tenant, agent_id, session_id))
         return None if session is None else session.owner
 
+    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str) -> TurnStart:
+        """The agent, the session's owner and its window (as a shared store reads them:
+        the engine uses this over a store that says it is shared)."""
+        agent = self._agent(tenant, agent_id)
+        limit = window_limit(agent.spec) if agent is not None else 0
+        key = (tenant, agent_id, session_id)
+        session = self._sessions.get(key) if agent is not None else None
+        if agent is None or session is None:
+            return TurnStart(agent, None, SessionRevision(0.0, 0), [], limit)
+        revision = self._revision(key)
+        return TurnStart(
+            agent, session.owner, revision, self._messages.get(key, [])[-limit:], limit
+        )
+
+    def _revision(self, key: SessionKey) -> SessionRevision:
+        session = self._sessions.get(key)
+        if session is None:
+            return SessionRevision(0.0, 0)
+        return SessionRevision(session.create_time, len(self._messages.get(key, [])))
+
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session's messages and runs; how many messages went."""
         self._drop_runs(tenant, lambda r: (r.agent_id, r.session_id) == (agent_id, session_id))
@@ -239,7 +263,13 @@ class InMemoryStore(UsageLedger, TeamsInMemory):
         self._quotas.check_turn(tenant, self._tenant(tenant).message_bytes, text)
 
     async def begin_run(
-        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+        self,
+        tenant: str,
+        run: Run,
+        user_message: Message | None,
+        *,
+        queue_if_busy: bool = False,
+        window_at: SessionRevision | None = None,
     ) -> Run:
         """Insert a run and its user message; DuplicateRequestError for a used key (one
         process: the engine's locks keep one turn per session)."""
@@ -256,12 +286,14 @@ class InMemoryStore(UsageLedger, TeamsInMemory):
             self._sessions[key] = Session(
                 run.agent_id, run.session_id, 0, run.create_time, run.create_time, run.owner
             )
+        moved = window_at is not None and _moved(window_at, self._revision(key))
         state = self._tenant(tenant)
         state.message_bytes += _run_bytes(run)
         state.runs[run.run_id] = run
         if user_message is not None:
-            key = (tenant, run.agent_id, run.session_id)
             self._append(key, [user_message], run.create_time)
+        if moved and run.status is RunStatus.RUNNING:
+            raise WindowMovedError(run)
         return run
 
     def may_begin_at_once(self, run: Run) -> bool:
@@ -345,3 +377,11 @@ def _stored_bytes(messages: Sequence[Message]) -> int:
 def _run_bytes(run: Run) -> int:
     """A run record's input and output, in UTF-8 bytes."""
     return text_bytes(run.input, run.output or "")
+
+
+def _moved(read: SessionRevision, now: SessionRevision) -> bool:
+    """Whether a session is no longer at the revision a window was read at (a window
+    read before the session existed fits a session created empty since)."""
+    if read.create_time == 0.0:
+        return now.count != 0
+    return read != now

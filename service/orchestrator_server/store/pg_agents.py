@@ -11,6 +11,7 @@ from ..core.quotas import StorageQuotas
 from ..core.store_port import MissingAgentsError, already_exists, require
 from ..core.types import Agent, AgentSpec, NewAgent, Team, TeamSpec
 from . import pg_journal, pg_runs
+from .agent_cache import AgentCache
 from .pg_runs import Conn
 from .sqlite_rows import Row, spec_from_json, spec_to_json
 from .sqlite_teams import TEAM_COLUMNS, team_from_row, team_spec_to_json
@@ -27,6 +28,17 @@ REVISION_CHECKED_READ = (
     "FROM agents a LEFT JOIN tenants t ON t.tenant = a.tenant "
     "WHERE a.tenant = $1 AND a.agent_id = $2"
 )
+
+
+def checked_agent(cache: AgentCache, key: tuple[str, str], cached: Agent | None, row: Row) -> Agent:
+    """The agent of a REVISION_CHECKED_READ row (the cached spec when it came back NULL),
+    cached."""
+    revision, create_time, update_time, default_id, spec = row
+    agent_spec = cached.spec if spec is None and cached is not None else spec_from_json(spec)
+    agent_id = key[1]
+    agent = Agent(agent_id, agent_spec, create_time, update_time, revision, default_id == agent_id)
+    cache.put(key, agent)
+    return agent
 
 
 def agent_from_record(row: Row) -> Agent:

@@ -27,6 +27,8 @@ from ..core.store_port import (
     RunFencedError,
     SessionBusyError,
     SessionOwnerError,
+    SessionRevision,
+    WindowMovedError,
 )
 from ..core.types import Message, Run, RunQuery, RunStatus
 from .pg_rows import RUN_COLUMNS, encode, run_from_record
@@ -247,23 +249,28 @@ async def begin_run(
     quotas: StorageQuotas,
     replica_id: str,
     queue_if_busy: bool,
+    window_at: SessionRevision | None = None,
 ) -> Run:
     """Insert a run (and its user message, if it runs at once) under its session's lock,
     in one round trip (the begin_run function of the schema); see the Store port for
-    the errors."""
+    the errors and `window_at`."""
     threshold = quotas.max_stored_bytes_per_tenant - 2 * text_bytes(run.input)
     message = None if user_message is None else encode(user_message.content)
+    # -1: no window to check.
+    window_time, window_count = (
+        (window_at.create_time, window_at.count) if window_at is not None else (0.0, -1)
+    )
     try:
         row = await conn.fetchrow(
             "SELECT * FROM begin_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-            "$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+            "$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
             tenant, run.run_id, run.agent_id, run.session_id, run.status.value,
             encode(run.input), run.create_time, run.request_id, run.parent_run_id,
             encode(run.output), run.usage.prompt_tokens, run.usage.completion_tokens,
             run.error_reason, encode(run.error_message), run.start_time, run.end_time,
             run.owner, replica_id, queue_if_busy, threshold, text_bytes(run.input, run.output),
             message, text_bytes(user_message.content, "[]") if user_message else 0,
-            USAGE_SHARDS, run.trace_id,
+            USAGE_SHARDS, run.trace_id, window_time, window_count,
         )  # fmt: skip
     except asyncpg.UniqueViolationError as error:
         # Another replica stored the same key, or started a turn of a session whose agent
@@ -285,6 +292,8 @@ async def begin_run(
         raise SessionBusyError(detail)
     if status == RunStatus.QUEUED.value and run.status is RunStatus.RUNNING:
         return replace(run, status=RunStatus.QUEUED, start_time=None)
+    if detail == "moved":
+        raise WindowMovedError(run)
     return run
 
 

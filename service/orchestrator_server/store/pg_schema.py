@@ -302,11 +302,49 @@ def _with_usage(finish_run: str) -> str:
 # Version 4: usage accounting (runs, model calls and tokens per tenant, agent and hour).
 _V4_USAGE = V4_USAGE_TABLES + _with_usage(_V1_FINISH_RUN)
 
+
+def _with_window_check(begin_run: str) -> str:
+    """Version 3's begin_run with two more parameters, the revision of the session (its
+    creation time, 0: none yet; and its message count, -1: no check) at which the turn
+    read its window: a run stored running in a session that moved on since is stored,
+    with the detail 'moved' (a new overload: replicas not yet upgraded go on calling the
+    old one)."""
+    steps = (
+        (
+            "p_trace_id text)",
+            "p_trace_id text, p_window_time double precision, p_window_count bigint)",
+        ),
+        ("    v_count bigint;\n", "    v_count bigint;\n    v_time double precision;\n"
+         "    v_before bigint;\n"),
+        ("RETURNING s.owner INTO v_found;",
+         "RETURNING s.owner, s.create_time, s.message_count\n            "
+         "INTO v_found, v_time, v_before;"),
+        (
+            "    RETURN QUERY SELECT 'ok'::text, ''::text, v_status;",
+            "    IF p_window_count >= 0 AND v_session AND v_status = 'running' AND\n"
+            "            (v_before <> p_window_count OR\n"
+            "             (p_window_time <> 0 AND v_time <> p_window_time)) THEN\n"
+            "        RETURN QUERY SELECT 'ok'::text, 'moved'::text, v_status;\n"
+            "        RETURN;\n"
+            "    END IF;\n"
+            "    RETURN QUERY SELECT 'ok'::text, ''::text, v_status;",
+        ),
+    )  # fmt: skip
+    for old, new in steps:
+        assert begin_run.count(old) == 1, old
+        begin_run = begin_run.replace(old, new)
+    return begin_run
+
+
+# Version 5: a run's write checks the revision its turn's window was read at.
+_V5_WINDOW_CHECK = _with_window_check(_with_trace_id(_V1_BEGIN_RUN))
+
 MIGRATIONS: list[str] = [
     _V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN,
     V2_RUN_EVENTS,
     _V3_TRACE_IDS,
     _V4_USAGE,
+    _V5_WINDOW_CHECK,
 ]
 
 

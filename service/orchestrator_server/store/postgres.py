@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
+from ..core.store_port import SessionRevision, TurnStart
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -34,7 +35,7 @@ from ..core.types import (
     TeamSpec,
 )
 from ..core.usage import UsageQuery, UsageRow
-from . import pg_agents, pg_history, pg_journal, pg_rows, pg_runs, pg_usage
+from . import pg_agents, pg_history, pg_journal, pg_rows, pg_runs, pg_turn_start, pg_usage
 from .agent_cache import AgentCache
 from .history_cache import HistoryCache
 from .pg_outcomes import UnrecordedEnds
@@ -42,7 +43,6 @@ from .pg_plumbing import PostgresPlumbing, keep_session, unavailable
 from .pg_replicas import DEFAULT_LEASE_SECONDS, PostgresCoordination
 from .pg_runs import UNREACHABLE, Conn
 from .pg_schema import migrate
-from .sqlite_rows import spec_from_json
 from .sqlite_teams import TEAM_COLUMNS, team_from_row
 
 log = logging.getLogger(__name__)
@@ -147,13 +147,7 @@ class PostgresStore(PostgresPlumbing):
         if row is None:
             self._agents.forget(key)
             return None
-        revision, create_time, update_time, default_id, spec = row
-        agent_spec = cached.spec if spec is None and cached is not None else spec_from_json(spec)
-        agent = Agent(
-            agent_id, agent_spec, create_time, update_time, revision, default_id == agent_id
-        )
-        self._agents.put(key, agent)
-        return agent
+        return pg_agents.checked_agent(self._agents, key, cached, row)
 
     async def list_agents(
         self, tenant: str, *, after: str | None, limit: int, label_filter: dict[str, str]
@@ -236,6 +230,14 @@ class PostgresStore(PostgresPlumbing):
         )
         return None if row is None else str(row[0])
 
+    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str) -> TurnStart:
+        """The agent, the session's owner and its window in one round trip (see
+        pg_turn_start)."""
+        key = (tenant, agent_id, session_id)
+        return await pg_turn_start.read_turn_start(
+            self.fetchrow, self.fetch, self._agents, self._history, key
+        )
+
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session; SESSION_BUSY while any replica runs a turn in it."""
         self._history.forget(tenant, agent_id, session_id)
@@ -257,7 +259,13 @@ class PostgresStore(PostgresPlumbing):
         self._quotas.check_turn(tenant, stored, text)
 
     async def begin_run(
-        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+        self,
+        tenant: str,
+        run: Run,
+        user_message: Message | None,
+        *,
+        queue_if_busy: bool = False,
+        window_at: SessionRevision | None = None,
     ) -> Run:
         """Insert the run under its session's lock (one turn per session everywhere), in
         one statement: its own transaction."""
@@ -269,6 +277,7 @@ class PostgresStore(PostgresPlumbing):
             self._quotas,
             self.replica_id,
             queue_if_busy,
+            window_at,
         )
 
     def may_begin_at_once(self, run: Run) -> bool:

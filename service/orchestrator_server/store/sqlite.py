@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from ..core.errors import Reason, UnavailableError
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
+from ..core.store_port import SessionRevision
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -277,6 +278,9 @@ class SQLiteStore(SQLiteTeams):
         assert self._read_conn is not None, "store is not open"
         return sqlite_runs.session_owner(self._read_conn, tenant, agent_id, session_id)
 
+    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str) -> None:
+        """None: each of these reads is local (a few microseconds)."""
+
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete the session's messages, runs and row; how many messages went."""
         self._history.forget(tenant, agent_id, session_id)
@@ -299,10 +303,17 @@ class SQLiteStore(SQLiteTeams):
         sqlite_usage.check_turn(self._read_conn, self._quotas, tenant, text)
 
     async def begin_run(
-        self, tenant: str, run: Run, user_message: Message | None, *, queue_if_busy: bool = False
+        self,
+        tenant: str,
+        run: Run,
+        user_message: Message | None,
+        *,
+        queue_if_busy: bool = False,
+        window_at: SessionRevision | None = None,
     ) -> Run:
         """Insert the run and its user message together (one process: the engine's locks
-        keep one turn per session)."""
+        keep one turn per session). Never given `window_at`: this store hands out no
+        TurnStart."""
         return await self._write(sqlite_runs.begin_run, tenant, run, user_message, self._quotas)
 
     def may_begin_at_once(self, run: Run) -> bool:

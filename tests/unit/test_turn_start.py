@@ -1,0 +1,105 @@
+"""A turn's start over a shared store (fakes of the ports): the agent, the session's
+owner and the memory window come from one read, and the run's write checks the window
+is still current; a turn that ended elsewhere in between is never missing from what the
+model is sent."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from fakes import Reply, collect, make_core
+from test_shared_store import Hub, HubCoordination, SharedStore
+
+from orchestrator_server.core import events as ev
+from orchestrator_server.core.errors import InvalidArgumentError, NotFoundError, Reason
+from orchestrator_server.core.store_port import TurnStart
+from orchestrator_server.core.types import RunStatus, TurnRequest
+
+
+class HeldReads(SharedStore):
+    """A shared store counting its reads, whose next turn-start read can be held after
+    it has read (so that another turn can end before the run's write)."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub)
+        self.reads: list[str] = []
+        self.hold: asyncio.Event | None = None
+        self.held = asyncio.Event()
+
+    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str) -> TurnStart:
+        self.reads.append("turn_start")
+        start = await super().read_turn_start(tenant, agent_id, session_id)
+        if self.hold is not None:
+            self.held.set()
+            await self.hold.wait()
+        return start
+
+    async def load_history(self, *args: Any) -> Any:
+        self.reads.append("history")
+        return await super().load_history(*args)
+
+    async def session_owner(self, *args: Any) -> Any:
+        self.reads.append("owner")
+        return await super().session_owner(*args)
+
+
+def turn(message: str, agent_id: str = "alpha") -> TurnRequest:
+    return TurnRequest(agent_id=agent_id, message=message, session_id="s")
+
+
+async def test_a_turn_reads_its_agent_session_and_window_once() -> None:
+    store = HeldReads(Hub())
+    core = make_core(store, coordination=HubCoordination(store.hub))
+    await core.agent("alpha")
+    core.model.script(Reply("one"), Reply("two"))
+    await collect(core.engine.execute("t", turn("first")))
+    store.reads.clear()
+    events = await collect(core.engine.execute("t", turn("second")))
+    assert store.reads == ["turn_start"]
+    assert [m["content"] for m in core.model.calls[-1]] == ["first", "one", "second"]
+    assert isinstance(events[-1].body, ev.RunCompleted) and events[-1].body.output == "two"
+
+
+async def test_a_turn_that_ended_elsewhere_after_the_read_is_in_what_the_model_is_sent() -> None:
+    hub = Hub()
+    store = HeldReads(hub)
+    a = make_core(store, coordination=HubCoordination(hub))
+    b = make_core(store, coordination=HubCoordination(hub))
+    await a.agent("alpha")
+    a.model.script(Reply("one", stall=True))
+    first = a.engine.execute("t", turn("first"))
+    await anext(first)  # RunStarted: stored, running
+    await a.model.stalled.wait()
+    release = store.hold = asyncio.Event()
+    second = asyncio.ensure_future(collect(b.engine.execute("t", turn("second"))))
+    await store.held.wait()  # b read the window ["first"] while a's turn still ran
+    store.hold = None
+    a.model.unstall.set()
+    await collect(first)  # a's turn ended: "one" is stored after b's read
+    b.model.script(Reply("two"), Reply("two"))
+    release.set()
+    # b's write finds the session moved on: a request built on the old window is dropped
+    # unread, and the turn asks again on the window as it is now.
+    events = await asyncio.wait_for(second, 5)
+    assert [m["content"] for m in b.model.calls[-1]] == ["first", "one", "second"]
+    started = [e.body for e in events if isinstance(e.body, ev.RunStarted)]
+    assert [s.status for s in started] == [RunStatus.RUNNING]
+    deltas = "".join(e.body.text for e in events if isinstance(e.body, ev.TextDelta))
+    assert deltas == events[-1].body.output == "two"
+    history = await store.load_history("t", "alpha", "s", 10)
+    assert [m.content for m in history] == ["first", "one", "second", "two"]
+
+
+async def test_a_shared_store_refuses_an_unknown_agent_and_a_malformed_id_before_reading() -> None:
+    store = HeldReads(Hub())
+    core = make_core(store, coordination=HubCoordination(store.hub))
+    await core.agent("alpha")
+    with pytest.raises(NotFoundError) as missing:
+        await collect(core.engine.execute("t", turn("hi", agent_id="ghost")))
+    assert missing.value.reason is Reason.AGENT_NOT_FOUND
+    store.reads.clear()
+    with pytest.raises(InvalidArgumentError):
+        await collect(core.engine.execute("t", turn("hi", agent_id="../" * 100)))
+    assert store.reads == []
