@@ -166,7 +166,7 @@ async def test_postgres_turn_starts_read_the_window_at_their_revision(
                     "t", "a", AgentSpec(memory=memory), expected_revision=None
                 )
             for reader in (store, other):
-                start = await reader.read_turn_start("t", "a", session)
+                start = await reader.read_turn_start("t", "a", session, "hi")
                 assert start.agent is not None
                 limit = start.agent.spec.memory.max_messages or 50
                 row = await store.fetchrow(

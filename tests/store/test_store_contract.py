@@ -148,15 +148,15 @@ async def test_a_turn_start_reads_its_window_and_the_write_checks_it_is_current(
     store: Store,
 ) -> None:
     await store.create_agent("t", NewAgent("a1", spec(), False, False))
-    start = await store.read_turn_start("t", "a1", "s1")
+    start = await store.read_turn_start("t", "a1", "s1", "hi")
     if start is None:  # a store whose reads are local: the engine reads one by one
         assert isinstance(store, SQLiteStore)
         return
     assert (start.owner, start.revision, start.messages) == (None, SessionRevision(0.0, 0), [])
     assert start.agent is not None and start.limit == 50
-    assert (await store.read_turn_start("t", "ghost", "s1")).agent is None  # type: ignore[union-attr]
+    assert (await store.read_turn_start("t", "ghost", "s1", "hi")).agent is None  # type: ignore[union-attr]
     await finished_turn(store, a_run("r1", owner="p", input="hi"), "yo")
-    read = await store.read_turn_start("t", "a1", "s1")
+    read = await store.read_turn_start("t", "a1", "s1", "hi")
     assert read is not None and read.owner == "p" and read.revision.count == 2
     assert [m.content for m in read.messages] == ["hi", "yo"]
     # Current: stored, no error; then stale (another turn ended since the read).
@@ -173,7 +173,7 @@ async def test_a_turn_start_reads_its_window_and_the_write_checks_it_is_current(
     assert [m.content for m in history] == ["hi", "yo", "more", "ok", "late"]
     # A session deleted and started again to the same count is another one.
     await finished_turn(store, a_run("r4", session_id="s2", owner="p", input="x"), "y")
-    at_two = await store.read_turn_start("t", "a1", "s2")
+    at_two = await store.read_turn_start("t", "a1", "s2", "hi")
     assert at_two is not None and at_two.revision.count == 2
     await store.delete_session("t", "a1", "s2")
     await finished_turn(store, a_run("r5", session_id="s2", owner="p", create_time=5.0), "z")

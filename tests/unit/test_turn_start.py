@@ -13,7 +13,13 @@ from fakes import Reply, collect, make_core
 from test_shared_store import Hub, HubCoordination, SharedStore
 
 from orchestrator_server.core import events as ev
-from orchestrator_server.core.errors import InvalidArgumentError, NotFoundError, Reason
+from orchestrator_server.core.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    QuotaExceededError,
+    Reason,
+)
+from orchestrator_server.core.quotas import StorageQuotas
 from orchestrator_server.core.store_port import TurnStart
 from orchestrator_server.core.types import RunStatus, TurnRequest
 
@@ -27,10 +33,13 @@ class HeldReads(SharedStore):
         self.reads: list[str] = []
         self.hold: asyncio.Event | None = None
         self.held = asyncio.Event()
+        self.writing = False
 
-    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str) -> TurnStart:
+    async def read_turn_start(
+        self, tenant: str, agent_id: str, session_id: str, text: str
+    ) -> TurnStart:
         self.reads.append("turn_start")
-        start = await super().read_turn_start(tenant, agent_id, session_id)
+        start = await super().read_turn_start(tenant, agent_id, session_id, text)
         if self.hold is not None:
             self.held.set()
             await self.hold.wait()
@@ -43,6 +52,18 @@ class HeldReads(SharedStore):
     async def session_owner(self, *args: Any) -> Any:
         self.reads.append("owner")
         return await super().session_owner(*args)
+
+    async def check_turn_fits(self, tenant: str, text: str) -> None:
+        if not self.writing:  # the in-memory write checks the quota again, by this call
+            self.reads.append("quota")
+        await super().check_turn_fits(tenant, text)
+
+    async def begin_run(self, *args: Any, **options: Any) -> Any:
+        self.writing = True
+        try:
+            return await super().begin_run(*args, **options)
+        finally:
+            self.writing = False
 
 
 def turn(message: str, agent_id: str = "alpha") -> TurnRequest:
@@ -103,3 +124,17 @@ async def test_a_shared_store_refuses_an_unknown_agent_and_a_malformed_id_before
     with pytest.raises(InvalidArgumentError):
         await collect(core.engine.execute("t", turn("hi", agent_id="../" * 100)))
     assert store.reads == []
+
+
+async def test_a_turn_over_the_tenants_stored_bytes_is_refused_by_the_same_read() -> None:
+    store = HeldReads(Hub())
+    store._quotas = StorageQuotas(max_stored_bytes_per_tenant=100)
+    core = make_core(store, coordination=HubCoordination(store.hub))
+    await core.agent("alpha")
+    store.reads.clear()
+    with pytest.raises(QuotaExceededError):
+        await collect(core.engine.execute("t", turn("x" * 60)))
+    assert store.reads == ["turn_start"]
+    assert core.model.calls == [] and await store.load_history("t", "alpha", "s", 10) == []
+    events = await collect(core.engine.execute("t", turn("fits")))
+    assert isinstance(events[-1].body, ev.RunCompleted)

@@ -53,5 +53,13 @@ class StorageQuotas:
                 limit=limit,
             )
 
+    def turn_refusal(self, tenant: str, stored: int, text: str) -> QuotaExceededError | None:
+        """check_turn's refusal, returned (None: the turn fits)."""
+        try:
+            self.check_turn(tenant, stored, text)
+        except QuotaExceededError as refusal:
+            return refusal
+        return None
+
 
 DEFAULT_QUOTAS = StorageQuotas()

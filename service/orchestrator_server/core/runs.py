@@ -153,7 +153,11 @@ class RunEngine:
         session_id = check_turn_request(request)
         # With a shared store every read is a round trip: the quota's is made meanwhile
         # (its refusal still comes after the admission's, and after a replay).
-        fits = self._read_early(lambda: self._store.check_turn_fits(tenant, request.message))
+        fits = (
+            None
+            if self._reads_turn_start(request)
+            else self._read_early(lambda: self._store.check_turn_fits(tenant, request.message))
+        )
         agent, owner, start = await self._admit(tenant, request, session_id)
         tools = await self._turn_tools(tenant, agent, request, bridge)
         if request.request_id:
@@ -170,7 +174,10 @@ class RunEngine:
         self._services.tokens.check(tenant)
         # Before the run's first write, which goes out together with the model request:
         # a tenant already at its stored bytes is refused before the model is asked.
-        await (fits or self._store.check_turn_fits(tenant, request.message))
+        if start is not None:
+            start.check_fits()
+        else:
+            await (fits or self._store.check_turn_fits(tenant, request.message))
         run_id = new_run_id()
         if request.interrupt_if_busy:  # admitted: only now may it cancel anything
             session = (tenant, agent.agent_id, session_id)
@@ -255,10 +262,17 @@ class RunEngine:
     ) -> TurnStart | None:
         """What a shared store reads of a named agent and its session in one round trip
         (None otherwise: local reads are made one by one)."""
-        if not self._coordination.shared or not request.agent_id:
+        if not self._reads_turn_start(request):
             return None
         check_agent_id(request.agent_id)
-        return await self._store.read_turn_start(tenant, request.agent_id, session_id)
+        return await self._store.read_turn_start(
+            tenant, request.agent_id, session_id, request.message
+        )
+
+    def _reads_turn_start(self, request: TurnRequest) -> bool:
+        """Whether the turn's start is read in one go: with a shared store (where each
+        read is a round trip), for a named agent."""
+        return self._coordination.shared and bool(request.agent_id)
 
     def _read_early(self, read: Callable[[], Coroutine[Any, Any, R]]) -> asyncio.Future[R] | None:
         """With a shared store, start `read()` now, concurrently with the reads before it

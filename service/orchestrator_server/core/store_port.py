@@ -69,6 +69,13 @@ class TurnStart:
     revision: SessionRevision
     messages: list[Message]
     limit: int
+    # What check_turn_fits would raise for the turn's input, as read (None: it fits).
+    over_quota: Exception | None = None
+
+    def check_fits(self) -> None:
+        """QUOTA_EXCEEDED (as check_turn_fits) if the turn's input did not fit."""
+        if self.over_quota is not None:
+            raise self.over_quota
 
 
 class WindowMovedError(Exception):
@@ -152,12 +159,13 @@ class Store(Protocol):
         """The principal owning a session, or None when it does not exist."""
 
     async def read_turn_start(
-        self, tenant: str, agent_id: str, session_id: str
+        self, tenant: str, agent_id: str, session_id: str, text: str
     ) -> TurnStart | None:
-        """The agent, its session's owner and the session's memory window, in one read
-        of one snapshot: what a turn's start reads from a store where every read is a
-        round trip. None from a store whose reads are local (the engine then makes them
-        one by one, each a few microseconds)."""
+        """The agent, its session's owner and the session's memory window, and whether
+        a turn with input `text` fits the tenant's stored bytes, in one read of one
+        snapshot: what a turn's start reads from a store where every read is a round
+        trip. None from a store whose reads are local (the engine then makes them one by
+        one, each a few microseconds)."""
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session's messages and runs; the number of messages deleted."""

@@ -195,19 +195,20 @@ class InMemoryStore(UsageLedger, TeamsInMemory):
         session = self._sessions.get((tenant, agent_id, session_id))
         return None if session is None else session.owner
 
-    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str) -> TurnStart:
-        """The agent, the session's owner and its window (as a shared store reads them:
-        the engine uses this over a store that says it is shared)."""
+    async def read_turn_start(
+        self, tenant: str, agent_id: str, session_id: str, text: str
+    ) -> TurnStart:
+        """The agent, the session's owner, its window and the quota's answer (as a
+        shared store reads them: the engine uses this over a store said to be shared)."""
         agent = self._agent(tenant, agent_id)
         limit = window_limit(agent.spec) if agent is not None else 0
+        over = self._quotas.turn_refusal(tenant, self._tenant(tenant).message_bytes, text)
         key = (tenant, agent_id, session_id)
         session = self._sessions.get(key) if agent is not None else None
         if agent is None or session is None:
-            return TurnStart(agent, None, SessionRevision(0.0, 0), [], limit)
-        revision = self._revision(key)
-        return TurnStart(
-            agent, session.owner, revision, self._messages.get(key, [])[-limit:], limit
-        )
+            return TurnStart(agent, None, SessionRevision(0.0, 0), [], limit, over)
+        messages = self._messages.get(key, [])[-limit:]
+        return TurnStart(agent, session.owner, self._revision(key), messages, limit, over)
 
     def _revision(self, key: SessionKey) -> SessionRevision:
         session = self._sessions.get(key)

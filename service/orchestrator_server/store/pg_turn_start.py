@@ -37,7 +37,8 @@ _TURN_START = (
     f"(SELECT array_agg(ROW({_MESSAGE}) ORDER BY m.seq) FROM (SELECT {MESSAGE_COLUMNS} "
     "FROM messages WHERE tenant = s.tenant AND agent_id = s.agent_id AND "
     "session_id = s.session_id AND seq > $6 AND seq <= s.message_count "
-    "ORDER BY seq DESC LIMIT $7) m) AS messages "
+    "ORDER BY seq DESC LIMIT $7) m) AS messages, "
+    "(SELECT coalesce(sum(u.message_bytes), 0) FROM usage u WHERE u.tenant = $1) AS stored "
     "FROM agents a LEFT JOIN tenants t ON t.tenant = a.tenant "
     "LEFT JOIN sessions s ON s.tenant = a.tenant AND s.agent_id = a.agent_id "
     "AND s.session_id = $3 WHERE a.tenant = $1 AND a.agent_id = $2"
@@ -50,8 +51,10 @@ async def read_turn_start(
     agents: AgentCache,
     windows: HistoryCache,
     key: SessionKey,
+    fits: Callable[[int], Exception | None],
 ) -> TurnStart:
-    """The agent, the session's owner and its window at one revision (see the module)."""
+    """The agent, the session's owner and its window at one revision (see the module);
+    `fits(stored bytes)` is the quota's refusal of the turn, if any."""
     tenant, agent_id, _ = key
     cached = agents.get((tenant, agent_id))
     expected = window_limit(cached.spec) if cached else window_limit(None)
@@ -71,9 +74,10 @@ async def read_turn_start(
         return TurnStart(None, None, NO_SESSION, [], 0)
     agent = checked_agent(agents, (tenant, agent_id), cached, row[:5])
     limit = window_limit(agent.spec)
+    over_quota = fits(row["stored"])
     if row["session_time"] is None:
         windows.forget(*key)
-        return TurnStart(agent, None, NO_SESSION, [], limit)
+        return TurnStart(agent, None, NO_SESSION, [], limit, over_quota)
     revision = SessionRevision(row["session_time"], row["message_count"])
     read = [message_from_record(m) for m in row["messages"] or ()]
     if after:
@@ -90,4 +94,4 @@ async def read_turn_start(
         # owner again, and this revision).
         revision, messages = await read_window_at(fetch, windows, key, limit)
         owner = None if revision == NO_SESSION else owner
-    return TurnStart(agent, owner, revision, messages, limit)
+    return TurnStart(agent, owner, revision, messages, limit, over_quota)

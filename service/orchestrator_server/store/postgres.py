@@ -230,12 +230,18 @@ class PostgresStore(PostgresPlumbing):
         )
         return None if row is None else str(row[0])
 
-    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str) -> TurnStart:
-        """The agent, the session's owner and its window in one round trip (see
-        pg_turn_start)."""
+    async def read_turn_start(
+        self, tenant: str, agent_id: str, session_id: str, text: str
+    ) -> TurnStart:
+        """The agent, the session's owner, its window and the quota's answer in one
+        round trip (see pg_turn_start)."""
         key = (tenant, agent_id, session_id)
+
+        def fits(stored: int) -> Exception | None:
+            return self._quotas.turn_refusal(tenant, stored, text)
+
         return await pg_turn_start.read_turn_start(
-            self.fetchrow, self.fetch, self._agents, self._history, key
+            self.fetchrow, self.fetch, self._agents, self._history, key, fits
         )
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:

@@ -278,7 +278,7 @@ class SQLiteStore(SQLiteTeams):
         assert self._read_conn is not None, "store is not open"
         return sqlite_runs.session_owner(self._read_conn, tenant, agent_id, session_id)
 
-    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str) -> None:
+    async def read_turn_start(self, tenant: str, agent_id: str, session_id: str, text: str) -> None:
         """None: each of these reads is local (a few microseconds)."""
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
