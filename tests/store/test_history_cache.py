@@ -5,9 +5,11 @@ fresh read of the database returns."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -100,36 +102,57 @@ async def test_a_session_started_again_is_not_the_old_one(tmp_path: Path) -> Non
         await store.close()
 
 
-async def test_postgres_windows_always_equal_a_fresh_read(postgres_url: str) -> None:
-    store = PostgresStore(postgres_url)
-    other = PostgresStore(postgres_url)  # another replica, with windows of its own
+@contextlib.asynccontextmanager
+async def two_replicas(url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Two stores on one database (replicas, each with windows of its own) and agent a."""
+    store, other = PostgresStore(url), PostgresStore(url)
     await store.open()
     await other.open()
-    chosen = random.Random(18)
     try:
         await store.create_agent("t", NewAgent("a", AgentSpec(), False, False))
-        for step in range(150):
-            session = chosen.choice(["s1", "s2"])
-            writer = chosen.choice([store, other])
-            action = chosen.random()
-            if action < 0.6:
-                steps = chosen.choice([0, 0, 1, 3])
-                await turn(writer, f"r{step}", session, steps, float(step))
-            elif action < 0.68:
-                await writer.delete_session("t", "a", session)
-            limit = chosen.choice([2, 5, 20, 50])
-            rows = await store.fetch(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = 't' AND agent_id = 'a' "
-                "AND session_id = $1 ORDER BY seq DESC LIMIT $2",
-                session,
-                limit,
-            )
-            fresh = [message_from_record(row) for row in reversed(rows)]
-            for reader in (store, other):
-                assert await reader.load_history("t", "a", session, limit) == fresh, step
+        yield store, other
     finally:
         await store.close()
         await other.close()
+
+
+async def random_change(
+    chosen: random.Random, step: int, *writers: PostgresStore, memory_changes: bool
+) -> str:
+    """A random change by a random replica to one of two sessions (a turn, a delete, or
+    with `memory_changes` a new memory window for the agent); the session."""
+    session = chosen.choice(["s1", "s2"])
+    writer = chosen.choice(writers)
+    action = chosen.random()
+    if action < 0.6:
+        await turn(writer, f"r{step}", session, chosen.choice([0, 0, 1, 3]), float(step))
+    elif action < 0.68:
+        await writer.delete_session("t", "a", session)
+    elif action < 0.8 and memory_changes:
+        memory = MemoryConfig(max_messages=chosen.choice([0, 2, 5, 20, 60]))
+        await writer.update_agent("t", "a", AgentSpec(memory=memory), expected_revision=None)
+    return session
+
+
+async def fresh_pg_read(store: PostgresStore, session: str, limit: int) -> list[Message]:
+    rows = await store.fetch(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = 't' AND agent_id = 'a' "
+        "AND session_id = $1 ORDER BY seq DESC LIMIT $2",
+        session,
+        limit,
+    )
+    return [message_from_record(row) for row in reversed(rows)]
+
+
+async def test_postgres_windows_always_equal_a_fresh_read(postgres_url: str) -> None:
+    chosen = random.Random(18)
+    async with two_replicas(postgres_url) as (store, other):
+        for step in range(150):
+            session = await random_change(chosen, step, store, other, memory_changes=False)
+            limit = chosen.choice([2, 5, 20, 50])
+            fresh = await fresh_pg_read(store, session, limit)
+            for reader in (store, other):
+                assert await reader.load_history("t", "a", session, limit) == fresh, step
 
 
 async def test_postgres_turn_starts_read_the_window_at_their_revision(
@@ -145,26 +168,10 @@ async def test_postgres_turn_starts_read_the_window_at_their_revision(
         return await read_again(*args)
 
     monkeypatch.setattr(pg_turn_start, "read_window_at", counted)
-    store = PostgresStore(postgres_url)
-    other = PostgresStore(postgres_url)
-    await store.open()
-    await other.open()
     chosen = random.Random(19)
-    try:
-        await store.create_agent("t", NewAgent("a", AgentSpec(), False, False))
+    async with two_replicas(postgres_url) as (store, other):
         for step in range(150):
-            session = chosen.choice(["s1", "s2"])
-            writer = chosen.choice([store, other])
-            action = chosen.random()
-            if action < 0.6:
-                await turn(writer, f"r{step}", session, chosen.choice([0, 0, 1, 3]), float(step))
-            elif action < 0.68:
-                await writer.delete_session("t", "a", session)
-            elif action < 0.8:
-                memory = MemoryConfig(max_messages=chosen.choice([0, 2, 5, 20, 60]))
-                await writer.update_agent(
-                    "t", "a", AgentSpec(memory=memory), expected_revision=None
-                )
+            session = await random_change(chosen, step, store, other, memory_changes=True)
             for reader in (store, other):
                 start = await reader.read_turn_start("t", "a", session, "hi")
                 assert start.agent is not None
@@ -174,14 +181,8 @@ async def test_postgres_turn_starts_read_the_window_at_their_revision(
                     "AND agent_id = 'a' AND session_id = $1",
                     session,
                 )
-                rows = await store.fetch(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = 't' AND "
-                    "agent_id = 'a' AND session_id = $1 ORDER BY seq DESC LIMIT $2",
-                    session,
-                    limit,
-                )
                 assert start.limit == limit, step
-                assert start.messages == [message_from_record(r) for r in reversed(rows)], step
+                assert start.messages == await fresh_pg_read(store, session, limit), step
                 if row is None:
                     assert (start.owner, start.revision) == (None, SessionRevision(0.0, 0))
                 else:
@@ -189,6 +190,3 @@ async def test_postgres_turn_starts_read_the_window_at_their_revision(
         # Both ways were taken: one read, and a second one for a window longer than the
         # cached agent's.
         assert 0 < len(second_reads) < 100
-    finally:
-        await store.close()
-        await other.close()
