@@ -36,6 +36,7 @@ class ScriptedModel:
     replies: deque[Reply] = field(default_factory=deque)
     default: Reply = field(default_factory=lambda: Reply("ok"))
     calls: list[list[ChatMessage]] = field(default_factory=list)
+    called: asyncio.Event = field(default_factory=asyncio.Event)  # a request was made
     stalled: asyncio.Event = field(default_factory=asyncio.Event)
     unstall: asyncio.Event = field(default_factory=asyncio.Event)
     name: str = "scripted"
@@ -52,6 +53,7 @@ class ScriptedModel:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[str | ModelTurnEnd, None]:
         """Yield the next reply's words, then its end."""
         self.calls.append(list(request.messages))
+        self.called.set()
         reply = self.replies.popleft() if self.replies else self.default
         if reply.stall:
             self.stalled.set()

@@ -6,10 +6,11 @@ model is sent."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fakes import Reply, collect, make_core
+from fakes import Core, Reply, collect, make_core
 from test_shared_store import Hub, HubCoordination, SharedStore
 
 from orchestrator_server.core import events as ev
@@ -18,6 +19,7 @@ from orchestrator_server.core.errors import (
     NotFoundError,
     QuotaExceededError,
     Reason,
+    UnavailableError,
 )
 from orchestrator_server.core.quotas import StorageQuotas
 from orchestrator_server.core.store_port import TurnStart
@@ -66,7 +68,7 @@ class HeldReads(SharedStore):
             self.writing = False
 
 
-def turn(message: str, agent_id: str = "alpha") -> TurnRequest:
+def turn(message: str, agent_id: str = "alpha") -> TurnRequest:  # "": the default agent
     return TurnRequest(agent_id=agent_id, message=message, session_id="s")
 
 
@@ -138,3 +140,103 @@ async def test_a_turn_over_the_tenants_stored_bytes_is_refused_by_the_same_read(
     assert core.model.calls == [] and await store.load_history("t", "alpha", "s", 10) == []
     events = await collect(core.engine.execute("t", turn("fits")))
     assert isinstance(events[-1].body, ev.RunCompleted)
+
+
+class HeldWrite(SharedStore):
+    """A shared store whose run-starting write of the input `hold` stays in flight (a
+    round trip) until `release` is set."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub)
+        self.hold = ""
+        self.release = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def begin_run(self, tenant: str, run: Any, user_message: Any, **options: Any) -> Any:
+        if run.input == self.hold:
+            self.writing.set()
+            await self.release.wait()
+        return await super().begin_run(tenant, run, user_message, **options)
+
+
+async def two_replicas_one_turn_running() -> tuple[HeldWrite, Core, Core, AsyncIterator[Any]]:
+    """Replicas a and b on one HeldWrite store; a runs a turn of session s, stalled."""
+    hub = Hub()
+    store = HeldWrite(hub)
+    a = make_core(store, coordination=HubCoordination(hub))
+    b = make_core(store, coordination=HubCoordination(hub))
+    await a.agent("alpha")  # the tenant's default agent too
+    a.model.script(Reply("one", stall=True))
+    first = a.engine.execute("t", turn("first"))
+    await anext(first)  # RunStarted: stored, running on a
+    await a.model.stalled.wait()
+    store.hold = "second"
+    return store, a, b, first
+
+
+@pytest.mark.parametrize("agent_id", ["alpha", ""])
+async def test_a_turn_that_ended_before_the_claim_is_in_the_window_named_agent_or_default(
+    agent_id: str,
+) -> None:
+    store, a, b, first = await two_replicas_one_turn_running()
+    b.model.script(Reply("dropped", stall=True), Reply("two"))
+    second = asyncio.ensure_future(collect(b.engine.execute("t", turn("second", agent_id))))
+    await store.writing.wait()
+    await b.model.stalled.wait()  # b's request on the window ["first"] is out
+    a.model.unstall.set()
+    await collect(first)  # a's turn ends before b's write claims the session
+    store.release.set()
+    events = await asyncio.wait_for(second, 5)
+    assert isinstance(events[-1].body, ev.RunCompleted) and events[-1].body.output == "two"
+    assert [m["content"] for m in b.model.calls[-1]] == ["first", "one", "second"]
+
+
+async def test_a_request_that_failed_before_the_write_found_its_window_stale_is_asked_again() -> (
+    None
+):
+    store, a, b, first = await two_replicas_one_turn_running()
+    busy = UnavailableError("model overloaded", reason=Reason.MODEL_UNAVAILABLE)
+    b.model.script(Reply(error=busy), Reply("two"))
+    second = asyncio.ensure_future(collect(b.engine.execute("t", turn("second"))))
+    await store.writing.wait()
+    await b.model.called.wait()  # and failed: the turn waits for its write's answer
+    a.model.unstall.set()
+    await collect(first)
+    store.release.set()
+    events = await asyncio.wait_for(second, 5)
+    assert isinstance(events[-1].body, ev.RunCompleted) and events[-1].body.output == "two"
+    assert [m["content"] for m in b.model.calls[-1]] == ["first", "one", "second"]
+
+
+@pytest.mark.parametrize("stale", [False, True])
+async def test_a_cancel_handled_as_the_write_completes_still_records_an_end(stale: bool) -> None:
+    store, a, b, first = await two_replicas_one_turn_running()
+    if not stale:  # b's window is current: a ends before b's turn starts
+        a.model.unstall.set()
+        await collect(first)
+    b.model.script(Reply("dropped", stall=True), Reply("two"))
+    events: list[Any] = []
+
+    async def consume() -> None:
+        async for event in b.engine.execute("t", turn("second")):
+            events.append(event)
+
+    second = asyncio.ensure_future(consume())
+    await store.writing.wait()
+    await b.model.stalled.wait()
+    if stale:
+        a.model.unstall.set()
+        await collect(first)
+    run_id = b.engine.active.in_session("t", "alpha", "s")[0].run.run_id
+    cancel = asyncio.ensure_future(b.engine.active.cancel("t", run_id))
+    await asyncio.sleep(0)  # the cancel is delivered in the loop turn the write completes
+    store.release.set()
+    await asyncio.wait_for(cancel, 5)
+    await asyncio.wait_for(second, 5)
+    stored = await store.get_run("t", run_id)
+    bodies = [type(e.body).__name__ for e in events]
+    assert stored is not None and stored.status is RunStatus.CANCELLED, (stored, bodies)
+    assert bodies == ["RunStarted", "RunCancelled"]
+    b.model.script(Reply("three"))  # the session is free again
+    after = await collect(b.engine.execute("t", turn("third")))
+    assert isinstance(after[-1].body, ev.RunCompleted)

@@ -217,6 +217,10 @@ class AgentRegistry:
         """The default agent, or NO_DEFAULT_AGENT."""
         agent_id = await self._store.default_agent_id(tenant)
         agent = await self._store.get_agent(tenant, agent_id) if agent_id else None
+        return self.found_default(agent)
+
+    def found_default(self, agent: Agent | None) -> Agent:
+        """The default agent as read by the store (None: none), or NO_DEFAULT_AGENT."""
         # A default agent the caller may not read is, for it, no default at all.
         if agent is None or not may_read_agent(current_caller(), agent.spec.access):
             raise FailedPreconditionError(

@@ -10,15 +10,13 @@ records is `RunQueries`' job.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any, TypeVar
 
 from . import events as ev
 from .access import (
@@ -67,7 +65,6 @@ from .types import Agent, Run, RunStatus, TurnRequest
 from .validation import check_agent_id, check_turn_request
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
 
 
 def child_session_id(caller_agent_id: str, principal: str) -> str:
@@ -151,13 +148,8 @@ class RunEngine:
         """
         self.active.refuse_if_stopping()
         session_id = check_turn_request(request)
-        # With a shared store every read is a round trip: the quota's is made meanwhile
-        # (its refusal still comes after the admission's, and after a replay).
-        fits = (
-            None
-            if self._reads_turn_start(request)
-            else self._read_early(lambda: self._store.check_turn_fits(tenant, request.message))
-        )
+        # With a shared store the quota is read with the agent and the session (its
+        # refusal still comes after the admission's, and after a replay).
         agent, owner, start = await self._admit(tenant, request, session_id)
         tools = await self._turn_tools(tenant, agent, request, bridge)
         if request.request_id:
@@ -174,10 +166,10 @@ class RunEngine:
         self._services.tokens.check(tenant)
         # Before the run's first write, which goes out together with the model request:
         # a tenant already at its stored bytes is refused before the model is asked.
-        if start is not None:
+        if start is not None:  # the quota as read with the turn's start
             start.check_fits()
         else:
-            await (fits or self._store.check_turn_fits(tenant, request.message))
+            await self._store.check_turn_fits(tenant, request.message)
         run_id = new_run_id()
         if request.interrupt_if_busy:  # admitted: only now may it cancel anything
             session = (tenant, agent.agent_id, session_id)
@@ -190,6 +182,7 @@ class RunEngine:
         budget = agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
         active, _ = self._launch(run, agent, reservation, context, start)
+        del start  # the turn holds the window until its first request, not this generator
         delivery = open_delivery(self._journal, self.active, active, request, deadline, bridge)
         async with aclosing(delivery.events()) as events:
             async for event in events:
@@ -242,7 +235,12 @@ class RunEngine:
         try:
             start = await self._turn_start(tenant, request, session_id)
             if start is not None:
-                agent, stored_owner = self._agents.found(request.agent_id, start.agent), start.owner
+                agent = (
+                    self._agents.found(request.agent_id, start.agent)
+                    if request.agent_id
+                    else self._agents.found_default(start.agent)
+                )
+                stored_owner = start.owner
             else:
                 agent = await self._resolve_agent(tenant, request.agent_id)
                 stored_owner = await self._store.session_owner(tenant, agent.agent_id, session_id)
@@ -260,29 +258,19 @@ class RunEngine:
     async def _turn_start(
         self, tenant: str, request: TurnRequest, session_id: str
     ) -> TurnStart | None:
-        """What a shared store reads of a named agent and its session in one round trip
-        (None otherwise: local reads are made one by one)."""
-        if not self._reads_turn_start(request):
-            return None
-        check_agent_id(request.agent_id)
-        return await self._store.read_turn_start(
-            tenant, request.agent_id, session_id, request.message
-        )
-
-    def _reads_turn_start(self, request: TurnRequest) -> bool:
-        """Whether the turn's start is read in one go: with a shared store (where each
-        read is a round trip), for a named agent."""
-        return self._coordination.shared and bool(request.agent_id)
-
-    def _read_early(self, read: Callable[[], Coroutine[Any, Any, R]]) -> asyncio.Future[R] | None:
-        """With a shared store, start `read()` now, concurrently with the reads before it
-        is needed (None otherwise: a local read costs microseconds, a task more). A read
-        whose answer is not awaited (an earlier refusal) is not reported as lost."""
+        """What a shared store reads of the turn's agent and session in one round trip
+        (the tenant's default agent's id is read first); None with a store whose reads
+        are local (they are made one by one)."""
         if not self._coordination.shared:
             return None
-        future = asyncio.ensure_future(read())
-        future.add_done_callback(lambda done: done.cancelled() or done.exception())
-        return future
+        if request.agent_id:
+            check_agent_id(request.agent_id)
+        agent_id = request.agent_id or await self._store.default_agent_id(tenant)
+        if not agent_id:
+            self._agents.found_default(None)  # raises NO_DEFAULT_AGENT
+        return await self._store.read_turn_start(
+            tenant, agent_id or "", session_id, request.message
+        )
 
     async def _resolve_agent(self, tenant: str, agent_id: str) -> Agent:
         if agent_id:

@@ -224,6 +224,12 @@ class StartGate:
         self._on_written(self._write)
 
     async def settle(self) -> None:
-        """Let a write in flight finish: the run's end is recorded after it."""
-        if self._write is not None and not self._write.done():
+        """Let a write in flight finish, and announce the run if it was stored: the run's
+        end is recorded after it. (A write that completed in this turn of the loop has
+        not run its done-callback yet: a cancel handled now would find the run neither
+        refused nor announced, and leave it running.)"""
+        if self._write is None:
+            return
+        if not self._write.done():
             await asyncio.gather(asyncio.shield(self._write), return_exceptions=True)
+        self._on_written(self._write)

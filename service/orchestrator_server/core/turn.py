@@ -204,7 +204,14 @@ class Turn:
         except asyncio.CancelledError:
             if not gate.take_interruption():
                 raise
-            await gate.wait()  # raises the write's error, or QueuedBehindPeer
+            await gate.wait()  # raises the write's error, QueuedBehindPeer or StaleWindow
+            raise
+        except Exception:
+            if gate.opened and not gate.blocking:
+                raise  # the run is stored and the request was good: its failure stands
+            # The request failed before the write answered: the write's answer comes
+            # first (a queued run or a stale window asks again; a refused write says why).
+            await gate.wait()
             raise
 
     async def _answer(self, gate: StartGate, emit: Emit[object]) -> None:
