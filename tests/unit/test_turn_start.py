@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fakes import Core, Reply, collect, make_core
+from fakes import Core, GatedStore, Reply, collect, make_core
 from test_shared_store import Hub, HubCoordination, SharedStore
 
 from orchestrator_server.core import events as ev
@@ -240,3 +240,26 @@ async def test_a_cancel_handled_as_the_write_completes_still_records_an_end(stal
     b.model.script(Reply("three"))  # the session is free again
     after = await collect(b.engine.execute("t", turn("third")))
     assert isinstance(after[-1].body, ev.RunCompleted)
+
+
+async def test_a_request_that_failed_while_the_write_was_refused_reports_the_refusal() -> None:
+    """Any store: the run was never stored, so the write's refusal is the answer, not
+    the failure of a model request made while it was in flight."""
+    store = GatedStore(holds=lambda run: run.input.startswith("b"))
+    store._quotas = StorageQuotas(max_stored_bytes_per_tenant=700)
+    core = make_core(store)
+    store.gate.set()
+    await core.agent("alpha")
+    store.gate.clear()
+    busy = UnavailableError("model overloaded", reason=Reason.MODEL_UNAVAILABLE)
+    core.model.script(Reply(error=busy))
+    held = TurnRequest("alpha", "b" * 200, session_id="s2")
+    second = asyncio.ensure_future(collect(core.engine.execute("t", held)))
+    await store.entered.wait()
+    await core.model.called.wait()  # and failed while the write is held
+    core.model.script(Reply("ok"))
+    await collect(core.engine.execute("t", TurnRequest("alpha", "a" * 200, session_id="s1")))
+    store.gate.set()  # the held write now finds the tenant's bytes used up
+    with pytest.raises(QuotaExceededError):
+        await asyncio.wait_for(second, 5)
+    assert await store.load_history("t", "alpha", "s2", 10) == []
