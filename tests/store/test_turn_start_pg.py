@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,7 +33,7 @@ from orchestrator_server.store.postgres import PostgresStore
 
 # The engine's fakes of the other ports (a scripted model, a doorbell hub).
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from fakes import Reply, collect, make_core
+from fakes import Reply, WriteHold, collect, make_core
 from test_shared_store import Hub, HubCoordination
 
 WEIRD = ["nul\x00byte", "lone \ud800 surrogate", "é 🙂 \u2028", "", "x" * 70_000, "'\"\\"]
@@ -147,21 +146,9 @@ async def test_a_large_memory_window_in_one_statement(postgres_url: str) -> None
         await store.close()
 
 
-class HeldWrite(PostgresStore):
-    """A replica whose run-starting write of the input `hold` is sent once `release` is
-    set (a pool connection taken late, a slow network)."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.hold = ""
-        self.release = asyncio.Event()
-        self.writing = asyncio.Event()
-
-    async def begin_run(self, tenant: str, run: Any, user_message: Any, **options: Any) -> Any:
-        if run.input == self.hold:
-            self.writing.set()
-            await self.release.wait()
-        return await super().begin_run(tenant, run, user_message, **options)
+class HeldWrite(WriteHold, PostgresStore):
+    """A replica whose run-starting write can be held (a pool connection taken late, a
+    slow network; see WriteHold)."""
 
 
 @pytest.mark.parametrize("agent_id", ["alpha", ""])  # "": the tenant's default agent

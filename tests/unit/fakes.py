@@ -85,6 +85,24 @@ class GatedStore(InMemoryStore):
         return await super().begin_run(tenant, run, user_message, **options)
 
 
+class WriteHold:
+    """Mixed in before a store: its run-starting write of the input `hold` stays in
+    flight (a round trip taking long) until `release` is set; `writing` says it began."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hold = ""
+        self.release = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def begin_run(self, tenant: str, run: Run, user_message: Any, **options: Any) -> Run:
+        if run.input == self.hold:
+            self.writing.set()
+            await self.release.wait()
+        result: Run = await super().begin_run(tenant, run, user_message, **options)  # type: ignore[misc]
+        return result
+
+
 @dataclass
 class Core:
     """The core wired to fakes."""

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fakes import Core, GatedStore, Reply, collect, make_core
+from fakes import Core, GatedStore, Reply, WriteHold, collect, make_core
 from test_shared_store import Hub, HubCoordination, SharedStore
 
 from orchestrator_server.core import events as ev
@@ -142,21 +142,8 @@ async def test_a_turn_over_the_tenants_stored_bytes_is_refused_by_the_same_read(
     assert isinstance(events[-1].body, ev.RunCompleted)
 
 
-class HeldWrite(SharedStore):
-    """A shared store whose run-starting write of the input `hold` stays in flight (a
-    round trip) until `release` is set."""
-
-    def __init__(self, hub: Hub) -> None:
-        super().__init__(hub)
-        self.hold = ""
-        self.release = asyncio.Event()
-        self.writing = asyncio.Event()
-
-    async def begin_run(self, tenant: str, run: Any, user_message: Any, **options: Any) -> Any:
-        if run.input == self.hold:
-            self.writing.set()
-            await self.release.wait()
-        return await super().begin_run(tenant, run, user_message, **options)
+class HeldWrite(WriteHold, SharedStore):
+    """A shared store whose run-starting write can be held (see WriteHold)."""
 
 
 async def two_replicas_one_turn_running() -> tuple[HeldWrite, Core, Core, AsyncIterator[Any]]:
