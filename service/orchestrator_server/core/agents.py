@@ -82,6 +82,14 @@ def apply_mask(current: AgentSpec, patch: AgentSpec, paths: Iterable[str]) -> Ag
     return updated
 
 
+def no_default_agent() -> FailedPreconditionError:
+    """NO_DEFAULT_AGENT: a turn names no agent and the tenant has none (for the caller)."""
+    return FailedPreconditionError(
+        "no default agent is set; name an agent or call SetDefaultAgent",
+        reason=Reason.NO_DEFAULT_AGENT,
+    )
+
+
 class AgentRegistry:
     """Creates, reads, lists, updates and deletes agents; tracks the default agent."""
 
@@ -223,8 +231,5 @@ class AgentRegistry:
         """The default agent as read by the store (None: none), or NO_DEFAULT_AGENT."""
         # A default agent the caller may not read is, for it, no default at all.
         if agent is None or not may_read_agent(current_caller(), agent.spec.access):
-            raise FailedPreconditionError(
-                "no default agent is set; name an agent or call SetDefaultAgent",
-                reason=Reason.NO_DEFAULT_AGENT,
-            )
+            raise no_default_agent()
         return agent

@@ -31,7 +31,7 @@ from .active_runs import (
     ActiveRuns,
     RunLimits,
 )
-from .agents import AgentRegistry
+from .agents import AgentRegistry, no_default_agent
 from .argument_validation import in_validation_thread
 from .audit import AuditTrail
 from .client_tools import ToolError, parse_client_tools
@@ -267,10 +267,8 @@ class RunEngine:
             check_agent_id(request.agent_id)
         agent_id = request.agent_id or await self._store.default_agent_id(tenant)
         if not agent_id:
-            self._agents.found_default(None)  # raises NO_DEFAULT_AGENT
-        return await self._store.read_turn_start(
-            tenant, agent_id or "", session_id, request.message
-        )
+            raise no_default_agent()
+        return await self._store.read_turn_start(tenant, agent_id, session_id, request.message)
 
     async def _resolve_agent(self, tenant: str, agent_id: str) -> Agent:
         if agent_id:

@@ -139,13 +139,14 @@ class StartGate:
         return stored.status is RunStatus.QUEUED and self._run.status is RunStatus.RUNNING
 
     def _on_written(self, write: asyncio.Future[Run]) -> None:
-        error = None if write.cancelled() else write.exception()
-        if isinstance(error, WindowMovedError):  # stored, on a session that moved on
+        cancelled = write.cancelled()
+        error = None if cancelled else write.exception()
+        if isinstance(error, WindowMovedError):
             self._open(error.stored, window_moved=True)
-        elif not write.cancelled() and error is None:
+            error = None  # stored, on a session that moved on: window_moved says so
+        elif not cancelled and error is None:
             self._open(write.result())
-        failed = write.cancelled() or not (error is None or isinstance(error, WindowMovedError))
-        refused = failed or self.queued_by_store or self.window_moved
+        refused = cancelled or error is not None or self.queued_by_store or self.window_moved
         watched, self._watched = self._watched, None
         # The turn itself (announce_if_stored) is not interrupted: it checks `refused`.
         if refused and watched not in (None, asyncio.current_task()) and not watched.done():

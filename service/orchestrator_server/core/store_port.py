@@ -57,6 +57,10 @@ class SessionRevision:
     count: int
 
 
+# The revision of a session that does not exist (yet).
+NO_SESSION = SessionRevision(0.0, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class TurnStart:
     """What a turn's start reads of a store shared by several replicas, in one read: the

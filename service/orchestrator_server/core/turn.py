@@ -207,7 +207,7 @@ class Turn:
             await gate.wait()  # raises the write's error, QueuedBehindPeer or StaleWindow
             raise
         except Exception:
-            if gate.opened and not gate.blocking:
+            if not gate.blocking:
                 raise  # the run is stored and the request was good: its failure stands
             # The request failed before the write answered: the write's answer comes
             # first (a queued run or a stale window asks again; a refused write says why).

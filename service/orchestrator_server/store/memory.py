@@ -16,6 +16,7 @@ from ..core.memory import window_limit
 from ..core.pagination import text_bytes
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
 from ..core.store_port import (
+    NO_SESSION,
     DuplicateRequestError,
     SessionOwnerError,
     SessionRevision,
@@ -206,14 +207,14 @@ class InMemoryStore(UsageLedger, TeamsInMemory):
         key = (tenant, agent_id, session_id)
         session = self._sessions.get(key) if agent is not None else None
         if agent is None or session is None:
-            return TurnStart(agent, None, SessionRevision(0.0, 0), [], limit, over)
+            return TurnStart(agent, None, NO_SESSION, [], limit, over)
         messages = self._messages.get(key, [])[-limit:]
         return TurnStart(agent, session.owner, self._revision(key), messages, limit, over)
 
     def _revision(self, key: SessionKey) -> SessionRevision:
         session = self._sessions.get(key)
         if session is None:
-            return SessionRevision(0.0, 0)
+            return NO_SESSION
         return SessionRevision(session.create_time, len(self._messages.get(key, [])))
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:

@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core.store_port import SessionRevision
+from ..core.store_port import NO_SESSION, SessionRevision
 from ..core.types import Message
 from .history_cache import HistoryCache, SessionKey
 from .pg_rows import MESSAGE_COLUMNS, message_from_record
 
-# The revision of a session that does not exist (yet).
-NO_SESSION = SessionRevision(0.0, 0)
 Fetch = Callable[..., Awaitable[list[Any]]]
 _COLUMNS = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 # The revision, then the newest `limit` messages after `after` (none: the session has no

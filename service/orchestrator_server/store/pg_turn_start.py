@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.memory import window_limit
-from ..core.store_port import SessionRevision, TurnStart
+from ..core.store_port import NO_SESSION, SessionRevision, TurnStart
 from .agent_cache import AgentCache
 from .history_cache import HistoryCache, SessionKey
 from .pg_agents import checked_agent
-from .pg_history import NO_SESSION, Fetch, advanced, read_window_at
+from .pg_history import Fetch, advanced, read_window_at
 from .pg_rows import MESSAGE_COLUMNS, message_from_record
 
 FetchRow = Callable[..., Awaitable[Any]]
@@ -57,7 +57,7 @@ async def read_turn_start(
     `fits(stored bytes)` is the quota's refusal of the turn, if any."""
     tenant, agent_id, _ = key
     cached = agents.get((tenant, agent_id))
-    expected = window_limit(cached.spec) if cached else window_limit(None)
+    expected = window_limit(cached.spec if cached else None)
     kept = windows.peek(key)
     after = kept.count if kept is not None and kept.limit >= expected else 0
     size = max(kept.limit, expected) if kept is not None and after else expected
