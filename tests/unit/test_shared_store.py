@@ -17,7 +17,7 @@ from fakes import Core, Reply, collect, make_core
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.coordination_port import run_key, session_key
 from orchestrator_server.core.errors import AbortedError, Reason
-from orchestrator_server.core.store_port import SessionBusyError, SessionRevision
+from orchestrator_server.core.store_port import AgentRevision, SessionBusyError, SessionRevision
 from orchestrator_server.core.types import Message, Run, RunStatus, TurnRequest
 from orchestrator_server.store.memory import InMemoryStore
 
@@ -97,6 +97,7 @@ class SharedStore(InMemoryStore):
         *,
         queue_if_busy: bool = False,
         window_at: SessionRevision | None = None,
+        agent_at: AgentRevision | None = None,
     ) -> Run:
         queue = self.queues[(tenant, run.agent_id, run.session_id)]
         if run.status is RunStatus.RUNNING and queue:
@@ -104,7 +105,9 @@ class SharedStore(InMemoryStore):
                 raise SessionBusyError(queue[0])
             run, user_message = replace(run, status=RunStatus.QUEUED, start_time=None), None
         queue.append(run.run_id)
-        return await super().begin_run(tenant, run, user_message, window_at=window_at)
+        return await super().begin_run(
+            tenant, run, user_message, window_at=window_at, agent_at=agent_at
+        )
 
     async def mark_running(
         self, tenant: str, run_id: str, start_time: float, user_message: Message

@@ -11,18 +11,15 @@ records is `RunQueries`' job.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import dataclass
 
 from . import events as ev
 from .access import (
-    ANONYMOUS,
-    SYSTEM,
-    current_caller,
     require_runnable,
     session_owner_for_new_turn,
 )
@@ -31,19 +28,19 @@ from .active_runs import (
     ActiveRuns,
     RunLimits,
 )
+from .agent_calls import AgentCalls
 from .agents import AgentRegistry, no_default_agent
 from .argument_validation import in_validation_thread
 from .audit import AuditTrail
-from .client_tools import ToolError, parse_client_tools
+from .client_tools import parse_client_tools
 from .coordination_port import Coordination, LocalCoordination
-from .errors import InvalidArgumentError, OrchestratorError, Reason
+from .errors import InvalidArgumentError, OrchestratorError, Reason, UnavailableError
 from .journal import Journal, NoJournalStore
 from .log_context import CURRENT_TRACE
 from .model_loop import (
     DEFAULT_MAX_AGENT_CALLS_PER_TURN,
     DEFAULT_MAX_OUTPUT_CHARS,
     AgentCallBudget,
-    AskAgent,
     TurnContext,
 )
 from .model_port import ModelCatalog
@@ -53,9 +50,10 @@ from .policy import TenantPolicies
 from .replay import find_previous, replay
 from .run_delivery import open_delivery
 from .session_locks import Reservation, SessionLocks
+from .start_gate import StaleStart
 from .store_port import Store, TurnStart
 from .supersede import supersede
-from .task_stream import Emit, TaskStream
+from .task_stream import TaskStream
 from .telemetry import NoTracer, Tracer
 from .token_window import DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT, TokenWindow
 from .tool_calls import ClientToolBridge, TurnTools
@@ -65,16 +63,6 @@ from .types import Agent, Run, RunStatus, TurnRequest
 from .validation import check_agent_id, check_turn_request
 
 log = logging.getLogger(__name__)
-
-
-def child_session_id(caller_agent_id: str, principal: str) -> str:
-    """The session an agent called as a tool keeps for its caller: one conversation per
-    calling agent and principal (a conversation shared by two principals would show each
-    the other's questions). Calls without identity keep the name they always had."""
-    if principal in ("", ANONYMOUS, SYSTEM.principal):
-        return f"from-{caller_agent_id}"[:63]
-    digest = hashlib.sha256(principal.encode()).hexdigest()[:12]
-    return f"from-{caller_agent_id[:44]}-{digest}"
 
 
 def new_run_id() -> str:
@@ -115,7 +103,6 @@ class RunEngine:
         self._locks = SessionLocks(shared=self._coordination.shared)
         self.active = ActiveRuns(limits)
         self._peer_cancels = PeerCancels(self.active, self._coordination)
-        self._max_agent_depth = max_agent_depth
         self._max_agent_calls = max_agent_calls
         self._tools: ToolCatalog = tools or _NoTools()
         self.tracer: Tracer = tracer or NoTracer()
@@ -124,7 +111,7 @@ class RunEngine:
             models=models,
             runs=self.active,
             observer=observer or RunObserver(),
-            ask_agent=self._agent_caller,
+            ask_agent=AgentCalls(self.execute, max_agent_depth).caller,
             default_max_model_calls=default_max_model_calls,
             max_output_chars=max_output_chars,
             tokens=TokenWindow(model_tokens_per_minute),
@@ -148,9 +135,33 @@ class RunEngine:
         """
         self.active.refuse_if_stopping()
         session_id = check_turn_request(request)
+        attempt = _Attempt(tenant, request, session_id, deadline, bridge, agent_calls)
+        yielded = False
+        try:
+            async with aclosing(self._attempt(attempt, retried=False)) as events:
+                async for event in events:
+                    yielded = True
+                    yield event
+        except StaleStart:
+            if yielded:  # cannot happen: a stale start stores and emits nothing
+                raise UnavailableError(
+                    "the run's start failed; retry", reason=Reason.RUN_INTERRUPTED
+                ) from None
+            # The turn's start was guessed with an agent changed since it was cached:
+            # nothing was stored or sent to the caller; start again from a read.
+            async with aclosing(self._attempt(attempt, retried=True)) as events:
+                async for event in events:
+                    yield event
+
+    async def _attempt(
+        self, attempt: _Attempt, *, retried: bool
+    ) -> AsyncGenerator[ev.RunEvent, None]:
+        """One attempt at a turn (a second one only after a StaleStart: see execute)."""
+        tenant, request, session_id = attempt.tenant, attempt.request, attempt.session_id
+        deadline, bridge = attempt.deadline, attempt.bridge
         # With a shared store the quota is read with the agent and the session (its
         # refusal still comes after the admission's, and after a replay).
-        agent, owner, start = await self._admit(tenant, request, session_id)
+        agent, owner, start = await self._admit(tenant, request, session_id, guess=not retried)
         tools = await self._turn_tools(tenant, agent, request, bridge)
         if request.request_id:
             previous = await find_previous(
@@ -178,10 +189,11 @@ class RunEngine:
         # as QUEUED so that it can be seen and cancelled while it waits.
         reservation = self._locks.reserve(key, wait=request.wait_if_busy)
         run = _new_run(run_id, agent, session_id, request, reservation.immediate, owner)
-        await self._record_start(run, reservation)
-        budget = agent_calls or AgentCallBudget(self._max_agent_calls)
+        if not retried:  # the call is in the audit trail once
+            await self._record_start(run, reservation)
+        budget = attempt.agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
-        active, _ = self._launch(run, agent, reservation, context, start)
+        active, _ = self._launch(run, agent, reservation, context, start, retried=retried)
         del start  # the turn holds the window until its first request, not this generator
         delivery = open_delivery(self._journal, self.active, active, request, deadline, bridge)
         async with aclosing(delivery.events()) as events:
@@ -203,10 +215,12 @@ class RunEngine:
         reservation: Reservation,
         context: TurnContext,
         start: TurnStart | None = None,
+        *,
+        retried: bool = False,
     ) -> tuple[ActiveRun, TaskStream[object]]:
         """The turn's task stream, registered among the runs in flight."""
         active = ActiveRun(run, context.tenant, queued=not reservation.immediate)
-        turn = Turn(self._services, active, agent, reservation, context, start)
+        turn = Turn(self._services, active, agent, reservation, context, start, retried=retried)
         stream: TaskStream[object] = TaskStream(
             turn.run, name=f"turn {run.run_id}", merge=ev.coalesce_deltas
         )
@@ -226,14 +240,14 @@ class RunEngine:
             raise
 
     async def _admit(
-        self, tenant: str, request: TurnRequest, session_id: str
+        self, tenant: str, request: TurnRequest, session_id: str, *, guess: bool
     ) -> tuple[Agent, str, TurnStart | None]:
         """The agent of a turn the current caller may start (with the tenant's allowlist
         applied), the owner of its session, and, from a shared store, what the turn's
         start read of them in one round trip (its memory window included); a refusal is
         recorded in the audit trail."""
         try:
-            start = await self._turn_start(tenant, request, session_id)
+            start = await self._turn_start(tenant, request, session_id, guess)
             if start is not None:
                 agent = (
                     self._agents.found(request.agent_id, start.agent)
@@ -256,15 +270,21 @@ class RunEngine:
         return agent, owner, start
 
     async def _turn_start(
-        self, tenant: str, request: TurnRequest, session_id: str
+        self, tenant: str, request: TurnRequest, session_id: str, guess: bool
     ) -> TurnStart | None:
         """What a shared store reads of the turn's agent and session in one round trip
-        (the tenant's default agent's id is read first); None with a store whose reads
-        are local (they are made one by one)."""
+        (the tenant's default agent's id is read first), or guesses without a read (the
+        first turn of a session new to this replica, checked by the run's write); None
+        with a store whose reads are local (they are made one by one)."""
         if not self._coordination.shared:
             return None
         if request.agent_id:
             check_agent_id(request.agent_id)
+            # Not for a turn that would interrupt another: its session exists.
+            if guess and not request.interrupt_if_busy:
+                guessed = self._store.guess_turn_start(tenant, request.agent_id, session_id)
+                if guessed is not None:
+                    return guessed
         agent_id = request.agent_id or await self._store.default_agent_id(tenant)
         if not agent_id:
             raise no_default_agent()
@@ -306,64 +326,21 @@ class RunEngine:
             tools.client_timeout = request.client_tool_timeout
         return tools
 
-    def _agent_caller(
-        self, caller: Agent, active: ActiveRun, context: TurnContext, forward: Emit[object]
-    ) -> AskAgent:
-        """The agent-as-tool callback of one turn: runs the callee as a child run whose
-        events reach the caller's stream tagged with their own agent and run ids."""
-
-        async def ask(callee: str, message: str) -> str:
-            chain = context.request.call_chain or (caller.agent_id,)
-            self._check_call_chain(chain, callee)
-            if not context.agent_calls.take():
-                raise ToolError(
-                    f"not run: this message already asked {context.agent_calls.limit} "
-                    "agents (the limit per turn, at every depth together)"
-                )
-            request = TurnRequest(
-                agent_id=callee,
-                message=message,
-                session_id=child_session_id(caller.agent_id, current_caller().principal),
-                wait_if_busy=True,
-                parent_run_id=active.run.run_id,
-                call_chain=(*chain, callee),
-            )
-            output = ""
-            try:
-                events = self.execute(
-                    active.tenant,
-                    request,
-                    deadline=context.deadline,
-                    agent_calls=context.agent_calls,
-                )
-                async with aclosing(events) as items:
-                    async for event in items:
-                        forward(event)
-                        if isinstance(event.body, ev.RunCompleted):
-                            output = event.body.output
-            except OrchestratorError as error:
-                raise ToolError(
-                    f"agent '{callee}' failed: {error.reason}: {error.message}"
-                ) from None
-            return output
-
-        return ask
-
-    def _check_call_chain(self, chain: tuple[str, ...], callee: str) -> None:
-        if callee in chain:
-            raise ToolError(
-                f"{Reason.AGENT_CALL_CYCLE}: '{callee}' is already in the call chain "
-                f"{' -> '.join((*chain, callee))}"
-            )
-        if len(chain) > self._max_agent_depth:
-            raise ToolError(
-                f"{Reason.AGENT_CALL_DEPTH_EXCEEDED}: agents may call each other at most "
-                f"{self._max_agent_depth} levels deep"
-            )
-
     def busy_run(self, tenant: str, agent_id: str, session_id: str) -> str:
         """The run holding a session in this process, or ""."""
         return self._locks.busy((tenant, agent_id, session_id))
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """What each attempt at one turn starts from (see RunEngine.execute)."""
+
+    tenant: str
+    request: TurnRequest
+    session_id: str
+    deadline: float | None
+    bridge: ClientToolBridge | None
+    agent_calls: AgentCallBudget | None
 
 
 def _new_run(

@@ -10,6 +10,8 @@ from . import events as ev
 from .access import session_not_found
 from .errors import AbortedError, InvalidArgumentError, Reason
 from .store_port import (
+    AgentChangedError,
+    AgentRevision,
     DuplicateRequestError,
     SessionBusyError,
     SessionOwnerError,
@@ -35,6 +37,12 @@ class StaleWindow(Exception):
     is now."""
 
 
+class StaleStart(Exception):
+    """Nothing was stored: the turn's start was guessed (Store.guess_turn_start) with an
+    agent that changed since this replica cached it. Raised before any event of the run;
+    the engine starts the turn again from a read."""
+
+
 class StartGate:
     """The first write of a run (its record and, unless queued, its user message).
 
@@ -54,12 +62,15 @@ class StartGate:
         sequence: Sequencer,
         queue_if_busy: bool = False,
         window_at: SessionRevision | None = None,
+        agent_at: AgentRevision | None = None,
     ) -> None:
         self._store = store
         self._sequence = sequence
         self._queue_if_busy = queue_if_busy
         # The revision the turn's window was read at, checked by the write.
         self._window_at = window_at
+        # The revision of a guessed start's agent, checked by the write.
+        self._agent_at = agent_at
         self.queued_by_store = False
         self.window_moved = False
         self._tenant = tenant
@@ -104,6 +115,7 @@ class StartGate:
             self.user_message,
             queue_if_busy=self._queue_if_busy,
             window_at=self._window_at,
+            agent_at=self._agent_at,
         )
 
     async def _begin_soon(self) -> Run:
@@ -201,6 +213,8 @@ class StartGate:
             await asyncio.shield(self._write)
         except WindowMovedError:
             pass  # stored: wait() says so
+        except AgentChangedError:
+            raise StaleStart from None
         except DuplicateRequestError as duplicate:
             # Another replica or a race outside this process used the key first.
             raise InvalidArgumentError.for_field(

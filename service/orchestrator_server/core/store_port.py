@@ -62,6 +62,24 @@ NO_SESSION = SessionRevision(0.0, 0)
 
 
 @dataclass(frozen=True, slots=True)
+class AgentRevision:
+    """An agent as a replica cached it: its revision and update time (an agent deleted
+    and created again starts at revision 1 again; its update time tells them apart)."""
+
+    revision: int
+    update_time: float
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentRevision:
+        return cls(agent.revision, agent.update_time)
+
+
+class AgentChangedError(Exception):
+    """begin_run stored nothing: the turn's agent is no longer at the revision its start
+    was guessed with (changed or deleted on another replica); start again from a read."""
+
+
+@dataclass(frozen=True, slots=True)
 class TurnStart:
     """What a turn's start reads of a store shared by several replicas, in one read: the
     agent (None: not found), the session's owner (None: no session yet), and the last
@@ -75,6 +93,9 @@ class TurnStart:
     limit: int
     # What check_turn_fits would raise for the turn's input, as read (None: it fits).
     over_quota: Exception | None = None
+    # Guessed from what this replica knows, without a read (see guess_turn_start): the
+    # run's write checks it all (agent revision, owner, window, quota).
+    guessed: bool = False
 
     def check_fits(self) -> None:
         """QUOTA_EXCEEDED (as check_turn_fits) if the turn's input did not fit."""
@@ -171,6 +192,14 @@ class Store(Protocol):
         trip. None from a store whose reads are local (the engine then makes them one by
         one, each a few microseconds)."""
 
+    def guess_turn_start(self, tenant: str, agent_id: str, session_id: str) -> TurnStart | None:
+        """read_turn_start without a read, for the first turn of a session this replica
+        has never seen: its cached agent, no session, an empty window. The turn's write
+        (begin_run with `window_at` and `agent_at`) checks the guess, so a wrong one
+        costs a dropped model request, never a wrong answer. None when the store reads
+        locally, or cannot guess (the agent is not cached, the session was seen, the
+        tenant's last guess was refused)."""
+
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session's messages and runs; the number of messages deleted."""
 
@@ -189,6 +218,7 @@ class Store(Protocol):
         *,
         queue_if_busy: bool = False,
         window_at: SessionRevision | None = None,
+        agent_at: AgentRevision | None = None,
     ) -> Run:
         """Insert a run and append its user message in one transaction; create its session
         for `run.owner` if it is new. Returns the run as stored.
@@ -203,6 +233,8 @@ class Store(Protocol):
         `window_at` is the revision of a TurnStart this store returned: if the run is
         stored RUNNING and its session is no longer at that revision, the write is kept
         and WindowMovedError (carrying the run) is raised once it is committed.
+        `agent_at` is the revision of a guessed TurnStart's agent: if the agent is not
+        (or no longer) at it, nothing is stored and AgentChangedError is raised.
         """
 
     def may_begin_at_once(self, run: Run) -> bool:

@@ -27,8 +27,8 @@ from .model_port import ModelCatalog
 from .observer import RunObserver, RunReport
 from .outcome import OutcomeRecorder, despite_cancels, failure_of
 from .session_locks import Reservation
-from .start_gate import QueuedBehindPeer, StaleWindow, StartGate
-from .store_port import Store, TurnStart
+from .start_gate import QueuedBehindPeer, StaleStart, StaleWindow, StartGate
+from .store_port import AgentRevision, Store, TurnStart
 from .task_stream import Emit
 from .telemetry import Span, Tracer
 from .telemetry_spans import agent_span, run_ended
@@ -72,6 +72,8 @@ class Turn:
         reservation: Reservation,
         context: TurnContext,
         start: TurnStart | None = None,
+        *,
+        retried: bool = False,
     ) -> None:
         self._services = services
         self._active = active
@@ -82,6 +84,13 @@ class Turn:
         # request is built on it if the run starts at once; its write checks it is current.
         usable = start is not None and start.limit >= window_limit(agent.spec)
         self._early = start if usable and reservation.immediate else None
+        # A guessed start: the write checks the agent is still the one cached.
+        guessed = start is not None and start.guessed
+        self._agent_at = AgentRevision.of(agent) if guessed else None
+        # The first attempt of a turn whose guessed start was stale (StaleStart) is not a
+        # run: it stored and emitted nothing, and the engine's retry counts as the run.
+        self._retried = retried
+        self._stale = False
         run = active.run
         self._outcome = OutcomeRecorder(services.store, active.tenant, run)
         self._user_message = Message(Role.USER, run.input, run_id=run.run_id)
@@ -104,8 +113,10 @@ class Turn:
             queue_if_busy=self._context.request.wait_if_busy,
             sequence=self._reservation.sequenced,
             window_at=self._early.revision if self._early else None,
+            agent_at=self._agent_at,
         )
-        services.observer.run_started()
+        if not self._retried:
+            services.observer.run_started()
         with agent_span(services.tracer, active.tenant, self._agent, active.run) as span:
             self._span = span
             try:
@@ -114,6 +125,9 @@ class Turn:
                 # The ending is written and announced however often the task is cancelled
                 # meanwhile (a second cancel, the caller going away while it is written).
                 await despite_cancels(self._cancelled(gate, emit))
+                raise
+            except StaleStart:
+                self._stale = True  # nothing stored or emitted: nothing to record
                 raise
             except Exception as error:
                 await despite_cancels(self._failed(gate, error))
@@ -324,6 +338,11 @@ class Turn:
             first_delta - self._started if first_delta else None,
             run.usage,
         )
+        self._reservation.release()
+        services.runs.remove(active)
+        if self._stale:  # the engine starts the turn again (see StaleStart)
+            active.finished(run)
+            return
         services.observer.run_finished(report)
         if self._span is not None:
             run_ended(self._span, run)
@@ -336,6 +355,4 @@ class Turn:
                 run.usage.prompt_tokens,
                 run.usage.completion_tokens,
             )
-        self._reservation.release()
-        services.runs.remove(active)
         active.finished(run)

@@ -17,6 +17,8 @@ from ..core.pagination import text_bytes
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
 from ..core.store_port import (
     NO_SESSION,
+    AgentChangedError,
+    AgentRevision,
     DuplicateRequestError,
     SessionOwnerError,
     SessionRevision,
@@ -211,6 +213,9 @@ class InMemoryStore(UsageLedger, TeamsInMemory):
         messages = self._messages.get(key, [])[-limit:]
         return TurnStart(agent, session.owner, self._revision(key), messages, limit, over)
 
+    def guess_turn_start(self, tenant: str, agent_id: str, session_id: str) -> None:
+        """None: every read here is local."""
+
     def _revision(self, key: SessionKey) -> SessionRevision:
         session = self._sessions.get(key)
         if session is None:
@@ -272,9 +277,14 @@ class InMemoryStore(UsageLedger, TeamsInMemory):
         *,
         queue_if_busy: bool = False,
         window_at: SessionRevision | None = None,
+        agent_at: AgentRevision | None = None,
     ) -> Run:
         """Insert a run and its user message; DuplicateRequestError for a used key (one
         process: the engine's locks keep one turn per session)."""
+        if agent_at is not None:
+            agent = self._agent(tenant, run.agent_id)
+            if agent is None or AgentRevision.of(agent) != agent_at:
+                raise AgentChangedError(run.agent_id)
         if run.request_id:
             previous = await self.find_run_by_request(tenant, run.agent_id, run.request_id)
             if previous is not None:

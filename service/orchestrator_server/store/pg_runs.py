@@ -23,6 +23,8 @@ from ..core.errors import AbortedError, Reason
 from ..core.pagination import text_bytes
 from ..core.quotas import StorageQuotas
 from ..core.store_port import (
+    AgentChangedError,
+    AgentRevision,
     DuplicateRequestError,
     RunFencedError,
     SessionBusyError,
@@ -250,27 +252,31 @@ async def begin_run(
     replica_id: str,
     queue_if_busy: bool,
     window_at: SessionRevision | None = None,
+    agent_at: AgentRevision | None = None,
 ) -> Run:
     """Insert a run (and its user message, if it runs at once) under its session's lock,
     in one round trip (the begin_run function of the schema); see the Store port for
-    the errors and `window_at`."""
+    the errors, `window_at` and `agent_at`."""
     threshold = quotas.max_stored_bytes_per_tenant - 2 * text_bytes(run.input)
     message = None if user_message is None else encode(user_message.content)
     # -1: no window to check.
     window_time, window_count = (
         (window_at.create_time, window_at.count) if window_at is not None else (0.0, -1)
     )
+    agent_revision, agent_time = (
+        (agent_at.revision, agent_at.update_time) if agent_at is not None else (-1, 0.0)
+    )
     try:
         row = await conn.fetchrow(
             "SELECT * FROM begin_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-            "$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+            "$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
             tenant, run.run_id, run.agent_id, run.session_id, run.status.value,
             encode(run.input), run.create_time, run.request_id, run.parent_run_id,
             encode(run.output), run.usage.prompt_tokens, run.usage.completion_tokens,
             run.error_reason, encode(run.error_message), run.start_time, run.end_time,
             run.owner, replica_id, queue_if_busy, threshold, text_bytes(run.input, run.output),
             message, text_bytes(user_message.content, "[]") if user_message else 0,
-            USAGE_SHARDS, run.trace_id, window_time, window_count,
+            USAGE_SHARDS, run.trace_id, window_time, window_count, agent_revision, agent_time,
         )  # fmt: skip
     except asyncpg.UniqueViolationError as error:
         # Another replica stored the same key, or started a turn of a session whose agent
@@ -279,6 +285,8 @@ async def begin_run(
         raise
     assert row is not None, "begin_run returns one row"
     outcome, detail, status = row
+    if outcome == "agent":
+        raise AgentChangedError(run.agent_id)
     if outcome == "duplicate":
         existing = await conn.fetchrow(
             f"SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND run_id = $2", tenant, detail

@@ -339,12 +339,50 @@ def _with_window_check(begin_run: str) -> str:
 # Version 5: a run's write checks the revision its turn's window was read at.
 _V5_WINDOW_CHECK = _with_window_check(_with_trace_id(_V1_BEGIN_RUN))
 
+
+def _with_agent_check(begin_run: str) -> str:
+    """Version 5's begin_run with two more parameters, the revision and update time of
+    the agent a guessed turn start used (-1: no check): when the agent is not at them
+    (changed or deleted since the replica cached it), nothing is written and the outcome
+    is 'agent', before any other check (the turn starts again from a read, which decides
+    the rest). A new overload: replicas not yet upgraded go on calling the old one."""
+    steps = (
+        (
+            "p_window_count bigint)",
+            "p_window_count bigint, p_agent_revision bigint,\n"
+            "    p_agent_update_time double precision)",
+        ),
+        (
+            "BEGIN\n    IF p_request_id <> '' THEN",
+            "BEGIN\n"
+            "    IF p_agent_revision >= 0 THEN\n"
+            "        PERFORM 1 FROM agents a WHERE a.tenant = p_tenant\n"
+            "            AND a.agent_id = p_agent_id AND a.revision = p_agent_revision\n"
+            "            AND a.update_time = p_agent_update_time;\n"
+            "        IF NOT FOUND THEN\n"
+            "            RETURN QUERY SELECT 'agent'::text, ''::text, ''::text;\n"
+            "            RETURN;\n"
+            "        END IF;\n"
+            "    END IF;\n"
+            "    IF p_request_id <> '' THEN",
+        ),
+    )
+    for old, new in steps:
+        assert begin_run.count(old) == 1, old
+        begin_run = begin_run.replace(old, new)
+    return begin_run
+
+
+# Version 6: the write of a turn started without a read checks the agent's revision.
+_V6_AGENT_CHECK = _with_agent_check(_V5_WINDOW_CHECK)
+
 MIGRATIONS: list[str] = [
     _V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN,
     V2_RUN_EVENTS,
     _V3_TRACE_IDS,
     _V4_USAGE,
     _V5_WINDOW_CHECK,
+    _V6_AGENT_CHECK,
 ]
 
 

@@ -21,8 +21,15 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from ..core.errors import QuotaExceededError
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
-from ..core.store_port import SessionRevision, TurnStart
+from ..core.store_port import (
+    AgentChangedError,
+    AgentRevision,
+    SessionOwnerError,
+    SessionRevision,
+    TurnStart,
+)
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -31,24 +38,23 @@ from ..core.types import (
     Run,
     RunQuery,
     Session,
-    Team,
-    TeamSpec,
 )
 from ..core.usage import UsageQuery, UsageRow
 from . import pg_agents, pg_history, pg_journal, pg_rows, pg_runs, pg_turn_start, pg_usage
 from .agent_cache import AgentCache
 from .history_cache import HistoryCache
 from .pg_outcomes import UnrecordedEnds
-from .pg_plumbing import PostgresPlumbing, keep_session, unavailable
+from .pg_plumbing import keep_session, unavailable
 from .pg_replicas import DEFAULT_LEASE_SECONDS, PostgresCoordination
 from .pg_runs import UNREACHABLE, Conn
 from .pg_schema import migrate
-from .sqlite_teams import TEAM_COLUMNS, team_from_row
+from .pg_teams import PostgresTeams
+from .turn_guesses import TurnGuesses
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore(PostgresPlumbing):
+class PostgresStore(PostgresTeams):
     """The `Store` (and, through PostgresAccessStore, the `AccessStore`) on PostgreSQL."""
 
     def __init__(
@@ -69,6 +75,7 @@ class PostgresStore(PostgresPlumbing):
         self._command_timeout = command_timeout
         self._agents = AgentCache(max_entries=agent_cache_size)
         self._history = HistoryCache()
+        self._guesses = TurnGuesses(self._agents, self._history)
         self._replica = replica  # False: a tool (create-api-key) that runs no turns
         self._ends = UnrecordedEnds(self._finish)
         self._pool: asyncpg.Pool | None = None
@@ -93,8 +100,12 @@ class PostgresStore(PostgresPlumbing):
             await migrate(conn)
         if not self._replica:
             return
-        self.coordination = PostgresCoordination(self._url, self._pool, self._lease_seconds)
-        self.coordination.after_heartbeat(self._ends.flush)
+        self.coordination = coordination = PostgresCoordination(
+            self._url, self._pool, self._lease_seconds
+        )
+        coordination.after_heartbeat(self._ends.flush)
+        coordination.on_session_end(self._guesses.saw)
+        self._guesses.listening = lambda: coordination.listening
         await self.coordination.start()
 
     async def close(self) -> None:
@@ -240,9 +251,16 @@ class PostgresStore(PostgresPlumbing):
         def fits(stored: int) -> Exception | None:
             return self._quotas.turn_refusal(tenant, stored, text)
 
-        return await pg_turn_start.read_turn_start(
+        start = await pg_turn_start.read_turn_start(
             self.fetchrow, self.fetch, self._agents, self._history, key, fits
         )
+        if start.owner is not None:
+            self._guesses.saw(*key)
+        return start
+
+    def guess_turn_start(self, tenant: str, agent_id: str, session_id: str) -> TurnStart | None:
+        """The start of a session's first turn, without a read (see turn_guesses)."""
+        return self._guesses.guess((tenant, agent_id, session_id))
 
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session; SESSION_BUSY while any replica runs a turn in it."""
@@ -272,19 +290,22 @@ class PostgresStore(PostgresPlumbing):
         *,
         queue_if_busy: bool = False,
         window_at: SessionRevision | None = None,
+        agent_at: AgentRevision | None = None,
     ) -> Run:
         """Insert the run under its session's lock (one turn per session everywhere), in
         one statement: its own transaction."""
-        return await self.call(
-            pg_runs.begin_run,
-            tenant,
-            run,
-            user_message,
-            self._quotas,
-            self.replica_id,
-            queue_if_busy,
-            window_at,
-        )
+        args = (self._quotas, self.replica_id, queue_if_busy, window_at, agent_at)
+        try:
+            return await self.call(pg_runs.begin_run, tenant, run, user_message, *args)
+        except AgentChangedError:
+            self._agents.forget((tenant, run.agent_id))  # the turn starts again from a read
+            raise
+        except (SessionOwnerError, QuotaExceededError):
+            if agent_at is not None:  # a guessed start refused: see turn_guesses
+                self._guesses.refused(tenant)
+            raise
+        finally:
+            self._guesses.saw(tenant, run.agent_id, run.session_id)
 
     def may_begin_at_once(self, run: Run) -> bool:
         """Never: a write is a round trip, started as early as possible instead."""
@@ -345,48 +366,6 @@ class PostgresStore(PostgresPlumbing):
             return await self.coordination.reap()
         except UNREACHABLE:
             raise unavailable() from None
-
-    # -- teams --------------------------------------------------------------------------
-
-    async def create_team(
-        self, tenant: str, team_id: str, spec: TeamSpec, *, if_not_exists: bool
-    ) -> tuple[Team, bool]:
-        """Insert a team whose agents exist, or return the existing one."""
-        return await self.transact(
-            pg_agents.create_team, tenant, team_id, spec, if_not_exists, self._quotas
-        )
-
-    async def get_team(self, tenant: str, team_id: str) -> Team | None:
-        """One team, or None."""
-        row = await self.fetchrow(
-            f"SELECT {TEAM_COLUMNS} FROM teams WHERE tenant = $1 AND team_id = $2",
-            tenant,
-            team_id,
-        )
-        return None if row is None else team_from_row(row)
-
-    async def list_teams(self, tenant: str, *, after: str | None, limit: int) -> list[Team]:
-        """A page of teams in id order."""
-        rows = await self.fetch(
-            f"SELECT {TEAM_COLUMNS} FROM teams WHERE tenant = $1 AND team_id > $2 "
-            "ORDER BY team_id LIMIT $3",
-            tenant,
-            after or "",
-            limit,
-        )
-        return [team_from_row(r) for r in rows]
-
-    async def update_team(
-        self, tenant: str, team_id: str, spec: TeamSpec, *, expected_revision: int | None
-    ) -> Team:
-        """Replace a team's spec, bumping the revision."""
-        return await self.transact(pg_agents.update_team, tenant, team_id, spec, expected_revision)
-
-    async def delete_team(
-        self, tenant: str, team_id: str, *, expected_revision: int | None
-    ) -> None:
-        """Delete a team."""
-        await self.transact(pg_agents.delete_team, tenant, team_id, expected_revision)
 
 
 async def _delete_session(conn: Conn, tenant: str, agent_id: str, session_id: str) -> int:

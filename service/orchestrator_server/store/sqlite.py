@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from ..core.errors import Reason, UnavailableError
 from ..core.quotas import DEFAULT_QUOTAS, StorageQuotas
-from ..core.store_port import SessionRevision
+from ..core.store_port import AgentRevision, SessionRevision
 from ..core.types import (
     Agent,
     AgentSpec,
@@ -281,6 +281,9 @@ class SQLiteStore(SQLiteTeams):
     async def read_turn_start(self, tenant: str, agent_id: str, session_id: str, text: str) -> None:
         """None: each of these reads is local (a few microseconds)."""
 
+    def guess_turn_start(self, tenant: str, agent_id: str, session_id: str) -> None:
+        """None: each read is local."""
+
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete the session's messages, runs and row; how many messages went."""
         self._history.forget(tenant, agent_id, session_id)
@@ -310,10 +313,11 @@ class SQLiteStore(SQLiteTeams):
         *,
         queue_if_busy: bool = False,
         window_at: SessionRevision | None = None,
+        agent_at: AgentRevision | None = None,
     ) -> Run:
         """Insert the run and its user message together (one process: the engine's locks
-        keep one turn per session). Never given `window_at`: this store hands out no
-        TurnStart."""
+        keep one turn per session). Never given `window_at` nor `agent_at`: this store
+        hands out no TurnStart."""
         return await self._write(sqlite_runs.begin_run, tenant, run, user_message, self._quotas)
 
     def may_begin_at_once(self, run: Run) -> bool:
