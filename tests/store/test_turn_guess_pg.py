@@ -27,7 +27,8 @@ from orchestrator_server.core.types import (
     RunStatus,
     TurnRequest,
 )
-from orchestrator_server.store import pg_turn_start
+from orchestrator_server.store import pg_counters, pg_turn_start
+from orchestrator_server.store.pg_rows import encode
 from orchestrator_server.store.postgres import PostgresStore
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
@@ -244,3 +245,25 @@ async def test_a_turn_that_would_interrupt_another_is_read(
     with acting_as(Caller("p", "t", frozenset({AccessRole.RUNNER}))):
         completed(await collect(b.engine.execute("t", request)))
     assert reads == [("t", "alpha", "s1")]
+
+
+async def test_a_v5_replica_still_begins_runs_after_the_v6_migration(
+    replicas: Replicas,
+) -> None:
+    """The 27-argument begin_run a v5 replica calls (no agent check) still exists."""
+    b = await replicas.replica()
+    await b.agent("alpha")
+    store = b.store
+    assert isinstance(store, PostgresStore)
+    run = Run("v5", "alpha", "s", RunStatus.RUNNING, input="from v5", create_time=1.0)
+    row = await store.fetchrow(
+        "SELECT * FROM begin_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+        "$14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+        "t", run.run_id, run.agent_id, run.session_id, run.status.value,
+        encode(run.input), run.create_time, "", "", encode(""), 0, 0, "", encode(""),
+        run.create_time, None, "", store.replica_id, False, 10**12, 10,
+        encode("from v5"), 10, pg_counters.USAGE_SHARDS, "", 0.0, 0,
+    )  # fmt: skip
+    assert tuple(row) == ("ok", "", "running")
+    history = await store.load_history("t", "alpha", "s", 10)
+    assert [m.content for m in history] == ["from v5"]

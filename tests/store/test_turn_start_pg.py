@@ -27,7 +27,7 @@ from orchestrator_server.core.types import (
     ToolCall,
     TurnRequest,
 )
-from orchestrator_server.store import pg_runs
+from orchestrator_server.store import pg_counters
 from orchestrator_server.store.pg_rows import encode
 from orchestrator_server.store.postgres import PostgresStore
 
@@ -108,7 +108,7 @@ async def test_a_v4_replica_still_begins_runs_after_the_v5_migration(postgres_ur
             "t", old.run_id, old.agent_id, old.session_id, old.status.value,
             encode(old.input), old.create_time, "", "", encode(""), 0, 0, "", encode(""),
             old.create_time, None, "", store.replica_id, False, 10**12, 10,
-            encode("from v4"), 10, pg_runs.USAGE_SHARDS, "",
+            encode("from v4"), 10, pg_counters.USAGE_SHARDS, "",
         )  # fmt: skip
         assert tuple(row) == ("ok", "", "running")
         done = dataclasses.replace(old, status=RunStatus.COMPLETED, end_time=2.0)

@@ -10,7 +10,7 @@ from ..core.errors import FailedPreconditionError, Reason
 from ..core.quotas import StorageQuotas
 from ..core.store_port import MissingAgentsError, already_exists, require
 from ..core.types import Agent, AgentSpec, NewAgent, Team, TeamSpec
-from . import pg_journal, pg_runs
+from . import pg_counters, pg_journal
 from .agent_cache import AgentCache
 from .pg_runs import Conn
 from .sqlite_rows import Row, spec_from_json, spec_to_json
@@ -87,8 +87,8 @@ async def create_agent(
         if existing is not None and new.if_not_exists:
             return existing, False
         raise already_exists("agent", new.agent_id)
-    quotas.check_count(tenant, "agents", await pg_runs.usage(conn, tenant, "agents"))
-    await pg_runs.add_usage(conn, tenant, "agents", 1)
+    quotas.check_count(tenant, "agents", await pg_counters.usage(conn, tenant, "agents"))
+    await pg_counters.add_usage(conn, tenant, "agents", 1)
     if new.set_as_default:
         await _set_default(conn, tenant, new.agent_id)
     return Agent(new.agent_id, new.spec, now, now, 1, is_default=new.set_as_default), True
@@ -135,14 +135,14 @@ async def delete_agent(conn: Conn, tenant: str, agent_id: str, expected: int | N
             metadata={"agent_id": agent_id, "team_id": team_id},
         )
     # The usage shard is locked last, as every write of a run does (no lock cycle).
-    stored = await pg_runs.stored_bytes(conn, tenant, "agent_id = $2", agent_id)
+    stored = await pg_counters.stored_bytes(conn, tenant, "agent_id = $2", agent_id)
     await pg_journal.forget_events(conn, tenant, "agent_id = $2", agent_id)
     for table in ("messages", "sessions", "runs", "agents"):
         await conn.execute(
             f"DELETE FROM {table} WHERE tenant = $1 AND agent_id = $2", tenant, agent_id
         )
-    await pg_runs.add_usage(conn, tenant, "message_bytes", -stored)
-    await pg_runs.add_usage(conn, tenant, "agents", -1)
+    await pg_counters.add_usage(conn, tenant, "message_bytes", -stored)
+    await pg_counters.add_usage(conn, tenant, "agents", -1)
     await conn.execute(
         "UPDATE tenants SET default_agent_id = NULL WHERE tenant = $1 AND default_agent_id = $2",
         tenant,
@@ -209,7 +209,7 @@ async def create_team(
         if if_not_exists:
             return existing, False
         raise already_exists("team", team_id)
-    quotas.check_count(tenant, "teams", await pg_runs.usage(conn, tenant, "teams"))
+    quotas.check_count(tenant, "teams", await pg_counters.usage(conn, tenant, "teams"))
     await _check_agents_exist(conn, tenant, spec)
     now = time.time()
     inserted = await conn.execute(
@@ -222,7 +222,7 @@ async def create_team(
     )
     if inserted == "INSERT 0 0":
         raise already_exists("team", team_id)
-    await pg_runs.add_usage(conn, tenant, "teams", 1)
+    await pg_counters.add_usage(conn, tenant, "teams", 1)
     return Team(team_id, spec, now, now, 1), True
 
 
@@ -248,4 +248,4 @@ async def delete_team(conn: Conn, tenant: str, team_id: str, expected: int | Non
     """Delete a team."""
     require("team", team_id, await _team_row(conn, tenant, team_id, lock=True), expected)
     await conn.execute("DELETE FROM teams WHERE tenant = $1 AND team_id = $2", tenant, team_id)
-    await pg_runs.add_usage(conn, tenant, "teams", -1)
+    await pg_counters.add_usage(conn, tenant, "teams", -1)

@@ -12,6 +12,7 @@ may legitimately send. JSON columns escape NUL themselves and stay TEXT.
 
 from __future__ import annotations
 
+from .pg_begin_checks import with_agent_check, with_window_check
 from .pg_journal import V2_RUN_EVENTS
 from .pg_runs import Conn
 from .pg_usage import RECORD_USAGE, V4_USAGE_TABLES
@@ -303,78 +304,12 @@ def _with_usage(finish_run: str) -> str:
 _V4_USAGE = V4_USAGE_TABLES + _with_usage(_V1_FINISH_RUN)
 
 
-def _with_window_check(begin_run: str) -> str:
-    """Version 3's begin_run with two more parameters, the revision of the session (its
-    creation time, 0: none yet; and its message count, -1: no check) at which the turn
-    read its window: a run stored running in a session that moved on since is stored,
-    with the detail 'moved' (a new overload: replicas not yet upgraded go on calling the
-    old one)."""
-    steps = (
-        (
-            "p_trace_id text)",
-            "p_trace_id text, p_window_time double precision, p_window_count bigint)",
-        ),
-        ("    v_count bigint;\n", "    v_count bigint;\n    v_time double precision;\n"
-         "    v_before bigint;\n"),
-        ("RETURNING s.owner INTO v_found;",
-         "RETURNING s.owner, s.create_time, s.message_count\n            "
-         "INTO v_found, v_time, v_before;"),
-        (
-            "    RETURN QUERY SELECT 'ok'::text, ''::text, v_status;",
-            "    IF p_window_count >= 0 AND v_session AND v_status = 'running' AND\n"
-            "            (v_before <> p_window_count OR\n"
-            "             (p_window_time <> 0 AND v_time <> p_window_time)) THEN\n"
-            "        RETURN QUERY SELECT 'ok'::text, 'moved'::text, v_status;\n"
-            "        RETURN;\n"
-            "    END IF;\n"
-            "    RETURN QUERY SELECT 'ok'::text, ''::text, v_status;",
-        ),
-    )  # fmt: skip
-    for old, new in steps:
-        assert begin_run.count(old) == 1, old
-        begin_run = begin_run.replace(old, new)
-    return begin_run
-
-
 # Version 5: a run's write checks the revision its turn's window was read at.
-_V5_WINDOW_CHECK = _with_window_check(_with_trace_id(_V1_BEGIN_RUN))
-
-
-def _with_agent_check(begin_run: str) -> str:
-    """Version 5's begin_run with two more parameters, the revision and update time of
-    the agent a guessed turn start used (-1: no check): when the agent is not at them
-    (changed or deleted since the replica cached it), nothing is written and the outcome
-    is 'agent', before any other check (the turn starts again from a read, which decides
-    the rest). A new overload: replicas not yet upgraded go on calling the old one."""
-    steps = (
-        (
-            "p_window_count bigint)",
-            "p_window_count bigint, p_agent_revision bigint,\n"
-            "    p_agent_update_time double precision)",
-        ),
-        (
-            "BEGIN\n    IF p_request_id <> '' THEN",
-            "BEGIN\n"
-            "    IF p_agent_revision >= 0 THEN\n"
-            "        PERFORM 1 FROM agents a WHERE a.tenant = p_tenant\n"
-            "            AND a.agent_id = p_agent_id AND a.revision = p_agent_revision\n"
-            "            AND a.update_time = p_agent_update_time;\n"
-            "        IF NOT FOUND THEN\n"
-            "            RETURN QUERY SELECT 'agent'::text, ''::text, ''::text;\n"
-            "            RETURN;\n"
-            "        END IF;\n"
-            "    END IF;\n"
-            "    IF p_request_id <> '' THEN",
-        ),
-    )
-    for old, new in steps:
-        assert begin_run.count(old) == 1, old
-        begin_run = begin_run.replace(old, new)
-    return begin_run
+_V5_WINDOW_CHECK = with_window_check(_with_trace_id(_V1_BEGIN_RUN))
 
 
 # Version 6: the write of a turn started without a read checks the agent's revision.
-_V6_AGENT_CHECK = _with_agent_check(_V5_WINDOW_CHECK)
+_V6_AGENT_CHECK = with_agent_check(_V5_WINDOW_CHECK)
 
 MIGRATIONS: list[str] = [
     _V1 + _V1_BEGIN_RUN + _V1_FINISH_RUN,

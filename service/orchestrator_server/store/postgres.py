@@ -40,7 +40,16 @@ from ..core.types import (
     Session,
 )
 from ..core.usage import UsageQuery, UsageRow
-from . import pg_agents, pg_history, pg_journal, pg_rows, pg_runs, pg_turn_start, pg_usage
+from . import (
+    pg_agents,
+    pg_counters,
+    pg_history,
+    pg_journal,
+    pg_rows,
+    pg_runs,
+    pg_turn_start,
+    pg_usage,
+)
 from .agent_cache import AgentCache
 from .history_cache import HistoryCache
 from .pg_outcomes import UnrecordedEnds
@@ -279,7 +288,7 @@ class PostgresStore(PostgresTeams):
 
     async def check_turn_fits(self, tenant: str, text: str) -> None:
         """QUOTA_EXCEEDED if the turn's input would take the tenant past its bytes."""
-        stored = await self.call(pg_runs.usage, tenant, "message_bytes")
+        stored = await self.call(pg_counters.usage, tenant, "message_bytes")
         self._quotas.check_turn(tenant, stored, text)
 
     async def begin_run(
