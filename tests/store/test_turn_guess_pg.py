@@ -16,6 +16,7 @@ import pytest
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.access import AccessRole, Caller, acting_as
 from orchestrator_server.core.errors import NotFoundError, QuotaExceededError
+from orchestrator_server.core.observer import RunObserver, RunReport
 from orchestrator_server.core.quotas import StorageQuotas
 from orchestrator_server.core.store_port import AgentChangedError, AgentRevision
 from orchestrator_server.core.types import (
@@ -64,11 +65,26 @@ class Replicas:
         store = PostgresStore(self.url, **({"quotas": quotas} if quotas else {}))
         await store.open()
         self.stores.append(store)
-        return make_core(store, coordination=HubCoordination(self.hub))  # type: ignore[arg-type]
+        self.observer = Counted()
+        return make_core(store, coordination=HubCoordination(self.hub), observer=self.observer)  # type: ignore[arg-type]
 
     async def close(self) -> None:
         for store in self.stores:
             await store.close()
+
+
+class Counted(RunObserver):
+    """Runs started and finished, as the metrics count them."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished: list[tuple[RunStatus, str]] = []
+
+    def run_started(self) -> None:
+        self.started += 1
+
+    def run_finished(self, report: RunReport) -> None:
+        self.finished.append((report.status, report.reason))
 
 
 @pytest.fixture
@@ -166,6 +182,8 @@ async def test_an_agent_changed_elsewhere_starts_the_turn_again_from_a_read(
     assert b.model.calls[-1][0] == {"role": "system", "content": "version 2"}
     assert len(b.model.calls) - calls in (1, 2)  # the guessed request, if it went out
     assert [r.status for r in await runs_of(b, "s1")] == [RunStatus.COMPLETED]
+    counted = replicas.observer  # b's: one run each, the retry included
+    assert counted.started == 2 and counted.finished == [(RunStatus.COMPLETED, "")] * 2
     stored = await b.store.load_history("t", "alpha", "s1", 10)
     assert [m.content for m in stored] == ["hello", "ok"]
 
@@ -175,8 +193,11 @@ async def test_a_deleted_agent_is_not_found_after_a_guess(replicas: Replicas) ->
     await a.agent("alpha")
     completed(await turn(b, "warm", "s0"))
     await a.store.delete_agent("t", "alpha", expected_revision=None)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError) as refused:
         await turn(b, "hello", "s1")
+    counted = replicas.observer  # b's: the guessed attempt's count is ended
+    assert counted.started == 2
+    assert counted.finished == [(RunStatus.COMPLETED, ""), (RunStatus.FAILED, refused.value.reason)]
 
 
 async def test_a_guess_in_another_principals_session_is_not_found_then_read(

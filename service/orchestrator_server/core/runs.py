@@ -44,7 +44,7 @@ from .model_loop import (
     TurnContext,
 )
 from .model_port import ModelCatalog
-from .observer import RunObserver
+from .observer import RunObserver, RunReport
 from .peers import Follower, PeerCancels
 from .policy import TenantPolicies
 from .replay import find_previous, replay
@@ -59,7 +59,7 @@ from .token_window import DEFAULT_MODEL_TOKENS_PER_MINUTE_PER_TENANT, TokenWindo
 from .tool_calls import ClientToolBridge, TurnTools
 from .tool_port import ServerTool, ToolCatalog
 from .turn import Turn, TurnServices
-from .types import Agent, Run, RunStatus, TurnRequest
+from .types import Agent, Run, RunStatus, TurnRequest, Usage
 from .validation import check_agent_id, check_turn_request
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,20 @@ class RunEngine:
                     "the run's start failed; retry", reason=Reason.RUN_INTERRUPTED
                 ) from None
             # The turn's start was guessed with an agent changed since it was cached:
-            # nothing was stored or sent to the caller; start again from a read.
-            async with aclosing(self._attempt(attempt, retried=True)) as events:
-                async for event in events:
-                    yield event
+            # nothing was stored or sent to the caller; start again from a read. The
+            # first attempt counted a run as started, which the retry's turn ends.
+            attempt.launched = False
+            ended: BaseException | None = None
+            try:
+                async with aclosing(self._attempt(attempt, retried=True)) as events:
+                    async for event in events:
+                        yield event
+            except BaseException as error:
+                ended = error
+                raise
+            finally:
+                if not attempt.launched:  # refused, or replayed: end the counted start
+                    self._services.observer.run_finished(_not_launched(ended))
 
     async def _attempt(
         self, attempt: _Attempt, *, retried: bool
@@ -194,6 +204,7 @@ class RunEngine:
         budget = attempt.agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
         active, _ = self._launch(run, agent, reservation, context, start, retried=retried)
+        attempt.launched = True
         del start  # the turn holds the window until its first request, not this generator
         delivery = open_delivery(self._journal, self.active, active, request, deadline, bridge)
         async with aclosing(delivery.events()) as events:
@@ -331,9 +342,10 @@ class RunEngine:
         return self._locks.busy((tenant, agent_id, session_id))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Attempt:
-    """What each attempt at one turn starts from (see RunEngine.execute)."""
+    """What each attempt at one turn starts from (see RunEngine.execute), and whether it
+    launched the turn."""
 
     tenant: str
     request: TurnRequest
@@ -341,6 +353,16 @@ class _Attempt:
     deadline: float | None
     bridge: ClientToolBridge | None
     agent_calls: AgentCallBudget | None
+    launched: bool = False
+
+
+def _not_launched(error: BaseException | None) -> RunReport:
+    """How a turn ended whose retry (after a StaleStart) launched nothing."""
+    if error is None:
+        return RunReport(RunStatus.COMPLETED, "", 0.0, None, Usage())
+    if isinstance(error, OrchestratorError):
+        return RunReport(RunStatus.FAILED, error.reason, 0.0, None, Usage())
+    return RunReport(RunStatus.CANCELLED, Reason.RUN_CANCELLED, 0.0, None, Usage())
 
 
 def _new_run(
