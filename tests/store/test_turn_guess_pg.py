@@ -15,12 +15,18 @@ import pytest
 
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.access import AccessRole, Caller, acting_as
-from orchestrator_server.core.errors import NotFoundError, QuotaExceededError
+from orchestrator_server.core.errors import (
+    NotFoundError,
+    QuotaExceededError,
+    Reason,
+    UnavailableError,
+)
 from orchestrator_server.core.observer import RunObserver, RunReport
 from orchestrator_server.core.quotas import StorageQuotas
 from orchestrator_server.core.store_port import AgentChangedError, AgentRevision
 from orchestrator_server.core.types import (
     AgentSpec,
+    MemoryConfig,
     Message,
     Role,
     Run,
@@ -33,7 +39,7 @@ from orchestrator_server.store.pg_rows import encode
 from orchestrator_server.store.postgres import PostgresStore
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from fakes import Core, collect, make_core
+from fakes import Core, Reply, collect, make_core
 from test_shared_store import Hub, HubCoordination
 
 Reads = list[tuple[str, str, str]]
@@ -61,12 +67,14 @@ class Replicas:
         self.hub = Hub()
         self.stores: list[PostgresStore] = []
 
-    async def replica(self, quotas: StorageQuotas | None = None) -> Core:
+    async def replica(self, quotas: StorageQuotas | None = None, **engine: Any) -> Core:
+        """A replica; `observer` is then its Counted observer."""
         store = PostgresStore(self.url, **({"quotas": quotas} if quotas else {}))
         await store.open()
         self.stores.append(store)
         self.observer = Counted()
-        return make_core(store, coordination=HubCoordination(self.hub), observer=self.observer)  # type: ignore[arg-type]
+        coordination = HubCoordination(self.hub)
+        return make_core(store, coordination=coordination, observer=self.observer, **engine)  # type: ignore[arg-type]
 
     async def close(self) -> None:
         for store in self.stores:
@@ -121,11 +129,79 @@ async def test_a_new_sessions_first_turn_is_not_read(replicas: Replicas, reads: 
     reads.clear()
     completed(await turn(b, "hello", "s1"))
     assert reads == []  # guessed: the run's write checked it
-    completed(await turn(b, "again", "s1"))
-    assert reads == [("t", "alpha", "s1")]  # a session seen: read
     stored = await b.store.load_history("t", "alpha", "s1", 10)
-    assert [m.content for m in stored] == ["hello", "ok", "again", "ok"]
-    assert [m["content"] for m in b.model.calls[-1]] == ["hello", "ok", "again"]
+    assert [m.content for m in stored] == ["hello", "ok"]
+
+
+async def test_a_sessions_next_turn_here_is_guessed_on_the_window_it_left(
+    replicas: Replicas, reads: Reads, postgres_url: str
+) -> None:
+    """Each turn that ran here leaves a window this replica follows; after any turn, it
+    is the window a read gives (checked against a store that reads everything)."""
+    fresh = PostgresStore(postgres_url)
+    await fresh.open()
+    b = await replicas.replica()
+    store = b.store
+    assert isinstance(store, PostgresStore)
+    try:
+        await b.agent("alpha", memory=MemoryConfig(max_messages=5))
+        completed(await turn(b, "warm", "s0"))
+        reads.clear()
+        for i in range(8):
+            if i == 3:  # a failed turn keeps its user message, without an answer
+                b.model.script(
+                    Reply(error=UnavailableError("down", reason=Reason.MODEL_UNAVAILABLE))
+                )
+                with pytest.raises(UnavailableError):
+                    await turn(b, f"q{i}", "s")
+            else:
+                completed(await turn(b, f"q{i}", "s"))
+            followed = store._guesses.followed.current(("t", "alpha", "s"))  # type: ignore[attr-defined]
+            assert followed is not None, i
+            expected = await fresh.load_history("t", "alpha", "s", 5)
+            fresh._history.forget("t", "alpha")  # type: ignore[attr-defined]
+            assert [(m.role, m.content) for m in followed.messages] == [
+                (m.role, m.content) for m in expected
+            ], i
+        assert reads == []  # every turn guessed
+        sent = [m["content"] for m in b.model.calls[-1]]
+        assert sent == ["q5", "ok", "q6", "ok", "q7"]
+    finally:
+        await fresh.close()
+
+
+async def test_a_turn_that_ended_elsewhere_is_in_the_next_window(
+    replicas: Replicas, reads: Reads
+) -> None:
+    """Heard or not yet heard, another replica's turn is never missing from the window:
+    heard, the turn is read; not yet heard, the guessed write finds the session moved and
+    the turn asks again on the window as stored."""
+    a, b = await replicas.replica(), await replicas.replica()
+    await a.agent("alpha")
+    completed(await turn(b, "one", "s"))
+    completed(await turn(b, "two", "s"))  # followed here now
+    store = b.store
+    assert isinstance(store, PostgresStore)
+    heard = asyncio.Event()
+    assert store.coordination is not None
+    store.coordination.on_session_end(lambda *end: end[1:3] == ("alpha", "s") and heard.set())
+    completed(await turn(a, "three", "s"))
+    await asyncio.wait_for(heard.wait(), 10)
+    reads.clear()
+    completed(await turn(b, "four", "s"))
+    assert reads == [("t", "alpha", "s")]
+    assert [m["content"] for m in b.model.calls[-1]][-3:] == ["three", "ok", "four"]
+    # Not heard (the doorbell late): the guess is stale, the write says so.
+    completed(await turn(b, "five", "s"))  # followed again
+    store._guesses.heard_end = lambda *end: None  # type: ignore[attr-defined]
+    store.coordination._session_end_handlers.clear()  # type: ignore[attr-defined]
+    completed(await turn(a, "six", "s"))
+    reads.clear()
+    completed(await turn(b, "seven", "s"))
+    assert reads == []  # guessed, found stale by the write, asked again
+    assert [m["content"] for m in b.model.calls[-1]][-3:] == ["six", "ok", "seven"]
+    stored = await a.store.load_history("t", "alpha", "s", 20)
+    assert [m.content for m in stored][-4:] == ["six", "ok", "seven", "ok"]
 
 
 async def test_a_guessed_session_that_existed_is_answered_on_its_window(
@@ -209,13 +285,34 @@ async def test_a_guess_in_another_principals_session_is_not_found_then_read(
     b = await replicas.replica()  # has not heard of "private"
     completed(await turn(b, "warm", "s0", principal="intruder"))
     reads.clear()
+    calls = len(b.model.calls)
     with pytest.raises(NotFoundError):
         await turn(b, "let me in", "private", principal="intruder")
-    assert reads == []
+    # Guessed, the write found the session; started again from a read, which refused.
+    assert reads == [("t", "alpha", "private")]
+    assert all(call[-1]["content"] != "mine" for call in b.model.calls[calls:])
     assert [r.input for r in await runs_of(a, "private")] == ["mine"]
     # Refused once: the tenant's next new sessions are read for a while.
     completed(await turn(b, "fine", "fresh", principal="intruder"))
-    assert reads == [("t", "alpha", "fresh")]
+    assert reads == [("t", "alpha", "private"), ("t", "alpha", "fresh")]
+
+
+async def test_an_admin_continues_another_principals_session_it_was_not_told_of(
+    replicas: Replicas, reads: Reads
+) -> None:
+    a = await replicas.replica()
+    await a.agent("alpha")
+    completed(await turn(a, "mine", "private", principal="owner"))
+    b = await replicas.replica()  # has not heard of "private"
+    completed(await turn(b, "warm", "s0"))
+    reads.clear()
+    with acting_as(Caller("root", "t", frozenset({AccessRole.ADMIN}))):
+        request = TurnRequest("alpha", "admin here", session_id="private")
+        completed(await collect(b.engine.execute("t", request)))
+    assert reads == [("t", "alpha", "private")]  # the guess was stale: read
+    assert [m["content"] for m in b.model.calls[-1]] == ["mine", "ok", "admin here"]
+    runs = await runs_of(a, "private")
+    assert [(r.input, r.owner) for r in runs] == [("admin here", "owner"), ("mine", "owner")]
 
 
 async def test_a_guess_over_the_quota_is_refused_by_the_write(
@@ -255,14 +352,23 @@ async def test_the_write_checks_the_agent_revision_on_every_store_path(
     assert stored.status is RunStatus.RUNNING
 
 
-async def test_a_turn_that_would_interrupt_another_is_read(
-    replicas: Replicas, reads: Reads
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"interrupt_if_busy": True},  # its session exists
+        {"request_id": "once"},  # a repeat would follow the first attempt
+        {"continue_on_disconnect": True},  # detached, no caller would retry it
+        {"resume_window": 30.0},
+    ],
+)
+async def test_turns_that_others_may_consume_are_read(
+    replicas: Replicas, reads: Reads, option: dict[str, Any]
 ) -> None:
     b = await replicas.replica()
     await b.agent("alpha")
     completed(await turn(b, "warm", "s0"))
     reads.clear()
-    request = TurnRequest("alpha", "now", session_id="s1", interrupt_if_busy=True)
+    request = TurnRequest("alpha", "now", session_id="s1", **option)
     with acting_as(Caller("p", "t", frozenset({AccessRole.RUNNER}))):
         completed(await collect(b.engine.execute("t", request)))
     assert reads == [("t", "alpha", "s1")]

@@ -16,7 +16,6 @@ import secrets
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass
 
 from . import events as ev
 from .access import (
@@ -31,6 +30,7 @@ from .active_runs import (
 from .agent_calls import AgentCalls
 from .agents import AgentRegistry, no_default_agent
 from .argument_validation import in_validation_thread
+from .attempts import Attempt, may_guess, not_launched
 from .audit import AuditTrail
 from .client_tools import parse_client_tools
 from .coordination_port import Coordination, LocalCoordination
@@ -44,11 +44,11 @@ from .model_loop import (
     TurnContext,
 )
 from .model_port import ModelCatalog
-from .observer import RunObserver, RunReport
+from .observer import RunObserver
 from .peers import Follower, PeerCancels
 from .policy import TenantPolicies
 from .replay import find_previous, replay
-from .run_delivery import open_delivery
+from .run_delivery import Delivery, open_delivery
 from .session_locks import Reservation, SessionLocks
 from .start_gate import StaleStart
 from .store_port import Store, TurnStart
@@ -135,7 +135,7 @@ class RunEngine:
         """
         self.active.refuse_if_stopping()
         session_id = check_turn_request(request)
-        attempt = _Attempt(tenant, request, session_id, deadline, bridge, agent_calls)
+        attempt = Attempt(tenant, request, session_id, deadline, bridge, agent_calls)
         yielded = False
         try:
             async with aclosing(self._attempt(attempt, retried=False)) as events:
@@ -161,10 +161,10 @@ class RunEngine:
                 raise
             finally:
                 if not attempt.launched:  # refused, or replayed: end the counted start
-                    self._services.observer.run_finished(_not_launched(ended))
+                    self._services.observer.run_finished(not_launched(ended))
 
     async def _attempt(
-        self, attempt: _Attempt, *, retried: bool
+        self, attempt: Attempt, *, retried: bool
     ) -> AsyncGenerator[ev.RunEvent, None]:
         """One attempt at a turn (a second one only after a StaleStart: see execute)."""
         tenant, request, session_id = attempt.tenant, attempt.request, attempt.session_id
@@ -199,17 +199,41 @@ class RunEngine:
         # as QUEUED so that it can be seen and cancelled while it waits.
         reservation = self._locks.reserve(key, wait=request.wait_if_busy)
         run = _new_run(run_id, agent, session_id, request, reservation.immediate, owner)
-        if not retried:  # the call is in the audit trail once
+        # A guessed start's run is put in the audit trail once its write answered (see
+        # _delivered): a stale guess is started again under another run id.
+        guessed = start is not None and start.guessed
+        if not guessed:
             await self._record_start(run, reservation)
         budget = attempt.agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
-        active, _ = self._launch(run, agent, reservation, context, start, retried=retried)
+        # A retry carries the usage of the first attempt's dropped request.
+        first = attempt.first
+        carried = (first.run.usage if first else Usage()) if retried else None
+        active, _ = self._launch(run, agent, reservation, context, start, retried=carried)
+        attempt.first = attempt.first or active
         attempt.launched = True
         del start  # the turn holds the window until its first request, not this generator
         delivery = open_delivery(self._journal, self.active, active, request, deadline, bridge)
-        async with aclosing(delivery.events()) as events:
+        async with aclosing(self._delivered(delivery, run, audit_first=guessed)) as events:
             async for event in events:
                 yield event
+
+    async def _delivered(
+        self, delivery: Delivery, run: Run, *, audit_first: bool
+    ) -> AsyncGenerator[ev.RunEvent, None]:
+        """The run's events for its caller; with `audit_first`, the call is put in the
+        audit trail with the first event (the run is stored then) or the refusal."""
+        async with aclosing(delivery.events()) as events:
+            try:
+                async for event in events:
+                    if audit_first and self._audit is not None:
+                        audit_first = False
+                        await self._audit.record_call("Run", f"runs/{run.run_id}", None)
+                    yield event
+            except OrchestratorError as error:
+                if audit_first and self._audit is not None:
+                    await self._audit.record_call("Run", f"runs/{run.run_id}", error)
+                raise
 
     def _repeat(self, tenant: str, previous: Run | ActiveRun) -> AsyncGenerator[ev.RunEvent, None]:
         """A start repeating a request id: the run in flight here as its own stream saw
@@ -227,7 +251,7 @@ class RunEngine:
         context: TurnContext,
         start: TurnStart | None = None,
         *,
-        retried: bool = False,
+        retried: Usage | None = None,
     ) -> tuple[ActiveRun, TaskStream[object]]:
         """The turn's task stream, registered among the runs in flight."""
         active = ActiveRun(run, context.tenant, queued=not reservation.immediate)
@@ -291,8 +315,7 @@ class RunEngine:
             return None
         if request.agent_id:
             check_agent_id(request.agent_id)
-            # Not for a turn that would interrupt another: its session exists.
-            if guess and not request.interrupt_if_busy:
+            if guess and may_guess(request):
                 guessed = self._store.guess_turn_start(tenant, request.agent_id, session_id)
                 if guessed is not None:
                     return guessed
@@ -340,29 +363,6 @@ class RunEngine:
     def busy_run(self, tenant: str, agent_id: str, session_id: str) -> str:
         """The run holding a session in this process, or ""."""
         return self._locks.busy((tenant, agent_id, session_id))
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """What each attempt at one turn starts from (see RunEngine.execute), and whether it
-    launched the turn."""
-
-    tenant: str
-    request: TurnRequest
-    session_id: str
-    deadline: float | None
-    bridge: ClientToolBridge | None
-    agent_calls: AgentCallBudget | None
-    launched: bool = False
-
-
-def _not_launched(error: BaseException | None) -> RunReport:
-    """How a turn ended whose retry (after a StaleStart) launched nothing."""
-    if error is None:
-        return RunReport(RunStatus.COMPLETED, "", 0.0, None, Usage())
-    if isinstance(error, OrchestratorError):
-        return RunReport(RunStatus.FAILED, error.reason, 0.0, None, Usage())
-    return RunReport(RunStatus.CANCELLED, Reason.RUN_CANCELLED, 0.0, None, Usage())
 
 
 def _new_run(

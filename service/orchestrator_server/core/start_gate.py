@@ -39,8 +39,9 @@ class StaleWindow(Exception):
 
 class StaleStart(Exception):
     """Nothing was stored: the turn's start was guessed (Store.guess_turn_start) with an
-    agent that changed since this replica cached it. Raised before any event of the run;
-    the engine starts the turn again from a read."""
+    agent that changed since this replica cached it, or for a session that exists with
+    another owner. Raised before any event of the run; the engine starts the turn again
+    from a read."""
 
 
 class StartGate:
@@ -224,6 +225,11 @@ class StartGate:
                 metadata={"run_id": duplicate.existing.run_id},
             ) from None
         except SessionOwnerError:
+            if self._agent_at is not None:
+                # A guessed start (no session, the caller its owner) found the session
+                # exists: start again from a read, which decides (another principal's
+                # session is not found; an admin continues it for its owner).
+                raise StaleStart from None
             # Another principal started the session between the engine's check and this
             # write.
             raise session_not_found() from None

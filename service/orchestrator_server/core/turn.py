@@ -33,7 +33,7 @@ from .task_stream import Emit
 from .telemetry import Span, Tracer
 from .telemetry_spans import agent_span, run_ended
 from .token_window import TokenWindow
-from .types import Agent, Message, Role, RunStatus
+from .types import Agent, Message, Role, RunStatus, Usage
 
 log = logging.getLogger(__name__)
 # How long a turn waits, after its first delta, for the caller to send it before it
@@ -73,7 +73,7 @@ class Turn:
         context: TurnContext,
         start: TurnStart | None = None,
         *,
-        retried: bool = False,
+        retried: Usage | None = None,
     ) -> None:
         self._services = services
         self._active = active
@@ -88,7 +88,8 @@ class Turn:
         guessed = start is not None and start.guessed
         self._agent_at = AgentRevision.of(agent) if guessed else None
         # The first attempt of a turn whose guessed start was stale (StaleStart) is not a
-        # run: it stored and emitted nothing, and the engine's retry counts as the run.
+        # run: it stored and emitted nothing, and the engine's retry (given the model
+        # usage of the first attempt's dropped request) counts as the run.
         self._retried = retried
         self._stale = False
         run = active.run
@@ -115,7 +116,7 @@ class Turn:
             window_at=self._early.revision if self._early else None,
             agent_at=self._agent_at,
         )
-        if not self._retried:
+        if self._retried is None:
             services.observer.run_started()
         with agent_span(services.tracer, active.tenant, self._agent, active.run) as span:
             self._span = span
@@ -128,6 +129,8 @@ class Turn:
                 raise
             except StaleStart:
                 self._stale = True  # nothing stored or emitted: nothing to record
+                if self._loop is not None:  # the retry counts the dropped request
+                    active.run = replace(active.run, usage=self._loop.usage)
                 raise
             except Exception as error:
                 await despite_cancels(self._failed(gate, error))
@@ -247,6 +250,8 @@ class Turn:
         )
         if previous is not None:  # a request dropped unread (queued behind a peer) was sent
             loop.usage = previous.usage
+        elif self._retried is not None:  # the usage of a stale first attempt's request
+            loop.usage = self._retried
         early, self._early = self._early, None  # good for the first request only
         messages = await loop.history(services.store, self._active.tenant, early)
         gate.announce_if_stored()  # a write that overlapped the history read

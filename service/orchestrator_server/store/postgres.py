@@ -113,7 +113,7 @@ class PostgresStore(PostgresTeams):
             self._url, self._pool, self._lease_seconds
         )
         coordination.after_heartbeat(self._ends.flush)
-        coordination.on_session_end(self._guesses.saw)
+        coordination.on_session_end(self._guesses.heard_end)
         self._guesses.listening = lambda: coordination.listening
         await self.coordination.start()
 
@@ -274,12 +274,14 @@ class PostgresStore(PostgresTeams):
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session; SESSION_BUSY while any replica runs a turn in it."""
         self._history.forget(tenant, agent_id, session_id)
+        self._guesses.followed.forget((tenant, agent_id, session_id))
         return await self.transact(_delete_session, tenant, agent_id, session_id)
 
     async def append_messages(
         self, tenant: str, agent_id: str, session_id: str, messages: Sequence[Message]
     ) -> None:
         """Append a turn's tool steps (fenced like its outcome)."""
+        self._guesses.followed.forget((tenant, agent_id, session_id))
         await self.transact(
             pg_runs.append_turn_messages, tenant, agent_id, session_id, messages, time.time()
         )
@@ -304,17 +306,22 @@ class PostgresStore(PostgresTeams):
         """Insert the run under its session's lock (one turn per session everywhere), in
         one statement: its own transaction."""
         args = (self._quotas, self.replica_id, queue_if_busy, window_at, agent_at)
+        key = (tenant, run.agent_id, run.session_id)
+        self._guesses.saw(*key)
+        refused = False
         try:
-            return await self.call(pg_runs.begin_run, tenant, run, user_message, *args)
-        except AgentChangedError:
-            self._agents.forget((tenant, run.agent_id))  # the turn starts again from a read
-            raise
-        except (SessionOwnerError, QuotaExceededError):
-            if agent_at is not None:  # a guessed start refused: see turn_guesses
-                self._guesses.refused(tenant)
+            stored = await self.call(pg_runs.begin_run, tenant, run, user_message, *args)
+        except BaseException as error:
+            self._guesses.followed.forget(key)
+            if isinstance(error, AgentChangedError):  # the turn starts again from a read
+                self._agents.forget(key[:2])
+            refused = isinstance(error, SessionOwnerError | QuotaExceededError)
             raise
         finally:
-            self._guesses.saw(tenant, run.agent_id, run.session_id)
+            if agent_at is not None:  # a guessed start's write (see turn_guesses)
+                self._guesses.answered(tenant, refused=refused)
+        self._guesses.began(key, stored, user_message, window_at)
+        return stored
 
     def may_begin_at_once(self, run: Run) -> bool:
         """Never: a write is a round trip, started as early as possible instead."""
@@ -333,7 +340,12 @@ class PostgresStore(PostgresTeams):
     async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         """Record the outcome (fenced) and ring the session's doorbell; an outcome the
         database could not take is kept and written when it is back (pg_outcomes)."""
-        return await self._ends.write(tenant, run, messages)
+        stored: list[Message] | None = None
+        try:
+            stored = await self._ends.write(tenant, run, messages)
+        finally:
+            self._guesses.followed.ended(run.run_id, len(messages), stored)
+        return stored
 
     async def _finish(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         return await self.call(pg_runs.finish_run, tenant, run, messages)

@@ -11,10 +11,12 @@ dropped unread, and the turn starts again from a read (a changed agent) or asks 
 (a session that existed), or is refused as a read would have refused it.
 
 A session is "seen" once this replica read it, wrote a run in it, or heard that a turn
-ended in it anywhere (the doorbell's NOTIFY): its turns are read, not guessed. A tenant
-whose guessed start was refused (another principal's session, the quota) is read for a
-while: a caller cannot make the replica send model requests for refused turns faster
-than one per tenant per CAUTIOUS_S.
+ended in it anywhere (the doorbell's NOTIFY): its turns are read, not guessed, unless
+this replica ran its last turn and follows its window (followed_windows.py). A tenant
+has one guessed start at a time whose write has not answered (the others are read), and
+a tenant whose guessed start was refused (a session of another owner, the quota) is read
+for CAUTIOUS_S: a caller cannot make the replica send more than one model request for a
+refused turn per tenant in that time.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from ..core.memory import window_limit
-from ..core.store_port import NO_SESSION, TurnStart
+from ..core.store_port import NO_SESSION, SessionRevision, TurnStart
+from ..core.types import Message, Run, RunStatus
 from .agent_cache import AgentCache
+from .followed_windows import FollowedWindows
 from .history_cache import HistoryCache, SessionKey
 
 # Sessions remembered as seen, by the hash of their key (~100 bytes each; two keys of
@@ -33,7 +37,41 @@ from .history_cache import HistoryCache, SessionKey
 # guessed once more, which its write corrects.
 MAX_SEEN_SESSIONS = 100_000
 CAUTIOUS_S = 10.0
-MAX_CAUTIOUS_TENANTS = 10_000
+# A guess whose write never came (the turn refused before it) stops blocking the
+# tenant's next guess after this.
+UNANSWERED_S = 1.0
+MAX_TIMED_TENANTS = 10_000
+
+
+class TenantTimers:
+    """Tenants marked until a time (bounded: expired marks go first, then the oldest)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._until: dict[str, float] = {}
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def mark(self, tenant: str, seconds: float) -> None:
+        now = self._clock()
+        if len(self._until) >= MAX_TIMED_TENANTS:
+            self._until = {t: u for t, u in self._until.items() if u > now}
+            if len(self._until) >= MAX_TIMED_TENANTS:
+                del self._until[next(iter(self._until))]  # dicts keep insertion order
+        self._until[tenant] = now + seconds
+
+    def marked(self, tenant: str) -> bool:
+        until = self._until.get(tenant)
+        if until is None:
+            return False
+        if until > self._clock():
+            return True
+        del self._until[tenant]
+        return False
+
+    def clear(self, tenant: str) -> None:
+        self._until.pop(tenant, None)
 
 
 class TurnGuesses:
@@ -51,8 +89,9 @@ class TurnGuesses:
         self._windows = windows
         self._seen: OrderedDict[int, None] = OrderedDict()
         self._max_seen = max_seen
-        self._cautious: dict[str, float] = {}  # tenant -> read its starts until then
-        self._clock = clock
+        self._cautious = TenantTimers(clock)  # refused: read the tenant's starts
+        self._unanswered = TenantTimers(clock)  # a guessed write has not answered
+        self.followed = FollowedWindows(windows)
         # Whether this replica hears every turn's end (the doorbell listens): without it,
         # a session started elsewhere would look new.
         self.listening: Callable[[], bool] = lambda: False
@@ -60,19 +99,48 @@ class TurnGuesses:
     def guess(self, key: SessionKey) -> TurnStart | None:
         """The start of a turn in a session never seen here, or None (read it)."""
         tenant, agent_id, _ = key
-        if hash(key) in self._seen or self._windows.peek(key) is not None:
+        followed = self.followed.current(key)
+        if followed is None and (hash(key) in self._seen or self._windows.peek(key)):
             return None
-        if not self.listening():
+        if not self.listening() or self._cautious.marked(tenant):
             return None
-        until = self._cautious.get(tenant)
-        if until is not None:
-            if until > self._clock():
-                return None
-            del self._cautious[tenant]
+        if self._unanswered.marked(tenant):
+            return None
         agent = self._agents.get((tenant, agent_id))
         if agent is None:
             return None
-        return TurnStart(agent, None, NO_SESSION, [], window_limit(agent.spec), guessed=True)
+        limit = window_limit(agent.spec)
+        if followed is not None and followed.limit < limit:
+            return None
+        self._unanswered.mark(tenant, UNANSWERED_S)
+        if followed is None:
+            return TurnStart(agent, None, NO_SESSION, [], limit, guessed=True)
+        window = followed.messages[-limit:]
+        return TurnStart(agent, followed.owner, followed.revision, window, limit, guessed=True)
+
+    def answered(self, tenant: str, *, refused: bool) -> None:
+        """A guessed start's write answered (refused: the session had another owner, or
+        the quota was used up)."""
+        self._unanswered.clear(tenant)
+        if refused:
+            self._cautious.mark(tenant, CAUTIOUS_S)
+
+    def began(
+        self, key: SessionKey, run: Run, user_message: Message | None, at: SessionRevision | None
+    ) -> None:
+        """A run was stored as `run` by a write that found the session at `at` (None:
+        not checked): follow the session's window if it runs here at once."""
+        agent = self._agents.get(key[:2])
+        running = run.status is RunStatus.RUNNING and user_message is not None
+        if not running or at is None or user_message is None or agent is None:
+            self.followed.forget(key)
+            return
+        self.followed.began(key, run, user_message, at, window_limit(agent.spec))
+
+    def heard_end(self, tenant: str, agent_id: str, session_id: str, run_id: str) -> None:
+        """The doorbell: a turn of the session ended somewhere."""
+        self.saw(tenant, agent_id, session_id)
+        self.followed.heard_end((tenant, agent_id, session_id), run_id)
 
     def saw(self, tenant: str, agent_id: str, session_id: str) -> None:
         """The session exists (or is being written): read its turns' starts."""
@@ -81,13 +149,3 @@ class TurnGuesses:
         self._seen.move_to_end(key)
         while len(self._seen) > self._max_seen:
             self._seen.popitem(last=False)
-
-    def refused(self, tenant: str) -> None:
-        """A guessed start of the tenant was refused: read its starts for a while."""
-        now = self._clock()
-        if len(self._cautious) >= MAX_CAUTIOUS_TENANTS:
-            self._cautious = {t: u for t, u in self._cautious.items() if u > now}
-            if len(self._cautious) >= MAX_CAUTIOUS_TENANTS:
-                # Full of live entries: the oldest goes (dicts keep insertion order).
-                del self._cautious[next(iter(self._cautious))]
-        self._cautious[tenant] = now + CAUTIOUS_S
