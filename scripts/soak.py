@@ -8,8 +8,11 @@ message or the client leaving), or by a short deadline. Then every run must have
 or a deadline recorded as a failure is a misreported outcome), no call may have failed
 with anything but the cancellation it asked for, and the server's RSS may have grown by
 less than 10 % from the end of phase 1's warm-up to the end. Exits non-zero otherwise.
+`--postgres` runs it on a throwaway PostgreSQL cluster (every turn is a new session's
+first: their starts are guessed, one per tenant at a time, the others read).
 
     .venv/bin/python scripts/soak.py [--seconds 60] [--streams 200] [--cancels 5000]
+                                     [--postgres]
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ from scripts.benchlib.servers import (
     orchestrator_stub,
     start_devmodel,
     start_orchestrator,
+    start_postgres,
     stop,
 )
+from scripts.pg_cluster import create_database
 
 if TYPE_CHECKING:
     from orchestrator.v1.orchestrator_service_pb2_grpc import (
@@ -173,9 +178,11 @@ async def settle(stub: OrchestratorServiceStub, wait_s: float = 15.0) -> Counter
 
 async def soak(args: argparse.Namespace) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
-    db = WORK / "soak.db"
-    remove_db(db)  # every soak starts from an empty database
+    db: Path | str = WORK / "soak.db"
+    remove_db(Path(db))  # every soak starts from an empty database
     async with contextlib.AsyncExitStack() as stack:
+        if args.postgres:  # a throwaway cluster and an empty database on it
+            db = await create_database(await start_postgres(stack))
         # Answers streamed over ~50 ms, so that cancels land before, during and after them.
         _, url = await start_devmodel(stack, "soak-devmodel", 20, tokens_per_second=400)
         orch, address, _ = await start_orchestrator("soak", db, orchestrator_env(url, 256))
@@ -241,6 +248,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--cancels", type=int, default=5000)
+    parser.add_argument(
+        "--postgres", action="store_true", help="on a throwaway PostgreSQL, not SQLite"
+    )
     return asyncio.run(soak(parser.parse_args()))
 
 

@@ -170,6 +170,9 @@ async def test_postgres_turn_starts_read_the_window_at_their_revision(
     monkeypatch.setattr(pg_turn_start, "read_window_at", counted)
     chosen = random.Random(19)
     async with two_replicas(postgres_url) as (store, other):
+        for replica in (store, other):  # agents changed elsewhere stay cached until read
+            assert replica.coordination is not None
+            replica.coordination._agent_handlers.clear()  # type: ignore[attr-defined]
         for step in range(150):
             session = await random_change(chosen, step, store, other, memory_changes=True)
             for reader in (store, other):

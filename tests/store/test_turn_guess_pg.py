@@ -6,6 +6,7 @@ answer a read would have given (two engines as replicas of one real database).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -18,15 +19,12 @@ from orchestrator_server.core.access import AccessRole, Caller, acting_as
 from orchestrator_server.core.errors import (
     NotFoundError,
     QuotaExceededError,
-    Reason,
-    UnavailableError,
 )
 from orchestrator_server.core.observer import RunObserver, RunReport
 from orchestrator_server.core.quotas import StorageQuotas
 from orchestrator_server.core.store_port import AgentChangedError, AgentRevision
 from orchestrator_server.core.types import (
     AgentSpec,
-    MemoryConfig,
     Message,
     Role,
     Run,
@@ -39,7 +37,7 @@ from orchestrator_server.store.pg_rows import encode
 from orchestrator_server.store.postgres import PostgresStore
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from fakes import Core, Reply, collect, make_core
+from fakes import Core, collect, make_core
 from test_shared_store import Hub, HubCoordination
 
 Reads = list[tuple[str, str, str]]
@@ -129,79 +127,11 @@ async def test_a_new_sessions_first_turn_is_not_read(replicas: Replicas, reads: 
     reads.clear()
     completed(await turn(b, "hello", "s1"))
     assert reads == []  # guessed: the run's write checked it
+    completed(await turn(b, "again", "s1"))
+    assert reads == [("t", "alpha", "s1")]  # a session seen: read
     stored = await b.store.load_history("t", "alpha", "s1", 10)
-    assert [m.content for m in stored] == ["hello", "ok"]
-
-
-async def test_a_sessions_next_turn_here_is_guessed_on_the_window_it_left(
-    replicas: Replicas, reads: Reads, postgres_url: str
-) -> None:
-    """Each turn that ran here leaves a window this replica follows; after any turn, it
-    is the window a read gives (checked against a store that reads everything)."""
-    fresh = PostgresStore(postgres_url)
-    await fresh.open()
-    b = await replicas.replica()
-    store = b.store
-    assert isinstance(store, PostgresStore)
-    try:
-        await b.agent("alpha", memory=MemoryConfig(max_messages=5))
-        completed(await turn(b, "warm", "s0"))
-        reads.clear()
-        for i in range(8):
-            if i == 3:  # a failed turn keeps its user message, without an answer
-                b.model.script(
-                    Reply(error=UnavailableError("down", reason=Reason.MODEL_UNAVAILABLE))
-                )
-                with pytest.raises(UnavailableError):
-                    await turn(b, f"q{i}", "s")
-            else:
-                completed(await turn(b, f"q{i}", "s"))
-            followed = store._guesses.followed.current(("t", "alpha", "s"))  # type: ignore[attr-defined]
-            assert followed is not None, i
-            expected = await fresh.load_history("t", "alpha", "s", 5)
-            fresh._history.forget("t", "alpha")  # type: ignore[attr-defined]
-            assert [(m.role, m.content) for m in followed.messages] == [
-                (m.role, m.content) for m in expected
-            ], i
-        assert reads == []  # every turn guessed
-        sent = [m["content"] for m in b.model.calls[-1]]
-        assert sent == ["q5", "ok", "q6", "ok", "q7"]
-    finally:
-        await fresh.close()
-
-
-async def test_a_turn_that_ended_elsewhere_is_in_the_next_window(
-    replicas: Replicas, reads: Reads
-) -> None:
-    """Heard or not yet heard, another replica's turn is never missing from the window:
-    heard, the turn is read; not yet heard, the guessed write finds the session moved and
-    the turn asks again on the window as stored."""
-    a, b = await replicas.replica(), await replicas.replica()
-    await a.agent("alpha")
-    completed(await turn(b, "one", "s"))
-    completed(await turn(b, "two", "s"))  # followed here now
-    store = b.store
-    assert isinstance(store, PostgresStore)
-    heard = asyncio.Event()
-    assert store.coordination is not None
-    store.coordination.on_session_end(lambda *end: end[1:3] == ("alpha", "s") and heard.set())
-    completed(await turn(a, "three", "s"))
-    await asyncio.wait_for(heard.wait(), 10)
-    reads.clear()
-    completed(await turn(b, "four", "s"))
-    assert reads == [("t", "alpha", "s")]
-    assert [m["content"] for m in b.model.calls[-1]][-3:] == ["three", "ok", "four"]
-    # Not heard (the doorbell late): the guess is stale, the write says so.
-    completed(await turn(b, "five", "s"))  # followed again
-    store._guesses.heard_end = lambda *end: None  # type: ignore[attr-defined]
-    store.coordination._session_end_handlers.clear()  # type: ignore[attr-defined]
-    completed(await turn(a, "six", "s"))
-    reads.clear()
-    completed(await turn(b, "seven", "s"))
-    assert reads == []  # guessed, found stale by the write, asked again
-    assert [m["content"] for m in b.model.calls[-1]][-3:] == ["six", "ok", "seven"]
-    stored = await a.store.load_history("t", "alpha", "s", 20)
-    assert [m.content for m in stored][-4:] == ["six", "ok", "seven", "ok"]
+    assert [m.content for m in stored] == ["hello", "ok", "again", "ok"]
+    assert [m["content"] for m in b.model.calls[-1]] == ["hello", "ok", "again"]
 
 
 async def test_a_guessed_session_that_existed_is_answered_on_its_window(
@@ -244,9 +174,12 @@ async def test_a_session_that_ended_elsewhere_is_read_not_guessed(
 async def test_an_agent_changed_elsewhere_starts_the_turn_again_from_a_read(
     replicas: Replicas, reads: Reads
 ) -> None:
+    """The change's notice (NOTIFY) has not reached b yet: its guess uses version 1,
+    and the write's agent check catches it."""
     a, b = await replicas.replica(), await replicas.replica()
     await a.agent("alpha")
     completed(await turn(b, "warm", "s0"))  # b caches version 1
+    deaf(b)
     await a.store.update_agent(
         "t", "alpha", AgentSpec(system_message="version 2"), expected_revision=None
     )
@@ -264,10 +197,51 @@ async def test_an_agent_changed_elsewhere_starts_the_turn_again_from_a_read(
     assert [m.content for m in stored] == ["hello", "ok"]
 
 
+def deaf(core: Core) -> None:
+    """The replica hears no more notices of agents changed elsewhere (as if they were
+    late): its cached agents stay."""
+    coordination = core.store.coordination  # type: ignore[attr-defined]
+    coordination._agent_handlers.clear()
+
+
+async def test_an_agent_changed_elsewhere_is_forgotten_when_heard(
+    replicas: Replicas, reads: Reads
+) -> None:
+    """Heard, the notice drops b's cached copy: no request carries version 1 again."""
+    a, b = await replicas.replica(), await replicas.replica()
+    await a.agent("alpha", system_message="version 1")
+    completed(await turn(b, "warm", "s0"))
+    heard = asyncio.Event()
+    b.store.coordination.on_agent_change(lambda *_: heard.set())  # type: ignore[attr-defined]
+    await a.store.update_agent(
+        "t", "alpha", AgentSpec(system_message="version 2"), expected_revision=None
+    )
+    await asyncio.wait_for(heard.wait(), 10)
+    reads.clear()
+    calls = len(b.model.calls)
+    completed(await turn(b, "hello", "s1"))
+    assert reads == [("t", "alpha", "s1")]  # not cached: read, not guessed
+    assert [c[0]["content"] for c in b.model.calls[calls:]] == ["version 2"]
+
+
+async def test_an_agent_deleted_and_created_again_here_is_not_guessed_from_its_old_copy(
+    replicas: Replicas,
+) -> None:
+    b = await replicas.replica()
+    await b.agent("alpha", system_message="old and secret")
+    completed(await turn(b, "warm", "s0"))
+    await b.store.delete_agent("t", "alpha", expected_revision=None)
+    await b.agent("alpha", system_message="new")
+    calls = len(b.model.calls)
+    completed(await turn(b, "hello", "s1"))
+    assert [c[0]["content"] for c in b.model.calls[calls:]] == ["new"]
+
+
 async def test_a_deleted_agent_is_not_found_after_a_guess(replicas: Replicas) -> None:
     a, b = await replicas.replica(), await replicas.replica()
     await a.agent("alpha")
     completed(await turn(b, "warm", "s0"))
+    deaf(b)
     await a.store.delete_agent("t", "alpha", expected_revision=None)
     with pytest.raises(NotFoundError) as refused:
         await turn(b, "hello", "s1")
@@ -394,3 +368,21 @@ async def test_a_v5_replica_still_begins_runs_after_the_v6_migration(
     assert tuple(row) == ("ok", "", "running")
     history = await store.load_history("t", "alpha", "s", 10)
     assert [m.content for m in history] == ["from v5"]
+
+
+async def test_a_run_starts_no_earlier_than_the_turn_before_it_ended(
+    replicas: Replicas,
+) -> None:
+    """A write that waited for the previous turn's end (its clock behind that end) is
+    stored as starting after it: runs of a session never overlap in the record."""
+    b = await replicas.replica()
+    await b.agent("alpha")
+    store = b.store
+    first = Run("r1", "alpha", "s", RunStatus.RUNNING, input="q1", create_time=1.0, start_time=1.0)
+    await store.begin_run("t", first, Message(Role.USER, "q1", run_id="r1"))
+    done = dataclasses.replace(first, status=RunStatus.COMPLETED, end_time=5.0)
+    await store.finish_run("t", done, [Message(Role.ASSISTANT, "a1", run_id="r1")])
+    second = Run("r2", "alpha", "s", RunStatus.RUNNING, input="q2", create_time=3.0, start_time=3.0)
+    await store.begin_run("t", second, Message(Role.USER, "q2", run_id="r2"))
+    stored = await store.get_run("t", "r2")
+    assert stored is not None and stored.start_time == 5.0 and stored.create_time == 3.0

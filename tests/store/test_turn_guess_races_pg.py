@@ -15,13 +15,16 @@ import pytest
 
 from orchestrator_server.core import events as ev
 from orchestrator_server.core.errors import NotFoundError
+from orchestrator_server.core.observer import RunObserver, RunReport
 from orchestrator_server.core.types import AgentSpec, RunStatus, ToolCall, TurnRequest
 from orchestrator_server.store import pg_turn_start
+from orchestrator_server.store.postgres import PostgresStore
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes import Core, Reply
-from test_turn_guess_pg import Replicas, completed, reads, replicas, runs_of, turn
+from fakes import Core, Reply, WriteHold, make_core
+from test_shared_store import Hub, HubCoordination
+from test_turn_guess_pg import Replicas, completed, deaf, reads, replicas, runs_of, turn
 
 __all__ = ["reads", "replicas"]  # fixtures
 
@@ -37,10 +40,12 @@ class Audit:
 
 
 async def stale(group: Replicas, **options: Any) -> tuple[Core, Core]:
-    """Replica b has cached agent alpha, which replica a then changes."""
+    """Replica b has cached agent alpha, which replica a then changes (b does not hear
+    of it in time)."""
     a, b = await group.replica(), await group.replica(**options)
     await a.agent("alpha")
     completed(await turn(b, "warm", "s0"))
+    deaf(b)
     await a.store.update_agent("t", "alpha", AgentSpec(system_message="v2"), expected_revision=None)
     return a, b
 
@@ -147,6 +152,7 @@ async def test_an_agent_called_as_a_tool_with_a_stale_guess(replicas: Replicas) 
     completed(await turn(b, "warm", "s0"))
     beta_warm = TurnRequest("beta", "warm", session_id="s0")
     completed(await _collect(b, beta_warm))
+    deaf(b)
     await a.store.update_agent(
         "t", "beta", AgentSpec(system_message="beta v2"), expected_revision=None
     )
@@ -163,3 +169,45 @@ async def test_an_agent_called_as_a_tool_with_a_stale_guess(replicas: Replicas) 
     assert child is not None and child.status is RunStatus.COMPLETED
     assert {"role": "system", "content": "beta v2"} in [m for c in b.model.calls for m in c]
     assert observer.started - started == 2 and observer.started == len(observer.finished)
+
+
+class HeldWrite(WriteHold, PostgresStore):
+    """A replica whose run-starting write can be held (see WriteHold)."""
+
+
+class Ended(RunObserver):
+    def __init__(self) -> None:
+        self.ended = asyncio.Event()
+
+    def run_finished(self, report: RunReport) -> None:
+        self.ended.set()
+
+
+@pytest.mark.parametrize("guessed", [True, False])
+async def test_a_run_whose_caller_left_before_its_write_answered_is_audited_once(
+    postgres_url: str, guessed: bool
+) -> None:
+    """A read start is audited before its write; a guessed one once its write answered,
+    or when its caller leaves first (its run may be stored)."""
+    store = HeldWrite(postgres_url)
+    await store.open()
+    try:
+        audit, observer = Audit(), Ended()
+        core = make_core(store, coordination=HubCoordination(Hub()), observer=observer, audit=audit)  # type: ignore[arg-type]
+        await core.agent("alpha")
+        if guessed:
+            completed(await turn(core, "warm", "s0"))  # cached: a new session is guessed
+        observer.ended.clear()
+        audit.records.clear()
+        store.hold = "hello"
+        caller = turn(core, "hello", "s1")
+        await asyncio.wait_for(store.writing.wait(), 10)
+        caller.cancel()  # type: ignore[attr-defined]
+        store.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await asyncio.wait_for(observer.ended.wait(), 10)
+        assert len(audit.records) == 1, audit.records
+        assert [r.status for r in await runs_of(core, "s1")] in ([], [RunStatus.CANCELLED])
+    finally:
+        await store.close()

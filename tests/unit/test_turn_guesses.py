@@ -9,12 +9,8 @@ from orchestrator_server.core.types import (
     Agent,
     AgentSpec,
     MemoryConfig,
-    Message,
-    Role,
-    Run,
-    RunStatus,
 )
-from orchestrator_server.store import followed_windows, turn_guesses
+from orchestrator_server.store import turn_guesses
 from orchestrator_server.store.agent_cache import AgentCache
 from orchestrator_server.store.history_cache import HistoryCache
 from orchestrator_server.store.turn_guesses import CAUTIOUS_S, TurnGuesses
@@ -96,54 +92,3 @@ def test_memory_is_bounded() -> None:
     clock.now += CAUTIOUS_S + 1
     timers.mark("late", CAUTIOUS_S)  # expired marks go first when it is full
     assert len(timers) == 1 and timers.marked("late")
-
-
-def _run(run_id: str, session: str = "s") -> Run:
-    return Run(run_id, "a", session, RunStatus.RUNNING, input="q", create_time=5.0, owner="p")
-
-
-def _answer(run_id: str, sequence: int, text: str = "ok") -> Message:
-    return Message(Role.ASSISTANT, text, run_id=run_id, sequence=sequence)
-
-
-def test_a_window_is_followed_through_a_turn_that_ran_here() -> None:
-    made, _, _ = guesses()
-    key = ("t", "a", "s")
-    made.began(key, _run("r1"), Message(Role.USER, "q", run_id="r1"), NO_SESSION)
-    assert made.followed.current(key) is None  # not until its end is recorded
-    made.followed.ended("r1", 1, [_answer("r1", 2)])
-    start = made.guess(key)
-    assert start is not None and start.owner == "p"
-    assert (start.revision.create_time, start.revision.count) == (5.0, 2)
-    assert [m.content for m in start.messages] == ["q", "ok"]
-    made.answered("t", refused=False)
-    made.heard_end("t", "a", "s", "r1")  # its own end: still followed
-    assert made.guess(key) is not None
-    made.heard_end("t", "a", "s", "elsewhere")  # another turn ended: read
-    assert made.guess(key) is None
-
-
-def test_an_end_not_recorded_as_sent_stops_the_following() -> None:
-    made, _, _ = guesses()
-    key = ("t", "a", "s")
-    for stored in (None, [], [_answer("r1", 9)]):  # failed, gone, something in between
-        made.began(key, _run("r1"), Message(Role.USER, "q", run_id="r1"), NO_SESSION)
-        made.followed.ended("r1", 1, stored)
-        assert made.followed.current(key) is None
-    made.began(key, _run("r2"), None, NO_SESSION)  # queued: not followed
-    made.followed.ended("r2", 1, [_answer("r2", 2)])
-    assert made.followed.current(key) is None
-
-
-def test_followed_windows_are_bounded() -> None:
-    made, _, _ = guesses()
-    big = "x" * (followed_windows.MAX_FOLLOWED_CHARS // 4)
-    for i in range(6):
-        key = ("t", "a", f"s{i}")
-        made.began(key, _run(f"r{i}", f"s{i}"), Message(Role.USER, "q"), NO_SESSION)
-        made.followed.ended(f"r{i}", 1, [_answer(f"r{i}", 2, big[:200_000])])
-    kept = [i for i in range(6) if made.followed.current(("t", "a", f"s{i}"))]
-    assert kept == list(range(6))  # 200k chars each: within the budget
-    for i in range(followed_windows.MAX_IN_FLIGHT + 10):
-        made.began(("t", "a", "x"), _run(f"f{i}", "x"), Message(Role.USER, "q"), NO_SESSION)
-    assert len(made.followed._in_flight) <= followed_windows.MAX_IN_FLIGHT  # type: ignore[attr-defined]

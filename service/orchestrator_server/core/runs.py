@@ -45,6 +45,7 @@ from .model_loop import (
 )
 from .model_port import ModelCatalog
 from .observer import RunObserver
+from .outcome import despite_cancels
 from .peers import Follower, PeerCancels
 from .policy import TenantPolicies
 from .replay import find_previous, replay
@@ -200,7 +201,7 @@ class RunEngine:
         reservation = self._locks.reserve(key, wait=request.wait_if_busy)
         run = _new_run(run_id, agent, session_id, request, reservation.immediate, owner)
         # A guessed start's run is put in the audit trail once its write answered (see
-        # _delivered): a stale guess is started again under another run id.
+        # _audited): a stale guess is started again under another run id.
         guessed = start is not None and start.guessed
         if not guessed:
             await self._record_start(run, reservation)
@@ -214,25 +215,31 @@ class RunEngine:
         attempt.launched = True
         del start  # the turn holds the window until its first request, not this generator
         delivery = open_delivery(self._journal, self.active, active, request, deadline, bridge)
-        async with aclosing(self._delivered(delivery, run, audit_first=guessed)) as events:
+        # (A layer of its own only for a guessed start: every event of a run passes here.)
+        delivered = self._audited(delivery, run) if guessed else delivery.events()
+        async with aclosing(delivered) as events:
             async for event in events:
                 yield event
 
-    async def _delivered(
-        self, delivery: Delivery, run: Run, *, audit_first: bool
-    ) -> AsyncGenerator[ev.RunEvent, None]:
-        """The run's events for its caller; with `audit_first`, the call is put in the
-        audit trail with the first event (the run is stored then) or the refusal."""
+    async def _audited(self, delivery: Delivery, run: Run) -> AsyncGenerator[ev.RunEvent, None]:
+        """The events of a guessed start's run for its caller; the call is put in the
+        audit trail with the first event (the run is stored then), its refusal, or the
+        caller leaving (the run may be stored), not before its write: a stale guess
+        stores nothing and is started again under another run id."""
+        audit = self._audit
         async with aclosing(delivery.events()) as events:
             try:
                 async for event in events:
-                    if audit_first and self._audit is not None:
-                        audit_first = False
-                        await self._audit.record_call("Run", f"runs/{run.run_id}", None)
+                    if audit is not None:  # stored: the run has its first event
+                        stored, audit = audit, None
+                        await stored.record_call("Run", f"runs/{run.run_id}", None)
                     yield event
-            except OrchestratorError as error:
-                if audit_first and self._audit is not None:
-                    await self._audit.record_call("Run", f"runs/{run.run_id}", error)
+            except StaleStart:
+                raise  # the retry is audited
+            except BaseException as error:
+                if audit is not None:  # refused, or the caller left (the run may be stored)
+                    refusal = error if isinstance(error, OrchestratorError) else None
+                    await despite_cancels(audit.record_call("Run", f"runs/{run.run_id}", refusal))
                 raise
 
     def _repeat(self, tenant: str, previous: Run | ActiveRun) -> AsyncGenerator[ev.RunEvent, None]:

@@ -12,7 +12,7 @@ from ..core.store_port import MissingAgentsError, already_exists, require
 from ..core.types import Agent, AgentSpec, NewAgent, Team, TeamSpec
 from . import pg_counters, pg_journal
 from .agent_cache import AgentCache
-from .pg_runs import Conn
+from .pg_runs import CHANNEL, Conn, agent_notice
 from .sqlite_rows import Row, spec_from_json, spec_to_json
 from .sqlite_teams import TEAM_COLUMNS, team_from_row, team_spec_to_json
 
@@ -113,7 +113,14 @@ async def update_agent(
         spec_to_json(spec),
         time.time(),
     )
+    await agent_changed(conn, tenant, agent_id)
     return require("agent", agent_id, await agent_row(conn, tenant, agent_id))
+
+
+async def agent_changed(conn: Conn, tenant: str, agent_id: str) -> None:
+    """Tell every replica, at commit, to drop its cached copy of the agent: a replica
+    guesses turn starts with its cached agents (see turn_guesses)."""
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, agent_notice(tenant, agent_id))
 
 
 async def delete_agent(conn: Conn, tenant: str, agent_id: str, expected: int | None) -> None:
@@ -143,6 +150,7 @@ async def delete_agent(conn: Conn, tenant: str, agent_id: str, expected: int | N
         )
     await pg_counters.add_usage(conn, tenant, "message_bytes", -stored)
     await pg_counters.add_usage(conn, tenant, "agents", -1)
+    await agent_changed(conn, tenant, agent_id)
     await conn.execute(
         "UPDATE tenants SET default_agent_id = NULL WHERE tenant = $1 AND default_agent_id = $2",
         tenant,

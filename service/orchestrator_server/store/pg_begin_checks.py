@@ -44,12 +44,29 @@ def with_agent_check(begin_run: str) -> str:
     the agent a guessed turn start used (-1: no check): when the agent is not at them
     (changed or deleted since the replica cached it), nothing is written and the outcome
     is 'agent', before any other check (the turn starts again from a read, which decides
-    the rest). A new overload: replicas not yet upgraded go on calling the old one."""
+    the rest). And a run stored running starts no earlier than its session's last change:
+    a write that waited for the end of the turn before it (the session row's lock) began
+    after that end, whenever its turn was admitted. A new overload: replicas not yet
+    upgraded go on calling the old one."""
     steps = (
         (
             "p_window_count bigint)",
             "p_window_count bigint, p_agent_revision bigint,\n"
             "    p_agent_update_time double precision)",
+        ),
+        ("    v_before bigint;\n", "    v_before bigint;\n    v_changed double precision;\n"),
+        (
+            "RETURNING s.owner, s.create_time, s.message_count\n            "
+            "INTO v_found, v_time, v_before;",
+            "RETURNING s.owner, s.create_time, s.message_count, s.update_time\n            "
+            "INTO v_found, v_time, v_before, v_changed;",
+        ),
+        (
+            "    INSERT INTO runs (tenant, run_id,",
+            "    IF v_status = 'running' AND v_session THEN\n"
+            "        p_start_time := greatest(p_start_time, v_changed);\n"
+            "    END IF;\n"
+            "    INSERT INTO runs (tenant, run_id,",
         ),
         (
             "BEGIN\n    IF p_request_id <> '' THEN",

@@ -78,7 +78,8 @@ class PostgresCoordination:
         self._bells: dict[str, set[_Bell]] = {}
         self._cancel_handlers: list[Callable[[str, str, str], None]] = []
         self._follower_handlers: list[Callable[[str, str], None]] = []
-        self._session_end_handlers: list[Callable[[str, str, str, str], None]] = []
+        self._session_end_handlers: list[Callable[[str, str, str], None]] = []
+        self._agent_handlers: list[Callable[[str, str], None]] = []
         self._lost_handlers: list[Callable[[], None]] = []
         self._availability_handlers: list[Callable[[bool], None]] = []
         self._after_beat: list[Callable[[], Awaitable[None]]] = []
@@ -140,10 +141,13 @@ class PostgresCoordination:
         """Run `task` after every heartbeat that reached the database."""
         self._after_beat.append(task)
 
-    def on_session_end(self, handler: Callable[[str, str, str, str], None]) -> None:
-        """Register handler(tenant, agent_id, session_id, run_id) for every turn's end
-        anywhere."""
+    def on_session_end(self, handler: Callable[[str, str, str], None]) -> None:
+        """Register handler(tenant, agent_id, session_id) for every turn's end anywhere."""
         self._session_end_handlers.append(handler)
+
+    def on_agent_change(self, handler: Callable[[str, str], None]) -> None:
+        """Register handler(tenant, agent_id) for every agent updated or deleted anywhere."""
+        self._agent_handlers.append(handler)
 
     @property
     def listening(self) -> bool:
@@ -230,9 +234,12 @@ class PostgresCoordination:
         if parts[0] == "end" and len(parts) == 5:
             _, tenant, agent_id, session_id, run_id = parts
             for session_handler in self._session_end_handlers:
-                session_handler(tenant, agent_id, session_id, run_id)
+                session_handler(tenant, agent_id, session_id)
             self._ring(session_key(tenant, agent_id, session_id))
             self._ring(run_key(tenant, run_id))
+        elif parts[0] == "agent" and len(parts) == 3:
+            for agent_handler in self._agent_handlers:
+                agent_handler(parts[1], parts[2])
         elif parts[0] == "events" and len(parts) == 3:
             self._ring(run_key(parts[1], parts[2]))
         elif parts[0] == "follow" and len(parts) == 3:

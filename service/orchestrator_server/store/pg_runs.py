@@ -61,6 +61,11 @@ def doorbell(tenant: str, agent_id: str, session_id: str, run_id: str) -> str:
     return f"end\x1f{tenant}\x1f{agent_id}\x1f{session_id}\x1f{run_id}"
 
 
+def agent_notice(tenant: str, agent_id: str) -> str:
+    """The NOTIFY payload of an agent updated or deleted."""
+    return f"agent\x1f{tenant}\x1f{agent_id}"
+
+
 # -- sessions and messages --------------------------------------------------------------
 
 

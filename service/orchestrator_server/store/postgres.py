@@ -113,7 +113,8 @@ class PostgresStore(PostgresTeams):
             self._url, self._pool, self._lease_seconds
         )
         coordination.after_heartbeat(self._ends.flush)
-        coordination.on_session_end(self._guesses.heard_end)
+        coordination.on_session_end(self._guesses.saw)
+        coordination.on_agent_change(lambda tenant, agent: self._agents.forget((tenant, agent)))
         self._guesses.listening = lambda: coordination.listening
         await self.coordination.start()
 
@@ -179,7 +180,9 @@ class PostgresStore(PostgresTeams):
     async def update_agent(
         self, tenant: str, agent_id: str, spec: AgentSpec, *, expected_revision: int | None
     ) -> Agent:
-        """Replace the spec, bumping the revision."""
+        """Replace the spec, bumping the revision (every replica's cached copy is
+        dropped: this one's now, the others' when they hear of it)."""
+        self._agents.forget((tenant, agent_id))
         return await self.transact(
             pg_agents.update_agent, tenant, agent_id, spec, expected_revision
         )
@@ -189,6 +192,7 @@ class PostgresStore(PostgresTeams):
     ) -> None:
         """Delete the agent with its conversations and runs."""
         self._history.forget(tenant, agent_id)
+        self._agents.forget((tenant, agent_id))
         await self.transact(pg_agents.delete_agent, tenant, agent_id, expected_revision)
 
     async def set_default_agent(self, tenant: str, agent_id: str) -> Agent:
@@ -274,14 +278,12 @@ class PostgresStore(PostgresTeams):
     async def delete_session(self, tenant: str, agent_id: str, session_id: str) -> int:
         """Delete a session; SESSION_BUSY while any replica runs a turn in it."""
         self._history.forget(tenant, agent_id, session_id)
-        self._guesses.followed.forget((tenant, agent_id, session_id))
         return await self.transact(_delete_session, tenant, agent_id, session_id)
 
     async def append_messages(
         self, tenant: str, agent_id: str, session_id: str, messages: Sequence[Message]
     ) -> None:
         """Append a turn's tool steps (fenced like its outcome)."""
-        self._guesses.followed.forget((tenant, agent_id, session_id))
         await self.transact(
             pg_runs.append_turn_messages, tenant, agent_id, session_id, messages, time.time()
         )
@@ -312,7 +314,6 @@ class PostgresStore(PostgresTeams):
         try:
             stored = await self.call(pg_runs.begin_run, tenant, run, user_message, *args)
         except BaseException as error:
-            self._guesses.followed.forget(key)
             if isinstance(error, AgentChangedError):  # the turn starts again from a read
                 self._agents.forget(key[:2])
             refused = isinstance(error, SessionOwnerError | QuotaExceededError)
@@ -320,7 +321,6 @@ class PostgresStore(PostgresTeams):
         finally:
             if agent_at is not None:  # a guessed start's write (see turn_guesses)
                 self._guesses.answered(tenant, refused=refused)
-        self._guesses.began(key, stored, user_message, window_at)
         return stored
 
     def may_begin_at_once(self, run: Run) -> bool:
@@ -340,12 +340,7 @@ class PostgresStore(PostgresTeams):
     async def finish_run(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         """Record the outcome (fenced) and ring the session's doorbell; an outcome the
         database could not take is kept and written when it is back (pg_outcomes)."""
-        stored: list[Message] | None = None
-        try:
-            stored = await self._ends.write(tenant, run, messages)
-        finally:
-            self._guesses.followed.ended(run.run_id, len(messages), stored)
-        return stored
+        return await self._ends.write(tenant, run, messages)
 
     async def _finish(self, tenant: str, run: Run, messages: Sequence[Message]) -> list[Message]:
         return await self.call(pg_runs.finish_run, tenant, run, messages)

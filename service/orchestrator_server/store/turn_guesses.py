@@ -11,8 +11,10 @@ dropped unread, and the turn starts again from a read (a changed agent) or asks 
 (a session that existed), or is refused as a read would have refused it.
 
 A session is "seen" once this replica read it, wrote a run in it, or heard that a turn
-ended in it anywhere (the doorbell's NOTIFY): its turns are read, not guessed, unless
-this replica ran its last turn and follows its window (followed_windows.py). A tenant
+ended in it anywhere (the doorbell's NOTIFY): its turns are read, not guessed. (Its
+window is not followed through this replica's own turns to guess later turns too: a
+session deleted elsewhere would be sent to the model once more before its write
+refused it.) A tenant
 has one guessed start at a time whose write has not answered (the others are read), and
 a tenant whose guessed start was refused (a session of another owner, the quota) is read
 for CAUTIOUS_S: a caller cannot make the replica send more than one model request for a
@@ -26,10 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from ..core.memory import window_limit
-from ..core.store_port import NO_SESSION, SessionRevision, TurnStart
-from ..core.types import Message, Run, RunStatus
+from ..core.store_port import NO_SESSION, TurnStart
 from .agent_cache import AgentCache
-from .followed_windows import FollowedWindows
 from .history_cache import HistoryCache, SessionKey
 
 # Sessions remembered as seen, by the hash of their key (~100 bytes each; two keys of
@@ -91,7 +91,6 @@ class TurnGuesses:
         self._max_seen = max_seen
         self._cautious = TenantTimers(clock)  # refused: read the tenant's starts
         self._unanswered = TenantTimers(clock)  # a guessed write has not answered
-        self.followed = FollowedWindows(windows)
         # Whether this replica hears every turn's end (the doorbell listens): without it,
         # a session started elsewhere would look new.
         self.listening: Callable[[], bool] = lambda: False
@@ -99,8 +98,7 @@ class TurnGuesses:
     def guess(self, key: SessionKey) -> TurnStart | None:
         """The start of a turn in a session never seen here, or None (read it)."""
         tenant, agent_id, _ = key
-        followed = self.followed.current(key)
-        if followed is None and (hash(key) in self._seen or self._windows.peek(key)):
+        if hash(key) in self._seen or self._windows.peek(key) is not None:
             return None
         if not self.listening() or self._cautious.marked(tenant):
             return None
@@ -109,14 +107,8 @@ class TurnGuesses:
         agent = self._agents.get((tenant, agent_id))
         if agent is None:
             return None
-        limit = window_limit(agent.spec)
-        if followed is not None and followed.limit < limit:
-            return None
         self._unanswered.mark(tenant, UNANSWERED_S)
-        if followed is None:
-            return TurnStart(agent, None, NO_SESSION, [], limit, guessed=True)
-        window = followed.messages[-limit:]
-        return TurnStart(agent, followed.owner, followed.revision, window, limit, guessed=True)
+        return TurnStart(agent, None, NO_SESSION, [], window_limit(agent.spec), guessed=True)
 
     def answered(self, tenant: str, *, refused: bool) -> None:
         """A guessed start's write answered (refused: the session had another owner, or
@@ -124,23 +116,6 @@ class TurnGuesses:
         self._unanswered.clear(tenant)
         if refused:
             self._cautious.mark(tenant, CAUTIOUS_S)
-
-    def began(
-        self, key: SessionKey, run: Run, user_message: Message | None, at: SessionRevision | None
-    ) -> None:
-        """A run was stored as `run` by a write that found the session at `at` (None:
-        not checked): follow the session's window if it runs here at once."""
-        agent = self._agents.get(key[:2])
-        running = run.status is RunStatus.RUNNING and user_message is not None
-        if not running or at is None or user_message is None or agent is None:
-            self.followed.forget(key)
-            return
-        self.followed.began(key, run, user_message, at, window_limit(agent.spec))
-
-    def heard_end(self, tenant: str, agent_id: str, session_id: str, run_id: str) -> None:
-        """The doorbell: a turn of the session ended somewhere."""
-        self.saw(tenant, agent_id, session_id)
-        self.followed.heard_end((tenant, agent_id, session_id), run_id)
 
     def saw(self, tenant: str, agent_id: str, session_id: str) -> None:
         """The session exists (or is being written): read its turns' starts."""
