@@ -250,14 +250,21 @@ async def test_a_deleted_agent_is_not_found_after_a_guess(replicas: Replicas) ->
     assert counted.finished == [(RunStatus.COMPLETED, ""), (RunStatus.FAILED, refused.value.reason)]
 
 
-async def test_a_guess_in_another_principals_session_is_not_found_then_read(
-    replicas: Replicas, reads: Reads
-) -> None:
+async def private_session_unknown_to_b(replicas: Replicas, principal: str) -> tuple[Core, Core]:
+    """Replica a with session "private" of principal "owner"; replica b, started after it
+    (it has not heard of the session), with the agent cached by `principal`'s turn."""
     a = await replicas.replica()
     await a.agent("alpha")
     completed(await turn(a, "mine", "private", principal="owner"))
-    b = await replicas.replica()  # has not heard of "private"
-    completed(await turn(b, "warm", "s0", principal="intruder"))
+    b = await replicas.replica()
+    completed(await turn(b, "warm", "s0", principal=principal))
+    return a, b
+
+
+async def test_a_guess_in_another_principals_session_is_not_found_then_read(
+    replicas: Replicas, reads: Reads
+) -> None:
+    a, b = await private_session_unknown_to_b(replicas, "intruder")
     reads.clear()
     calls = len(b.model.calls)
     with pytest.raises(NotFoundError):
@@ -274,11 +281,7 @@ async def test_a_guess_in_another_principals_session_is_not_found_then_read(
 async def test_an_admin_continues_another_principals_session_it_was_not_told_of(
     replicas: Replicas, reads: Reads
 ) -> None:
-    a = await replicas.replica()
-    await a.agent("alpha")
-    completed(await turn(a, "mine", "private", principal="owner"))
-    b = await replicas.replica()  # has not heard of "private"
-    completed(await turn(b, "warm", "s0"))
+    a, b = await private_session_unknown_to_b(replicas, "p")
     reads.clear()
     with acting_as(Caller("root", "t", frozenset({AccessRole.ADMIN}))):
         request = TurnRequest("alpha", "admin here", session_id="private")
