@@ -208,9 +208,8 @@ class RunEngine:
         budget = attempt.agent_calls or AgentCallBudget(self._max_agent_calls)
         context = TurnContext(tenant, request, tools, deadline, budget)
         # A retry carries the usage of the first attempt's dropped request.
-        first = attempt.first
-        carried = (first.run.usage if first else Usage()) if retried else None
-        active, _ = self._launch(run, agent, reservation, context, start, retried=carried)
+        carried = (attempt.first.run.usage if attempt.first else Usage()) if retried else None
+        active, _ = self._launch(run, agent, reservation, context, start, retry_usage=carried)
         attempt.first = attempt.first or active
         attempt.launched = True
         del start  # the turn holds the window until its first request, not this generator
@@ -258,11 +257,13 @@ class RunEngine:
         context: TurnContext,
         start: TurnStart | None = None,
         *,
-        retried: Usage | None = None,
+        retry_usage: Usage | None = None,
     ) -> tuple[ActiveRun, TaskStream[object]]:
         """The turn's task stream, registered among the runs in flight."""
         active = ActiveRun(run, context.tenant, queued=not reservation.immediate)
-        turn = Turn(self._services, active, agent, reservation, context, start, retried=retried)
+        turn = Turn(
+            self._services, active, agent, reservation, context, start, retry_usage=retry_usage
+        )
         stream: TaskStream[object] = TaskStream(
             turn.run, name=f"turn {run.run_id}", merge=ev.coalesce_deltas
         )

@@ -33,7 +33,7 @@ from .task_stream import Emit
 from .telemetry import Span, Tracer
 from .telemetry_spans import agent_span, run_ended
 from .token_window import TokenWindow
-from .types import Agent, Message, Role, RunStatus, Usage
+from .types import Agent, Message, Role, Run, RunStatus, Usage
 
 log = logging.getLogger(__name__)
 # How long a turn waits, after its first delta, for the caller to send it before it
@@ -73,7 +73,7 @@ class Turn:
         context: TurnContext,
         start: TurnStart | None = None,
         *,
-        retried: Usage | None = None,
+        retry_usage: Usage | None = None,
     ) -> None:
         self._services = services
         self._active = active
@@ -89,8 +89,8 @@ class Turn:
         self._agent_at = AgentRevision.of(agent) if guessed else None
         # The first attempt of a turn whose guessed start was stale (StaleStart) is not a
         # run: it stored and emitted nothing, and the engine's retry (given the model
-        # usage of the first attempt's dropped request) counts as the run.
-        self._retried = retried
+        # usage of the first attempt's dropped request; None: not a retry) is the run.
+        self._retry_usage = retry_usage
         self._stale = False
         run = active.run
         self._outcome = OutcomeRecorder(services.store, active.tenant, run)
@@ -116,7 +116,7 @@ class Turn:
             window_at=self._early.revision if self._early else None,
             agent_at=self._agent_at,
         )
-        if self._retried is None:
+        if self._retry_usage is None:  # a retry's run was counted by its first attempt
             services.observer.run_started()
         with agent_span(services.tracer, active.tenant, self._agent, active.run) as span:
             self._span = span
@@ -250,8 +250,8 @@ class Turn:
         )
         if previous is not None:  # a request dropped unread (queued behind a peer) was sent
             loop.usage = previous.usage
-        elif self._retried is not None:  # the usage of a stale first attempt's request
-            loop.usage = self._retried
+        elif self._retry_usage is not None:  # a stale first attempt's dropped request
+            loop.usage = self._retry_usage
         early, self._early = self._early, None  # good for the first request only
         messages = await loop.history(services.store, self._active.tenant, early)
         gate.announce_if_stored()  # a write that overlapped the history read
@@ -332,8 +332,15 @@ class Turn:
         await self._outcome.ended(status, reason, message, output=partial, usage=usage)
 
     def _finished(self) -> None:
-        services, active = self._services, self._active
         run = self._outcome.run
+        self._reservation.release()
+        self._services.runs.remove(self._active)
+        if not self._stale:  # a stale start's retry is the run reported (see StaleStart)
+            self._report(run)
+        self._active.finished(run)
+
+    def _report(self, run: Run) -> None:
+        """The run's end for monitoring: the metrics, its span and a log line."""
         loop = self._loop
         first_delta = loop.first_delta if loop and loop.first_delta else None
         report = RunReport(
@@ -343,12 +350,7 @@ class Turn:
             first_delta - self._started if first_delta else None,
             run.usage,
         )
-        self._reservation.release()
-        services.runs.remove(active)
-        if self._stale:  # the engine starts the turn again (see StaleStart)
-            active.finished(run)
-            return
-        services.observer.run_finished(report)
+        self._services.observer.run_finished(report)
         if self._span is not None:
             run_ended(self._span, run)
         if log.isEnabledFor(logging.INFO):
@@ -360,4 +362,3 @@ class Turn:
                 run.usage.prompt_tokens,
                 run.usage.completion_tokens,
             )
-        active.finished(run)

@@ -14,11 +14,12 @@ A session is "seen" once this replica read it, wrote a run in it, or heard that 
 ended in it anywhere (the doorbell's NOTIFY): its turns are read, not guessed. (Its
 window is not followed through this replica's own turns to guess later turns too: a
 session deleted elsewhere would be sent to the model once more before its write
-refused it.) A tenant
-has one guessed start at a time whose write has not answered (the others are read), and
-a tenant whose guessed start was refused (a session of another owner, the quota) is read
-for CAUTIOUS_S: a caller cannot make the replica send more than one model request for a
-refused turn per tenant in that time.
+refused it.)
+
+A tenant has one guessed start at a time whose write has not answered (the others are
+read), and a tenant whose guessed start was refused (a session of another owner, the
+quota) is read for CAUTIOUS_S: a caller cannot make the replica send more than one model
+request for a refused turn per tenant in that time.
 """
 
 from __future__ import annotations
